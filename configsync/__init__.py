@@ -1,0 +1,36 @@
+"""configsync: critical configuration, encrypted at rest and identical on every node.
+
+The public Python API is what ``__all__`` lists; everything else is internal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from configsync.exceptions import ConfigKeyError, ConfigsyncError, DecryptionError, KeyringError
+
+__all__ = [
+    "ConfigKeyError",
+    "ConfigsyncError",
+    "DecryptionError",
+    "KeyringError",
+    "get_system_config",
+]
+
+_MISSING: Any = object()
+
+
+def get_system_config(key: str, default: Any = _MISSING) -> Any:
+    """The typed, decrypted value of setting ``key``.
+
+    Returns ``default`` when the key does not exist and a default was given; raises
+    ``ConfigKeyError`` (a ``KeyError``) naming the key otherwise.
+    """
+    from configsync.selectors.system_config import system_config_get
+
+    try:
+        return system_config_get(key=key).typed_value()
+    except ConfigKeyError:
+        if default is _MISSING:
+            raise
+        return default

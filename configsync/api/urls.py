@@ -1,0 +1,3 @@
+"""URLs of the config API (issue 4 fills this in)."""
+
+urlpatterns: list = []

@@ -1,0 +1,53 @@
+"""The app's options, read from Django settings in one place.
+
+Every ``CONFIGSYNC_*`` setting is read here and nowhere else, with its default, so the rest of the
+code asks ``app_settings.SYNC_INTERVAL_SECONDS`` rather than ``getattr(settings, ...)``.
+Values are read on every access, so ``override_settings`` in tests just works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "NODE_ID": "",
+    "ENCRYPTION_KEYS": [],
+    "DEV_KEY_FILE": None,
+    "VAR_DIR": None,
+    "SYNC_SECRET": "",
+    "PEERS": [],
+    "SYNC_INTERVAL_SECONDS": 30,
+    "DEPLOYMENT_MODE": "",
+    "ENV_FILE": "",
+    "DATA_CALLBACK_URL": "",
+    "MAX_CLOCK_SKEW_SECONDS": 300,
+    "SYNC_BATCH_SIZE": 500,
+    "MAX_PUSH_BATCH": 1000,
+    "SIGNATURE_MAX_AGE_SECONDS": 300,
+    "PEER_TIMEOUT_SECONDS": 10,
+    "ROTATION_BATCH_SIZE": 200,
+    "MAX_VALUE_BYTES": 64 * 1024,
+}
+
+
+class AppSettings:
+    """Attribute access to ``CONFIGSYNC_<NAME>`` settings with the defaults above."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown configsync setting {name!r}")
+        return getattr(settings, f"CONFIGSYNC_{name}", DEFAULTS[name])
+
+    @property
+    def var_dir(self) -> Path:
+        """Directory for this node's local state (SQLite, broker, dev key, locks)."""
+        configured = getattr(settings, "CONFIGSYNC_VAR_DIR", None)
+        path = Path(configured) if configured else Path(settings.BASE_DIR) / "var"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+app_settings = AppSettings()

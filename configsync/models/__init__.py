@@ -1,0 +1,6 @@
+"""configsync's models, one module per concept."""
+
+from configsync.models.node import NodeIdentity
+from configsync.models.system_config import SystemConfig
+
+__all__ = ["NodeIdentity", "SystemConfig"]

@@ -1,0 +1,1 @@
+"""Reads. Functions are keyword-only, typed and named ``<entity>_<query>``."""

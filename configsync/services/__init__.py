@@ -1,0 +1,1 @@
+"""Business logic. Functions are keyword-only, typed and named ``<entity>_<action>``."""

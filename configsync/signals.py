@@ -1,0 +1,1 @@
+"""Signal receivers. Each is thin and calls a service."""

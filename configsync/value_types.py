@@ -1,0 +1,108 @@
+"""The typed values of ``SystemConfig``: parsing, validation and canonical text form.
+
+A value is stored as canonical text (``value_serialize``) and read back typed (``value_parse``).
+Both raise ``django.core.exceptions.ValidationError`` with a message that never echoes a value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class ValueType(models.TextChoices):
+    STR = "str", "Text"
+    INT = "int", "Integer"
+    FLOAT = "float", "Decimal number"
+    BOOL = "bool", "Boolean"
+    JSON = "json", "JSON"
+    URL = "url", "URL"
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _check_url(text: str) -> str:
+    parts = urlsplit(text)
+    if not parts.scheme or not (parts.netloc or parts.path) or any(c.isspace() for c in text):
+        raise ValidationError("Enter a valid URL (scheme://host/...).", code="invalid_url")
+    if parts.scheme in {"http", "https"} and not parts.netloc:
+        raise ValidationError("Enter a valid URL (scheme://host/...).", code="invalid_url")
+    return text
+
+
+def value_parse(raw: str, value_type: str) -> Any:
+    """Parse canonical or user-typed text into the Python value of ``value_type``."""
+    if value_type not in ValueType.values:
+        raise ValidationError(
+            "Unknown type %(type)s; use one of %(choices)s.",
+            code="invalid_type",
+            params={"type": value_type, "choices": ", ".join(ValueType.values)},
+        )
+    text = raw if isinstance(raw, str) else str(raw)
+    if value_type == ValueType.STR:
+        return text
+    if value_type == ValueType.INT:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise ValidationError("Enter a whole number.", code="invalid_int") from None
+    if value_type == ValueType.FLOAT:
+        try:
+            number = float(text.strip())
+        except ValueError:
+            raise ValidationError("Enter a number.", code="invalid_float") from None
+        if not math.isfinite(number):
+            raise ValidationError("Enter a finite number.", code="invalid_float")
+        return number
+    if value_type == ValueType.BOOL:
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValidationError("Enter true or false.", code="invalid_bool")
+    if value_type == ValueType.JSON:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValidationError("Enter valid JSON.", code="invalid_json") from None
+    return _check_url(text.strip())
+
+
+def value_serialize(value: Any, value_type: str) -> str:
+    """Canonical text of a typed (or textual) value; validates it on the way."""
+    if isinstance(value, str):
+        value = value_parse(value, value_type)
+    elif value_type not in ValueType.values:
+        value_parse("", value_type)  # raises the unknown-type error
+    if value_type == ValueType.BOOL:
+        if not isinstance(value, bool):
+            raise ValidationError("Enter true or false.", code="invalid_bool")
+        return "true" if value else "false"
+    if value_type == ValueType.INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError("Enter a whole number.", code="invalid_int")
+        return str(value)
+    if value_type == ValueType.FLOAT:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValidationError("Enter a number.", code="invalid_float")
+        return repr(float(value))
+    if value_type == ValueType.JSON:
+        try:
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError):
+            raise ValidationError("Enter valid JSON.", code="invalid_json") from None
+    if value_type == ValueType.URL:
+        return _check_url(str(value))
+    return str(value)

@@ -1,0 +1,123 @@
+"""The AI provider kinds: which fields each declares, their defaults and validation.
+
+Each kind is a :class:`ProviderKind`; ``KINDS`` maps the stored ``kind`` value to it. Adding a
+provider means adding one entry here (and, for ``client_settings``, its SDK keyword mapping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+# Fields of AIProviderConfig that a kind may use besides name/kind/enabled/is_default.
+OPTION_FIELDS = (
+    "api_key",
+    "base_url",
+    "default_model",
+    "organization",
+    "endpoint",
+    "api_version",
+    "deployment",
+)
+
+
+@dataclass(frozen=True)
+class ProviderKind:
+    """What one provider kind needs: required and allowed fields, defaults, SDK kwargs."""
+
+    kind: str
+    label: str
+    required: tuple[str, ...]
+    allowed: tuple[str, ...]
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    sdk_kwargs: Mapping[str, str] = field(default_factory=dict)
+    """Maps our field name to the keyword argument of the provider's official SDK client."""
+
+    def validate(self, values: Mapping[str, Any]) -> None:
+        """Raise ``ValidationError`` (per field) when ``values`` do not fit this kind."""
+        errors: dict[str, str] = {}
+        for name in self.required:
+            if not values.get(name):
+                errors[name] = f"Required for {self.label}."
+        for name in OPTION_FIELDS:
+            if name not in self.allowed and values.get(name):
+                errors[name] = f"Not used by {self.label}; leave it empty."
+        if errors:
+            raise ValidationError(errors)
+
+
+KINDS: dict[str, ProviderKind] = {
+    spec.kind: spec
+    for spec in (
+        ProviderKind(
+            kind="openai",
+            label="OpenAI",
+            required=("api_key",),
+            allowed=("api_key", "base_url", "default_model", "organization"),
+            defaults={"base_url": "https://api.openai.com/v1", "default_model": "gpt-4o-mini"},
+            sdk_kwargs={
+                "api_key": "api_key",
+                "base_url": "base_url",
+                "organization": "organization",
+            },
+        ),
+        ProviderKind(
+            kind="anthropic",
+            label="Anthropic",
+            required=("api_key",),
+            allowed=("api_key", "base_url", "default_model"),
+            defaults={
+                "base_url": "https://api.anthropic.com",
+                "default_model": "claude-sonnet-4-5",
+            },
+            sdk_kwargs={"api_key": "api_key", "base_url": "base_url"},
+        ),
+        ProviderKind(
+            kind="google",
+            label="Google AI",
+            required=("api_key",),
+            allowed=("api_key", "base_url", "default_model"),
+            defaults={
+                "base_url": "https://generativelanguage.googleapis.com",
+                "default_model": "gemini-2.5-flash",
+            },
+            sdk_kwargs={"api_key": "api_key"},
+        ),
+        ProviderKind(
+            kind="azure_openai",
+            label="Azure OpenAI",
+            required=("api_key", "endpoint", "api_version", "deployment"),
+            allowed=("api_key", "endpoint", "api_version", "deployment", "default_model"),
+            defaults={"api_version": "2024-10-21"},
+            sdk_kwargs={
+                "api_key": "api_key",
+                "endpoint": "azure_endpoint",
+                "api_version": "api_version",
+                "deployment": "azure_deployment",
+            },
+        ),
+        ProviderKind(
+            kind="ollama",
+            label="Ollama",
+            required=("base_url",),
+            allowed=("base_url", "default_model"),
+            defaults={"base_url": "http://127.0.0.1:11434", "default_model": "llama3.2"},
+            sdk_kwargs={"base_url": "host"},
+        ),
+    )
+}
+
+KIND_CHOICES = [(spec.kind, spec.label) for spec in KINDS.values()]
+
+
+def kind_get(kind: str) -> ProviderKind:
+    """The spec of ``kind``; ``ValidationError`` naming the known kinds otherwise."""
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ValidationError(
+            {"kind": f"Unknown provider kind {kind!r}; use one of {', '.join(KINDS)}."}
+        ) from None

@@ -1,0 +1,34 @@
+"""Reads of ``AIProviderConfig``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from configsync.exceptions import ConfigKeyError
+from providers.models import AIProviderConfig
+from providers.registry import OPTION_FIELDS
+
+
+def ai_provider_get(*, name: str) -> AIProviderConfig:
+    """The provider ``name``; ``ConfigKeyError`` when it does not exist."""
+    try:
+        return AIProviderConfig.objects.get(name=name)
+    except AIProviderConfig.DoesNotExist:
+        raise ConfigKeyError(name, kind="AI provider") from None
+
+
+def ai_config_get(*, name: str, field: str | None = None) -> Any:
+    """Provider ``name``'s decrypted settings as a dict, or one ``field`` of it.
+
+    Uncached for now; issue 4 puts the in-process cache in front of it.
+    """
+    record = ai_provider_get(name=name)
+    data: dict[str, Any] = {name_: getattr(record, name_) for name_ in OPTION_FIELDS}
+    data.update(
+        name=record.name, kind=record.kind, enabled=record.enabled, is_default=record.is_default
+    )
+    if field is None:
+        return data
+    if field not in data:
+        raise ConfigKeyError(f"{name}.{field}", kind="AI provider field")
+    return data[field]

@@ -1,0 +1,206 @@
+"""Settings shared by every environment.
+
+All configuration is read through the one ``env`` object below (django-environ). A ``.env`` file
+beside ``manage.py`` is read when present; variables already in the process environment win.
+App options live under ``CONFIGSYNC_*`` and are read by the app only through ``configsync.conf``.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+_dotenv = BASE_DIR / ".env"
+if _dotenv.is_file():
+    # read_env never overrides a variable that is already set, so OS variables win.
+    environ.Env.read_env(str(_dotenv), overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "configsync",
+    "providers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "settings.urls"
+WSGI_APPLICATION = "settings.wsgi.application"
+ASGI_APPLICATION = "settings.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def database_config(url: str) -> dict:
+    """Parse a database URL; SQLite gets settings that let web, worker and beat share it."""
+    config = env.db_url_config(url)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        name = Path(config["NAME"])
+        if str(name) != ":memory:" and not name.is_absolute():
+            config["NAME"] = str(BASE_DIR / name)
+        config.setdefault("OPTIONS", {}).update(
+            {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            }
+        )
+    return config
+
+
+DATABASES = {
+    "default": database_config(env.str("DATABASE_URL", default="sqlite:///var/configsync.sqlite3"))
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "configsync",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Celery (read by settings/celery.py with namespace "CELERY") -------------------------------
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+else:
+    # Embedded default: Kombu's filesystem transport under var/, no server needed.
+    _broker_dir = VAR_DIR / "celery" / "broker"
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- REST framework ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("CONFIGSYNC_THROTTLE_ANON", default="60/min"),
+        "user": env.str("CONFIGSYNC_THROTTLE_USER", default="6000/min"),
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "configsync API",
+    "DESCRIPTION": "Critical configuration, encrypted at rest and replicated between nodes.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+
+# --- configsync (read only through configsync/conf.py) -------------------------------------------
+CONFIGSYNC_NODE_ID = env.str("CONFIGSYNC_NODE_ID", default="")
+CONFIGSYNC_ENCRYPTION_KEYS = env.list("CONFIGSYNC_ENCRYPTION_KEYS", default=[])
+CONFIGSYNC_DEV_KEY_FILE = VAR_DIR / "dev-encryption.key"
+CONFIGSYNC_SYNC_SECRET = env.str("CONFIGSYNC_SYNC_SECRET", default="")
+CONFIGSYNC_PEERS = env.list("CONFIGSYNC_PEERS", default=[])
+CONFIGSYNC_SYNC_INTERVAL_SECONDS = env.int("CONFIGSYNC_SYNC_INTERVAL_SECONDS", default=30)
+CONFIGSYNC_DEPLOYMENT_MODE = env.str("CONFIGSYNC_DEPLOYMENT_MODE", default="")
+CONFIGSYNC_ENV_FILE = env.str("CONFIGSYNC_ENV_FILE", default="")
+CONFIGSYNC_DATA_CALLBACK_URL = env.str("CONFIGSYNC_DATA_CALLBACK_URL", default="")
+CONFIGSYNC_VAR_DIR = VAR_DIR
+EXTERNAL_DATABASE_URL = env.str("EXTERNAL_DATABASE_URL", default="")
+CONFIGSYNC_R2_ENDPOINT_URL = env.str("CONFIGSYNC_R2_ENDPOINT_URL", default="")
+CONFIGSYNC_R2_BUCKET = env.str("CONFIGSYNC_R2_BUCKET", default="")
+CONFIGSYNC_R2_ACCESS_KEY_ID = env.str("CONFIGSYNC_R2_ACCESS_KEY_ID", default="")
+CONFIGSYNC_R2_SECRET_ACCESS_KEY = env.str("CONFIGSYNC_R2_SECRET_ACCESS_KEY", default="")
+
+# --- Logging: every handler masks secrets, whatever logger emits the record ---------------------
+LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_secrets": {"()": "configsync.logging.SecretMaskingFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["mask_secrets"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "celery": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
+}

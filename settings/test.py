@@ -1,0 +1,26 @@
+"""Settings for the test suite.
+
+PostgreSQL when ``TEST_DATABASE_URL`` is set, SQLite otherwise; Redis when ``REDIS_URL`` is set.
+A fixed, obviously fake encryption keyring is used unless the test overrides it.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "django-insecure-test-only")
+os.environ.setdefault(
+    # Two throwaway test keys (not secrets): the first encrypts, both decrypt.
+    "CONFIGSYNC_ENCRYPTION_KEYS",
+    "Y29uZmlnc3luYy10ZXN0LWtleS0wMS0tLS0tLS0tLS0,Y29uZmlnc3luYy10ZXN0LWtleS0wMi0tLS0tLS0tLS0",
+)
+
+from .base import *  # noqa: F403
+from .base import VAR_DIR, database_config, env
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DATABASES = {
+    "default": database_config(env.str("TEST_DATABASE_URL", default="sqlite:///var/test.sqlite3"))
+}
+CELERY_TASK_ALWAYS_EAGER = False
+CONFIGSYNC_DEV_KEY_FILE = VAR_DIR / "test-dev-encryption.key"
+REST_FRAMEWORK_THROTTLE_DISABLED = True
