@@ -9,3 +9,6 @@ class ConfigsyncConfig(AppConfig):
     def ready(self) -> None:
         """Wire signals and register system checks; nothing else happens at start-up."""
         from configsync import checks, signals  # noqa: F401
+        from configsync.replication import registry
+
+        registry.register("configsync.systemconfig", natural_key_field="key")

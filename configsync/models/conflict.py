@@ -1,0 +1,73 @@
+from django.db import models
+
+
+class Conflict(models.Model):
+    """A losing version kept for review after two concurrent changes of one record.
+
+    Both versions are kept in their wire form (``configsync.replication.registry``), so sensitive
+    values stay ciphertext. ``local_version`` is what this node had, ``remote_version`` what
+    arrived (from a peer, or from the ``.env`` file); each is
+    ``{"hlc": str, "origin": str, "deleted": bool, "data": dict | None}``. The winner by
+    last-write-wins is already applied; resolving writes the chosen version as a new change.
+    """
+
+    class Winner(models.TextChoices):
+        LOCAL = "local", "Local"
+        REMOTE = "remote", "Remote"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    model_label = models.CharField(
+        verbose_name="model", max_length=100, help_text="Replicated model, app_label.modelname."
+    )
+    natural_key = models.CharField(
+        verbose_name="natural key", max_length=255, help_text="The record's identity on every node."
+    )
+    source = models.CharField(
+        verbose_name="source",
+        max_length=255,
+        help_text="Where the remote version came from: a peer's name, or env-file:<path>.",
+    )
+    local_version = models.JSONField(
+        verbose_name="local version",
+        help_text="This node's version (wire form; secrets encrypted).",
+    )
+    remote_version = models.JSONField(
+        verbose_name="remote version",
+        help_text="The incoming version (wire form; secrets encrypted).",
+    )
+    winner = models.CharField(
+        verbose_name="winner",
+        max_length=8,
+        choices=Winner.choices,
+        help_text="Which version last-write-wins applied.",
+    )
+    status = models.CharField(
+        verbose_name="status",
+        max_length=10,
+        choices=Status.choices,
+        default=Status.OPEN,
+        db_index=True,
+        help_text="Open until an operator resolves it.",
+    )
+    resolution = models.CharField(
+        verbose_name="resolution",
+        max_length=8,
+        choices=Winner.choices,
+        blank=True,
+        default="",
+        help_text="The version an operator chose.",
+    )
+    detected_at = models.DateTimeField(verbose_name="detected at", auto_now_add=True)
+    resolved_at = models.DateTimeField(verbose_name="resolved at", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "conflict"
+        verbose_name_plural = "conflicts"
+        ordering = ["-detected_at", "-id"]
+        indexes = [models.Index(fields=["model_label", "natural_key"])]
+
+    def __str__(self) -> str:
+        return f"{self.model_label}:{self.natural_key} ({self.status})"

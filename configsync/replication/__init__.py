@@ -1,0 +1,1 @@
+"""Replication between nodes: registry of replicated models, clock, protocol, transports."""
