@@ -2,6 +2,17 @@
 
 from configsync.models.conflict import Conflict
 from configsync.models.node import NodeIdentity
+from configsync.models.peer import Peer, PeerCheckpoint, SyncRun
+from configsync.models.replication import NodeClock, ReplicatedRecord
 from configsync.models.system_config import SystemConfig
 
-__all__ = ["Conflict", "NodeIdentity", "SystemConfig"]
+__all__ = [
+    "Conflict",
+    "NodeClock",
+    "NodeIdentity",
+    "Peer",
+    "PeerCheckpoint",
+    "ReplicatedRecord",
+    "SyncRun",
+    "SystemConfig",
+]
