@@ -8,6 +8,7 @@ is released by the kernel when its holder dies.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -38,10 +39,9 @@ def named_lock(
             yield acquired
         finally:
             if acquired:
-                try:
+                # It may have expired while held; then another holder may already have it.
+                with contextlib.suppress(redis.exceptions.LockError):
                     lock.release()
-                except redis.exceptions.LockError:
-                    pass  # expired while held: another holder may already have it
             client.close()
         return
 

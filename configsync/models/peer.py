@@ -102,3 +102,6 @@ class SyncRun(models.Model):
         verbose_name_plural = "sync runs"
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["peer", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"sync run {self.pk} ({'ok' if self.ok else 'failed'})"

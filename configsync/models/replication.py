@@ -30,6 +30,9 @@ class NodeClock(models.Model):
         verbose_name = "node clock"
         verbose_name_plural = "node clock"
 
+    def __str__(self) -> str:
+        return f"clock seq={self.last_seq}"
+
 
 class ReplicatedRecord(models.Model):
     """Replication metadata of one record of a replicated model, tombstones included.
