@@ -68,6 +68,9 @@ class PeerCheckpoint(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.peer_id}:{self.direction}@{self.cursor or 'start'}"
+
 
 class SyncRun(models.Model):
     """One sync cycle with one peer: what it did, or why it failed. Feeds the status view."""
