@@ -1,1 +1,12 @@
-"""Signal receivers. Each is thin and calls a service."""
+"""Signals of configsync and the receivers wired in ``ConfigsyncConfig.ready``. Receivers are thin.
+
+``change_committed`` is sent after the transaction commits, once per change of a replicated
+record: a local write or an applied remote change. Keyword arguments (ids, never values):
+``model_label`` (``app_label.modelname``), ``natural_key``, ``seq`` (this node's feed sequence),
+``deleted`` (tombstone) and ``local`` (``True`` when written on this node, ``False`` when
+received from a peer). Caches, push-on-write, the data callback and the .env bridge listen to it.
+"""
+
+from django.dispatch import Signal
+
+change_committed = Signal()
