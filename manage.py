@@ -6,6 +6,13 @@ import sys
 
 
 def main() -> None:
+    if sys.argv[1:] == ["configsync", "keys", "generate"]:
+        # Generating a key needs no settings: it must work before any key (or setting) exists,
+        # e.g. under settings.production, which refuses to load without keys.
+        from configsync.crypto.keyring import generate_key
+
+        sys.stdout.write(generate_key() + "\n")
+        return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.local")
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line

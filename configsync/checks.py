@@ -1,9 +1,11 @@
 """System checks (``configsync.E001`` ...), run by every management command and ``check --deploy``.
 
 * E001 — no encryption key configured (and no development key possible: DEBUG is off).
-* E002 — a configured encryption key is malformed.
+* E002 — a configured encryption key (or the development key file) is malformed.
 * E003 — duplicate encryption keys.
-* W001 — running on the generated development key.
+* W001 — running on the generated development key (generated here, once, if missing).
+* W002 — stored values use key ids that no configured key has (database check: ``migrate``
+  and ``check --database default`` run it); those values cannot be read on this node.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.db import DatabaseError
 
 from configsync.conf import app_settings
 from configsync.crypto.errors import KeyringError
-from configsync.crypto.keyring import parse_key
+from configsync.crypto.keyring import get_keyring, parse_key
 
 
 @checks.register(checks.Tags.security)
@@ -23,6 +26,17 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks
     configured = [text for text in app_settings.ENCRYPTION_KEYS if text.strip()]
     if not configured:
         if settings.DEBUG and app_settings.DEV_KEY_FILE:
+            try:
+                get_keyring()  # generates the development key once, with its own warning
+            except KeyringError as exc:
+                return [
+                    checks.Error(
+                        f"The development key in {app_settings.DEV_KEY_FILE} is unusable: {exc}",
+                        hint="Delete the file to generate a new one (values encrypted with it "
+                        "are then lost), or set CONFIGSYNC_ENCRYPTION_KEYS.",
+                        id="configsync.E002",
+                    )
+                ]
             return [
                 checks.Warning(
                     "CONFIGSYNC_ENCRYPTION_KEYS is not set: using the development key in "
@@ -57,3 +71,30 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks
             )
         )
     return errors
+
+
+@checks.register(checks.Tags.database)
+def check_stored_key_ids(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    if not databases or "default" not in databases:
+        return []
+    from configsync.services.keys import keys_status
+
+    try:
+        report = keys_status()
+    except (KeyringError, DatabaseError):
+        return []  # no usable keyring (E001/E002 say so) or tables not migrated yet
+    unknown = report.unknown_key_ids
+    if not unknown:
+        return []
+    count = sum(report.tokens_by_key_id[kid] for kid in unknown)
+    return [
+        checks.Warning(
+            f"{count} stored encrypted value(s) use key id(s) {', '.join(unknown)}, which "
+            "CONFIGSYNC_ENCRYPTION_KEYS does not contain; reading them fails on this node.",
+            hint="Add the missing key to CONFIGSYNC_ENCRYPTION_KEYS (after the first), or "
+            "`configsync keys status` to see which.",
+            id="configsync.W002",
+        )
+    ]

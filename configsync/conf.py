@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "DEPLOYMENT_MODE": "",
     "ENV_FILE": "",
     "DATA_CALLBACK_URL": "",
+    "PUSH_ON_WRITE": True,
     "MAX_CLOCK_SKEW_SECONDS": 300,
     "SYNC_BATCH_SIZE": 500,
     "MAX_PUSH_BATCH": 1000,
@@ -30,6 +31,22 @@ DEFAULTS: dict[str, Any] = {
     "PEER_TIMEOUT_SECONDS": 10,
     "ROTATION_BATCH_SIZE": 200,
     "MAX_VALUE_BYTES": 64 * 1024,
+    # The .env bridge (configsync.envbridge.policy documents each).
+    "ENV_MANAGE": "all",
+    "ENV_STRIP_PREFIX": False,
+    "ENV_EXCLUDE": [
+        "DJANGO_*",
+        "CONFIGSYNC_*",
+        "DATABASE_URL",
+        "TEST_DATABASE_URL",
+        "EXTERNAL_DATABASE_URL",
+        "REDIS_URL",
+        "PORT",
+    ],
+    "ENV_SECRET_PATTERNS": ["*_KEY", "*_SECRET", "*_TOKEN", "*_PASSWORD"],
+    "ENV_SECRET_URL_CREDENTIALS": True,
+    "LOOKUP_CHECK_INTERVAL_SECONDS": 0.5,
+    "LOOKUP_MAX_AGE_SECONDS": 300,
 }
 
 

@@ -1,13 +1,284 @@
 """Celery tasks and the beat schedule (schedules are code, built from ``configsync.conf``).
 
 Tasks take ids, reload, call a service, are safe to re-run and retry with backoff.
+
+Replication scheduling:
+
+- ``sync_all_peers`` (beat, every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS``) seeds peers from the
+  settings, collects old tombstones and enqueues one ``sync_peer`` per enabled peer.
+- ``sync_peer`` runs one cycle with one peer under the per-peer lock ``sync-peer-<id>`` (Redis
+  when configured, a file lock otherwise), so two beats or workers never run the same peer at
+  once. A failure is logged with the peer's name and the reason, retried with exponential
+  backoff and jitter a bounded number of times, and never propagates out of the task.
+- ``push_to_peers`` is enqueued when a local change commits (see ``configsync.receivers``) and
+  runs a push-only cycle with every enabled peer, so a write reaches them in about a second.
+- ``notify_data_callback`` tells ``CONFIGSYNC_DATA_CALLBACK_URL`` of one change (ids only).
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import Retry
+from celery.utils.time import get_exponential_backoff_interval
+from django.db import transaction
+
+from configsync.conf import app_settings
+from configsync.locks import named_lock
+
+logger = logging.getLogger(__name__)
+
+SYNC_MAX_RETRIES = 5
+"""Retries of one failed cycle before waiting for the next beat."""
+SYNC_BACKOFF_MAX_SECONDS = 300
+PUSH_LOCK_RETRIES = 10
+"""How often a push that found the peer busy tries again (one second apart)."""
+CALLBACK_MAX_RETRIES = 8
+SYNC_LOCK_TIMEOUT_SECONDS = 120
+"""Expiry of a Redis per-peer lock, so a killed worker cannot wedge its peer for long.
+
+A cycle outliving it may overlap the next one with the same peer; applying a change is
+idempotent (last-write-wins on the same versions), so the overlap only costs work."""
+
+
+def _backoff(retries: int) -> int:
+    """Exponential backoff with full jitter: about 2, 4, 8 … seconds, capped."""
+    return (
+        int(
+            get_exponential_backoff_interval(
+                factor=2, retries=retries, maximum=SYNC_BACKOFF_MAX_SECONDS, full_jitter=True
+            )
+        )
+        + 1
+    )
+
+
+def _enabled_peer_ids() -> list[int]:
+    from configsync.models import Peer
+
+    return list(Peer.objects.filter(enabled=True).order_by("name").values_list("id", flat=True))
+
+
+@shared_task(name="configsync.tasks.sync_all_peers", ignore_result=True)
+def sync_all_peers() -> list[int]:
+    """Beat: seed peers from the settings, collect tombstones, enqueue one cycle per peer.
+
+    Returns the ids of the peers whose cycle was enqueued. Safe to re-run: a peer already being
+    synced is skipped by ``sync_peer``'s lock.
+    """
+    from configsync.services.peers import peer_seed_from_settings
+
+    try:
+        peer_seed_from_settings()
+    except Exception:
+        logger.exception("could not seed peers from CONFIGSYNC_PEERS")
+    peer_ids = _enabled_peer_ids()
+    for peer_id in peer_ids:
+        transaction.on_commit(lambda peer_id=peer_id: sync_peer.delay(peer_id))
+    try:
+        from configsync.services.peers import tombstones_collect
+
+        tombstones_collect()
+    except Exception:
+        logger.exception("tombstone collection failed")
+    return peer_ids
+
+
+@shared_task(
+    bind=True,
+    name="configsync.tasks.sync_peer",
+    ignore_result=True,
+    max_retries=SYNC_MAX_RETRIES,
+    acks_late=True,
+)
+def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) -> bool:
+    """One cycle (pull, push or both) with the peer ``peer_id``; ``True`` when it succeeded.
+
+    Skips quietly when the peer is gone, disabled, or already being synced by another worker
+    (a push-only cycle then tries again a second later, since the running cycle may have read
+    our feed before the change that enqueued it). Failures are retried with backoff and end,
+    after ``SYNC_MAX_RETRIES``, as a logged error: the next beat tries again.
+    """
+    from configsync.models import Peer
+
+    peer = Peer.objects.filter(pk=peer_id).first()
+    if peer is None or not peer.enabled:
+        logger.info("sync skipped: peer %s is gone or disabled", peer_id)
+        return False
+    mode = "full" if pull and push else ("pull" if pull else "push")
+    retry_countdown: int | None = None
+    with named_lock(
+        f"sync-peer-{peer_id}", blocking=False, timeout=SYNC_LOCK_TIMEOUT_SECONDS
+    ) as acquired:
+        if not acquired:
+            if pull or self.request.retries >= PUSH_LOCK_RETRIES:
+                logger.info("sync with peer %s skipped: another cycle holds it", peer.name)
+                return False
+            retry_countdown = 1
+        else:
+            from configsync.services.sync import sync_cycle
+
+            try:
+                result = sync_cycle(peer_id=peer_id, pull=pull, push=push)
+            except Exception as exc:
+                reason = _reason(exc)
+                if self.request.retries >= SYNC_MAX_RETRIES:
+                    logger.error(
+                        "sync (%s) with peer %s failed, giving up until the next beat: %s",
+                        mode,
+                        peer.name,
+                        reason,
+                    )
+                    return False
+                retry_countdown = _backoff(self.request.retries)
+                logger.warning(
+                    "sync (%s) with peer %s failed (retry %d in %ds): %s",
+                    mode,
+                    peer.name,
+                    self.request.retries + 1,
+                    retry_countdown,
+                    reason,
+                    exc_info=not _is_transport_error(exc),
+                )
+            else:
+                logger.info("sync (%s) with peer %s done: %s", mode, peer.name, _summary(result))
+                return True
+    try:
+        raise self.retry(
+            countdown=retry_countdown, max_retries=PUSH_LOCK_RETRIES + SYNC_MAX_RETRIES
+        )
+    except Retry:
+        raise
+    except Exception:
+        # The broker refused the retry: the next beat (or write) tries again.
+        logger.warning("could not schedule a retry of the sync with peer %s", peer.name)
+        return False
+
+
+@shared_task(name="configsync.tasks.push_to_peers", ignore_result=True)
+def push_to_peers() -> list[int]:
+    """Push-on-write: enqueue a push-only cycle with every enabled peer; their ids."""
+    peer_ids = _enabled_peer_ids()
+    for peer_id in peer_ids:
+        transaction.on_commit(lambda peer_id=peer_id: sync_peer.delay(peer_id, pull=False))
+    return peer_ids
+
+
+@shared_task(
+    bind=True,
+    name="configsync.tasks.notify_data_callback",
+    ignore_result=True,
+    max_retries=CALLBACK_MAX_RETRIES,
+)
+def notify_data_callback(
+    self: Task, model_label: str, natural_key: str, seq: int | None, deleted: bool
+) -> bool:
+    """POST one change's ids to ``CONFIGSYNC_DATA_CALLBACK_URL``; ``True`` when delivered.
+
+    The body is ``{"event": "change", "node_id", "model", "natural_key", "seq", "deleted"}``:
+    ids, never values. A non-2xx answer or a network error is retried with backoff; after
+    ``CALLBACK_MAX_RETRIES`` the change is logged as undelivered (the callback is advisory).
+    """
+    from configsync.services.callbacks import data_callback_send
+
+    url = app_settings.DATA_CALLBACK_URL
+    if not url:
+        return False
+    try:
+        data_callback_send(
+            url=url, model_label=model_label, natural_key=natural_key, seq=seq, deleted=deleted
+        )
+    except Exception as exc:
+        if self.request.retries >= CALLBACK_MAX_RETRIES:
+            logger.error(
+                "data callback for %s %s undelivered: %s", model_label, natural_key, _reason(exc)
+            )
+            return False
+        countdown = _backoff(self.request.retries)
+        logger.warning(
+            "data callback for %s %s failed (retry in %ds): %s",
+            model_label,
+            natural_key,
+            countdown,
+            _reason(exc),
+        )
+        raise self.retry(countdown=countdown, max_retries=CALLBACK_MAX_RETRIES + 1) from None
+    return True
+
+
+@shared_task(
+    bind=True,
+    name="configsync.tasks.env_sync",
+    ignore_result=True,
+    max_retries=SYNC_MAX_RETRIES,
+)
+def env_sync(self: Task) -> bool:
+    """The .env bridge on ``CONFIGSYNC_ENV_FILE`` (beat, and after each committed change).
+
+    Takes no arguments and holds the file's lock, so it is safe to re-run or to race the CLI. A
+    run that found the lock busy or the file changing under it is retried with backoff; a
+    malformed or unreadable file is logged (line numbers, never values) and left to the next beat.
+    """
+    from configsync.envbridge.errors import EnvBridgeError, EnvFileChanged, EnvLockTimeout
+    from configsync.services.env_bridge import env_sync_scheduled
+
+    try:
+        report = env_sync_scheduled()
+    except (EnvFileChanged, EnvLockTimeout) as exc:
+        if self.request.retries >= SYNC_MAX_RETRIES:
+            logger.error("env sync gave up until the next beat: %s", exc)
+            return False
+        raise self.retry(countdown=_backoff(self.request.retries)) from None
+    except EnvBridgeError as exc:
+        logger.error("env sync failed, nothing changed: %s", exc)
+        return False
+    if report is not None and report.skipped:
+        logger.warning(
+            "env sync skipped %d variable(s): %s",
+            len(report.skipped),
+            "; ".join(str(s) for s in report.skipped),
+        )
+    return report is not None
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    try:
+        from configsync.replication.errors import TransportError
+    except ImportError:  # pragma: no cover - the engine always ships it
+        return False
+    return isinstance(exc, TransportError)
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason: the exception's class and message (our errors never carry values)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _summary(result: Any) -> str:
+    fields = ("pulled", "pushed", "conflicts")
+    parts = [f"{name}={getattr(result, name)}" for name in fields if hasattr(result, name)]
+    return ", ".join(parts) or "ok"
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
     """The periodic tasks of this node; empty entries are left out when disabled."""
-    return {}
+    schedule: dict[str, dict[str, Any]] = {}
+    interval = int(app_settings.SYNC_INTERVAL_SECONDS or 0)
+    if interval > 0:
+        schedule["configsync-sync-all-peers"] = {
+            "task": "configsync.tasks.sync_all_peers",
+            "schedule": timedelta(seconds=interval),
+            # A beat that could not be delivered in time is dropped, not piled up.
+            "options": {"expires": max(interval, 5)},
+        }
+    if interval > 0 and app_settings.ENV_FILE:
+        schedule["configsync-env-sync"] = {
+            "task": "configsync.tasks.env_sync",
+            "schedule": timedelta(seconds=interval),
+            "options": {"expires": max(interval, 5)},
+        }
+    return schedule

@@ -2,6 +2,12 @@
 
 from django.urls import include, path
 
+from configsync.api import ops
+
 urlpatterns = [
+    path("health", ops.HealthView.as_view(), name="health"),
+    path("sync/status", ops.SyncStatusView.as_view(), name="sync-status"),
+    path("sync/trigger", ops.SyncTriggerView.as_view(), name="sync-trigger"),
+    path("sync/", include("configsync.api.sync_urls")),
     path("", include("configsync.api.urls")),
 ]

@@ -2,11 +2,23 @@
 
 from typing import Any
 
-__all__ = ["get_ai_config"]
+__all__ = ["client_settings", "get_ai_config"]
 
 
 def get_ai_config(name: str, field: str | None = None) -> Any:
-    """Return provider ``name``'s settings as a dict, or one ``field`` of them (cached, typed)."""
-    from providers.selectors import ai_config_get
+    """Provider ``name``'s effective settings as a dict, or one ``field`` of them.
 
-    return ai_config_get(name=name, field=field)
+    Served from the in-process lookup cache (``configsync.lookup``), invalidated in every process
+    within a second of a change. ``ConfigKeyError`` (a ``KeyError``) names a missing provider or
+    field.
+    """
+    from providers.lookup import ai_config_cached
+
+    return ai_config_cached(name=name, field=field)
+
+
+def client_settings(name: str) -> dict[str, Any]:
+    """Keyword arguments for provider ``name``'s official SDK client: ``openai.OpenAI(**kw)``."""
+    from providers.client import client_settings as _client_settings
+
+    return _client_settings(name)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -113,6 +115,11 @@ class AIProviderConfig(models.Model):
     def has_api_key(self) -> bool:
         """Whether an API key is stored, without decrypting it."""
         return self.__dict__.get("api_key") is not None
+
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        """All constraints but the one-default rule, which ``ai_provider_set`` keeps by clearing
+        the flag on the others (validating it first would refuse every change of default)."""
+        super().validate_constraints(exclude={*(exclude or ()), "is_default"})
 
     def clean(self) -> None:
         spec = kind_get(self.kind)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 
 # Fields of AIProviderConfig that a kind may use besides name/kind/enabled/is_default.
 OPTION_FIELDS = (
@@ -22,6 +23,10 @@ OPTION_FIELDS = (
     "api_version",
     "deployment",
 )
+
+# Option fields that hold a URL, validated whatever the kind.
+URL_FIELDS = ("base_url", "endpoint")
+_url_validator = URLValidator(schemes=["http", "https"])
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,12 @@ class ProviderKind:
         for name in OPTION_FIELDS:
             if name not in self.allowed and values.get(name):
                 errors[name] = f"Not used by {self.label}; leave it empty."
+        for name in URL_FIELDS:
+            if values.get(name) and name not in errors:
+                try:
+                    _url_validator(str(values[name]))
+                except ValidationError:
+                    errors[name] = "Enter a valid http:// or https:// URL."
         if errors:
             raise ValidationError(errors)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
+
 from configsync.exceptions import ConfigKeyError
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS
@@ -15,6 +17,14 @@ def ai_provider_get(*, name: str) -> AIProviderConfig:
         return AIProviderConfig.objects.get(name=name)
     except AIProviderConfig.DoesNotExist:
         raise ConfigKeyError(name, kind="AI provider") from None
+
+
+def ai_provider_list(*, kind: str | None = None) -> QuerySet[AIProviderConfig]:
+    """All providers ordered by name, optionally of one ``kind``."""
+    queryset = AIProviderConfig.objects.all()
+    if kind is not None:
+        queryset = queryset.filter(kind=kind)
+    return queryset.order_by("name")
 
 
 def ai_config_get(*, name: str, field: str | None = None) -> Any:

@@ -54,7 +54,7 @@ def ai_provider_set(
         record.enabled = enabled
     if is_default is not None:
         record.is_default = is_default
-    record.full_clean(validate_unique=creating)
+    record.full_clean(exclude=["api_key"], validate_unique=creating)
     if record.is_default:
         for other in AIProviderConfig.objects.filter(is_default=True).exclude(name=name):
             other.is_default = False

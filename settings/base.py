@@ -17,6 +17,8 @@ _dotenv = BASE_DIR / ".env"
 if _dotenv.is_file():
     # read_env never overrides a variable that is already set, so OS variables win.
     environ.Env.read_env(str(_dotenv), overwrite=False)
+# Each node of a multi-node test (or a second node on one host) keeps its own var/.
+VAR_DIR = Path(env.str("CONFIGSYNC_VAR_DIR", default=str(VAR_DIR)))
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
@@ -142,15 +144,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- REST framework ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # API keys first: its authenticate_header makes unauthenticated calls answer 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "configsync.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Scopes: read for safe methods, write otherwise; admins hold all (configsync.api.permissions).
+    "DEFAULT_PERMISSION_CLASSES": ["configsync.api.permissions.HasScope"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-    ],
+    "DEFAULT_THROTTLE_CLASSES": ["configsync.api.throttling.CallerRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("CONFIGSYNC_THROTTLE_ANON", default="60/min"),
         "user": env.str("CONFIGSYNC_THROTTLE_USER", default="6000/min"),
@@ -174,7 +176,17 @@ CONFIGSYNC_PEERS = env.list("CONFIGSYNC_PEERS", default=[])
 CONFIGSYNC_SYNC_INTERVAL_SECONDS = env.int("CONFIGSYNC_SYNC_INTERVAL_SECONDS", default=30)
 CONFIGSYNC_DEPLOYMENT_MODE = env.str("CONFIGSYNC_DEPLOYMENT_MODE", default="")
 CONFIGSYNC_ENV_FILE = env.str("CONFIGSYNC_ENV_FILE", default="")
+CONFIGSYNC_ENV_MANAGE = env.str("CONFIGSYNC_ENV_MANAGE", default="all")
+CONFIGSYNC_ENV_STRIP_PREFIX = env.bool("CONFIGSYNC_ENV_STRIP_PREFIX", default=False)
+CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS = env.bool(
+    "CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS", default=True
+)
+# Lists whose defaults live in configsync.conf: set only when given, so the default stays there.
+for _name in ("CONFIGSYNC_ENV_EXCLUDE", "CONFIGSYNC_ENV_SECRET_PATTERNS"):
+    if _name in env.ENVIRON:
+        globals()[_name] = env.list(_name, default=[])
 CONFIGSYNC_DATA_CALLBACK_URL = env.str("CONFIGSYNC_DATA_CALLBACK_URL", default="")
+CONFIGSYNC_PUSH_ON_WRITE = env.bool("CONFIGSYNC_PUSH_ON_WRITE", default=True)
 CONFIGSYNC_VAR_DIR = VAR_DIR
 EXTERNAL_DATABASE_URL = env.str("EXTERNAL_DATABASE_URL", default="")
 CONFIGSYNC_R2_ENDPOINT_URL = env.str("CONFIGSYNC_R2_ENDPOINT_URL", default="")

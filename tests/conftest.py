@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from configsync.crypto.keyring import reset_keyring
+from configsync.lookup import lookup_cache
 from configsync.services.node import node_id_reset_cache
 from tests.factories import (
     CANARY_SECRET,
@@ -23,9 +24,11 @@ def _fresh_process_caches() -> Iterator[None]:
     """Caches keyed on settings or on database contents never leak between tests."""
     reset_keyring()
     node_id_reset_cache()
+    lookup_cache.invalidate_local()
     yield
     reset_keyring()
     node_id_reset_cache()
+    lookup_cache.invalidate_local()
 
 
 @pytest.fixture

@@ -1,3 +1,27 @@
-"""URLs of the config API (issue 4 fills this in)."""
+"""URLs of the config API under ``/api/v1/``: settings, AI providers, the schema and its docs."""
 
-urlpatterns: list = []
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from configsync.api.permissions import HasReadScope
+from configsync.api.views import SystemConfigViewSet
+from providers.api import AIProviderViewSet
+
+router = SimpleRouter(trailing_slash=True)
+router.register("configs/system", SystemConfigViewSet, basename="system-config")
+router.register("configs/ai-providers", AIProviderViewSet, basename="ai-provider")
+
+urlpatterns = [
+    *router.urls,
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(permission_classes=[HasReadScope]),
+        name="api-schema",
+    ),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[HasReadScope]),
+        name="api-docs",
+    ),
+]

@@ -29,6 +29,7 @@ from django.db import models
 
 from configsync.crypto.errors import DecryptionError
 from configsync.crypto.keyring import TokenError, get_keyring, is_token
+from configsync.logging import register_secret
 
 
 class Ciphertext(str):
@@ -58,7 +59,14 @@ class _EncryptedAttribute:
     def __get__(self, instance: models.Model | None, owner: type) -> Any:
         if instance is None:
             return self
-        value = instance.__dict__.get(self.field.attname)
+        attname = self.field.attname
+        if attname not in instance.__dict__ and instance.pk is not None:
+            # Deferred by .only()/.defer(): load the token like Django's DeferredAttribute does.
+            # (refresh_from_db would read through this descriptor and store plaintext.)
+            manager = type(instance)._base_manager.db_manager(instance._state.db)
+            rows = list(manager.filter(pk=instance.pk).values_list(attname, flat=True))
+            instance.__dict__[attname] = rows[0] if rows else None
+        value = instance.__dict__.get(attname)
         if not isinstance(value, Ciphertext):
             return value
         cache = instance.__dict__.setdefault("_configsync_plaintext", {})
@@ -66,6 +74,7 @@ class _EncryptedAttribute:
         if cached is not None and cached[0] is value:
             return cached[1]
         plaintext = self.field.decrypt(instance, value)
+        register_secret(plaintext)
         cache[self.field.attname] = (value, plaintext)
         return plaintext
 
@@ -74,8 +83,6 @@ class _EncryptedAttribute:
             value = None
         if value is not None and not isinstance(value, Ciphertext):
             value = str(value)
-            from configsync.logging import register_secret
-
             register_secret(value)
         instance.__dict__[self.field.attname] = value
 

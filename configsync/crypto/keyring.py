@@ -85,6 +85,30 @@ def parse_key(text: str) -> Key:
     return Key(kid=key_id_for(material), material=material)
 
 
+def validate_key_texts(texts: list[str]) -> None:
+    """Check configured keys before Django starts (``settings.production`` calls it).
+
+    Raises ``ImproperlyConfigured`` with one line naming ``CONFIGSYNC_ENCRYPTION_KEYS``: none set,
+    one malformed (by position, never echoing it) or the same key twice.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    keys = [text for text in texts if text.strip()]
+    if not keys:
+        raise ImproperlyConfigured(
+            "CONFIGSYNC_ENCRYPTION_KEYS is empty: set it to a key printed by "
+            "`python manage.py configsync keys generate`"
+        )
+    kids = []
+    for position, text in enumerate(keys, start=1):
+        try:
+            kids.append(parse_key(text).kid)
+        except KeyringError as exc:
+            raise ImproperlyConfigured(f"{exc} (entry {position})") from None
+    if len(set(kids)) != len(kids):
+        raise ImproperlyConfigured("CONFIGSYNC_ENCRYPTION_KEYS lists the same key twice")
+
+
 class Keyring:
     """The ordered set of keys: ``primary`` encrypts, any known key decrypts."""
 
@@ -150,20 +174,35 @@ def token_key_id(token: str) -> str:
 
 
 def _dev_key(path: Path) -> str:
-    """Load the development key, generating it once (mode 0600) when it does not exist."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    logger.warning(
-        "No CONFIGSYNC_ENCRYPTION_KEYS set: generated a development key into %s. "
-        "Do not use it in production; back it up or every encrypted value is lost.",
-        path,
-    )
-    return key
+    """Load the development key, generating it once (mode 0600) when it does not exist.
+
+    web, worker and beat start together and may all get here at once: the key is written to a
+    private temporary file and then hard-linked into place, so exactly one process creates it and
+    every process reads a complete file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(generate_key() + "\n")
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process won the race; use its key
+            else:
+                logger.warning(
+                    "No CONFIGSYNC_ENCRYPTION_KEYS set: generated a development key into %s. "
+                    "Do not use it in production; back it up or every encrypted value is lost.",
+                    path,
+                )
+        finally:
+            temporary.unlink(missing_ok=True)
+    text = path.read_text().strip()
+    if not text:
+        raise KeyringError(f"the development key file {path} is empty; delete it to regenerate")
+    return text
 
 
 def configured_key_texts() -> list[str]:

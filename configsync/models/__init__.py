@@ -1,18 +1,28 @@
 """configsync's models, one module per concept."""
 
+from configsync.models.api_key import ServiceAPIKey
+from configsync.models.audit import AuditEvent
 from configsync.models.conflict import Conflict
+from configsync.models.env_bridge import EnvBridgeBase
+from configsync.models.lookup import LookupVersion
 from configsync.models.node import NodeIdentity
 from configsync.models.peer import Peer, PeerCheckpoint, SyncRun
 from configsync.models.replication import NodeClock, ReplicatedRecord
+from configsync.models.sync_nonce import SyncNonce
 from configsync.models.system_config import SystemConfig
 
 __all__ = [
+    "AuditEvent",
     "Conflict",
+    "EnvBridgeBase",
+    "LookupVersion",
     "NodeClock",
     "NodeIdentity",
     "Peer",
     "PeerCheckpoint",
     "ReplicatedRecord",
+    "ServiceAPIKey",
+    "SyncNonce",
     "SyncRun",
     "SystemConfig",
 ]

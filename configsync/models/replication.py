@@ -25,6 +25,13 @@ class NodeClock(models.Model):
         default=0,
         help_text="Last change-feed sequence number issued.",
     )
+    epoch = models.CharField(
+        verbose_name="feed epoch",
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="Random id of this database's feed; a cursor from another epoch starts over.",
+    )
 
     class Meta:
         verbose_name = "node clock"

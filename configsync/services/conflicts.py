@@ -29,3 +29,40 @@ def conflict_create(
         remote_version=remote_version,
         winner=winner,
     )
+
+
+def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
+    """Resolve a conflict by writing the chosen version (``local`` or ``remote``) as a new change.
+
+    The chosen version is written through the model with a new timestamp, so it replicates to
+    every peer and wins there; a chosen tombstone deletes the record. Values are copied in wire
+    form (ciphertext stays ciphertext). Raises ``ConflictResolveError`` for an unknown id, a bad
+    choice or a conflict already resolved; nothing changes then.
+    """
+    from django.db import transaction
+    from django.utils import timezone
+
+    from configsync.replication.errors import ConflictResolveError
+    from configsync.services.replication import replication_write_version
+
+    if choice not in (Conflict.Winner.LOCAL, Conflict.Winner.REMOTE):
+        raise ConflictResolveError("choice must be 'local' or 'remote'")
+    with transaction.atomic():
+        conflict = Conflict.objects.select_for_update().filter(pk=conflict_id).first()
+        if conflict is None:
+            raise ConflictResolveError(f"no conflict with id {conflict_id}")
+        if conflict.status == Conflict.Status.RESOLVED:
+            raise ConflictResolveError(f"conflict {conflict_id} is already resolved")
+        version = conflict.local_version if choice == "local" else conflict.remote_version
+        replication_write_version(
+            model_label=conflict.model_label,
+            natural_key=conflict.natural_key,
+            deleted=bool(version.get("deleted")),
+            data=version.get("data"),
+            force=True,
+        )
+        conflict.status = Conflict.Status.RESOLVED
+        conflict.resolution = choice
+        conflict.resolved_at = timezone.now()
+        conflict.save(update_fields=["status", "resolution", "resolved_at"])
+    return conflict

@@ -19,7 +19,7 @@ _UNSET: Any = object()
 def system_config_set(
     *,
     key: str,
-    value: Any,
+    value: Any = _UNSET,
     value_type: str | None = None,
     is_sensitive: bool | None = None,
     category: str | None = None,
@@ -27,15 +27,21 @@ def system_config_set(
 ) -> SystemConfig:
     """Create or update the setting ``key``; return it.
 
-    ``value`` may be typed (``42``, ``True``, a dict for json) or text to parse. Arguments left as
+    ``value`` may be typed (``42``, ``True``, a dict for json) or text to parse; left out, an
+    existing record keeps its value (re-validated when the type changes, moved between plain
+    text and ciphertext when the sensitivity changes, untouched otherwise). Arguments left as
     ``None`` keep the record's current attribute (or the default on create). A sensitive value is
     stored only as ciphertext. Raises ``ValidationError`` (nothing saved) when the key, type or
-    value is invalid; the message never contains the value.
+    value is invalid; the message never contains the value. ``DecryptionError`` when a kept
+    sensitive value must be re-stored but cannot be decrypted.
     """
     record = SystemConfig.objects.select_for_update().filter(key=key).first()
     creating = record is None
     if record is None:
+        if value is _UNSET:
+            raise ValidationError({"value": "Required when creating a setting."})
         record = SystemConfig(key=key)
+    was_sensitive, old_type = record.is_sensitive, record.value_type
     if value_type is not None:
         record.value_type = value_type
     if is_sensitive is not None:
@@ -45,19 +51,28 @@ def system_config_set(
     if description is not None:
         record.description = description
 
-    try:
-        text = value_serialize(value, record.value_type)
-    except ValidationError as exc:
-        raise ValidationError({"value": exc.messages}) from None
-    if len(text.encode()) > app_settings.MAX_VALUE_BYTES:
-        raise ValidationError({"value": f"Longer than {app_settings.MAX_VALUE_BYTES} bytes."})
-    if record.is_sensitive:
-        record.value = ""
-        record.secret_value = text
-    else:
-        record.value = text
-        record.secret_value = None
-    record.full_clean(validate_unique=creating)
+    keep_stored = value is _UNSET and (was_sensitive, old_type) == (
+        record.is_sensitive,
+        record.value_type,
+    )
+    if not keep_stored:
+        if value is _UNSET:
+            value = (record.secret_value or "") if was_sensitive else record.value
+        try:
+            text = value_serialize(value, record.value_type)
+        except ValidationError as exc:
+            field = "value_type" if exc.code == "invalid_type" else "value"
+            raise ValidationError({field: exc.messages}) from None
+        if len(text.encode()) > app_settings.MAX_VALUE_BYTES:
+            raise ValidationError({"value": f"Longer than {app_settings.MAX_VALUE_BYTES} bytes."})
+        if record.is_sensitive:
+            record.value = ""
+            record.secret_value = text
+        else:
+            record.value = text
+            record.secret_value = None
+    # The secret is text already validated above; cleaning it would only decrypt it again.
+    record.full_clean(exclude=["secret_value"], validate_unique=creating)
     record.save()
     return record
 

@@ -1,0 +1,140 @@
+"""Django admin for replication: peers (editable), conflicts and sync runs (read-only).
+
+Conflicts never render a value, plaintext or ciphertext: the pages show the record, both
+versions' timestamps and origins, and the names of the fields that differ. Resolving is an admin
+action that calls ``configsync.services.conflicts.conflict_resolve``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from configsync.models import Conflict, Peer, PeerCheckpoint, SyncRun
+from configsync.replication.errors import ConflictResolveError
+from configsync.selectors.replication import conflict_changed_fields
+from configsync.services.conflicts import conflict_resolve
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PeerCheckpointInline(admin.TabularInline):
+    model = PeerCheckpoint
+    extra = 0
+    fields = ("direction", "cursor", "updated_at")
+    readonly_fields = ("direction", "cursor", "updated_at")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Peer)
+class PeerAdmin(admin.ModelAdmin):
+    list_display = ("name", "base_url", "enabled", "node_id", "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "base_url", "node_id")
+    readonly_fields = ("node_id", "created_at", "updated_at")
+    inlines = [PeerCheckpointInline]
+
+
+@admin.register(Conflict)
+class ConflictAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "model_label",
+        "natural_key",
+        "source",
+        "status",
+        "winner",
+        "resolution",
+        "detected_at",
+    )
+    list_filter = ("status", "model_label", "source")
+    search_fields = ("natural_key",)
+    fields = (
+        "model_label",
+        "natural_key",
+        "source",
+        "status",
+        "winner",
+        "resolution",
+        "local_summary",
+        "remote_summary",
+        "changed_fields",
+        "detected_at",
+        "resolved_at",
+    )
+    readonly_fields = fields
+    actions = ["resolve_keep_local", "resolve_keep_remote"]
+
+    @staticmethod
+    def _summary(version: dict[str, Any]) -> str:
+        state = "deleted" if version.get("deleted") else "present"
+        return f"{version.get('hlc', '')} from {version.get('origin', '')} ({state})"
+
+    @admin.display(description="local version")
+    def local_summary(self, obj: Conflict) -> str:
+        return self._summary(obj.local_version)
+
+    @admin.display(description="remote version")
+    def remote_summary(self, obj: Conflict) -> str:
+        return self._summary(obj.remote_version)
+
+    @admin.display(description="fields that differ")
+    def changed_fields(self, obj: Conflict) -> str:
+        return ", ".join(conflict_changed_fields(obj)) or "-"
+
+    def _resolve(self, request: HttpRequest, queryset: QuerySet[Conflict], choice: str) -> None:
+        done = 0
+        for pk in queryset.values_list("pk", flat=True):
+            try:
+                conflict_resolve(conflict_id=pk, choice=choice)
+                done += 1
+            except ConflictResolveError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        self.message_user(request, f"{done} conflict(s) resolved keeping the {choice} version.")
+
+    @admin.action(description="Resolve: keep the local version")
+    def resolve_keep_local(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> None:
+        self._resolve(request, queryset, "local")
+
+    @admin.action(description="Resolve: keep the remote version")
+    def resolve_keep_remote(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> None:
+        self._resolve(request, queryset, "remote")
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "peer",
+        "started_at",
+        "finished_at",
+        "ok",
+        "pulled",
+        "pushed",
+        "conflicts",
+        "skew_ms",
+    )
+    list_filter = ("ok", "peer")
+    readonly_fields = (
+        "peer",
+        "started_at",
+        "finished_at",
+        "ok",
+        "error",
+        "pulled",
+        "pushed",
+        "conflicts",
+        "skew_ms",
+    )

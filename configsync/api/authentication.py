@@ -1,0 +1,83 @@
+"""API-key authentication: ``Authorization: Api-Key <key>`` against hashed ``ServiceAPIKey``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from configsync.models import ServiceAPIKey
+
+KEYWORD = "Api-Key"
+
+
+@dataclass(frozen=True)
+class ApiKeyPrincipal:
+    """``request.user`` of a call authenticated with an API key (not a Django user)."""
+
+    name: str
+    prefix: str
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+    is_staff: bool = False
+    is_superuser: bool = False
+
+    @property
+    def pk(self) -> str:
+        return f"api-key:{self.prefix}"
+
+    @property
+    def username(self) -> str:
+        return f"api-key:{self.name} ({self.prefix})"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """Authenticates ``Authorization: Api-Key <prefix>.<secret>``; ``request.auth`` is the key.
+
+    No header: not this scheme (``None``). A wrong, revoked or expired key: 401. Being first in
+    ``DEFAULT_AUTHENTICATION_CLASSES`` also makes unauthenticated requests answer 401 (with
+    ``WWW-Authenticate: Api-Key``) rather than 403.
+    """
+
+    def authenticate(self, request: Request) -> tuple[ApiKeyPrincipal, ServiceAPIKey] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != KEYWORD.lower().encode():
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed("Invalid Api-Key header: use 'Api-Key <key>'.")
+        try:
+            key = parts[1].decode()
+        except UnicodeError:
+            raise AuthenticationFailed("Invalid API key.") from None
+        try:
+            record = cast(ServiceAPIKey, ServiceAPIKey.objects.get_from_key(key))
+        except ServiceAPIKey.DoesNotExist:
+            raise AuthenticationFailed("Invalid API key.") from None
+        if record.has_expired or record.revoked:
+            raise AuthenticationFailed("Invalid API key.")
+        return ApiKeyPrincipal(name=record.name, prefix=record.prefix), record
+
+    def authenticate_header(self, request: Request) -> str:
+        return KEYWORD
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Describes the API-key scheme in the OpenAPI schema."""
+
+    target_class = "configsync.api.authentication.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>` as printed by `configsync apikey create`.",
+        }

@@ -1,0 +1,145 @@
+"""Operations endpoints: ``GET /api/v1/health``, ``GET /api/v1/sync/status``,
+``POST /api/v1/sync/trigger``. Thin: they call ``configsync.services``/``selectors``.
+
+Health is open (load balancers and the multi-node harness poll it) and unthrottled; it names
+backends, never URLs or credentials. Status and trigger use the project's default authentication
+and permissions (admin session; API keys where the REST layer adds them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from configsync.selectors.status import sync_status
+from configsync.services.health import health_check
+from configsync.services.status import UnknownPeerError, sync_trigger
+
+
+class PeerStatusSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    base_url = serializers.CharField()
+    enabled = serializers.BooleanField()
+    node_id = serializers.CharField(help_text="The peer's node id, learned on first contact.")
+    last_run_at = serializers.DateTimeField(allow_null=True)
+    last_run_ok = serializers.BooleanField(allow_null=True)
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(help_text="Latest failure's reason (never a value).")
+    last_error_at = serializers.DateTimeField(allow_null=True)
+    changes_behind = serializers.IntegerField(
+        help_text="Our feed entries the peer has not acknowledged (excluding its own)."
+    )
+    success_rate = serializers.FloatField(
+        allow_null=True, help_text="Share of the recent finished runs that succeeded."
+    )
+    recent_runs = serializers.IntegerField(help_text="Runs the success rate covers.")
+    open_conflicts = serializers.IntegerField()
+    clock_skew_ms = serializers.IntegerField(
+        allow_null=True, help_text="Peer clock minus ours, as last seen."
+    )
+
+
+class SyncStatusSerializer(serializers.Serializer):
+    node_id = serializers.CharField()
+    deployment_mode = serializers.CharField()
+    sync_interval_seconds = serializers.IntegerField()
+    last_seq = serializers.IntegerField(help_text="Latest sequence number of our change feed.")
+    open_conflicts = serializers.IntegerField()
+    unreadable_records = serializers.IntegerField(
+        help_text="Records held as ciphertext of a key this node lacks (stored and relayed)."
+    )
+    peers = PeerStatusSerializer(many=True)
+
+
+class SyncTriggerInputSerializer(serializers.Serializer):
+    peer = serializers.CharField(
+        required=False, help_text="Sync only this peer (by name); every enabled peer otherwise."
+    )
+
+
+_component = inline_serializer(
+    name="HealthComponent",
+    fields={
+        "ok": serializers.BooleanField(),
+        "error": serializers.CharField(required=False),
+    },
+)
+
+
+class HealthView(APIView):
+    """``GET /api/v1/health``: 200 when database, cache and broker answer, 503 otherwise."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[Any] = []
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                name="Health",
+                fields={
+                    "status": serializers.ChoiceField(choices=["ok", "error"]),
+                    "components": serializers.DictField(child=_component),
+                },
+            ),
+            503: None,
+        },
+        auth=[],
+    )
+    def get(self, request: Request) -> Response:
+        report = health_check()
+        code = (
+            status.HTTP_200_OK if report["status"] == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+        return Response(report, status=code)
+
+
+class SyncStatusView(APIView):
+    """``GET /api/v1/sync/status``: this node and, per peer, how replication is going."""
+
+    @extend_schema(responses=SyncStatusSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(SyncStatusSerializer(sync_status().as_dict()).data)
+
+
+class SyncTriggerView(APIView):
+    """``POST /api/v1/sync/trigger``: enqueue a cycle now; 202 with the peers enqueued."""
+
+    @extend_schema(
+        request=SyncTriggerInputSerializer,
+        responses={
+            202: inline_serializer(
+                name="SyncTriggered",
+                fields={
+                    "enqueued": serializers.ListField(
+                        child=inline_serializer(
+                            name="SyncTriggeredPeer",
+                            fields={
+                                "id": serializers.IntegerField(),
+                                "name": serializers.CharField(),
+                            },
+                        )
+                    )
+                },
+            ),
+            404: None,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = SyncTriggerInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            peers = sync_trigger(peer_name=data.validated_data.get("peer"))
+        except UnknownPeerError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        return Response(
+            {"enqueued": [{"id": peer.pk, "name": peer.name} for peer in peers]},
+            status=status.HTTP_202_ACCEPTED,
+        )

@@ -1,0 +1,56 @@
+"""Scopes of the REST API: read, write and reveal.
+
+Admin users (``is_staff``, Django session) hold every scope. An API key holds read plus the
+scopes it was created with (``can_write``, ``can_reveal``). Anyone else holds none.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+
+from configsync.models import ServiceAPIKey
+
+Scope = Literal["read", "write", "reveal"]
+
+
+def request_has_scope(request: Request, scope: Scope) -> bool:
+    """Whether the caller of ``request`` holds ``scope``."""
+    user = request.user
+    if not user or not user.is_authenticated:
+        return False
+    if isinstance(request.auth, ServiceAPIKey):
+        if scope == "read":
+            return True
+        if scope == "write":
+            return request.auth.can_write
+        return request.auth.can_reveal
+    return bool(user.is_staff and user.is_active)
+
+
+def request_actor(request: Request) -> str:
+    """Who made ``request``, for the audit: ``user:<name>`` or ``api-key:<name> (<prefix>)``."""
+    if isinstance(request.auth, ServiceAPIKey):
+        return f"api-key:{request.auth.name} ({request.auth.prefix})"
+    return f"user:{request.user.get_username()}"
+
+
+class HasScope(BasePermission):
+    """Read scope for safe methods, write scope otherwise (a view may set ``required_scope``)."""
+
+    message = "Your credentials do not grant this scope."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        scope: Scope = getattr(view, "required_scope", None) or (
+            "read" if request.method in SAFE_METHODS else "write"
+        )
+        return request_has_scope(request, scope)
+
+
+class HasReadScope(BasePermission):
+    """Read scope whatever the method (e.g. the schema and docs pages)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request_has_scope(request, "read")

@@ -1,0 +1,212 @@
+"""Serializers of the config API: shape validation and representation only (writes are services).
+
+Sensitive values are write-only: a response carries ``MASK`` and ``has_value`` unless the view
+was asked to reveal (and allowed to). No error message echoes the submitted value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from configsync.conf import app_settings
+from configsync.models import SystemConfig
+from configsync.value_types import ValueType
+from providers.models import AIProviderConfig
+from providers.registry import KINDS
+
+MASK = "********"
+
+
+def django_error_detail(exc: DjangoValidationError) -> Any:
+    """A DRF error detail out of a Django ``ValidationError`` (messages never hold values)."""
+    if hasattr(exc, "error_dict"):
+        return exc.message_dict
+    return {"non_field_errors": exc.messages}
+
+
+def choice_errors(choices: list[str]) -> dict[str, Any]:
+    """Error messages for a choice field that name the choices but never the input."""
+    return {"invalid_choice": f"Not a valid choice; use one of: {', '.join(choices)}."}
+
+
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of converting them."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(OpenApiTypes.ANY)
+class TypedValueField(serializers.Field):
+    """A JSON value of any type (string, number, boolean, object, array or null)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class SystemConfigSerializer(serializers.Serializer):
+    """One setting. ``value`` is typed by ``value_type``; masked when sensitive (see ``reveal``)."""
+
+    key = StrictCharField(
+        max_length=255, help_text="Natural key, e.g. DATABASE_URL (create only)."
+    )
+    value = TypedValueField(
+        required=False,
+        help_text=(
+            "Typed value: a JSON string, number, boolean or object according to value_type. "
+            f"Sensitive values read back as {MASK!r} unless revealed."
+        ),
+    )
+    value_type = serializers.ChoiceField(
+        choices=ValueType.values,
+        required=False,
+        error_messages=choice_errors(list(ValueType.values)),
+        help_text="str, int, float, bool, json or url (default str on create).",
+    )
+    is_sensitive = serializers.BooleanField(
+        required=False, help_text="Encrypted at rest and masked in responses."
+    )
+    category = StrictCharField(max_length=64, required=False, allow_blank=True)
+    description = StrictCharField(max_length=2000, required=False, allow_blank=True)
+    has_value = serializers.BooleanField(read_only=True, help_text="Whether a value is set.")
+    revealed = serializers.BooleanField(
+        read_only=True, help_text="True when value is the plaintext of a sensitive value."
+    )
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+    def validate_value(self, value: Any) -> Any:
+        if isinstance(value, str) and len(value.encode()) > app_settings.MAX_VALUE_BYTES:
+            raise serializers.ValidationError(
+                f"Longer than {app_settings.MAX_VALUE_BYTES} bytes.", code="max_length"
+            )
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Check the value's JSON type against the effective value_type; wrap json values."""
+        if "value" not in attrs:
+            if self.instance is not None and not self.partial:
+                raise serializers.ValidationError({"value": "Required by PUT (PATCH may omit it)."})
+            return attrs
+        value = attrs["value"]
+        current = self.instance.value_type if self.instance is not None else ValueType.STR
+        value_type = attrs.get("value_type") or current
+        if value is None:
+            raise serializers.ValidationError({"value": "A value is required (null given)."})
+        if value_type == ValueType.JSON:
+            # Any JSON value is valid; pass it as JSON text so a JSON string stays a string.
+            attrs["value"] = json.dumps(value, ensure_ascii=False)
+        elif value_type in (ValueType.STR, ValueType.URL) and not isinstance(value, str):
+            raise serializers.ValidationError({"value": f"Enter a string for type {value_type}."})
+        elif isinstance(value, dict | list):
+            raise serializers.ValidationError({"value": f"Enter a scalar for type {value_type}."})
+        return attrs
+
+    def to_representation(self, instance: SystemConfig) -> dict[str, Any]:
+        reveal = bool(self.context.get("reveal"))
+        revealed = instance.is_sensitive and reveal
+        if instance.is_sensitive and not reveal:
+            value: Any = MASK if instance.has_value else None
+        else:
+            value = instance.typed_value()
+        return {
+            "key": instance.key,
+            "value": value,
+            "value_type": instance.value_type,
+            "is_sensitive": instance.is_sensitive,
+            "category": instance.category,
+            "description": instance.description,
+            "has_value": instance.has_value,
+            "revealed": revealed,
+            "created_at": serializers.DateTimeField().to_representation(instance.created_at),
+            "updated_at": serializers.DateTimeField().to_representation(instance.updated_at),
+        }
+
+
+class SystemConfigUpdateSerializer(SystemConfigSerializer):
+    """PUT/PATCH body: the key comes from the URL."""
+
+    key = serializers.CharField(read_only=True)
+
+
+class AIProviderSerializer(serializers.Serializer):
+    """One AI provider account. ``api_key`` is write-only: read back masked unless revealed."""
+
+    name = StrictCharField(max_length=64, help_text="Natural key, e.g. openai-main.")
+    kind = serializers.ChoiceField(
+        choices=list(KINDS),
+        required=False,
+        error_messages=choice_errors(list(KINDS)),
+        help_text="Provider kind (required on create).",
+    )
+    api_key = StrictCharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=4096,
+        trim_whitespace=True,
+        help_text=(
+            f"Write: the key ('' clears it; omitted keeps it). Read: {MASK!r} when set, "
+            "the plaintext with ?reveal=true, null when unset."
+        ),
+    )
+    has_api_key = serializers.BooleanField(read_only=True)
+    base_url = StrictCharField(max_length=500, required=False, allow_blank=True)
+    default_model = StrictCharField(max_length=200, required=False, allow_blank=True)
+    organization = StrictCharField(max_length=200, required=False, allow_blank=True)
+    endpoint = StrictCharField(max_length=500, required=False, allow_blank=True)
+    api_version = StrictCharField(max_length=32, required=False, allow_blank=True)
+    deployment = StrictCharField(max_length=200, required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False)
+    is_default = serializers.BooleanField(required=False)
+    revealed = serializers.BooleanField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+    def to_representation(self, instance: AIProviderConfig) -> dict[str, Any]:
+        reveal = bool(self.context.get("reveal"))
+        has_key = instance.has_api_key
+        api_key = (instance.api_key if reveal else MASK) if has_key else None
+        dt = serializers.DateTimeField()
+        return {
+            "name": instance.name,
+            "kind": instance.kind,
+            "api_key": api_key,
+            "has_api_key": has_key,
+            "base_url": instance.base_url,
+            "default_model": instance.default_model,
+            "organization": instance.organization,
+            "endpoint": instance.endpoint,
+            "api_version": instance.api_version,
+            "deployment": instance.deployment,
+            "enabled": instance.enabled,
+            "is_default": instance.is_default,
+            "revealed": bool(reveal and has_key),
+            "created_at": dt.to_representation(instance.created_at),
+            "updated_at": dt.to_representation(instance.updated_at),
+        }
+
+
+class AIProviderUpdateSerializer(AIProviderSerializer):
+    """PUT/PATCH body: the name comes from the URL."""
+
+    name = serializers.CharField(read_only=True)
+
+
+class ConnectionTestSerializer(serializers.Serializer):
+    """The result of a provider connection test (never contains the key)."""
+
+    ok = serializers.BooleanField()
+    detail = StrictCharField()
+    status_code = serializers.IntegerField(allow_null=True)

@@ -1,0 +1,311 @@
+"""Replication endpoints under ``/api/v1/sync/``. Thin: they validate and call services/selectors.
+
+Peer endpoints (``changes``, ``digest``, ``push``) accept only requests signed with the group's
+``CONFIGSYNC_SYNC_SECRET`` (``configsync.replication.signing``) and are not throttled (a first
+sync of a large node is many pages). Conflicts and strategies use the project's default
+authentication and scopes (admin session or API key; resolving needs the write scope).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from configsync.conf import app_settings
+from configsync.models import Conflict, Peer
+from configsync.replication.errors import ChangeValidationError, ConflictResolveError, CursorError
+from configsync.replication.hlc import physical_now_ms
+from configsync.replication.signing import IsSyncPeer, SyncPeerUser, SyncSignatureAuthentication
+from configsync.selectors.replication import conflict_changed_fields, conflicts_list, feed_page
+from configsync.services.conflicts import conflict_resolve
+from configsync.services.node import node_id
+from configsync.services.replication import changes_apply
+
+# --- serializers ----------------------------------------------------------------------------
+
+
+class FeedQuerySerializer(serializers.Serializer):
+    since = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Cursor from the last page."
+    )
+    limit = serializers.IntegerField(
+        required=False, min_value=1, help_text="At most this many changes (capped by the node)."
+    )
+
+
+class ChangeSerializer(serializers.Serializer):
+    """One feed item (documentation only: items are validated by the replication engine)."""
+
+    model = serializers.CharField(help_text="Replicated model, app_label.modelname.")
+    key = serializers.CharField(help_text="Natural key.")
+    hlc = serializers.CharField(help_text="Hybrid logical clock: WALL:COUNTER:NODE.")
+    origin = serializers.CharField(help_text="Node that made this version.")
+    vv = serializers.DictField(child=serializers.CharField(), help_text="Version vector.")
+    deleted = serializers.BooleanField(help_text="Tombstone.")
+    data = serializers.DictField(  # type: ignore[assignment]  # the wire item's "data"
+        allow_null=True, help_text="Wire form; encrypted fields are ciphertext tokens."
+    )
+    seq = serializers.IntegerField(required=False, help_text="Sequence in the sender's feed.")
+    losers = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="Versions that lost to this one."
+    )
+
+
+class FeedPageSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    changes = ChangeSerializer(many=True)
+    next_cursor = serializers.CharField()
+    has_more = serializers.BooleanField()
+    reset = serializers.BooleanField(help_text="The cursor was from another epoch: started over.")
+    clock_ms = serializers.IntegerField(help_text="The node's physical clock (ms).")
+
+
+class PushSerializer(serializers.Serializer):
+    changes = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
+
+
+class ItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    model = serializers.CharField()
+    key = serializers.CharField()
+    status = serializers.ChoiceField(choices=["applied", "stale", "conflict"])
+    unreadable = serializers.BooleanField(
+        help_text="Holds ciphertext of a key this node lacks: stored and relayed, not readable."
+    )
+
+
+class PushResultSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    results = ItemResultSerializer(many=True)
+    clock_ms = serializers.IntegerField()
+
+
+class BatchErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
+    skew_ms = serializers.IntegerField(allow_null=True)
+
+
+class VersionSummarySerializer(serializers.Serializer):
+    hlc = serializers.CharField()
+    origin = serializers.CharField()
+    deleted = serializers.BooleanField()
+
+
+class ConflictSerializer(serializers.ModelSerializer):
+    """A conflict without any value: versions are summarized, changed fields named."""
+
+    model = serializers.CharField(source="model_label")
+    key = serializers.CharField(source="natural_key")
+    local = serializers.SerializerMethodField()
+    remote = serializers.SerializerMethodField()
+    changed_fields = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Conflict
+        fields = [
+            "id",
+            "model",
+            "key",
+            "source",
+            "status",
+            "winner",
+            "resolution",
+            "detected_at",
+            "resolved_at",
+            "local",
+            "remote",
+            "changed_fields",
+        ]
+
+    @staticmethod
+    def _summary(version: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "hlc": version.get("hlc", ""),
+            "origin": version.get("origin", ""),
+            "deleted": bool(version.get("deleted")),
+        }
+
+    @extend_schema_field(VersionSummarySerializer)
+    def get_local(self, obj: Conflict) -> dict[str, Any]:
+        return self._summary(obj.local_version)
+
+    @extend_schema_field(VersionSummarySerializer)
+    def get_remote(self, obj: Conflict) -> dict[str, Any]:
+        return self._summary(obj.remote_version)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_changed_fields(self, obj: Conflict) -> list[str]:
+        return conflict_changed_fields(obj)
+
+
+class ResolveSerializer(serializers.Serializer):
+    choice = serializers.ChoiceField(choices=["local", "remote"])
+
+
+# --- peer endpoints -------------------------------------------------------------------------
+
+
+class _PeerView(APIView):
+    authentication_classes = [SyncSignatureAuthentication]
+    permission_classes = [IsSyncPeer]
+    throttle_classes: list = []
+
+    @staticmethod
+    def _requester(request: Request) -> str:
+        user = request.user
+        return user.node_id if isinstance(user, SyncPeerUser) else ""
+
+    def _page(self, request: Request, *, digest: bool) -> Response:
+        query = FeedQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        cap = int(app_settings.MAX_PUSH_BATCH)
+        limit = min(query.validated_data.get("limit") or int(app_settings.SYNC_BATCH_SIZE), cap)
+        try:
+            page = feed_page(
+                cursor=query.validated_data["since"],
+                limit=limit,
+                exclude_node="" if digest else self._requester(request),
+                digest=digest,
+            )
+        except CursorError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({**page.as_dict(), "clock_ms": physical_now_ms()})
+
+
+class SyncChangesView(_PeerView):
+    """This node's change feed for a signed peer."""
+
+    @extend_schema(
+        operation_id="sync_changes",
+        parameters=[FeedQuerySerializer],
+        responses={200: FeedPageSerializer, 400: BatchErrorSerializer},
+        description=(
+            "Changes after the cursor ``since`` in sequence order, at most ``limit``; "
+            "``next_cursor`` continues, ``has_more`` says whether more remain. Signed peers only."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        return self._page(request, digest=False)
+
+
+class SyncDigestView(_PeerView):
+    """Every record's version (model, key, hlc, tombstone), for ``configsync diff``."""
+
+    @extend_schema(
+        operation_id="sync_digest",
+        parameters=[FeedQuerySerializer],
+        responses={200: FeedPageSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        return self._page(request, digest=True)
+
+
+class SyncPushView(_PeerView):
+    """Apply a batch of a peer's changes: atomic, idempotent, one result per item."""
+
+    @extend_schema(
+        operation_id="sync_push",
+        request=PushSerializer,
+        responses={200: PushResultSerializer, 400: BatchErrorSerializer},
+        description=(
+            "Applies the batch atomically (any invalid item: 400, nothing applied) and "
+            "idempotently; each item is answered applied, stale or conflict. Signed peers only."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = PushSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        source = self._requester(request)
+        peer_name = (
+            Peer.objects.filter(node_id=source).values_list("name", flat=True).first() or source
+        )
+        try:
+            results = changes_apply(
+                changes=body.validated_data["changes"], source_node=source, source_name=peer_name
+            )
+        except ChangeValidationError as exc:
+            return Response(
+                {"detail": str(exc), "errors": exc.errors[:100], "skew_ms": exc.skew_ms},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(
+            {
+                "node": node_id(),
+                "results": [r.as_dict() for r in results],
+                "clock_ms": physical_now_ms(),
+            }
+        )
+
+
+# --- operator endpoints ---------------------------------------------------------------------
+
+
+class ConflictListView(APIView):
+    """Conflicts kept on this node (values never shown)."""
+
+    @extend_schema(
+        operation_id="sync_conflicts_list",
+        parameters=[
+            OpenApiParameter("status", str, enum=["open", "resolved"], required=False),
+        ],
+        responses={200: ConflictSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        wanted = request.query_params.get("status") or None
+        if wanted not in (None, "open", "resolved"):
+            return Response(
+                {"detail": "status must be open or resolved"}, status=status.HTTP_400_BAD_REQUEST
+            )
+        return Response(ConflictSerializer(conflicts_list(status=wanted), many=True).data)
+
+
+class ConflictResolveView(APIView):
+    """Resolve a conflict by writing the chosen version as a new change that replicates."""
+
+    @extend_schema(
+        operation_id="sync_conflicts_resolve",
+        request=ResolveSerializer,
+        responses={200: ConflictSerializer, 400: None, 404: None, 409: None},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        body = ResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        get_object_or_404(Conflict, pk=pk)
+        try:
+            conflict = conflict_resolve(conflict_id=pk, choice=body.validated_data["choice"])
+        except ConflictResolveError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(ConflictSerializer(conflict).data)
+
+
+class StrategiesView(APIView):
+    """How each data type is synced under the deployment mode."""
+
+    @extend_schema(
+        operation_id="sync_strategies",
+        responses={
+            200: inline_serializer(
+                "SyncStrategies",
+                {
+                    "mode": serializers.CharField(),
+                    "strategies": serializers.DictField(child=serializers.DictField()),
+                },
+            )
+        },
+    )
+    def get(self, request: Request) -> Response:
+        from configsync.selectors.replication import sync_strategies
+
+        return Response(sync_strategies())

@@ -1,0 +1,18 @@
+"""URLs of replication under ``/api/v1/sync/`` (status and trigger live in ``configsync.urls``)."""
+
+from django.urls import path
+
+from configsync.api import sync
+
+urlpatterns = [
+    path("changes", sync.SyncChangesView.as_view(), name="sync-changes"),
+    path("digest", sync.SyncDigestView.as_view(), name="sync-digest"),
+    path("push", sync.SyncPushView.as_view(), name="sync-push"),
+    path("strategies", sync.StrategiesView.as_view(), name="sync-strategies"),
+    path("conflicts/", sync.ConflictListView.as_view(), name="sync-conflicts"),
+    path(
+        "conflicts/<int:pk>/resolve",
+        sync.ConflictResolveView.as_view(),
+        name="sync-conflict-resolve",
+    ),
+]

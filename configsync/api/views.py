@@ -1,0 +1,303 @@
+"""Views of the config API. Thin: serializers validate shapes, services write, selectors read.
+
+Records are addressed by natural key. Every detail response carries an ``ETag``; writes honour
+``If-Match`` (412 when stale, see ``configsync.api.concurrency``). ``?reveal=true`` needs the
+reveal scope and writes one ``AuditEvent`` per revealed record before the response is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models, transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from configsync.api.concurrency import check_if_match
+from configsync.api.permissions import HasScope, request_actor, request_has_scope
+from configsync.api.serializers import (
+    SystemConfigSerializer,
+    SystemConfigUpdateSerializer,
+    django_error_detail,
+)
+from configsync.exceptions import ConfigKeyError
+from configsync.models import SystemConfig
+from configsync.selectors.system_config import system_config_get, system_config_list
+from configsync.services.audit import audit_reveal
+from configsync.services.system_config import system_config_delete, system_config_set
+from configsync.versioning import record_etag
+
+REVEAL_PARAMETER = OpenApiParameter(
+    "reveal",
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description="Return sensitive values in plaintext (needs the reveal scope; audited).",
+)
+IF_MATCH_PARAMETER = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="ETag from a previous response; 412 when the record has changed since. Optional.",
+)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+ERRORS: dict[int, OpenApiResponse] = {
+    401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+    403: OpenApiResponse(ErrorSerializer, description="Authenticated without the needed scope."),
+    429: OpenApiResponse(ErrorSerializer, description="Throttled."),
+}
+VALIDATION_ERROR = OpenApiResponse(
+    OpenApiTypes.OBJECT, description="Invalid input: field -> messages. Nothing was saved."
+)
+NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No record with this key.")
+PRECONDITION_FAILED = OpenApiResponse(
+    ErrorSerializer, description="If-Match does not match the current ETag."
+)
+
+
+class RevealQuerySerializer(serializers.Serializer):
+    reveal = serializers.BooleanField(required=False, default=False)
+
+
+class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
+    """List, create, retrieve, update and delete records of ``model`` by natural key.
+
+    Subclasses bind the model's selectors and services through the hooks below.
+    """
+
+    permission_classes = [HasScope]
+    model: ClassVar[type[models.Model]]
+    update_serializer_class: ClassVar[type[serializers.Serializer]]
+
+    # --- hooks ---------------------------------------------------------------------------
+    def records(self, request: Request) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def record_get(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def record_save(self, key: str, data: dict[str, Any], instance: Any | None) -> Any:
+        raise NotImplementedError
+
+    def record_delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def is_secret_set(self, instance: Any) -> bool:
+        raise NotImplementedError
+
+    # --- helpers -------------------------------------------------------------------------
+    def wants_reveal(self, request: Request) -> bool:
+        query = RevealQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            raise ValidationError({"reveal": "Use true or false."})
+        reveal = bool(query.validated_data["reveal"])
+        if reveal and not request_has_scope(request, "reveal"):
+            raise PermissionDenied("Revealing secrets needs the reveal permission.")
+        return reveal
+
+    def audited_reveal(self, request: Request, instances: Iterable[Any]) -> None:
+        actor = request_actor(request)
+        for instance in instances:
+            if self.is_secret_set(instance):
+                audit_reveal(actor=actor, instance=instance)
+
+    def get_object_or_404(self, key: str) -> Any:
+        try:
+            return self.record_get(key)
+        except ConfigKeyError:
+            raise NotFound("No record with this key.") from None
+
+    def render(self, instance: Any, *, reveal: bool = False, code: int = 200) -> Response:
+        body = self.get_serializer_class()(instance, context={"reveal": reveal}).data
+        return Response(body, status=code, headers={"ETag": record_etag(instance)})
+
+    def save(self, key: str, data: dict[str, Any], instance: Any | None) -> Any:
+        try:
+            return self.record_save(key, data, instance)
+        except DjangoValidationError as exc:
+            raise ValidationError(django_error_detail(exc)) from None
+
+    def locked_write(self, request: Request, key: str, write: Callable[[Any], Any]) -> Any:
+        """Run ``write(current)`` with the record locked after checking ``If-Match``."""
+        with transaction.atomic():
+            try:
+                current = self.model._default_manager.select_for_update().get(
+                    **{self.model.natural_key_field: key}  # type: ignore[attr-defined]
+                )
+            except ObjectDoesNotExist:
+                raise NotFound("No record with this key.") from None
+            check_if_match(request, current)
+            return write(current)
+
+    # --- actions -------------------------------------------------------------------------
+    def list(self, request: Request) -> Response:
+        reveal = self.wants_reveal(request)
+        instances = list(self.records(request))
+        if reveal:
+            self.audited_reveal(request, instances)
+        serializer = self.get_serializer_class()(instances, many=True, context={"reveal": reveal})
+        return Response(serializer.data)
+
+    def create(self, request: Request) -> Response:
+        serializer = self.get_serializer_class()(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        key = data.pop(self.model.natural_key_field)  # type: ignore[attr-defined]
+        with transaction.atomic():
+            if self.model._default_manager.filter(
+                **{self.model.natural_key_field: key}  # type: ignore[attr-defined]
+            ).exists():
+                raise ValidationError(
+                    {self.model.natural_key_field: "A record with this key already exists."}  # type: ignore[attr-defined]
+                )
+            instance = self.save(key, data, None)
+        return self.render(instance, code=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, **kwargs: str) -> Response:
+        reveal = self.wants_reveal(request)
+        instance = self.get_object_or_404(kwargs[self.lookup_field])
+        if reveal:
+            self.audited_reveal(request, [instance])
+        return self.render(instance, reveal=reveal)
+
+    def _update(self, request: Request, key: str, *, partial: bool) -> Response:
+        def write(current: Any) -> Any:
+            serializer = self.update_serializer_class(current, data=request.data, partial=partial)
+            serializer.is_valid(raise_exception=True)
+            return self.save(key, dict(serializer.validated_data), current)
+
+        return self.render(self.locked_write(request, key, write))
+
+    def update(self, request: Request, **kwargs: str) -> Response:
+        return self._update(request, kwargs[self.lookup_field], partial=False)
+
+    def partial_update(self, request: Request, **kwargs: str) -> Response:
+        return self._update(request, kwargs[self.lookup_field], partial=True)
+
+    def destroy(self, request: Request, **kwargs: str) -> Response:
+        key = kwargs[self.lookup_field]
+
+        def write(current: Any) -> None:
+            try:
+                self.record_delete(key)
+            except ConfigKeyError:
+                raise NotFound("No record with this key.") from None
+
+        self.locked_write(request, key, write)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["system settings"])
+class SystemConfigViewSet(NaturalKeyConfigViewSet):
+    """System settings by key: typed values, sensitive ones masked unless revealed."""
+
+    model = SystemConfig
+    serializer_class = SystemConfigSerializer
+    update_serializer_class = SystemConfigUpdateSerializer
+    lookup_field = "key"
+    lookup_value_regex = r"[^/]+"
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        if self.action in ("update", "partial_update"):
+            return SystemConfigUpdateSerializer
+        return SystemConfigSerializer
+
+    def records(self, request: Request) -> Iterable[SystemConfig]:
+        category = request.query_params.get("category")
+        return system_config_list(category=category or None)
+
+    def record_get(self, key: str) -> SystemConfig:
+        return system_config_get(key=key)
+
+    def record_save(
+        self, key: str, data: dict[str, Any], instance: SystemConfig | None
+    ) -> SystemConfig:
+        if "value" not in data:
+            if instance is None:
+                raise DjangoValidationError({"value": "Required when creating a setting."})
+            data["value"] = instance.raw_value()
+        return system_config_set(
+            key=key,
+            value=data["value"],
+            value_type=data.get("value_type"),
+            is_sensitive=data.get("is_sensitive"),
+            category=data.get("category"),
+            description=data.get("description"),
+        )
+
+    def record_delete(self, key: str) -> None:
+        system_config_delete(key=key)
+
+    def is_secret_set(self, instance: SystemConfig) -> bool:
+        return instance.is_sensitive and instance.has_value
+
+    @extend_schema(
+        parameters=[
+            REVEAL_PARAMETER,
+            OpenApiParameter("category", OpenApiTypes.STR, description="Only this category."),
+        ],
+        responses={200: SystemConfigSerializer(many=True), 400: VALIDATION_ERROR, **ERRORS},
+    )
+    def list(self, request: Request) -> Response:
+        return super().list(request)
+
+    @extend_schema(
+        request=SystemConfigSerializer,
+        responses={201: SystemConfigSerializer, 400: VALIDATION_ERROR, **ERRORS},
+    )
+    def create(self, request: Request) -> Response:
+        return super().create(request)
+
+    @extend_schema(
+        parameters=[REVEAL_PARAMETER],
+        responses={200: SystemConfigSerializer, 400: VALIDATION_ERROR, 404: NOT_FOUND, **ERRORS},
+    )
+    def retrieve(self, request: Request, **kwargs: str) -> Response:
+        return super().retrieve(request, **kwargs)
+
+    @extend_schema(
+        parameters=[IF_MATCH_PARAMETER],
+        request=SystemConfigUpdateSerializer,
+        responses={
+            200: SystemConfigSerializer,
+            400: VALIDATION_ERROR,
+            404: NOT_FOUND,
+            412: PRECONDITION_FAILED,
+            **ERRORS,
+        },
+        description="Update the value and any given attributes; omitted attributes are kept.",
+    )
+    def update(self, request: Request, **kwargs: str) -> Response:
+        return super().update(request, **kwargs)
+
+    @extend_schema(
+        parameters=[IF_MATCH_PARAMETER],
+        request=SystemConfigUpdateSerializer,
+        responses={
+            200: SystemConfigSerializer,
+            400: VALIDATION_ERROR,
+            404: NOT_FOUND,
+            412: PRECONDITION_FAILED,
+            **ERRORS,
+        },
+    )
+    def partial_update(self, request: Request, **kwargs: str) -> Response:
+        return super().partial_update(request, **kwargs)
+
+    @extend_schema(
+        parameters=[IF_MATCH_PARAMETER],
+        responses={204: None, 404: NOT_FOUND, 412: PRECONDITION_FAILED, **ERRORS},
+    )
+    def destroy(self, request: Request, **kwargs: str) -> Response:
+        return super().destroy(request, **kwargs)

@@ -1,0 +1,158 @@
+"""``configsync set|get|list|delete``: system settings from the command line.
+
+A secret given as ``VALUE`` lands in the shell history and in ``ps``; pass ``-`` instead to read
+the value from standard input (one trailing newline is dropped)::
+
+    printf '%s' "$DATABASE_PASSWORD" | python manage.py configsync set DB_PASSWORD - --sensitive
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from configsync.logging import MASK
+from configsync.models import SystemConfig
+from configsync.selectors.system_config import system_config_get, system_config_list
+from configsync.services.system_config import system_config_delete, system_config_set
+from configsync.value_types import ValueType
+
+
+def read_value_argument(value: str, *, what: str = "VALUE") -> str:
+    """``value`` itself, or standard input when it is ``-`` (without its final newline)."""
+    if value != "-":
+        return value
+    if sys.stdin is None or sys.stdin.closed:
+        raise CommandError(f"{what} is '-' but standard input is closed", returncode=1)
+    text = sys.stdin.read()
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
+
+
+def masked_value(record: SystemConfig) -> Any:
+    """What listings show: the typed value, or a mask for a sensitive one (never decrypted)."""
+    if record.is_sensitive:
+        return MASK if record.has_value else None
+    return record.typed_value()
+
+
+def _revealed_value(record: SystemConfig) -> Any:
+    return record.typed_value() if record.has_value else None
+
+
+def record_as_dict(record: SystemConfig, *, reveal: bool = False) -> dict[str, Any]:
+    """The JSON form of a setting; a sensitive value is masked unless ``reveal``."""
+    value = _revealed_value(record) if reveal else masked_value(record)
+    return {
+        "key": record.key,
+        "value": value,
+        "type": record.value_type,
+        "is_sensitive": record.is_sensitive,
+        "has_value": record.has_value,
+        "category": record.category,
+        "description": record.description,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def _set(command: BaseCommand, options: dict[str, Any]) -> None:
+    value = read_value_argument(options["value"])
+    record = system_config_set(
+        key=options["key"],
+        value=value,
+        value_type=options["type"],
+        is_sensitive=True if options["sensitive"] else None,
+        category=options["category"],
+        description=options["description"],
+    )
+    flags = f"{record.value_type}, sensitive" if record.is_sensitive else record.value_type
+    command.stdout.write(f"saved {record.key} ({flags})")
+
+
+def _get(command: BaseCommand, options: dict[str, Any]) -> None:
+    record = system_config_get(key=options["key"])
+    reveal = options["reveal"]
+    if options["json"]:
+        command.stdout.write(json.dumps(record_as_dict(record, reveal=reveal), indent=2))
+        return
+    if record.is_sensitive and not reveal:
+        command.stdout.write(MASK if record.has_value else "")
+        return
+    command.stdout.write(record.raw_value())
+
+
+def _list(command: BaseCommand, options: dict[str, Any]) -> None:
+    records = list(system_config_list(category=options["category"]))
+    if options["json"]:
+        command.stdout.write(json.dumps([record_as_dict(r) for r in records], indent=2))
+        return
+    if not records:
+        command.stdout.write("no settings")
+        return
+    rows = [("KEY", "TYPE", "CATEGORY", "SENSITIVE", "VALUE")]
+    for record in records:
+        if record.is_sensitive:
+            shown = MASK if record.has_value else "(not set)"
+        else:
+            shown = record.value if len(record.value) <= 60 else record.value[:57] + "..."
+        sensitive = "yes" if record.is_sensitive else "no"
+        rows.append((record.key, record.value_type, record.category, sensitive, shown))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
+        command.stdout.write("  ".join([*cells, row[4]]).rstrip())
+
+
+def _delete(command: BaseCommand, options: dict[str, Any]) -> None:
+    system_config_delete(key=options["key"])
+    command.stdout.write(f"deleted {options['key']}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``set``, ``get``, ``list`` and ``delete``."""
+    set_parser = subparsers.add_parser(
+        "set",
+        help="create or update a system setting",
+        description="Create or update a setting. VALUE '-' reads it from standard input "
+        "(keeps secrets out of shell history and ps).",
+    )
+    set_parser.add_argument("key", metavar="KEY")
+    set_parser.add_argument("value", metavar="VALUE", help="the value, or '-' to read stdin")
+    set_parser.add_argument(
+        "--sensitive",
+        action="store_true",
+        help="encrypt at rest and mask everywhere (an existing sensitive setting stays so)",
+    )
+    # No argparse ``choices``: an unknown type is a validation error (exit 1, one line).
+    set_parser.add_argument(
+        "--type",
+        default=None,
+        metavar="|".join(ValueType.values),
+        help="value type (default: str, or the setting's current type)",
+    )
+    set_parser.add_argument("--category", default=None, metavar="NAME")
+    set_parser.add_argument("--description", default=None, metavar="TEXT")
+    set_parser.set_defaults(handler=_set)
+
+    get_parser = subparsers.add_parser("get", help="print one setting's value (masked)")
+    get_parser.add_argument("key", metavar="KEY")
+    get_parser.add_argument(
+        "--reveal", action="store_true", help="print a sensitive value in clear"
+    )
+    get_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    get_parser.set_defaults(handler=_get)
+
+    list_parser = subparsers.add_parser("list", help="list settings (sensitive values masked)")
+    list_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    list_parser.add_argument("--category", default=None, metavar="NAME")
+    list_parser.set_defaults(handler=_list)
+
+    delete_parser = subparsers.add_parser("delete", help="delete a setting")
+    delete_parser.add_argument("key", metavar="KEY")
+    delete_parser.set_defaults(handler=_delete)

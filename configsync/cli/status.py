@@ -1,0 +1,55 @@
+"""``configsync status [--json]``: this node's replication status, per peer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.core.serializers.json import DjangoJSONEncoder
+
+from configsync.selectors.status import sync_status
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "status", help="Replication status: last success, errors, lag, conflicts per peer."
+    )
+    parser.add_argument("--json", action="store_true", help="Machine-readable output.")
+    parser.set_defaults(handler=handle)
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "never"
+
+
+def handle(command: BaseCommand, options: dict[str, Any]) -> None:
+    report = sync_status()
+    if options["json"]:
+        command.stdout.write(json.dumps(report.as_dict(), cls=DjangoJSONEncoder, indent=2))
+        return
+    out = command.stdout
+    out.write(f"node {report.node_id} ({report.deployment_mode})")
+    interval = report.sync_interval_seconds
+    out.write(f"sync every {interval}s" if interval else "periodic sync disabled")
+    out.write(f"feed at seq {report.last_seq}; open conflicts: {report.open_conflicts}")
+    if report.unreadable_records:
+        out.write(f"unreadable records (missing key): {report.unreadable_records}")
+    if not report.peers:
+        out.write("no peers")
+    for peer in report.peers:
+        rate = "n/a" if peer.success_rate is None else f"{peer.success_rate:.0%}"
+        state = {True: "ok", False: "failing", None: "not synced yet"}[peer.last_run_ok]
+        out.write(
+            f"peer {peer.name} {peer.base_url}{'' if peer.enabled else ' (disabled)'}: {state}"
+        )
+        out.write(f"  last success: {_when(peer.last_success_at)}")
+        if peer.last_error:
+            out.write(f"  last error: {_when(peer.last_error_at)} {peer.last_error}")
+        out.write(
+            f"  changes behind: {peer.changes_behind}; success rate: {rate} of "
+            f"{peer.recent_runs} runs; open conflicts: {peer.open_conflicts}; "
+            f"clock skew: {'n/a' if peer.clock_skew_ms is None else f'{peer.clock_skew_ms} ms'}"
+        )

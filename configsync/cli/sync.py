@@ -1,0 +1,160 @@
+"""``configsync sync [--peer NAME]``, ``diff --peer NAME [--json]``, ``conflicts [--json]``,
+``resolve ID local|remote``: replication from the command line (``status`` is in ``cli/status``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.core.serializers.json import DjangoJSONEncoder
+
+from configsync.locks import named_lock
+from configsync.models import Peer
+from configsync.replication.errors import ConflictResolveError, TransportError
+from configsync.selectors.replication import conflict_changed_fields, conflicts_list
+from configsync.services.conflicts import conflict_resolve
+from configsync.services.peers import peer_seed_from_settings, peers_enabled
+from configsync.services.sync import SyncCycleError, SyncResult, sync_cycle, sync_diff
+
+LOCK_WAIT_SECONDS = 60
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sync = subparsers.add_parser(
+        "sync", help="Run one full-duplex cycle now with every enabled peer (or one)."
+    )
+    sync.add_argument("--peer", metavar="NAME", help="Only this peer.")
+    sync.set_defaults(handler=handle_sync)
+
+    diff = subparsers.add_parser("diff", help="Compare this node's records with a peer's.")
+    diff.add_argument("--peer", metavar="NAME", required=True, help="The peer to compare with.")
+    diff.add_argument("--json", action="store_true", help="Machine-readable output.")
+    diff.set_defaults(handler=handle_diff)
+
+    conflicts = subparsers.add_parser("conflicts", help="List conflicts (never values).")
+    conflicts.add_argument("--json", action="store_true", help="Machine-readable output.")
+    conflicts.add_argument("--all", action="store_true", help="Resolved ones too.")
+    conflicts.set_defaults(handler=handle_conflicts)
+
+    resolve = subparsers.add_parser(
+        "resolve", help="Resolve a conflict: write the chosen version as a new change."
+    )
+    resolve.add_argument("id", type=int, help="Conflict id (see `configsync conflicts`).")
+    resolve.add_argument("choice", choices=["local", "remote"], help="The version to keep.")
+    resolve.set_defaults(handler=handle_resolve)
+
+
+def _peer(name: str) -> Peer:
+    peer = Peer.objects.filter(name=name).first()
+    if peer is None:
+        raise CommandError(f"no peer named {name!r}", returncode=1)
+    return peer
+
+
+def _summary(result: SyncResult) -> str:
+    text = (
+        f"peer {result.peer}: pulled {result.pulled}, pushed {result.pushed}, "
+        f"conflicts {result.conflicts}, stale {result.stale}"
+    )
+    if result.unreadable:
+        text += f", unreadable {result.unreadable}"
+    return text
+
+
+def handle_sync(command: BaseCommand, options: dict[str, Any]) -> None:
+    peer_seed_from_settings()
+    peers = [_peer(options["peer"])] if options["peer"] else list(peers_enabled())
+    if not peers:
+        raise CommandError("no peers: set CONFIGSYNC_PEERS or add one in the admin", returncode=1)
+    failed: list[str] = []
+    for peer in peers:
+        # The same lock as the Celery task (configsync.tasks.sync_peer).
+        with named_lock(f"sync-peer-{peer.pk}", wait=LOCK_WAIT_SECONDS, timeout=600) as held:
+            if not held:
+                failed.append(peer.name)
+                command.stderr.write(f"peer {peer.name}: busy (another cycle holds it)")
+                continue
+            try:
+                result = sync_cycle(peer_id=peer.pk)
+            except SyncCycleError as exc:
+                failed.append(peer.name)
+                command.stderr.write(f"{_summary(exc.result)}; FAILED: {exc}")
+                continue
+        command.stdout.write(_summary(result))
+    if failed:
+        raise CommandError(f"sync failed with: {', '.join(failed)}", returncode=1)
+
+
+def handle_diff(command: BaseCommand, options: dict[str, Any]) -> None:
+    peer = _peer(options["peer"])
+    try:
+        diff = sync_diff(peer_id=peer.pk)
+    except TransportError as exc:
+        raise CommandError(str(exc), returncode=1) from None
+    if options["json"]:
+        command.stdout.write(json.dumps(diff.as_dict(), indent=2))
+        return
+    out = command.stdout
+    out.write(
+        f"peer {peer.name}: {diff.same} same, {len(diff.differ)} differ, "
+        f"{len(diff.only_local)} only here, {len(diff.only_remote)} only there"
+    )
+    for title, entries in (
+        ("differ", diff.differ),
+        ("only here", diff.only_local),
+        ("only there", diff.only_remote),
+    ):
+        for entry in entries:
+            out.write(
+                f"  {title}: {entry['model']} {entry['key']} "
+                f"(here {entry['local_hlc'] or '-'}, there {entry['remote_hlc'] or '-'})"
+            )
+
+
+def handle_conflicts(command: BaseCommand, options: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = []
+    for conflict in conflicts_list(status=None if options["all"] else "open"):
+        rows.append(
+            {
+                "id": conflict.pk,
+                "model": conflict.model_label,
+                "key": conflict.natural_key,
+                "source": conflict.source,
+                "status": conflict.status,
+                "winner": conflict.winner,
+                "resolution": conflict.resolution,
+                "detected_at": conflict.detected_at,
+                "local": {k: conflict.local_version.get(k) for k in ("hlc", "origin", "deleted")},
+                "remote": {k: conflict.remote_version.get(k) for k in ("hlc", "origin", "deleted")},
+                "changed_fields": conflict_changed_fields(conflict),
+            }
+        )
+    if options["json"]:
+        command.stdout.write(json.dumps(rows, cls=DjangoJSONEncoder, indent=2))
+        return
+    if not rows:
+        command.stdout.write("no conflicts")
+        return
+    for row in rows:
+        fields = ", ".join(row["changed_fields"]) or "-"
+        command.stdout.write(
+            f"{row['id']}: {row['model']} {row['key']} from {row['source']} "
+            f"[{row['status']}] winner {row['winner']}; "
+            f"local {row['local']['hlc']}{' (deleted)' if row['local']['deleted'] else ''}, "
+            f"remote {row['remote']['hlc']}{' (deleted)' if row['remote']['deleted'] else ''}; "
+            f"fields: {fields}"
+        )
+
+
+def handle_resolve(command: BaseCommand, options: dict[str, Any]) -> None:
+    try:
+        conflict = conflict_resolve(conflict_id=options["id"], choice=options["choice"])
+    except ConflictResolveError as exc:
+        raise CommandError(str(exc), returncode=1) from None
+    command.stdout.write(
+        f"conflict {conflict.pk} resolved: kept the {conflict.resolution} version of "
+        f"{conflict.model_label} {conflict.natural_key} as a new change"
+    )

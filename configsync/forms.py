@@ -1,0 +1,276 @@
+"""Admin forms and widgets for configsync's models (the admin itself stays thin: it calls services).
+
+The rule these forms enforce: a secret is never rendered into HTML — not as a value, not in a
+password input, not when a submission with errors is shown again. A secret is shown as "set" or
+"not set" beside an empty, write-only input: left blank it keeps the stored value, filled in it
+replaces it, and the "clear" box removes it.
+
+Optimistic concurrency: each change form carries the record's version token
+(:func:`configsync.versioning.record_etag`) in a hidden field and refuses to save when the record
+changed since the form was loaded (edited by someone else, or replicated from a peer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.html import format_html
+
+from configsync.crypto.errors import DecryptionError
+from configsync.models import SystemConfig
+from configsync.value_types import value_serialize
+from configsync.versioning import record_etag
+from providers.models import AIProviderConfig
+from providers.registry import OPTION_FIELDS
+
+
+class Clear:
+    """The value a :class:`SecretInput` submits when its "clear" box is ticked."""
+
+    def __repr__(self) -> str:
+        return "CLEAR"
+
+
+CLEAR = Clear()
+
+
+class SecretInput(forms.Widget):
+    """Write-only input: shows only whether a secret is set; never renders any value.
+
+    ``is_set`` is decided by the form from the stored record (without decrypting it).
+    """
+
+    def __init__(self, attrs: dict[str, Any] | None = None, *, is_set: bool = False) -> None:
+        super().__init__(attrs)
+        self.is_set = is_set
+
+    def render(
+        self,
+        name: str,
+        value: Any,
+        attrs: dict[str, Any] | None = None,
+        renderer: Any = None,
+    ) -> Any:
+        # ``value`` (bound data or initial) is deliberately ignored: nothing is echoed back.
+        final_attrs = self.build_attrs(self.attrs, attrs)
+        input_id = final_attrs.get("id", f"id_{name}")
+        status = "set" if self.is_set else "not set"
+        placeholder = "leave blank to keep the current value" if self.is_set else ""
+        clear = ""
+        if self.is_set:
+            clear = format_html(
+                ' <label for="{id}_clear"><input type="checkbox" name="{name}_clear" '
+                'id="{id}_clear"> clear</label>',
+                id=input_id,
+                name=name,
+            )
+        return format_html(
+            '<div class="configsync-secret"><strong class="configsync-secret-status">{status}'
+            '</strong> <input type="password" name="{name}" id="{id}" value="" '
+            'autocomplete="new-password" placeholder="{placeholder}" class="vTextField">'
+            "{clear}</div>",
+            status=status,
+            name=name,
+            id=input_id,
+            placeholder=placeholder,
+            clear=clear,
+        )
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> Any:
+        if data.get(f"{name}_clear") in ("on", "true", "1"):
+            return CLEAR
+        return data.get(name, "")
+
+    def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
+        return name not in data and f"{name}_clear" not in data
+
+
+class SecretField(forms.Field):
+    """A write-only secret: cleans to ``None`` (keep), ``CLEAR`` (remove) or the new text."""
+
+    widget = SecretInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        if value is CLEAR:
+            return CLEAR
+        if value in (None, ""):
+            return None
+        return str(value)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return data is CLEAR or data not in (None, "")
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        return None  # never carried back into the page
+
+
+class VersionedModelForm(forms.ModelForm):
+    """A ModelForm that refuses to save over a change made since the form was loaded."""
+
+    version = forms.CharField(widget=forms.HiddenInput, required=False)
+    version_error = (
+        "This record was changed (by someone else, or by replication) after you opened this "
+        "page. Reload it and make your change again."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["version"].initial = record_etag(self.instance)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data
+        if self.instance.pk is not None:
+            submitted = cleaned.get("version") or ""
+            if submitted != record_etag(self.instance):
+                raise ValidationError(self.version_error, code="stale")
+        return cleaned
+
+
+def _stored_token(instance: models.Model, attname: str) -> Any:
+    """The stored ciphertext (or ``None``) without decrypting it."""
+    return instance.__dict__.get(attname)
+
+
+class SystemConfigAdminForm(VersionedModelForm):
+    """One ``value`` input for every setting; write-only when the setting is sensitive.
+
+    A non-sensitive setting shows its value in a text area; a sensitive one (or one being made
+    sensitive in this submission), and every new setting, gets a :class:`SecretInput`.
+    """
+
+    value = forms.CharField(
+        label="value",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Text of the value, parsed as its type. For a sensitive setting it is "
+        "write-only: leave it blank to keep the stored value.",
+    )
+
+    class Meta:
+        model = SystemConfig
+        fields = ("key", "value_type", "is_sensitive", "category", "description")
+        # The admin lists "value" among its fields (the form field above); excluding the model
+        # field keeps the ModelForm from ever copying it onto the instance.
+        exclude = ("value", "secret_value")  # noqa: DJ006
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        instance: SystemConfig = self.instance
+        adding = instance.pk is None
+        submitted_sensitive = self.is_bound and self.data.get(self.add_prefix("is_sensitive"))
+        self.write_only = adding or instance.is_sensitive or bool(submitted_sensitive)
+        if self.write_only:
+            self.fields["value"] = SecretField(
+                label="value",
+                widget=SecretInput(is_set=not adding and instance.has_value),
+                help_text=self.fields["value"].help_text,
+            )
+        else:
+            self.fields["value"].initial = instance.value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        instance: SystemConfig = self.instance
+        value = cleaned.get("value")
+        if value is CLEAR or (value is None and instance.pk is None):
+            value = cleaned["value"] = ""  # a new setting's blank value is the empty text
+        value_type = cleaned.get("value_type")
+        if (
+            value is None
+            and value_type
+            and (
+                value_type != instance.value_type
+                or cleaned.get("is_sensitive") != instance.is_sensitive
+            )
+        ):
+            try:
+                value = instance.raw_value()  # kept, but re-stored: check it fits the new type
+            except DecryptionError as exc:
+                self.add_error("value", str(exc))
+                return cleaned
+        if value is not None and value_type:
+            try:
+                value_serialize(value, value_type)
+            except ValidationError as exc:
+                self.add_error("value", exc.messages)
+        return cleaned
+
+    def service_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of ``system_config_set`` for this submission."""
+        data = self.cleaned_data
+        arguments: dict[str, Any] = {
+            "key": self.instance.key if self.instance.pk else data["key"],
+            "value_type": data["value_type"],
+            "is_sensitive": data["is_sensitive"],
+            "category": data["category"],
+            "description": data["description"],
+        }
+        if data.get("value") is not None:
+            arguments["value"] = data["value"]
+        return arguments
+
+
+class AIProviderConfigAdminForm(VersionedModelForm):
+    """The provider's fields with a write-only API key; the kind's rules are checked on clean."""
+
+    api_key = SecretField(
+        label="API key",
+        help_text="Write-only: leave blank to keep the stored key; tick clear to remove it.",
+    )
+
+    class Meta:
+        model = AIProviderConfig
+        fields = (
+            "name",
+            "kind",
+            "base_url",
+            "default_model",
+            "organization",
+            "endpoint",
+            "api_version",
+            "deployment",
+            "enabled",
+            "is_default",
+        )
+        exclude = ("api_key",)  # noqa: DJ006  (written through the service only)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        has_key = _stored_token(self.instance, "api_key") is not None
+        self.fields["api_key"].widget = SecretInput(is_set=has_key)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # Put the submitted key on the (never saved) instance so that the model's clean(), which
+        # holds each kind's rules, judges the submission; the admin saves through the service.
+        api_key = cleaned.get("api_key")
+        if api_key is CLEAR:
+            self.instance.api_key = None
+        elif api_key:
+            self.instance.api_key = api_key
+        return cleaned
+
+    def service_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of ``ai_provider_set`` for this submission."""
+        data = self.cleaned_data
+        api_key = data.get("api_key")
+        arguments: dict[str, Any] = {
+            "name": self.instance.name if self.instance.pk else data["name"],
+            "kind": data["kind"],
+            "enabled": data["enabled"],
+            "is_default": data["is_default"],
+            "api_key": "" if api_key is CLEAR else api_key,
+        }
+        for name in OPTION_FIELDS:
+            if name != "api_key":
+                arguments[name] = data.get(name, "")
+        return arguments

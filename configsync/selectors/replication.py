@@ -1,0 +1,241 @@
+"""Reads of the replication engine: the change feed, digests, unreadable records, conflicts.
+
+The feed serves ``ReplicatedRecord`` rows with ``seq`` greater than the cursor, in ``seq`` order,
+through the unique index on ``seq``: its cost grows with the number of changes since the cursor,
+not with the number of records. A cursor is ``<epoch>.<seq>``: the epoch is a random id of this
+database's feed, so a peer holding a cursor from before this node's database was reset or
+restored starts over from the beginning (safe: applying is idempotent) instead of silently
+missing everything up to its old position.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from configsync.crypto.keyring import get_keyring, token_key_id
+from configsync.models import Conflict, NodeClock, ReplicatedRecord
+from configsync.replication import registry
+from configsync.replication.errors import CursorError
+from configsync.services.node import node_id
+
+_CURSOR = re.compile(r"^(?:([0-9a-f]{1,32})\.)?(\d{1,18})$")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a node's feed; ``epoch`` empty means "any epoch" (a bare sequence)."""
+
+    epoch: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}.{self.seq}" if self.epoch else str(self.seq)
+
+
+def cursor_parse(text: str | None) -> Cursor:
+    """Parse a cursor (``""`` or ``"0"`` is the start); ``CursorError`` when it does not parse."""
+    if text is None or text == "":
+        return Cursor("", 0)
+    match = _CURSOR.match(text)
+    if match is None:
+        raise CursorError("cursor does not parse: expected EPOCH.SEQ as returned by the feed")
+    return Cursor(match.group(1) or "", int(match.group(2)))
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One page of this node's feed."""
+
+    node: str
+    changes: list[dict[str, Any]]
+    next_cursor: str
+    has_more: bool
+    reset: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "changes": self.changes,
+            "next_cursor": self.next_cursor,
+            "has_more": self.has_more,
+            "reset": self.reset,
+        }
+
+
+def _clock_state() -> tuple[str, int]:
+    row = NodeClock.objects.filter(pk=1).values_list("epoch", "last_seq").first()
+    return (row[0], row[1]) if row else ("", 0)
+
+
+def feed_page(
+    *, cursor: str | None, limit: int, exclude_node: str = "", digest: bool = False
+) -> FeedPage:
+    """The changes after ``cursor``, at most ``limit`` of them, in sequence order.
+
+    Rows received from ``exclude_node`` (the requesting peer) are left out, but the cursor still
+    advances over them: a peer is never sent back what it sent. With ``digest`` the items carry
+    only model, key, hlc and the tombstone flag. ``CursorError`` when the cursor does not parse.
+    """
+    position = cursor_parse(cursor)
+    epoch, last_seq = _clock_state()
+    since = position.seq
+    reset = False
+    if position.epoch and (position.epoch != epoch or since > last_seq):
+        since, reset = 0, True
+    rows = list(ReplicatedRecord.objects.filter(seq__gt=since).order_by("seq")[: max(limit, 1) + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_seq = rows[-1].seq if rows else since
+    kept = [row for row in rows if not exclude_node or row.received_from != exclude_node]
+    if digest:
+        changes = [
+            {"model": r.model_label, "key": r.natural_key, "hlc": r.hlc, "deleted": r.deleted}
+            for r in kept
+        ]
+    else:
+        losers = _losers_for(kept)
+        changes = [
+            record_as_change(r, losers.get((r.model_label, r.natural_key, r.hlc), [])) for r in kept
+        ]
+    return FeedPage(
+        node=node_id(),
+        changes=changes,
+        next_cursor=str(Cursor(epoch, next_seq)) if epoch else str(next_seq),
+        has_more=has_more,
+        reset=reset,
+    )
+
+
+def record_as_change(
+    record: ReplicatedRecord, losers: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The feed item of one replication row (wire form; secrets stay ciphertext)."""
+    return {
+        "model": record.model_label,
+        "key": record.natural_key,
+        "hlc": record.hlc,
+        "origin": record.origin_node,
+        "vv": record.version_vector,
+        "deleted": record.deleted,
+        "data": None if record.deleted else record.data,
+        "seq": record.seq,
+        "losers": losers or [],
+    }
+
+
+def _losers_for(
+    records: list[ReplicatedRecord],
+) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """Per ``(model, key, winning hlc)``, the versions that lost to it in a kept conflict."""
+    if not records:
+        return {}
+    keys = {r.natural_key for r in records}
+    found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for conflict in Conflict.objects.filter(natural_key__in=keys).only(
+        "model_label", "natural_key", "local_version", "remote_version", "winner"
+    ):
+        if conflict.winner == Conflict.Winner.LOCAL:
+            winning, losing = conflict.local_version, conflict.remote_version
+        else:
+            winning, losing = conflict.remote_version, conflict.local_version
+        ident = (conflict.model_label, conflict.natural_key, winning.get("hlc", ""))
+        found.setdefault(ident, []).append(losing)
+    return found
+
+
+def feed_last_cursor() -> str:
+    """The cursor of this node's newest change (what a fully caught-up peer holds)."""
+    epoch, last_seq = _clock_state()
+    return str(Cursor(epoch, last_seq)) if epoch else str(last_seq)
+
+
+def feed_changes_after(*, cursor: str | None) -> int:
+    """How many feed rows lie after ``cursor`` (``0`` for a cursor of another epoch: unknown)."""
+    position = cursor_parse(cursor)
+    epoch, _ = _clock_state()
+    since = position.seq if (not position.epoch or position.epoch == epoch) else 0
+    return ReplicatedRecord.objects.filter(seq__gt=since).count()
+
+
+def records_unreadable() -> list[dict[str, Any]]:
+    """Records holding ciphertext made with a key this node's keyring lacks (stored, relayed).
+
+    Scans the replication rows of models with encrypted fields; meant for status and the CLI.
+    """
+    try:
+        keyring = get_keyring()
+        known: set[str] | None = {key.kid for key in keyring.keys}
+    except Exception:  # no usable keyring: every ciphertext is unreadable here
+        known = None
+    found: list[dict[str, Any]] = []
+    for rm in registry.all_registered():
+        names = rm.encrypted_field_names()
+        if not names:
+            continue
+        for key, data in ReplicatedRecord.objects.filter(
+            model_label=rm.label, deleted=False
+        ).values_list("natural_key", "data"):
+            fields = [
+                name
+                for name in names
+                if (data or {}).get(name)
+                and (known is None or token_key_id((data or {})[name]) not in known)
+            ]
+            if fields:
+                found.append({"model": rm.label, "key": key, "fields": fields})
+    return found
+
+
+def conflicts_list(*, status: str | None = None) -> QuerySet[Conflict]:
+    """Conflicts, newest first, optionally only ``open`` or ``resolved`` ones."""
+    queryset = Conflict.objects.all()
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def conflicts_open_count() -> int:
+    return Conflict.objects.filter(status=Conflict.Status.OPEN).count()
+
+
+def conflict_changed_fields(conflict: Conflict) -> list[str]:
+    """Names of the fields whose wire values differ between the two versions (never values)."""
+    local = conflict.local_version.get("data") or {}
+    remote = conflict.remote_version.get("data") or {}
+    return sorted(name for name in set(local) | set(remote) if local.get(name) != remote.get(name))
+
+
+SYNCED_DATA_TYPES = {
+    "system_configs": "configsync.systemconfig",
+    "ai_provider_configs": "providers.aiproviderconfig",
+}
+
+
+def sync_strategies() -> dict[str, Any]:
+    """Per data type, how it is synced under the deployment mode (``GET /api/v1/sync/strategies``).
+
+    ``LOCAL_ONLY``: nothing leaves the node. The other modes sync full-duplex with every enabled
+    peer every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS`` (and on write).
+    """
+    from configsync.conf import app_settings
+    from configsync.selectors.status import deployment_mode
+
+    mode = deployment_mode()
+    interval = int(app_settings.SYNC_INTERVAL_SECONDS or 0)
+    strategies: dict[str, Any] = {}
+    for name, label in SYNCED_DATA_TYPES.items():
+        if mode == "LOCAL_ONLY":
+            strategies[name] = {"model": label, "strategy": "none", "interval_seconds": None}
+        else:
+            strategies[name] = {
+                "model": label,
+                "strategy": "full_duplex",
+                "interval_seconds": interval or None,
+                "push_on_write": True,
+                "conflict_rule": "last-write-wins (HLC), loser kept as a conflict",
+            }
+    return {"mode": mode, "strategies": strategies}

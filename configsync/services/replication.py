@@ -1,0 +1,642 @@
+"""The replication engine's writes: stamping local changes and applying remote ones.
+
+Every change of a replicated record, local or received, goes through this module inside the
+writer's transaction and takes the single ``NodeClock`` row ``select_for_update`` to get its feed
+sequence number (and, for a local write, a new HLC timestamp). The row lock is held until commit,
+so sequence numbers become visible in commit order and the change feed never skips a change (see
+docs/architecture.md, "Replication").
+
+Concurrency of two versions of one record is decided with version vectors; concurrent versions
+are ordered by last-write-wins over their HLC timestamps (``configsync.replication.hlc.lww_wins``)
+and the loser is kept as a ``Conflict``. Values stay in wire form (ciphertext for secrets): this
+module never decrypts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, OperationalError, connection, models, transaction
+
+from configsync.conf import app_settings
+from configsync.crypto.fields import is_encrypted_field
+from configsync.crypto.keyring import get_keyring, is_token, token_key_id
+from configsync.models import Conflict, NodeClock, PeerCheckpoint, ReplicatedRecord
+from configsync.replication import registry
+from configsync.replication.context import applying_remote
+from configsync.replication.errors import ChangeValidationError
+from configsync.replication.hlc import (
+    HLC,
+    HLCParseError,
+    lww_wins,
+    physical_now_ms,
+    receive,
+    tick,
+    vv_leq,
+    vv_merge,
+)
+from configsync.services.conflicts import conflict_create
+from configsync.services.node import node_id
+from configsync.signals import change_committed
+
+logger = logging.getLogger(__name__)
+
+APPLIED = "applied"
+STALE = "stale"
+CONFLICT = "conflict"
+_APPLY_ATTEMPTS = 6
+_CLOCK_PK = 1
+
+
+# --- the clock --------------------------------------------------------------------------------
+
+
+def clock_locked() -> NodeClock:
+    """The ``NodeClock`` row, locked until the current transaction ends (created on demand)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("clock_locked() must run inside a transaction")
+    clock = NodeClock.objects.select_for_update().filter(pk=_CLOCK_PK).first()
+    if clock is None:
+        try:
+            with transaction.atomic():
+                NodeClock.objects.create(pk=_CLOCK_PK, epoch=uuid.uuid4().hex[:16])
+        except IntegrityError:
+            pass
+        clock = NodeClock.objects.select_for_update().get(pk=_CLOCK_PK)
+    if not clock.epoch:
+        clock.epoch = uuid.uuid4().hex[:16]
+    return clock
+
+
+def clock_now() -> HLC:
+    """A fresh local timestamp (advances and saves the clock; call inside a transaction)."""
+    clock = clock_locked()
+    wall, logical = tick(clock.last_wall_ms, clock.last_logical, now_ms=physical_now_ms())
+    clock.last_wall_ms, clock.last_logical = wall, logical
+    clock.save(update_fields=["last_wall_ms", "last_logical", "epoch"])
+    return HLC(wall, logical, node_id())
+
+
+# --- local writes -----------------------------------------------------------------------------
+
+
+def json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with dates, decimals and UUIDs as the JSON text Django's encoder gives them."""
+    result: dict[str, Any] = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    return result
+
+
+def replication_lock_record(*, instance: models.Model) -> None:
+    """Lock the replication row of ``instance`` until commit (no-op outside a transaction)."""
+    rm = registry.for_model(type(instance))
+    if rm is None or not connection.in_atomic_block:
+        return
+    list(
+        ReplicatedRecord.objects.select_for_update()
+        .filter(model_label=rm.label, natural_key=rm.natural_key(instance))
+        .values_list("pk", flat=True)
+    )
+
+
+def replication_record_local_change(
+    *, instance: models.Model, deleted: bool, force: bool = False
+) -> ReplicatedRecord | None:
+    """Record a local write (or delete) of ``instance`` as a new version in the change feed.
+
+    Runs in the caller's transaction (or its own): stamps a new HLC, sets
+    ``version_vector[this node]`` to it, stores the wire form (``None`` for a tombstone), issues
+    the next feed sequence number and, after commit, sends ``change_committed(local=True)``.
+    A save that leaves the wire form unchanged is not a new version unless ``force``. Returns
+    the replication row, or ``None`` when the model does not replicate or nothing changed.
+    """
+    rm = registry.for_model(type(instance))
+    if rm is None:
+        return None
+    key = rm.natural_key(instance)
+    data = None if deleted else json_safe(rm.serialize(instance))
+    with transaction.atomic():
+        record = (
+            ReplicatedRecord.objects.select_for_update()
+            .filter(model_label=rm.label, natural_key=key)
+            .first()
+        )
+        if not force and record is not None and record.deleted == deleted and record.data == data:
+            return None
+        clock = clock_locked()
+        self_node = node_id()
+        wall, logical = tick(clock.last_wall_ms, clock.last_logical, now_ms=physical_now_ms())
+        stamp = str(HLC(wall, logical, self_node))
+        clock.last_wall_ms, clock.last_logical = wall, logical
+        clock.last_seq += 1
+        clock.save()
+        if record is None:
+            record = ReplicatedRecord(model_label=rm.label, natural_key=key)
+        record.version_vector = {**(record.version_vector or {}), self_node: stamp}
+        record.hlc = stamp
+        record.origin_node = self_node
+        record.deleted = deleted
+        record.data = data
+        record.seq = clock.last_seq
+        record.received_from = ""
+        record.save()
+        _notify_after_commit(rm.label, key, record.seq, deleted, local=True)
+    return record
+
+
+def _notify_after_commit(label: str, key: str, seq: int, deleted: bool, *, local: bool) -> None:
+    def send() -> None:
+        change_committed.send(
+            sender=ReplicatedRecord,
+            model_label=label,
+            natural_key=key,
+            seq=seq,
+            deleted=deleted,
+            local=local,
+        )
+
+    transaction.on_commit(send)
+
+
+def replication_write_version(
+    *,
+    model_label: str,
+    natural_key: str,
+    deleted: bool,
+    data: dict[str, Any] | None,
+    force: bool = False,
+) -> ReplicatedRecord | None:
+    """Write a version (wire form) as a NEW local change of the record; return its row.
+
+    Used by conflict resolution: the model row is written (or deleted) through the model, so
+    its ordinary signals fire and the change is stamped with a new timestamp that replicates.
+    With ``force`` a new version is stamped even when the record already holds exactly this
+    version (so it replicates and wins everywhere). A tombstone for a record with no model row
+    still becomes a new local tombstone.
+    """
+    rm = registry.get(model_label)
+    with transaction.atomic():
+        instance = (
+            rm.model._default_manager.select_for_update()
+            .filter(**{rm.natural_key_field: natural_key})
+            .first()
+        )
+        before = (
+            ReplicatedRecord.objects.filter(model_label=rm.label, natural_key=natural_key)
+            .values_list("seq", flat=True)
+            .first()
+        )
+        target: models.Model
+        if deleted:
+            if instance is not None:
+                target = instance
+                instance.delete()
+                setattr(target, rm.natural_key_field, natural_key)
+            else:
+                target = rm.model()
+                setattr(target, rm.natural_key_field, natural_key)
+        else:
+            target = instance if instance is not None else rm.model()
+            rm.deserialize_into(target, dict(data or {}))
+            setattr(target, rm.natural_key_field, natural_key)
+            target.save()
+        record = ReplicatedRecord.objects.filter(
+            model_label=rm.label, natural_key=natural_key
+        ).first()
+        if record is None or (force and record.seq == before):
+            record = replication_record_local_change(instance=target, deleted=deleted, force=True)
+        return record
+
+
+# --- validating and applying remote changes ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a record as it travels: ``{"hlc", "origin", "deleted", "data"}``."""
+
+    hlc: HLC
+    origin: str
+    deleted: bool
+    data: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hlc": str(self.hlc),
+            "origin": self.origin,
+            "deleted": self.deleted,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class ParsedChange:
+    """A validated feed item."""
+
+    model: registry.ReplicatedModel
+    key: str
+    version: Version
+    vv: dict[str, str]
+    losers: list[Version] = field(default_factory=list)
+
+
+@dataclass
+class ItemResult:
+    """What applying one item did: ``applied``, ``stale`` or ``conflict``.
+
+    ``unreadable`` is set when the item holds ciphertext made with a key this node's keyring does
+    not have: it is stored and relayed as-is, and reported rather than failing the batch.
+    """
+
+    index: int
+    model: str
+    key: str
+    status: str
+    unreadable: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "model": self.model,
+            "key": self.key,
+            "status": self.status,
+            "unreadable": self.unreadable,
+        }
+
+
+def _validate_data(
+    rm: registry.ReplicatedModel, key: str, data: Any, errors: list[str]
+) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        errors.append("data must be an object (or null for a tombstone)")
+        return None
+    fields = {f.name: f for f in rm.fields()}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        errors.append(f"unknown fields: {', '.join(unknown)}")
+        return None
+    for name, value in data.items():
+        f = fields[name]
+        if is_encrypted_field(f):
+            if value is not None and not is_token(value):
+                errors.append(f"{name}: must be a configsync ciphertext token or null")
+            continue
+        try:
+            f.clean(value, None)
+        except ValidationError as exc:
+            # Messages name the field and the rule, never the value.
+            errors.append(f"{name}: {' '.join(str(m) for m in exc.messages)}")
+        except (TypeError, ValueError):
+            errors.append(f"{name}: wrong type")
+    if rm.natural_key_field in data and str(data[rm.natural_key_field]) != key:
+        errors.append(f"{rm.natural_key_field} does not match the item's key")
+    return data
+
+
+def _parse_version(
+    rm: registry.ReplicatedModel, key: str, raw: dict[str, Any], errors: list[str]
+) -> Version | None:
+    try:
+        stamp = HLC.parse(raw.get("hlc"))
+    except HLCParseError as exc:
+        errors.append(f"hlc: {exc}")
+        return None
+    origin = raw.get("origin")
+    if not isinstance(origin, str) or not origin or len(origin) > 64:
+        errors.append("origin must be a node id")
+        return None
+    deleted = raw.get("deleted")
+    if not isinstance(deleted, bool):
+        errors.append("deleted must be a boolean")
+        return None
+    data = raw.get("data")
+    if deleted:
+        if data is not None:
+            errors.append("a tombstone carries no data")
+            return None
+        return Version(stamp, origin, True, None)
+    checked = _validate_data(rm, key, data, errors)
+    return None if checked is None else Version(stamp, origin, False, checked)
+
+
+def changes_validate(changes: Any) -> list[ParsedChange]:
+    """Validate a whole batch; raise ``ChangeValidationError`` (apply nothing) on any bad item.
+
+    Checks: a list of at most ``MAX_PUSH_BATCH`` objects; each names a registered model and a
+    key, at most once per batch; has a parseable HLC not further than ``MAX_CLOCK_SKEW_SECONDS``
+    ahead of this node's physical clock; a version vector of HLCs; a tombstone flag; and data
+    whose fields exist and whose values pass the fields' own validation (ciphertext is checked
+    for shape only, never decrypted).
+    """
+    if not isinstance(changes, list):
+        raise ChangeValidationError([{"index": -1, "reason": "changes must be a list"}])
+    limit = app_settings.MAX_PUSH_BATCH
+    if len(changes) > limit:
+        raise ChangeValidationError(
+            [{"index": -1, "reason": f"batch of {len(changes)} exceeds the maximum of {limit}"}]
+        )
+    now_ms = physical_now_ms()
+    bound_ms = now_ms + int(app_settings.MAX_CLOCK_SKEW_SECONDS * 1000)
+    errors: list[dict[str, Any]] = []
+    parsed: list[ParsedChange] = []
+    seen: set[tuple[str, str]] = set()
+    worst_skew: int | None = None
+    for index, item in enumerate(changes):
+        problems: list[str] = []
+        change = _parse_item(item, problems)
+        if change is not None:
+            ident = (change.model.label, change.key)
+            if ident in seen:
+                problems.append("the batch names this record twice")
+            seen.add(ident)
+            if change.version.hlc.wall_ms > bound_ms:
+                skew = change.version.hlc.wall_ms - now_ms
+                worst_skew = skew if worst_skew is None else max(worst_skew, skew)
+                problems.append(
+                    f"clock skew: timestamp is {skew} ms ahead of this node's clock "
+                    f"(at most {app_settings.MAX_CLOCK_SKEW_SECONDS} s allowed)"
+                )
+        if problems:
+            errors.extend({"index": index, "reason": p} for p in problems)
+        elif change is not None:
+            parsed.append(change)
+    if errors:
+        raise ChangeValidationError(errors, skew_ms=worst_skew)
+    return parsed
+
+
+def _parse_item(item: Any, problems: list[str]) -> ParsedChange | None:
+    if not isinstance(item, dict):
+        problems.append("item must be an object")
+        return None
+    label = item.get("model")
+    if not isinstance(label, str):
+        problems.append("model must be a string")
+        return None
+    try:
+        rm = registry.get(label)
+    except LookupError:
+        problems.append(f"unknown model {label[:100]!r}")
+        return None
+    key = item.get("key")
+    if not isinstance(key, str) or not key or len(key) > 255:
+        problems.append("key must be a non-empty string of at most 255 characters")
+        return None
+    version = _parse_version(rm, key, item, problems)
+    vv = item.get("vv")
+    if not isinstance(vv, dict) or not vv:
+        problems.append("vv must be a non-empty object")
+        return None
+    for node, stamp in vv.items():
+        try:
+            HLC.parse(stamp)
+        except HLCParseError:
+            problems.append(f"vv entry {str(node)[:64]!r} is not a timestamp")
+            return None
+    losers: list[Version] = []
+    raw_losers = item.get("losers", [])
+    if not isinstance(raw_losers, list):
+        problems.append("losers must be a list")
+        return None
+    for raw in raw_losers:
+        if not isinstance(raw, dict):
+            problems.append("a loser must be an object")
+            return None
+        loser = _parse_version(rm, key, raw, problems)
+        if loser is not None:
+            losers.append(loser)
+    if version is None or problems:
+        return None
+    return ParsedChange(model=rm, key=key, version=version, vv=dict(vv), losers=losers)
+
+
+def _unreadable(data: dict[str, Any] | None, rm: registry.ReplicatedModel) -> bool:
+    if not data:
+        return False
+    try:
+        keyring = get_keyring()
+    except Exception:  # no usable keyring: nothing is readable here
+        return any(data.get(name) for name in rm.encrypted_field_names())
+    for name in rm.encrypted_field_names():
+        token = data.get(name)
+        if token and token_key_id(token) not in keyring:
+            return True
+    return False
+
+
+def changes_apply(
+    *,
+    changes: Any,
+    source_node: str,
+    source_name: str,
+    checkpoint: tuple[int, str] | None = None,
+) -> list[ItemResult]:
+    """Apply a batch of changes received from ``source_node``; return one result per item.
+
+    All or nothing: the batch is validated first (``ChangeValidationError``, nothing applied),
+    then applied in one transaction together with, when given, the pull checkpoint
+    ``(checkpoint id, new cursor)``. Idempotent and safe under concurrency: items are decided
+    under row locks, so the same batch applied twice, ten times or concurrently leaves the state
+    of one application (the repeats answer ``stale``). A transaction that loses a race on
+    PostgreSQL (deadlock, concurrent insert of the same key) or SQLite (busy) is retried.
+    """
+    parsed = changes_validate(changes)
+    for attempt in range(_APPLY_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                results = _apply_parsed(parsed, source_node=source_node, source_name=source_name)
+                if checkpoint is not None:
+                    checkpoint_id, cursor = checkpoint
+                    PeerCheckpoint.objects.filter(pk=checkpoint_id).update(cursor=cursor)
+            return results
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == _APPLY_ATTEMPTS - 1 or connection.in_atomic_block:
+                raise
+            logger.info(
+                "replication: retrying a batch from %s after %s", source_name, type(exc).__name__
+            )
+            time.sleep(0.05 * (2**attempt))
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class _Pending:
+    record: ReplicatedRecord
+    label: str
+    key: str
+    deleted: bool
+    notify: bool
+
+
+def _apply_parsed(
+    parsed: list[ParsedChange], *, source_node: str, source_name: str
+) -> list[ItemResult]:
+    results: list[ItemResult] = []
+    pending: list[_Pending] = []
+    newest: HLC | None = None
+    order = sorted(range(len(parsed)), key=lambda i: (parsed[i].model.label, parsed[i].key))
+    by_index: dict[int, ItemResult] = {}
+    for index in order:
+        change = parsed[index]
+        rm = change.model
+        remote = change.version
+        newest = remote.hlc if newest is None or remote.hlc > newest else newest
+        instance = (
+            rm.model._default_manager.select_for_update()
+            .filter(**{rm.natural_key_field: change.key})
+            .first()
+        )
+        record = (
+            ReplicatedRecord.objects.select_for_update()
+            .filter(model_label=rm.label, natural_key=change.key)
+            .first()
+        )
+        local = _version_of(record)
+        local_vv: dict[str, str] = dict(record.version_vector) if record is not None else {}
+
+        if record is not None and vv_leq(change.vv, local_vv):
+            status = STALE
+        elif record is None or vv_leq(local_vv, change.vv):
+            status = APPLIED
+            if local is None or local.hlc != remote.hlc or local.deleted != remote.deleted:
+                _write_model(rm, change.key, instance, remote)
+            record = _set_version(record, rm.label, change.key, remote, change.vv)
+            record.received_from = source_node
+            pending.append(_Pending(record, rm.label, change.key, remote.deleted, True))
+        else:
+            assert local is not None and record is not None
+            status = CONFLICT
+            remote_wins = lww_wins(remote.hlc, remote.deleted, local.hlc, local.deleted)
+            merged = vv_merge(local_vv, change.vv)
+            if remote_wins:
+                _write_model(rm, change.key, instance, remote)
+                record = _set_version(record, rm.label, change.key, remote, merged)
+            else:
+                record.version_vector = merged
+            # The merged version differs from what the source sent: it goes back to it too,
+            # carrying the loser, so the source keeps the same conflict.
+            record.received_from = ""
+            pending.append(_Pending(record, rm.label, change.key, record.deleted, remote_wins))
+            _conflict_keep(
+                rm.label,
+                change.key,
+                source_name,
+                local=local,
+                remote=remote,
+                winner="remote" if remote_wins else "local",
+            )
+        for loser in change.losers:
+            _loser_keep(rm.label, change.key, source_name, before=local, winner=remote, loser=loser)
+        result = ItemResult(
+            index=index,
+            model=rm.label,
+            key=change.key,
+            status=status,
+            unreadable=_unreadable(remote.data, rm) if status != STALE else False,
+        )
+        by_index[index] = result
+    results = [by_index[i] for i in range(len(parsed))]
+
+    if pending:
+        clock = clock_locked()
+        if newest is not None:
+            clock.last_wall_ms, clock.last_logical = receive(
+                clock.last_wall_ms, clock.last_logical, newest, now_ms=physical_now_ms()
+            )
+        for item in pending:
+            clock.last_seq += 1
+            item.record.seq = clock.last_seq
+            item.record.save()
+            if item.notify:
+                _notify_after_commit(
+                    item.label, item.key, item.record.seq, item.deleted, local=False
+                )
+        clock.save()
+    return results
+
+
+def _version_of(record: ReplicatedRecord | None) -> Version | None:
+    if record is None:
+        return None
+    return Version(HLC.parse(record.hlc), record.origin_node, record.deleted, record.data)
+
+
+def _set_version(
+    record: ReplicatedRecord | None,
+    label: str,
+    key: str,
+    version: Version,
+    vv: dict[str, str],
+) -> ReplicatedRecord:
+    if record is None:
+        record = ReplicatedRecord(model_label=label, natural_key=key)
+    record.hlc = str(version.hlc)
+    record.origin_node = version.origin
+    record.deleted = version.deleted
+    record.data = version.data
+    record.version_vector = vv
+    return record
+
+
+def _write_model(
+    rm: registry.ReplicatedModel, key: str, instance: models.Model | None, version: Version
+) -> None:
+    """Apply a version through the model so its ordinary signals (caches, .env bridge) fire."""
+    with applying_remote():
+        if version.deleted:
+            if instance is not None:
+                instance.delete()
+            return
+        target = instance if instance is not None else rm.model()
+        rm.deserialize_into(target, dict(version.data or {}))
+        setattr(target, rm.natural_key_field, key)
+        target.save()
+
+
+def _conflict_exists(label: str, key: str, hlcs: set[str]) -> bool:
+    for local_version, remote_version in Conflict.objects.filter(
+        model_label=label, natural_key=key
+    ).values_list("local_version", "remote_version"):
+        if {local_version.get("hlc"), remote_version.get("hlc")} == hlcs:
+            return True
+    return False
+
+
+def _conflict_keep(
+    label: str, key: str, source: str, *, local: Version, remote: Version, winner: str
+) -> None:
+    if _conflict_exists(label, key, {str(local.hlc), str(remote.hlc)}):
+        return
+    conflict_create(
+        model_label=label,
+        natural_key=key,
+        source=source,
+        local_version=local.as_dict(),
+        remote_version=remote.as_dict(),
+        winner=winner,
+    )
+
+
+def _loser_keep(
+    label: str, key: str, source: str, *, before: Version | None, winner: Version, loser: Version
+) -> None:
+    """Keep a loser another node recorded, so every node holds the same conflict for review."""
+    if loser.hlc == winner.hlc:
+        return
+    for existing in Conflict.objects.filter(model_label=label, natural_key=key).values_list(
+        "local_version", "remote_version", "winner"
+    ):
+        local_version, remote_version, side = existing
+        losing = remote_version if side == Conflict.Winner.LOCAL else local_version
+        if losing.get("hlc") == str(loser.hlc):
+            return
+    if before is not None and before.hlc == loser.hlc:
+        _conflict_keep(label, key, source, local=loser, remote=winner, winner="remote")
+    else:
+        _conflict_keep(label, key, source, local=winner, remote=loser, winner="local")

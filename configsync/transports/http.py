@@ -1,0 +1,142 @@
+"""``HttpPeerTransport``: the peer's ``/api/v1/sync/`` endpoints over signed HTTP (requests)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from configsync.conf import app_settings
+from configsync.replication.errors import TransportError
+from configsync.replication.signing import sign
+from configsync.transports.base import ChangePage, PushResult, Transport
+
+API_PREFIX = "/api/v1/sync"
+
+
+class HttpPeerTransport(Transport):
+    """Talks to a peer at ``base_url``; signs every request with the group's secret."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        node: str,
+        secret: str | None = None,
+        timeout: float | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.node = node
+        self.secret = app_settings.SYNC_SECRET if secret is None else secret
+        self.timeout = float(app_settings.PEER_TIMEOUT_SECONDS if timeout is None else timeout)
+        self.session = session or requests.Session()
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.base_url})"
+
+    def _request(self, method: str, path: str, body: bytes = b"") -> Any:
+        if not self.secret:
+            raise TransportError("CONFIGSYNC_SYNC_SECRET is not set: cannot sign sync requests")
+        request = requests.Request(
+            method,
+            self.base_url + path,
+            data=body or None,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        prepared = self.session.prepare_request(request)
+        prepared.headers.update(
+            sign(
+                secret=self.secret,
+                method=method,
+                path=prepared.path_url,
+                body=body,
+                node=self.node,
+            )
+        )
+        try:
+            response = self.session.send(prepared, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise TransportError(f"peer {self.name} unreachable: {type(exc).__name__}") from None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.status_code >= 400:
+            reason = _reason(payload) or f"HTTP {response.status_code}"
+            skew = payload.get("skew_ms") if isinstance(payload, dict) else None
+            raise TransportError(
+                f"peer {self.name} refused: HTTP {response.status_code}: {reason}",
+                status=response.status_code,
+                skew_ms=skew if isinstance(skew, int) else None,
+            )
+        if not isinstance(payload, dict):
+            raise TransportError(
+                f"peer {self.name} answered garbage (not a JSON object)",
+                status=response.status_code,
+            )
+        return payload
+
+    def _page(self, path: str, cursor: str, limit: int) -> ChangePage:
+        query = urlencode({"since": cursor, "limit": limit})
+        payload = self._request("GET", f"{path}?{query}")
+        changes = payload.get("changes")
+        next_cursor = payload.get("next_cursor")
+        has_more = payload.get("has_more")
+        node = payload.get("node")
+        if (
+            not isinstance(changes, list)
+            or not isinstance(next_cursor, str)
+            or not isinstance(has_more, bool)
+            or not isinstance(node, str)
+        ):
+            raise TransportError(f"peer {self.name} answered garbage (not a feed page)")
+        return ChangePage(
+            node=node,
+            changes=changes,
+            next_cursor=next_cursor,
+            has_more=has_more,
+            reset=bool(payload.get("reset", False)),
+            clock_ms=_int_or_none(payload.get("clock_ms")),
+        )
+
+    def pull(self, cursor: str, limit: int) -> ChangePage:
+        return self._page(f"{API_PREFIX}/changes", cursor, limit)
+
+    def digest(self, cursor: str, limit: int) -> ChangePage:
+        return self._page(f"{API_PREFIX}/digest", cursor, limit)
+
+    def push(self, changes: list[dict[str, Any]]) -> PushResult:
+        body = json.dumps({"changes": changes}, separators=(",", ":")).encode()
+        payload = self._request("POST", f"{API_PREFIX}/push", body)
+        results = payload.get("results")
+        node = payload.get("node")
+        if not isinstance(results, list) or not isinstance(node, str):
+            raise TransportError(f"peer {self.name} answered garbage (not a push result)")
+        if len(results) != len(changes):
+            raise TransportError(
+                f"peer {self.name} answered {len(results)} results for {len(changes)} changes"
+            )
+        return PushResult(
+            node=node, results=results, clock_ms=_int_or_none(payload.get("clock_ms"))
+        )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _reason(payload: Any) -> str:
+    if not isinstance(payload, dict):
+        return ""
+    detail = payload.get("detail")
+    if isinstance(detail, str):
+        return detail[:300]
+    errors = payload.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("reason", ""))[:300]
+    return ""

@@ -1,0 +1,107 @@
+"""SDK keyword arguments for a provider, and the "test connection" check.
+
+``client_settings(name)`` maps a provider's effective settings to the keyword arguments of its
+official SDK client (``openai.OpenAI``, ``anthropic.Anthropic``, ``google.genai.Client``,
+``openai.AzureOpenAI``, ``ollama.Client``) as declared by ``sdk_kwargs`` in the registry.
+
+``provider_test_connection`` calls the provider's model-list endpoint with ``requests`` and a short
+timeout (no SDK is needed for one GET) and reports success or the reason. The API key travels only
+in a request header and never appears in the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from providers.lookup import ai_config_cached
+from providers.registry import kind_get
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+
+def client_settings(name: str) -> dict[str, Any]:
+    """Keyword arguments for provider ``name``'s official SDK client (empty values omitted).
+
+    ``ConfigKeyError`` when the provider does not exist.
+    """
+    data = ai_config_cached(name=name)
+    spec = kind_get(data["kind"])
+    return {sdk: data[ours] for ours, sdk in spec.sdk_kwargs.items() if data.get(ours)}
+
+
+@dataclass(frozen=True)
+class ConnectionResult:
+    """The outcome of a connection test: ``ok`` and a human-readable ``detail`` (no secrets)."""
+
+    ok: bool
+    detail: str
+    status_code: int | None = None
+
+
+def _models_request(data: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, str]]:
+    """URL, headers and query of the model-list endpoint of the provider in ``data``."""
+    kind = data["kind"]
+    key = data.get("api_key") or ""
+    base = (data.get("base_url") or "").rstrip("/")
+    if kind == "openai":
+        headers = {"Authorization": f"Bearer {key}"}
+        if data.get("organization"):
+            headers["OpenAI-Organization"] = data["organization"]
+        return f"{base}/models", headers, {}
+    if kind == "anthropic":
+        return (
+            f"{base}/v1/models",
+            {"x-api-key": key, "anthropic-version": "2023-06-01"},
+            {},
+        )
+    if kind == "google":
+        return f"{base}/v1beta/models", {"x-goog-api-key": key}, {}
+    if kind == "azure_openai":
+        endpoint = (data.get("endpoint") or "").rstrip("/")
+        return (
+            f"{endpoint}/openai/models",
+            {"api-key": key},
+            {"api-version": data.get("api_version") or ""},
+        )
+    if kind == "ollama":
+        return f"{base}/api/tags", {}, {}
+    raise ValueError(f"no connection test for kind {kind!r}")
+
+
+def provider_test_connection(
+    *, name: str, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> ConnectionResult:
+    """GET provider ``name``'s model list; success, or the reason it failed (never the key)."""
+    data = ai_config_cached(name=name)
+    url, headers, params = _models_request(data)
+    try:
+        response = requests.get(
+            url, headers=headers, params=params, timeout=timeout, allow_redirects=False
+        )
+    except requests.Timeout:
+        return ConnectionResult(False, f"No answer within {timeout:g} s.")
+    except requests.RequestException as exc:
+        return ConnectionResult(False, f"Could not connect ({type(exc).__name__}).")
+    code = response.status_code
+    if code in (401, 403):
+        return ConnectionResult(False, f"Rejected the credentials (HTTP {code}).", code)
+    if code >= 400:
+        return ConnectionResult(False, f"Answered HTTP {code}.", code)
+    try:
+        body = response.json()
+    except ValueError:
+        return ConnectionResult(False, f"Answered HTTP {code} without JSON.", code)
+    count = _model_count(body)
+    suffix = f"; {count} models listed" if count is not None else ""
+    return ConnectionResult(True, f"Connected (HTTP {code}{suffix}).", code)
+
+
+def _model_count(body: Any) -> int | None:
+    if isinstance(body, dict):
+        for field in ("data", "models"):
+            if isinstance(body.get(field), list):
+                return len(body[field])
+    return None

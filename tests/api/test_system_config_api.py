@@ -1,0 +1,180 @@
+"""The system settings API: typed values, masking, ETag/If-Match and bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from rest_framework.test import APIClient
+
+from configsync.conf import app_settings
+from configsync.models import SystemConfig
+
+SYSTEM = "/api/v1/configs/system/"
+
+
+@pytest.fixture
+def writer(client_for: Callable[[str], APIClient]) -> APIClient:
+    return client_for("write")
+
+
+@pytest.mark.parametrize(
+    ("value_type", "value"),
+    [
+        ("str", "hello"),
+        ("int", 42),
+        ("float", 2.5),
+        ("bool", True),
+        ("json", {"a": [1, 2], "b": None}),
+        ("json", "just a string"),
+        ("url", "https://example.com/x"),
+    ],
+)
+def test_typed_values_round_trip(writer: APIClient, value_type: str, value: object) -> None:
+    created = writer.post(
+        SYSTEM, {"key": "TYPED", "value": value, "value_type": value_type}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["value"] == value
+    fetched = writer.get(f"{SYSTEM}TYPED/").json()
+    assert fetched["value"] == value
+    assert fetched["value_type"] == value_type
+    assert fetched["has_value"] is True
+
+
+def test_sensitive_value_is_masked_and_write_only(writer: APIClient, canary: str) -> None:
+    created = writer.post(
+        SYSTEM, {"key": "DB_PASSWORD", "value": canary, "is_sensitive": True}, format="json"
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert body["value"] == "********"
+    assert body["has_value"] is True
+    assert body["revealed"] is False
+    assert canary.encode() not in created.content
+    # PATCH of another attribute keeps the secret.
+    patched = writer.patch(f"{SYSTEM}DB_PASSWORD/", {"description": "db"}, format="json")
+    assert patched.status_code == 200
+    assert SystemConfig.objects.get(key="DB_PASSWORD").raw_value() == canary
+
+
+def test_reveal_returns_plaintext_to_reveal_scope(
+    client_for: Callable[[str], APIClient], secret_setting: SystemConfig, canary: str
+) -> None:
+    response = client_for("reveal").get(f"{SYSTEM}OPENAI_API_KEY/", {"reveal": "true"})
+    assert response.status_code == 200
+    assert response.json()["value"] == canary
+    assert response.json()["revealed"] is True
+
+
+def test_etag_and_if_match(writer: APIClient, plain_setting: SystemConfig) -> None:
+    url = f"{SYSTEM}MAX_WORKERS/"
+    first = writer.get(url)
+    etag = first["ETag"]
+    assert etag.startswith('"')
+    ok = writer.patch(url, {"value": 5}, format="json", HTTP_IF_MATCH=etag)
+    assert ok.status_code == 200
+    assert ok["ETag"] != etag
+    # A second operator still holding the old ETag is refused; nothing is saved.
+    stale = writer.patch(url, {"value": 6}, format="json", HTTP_IF_MATCH=etag)
+    assert stale.status_code == 412
+    assert stale.json()["detail"]
+    stale_put = writer.put(url, {"value": 6}, format="json", HTTP_IF_MATCH=etag)
+    assert stale_put.status_code == 412
+    stale_delete = writer.delete(url, HTTP_IF_MATCH=etag)
+    assert stale_delete.status_code == 412
+    garbage = writer.patch(url, {"value": 6}, format="json", HTTP_IF_MATCH="not-an-etag")
+    assert garbage.status_code == 412
+    assert SystemConfig.objects.get(key="MAX_WORKERS").typed_value() == 5
+    star = writer.patch(url, {"value": 7}, format="json", HTTP_IF_MATCH="*")
+    assert star.status_code == 200
+    current = writer.get(url)["ETag"]
+    assert writer.delete(url, HTTP_IF_MATCH=current).status_code == 204
+    assert not SystemConfig.objects.filter(key="MAX_WORKERS").exists()
+
+
+def test_missing_if_match_is_allowed(writer: APIClient, plain_setting: SystemConfig) -> None:
+    assert writer.patch(f"{SYSTEM}MAX_WORKERS/", {"value": 1}, format="json").status_code == 200
+
+
+def test_put_requires_value_and_keeps_omitted_attributes(
+    writer: APIClient, plain_setting: SystemConfig
+) -> None:
+    url = f"{SYSTEM}MAX_WORKERS/"
+    assert writer.put(url, {"description": "x"}, format="json").status_code == 400
+    response = writer.put(url, {"value": 12}, format="json")
+    assert response.status_code == 200
+    assert response.json()["category"] == "workers"
+    assert response.json()["value"] == 12
+
+
+def test_unknown_key_is_404(writer: APIClient) -> None:
+    for method in ("get", "put", "patch", "delete"):
+        response = getattr(writer, method)(f"{SYSTEM}NOPE/", {"value": 1}, format="json")
+        assert response.status_code == 404, method
+
+
+BAD_BODIES = [
+    ({"key": "X1", "value": "sk-CANARY-bad", "value_type": "int"}, "value"),
+    ({"key": "X1", "value": True, "value_type": "int"}, "value"),
+    ({"key": "X1", "value": 12, "value_type": "str"}, "value"),
+    ({"key": "X1", "value": {"a": 1}, "value_type": "int"}, "value"),
+    ({"key": "X1", "value": "sk-CANARY-bad", "value_type": "sk-CANARY-type"}, "value_type"),
+    ({"key": "X1", "value": "sk-CANARY-bad", "value_type": "url"}, "value"),
+    ({"key": "X1", "value": None}, "value"),
+    ({"key": "X1"}, "value"),
+    ({"key": "bad key sk-CANARY", "value": "v"}, "key"),
+    ({"value": "v"}, "key"),
+    ({"key": "X1", "value": "v", "is_sensitive": "sk-CANARY-bool"}, "is_sensitive"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_BODIES)
+def test_bad_input_is_rejected_without_echo(writer: APIClient, body: dict, field: str) -> None:
+    response = writer.post(SYSTEM, body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+    assert b"sk-CANARY" not in response.content
+    assert SystemConfig.objects.count() == 0
+
+
+def test_oversize_value_is_rejected(writer: APIClient) -> None:
+    big = "x" * (app_settings.MAX_VALUE_BYTES + 1)
+    response = writer.post(SYSTEM, {"key": "BIG", "value": big}, format="json")
+    assert response.status_code == 400
+    assert "value" in response.json()
+    big_json = {"k": "x" * app_settings.MAX_VALUE_BYTES}
+    response = writer.post(
+        SYSTEM, {"key": "BIG", "value": big_json, "value_type": "json"}, format="json"
+    )
+    assert response.status_code == 400
+    assert not SystemConfig.objects.filter(key="BIG").exists()
+
+
+def test_malformed_json_is_400(writer: APIClient, plain_setting: SystemConfig) -> None:
+    response = writer.generic(
+        "PATCH",
+        f"{SYSTEM}MAX_WORKERS/",
+        '{"value": sk-CANARY-broken',
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert b"sk-CANARY" not in response.content
+    assert SystemConfig.objects.get(key="MAX_WORKERS").typed_value() == 4
+
+
+def test_duplicate_create_is_400(writer: APIClient, plain_setting: SystemConfig) -> None:
+    response = writer.post(SYSTEM, {"key": "MAX_WORKERS", "value": 1}, format="json")
+    assert response.status_code == 400
+    assert SystemConfig.objects.get(key="MAX_WORKERS").typed_value() == 4
+
+
+def test_bad_reveal_parameter_is_400(writer: APIClient, plain_setting: SystemConfig) -> None:
+    assert writer.get(f"{SYSTEM}MAX_WORKERS/", {"reveal": "maybe"}).status_code == 400
+
+
+def test_list_filters_by_category(
+    writer: APIClient, plain_setting: SystemConfig, secret_setting: SystemConfig
+) -> None:
+    keys = [row["key"] for row in writer.get(SYSTEM, {"category": "workers"}).json()]
+    assert keys == ["MAX_WORKERS"]

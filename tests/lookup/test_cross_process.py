@@ -1,0 +1,151 @@
+"""A change made through the API in one process is seen by get_system_config in another.
+
+Both processes are real (subprocesses under ``settings.test``) and share one file database: a
+temporary SQLite file, migrated once for the module, since the in-memory test database of the
+pytest process cannot be reached from another process. The writer changes the value through the
+REST API (Django's test client, an API key with the write scope); the reader is a worker-like
+process that only calls ``get_system_config`` in a loop and prints every value it sees.
+
+Run with Redis (version key + pub/sub) when ``REDIS_URL`` is set, and with the embedded default
+(database version row) always. The wait is a generous deadline for correctness; the actual
+latency is printed by ``python -m bench lookups``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.multinode
+
+READER = """
+import sys, time, django
+django.setup()
+from configsync import get_system_config
+last = object()
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    value = get_system_config(sys.argv[1], default="<missing>")
+    if value != last:
+        print(value, flush=True)
+        last = value
+    time.sleep(0.005)
+"""
+
+WRITER = """
+import json, sys, django
+django.setup()
+from django.test import Client
+from configsync.services.api_keys import api_key_create
+from configsync.services.system_config import system_config_set
+key, value, action = sys.argv[1], sys.argv[2], sys.argv[3]
+if action == "create":
+    system_config_set(key=key, value=value)
+    sys.exit(0)
+_, api_key = api_key_create(name="cross-process-writer", can_write=True)
+response = Client(HTTP_HOST="localhost").patch(
+    f"/api/v1/configs/system/{key}/",
+    data=json.dumps({"value": value}),
+    content_type="application/json",
+    HTTP_AUTHORIZATION=f"Api-Key {api_key}",
+)
+print(response.status_code, flush=True)
+sys.exit(0 if response.status_code == 200 else 1)
+"""
+
+
+def _env(database: Path, redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TEST_DATABASE_URL")}
+    env["DJANGO_SETTINGS_MODULE"] = "settings.test"
+    env["TEST_DATABASE_URL"] = f"sqlite:///{database}"
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+@pytest.fixture(scope="module")
+def shared_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    database = tmp_path_factory.mktemp("lookup") / "shared.sqlite3"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=settings.BASE_DIR,
+        env=_env(database, ""),
+        check=True,
+        timeout=120,
+    )
+    return database
+
+
+@pytest.fixture
+def reader_factory() -> Iterator:
+    started: list[subprocess.Popen] = []
+
+    def start(database: Path, redis_url: str, key: str) -> tuple[subprocess.Popen, queue.Queue]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", READER, key],
+            cwd=settings.BASE_DIR,
+            env=_env(database, redis_url),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        lines: queue.Queue = queue.Queue()
+
+        def pump() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line.strip())
+
+        threading.Thread(target=pump, daemon=True).start()
+        return process, lines
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _wait_for(lines: queue.Queue, expected: str, deadline_seconds: float = 15) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if line == expected:
+            return seen
+    raise AssertionError(f"reader never printed {expected!r}; it printed {seen!r}")
+
+
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+def test_api_change_is_seen_by_another_process(
+    backend: str, shared_database: Path, reader_factory
+) -> None:  # type: ignore[no-untyped-def]
+    redis_url = os.environ.get("REDIS_URL", "") if backend == "redis" else ""
+    if backend == "redis" and not redis_url:
+        pytest.skip("REDIS_URL is not set")
+    key = f"CROSS_{backend.upper()}"
+    env = _env(shared_database, redis_url)
+    run = [sys.executable, "-c", WRITER, key]
+    subprocess.run([*run, "v1", "create"], cwd=settings.BASE_DIR, env=env, check=True, timeout=60)
+
+    _, lines = reader_factory(shared_database, redis_url, key)
+    _wait_for(lines, "v1", deadline_seconds=60)  # the reader has started and cached v1
+
+    for value in ("v2", "v3"):
+        subprocess.run(
+            [*run, value, "patch"], cwd=settings.BASE_DIR, env=env, check=True, timeout=60
+        )
+        seen = _wait_for(lines, value)
+        assert "<missing>" not in seen

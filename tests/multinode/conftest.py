@@ -1,0 +1,48 @@
+"""Fixtures of the multi-node tests: clusters of real node processes (see ``harness``).
+
+Clusters are module-scoped (one start-up per test module) and always stopped on teardown. When a
+test fails, the tail of every live node's logs is printed with its report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.multinode.harness import Cluster
+
+_live: list[Cluster] = []
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.failed and _live:
+        report.sections.append(
+            ("multinode logs", "\n".join(cluster.logs_tail() for cluster in _live))
+        )
+    return report
+
+
+def _cluster(tmp_path_factory: pytest.TempPathFactory, **kwargs: object) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"), **kwargs)  # type: ignore[arg-type]
+    _live.append(cluster)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        _live.remove(cluster)
+        cluster.destroy()
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Nodes ``a`` and ``b``, peers of each other, beat every 2 s."""
+    yield from _cluster(tmp_path_factory, names=["a", "b"])
+
+
+@pytest.fixture(scope="module")
+def three_nodes_line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Nodes ``a - b - c`` in a line: ``a`` and ``c`` only ever talk to ``b``."""
+    yield from _cluster(tmp_path_factory, names=["a", "b", "c"], links=[("a", "b"), ("b", "c")])

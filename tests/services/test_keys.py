@@ -1,0 +1,157 @@
+"""Key rotation against the real database: add a key, rotate, drop the old key, read everything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_save, pre_save
+from django.test import override_settings
+
+from configsync.crypto.keyring import Keyring, generate_key, parse_key, reset_keyring
+from configsync.crypto.fields import encryption_context
+from configsync.models import SystemConfig
+from configsync.services.keys import keys_rotate, keys_status
+from configsync.services.system_config import system_config_set
+from configsync.signals import change_committed
+from providers.models import AIProviderConfig
+from providers.services import ai_provider_set
+
+pytestmark = pytest.mark.django_db
+
+OLD = generate_key()
+NEW = generate_key()
+OLD_KID = parse_key(OLD).kid
+NEW_KID = parse_key(NEW).kid
+
+
+def use_keys(*keys: str) -> Any:
+    reset_keyring()
+    return override_settings(CONFIGSYNC_ENCRYPTION_KEYS=list(keys))
+
+
+def stored_key_ids() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT key, secret_value FROM configsync_systemconfig")
+        rows = {f"setting:{k}": v for k, v in cursor.fetchall() if v}
+        cursor.execute("SELECT name, api_key FROM providers_aiproviderconfig")
+        rows.update({f"provider:{k}": v for k, v in cursor.fetchall() if v})
+    return {name: token.split(":")[1] for name, token in rows.items()}
+
+
+@pytest.fixture
+def secrets_on_old_key() -> Iterator[dict[str, str]]:
+    """Seven settings and two providers encrypted with OLD, plus one plain setting."""
+    values = {f"SECRET_{n}": f"sk-CANARY-rotate-{n}" for n in range(7)}
+    with use_keys(OLD):
+        for key, value in values.items():
+            system_config_set(key=key, value=value, is_sensitive=True)
+        system_config_set(key="PLAIN", value="not secret")
+        ai_provider_set(name="openai-a", kind="openai", api_key="sk-CANARY-provider-a")
+        ai_provider_set(name="ollama-local", kind="ollama")
+        ai_provider_set(name="anthropic-b", kind="anthropic", api_key="sk-CANARY-provider-b")
+    yield values
+    reset_keyring()
+
+
+def read_everything() -> dict[str, str]:
+    values = {r.key: r.typed_value() for r in SystemConfig.objects.filter(is_sensitive=True)}
+    values.update({p.name: p.api_key for p in AIProviderConfig.objects.filter(api_key__isnull=False)})
+    return values
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, sender: Any = None, **kwargs: Any) -> None:
+        self.calls.append(str(sender))
+
+
+def test_add_key_rotate_drop_old_key_and_everything_reads(
+    secrets_on_old_key: dict[str, str],
+) -> None:
+    updated_before = dict(SystemConfig.objects.values_list("key", "updated_at"))
+    assert set(stored_key_ids().values()) == {OLD_KID}
+    recorder = Recorder()
+    for signal in (pre_save, post_save, change_committed):
+        signal.connect(recorder, weak=False)
+    try:
+        with use_keys(NEW, OLD):
+            expected = read_everything()
+            report = keys_rotate(batch_size=3)
+    finally:
+        for signal in (pre_save, post_save, change_committed):
+            signal.disconnect(recorder)
+
+    assert report.complete and not report.unreadable
+    assert report.rotated == 9 and report.already_current == 0
+    assert set(stored_key_ids().values()) == {NEW_KID}
+    assert recorder.calls == [], "rotation is not a change: no save, no signal"
+    assert dict(SystemConfig.objects.values_list("key", "updated_at")) == updated_before
+
+    with use_keys(NEW):  # the old key is gone
+        assert read_everything() == expected
+        assert expected["SECRET_3"] == "sk-CANARY-rotate-3"
+        assert keys_status().not_on_primary == 0
+
+
+def test_interrupted_rotation_resumes_where_it_stopped(
+    secrets_on_old_key: dict[str, str],
+) -> None:
+    with use_keys(NEW, OLD):
+        expected = read_everything()
+        first = keys_rotate(batch_size=2, max_batches=2)
+        assert not first.complete
+        assert first.rotated == 4
+        ids = stored_key_ids()
+        assert sorted(ids.values()).count(NEW_KID) == 4
+        assert keys_status().not_on_primary == 5
+
+        second = keys_rotate(batch_size=2)
+        assert second.complete
+        assert second.rotated == 5 and second.already_current == 4
+
+        third = keys_rotate(batch_size=2)
+        assert third.complete and third.rotated == 0 and third.already_current == 9
+
+    assert set(stored_key_ids().values()) == {NEW_KID}
+    with use_keys(NEW):
+        assert read_everything() == expected
+
+
+def test_a_value_no_key_can_read_is_reported_and_the_rest_rotates(
+    secrets_on_old_key: dict[str, str],
+) -> None:
+    lost = parse_key(generate_key())
+    record = SystemConfig.objects.get(key="SECRET_0")
+    orphan = Keyring([lost]).encrypt(
+        "sk-CANARY-orphan", context=encryption_context(record, "secret_value")
+    )
+    SystemConfig.objects.filter(key="SECRET_0").update(secret_value=orphan)
+
+    with use_keys(NEW, OLD):
+        report = keys_rotate(batch_size=4)
+        status = keys_status()
+
+    assert report.complete
+    assert report.rotated == 8
+    assert [(u.model, u.field, u.record) for u in report.unreadable] == [
+        ("configsync.systemconfig", "secret_value", "SECRET_0")
+    ]
+    assert "sk-CANARY" not in str(report.unreadable[0])
+    assert status.unknown_key_ids == [lost.kid]
+    ids = stored_key_ids()
+    assert ids.pop("setting:SECRET_0") == lost.kid
+    assert set(ids.values()) == {NEW_KID}
+
+
+def test_keys_status_counts_tokens_per_key(secrets_on_old_key: dict[str, str]) -> None:
+    with use_keys(NEW, OLD):
+        status = keys_status()
+    assert status.primary_key_id == NEW_KID
+    assert status.configured_key_ids == [NEW_KID, OLD_KID]
+    assert status.tokens_by_key_id == {OLD_KID: 9}
+    assert status.not_on_primary == 9 and status.unknown_key_ids == []

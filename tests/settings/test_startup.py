@@ -1,0 +1,106 @@
+"""Start-up with missing or malformed keys: one clear line naming the variable, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from configsync.crypto.keyring import generate_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def production(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DJANGO_SETTINGS_MODULE": "settings.production",
+        "DJANGO_SECRET_KEY": "test-only-not-a-secret",
+        "DJANGO_ALLOWED_HOSTS": "configsync.example",
+        "CONFIGSYNC_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (None, "CONFIGSYNC_ENCRYPTION_KEYS"),
+        ("", "CONFIGSYNC_ENCRYPTION_KEYS is empty"),
+        ("c2hvcnQ", "CONFIGSYNC_ENCRYPTION_KEYS is not 32 bytes"),
+    ],
+)
+def test_production_refuses_to_start_without_a_usable_key(
+    tmp_path: Path, keys: str | None, expected: str
+) -> None:
+    env = production(tmp_path)
+    if keys is not None:
+        env["CONFIGSYNC_ENCRYPTION_KEYS"] = keys
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    if keys:
+        assert keys not in result.stderr
+
+
+def test_production_names_other_missing_secrets(tmp_path: Path) -> None:
+    env = production(tmp_path, CONFIGSYNC_ENCRYPTION_KEYS=generate_key())
+    del env["DJANGO_SECRET_KEY"]
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_production_starts_with_valid_keys(tmp_path: Path) -> None:
+    keys = f"{generate_key()},{generate_key()}"
+    result = manage(production(tmp_path, CONFIGSYNC_ENCRYPTION_KEYS=keys), "check")
+    assert result.returncode == 0, result.stderr
+    assert keys.split(",")[0] not in result.stdout + result.stderr
+
+
+def test_malformed_key_outside_production_is_a_system_check_error(tmp_path: Path) -> None:
+    env = {
+        "DJANGO_SETTINGS_MODULE": "settings.local",
+        "CONFIGSYNC_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+        "CONFIGSYNC_ENCRYPTION_KEYS": f"{generate_key()},short",
+    }
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert "configsync.E002" in result.stderr and "entry 2" in result.stderr
+    assert "Traceback" not in result.stderr and "short" not in result.stderr.split("E002")[1]
+
+
+def test_local_without_keys_generates_the_dev_key_once(tmp_path: Path) -> None:
+    env = {
+        "DJANGO_SETTINGS_MODULE": "settings.local",
+        "CONFIGSYNC_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+    }
+    first = manage(env, "check")
+    assert first.returncode == 0, first.stderr
+    key_file = tmp_path / "dev-encryption.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert "configsync.W001" in first.stderr
+    assert "generated a development key" in first.stderr
+    content = key_file.read_text()
+    assert content.strip() not in first.stderr + first.stdout
+    second = manage(env, "check")
+    assert second.returncode == 0 and "generated a development key" not in second.stderr
+    assert key_file.read_text() == content
