@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# honcho gives the first Procfile entry (web) the port -p, so PORT (default 8000) reaches it; the
+# venv's bin/ goes first on PATH so the Procfile's `python` and `celery` are the venv's.
 run: $(STAMP)
 	mkdir -p var
 	$(PY) manage.py migrate --noinput
-	$(VENV)/bin/honcho start -f Procfile
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $${PORT:-8000}
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from configsync.exceptions import ConfigKeyError, ConfigsyncError, DecryptionError, KeyringError
+from configsync.lookup import MISSING as _NOT_FOUND
+from configsync.lookup import lookup_cache as _lookup_cache
 
 __all__ = [
     "ConfigKeyError",
@@ -27,10 +29,8 @@ def get_system_config(key: str, default: Any = _MISSING) -> Any:
     ``ConfigKeyError`` (a ``KeyError``) naming the key otherwise. A warm lookup costs about a
     dictionary lookup; a change committed anywhere is seen within a second (``configsync.lookup``).
     """
-    from configsync.lookup import MISSING, lookup_cache
-
-    value = lookup_cache.get("system", key, _load_system_config)
-    if value is MISSING:
+    value = _lookup_cache.get("system", key, _load_system_config)
+    if value is _NOT_FOUND:
         if default is _MISSING:
             raise ConfigKeyError(key)
         return default
@@ -38,10 +38,9 @@ def get_system_config(key: str, default: Any = _MISSING) -> Any:
 
 
 def _load_system_config(key: Any) -> Any:
-    from configsync.lookup import MISSING
     from configsync.selectors.system_config import system_config_get
 
     try:
         return system_config_get(key=key).typed_value()
     except ConfigKeyError:
-        return MISSING
+        return _NOT_FOUND

@@ -71,4 +71,5 @@ class SystemConfigAdmin(admin.ModelAdmin):
         for key in queryset.values_list("key", flat=True):
             system_config_delete(key=key)
 
+
 import configsync.admin_replication  # noqa: E402, F401  (peers, conflicts, sync runs)

@@ -45,6 +45,8 @@ MISSING: Any = object()
 """What a loader returns for a record that does not exist (cached, so misses are cheap too)."""
 
 VERSION_KEY = "configsync:lookup:version"
+_MUTABLE = (dict, list)
+_monotonic = time.monotonic
 CHANNEL_PREFIX = "configsync:lookup:invalidate"
 
 
@@ -145,16 +147,16 @@ class LookupCache:
         ``loader`` returns the value, or ``MISSING`` when the record does not exist. Mutable
         values (dicts, lists) are returned as deep copies so callers cannot alter the cache.
         """
-        if time.monotonic() >= self._next_check:
+        if _monotonic() >= self._next_check:
             self._check()
         try:
-            value = self._data[(namespace, key)]
+            value = self._data[namespace, key]
         except KeyError:
             generation = self._generation
             value = loader(key)
             if generation == self._generation:
-                self._data[(namespace, key)] = value
-        if isinstance(value, dict | list):
+                self._data[namespace, key] = value
+        if value.__class__ in _MUTABLE:
             return copy.deepcopy(value)
         return value
 

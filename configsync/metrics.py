@@ -42,18 +42,20 @@ class ReplicationCollector(Collector):
         detected = CounterMetricFamily(
             "configsync_conflicts_detected", "Conflicts detected while syncing.", labels=["peer"]
         )
-        for row in SyncRun.objects.values("peer__name", "ok").annotate(n=Count("id")).order_by():
-            name = row["peer__name"]
-            runs.add_metric([name, "ok" if row["ok"] else "error"], row["n"])
-        for row in (
+        for outcome in (
+            SyncRun.objects.values("peer__name", "ok").annotate(n=Count("id")).order_by()
+        ):
+            name = outcome["peer__name"]
+            runs.add_metric([name, "ok" if outcome["ok"] else "error"], outcome["n"])
+        for total in (
             SyncRun.objects.values("peer__name")
             .annotate(pulled=Sum("pulled"), pushed=Sum("pushed"), c=Sum("conflicts"))
             .order_by()
         ):
-            name = row["peer__name"]
-            pulled.add_metric([name], row["pulled"] or 0)
-            pushed.add_metric([name], row["pushed"] or 0)
-            detected.add_metric([name], row["c"] or 0)
+            name = total["peer__name"]
+            pulled.add_metric([name], total["pulled"] or 0)
+            pushed.add_metric([name], total["pushed"] or 0)
+            detected.add_metric([name], total["c"] or 0)
         yield runs
         yield pulled
         yield pushed
@@ -64,14 +66,14 @@ class ReplicationCollector(Collector):
             "When the latest successful cycle with a peer finished.",
             labels=["peer"],
         )
-        for row in (
+        for latest in (
             SyncRun.objects.filter(ok=True)
             .values("peer__name")
             .annotate(at=Max("finished_at"))
             .order_by()
         ):
-            if row["at"] is not None:
-                last_ok.add_metric([row["peer__name"]], row["at"].timestamp())
+            if latest["at"] is not None:
+                last_ok.add_metric([latest["peer__name"]], latest["at"].timestamp())
         yield last_ok
 
         lag = GaugeMetricFamily(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from celery import Task, shared_task
@@ -57,9 +58,9 @@ def _backoff(retries: int) -> int:
 
 
 def _enabled_peer_ids() -> list[int]:
-    from configsync.models import Peer
+    from configsync.services.peers import peers_enabled
 
-    return list(Peer.objects.filter(enabled=True).order_by("name").values_list("id", flat=True))
+    return list(peers_enabled().values_list("id", flat=True))
 
 
 @shared_task(name="configsync.tasks.sync_all_peers", ignore_result=True)
@@ -69,7 +70,7 @@ def sync_all_peers() -> list[int]:
     Returns the ids of the peers whose cycle was enqueued. Safe to re-run: a peer already being
     synced is skipped by ``sync_peer``'s lock.
     """
-    from configsync.services.peers import peer_seed_from_settings
+    from configsync.services.peers import peer_seed_from_settings, tombstones_collect
 
     try:
         peer_seed_from_settings()
@@ -77,10 +78,8 @@ def sync_all_peers() -> list[int]:
         logger.exception("could not seed peers from CONFIGSYNC_PEERS")
     peer_ids = _enabled_peer_ids()
     for peer_id in peer_ids:
-        transaction.on_commit(lambda peer_id=peer_id: sync_peer.delay(peer_id))
+        transaction.on_commit(partial(sync_peer.delay, peer_id))
     try:
-        from configsync.services.peers import tombstones_collect
-
         tombstones_collect()
     except Exception:
         logger.exception("tombstone collection failed")
@@ -163,7 +162,7 @@ def push_to_peers() -> list[int]:
     """Push-on-write: enqueue a push-only cycle with every enabled peer; their ids."""
     peer_ids = _enabled_peer_ids()
     for peer_id in peer_ids:
-        transaction.on_commit(lambda peer_id=peer_id: sync_peer.delay(peer_id, pull=False))
+        transaction.on_commit(partial(sync_peer.delay, peer_id, pull=False))
     return peer_ids
 
 

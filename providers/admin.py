@@ -13,6 +13,7 @@ from django.http import HttpRequest
 
 from configsync.admin import adopt_saved
 from configsync.forms import AIProviderConfigAdminForm
+from providers.client import admin_test_connection
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_delete, ai_provider_set
 
@@ -32,6 +33,7 @@ class AIProviderConfigAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled", "is_default")
     search_fields = ("name", "default_model")
     ordering = ("name",)
+    actions = [admin_test_connection]
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled", "is_default", "version")}),
         ("Credentials and defaults", {"fields": ("api_key", "base_url", "default_model")}),

@@ -105,3 +105,16 @@ def _model_count(body: Any) -> int | None:
             if isinstance(body.get(field), list):
                 return len(body[field])
     return None
+
+
+def admin_test_connection(modeladmin: Any, request: Any, queryset: Any) -> None:
+    """Admin action: test the selected providers' connections and report each as a message."""
+    from django.contrib import messages
+
+    for name in queryset.values_list("name", flat=True):
+        result = provider_test_connection(name=name)
+        level = messages.SUCCESS if result.ok else messages.ERROR
+        modeladmin.message_user(request, f"{name}: {result.detail}", level)
+
+
+admin_test_connection.short_description = "Test connection (list the provider's models)"  # type: ignore[attr-defined]

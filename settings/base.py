@@ -125,6 +125,8 @@ if REDIS_URL:
 else:
     # Embedded default: Kombu's filesystem transport under var/, no server needed.
     _broker_dir = VAR_DIR / "celery" / "broker"
+    # Kombu's filesystem transport does not create its folder; a fresh checkout has none.
+    _broker_dir.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
@@ -214,5 +216,7 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "celery": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # redis-py adds its own unfiltered handler to this logger unless it already exists.
+        "push_response": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }

@@ -58,9 +58,7 @@ class TypedValueField(serializers.Field):
 class SystemConfigSerializer(serializers.Serializer):
     """One setting. ``value`` is typed by ``value_type``; masked when sensitive (see ``reveal``)."""
 
-    key = StrictCharField(
-        max_length=255, help_text="Natural key, e.g. DATABASE_URL (create only)."
-    )
+    key = StrictCharField(max_length=255, help_text="Natural key, e.g. DATABASE_URL (create only).")
     value = TypedValueField(
         required=False,
         help_text=(
@@ -109,6 +107,8 @@ class SystemConfigSerializer(serializers.Serializer):
             attrs["value"] = json.dumps(value, ensure_ascii=False)
         elif value_type in (ValueType.STR, ValueType.URL) and not isinstance(value, str):
             raise serializers.ValidationError({"value": f"Enter a string for type {value_type}."})
+        elif isinstance(value, str) and "\x00" in value:
+            raise serializers.ValidationError({"value": "Null characters are not allowed."})
         elif isinstance(value, dict | list):
             raise serializers.ValidationError({"value": f"Enter a scalar for type {value_type}."})
         return attrs
@@ -137,7 +137,7 @@ class SystemConfigSerializer(serializers.Serializer):
 class SystemConfigUpdateSerializer(SystemConfigSerializer):
     """PUT/PATCH body: the key comes from the URL."""
 
-    key = serializers.CharField(read_only=True)
+    key = StrictCharField(read_only=True)  # type: ignore[assignment]
 
 
 class AIProviderSerializer(serializers.Serializer):
@@ -201,7 +201,7 @@ class AIProviderSerializer(serializers.Serializer):
 class AIProviderUpdateSerializer(AIProviderSerializer):
     """PUT/PATCH body: the name comes from the URL."""
 
-    name = serializers.CharField(read_only=True)
+    name = StrictCharField(read_only=True)  # type: ignore[assignment]
 
 
 class ConnectionTestSerializer(serializers.Serializer):

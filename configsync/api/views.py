@@ -113,6 +113,7 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
                 audit_reveal(actor=actor, instance=instance)
 
     def get_object_or_404(self, key: str) -> Any:
+        self.check_key(key)
         try:
             return self.record_get(key)
         except ConfigKeyError:
@@ -128,8 +129,14 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
         except DjangoValidationError as exc:
             raise ValidationError(django_error_detail(exc)) from None
 
+    def check_key(self, key: str) -> None:
+        """404 for a key no record can have (e.g. a NUL byte, which PostgreSQL cannot compare)."""
+        if "\x00" in key or len(key) > 255:
+            raise NotFound("No record with this key.")
+
     def locked_write(self, request: Request, key: str, write: Callable[[Any], Any]) -> Any:
         """Run ``write(current)`` with the record locked after checking ``If-Match``."""
+        self.check_key(key)
         with transaction.atomic():
             try:
                 current = self.model._default_manager.select_for_update().get(

@@ -36,7 +36,7 @@ def _create(command: BaseCommand, options: dict[str, Any]) -> None:
 
 
 def _list(command: BaseCommand, options: dict[str, Any]) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": record.name,
             "prefix": record.prefix,

@@ -21,8 +21,8 @@ The dialect (one entry is one logical line; a quoted value may span physical lin
 * ``'single quoted'`` values are literal: no escapes at all (python-dotenv decodes ``\\\\`` and
   ``\\'`` there; we do not, and we never *write* a backslash inside single quotes, so files we
   write read the same in both).
-* ``"double quoted"`` values decode ``\\\\ \\" \\' \\n \\r \\t \\a \\b \\f \\v``; any other backslash
-  is kept literally. Both quoted forms may span lines; a line break inside quotes reads as
+* ``"double quoted"`` values decode ``\\\\ \\" \\' \\n \\r \\t \\a \\b \\f \\v``; any other
+  backslash is kept literally. Both quoted forms may span lines; a line break inside quotes reads as
   ``\\n`` even in a CRLF file (python-dotenv reads files through universal newlines too).
 * No interpolation, ever: ``$VAR`` and ``${VAR}`` stay literal on read and on write.
 * A name may appear more than once; the last occurrence wins (as in a shell and python-dotenv)
@@ -314,7 +314,11 @@ def _parse_entry(text: str, pos: int, line: int) -> tuple[Entry | None, int, str
     if opener in ("'", '"'):
         close = _find_closing(text, start + 1, opener)
         if close is None:
-            return None, len(text), f"unterminated {'single' if opener == chr(39) else 'double'} quote"
+            return (
+                None,
+                len(text),
+                f"unterminated {'single' if opener == chr(39) else 'double'} quote",
+            )
         # A line break inside quotes reads as "\n" whatever the file's line ending (as
         # python-dotenv reads a file, through Python's universal newlines).
         body = text[start + 1 : close].replace("\r\n", "\n").replace("\r", "\n")

@@ -71,7 +71,6 @@ class EnvBridgeBase(models.Model):
     def set_base(self, text: str, *, sensitive: bool) -> None:
         """Store ``text`` as the base, encrypted when ``sensitive``."""
         self.is_sensitive = sensitive
-        if sensitive:
-            self.base_value, self.base_secret = "", text
-        else:
-            self.base_value, self.base_secret = text, None
+        # Assigning "" to the encrypted field stores NULL ("no secret"): base() reads it as "".
+        self.base_value = "" if sensitive else text
+        self.base_secret = text if sensitive else ""

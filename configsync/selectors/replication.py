@@ -20,6 +20,7 @@ from configsync.crypto.keyring import get_keyring, token_key_id
 from configsync.models import Conflict, NodeClock, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.errors import CursorError
+from configsync.replication.hlc import HLC, HLCParseError
 from configsync.services.node import node_id
 
 _CURSOR = re.compile(r"^(?:([0-9a-f]{1,32})\.)?(\d{1,18})$")
@@ -142,9 +143,20 @@ def _losers_for(
             winning, losing = conflict.local_version, conflict.remote_version
         else:
             winning, losing = conflict.remote_version, conflict.local_version
+        if not _is_peer_version(losing):
+            continue  # e.g. a .env file's version: a local matter, not replicated
         ident = (conflict.model_label, conflict.natural_key, winning.get("hlc", ""))
         found.setdefault(ident, []).append(losing)
     return found
+
+
+def _is_peer_version(version: dict[str, Any]) -> bool:
+    try:
+        HLC.parse(version.get("hlc"))
+    except HLCParseError:
+        return False
+    origin = version.get("origin")
+    return isinstance(origin, str) and 0 < len(origin) <= 64
 
 
 def feed_last_cursor() -> str:

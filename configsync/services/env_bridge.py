@@ -128,6 +128,8 @@ class EnvBridgeReport:
     dry_run: bool = False
     changes: list[VariableChange] = field(default_factory=list)
     skipped: list[SkippedVariable] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    """Variables whose record changed during the run: left for the next run to merge."""
     file_written: bool = False
 
     @property
@@ -148,6 +150,7 @@ class EnvBridgeReport:
             f"env {self.mode} {self.path}: {verb} {len(self.to_db)} change(s) to the database, "
             f"{len(self.to_file)} to the file; {self.conflicts} conflict(s); "
             f"{len(self.skipped)} skipped"
+            + (f"; {len(self.deferred)} deferred to the next run" if self.deferred else "")
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,9 +161,8 @@ class EnvBridgeReport:
             "file_written": self.file_written,
             "conflicts": self.conflicts,
             "changes": [change.as_dict() for change in self.changes],
-            "skipped": [
-                {"name": s.name, "line": s.line, "reason": s.reason} for s in self.skipped
-            ],
+            "skipped": [{"name": s.name, "line": s.line, "reason": s.reason} for s in self.skipped],
+            "deferred": list(self.deferred),
         }
 
 
@@ -243,7 +245,9 @@ def _read_file(real: str) -> _FileState:
     except FileNotFoundError:
         return _FileState(data=None, document=EnvDocument([]), mtime=None)
     except OSError as exc:
-        raise EnvFileUnavailable(f"cannot read {real}: {exc.strerror or type(exc).__name__}") from None
+        raise EnvFileUnavailable(
+            f"cannot read {real}: {exc.strerror or type(exc).__name__}"
+        ) from None
     return _FileState(data=data, document=EnvDocument.parse_bytes(data, path=real), mtime=mtime)
 
 
@@ -262,9 +266,15 @@ def _db_times(keys: list[str]) -> dict[str, tuple[datetime, bool, ReplicatedReco
     """Per key: the time of its current version by its HLC wall clock, tombstone flag, row."""
     from configsync.replication.hlc import HLC, HLCParseError
 
+    wanted = set(keys)
     result: dict[str, tuple[datetime, bool, ReplicatedRecord]] = {}
-    rows = ReplicatedRecord.objects.filter(model_label=MODEL_LABEL, natural_key__in=keys)
-    for row in rows:
+    # One pass over the model's feed rows (no IN list: SQLite caps the number of parameters).
+    rows = ReplicatedRecord.objects.filter(model_label=MODEL_LABEL).only(
+        "natural_key", "hlc", "deleted", "updated_at"
+    )
+    for row in rows.iterator():
+        if row.natural_key not in wanted:
+            continue
         try:
             stamp = datetime.fromtimestamp(HLC.parse(row.hlc).wall_ms / 1000, tz=UTC)
         except HLCParseError:
@@ -273,9 +283,7 @@ def _db_times(keys: list[str]) -> dict[str, tuple[datetime, bool, ReplicatedReco
     return result
 
 
-def _run_locked(
-    *, real: str, policy: BridgePolicy, mode: Mode, dry_run: bool
-) -> EnvBridgeReport:
+def _run_locked(*, real: str, policy: BridgePolicy, mode: Mode, dry_run: bool) -> EnvBridgeReport:
     report = EnvBridgeReport(path=real, mode=mode, dry_run=dry_run)
     state = _read_file(real)
     document = state.document
@@ -330,9 +338,9 @@ def _run_locked(
             _check_writable(real)
             _write_if_unchanged(real, state, new_text.encode("utf-8"))
             report.file_written = True
-    # Changes whose application was refused were reported as skipped: drop them from changes.
-    skipped_names = {s.name for s in report.skipped}
-    report.changes = [c for c in report.changes if c.name not in skipped_names]
+    # Changes refused (reported as skipped) or deferred to the next run were not applied.
+    not_applied = {s.name for s in report.skipped} | set(report.deferred)
+    report.changes = [c for c in report.changes if c.name not in not_applied]
     if report.changes or report.skipped:
         logger.info("%s", report.summary())
     return report
@@ -370,6 +378,7 @@ def _plan_variable(
         report.skipped.append(SkippedVariable(name, line, f"cannot decrypt: {exc.reason}"))
         return None
 
+    record_time: datetime | None
     if record is not None:
         record_time = db_time[0] if db_time and not db_time[1] else record.updated_at
     elif db_time is not None and db_time[1]:
@@ -425,6 +434,9 @@ def _apply(
     action, v = plan.decision.action, plan.versions
     try:
         with transaction.atomic():
+            if action in (Action.SET_DB, Action.DELETE_DB) and _record_moved(plan):
+                report.deferred.append(plan.name)
+                return
             if plan.decision.conflict:
                 _record_conflict(plan, real=real, state=state)
             if action is Action.SET_DB:
@@ -453,6 +465,21 @@ def _apply(
         document.set(plan.name, v.db)
     elif action is Action.DELETE_FILE:
         document.remove(plan.name)
+
+
+def _record_moved(plan: _Plan) -> bool:
+    """Whether the record changed since it was read (a replicated change racing this run).
+
+    Locks the row for the rest of the transaction. A moved record is left for the next run, which
+    sees the new value and merges it, instead of overwriting a change this run never saw.
+    """
+    current = (
+        SystemConfig.objects.select_for_update()
+        .filter(key=plan.key)
+        .values_list("updated_at", flat=True)
+        .first()
+    )
+    return current != (plan.record.updated_at if plan.record is not None else None)
 
 
 def _save_base(plan: _Plan, *, real: str, bases: dict[str, EnvBridgeBase]) -> None:
@@ -532,7 +559,9 @@ def _write_if_unchanged(real: str, state: _FileState, data: bytes) -> None:
     except FileNotFoundError:
         current = None
     except OSError as exc:
-        raise EnvFileUnavailable(f"cannot read {real}: {exc.strerror or type(exc).__name__}") from None
+        raise EnvFileUnavailable(
+            f"cannot read {real}: {exc.strerror or type(exc).__name__}"
+        ) from None
     if current != state.data:
         raise EnvFileChanged(f"{real} changed during the run; nothing was written, retry")
     try:

@@ -24,6 +24,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, OperationalError, connection, models, transaction
+from django.utils import timezone
 
 from configsync.conf import app_settings
 from configsync.crypto.fields import is_encrypted_field
@@ -480,23 +481,17 @@ def _apply_parsed(
     results: list[ItemResult] = []
     pending: list[_Pending] = []
     newest: HLC | None = None
-    order = sorted(range(len(parsed)), key=lambda i: (parsed[i].model.label, parsed[i].key))
     by_index: dict[int, ItemResult] = {}
-    for index in order:
+    instances, records = _lock_batch(parsed)
+    # Batch order is the sender's feed order: a change that depends on an earlier one (e.g. a
+    # provider made default after the previous default was cleared) applies after it.
+    for index in range(len(parsed)):
         change = parsed[index]
         rm = change.model
         remote = change.version
         newest = remote.hlc if newest is None or remote.hlc > newest else newest
-        instance = (
-            rm.model._default_manager.select_for_update()
-            .filter(**{rm.natural_key_field: change.key})
-            .first()
-        )
-        record = (
-            ReplicatedRecord.objects.select_for_update()
-            .filter(model_label=rm.label, natural_key=change.key)
-            .first()
-        )
+        instance = instances.get((rm.label, change.key))
+        record = records.get((rm.label, change.key))
         local = _version_of(record)
         local_vv: dict[str, str] = dict(record.version_vector) if record is not None else {}
 
@@ -549,16 +544,63 @@ def _apply_parsed(
             clock.last_wall_ms, clock.last_logical = receive(
                 clock.last_wall_ms, clock.last_logical, newest, now_ms=physical_now_ms()
             )
+        created: list[ReplicatedRecord] = []
+        updated: list[ReplicatedRecord] = []
+        now = timezone.now()
         for item in pending:
             clock.last_seq += 1
             item.record.seq = clock.last_seq
-            item.record.save()
+            item.record.updated_at = now
+            (updated if item.record.pk else created).append(item.record)
             if item.notify:
                 _notify_after_commit(
                     item.label, item.key, item.record.seq, item.deleted, local=False
                 )
+        ReplicatedRecord.objects.bulk_create(created)
+        ReplicatedRecord.objects.bulk_update(updated, _RECORD_FIELDS)
         clock.save()
     return results
+
+
+_RECORD_FIELDS = [
+    "hlc",
+    "origin_node",
+    "version_vector",
+    "deleted",
+    "data",
+    "seq",
+    "received_from",
+    "updated_at",
+]
+
+
+def _lock_batch(
+    parsed: list[ParsedChange],
+) -> tuple[dict[tuple[str, str], models.Model], dict[tuple[str, str], ReplicatedRecord]]:
+    """Lock the model rows, then the replication rows, of every record of the batch.
+
+    Same order as a local write (model row, replication row, then the clock), so a batch and a
+    concurrent local write of one record never deadlock; two queries per model, not per item.
+    """
+    keys: dict[str, list[str]] = {}
+    models_by_label: dict[str, registry.ReplicatedModel] = {}
+    for change in parsed:
+        keys.setdefault(change.model.label, []).append(change.key)
+        models_by_label[change.model.label] = change.model
+    instances: dict[tuple[str, str], models.Model] = {}
+    records: dict[tuple[str, str], ReplicatedRecord] = {}
+    for label, names in keys.items():
+        rm = models_by_label[label]
+        field_name = rm.natural_key_field
+        for instance in rm.model._default_manager.select_for_update().filter(
+            **{f"{field_name}__in": names}
+        ):
+            instances[(label, rm.natural_key(instance))] = instance
+        for record in ReplicatedRecord.objects.select_for_update().filter(
+            model_label=label, natural_key__in=names
+        ):
+            records[(label, record.natural_key)] = record
+    return instances, records
 
 
 def _version_of(record: ReplicatedRecord | None) -> Version | None:

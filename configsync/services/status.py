@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.db import transaction
 
 from configsync.exceptions import ConfigsyncError
@@ -32,5 +34,5 @@ def sync_trigger(*, peer_name: str | None = None) -> list[Peer]:
         peers = peers.filter(name=peer_name)
     selected = list(peers)
     for peer in selected:
-        transaction.on_commit(lambda peer_id=peer.pk: sync_peer.delay(peer_id))
+        transaction.on_commit(partial(sync_peer.delay, peer.pk))
     return selected

@@ -18,6 +18,7 @@ Order of a cycle:
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ from configsync.transports.http import HttpPeerTransport
 logger = logging.getLogger(__name__)
 
 _MAX_PAGES = 100_000
+MAX_PUSH_BYTES = 1_000_000
+"""Largest push body we send: well under Django's default ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
 
 
 @dataclass
@@ -189,8 +192,8 @@ def _push(peer: Peer, link: Transport, result: SyncResult) -> None:
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
     for _ in range(_MAX_PAGES):
         page = feed_page(cursor=cursor, limit=limit, exclude_node=peer.node_id)
-        if page.changes:
-            answer = link.push(page.changes)
+        for chunk in _chunks(page.changes):
+            answer = link.push(chunk)
             _learn_node(peer, answer.node)
             for item in answer.results:
                 status = item.get("status") if isinstance(item, dict) else None
@@ -208,6 +211,23 @@ def _push(peer: Peer, link: Transport, result: SyncResult) -> None:
         if not page.has_more:
             return
     raise TransportError(f"peer {peer.name}: our feed did not end after {_MAX_PAGES} pages")
+
+
+def _chunks(changes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split a page so that no request body exceeds ``MAX_PUSH_BYTES`` (one item at least)."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for change in changes:
+        item_size = len(json.dumps(change, separators=(",", ":")))
+        if current and size + item_size > MAX_PUSH_BYTES:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(change)
+        size += item_size + 1
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 # --- diff ---------------------------------------------------------------------------------------

@@ -247,3 +247,29 @@ def test_list_filters_and_delete_go_through_the_services(admin_client: Client) -
     response = admin_client.post(url(SETTING, "delete", record.pk), {"post": "yes"})
     assert response.status_code == 302
     assert list(SystemConfig.objects.values_list("key", flat=True)) == ["A"]
+
+
+def test_making_a_setting_sensitive_in_the_admin_encrypts_the_kept_value(
+    admin_client: Client, canary: str
+) -> None:
+    record = system_config_set(key="WEBHOOK_TOKEN", value=canary)
+    data = setting_form(record, is_sensitive="on", value=None)
+    response = admin_client.post(url(SETTING, "change", record.pk), data)
+    assert response.status_code == 302, body(response)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT value, secret_value FROM configsync_systemconfig")
+        value, secret = cursor.fetchone()
+    assert value == "" and canary not in secret
+    assert SystemConfig.objects.get(key="WEBHOOK_TOKEN").typed_value() == canary
+    assert canary not in body(admin_client.get(url(SETTING, "change", record.pk)))
+
+
+def test_changing_the_type_revalidates_a_kept_secret(admin_client: Client) -> None:
+    record = system_config_set(key="PIN", value="1234", value_type="int", is_sensitive=True)
+    response = admin_client.post(
+        url(SETTING, "change", record.pk), setting_form(record, value_type="bool")
+    )
+    assert response.status_code == 200
+    assert "Enter true or false." in body(response)
+    assert "1234" not in body(response)
+    assert SystemConfig.objects.get(key="PIN").value_type == "int"

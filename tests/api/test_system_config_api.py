@@ -108,10 +108,12 @@ def test_put_requires_value_and_keeps_omitted_attributes(
     assert response.json()["value"] == 12
 
 
-def test_unknown_key_is_404(writer: APIClient) -> None:
+@pytest.mark.parametrize("key", ["NOPE", "%00", "a%00b", "x" * 300])
+def test_unknown_key_is_404(writer: APIClient, key: str) -> None:
     for method in ("get", "put", "patch", "delete"):
-        response = getattr(writer, method)(f"{SYSTEM}NOPE/", {"value": 1}, format="json")
+        response = getattr(writer, method)(f"{SYSTEM}{key}/", {"value": 1}, format="json")
         assert response.status_code == 404, method
+        assert response["Content-Type"] == "application/json"
 
 
 BAD_BODIES = [
@@ -122,6 +124,8 @@ BAD_BODIES = [
     ({"key": "X1", "value": "sk-CANARY-bad", "value_type": "sk-CANARY-type"}, "value_type"),
     ({"key": "X1", "value": "sk-CANARY-bad", "value_type": "url"}, "value"),
     ({"key": "X1", "value": None}, "value"),
+    ({"key": "X1", "value": "sk-CANARY\x00nul"}, "value"),
+    ({"key": "X1", "value": "v", "description": "sk-CANARY\x00"}, "description"),
     ({"key": "X1"}, "value"),
     ({"key": "bad key sk-CANARY", "value": "v"}, "key"),
     ({"value": "v"}, "key"),

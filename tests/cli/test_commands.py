@@ -63,7 +63,11 @@ def test_sensitive_value_is_masked_unless_revealed(cli: Any, canary: str) -> Non
     assert masked.code == 0 and canary not in masked.out and masked.last_line == "********"
     revealed = cli("get", "API_TOKEN", "--reveal")
     assert revealed.last_line == canary
-    for output in (cli("list").out, cli("list", "--json").out, cli("get", "API_TOKEN", "--json").out):
+    for output in (
+        cli("list").out,
+        cli("list", "--json").out,
+        cli("get", "API_TOKEN", "--json").out,
+    ):
         assert canary not in output
     assert json.loads(cli("get", "API_TOKEN", "--json", "--reveal").out)["value"] == canary
 
@@ -72,7 +76,9 @@ def test_value_can_come_from_standard_input(cli: Any, canary: str) -> None:
     result = cli("set", "DB_PASSWORD", "-", "--sensitive", stdin=canary + "\n")
     assert result.code == 0 and canary not in result.out
     assert SystemConfig.objects.get(key="DB_PASSWORD").typed_value() == canary
-    result = cli("provider", "set", "openai-main", "--kind", "openai", "--api-key", "-", stdin=canary)
+    result = cli(
+        "provider", "set", "openai-main", "--kind", "openai", "--api-key", "-", stdin=canary
+    )
     assert result.code == 0
     assert AIProviderConfig.objects.get(name="openai-main").api_key == canary
 
@@ -109,7 +115,9 @@ def test_bad_input_exits_1_with_one_line_and_saves_nothing(
 def test_unknown_type_exits_1_naming_the_types(cli: Any) -> None:
     result = cli("set", "X", "1", "--type", "yaml")
     assert result.code == 1
-    assert "value_type: Unknown type yaml; use one of str, int, float, bool, json, url" in result.err
+    assert (
+        "value_type: Unknown type yaml; use one of str, int, float, bool, json, url" in result.err
+    )
     assert not SystemConfig.objects.exists()
 
 

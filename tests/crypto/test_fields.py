@@ -71,7 +71,9 @@ def test_a_flipped_byte_raises_the_typed_error(canary: str) -> None:
     prefix, body = token.rsplit(":", 1)
     position = len(body) // 2
     flipped = body[:position] + ("A" if body[position] != "A" else "B") + body[position + 1 :]
-    write_column("configsync_systemconfig", "secret_value", f"{prefix}:{flipped}", "key", "API_TOKEN")
+    write_column(
+        "configsync_systemconfig", "secret_value", f"{prefix}:{flipped}", "key", "API_TOKEN"
+    )
 
     record = fresh("API_TOKEN")
     with pytest.raises(DecryptionError) as caught:
@@ -162,7 +164,7 @@ def test_unchanged_secret_is_not_reencrypted_on_save(canary: str) -> None:
 
 @isolate_apps("configsync")
 def test_unique_and_indexed_encrypted_fields_fail_the_checks() -> None:
-    class Broken(models.Model):
+    class Broken(models.Model):  # noqa: DJ008
         natural_key_field = "name"
         name = models.CharField(max_length=10)
         unique_secret = EncryptedTextField(unique=True)
@@ -171,7 +173,7 @@ def test_unique_and_indexed_encrypted_fields_fail_the_checks() -> None:
         class Meta:
             app_label = "configsync"
 
-    class NoNaturalKey(models.Model):
+    class NoNaturalKey(models.Model):  # noqa: DJ008
         secret = EncryptedTextField()
 
         class Meta:

@@ -17,7 +17,8 @@ def env_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def write_env(env_path: Path) -> Callable[..., Path]:
-    """Write ``text`` to the test's .env file, optionally with an mtime offset from now."""
+    """Write ``text`` to the test's .env file; ``age`` sets its mtime that many seconds back
+    (negative: ahead), so "which side is newer" never depends on clock granularity."""
 
     def write(text: str, *, age: float | None = None, mode: int = 0o600) -> Path:
         env_path.write_bytes(text.encode("utf-8"))

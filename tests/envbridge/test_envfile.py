@@ -12,7 +12,7 @@ from configsync.envbridge.envfile import EnvDocument, EnvSyntaxError, minimal_st
 
 
 def test_no_interpolation_on_read_or_write() -> None:
-    document = EnvDocument.parse('A=$HOME\nB="${A}x"\nC=\'$(id)\'\n')
+    document = EnvDocument.parse("A=$HOME\nB=\"${A}x\"\nC='$(id)'\n")
     assert document.values() == {"A": "$HOME", "B": "${A}x", "C": "$(id)"}
     document.set("A", "${B}")
     assert EnvDocument.parse(document.render()).values()["A"] == "${B}"
@@ -43,9 +43,7 @@ def test_style_changes_only_when_the_value_cannot_be_held() -> None:
     document.set("A", "it's")  # single quotes cannot hold a single quote
     document.set("B", "two words # not a comment")  # unquoted would cut at ' #'
     document.set("C", "still double")
-    assert document.render() == (
-        "A=\"it's\"\nB='two words # not a comment'\nC=\"still double\"\n"
-    )
+    assert document.render() == ('A="it\'s"\nB=\'two words # not a comment\'\nC="still double"\n')
 
 
 def test_new_variables_are_appended_with_the_file_line_ending() -> None:
@@ -76,7 +74,7 @@ def test_minimal_safe_style(value: str, style: str) -> None:
     ("text", "line", "reason"),
     [
         ("A=1\nJUST_A_NAME\nB=2\n", 2, "bare name"),
-        ("A=1\n\nB=\"unterminated\nC=3\n", 3, "unterminated double quote"),
+        ('A=1\n\nB="unterminated\nC=3\n', 3, "unterminated double quote"),
         ("A='x'y\n", 1, "after the closing quote"),
         ("A=1\n1BAD=2\n", 2, "expected NAME=value"),
         ("A=1\nB=x\ry\n", 2, "carriage return"),

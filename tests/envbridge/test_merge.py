@@ -25,7 +25,9 @@ NEW = OLD + timedelta(minutes=1)
         (None, "a", None, Action.SET_FILE),  # first sight, only in the database
     ],
 )
-def test_one_sided_changes(file: str | None, db: str | None, base: str | None, action: Action) -> None:
+def test_one_sided_changes(
+    file: str | None, db: str | None, base: str | None, action: Action
+) -> None:
     decision = decide(Versions(file=file, db=db, base=base, file_time=NEW, db_time=OLD))
     assert decision.action is action
     assert not decision.conflict
@@ -33,7 +35,11 @@ def test_one_sided_changes(file: str | None, db: str | None, base: str | None, a
 
 @pytest.mark.parametrize(
     ("file_time", "db_time", "action", "winner"),
-    [(NEW, OLD, Action.SET_DB, "file"), (OLD, NEW, Action.SET_FILE, "db"), (OLD, OLD, Action.SET_FILE, "db")],
+    [
+        (NEW, OLD, Action.SET_DB, "file"),
+        (OLD, NEW, Action.SET_FILE, "db"),
+        (OLD, OLD, Action.SET_FILE, "db"),
+    ],
 )
 def test_both_changed_newer_wins_ties_to_the_database(
     file_time: datetime, db_time: datetime, action: Action, winner: str

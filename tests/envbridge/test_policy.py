@@ -59,7 +59,9 @@ def test_secret_rule(name: str, value: str, secret: bool) -> None:
     assert BridgePolicy.from_settings().is_secret(name, value) is secret
 
 
-@override_settings(CONFIGSYNC_ENV_SECRET_PATTERNS=["*_PIN"], CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS=False)
+@override_settings(
+    CONFIGSYNC_ENV_SECRET_PATTERNS=["*_PIN"], CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS=False
+)
 def test_secret_rule_is_overridable() -> None:
     policy = BridgePolicy.from_settings()
     assert policy.is_secret("CARD_PIN", "1") and not policy.is_secret("API_KEY", "x")

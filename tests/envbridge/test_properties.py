@@ -96,9 +96,7 @@ def test_setting_a_value_changes_only_that_variable(
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    text=st.text(alphabet=st.sampled_from(list("AB_=#'\" \t\n\r\\$xé")) | awkward, max_size=60)
-)
+@given(text=st.text(alphabet=st.sampled_from(list("AB_=#'\" \t\n\r\\$xé")) | awkward, max_size=60))
 def test_any_text_that_parses_renders_back_byte_for_byte(text: str) -> None:
     try:
         document = EnvDocument.parse(text)

@@ -8,6 +8,7 @@ import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection, connections
@@ -104,14 +105,9 @@ def test_both_changed_the_newer_file_wins_and_the_loser_is_kept(
     write_env("A=base\n", age=100)
     _sync(env_path)
     system_config_set(key="A", value="from-db")
-    SystemConfig.objects.filter(key="A").update(
-        updated_at=SystemConfig.objects.get(key="A").updated_at.replace(year=2020)
-    )
-    write_env("A=from-file\n")
+    write_env("A=from-file\n", age=-60)  # edited after the database change: the file is newer
     report = _sync(env_path)
-    assert [(c.action, c.conflict, c.winner) for c in report.changes] == [
-        ("set_db", True, "file")
-    ]
+    assert [(c.action, c.conflict, c.winner) for c in report.changes] == [("set_db", True, "file")]
     assert _value("A") == "from-file"
     conflict = Conflict.objects.get(natural_key="A")
     assert conflict.winner == "remote"
@@ -134,16 +130,11 @@ def test_both_changed_the_newer_database_wins(write_env: WriteEnv, env_path: Pat
     assert conflict.remote_version["data"]["value"] == "from-file"
 
 
-def test_conflicts_keep_secrets_encrypted(
-    write_env: WriteEnv, env_path: Path, canary: str
-) -> None:
+def test_conflicts_keep_secrets_encrypted(write_env: WriteEnv, env_path: Path, canary: str) -> None:
     write_env("STRIPE_API_KEY=sk-CANARY-base\n", age=100)
     _sync(env_path)
     system_config_set(key="STRIPE_API_KEY", value="sk-CANARY-db")
-    SystemConfig.objects.filter(key="STRIPE_API_KEY").update(
-        updated_at=SystemConfig.objects.get(key="STRIPE_API_KEY").updated_at.replace(year=2020)
-    )
-    write_env(f"STRIPE_API_KEY={canary}\n")
+    write_env(f"STRIPE_API_KEY={canary}\n", age=-60)  # newer than the database change
     _sync(env_path)
     assert _value("STRIPE_API_KEY") == canary
     dumped = json.dumps(list(Conflict.objects.values("local_version", "remote_version")))
@@ -365,3 +356,51 @@ def test_concurrent_runs_are_serialized(write_env: WriteEnv, env_path: Path) -> 
     for i in range(15):
         assert text.count(f"DB_{i}={i}\n") == 1
     assert {r.key for r in SystemConfig.objects.all()} == {*names, *(f"DB_{i}" for i in range(15))}
+
+
+def test_a_record_changed_during_the_run_is_not_overwritten(
+    write_env: WriteEnv, env_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_env("A=1\n")
+    _sync(env_path)
+    write_env("A=from-file\n")
+    real_times = env_bridge._db_times
+
+    def replicated_change_arrives(keys: list[str]) -> Any:
+        system_config_set(key="A", value="replicated")  # lands after the run read the record
+        return real_times(keys)
+
+    monkeypatch.setattr(env_bridge, "_db_times", replicated_change_arrives)
+    report = _sync(env_path)
+    assert report.deferred == ["A"] and report.changes == []
+    assert _value("A") == "replicated"
+    monkeypatch.setattr(env_bridge, "_db_times", real_times)
+    report = _sync(env_path)  # the next run merges it: both changed, one wins, loser kept
+    assert [c.conflict for c in report.changes] == [True]
+    assert _value("A") == file_values(env_path)["A"]
+    assert Conflict.objects.filter(natural_key="A").count() == 1
+
+
+def file_values(path: Path) -> dict[str, str]:
+    from configsync.envbridge.envfile import EnvDocument
+
+    return EnvDocument.parse_bytes(path.read_bytes()).values()
+
+
+def test_an_env_file_conflict_resolves_like_any_other(
+    write_env: WriteEnv, env_path: Path, canary: str
+) -> None:
+    from configsync.services.conflicts import conflict_resolve
+
+    write_env("SERVICE_TOKEN=sk-CANARY-base\n")
+    _sync(env_path)
+    write_env(f"SERVICE_TOKEN={canary}\n", age=3600)  # older than the database change below
+    system_config_set(key="SERVICE_TOKEN", value="sk-CANARY-db")
+    _sync(env_path)
+    conflict = Conflict.objects.get(natural_key="SERVICE_TOKEN")
+    assert conflict.winner == "local" and _value("SERVICE_TOKEN") == "sk-CANARY-db"
+    conflict_resolve(conflict_id=conflict.pk, choice="remote")  # the operator picks the file's
+    assert _value("SERVICE_TOKEN") == canary
+    assert SystemConfig.objects.get(key="SERVICE_TOKEN").is_sensitive
+    _sync(env_path)
+    assert file_values(env_path) == {"SERVICE_TOKEN": canary}

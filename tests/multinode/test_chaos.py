@@ -78,6 +78,7 @@ def test_node_killed_mid_cycle_resumes_without_loss(two_nodes: Cluster) -> None:
     b.kill(signal.SIGKILL)
     partial = count_on_b()
     assert 0 < partial <= BULK
+    print(f"b held {partial} of {BULK} records when it was killed")
 
     b.start()
     wait_until(lambda: count_on_b() == BULK, timeout=CONVERGE, what="b completes after restart")

@@ -10,8 +10,8 @@ from django.db import connection
 from django.db.models.signals import post_save, pre_save
 from django.test import override_settings
 
-from configsync.crypto.keyring import Keyring, generate_key, parse_key, reset_keyring
 from configsync.crypto.fields import encryption_context
+from configsync.crypto.keyring import Keyring, generate_key, parse_key, reset_keyring
 from configsync.models import SystemConfig
 from configsync.services.keys import keys_rotate, keys_status
 from configsync.services.system_config import system_config_set
@@ -58,7 +58,9 @@ def secrets_on_old_key() -> Iterator[dict[str, str]]:
 
 def read_everything() -> dict[str, str]:
     values = {r.key: r.typed_value() for r in SystemConfig.objects.filter(is_sensitive=True)}
-    values.update({p.name: p.api_key for p in AIProviderConfig.objects.filter(api_key__isnull=False)})
+    values.update(
+        {p.name: p.api_key for p in AIProviderConfig.objects.filter(api_key__isnull=False)}
+    )
     return values
 
 

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.django_db
         ("url", "postgres://db.internal:5432/app", "postgres://db.internal:5432/app", None),
     ],
 )
-def test_typed_values_round_trip(value_type: str, given: object, stored: str, typed: object) -> None:
+def test_typed_values_round_trip(
+    value_type: str, given: object, stored: str, typed: object
+) -> None:
     system_config_set(key="SETTING", value=given, value_type=value_type)
     record = SystemConfig.objects.get(key="SETTING")
     assert record.value == stored

@@ -1,0 +1,67 @@
+"""Fixtures of the replication tests: a fixed local node id, a sync secret and remote changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from configsync.replication.hlc import HLC, physical_now_ms
+
+LOCAL = "node-local"
+REMOTE = "node-remote"
+OTHER = "node-other"
+SECRET = "test-sync-secret-not-real"
+
+
+@pytest.fixture(autouse=True)
+def _replication_settings(settings: Any) -> None:
+    settings.CONFIGSYNC_NODE_ID = LOCAL
+    settings.CONFIGSYNC_SYNC_SECRET = SECRET
+    settings.CONFIGSYNC_PEERS = []
+
+
+def stamp(node: str = REMOTE, *, wall: int | None = None, logical: int = 0) -> str:
+    return str(HLC(physical_now_ms() if wall is None else wall, logical, node))
+
+
+def config_data(key: str, value: str = "v", **extra: Any) -> dict[str, Any]:
+    data = {
+        "key": key,
+        "value_type": "str",
+        "value": value,
+        "secret_value": None,
+        "is_sensitive": False,
+        "category": "general",
+        "description": "",
+    }
+    data.update(extra)
+    return data
+
+
+def remote_change(
+    key: str,
+    value: str = "v",
+    *,
+    node: str = REMOTE,
+    hlc: str | None = None,
+    vv: dict[str, str] | None = None,
+    deleted: bool = False,
+    data: dict[str, Any] | None = None,
+    model: str = "configsync.systemconfig",
+    losers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A feed item as another node would send it."""
+    hlc = hlc or stamp(node)
+    item: dict[str, Any] = {
+        "model": model,
+        "key": key,
+        "hlc": hlc,
+        "origin": node,
+        "vv": vv or {node: hlc},
+        "deleted": deleted,
+        "data": None if deleted else (data if data is not None else config_data(key, value)),
+    }
+    if losers is not None:
+        item["losers"] = losers
+    return item

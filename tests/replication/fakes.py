@@ -1,0 +1,66 @@
+"""A scripted remote peer: a ``Transport`` standing in for another node (outside this process).
+
+It serves a fixed feed in pages, records what is pushed to it, and can be told to fail at a
+given call — to test how the cycle behaves when the peer is down, answers garbage or drops
+mid-cycle. Real HTTP between real nodes is tested in tests/transports and tests/multinode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from configsync.replication.errors import TransportError
+from configsync.transports.base import ChangePage, PushResult, Transport
+
+
+class ScriptedPeer(Transport):
+    def __init__(self, *, node: str, feed: list[dict[str, Any]] | None = None) -> None:
+        self.name = "scripted"
+        self.node = node
+        self.feed = list(feed or [])
+        self.pushed: list[list[dict[str, Any]]] = []
+        self.pull_calls = 0
+        self.push_calls = 0
+        self.fail_pull_at: int | None = None
+        self.fail_push_at: int | None = None
+        self.page_override: ChangePage | None = None
+        self.clock_ms: int | None = None
+
+    def pull(self, cursor: str, limit: int) -> ChangePage:
+        self.pull_calls += 1
+        if self.fail_pull_at is not None and self.pull_calls >= self.fail_pull_at:
+            raise TransportError("peer scripted unreachable: ConnectionError")
+        if self.page_override is not None:
+            return self.page_override
+        start = int(cursor or 0)
+        items = self.feed[start : start + limit]
+        end = start + len(items)
+        return ChangePage(
+            node=self.node,
+            changes=items,
+            next_cursor=str(end),
+            has_more=end < len(self.feed),
+            clock_ms=self.clock_ms,
+        )
+
+    def push(self, changes: list[dict[str, Any]]) -> PushResult:
+        self.push_calls += 1
+        if self.fail_push_at is not None and self.push_calls >= self.fail_push_at:
+            raise TransportError("peer scripted refused: HTTP 503: down", status=503)
+        self.pushed.append(changes)
+        return PushResult(
+            node=self.node,
+            results=[
+                {"index": i, "model": c["model"], "key": c["key"], "status": "applied"}
+                for i, c in enumerate(changes)
+            ],
+        )
+
+    def digest(self, cursor: str, limit: int) -> ChangePage:
+        page = self.pull(cursor, limit)
+        return ChangePage(
+            node=page.node,
+            changes=[{k: c[k] for k in ("model", "key", "hlc", "deleted")} for c in page.changes],
+            next_cursor=page.next_cursor,
+            has_more=page.has_more,
+        )

@@ -1,0 +1,273 @@
+"""Applying remote changes: LWW, version vectors, idempotency, atomic refusal, unreadable keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from configsync.crypto.keyring import generate_key, get_keyring, reset_keyring
+from configsync.models import Conflict, ReplicatedRecord, SystemConfig
+from configsync.replication.errors import ChangeValidationError
+from configsync.replication.hlc import HLC, physical_now_ms
+from configsync.selectors.replication import feed_page, records_unreadable
+from configsync.services.replication import changes_apply
+from configsync.services.system_config import system_config_set
+from tests.replication.conftest import LOCAL, OTHER, REMOTE, config_data, remote_change, stamp
+
+pytestmark = pytest.mark.django_db
+
+
+def apply(changes: list[dict[str, Any]], source: str = REMOTE) -> list[str]:
+    results = changes_apply(changes=changes, source_node=source, source_name="peer")
+    return [r.status for r in results]
+
+
+def state() -> dict[str, Any]:
+    return {
+        "configs": sorted(SystemConfig.objects.values_list("key", "value")),
+        "records": sorted(
+            ReplicatedRecord.objects.values_list("natural_key", "hlc", "deleted", "seq")
+        ),
+        "conflicts": Conflict.objects.count(),
+    }
+
+
+def test_a_new_record_is_applied_with_its_own_timestamp_and_origin() -> None:
+    change = remote_change("A", "remote")
+    assert apply([change]) == ["applied"]
+    assert SystemConfig.objects.get(key="A").value == "remote"
+    rec = ReplicatedRecord.objects.get(natural_key="A")
+    assert rec.hlc == change["hlc"] and rec.origin_node == REMOTE
+    assert rec.received_from == REMOTE  # not stamped again as a local write
+
+
+@pytest.mark.parametrize("times", [2, 10])
+def test_applying_the_same_batch_again_changes_nothing(times: int) -> None:
+    batch = [remote_change("A", "1"), remote_change("B", "2"), remote_change("C", deleted=True)]
+    assert apply(batch) == ["applied", "applied", "applied"]
+    once = state()
+    for _ in range(times - 1):
+        assert apply(batch) == ["stale", "stale", "stale"]
+    assert state() == once
+
+
+def test_a_newer_version_that_saw_ours_fast_forwards() -> None:
+    system_config_set(key="A", value="local")
+    mine = ReplicatedRecord.objects.get(natural_key="A")
+    newer = stamp(REMOTE)
+    change = remote_change("A", "remote", hlc=newer, vv={LOCAL: mine.hlc, REMOTE: newer})
+    assert apply([change]) == ["applied"]
+    assert SystemConfig.objects.get(key="A").value == "remote"
+    assert Conflict.objects.count() == 0
+
+
+def test_an_older_version_we_already_include_is_stale() -> None:
+    old = stamp(REMOTE, wall=physical_now_ms() - 10_000)
+    apply([remote_change("A", "old", hlc=old)])
+    system_config_set(key="A", value="local-edit")
+    assert apply([remote_change("A", "old", hlc=old)]) == ["stale"]
+    assert SystemConfig.objects.get(key="A").value == "local-edit"
+
+
+def test_concurrent_versions_converge_on_lww_and_keep_the_loser() -> None:
+    system_config_set(key="A", value="local")
+    later = stamp(REMOTE, wall=physical_now_ms() + 1000)
+    assert apply([remote_change("A", "remote", hlc=later)]) == ["conflict"]
+    assert SystemConfig.objects.get(key="A").value == "remote"
+    conflict = Conflict.objects.get()
+    assert conflict.winner == "remote" and conflict.source == "peer"
+    assert conflict.local_version["data"]["value"] == "local"
+    rec = ReplicatedRecord.objects.get(natural_key="A")
+    assert set(rec.version_vector) == {LOCAL, REMOTE}
+    # The merged version goes back to the source too (it carries the loser).
+    assert rec.received_from == ""
+    item = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "A")
+    assert [loser["hlc"] for loser in item["losers"]] == [conflict.local_version["hlc"]]
+    # Re-delivery is stale and keeps one conflict.
+    assert apply([remote_change("A", "remote", hlc=later)]) == ["stale"]
+    assert Conflict.objects.count() == 1
+
+
+def test_concurrent_older_remote_loses_and_local_value_stays() -> None:
+    earlier = stamp(REMOTE, wall=physical_now_ms() - 60_000)
+    system_config_set(key="A", value="local")
+    assert apply([remote_change("A", "remote", hlc=earlier)]) == ["conflict"]
+    assert SystemConfig.objects.get(key="A").value == "local"
+    assert Conflict.objects.get().winner == "local"
+
+
+def test_the_source_keeps_the_same_conflict_from_the_losers_it_receives() -> None:
+    """Node B's own version lost on node A: B learns it from A's merged version."""
+    mine = system_config_set(key="A", value="local")
+    assert mine.pk
+    local_hlc = ReplicatedRecord.objects.get(natural_key="A").hlc
+    winner_hlc = stamp(REMOTE, wall=physical_now_ms() + 1000)
+    local_loser = {
+        "hlc": local_hlc,
+        "origin": LOCAL,
+        "deleted": False,
+        "data": config_data("A", "local"),
+    }
+    merged = remote_change(
+        "A",
+        "remote",
+        hlc=winner_hlc,
+        vv={LOCAL: local_hlc, REMOTE: winner_hlc},
+        losers=[local_loser],
+    )
+    assert apply([merged]) == ["applied"]
+    assert SystemConfig.objects.get(key="A").value == "remote"
+    conflict = Conflict.objects.get()
+    assert conflict.winner == "remote" and conflict.local_version["hlc"] == local_hlc
+    assert apply([merged]) == ["stale"]
+    assert Conflict.objects.count() == 1
+
+
+def test_delete_versus_update_at_an_equal_instant_the_delete_wins_everywhere() -> None:
+    wall = physical_now_ms()
+    update = remote_change("A", "upd", hlc=str(HLC(wall, 0, "node-zzz")), node="node-zzz")
+    delete = remote_change("A", hlc=str(HLC(wall, 0, "node-aaa")), node="node-aaa", deleted=True)
+    assert apply([update], source="node-zzz") == ["applied"]
+    assert apply([delete], source="node-aaa") == ["conflict"]
+    assert not SystemConfig.objects.filter(key="A").exists()
+    assert ReplicatedRecord.objects.get(natural_key="A").deleted
+
+
+def test_delete_versus_update_order_of_arrival_does_not_matter() -> None:
+    wall = physical_now_ms()
+    update = remote_change("A", "upd", hlc=str(HLC(wall, 0, "node-zzz")), node="node-zzz")
+    delete = remote_change("A", hlc=str(HLC(wall, 0, "node-aaa")), node="node-aaa", deleted=True)
+    assert apply([delete], source="node-aaa") == ["applied"]
+    assert apply([update], source="node-zzz") == ["conflict"]
+    assert not SystemConfig.objects.filter(key="A").exists()
+
+
+def test_applied_remote_changes_advance_the_local_clock() -> None:
+    ahead = stamp(REMOTE, wall=physical_now_ms() + 60_000)
+    apply([remote_change("A", hlc=ahead)])
+    system_config_set(key="B", value="after")
+    assert HLC.parse(ReplicatedRecord.objects.get(natural_key="B").hlc) > HLC.parse(ahead)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda c: c.update(model="auth.user"), "unknown model"),
+        (lambda c: c.update(model=5), "model must be a string"),
+        (lambda c: c.update(hlc="yesterday"), "hlc"),
+        (lambda c: c.update(deleted="no"), "deleted"),
+        (lambda c: c.update(vv=[]), "vv"),
+        (lambda c: c["data"].update(value_type="complex"), "value_type"),
+        (lambda c: c["data"].update(is_sensitive="maybe"), "is_sensitive"),
+        (lambda c: c["data"].update(nope=1), "unknown fields"),
+        (lambda c: c["data"].update(secret_value="plaintext!"), "ciphertext"),
+        (lambda c: c["data"].update(key="OTHER"), "does not match"),
+        (lambda c: c.update(key=""), "key"),
+        (lambda c: c.update(data="text"), "data must be an object"),
+    ],
+)
+def test_one_malformed_item_refuses_the_whole_batch(mutate: Any, reason: str) -> None:
+    good = remote_change("GOOD", "1")
+    bad = remote_change("BAD", "2")
+    mutate(bad)
+    with pytest.raises(ChangeValidationError) as info:
+        apply([good, bad])
+    assert reason in str(info.value)
+    assert info.value.errors[0]["index"] == 1
+    assert not SystemConfig.objects.exists() and not ReplicatedRecord.objects.exists()
+
+
+def test_a_timestamp_too_far_ahead_is_refused_as_clock_skew(settings: Any) -> None:
+    settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 300
+    future = stamp(REMOTE, wall=physical_now_ms() + 301_000)
+    with pytest.raises(ChangeValidationError) as info:
+        apply([remote_change("A", hlc=future)])
+    assert info.value.is_clock_skew and info.value.skew_ms >= 300_000
+    assert "clock skew" in str(info.value)
+    assert not ReplicatedRecord.objects.exists()
+    within = stamp(REMOTE, wall=physical_now_ms() + 250_000)
+    assert apply([remote_change("A", hlc=within)]) == ["applied"]
+
+
+def test_oversize_and_duplicate_batches_are_refused(settings: Any) -> None:
+    settings.CONFIGSYNC_MAX_PUSH_BATCH = 3
+    with pytest.raises(ChangeValidationError, match="exceeds"):
+        apply([remote_change(f"K{i}") for i in range(4)])
+    with pytest.raises(ChangeValidationError, match="twice"):
+        apply([remote_change("A"), remote_change("A", "x")])
+    with pytest.raises(ChangeValidationError):
+        changes_apply(changes={"not": "a list"}, source_node=REMOTE, source_name="peer")
+    assert not ReplicatedRecord.objects.exists()
+
+
+def test_ciphertext_of_a_missing_key_is_stored_relayed_and_reported(
+    settings: Any, canary: str
+) -> None:
+    """A node whose keyring lacks the key stores and relays the value, and says so."""
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [generate_key()]
+    reset_keyring()
+    foreign = SystemConfig(key="S", is_sensitive=True)
+    token = get_keyring().encrypt(canary, context="configsync.systemconfig.secret_value:S")
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [generate_key()]  # this node: another key
+    reset_keyring()
+    assert foreign.key == "S"
+    change = remote_change("S", data=config_data("S", "", secret_value=token, is_sensitive=True))
+    results = changes_apply(changes=[change], source_node=REMOTE, source_name="peer")
+    assert results[0].status == "applied" and results[0].unreadable
+    assert records_unreadable() == [
+        {"model": "configsync.systemconfig", "key": "S", "fields": ["secret_value"]}
+    ]
+    relayed = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "S")
+    assert relayed["data"]["secret_value"] == token  # byte for byte, never decrypted
+    assert canary not in str(relayed)
+
+
+def test_a_sensitive_value_travels_as_ciphertext_and_decrypts_on_the_receiver(
+    canary: str,
+) -> None:
+    token = get_keyring().encrypt(canary, context="configsync.systemconfig.secret_value:S")
+    change = remote_change("S", data=config_data("S", "", secret_value=token, is_sensitive=True))
+    assert apply([change]) == ["applied"]
+    assert SystemConfig.objects.get(key="S").secret_value == canary
+    assert ReplicatedRecord.objects.get(natural_key="S").data["secret_value"] == token
+
+
+def test_changes_of_ai_providers_replicate(canary: str) -> None:
+    token = get_keyring().encrypt(canary, context="providers.aiproviderconfig.api_key:main")
+    data = {
+        "name": "main",
+        "kind": "openai",
+        "api_key": token,
+        "base_url": "",
+        "default_model": "gpt-4o-mini",
+        "organization": "",
+        "endpoint": "",
+        "api_version": "",
+        "deployment": "",
+        "enabled": True,
+        "is_default": False,
+    }
+    change = remote_change("main", model="providers.aiproviderconfig", data=data)
+    assert apply([change]) == ["applied"]
+    from providers.models import AIProviderConfig
+
+    assert AIProviderConfig.objects.get(name="main").api_key == canary
+
+
+def test_three_nodes_converge_whatever_the_order(django_db_blocker: Any) -> None:
+    """Three concurrent versions: every arrival order leaves the LWW maximum."""
+    wall = physical_now_ms()
+    versions = [
+        remote_change("A", "a", node=REMOTE, hlc=str(HLC(wall, 0, REMOTE))),
+        remote_change("A", "b", node=OTHER, hlc=str(HLC(wall, 1, OTHER))),
+        remote_change("A", "c", node="node-third", hlc=str(HLC(wall - 5, 9, "node-third"))),
+    ]
+    for first, second, third in ((0, 1, 2), (2, 1, 0), (1, 0, 2)):
+        SystemConfig.objects.all().delete()
+        ReplicatedRecord.objects.all().delete()
+        Conflict.objects.all().delete()
+        for index in (first, second, third):
+            apply([versions[index]], source=versions[index]["origin"])
+        assert SystemConfig.objects.get(key="A").value == "b"
+        assert Conflict.objects.count() == 2

@@ -1,0 +1,86 @@
+"""Local writes of replicated models become versions in the change feed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from configsync.models import NodeClock, ReplicatedRecord
+from configsync.replication.hlc import HLC
+from configsync.services.system_config import system_config_delete, system_config_set
+from configsync.signals import change_committed
+from providers.services import ai_provider_set
+from tests.replication.conftest import LOCAL
+
+pytestmark = pytest.mark.django_db
+
+
+def record(key: str, model: str = "configsync.systemconfig") -> ReplicatedRecord:
+    return ReplicatedRecord.objects.get(model_label=model, natural_key=key)
+
+
+def test_a_write_stamps_a_new_version_with_this_node_as_origin() -> None:
+    system_config_set(key="A", value="1")
+    first = record("A")
+    assert first.origin_node == LOCAL and first.received_from == ""
+    assert first.version_vector == {LOCAL: first.hlc}
+    assert first.data is not None and first.data["value"] == "1"
+    system_config_set(key="A", value="2")
+    second = record("A")
+    assert HLC.parse(second.hlc) > HLC.parse(first.hlc)
+    assert second.seq > first.seq
+    assert NodeClock.objects.get().last_seq == second.seq
+
+
+def test_a_save_that_changes_nothing_is_not_a_new_version() -> None:
+    system_config_set(key="A", value="1")
+    before = record("A")
+    system_config_set(key="A", value="1")
+    assert record("A").seq == before.seq
+
+
+def test_delete_leaves_a_tombstone() -> None:
+    system_config_set(key="A", value="1")
+    system_config_delete(key="A")
+    tomb = record("A")
+    assert tomb.deleted and tomb.data is None
+
+
+def test_secrets_are_stored_as_ciphertext_only(canary: str) -> None:
+    system_config_set(key="S", value=canary, is_sensitive=True)
+    ai_provider_set(name="openai-main", kind="openai", api_key=canary)
+    for rec in ReplicatedRecord.objects.all():
+        assert canary not in str(rec.data)
+    assert record("S").data["secret_value"].startswith("enc1:")
+    assert record("openai-main", "providers.aiproviderconfig").data["api_key"].startswith("enc1:")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT data FROM configsync_replicatedrecord")
+        assert all(canary not in str(row) for row in cursor.fetchall())
+
+
+def test_change_committed_is_sent_after_commit_with_ids_only(
+    django_capture_on_commit_callbacks: Any, canary: str
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def listener(sender: Any, **kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    change_committed.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            system_config_set(key="S", value=canary, is_sensitive=True)
+        assert seen == []  # nothing before commit
+        for callback in callbacks:
+            callback()
+    finally:
+        change_committed.disconnect(listener)
+    mine = [s for s in seen if s.get("natural_key") == "S"]
+    assert len(mine) == 1
+    event = mine[0]
+    assert event["model_label"] == "configsync.systemconfig"
+    assert event["local"] is True and event["deleted"] is False
+    assert event["seq"] == record("S").seq
+    assert canary not in repr(seen)

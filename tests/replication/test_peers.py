@@ -1,0 +1,79 @@
+"""Peers seeded from CONFIGSYNC_PEERS, and tombstone collection after every peer acknowledged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
+from configsync.selectors.replication import feed_last_cursor
+from configsync.services.peers import peer_seed_from_settings, peers_enabled, tombstones_collect
+from configsync.services.replication import changes_apply
+from configsync.services.system_config import system_config_delete, system_config_set
+from tests.replication.conftest import REMOTE, remote_change
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seeding_is_idempotent_and_updates_urls(settings: Any) -> None:
+    settings.CONFIGSYNC_PEERS = ["cloud=https://cfg.example.com/", " edge = http://10.0.0.2:8000 "]
+    first = peer_seed_from_settings()
+    assert [(p.name, p.base_url) for p in first] == [
+        ("cloud", "https://cfg.example.com"),
+        ("edge", "http://10.0.0.2:8000"),
+    ]
+    Peer.objects.filter(name="edge").update(enabled=False)
+    settings.CONFIGSYNC_PEERS = ["cloud=https://new.example.com", "edge=http://10.0.0.2:8000"]
+    peer_seed_from_settings()
+    assert Peer.objects.count() == 2
+    assert Peer.objects.get(name="cloud").base_url == "https://new.example.com"
+    assert [p.name for p in peers_enabled()] == ["cloud"]  # the admin's choice is kept
+
+
+@pytest.mark.parametrize("entry", ["nourl", "=http://x", "bad name=http://x", "n=ftp://x"])
+def test_malformed_entries_are_refused(settings: Any, entry: str) -> None:
+    settings.CONFIGSYNC_PEERS = [entry]
+    with pytest.raises(ValidationError):
+        peer_seed_from_settings()
+    assert not Peer.objects.exists()
+
+
+def _tombstone(key: str) -> None:
+    system_config_set(key=key, value="1")
+    system_config_delete(key=key)
+
+
+def test_tombstones_stay_until_every_peer_acknowledged() -> None:
+    a = Peer.objects.create(name="a", base_url="http://a.invalid", node_id="node-a")
+    b = Peer.objects.create(name="b", base_url="http://b.invalid", node_id="node-b")
+    _tombstone("GONE")
+    changes_apply(
+        changes=[remote_change("FROM_B", node="node-b", deleted=True)],
+        source_node="node-b",
+        source_name="b",
+    )
+    assert tombstones_collect() == 0
+    PeerCheckpoint.objects.create(peer=a, direction="push", cursor=feed_last_cursor())
+    # FROM_B: b sent it, a acknowledged it. GONE: b has not acknowledged it yet.
+    assert tombstones_collect() == 1
+    assert ReplicatedRecord.objects.filter(natural_key="GONE", deleted=True).exists()
+    PeerCheckpoint.objects.create(peer=b, direction="push", cursor=feed_last_cursor())
+    assert tombstones_collect() == 1
+    assert not ReplicatedRecord.objects.filter(deleted=True).exists()
+
+
+def test_a_tombstone_received_from_the_only_peer_counts_as_acknowledged() -> None:
+    Peer.objects.create(name="r", base_url="http://r.invalid", node_id=REMOTE)
+    changes_apply(changes=[remote_change("X", deleted=True)], source_node=REMOTE, source_name="r")
+    system_config_set(key="LIVE", value="1")
+    assert tombstones_collect() == 1
+    assert ReplicatedRecord.objects.filter(natural_key="LIVE").exists()
+
+
+def test_a_push_checkpoint_of_another_epoch_acknowledges_nothing() -> None:
+    peer = Peer.objects.create(name="a", base_url="http://a.invalid")
+    _tombstone("GONE")
+    PeerCheckpoint.objects.create(peer=peer, direction="push", cursor="0badc0de.999")
+    assert tombstones_collect() == 0

@@ -1,0 +1,164 @@
+"""One sync cycle: checkpoints, resumption after interruption, no echo, failures recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord, SyncRun, SystemConfig
+from configsync.replication.hlc import physical_now_ms
+from configsync.services.replication import changes_apply
+from configsync.services.sync import SyncCycleError, sync_cycle, sync_diff
+from configsync.services.system_config import system_config_set
+from configsync.transports.base import ChangePage
+from tests.replication.conftest import LOCAL, REMOTE, remote_change, stamp
+from tests.replication.fakes import ScriptedPeer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def peer() -> Peer:
+    return Peer.objects.create(name="remote", base_url="http://127.0.0.1:9")
+
+
+@pytest.fixture
+def small_pages(settings: Any) -> None:
+    settings.CONFIGSYNC_SYNC_BATCH_SIZE = 2
+
+
+def cursor(peer: Peer, direction: str) -> str:
+    return PeerCheckpoint.objects.get(peer=peer, direction=direction).cursor
+
+
+def test_pull_applies_every_page_and_saves_the_checkpoint(peer: Peer, small_pages: None) -> None:
+    remote = ScriptedPeer(node=REMOTE, feed=[remote_change(f"K{i}") for i in range(5)])
+    result = sync_cycle(peer_id=peer.pk, push=False, transport=remote)
+    assert result.ok and result.pulled == 5 and result.conflicts == 0
+    assert SystemConfig.objects.count() == 5
+    assert cursor(peer, "pull") == "5"
+    peer.refresh_from_db()
+    assert peer.node_id == REMOTE  # learned on first contact
+    again = sync_cycle(peer_id=peer.pk, push=False, transport=remote)
+    assert again.pulled == 0 and again.stale == 0
+    run = SyncRun.objects.order_by("-id").first()
+    assert run is not None and run.ok and run.finished_at is not None
+
+
+def test_an_interrupted_pull_resumes_without_loss_or_duplicates(
+    peer: Peer, small_pages: None
+) -> None:
+    remote = ScriptedPeer(node=REMOTE, feed=[remote_change(f"K{i}") for i in range(5)])
+    remote.fail_pull_at = 2  # the peer drops after the first page
+    with pytest.raises(SyncCycleError) as info:
+        sync_cycle(peer_id=peer.pk, transport=remote)
+    assert info.value.result.pulled == 2
+    assert cursor(peer, "pull") == "2"
+    assert SystemConfig.objects.count() == 2
+    failed = SyncRun.objects.get()
+    assert not failed.ok and "unreachable" in failed.error and failed.pulled == 2
+    seqs = dict(ReplicatedRecord.objects.values_list("natural_key", "seq"))
+    remote.fail_pull_at = None
+    result = sync_cycle(peer_id=peer.pk, transport=remote)
+    assert result.pulled == 3 and result.stale == 0
+    assert SystemConfig.objects.count() == 5
+    assert {
+        k: s for k, s in ReplicatedRecord.objects.values_list("natural_key", "seq") if k in seqs
+    } == seqs
+
+
+def test_a_page_applied_twice_after_a_lost_checkpoint_is_stale(peer: Peer) -> None:
+    remote = ScriptedPeer(node=REMOTE, feed=[remote_change("A"), remote_change("B")])
+    sync_cycle(peer_id=peer.pk, push=False, transport=remote)
+    PeerCheckpoint.objects.filter(peer=peer).update(cursor="")  # as if the save were lost
+    result = sync_cycle(peer_id=peer.pk, push=False, transport=remote)
+    assert result.pulled == 0 and result.stale == 2
+    assert SystemConfig.objects.count() == 2
+
+
+def test_push_sends_local_changes_but_not_the_peers_own(peer: Peer, small_pages: None) -> None:
+    system_config_set(key="MINE1", value="1")
+    changes_apply(changes=[remote_change("THEIRS")], source_node=REMOTE, source_name="remote")
+    system_config_set(key="MINE2", value="1")
+    remote = ScriptedPeer(node=REMOTE)
+    result = sync_cycle(peer_id=peer.pk, transport=remote)
+    pushed = [c["key"] for batch in remote.pushed for c in batch]
+    assert pushed == ["MINE1", "MINE2"] and result.pushed == 2
+    assert all(c["origin"] == LOCAL for batch in remote.pushed for c in batch)
+    again = sync_cycle(peer_id=peer.pk, transport=remote)
+    assert again.pushed == 0 and sum(len(batch) for batch in remote.pushed) == 2
+
+
+def test_a_failed_push_keeps_the_checkpoint_and_is_sent_again(peer: Peer) -> None:
+    system_config_set(key="A", value="1")
+    remote = ScriptedPeer(node=REMOTE)
+    remote.fail_push_at = 1
+    with pytest.raises(SyncCycleError, match="503"):
+        sync_cycle(peer_id=peer.pk, transport=remote)
+    assert cursor(peer, "push") == ""
+    remote.fail_push_at = None
+    assert sync_cycle(peer_id=peer.pk, transport=remote).pushed == 1
+
+
+def test_a_down_peer_fails_only_its_own_cycle_and_is_recorded(peer: Peer) -> None:
+    other = Peer.objects.create(name="other", base_url="http://127.0.0.1:9")
+    down = ScriptedPeer(node=REMOTE)
+    down.fail_pull_at = 1
+    with pytest.raises(SyncCycleError):
+        sync_cycle(peer_id=peer.pk, transport=down)
+    healthy = ScriptedPeer(node="node-other", feed=[remote_change("X", node="node-other")])
+    assert sync_cycle(peer_id=other.pk, transport=healthy).ok
+    assert SyncRun.objects.get(peer=peer).ok is False
+    assert SyncRun.objects.get(peer=other).ok is True
+
+
+def test_garbage_and_future_changes_fail_the_cycle_and_leave_the_checkpoint(
+    peer: Peer,
+) -> None:
+    remote = ScriptedPeer(node=REMOTE, feed=[{"model": "nope"}])
+    with pytest.raises(SyncCycleError, match="refuses"):
+        sync_cycle(peer_id=peer.pk, transport=remote)
+    assert cursor(peer, "pull") == ""
+    future = remote_change("F", hlc=stamp(REMOTE, wall=physical_now_ms() + 3_600_000))
+    remote = ScriptedPeer(node=REMOTE, feed=[future])
+    with pytest.raises(SyncCycleError, match="clock skew") as info:
+        sync_cycle(peer_id=peer.pk, transport=remote)
+    assert info.value.skew_ms is not None and info.value.skew_ms > 3_000_000
+    run = SyncRun.objects.order_by("-id").first()
+    assert run is not None and run.skew_ms is not None and run.skew_ms > 3_000_000
+    assert not ReplicatedRecord.objects.exists()
+
+
+def test_a_feed_that_does_not_advance_is_garbage(peer: Peer) -> None:
+    remote = ScriptedPeer(node=REMOTE)
+    remote.page_override = ChangePage(node=REMOTE, changes=[], next_cursor="", has_more=True)
+    with pytest.raises(SyncCycleError, match="garbage"):
+        sync_cycle(peer_id=peer.pk, transport=remote)
+
+
+def test_a_peer_with_our_own_node_id_is_refused(peer: Peer) -> None:
+    with pytest.raises(SyncCycleError, match="this node itself"):
+        sync_cycle(peer_id=peer.pk, transport=ScriptedPeer(node=LOCAL))
+
+
+def test_clock_skew_seen_is_recorded(peer: Peer) -> None:
+    remote = ScriptedPeer(node=REMOTE)
+    remote.clock_ms = physical_now_ms() + 42_000
+    result = sync_cycle(peer_id=peer.pk, transport=remote)
+    assert result.skew_ms is not None and 40_000 < result.skew_ms < 44_000
+    assert SyncRun.objects.get().skew_ms == result.skew_ms
+
+
+def test_diff_compares_versions(peer: Peer) -> None:
+    shared = remote_change("SAME")
+    changes_apply(changes=[shared], source_node=REMOTE, source_name="remote")
+    system_config_set(key="HERE", value="1")
+    remote = ScriptedPeer(
+        node=REMOTE, feed=[shared, remote_change("THERE"), remote_change("GONE", deleted=True)]
+    )
+    diff = sync_diff(peer_id=peer.pk, transport=remote)
+    assert diff.same == 2
+    assert [e["key"] for e in diff.only_local] == ["HERE"]
+    assert [e["key"] for e in diff.only_remote] == ["THERE"]
+    assert not diff.in_sync
