@@ -28,6 +28,7 @@ from configsync.api.views import (
     NOT_FOUND,
     PRECONDITION_FAILED,
     REVEAL_PARAMETER,
+    TOO_LARGE,
     VALIDATION_ERROR,
     NaturalKeyConfigViewSet,
 )
@@ -99,7 +100,7 @@ class AIProviderViewSet(NaturalKeyConfigViewSet):
 
     @extend_schema(
         request=AIProviderSerializer,
-        responses={201: AIProviderSerializer, 400: VALIDATION_ERROR, **ERRORS},
+        responses={201: AIProviderSerializer, 400: VALIDATION_ERROR, 413: TOO_LARGE, **ERRORS},
     )
     def create(self, request: Request) -> Response:
         return super().create(request)
@@ -119,6 +120,7 @@ class AIProviderViewSet(NaturalKeyConfigViewSet):
             400: VALIDATION_ERROR,
             404: NOT_FOUND,
             412: PRECONDITION_FAILED,
+            413: TOO_LARGE,
             **ERRORS,
         },
         description=(
@@ -137,6 +139,7 @@ class AIProviderViewSet(NaturalKeyConfigViewSet):
             400: VALIDATION_ERROR,
             404: NOT_FOUND,
             412: PRECONDITION_FAILED,
+            413: TOO_LARGE,
             **ERRORS,
         },
     )

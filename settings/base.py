@@ -155,6 +155,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["configsync.api.permissions.HasScope"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["configsync.api.throttling.CallerRateThrottle"],
+    "EXCEPTION_HANDLER": "configsync.api.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("CONFIGSYNC_THROTTLE_ANON", default="60/min"),
         "user": env.str("CONFIGSYNC_THROTTLE_USER", default="6000/min"),
@@ -167,6 +168,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Conflict.winner, Conflict.resolution and a resolve request's choice share one enum.
+    "ENUM_NAME_OVERRIDES": {"ConflictSideEnum": ["local", "remote"]},
 }
 
 # --- configsync (read only through configsync/conf.py) -------------------------------------------

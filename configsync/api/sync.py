@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -31,6 +32,25 @@ from configsync.selectors.replication import conflict_changed_fields, conflicts_
 from configsync.services.conflicts import conflict_resolve
 from configsync.services.node import node_id
 from configsync.services.replication import changes_apply
+
+class SyncSignatureScheme(OpenApiAuthenticationExtension):
+    """Describes peer request signing in the OpenAPI schema."""
+
+    target_class = "configsync.replication.signing.SyncSignatureAuthentication"
+    name = "SyncSignature"
+
+    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Configsync-Signature",
+            "description": (
+                "Hex HMAC-SHA256 with CONFIGSYNC_SYNC_SECRET over method, path with query, "
+                "X-Configsync-Timestamp, X-Configsync-Nonce, SHA-256 of the body and "
+                "X-Configsync-Node (all four headers required)."
+            ),
+        }
+
 
 # --- serializers ----------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ ERRORS: dict[int, OpenApiResponse] = {
     403: OpenApiResponse(ErrorSerializer, description="Authenticated without the needed scope."),
     429: OpenApiResponse(ErrorSerializer, description="Throttled."),
 }
+TOO_LARGE = OpenApiResponse(ErrorSerializer, description="Request body too large.")
 VALIDATION_ERROR = OpenApiResponse(
     OpenApiTypes.OBJECT, description="Invalid input: field -> messages. Nothing was saved."
 )
@@ -261,7 +262,7 @@ class SystemConfigViewSet(NaturalKeyConfigViewSet):
 
     @extend_schema(
         request=SystemConfigSerializer,
-        responses={201: SystemConfigSerializer, 400: VALIDATION_ERROR, **ERRORS},
+        responses={201: SystemConfigSerializer, 400: VALIDATION_ERROR, 413: TOO_LARGE, **ERRORS},
     )
     def create(self, request: Request) -> Response:
         return super().create(request)
@@ -281,6 +282,7 @@ class SystemConfigViewSet(NaturalKeyConfigViewSet):
             400: VALIDATION_ERROR,
             404: NOT_FOUND,
             412: PRECONDITION_FAILED,
+            413: TOO_LARGE,
             **ERRORS,
         },
         description="Update the value and any given attributes; omitted attributes are kept.",
@@ -296,6 +298,7 @@ class SystemConfigViewSet(NaturalKeyConfigViewSet):
             400: VALIDATION_ERROR,
             404: NOT_FOUND,
             412: PRECONDITION_FAILED,
+            413: TOO_LARGE,
             **ERRORS,
         },
     )

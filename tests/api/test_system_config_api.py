@@ -182,3 +182,12 @@ def test_list_filters_by_category(
 ) -> None:
     keys = [row["key"] for row in writer.get(SYSTEM, {"category": "workers"}).json()]
     assert keys == ["MAX_WORKERS"]
+
+
+def test_request_body_over_the_upload_limit_is_json_413(writer: APIClient, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = writer.post(SYSTEM, {"key": "BIG", "value": "sk-CANARY" * 200}, format="json")
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert b"sk-CANARY" not in response.content
+    assert not SystemConfig.objects.filter(key="BIG").exists()
