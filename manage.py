@@ -17,12 +17,18 @@ def main() -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    from configsync.crypto.errors import ConfigsyncError
+
     try:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         # A missing or malformed setting is an operator error: one clear line, no traceback.
         sys.stderr.write(f"configsync: configuration error: {exc}\n")
         sys.exit(2)
+    except ConfigsyncError as exc:
+        # An unusable key or an unreadable value met by any command (messages never hold values).
+        sys.stderr.write(f"configsync: {exc}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

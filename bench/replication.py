@@ -185,47 +185,47 @@ def main() -> None:
     print(f"backends: {backend} + {broker}; python {sys.version.split()[0]}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="configsync-bench-"))
 
-    # 1 and 2: foreground cycles only (beat off, no worker), so nothing else competes.
-    cluster = Cluster(root / "sync", ["a", "b", "c"], links=[("a", "b"), ("a", "c")], interval=0)
+    # 1 and 2: foreground cycles only (beat off, no worker), so nothing else competes. One
+    # cluster at a time: they reuse node names, hence database names and Redis DBs.
+    small = Cluster(root / "small", ["a", "b"], interval=0)
+    try:
+        small.migrate()
+        for node in small:
+            node.start(celery=False)
+        _seed(small["a"], prefix="SMALL", start=0, count=SMALL)
+        _sync_until(small["b"], peer="a", prefix="SMALL", target=SMALL)
+        idle_small = _timed_cycles(small["b"], peer="a", rounds=IDLE_ROUNDS)
+    finally:
+        small.destroy()
+    print(f"idle cycle at {SMALL:,} records: {_fmt(idle_small)}", flush=True)
+
+    cluster = Cluster(root / "large", ["a", "b"], interval=0)
     try:
         cluster.migrate()
         for node in cluster:
             node.start(celery=False)
-        a, b, c = cluster["a"], cluster["b"], cluster["c"]
-
+        a, b = cluster["a"], cluster["b"]
         seconds = _seed(a, prefix="FIRST", start=0, count=FIRST_SYNC)
-        print(f"seeded {FIRST_SYNC} records on a in {seconds:.1f} s (bulk fast path)", flush=True)
-        first = _sync_until(c, peer="a", prefix="FIRST", target=FIRST_SYNC)
+        print(f"seeded {FIRST_SYNC:,} records on a in {seconds:.1f} s (bulk fast path)", flush=True)
+        first = _sync_until(b, peer="a", prefix="FIRST", target=FIRST_SYNC)
         print(
-            f"first sync of {FIRST_SYNC} records a -> c: {first:.2f} s = "
+            f"first sync of {FIRST_SYNC:,} records a -> b: {first:.2f} s = "
             f"{FIRST_SYNC / first:,.0f} records/s",
             flush=True,
         )
-
-        # Idle cycles at SMALL records: a node holding only SMALL records in sync.
-        small = Cluster(root / "small", ["a", "b"], interval=0)
-        small.migrate()
-        for node in small:
-            node.start(celery=False)
-        try:
-            _seed(small["a"], prefix="SMALL", start=0, count=SMALL)
-            _sync_until(small["b"], peer="a", prefix="SMALL", target=SMALL)
-            idle_small = _timed_cycles(small["b"], peer="a", rounds=IDLE_ROUNDS)
-        finally:
-            small.destroy()
-        print(f"idle cycle at {SMALL:,} records: {_fmt(idle_small)}", flush=True)
-
-        # Idle cycles at LARGE records: a and b in sync on LARGE records.
         _seed(a, prefix="LARGE", start=0, count=LARGE - FIRST_SYNC)
-        _sync_until(b, peer="a", prefix="FIRST", target=FIRST_SYNC)
         catch_up = _sync_until(b, peer="a", prefix="LARGE", target=LARGE - FIRST_SYNC)
-        print(f"(b caught up on {LARGE:,} records in {catch_up:.1f} s)", flush=True)
+        print(
+            f"(b caught up on {LARGE - FIRST_SYNC:,} more records in {catch_up:.1f} s = "
+            f"{(LARGE - FIRST_SYNC) / catch_up:,.0f} records/s)",
+            flush=True,
+        )
         idle_large = _timed_cycles(b, peer="a", rounds=IDLE_ROUNDS)
-        print(f"idle cycle at {LARGE:,} records: {_fmt(idle_large)}", flush=True)
-        ratio = statistics.median(idle_large) / statistics.median(idle_small)
-        print(f"idle cycle cost ratio {LARGE:,} / {SMALL:,} records: {ratio:.2f}x", flush=True)
     finally:
         cluster.destroy()
+    print(f"idle cycle at {LARGE:,} records: {_fmt(idle_large)}", flush=True)
+    ratio = statistics.median(idle_large) / statistics.median(idle_small)
+    print(f"idle cycle cost ratio {LARGE:,} / {SMALL:,} records: {ratio:.2f}x", flush=True)
 
     # 3: write -> visible, with push on write and with the beat only.
     for push, interval in ((True, 30), (False, INTERVAL_WITHOUT_PUSH)):

@@ -26,6 +26,7 @@ child starts with an empty cache and starts its own listener lazily on first use
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -104,17 +105,23 @@ class RedisVersion:
 
         client = redis.Redis.from_url(self.url, socket_connect_timeout=2, health_check_interval=30)
         while not stop.is_set():
+            pubsub = client.pubsub()
             try:
-                pubsub = client.pubsub()
                 pubsub.subscribe(self.channel)
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
+                    # (Re)subscribed: messages may have been missed meanwhile, so clear too.
                     if message and message["type"] in ("subscribe", "message"):
                         on_message()
             except redis.RedisError as exc:
                 logger.warning("lookup invalidation listener: %s; retrying", type(exc).__name__)
                 on_message()
                 stop.wait(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    pubsub.close()
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 class LookupCache:

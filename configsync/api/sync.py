@@ -33,6 +33,7 @@ from configsync.services.conflicts import conflict_resolve
 from configsync.services.node import node_id
 from configsync.services.replication import changes_apply
 
+
 class SyncSignatureScheme(OpenApiAuthenticationExtension):
     """Describes peer request signing in the OpenAPI schema."""
 
@@ -171,7 +172,7 @@ class ConflictSerializer(serializers.ModelSerializer):
 
 
 class ResolveSerializer(serializers.Serializer):
-    choice = serializers.ChoiceField(choices=["local", "remote"])
+    choice = serializers.ChoiceField(choices=Conflict.Winner.choices)
 
 
 # --- peer endpoints -------------------------------------------------------------------------

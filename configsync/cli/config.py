@@ -9,6 +9,7 @@ the value from standard input (one trailing newline is dropped)::
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from typing import Any
@@ -18,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from configsync.logging import MASK
 from configsync.models import SystemConfig
 from configsync.selectors.system_config import system_config_get, system_config_list
+from configsync.services.audit import audit_reveal
 from configsync.services.system_config import system_config_delete, system_config_set
 from configsync.value_types import ValueType
 
@@ -75,9 +77,20 @@ def _set(command: BaseCommand, options: dict[str, Any]) -> None:
     command.stdout.write(f"saved {record.key} ({flags})")
 
 
+def cli_actor() -> str:
+    """Who runs the command, for the audit trail (``cli:<login>``)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
 def _get(command: BaseCommand, options: dict[str, Any]) -> None:
     record = system_config_get(key=options["key"])
     reveal = options["reveal"]
+    if reveal and record.is_sensitive and record.has_value:
+        record.raw_value()  # decrypt first: a value that cannot be read is not a reveal
+        audit_reveal(actor=cli_actor(), instance=record)
     if options["json"]:
         command.stdout.write(json.dumps(record_as_dict(record, reveal=reveal), indent=2))
         return

@@ -21,6 +21,10 @@ Assigning ``""`` or ``None`` stores NULL: "no secret set".
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.core import checks
@@ -50,6 +54,40 @@ def encryption_context(instance: models.Model, field_name: str) -> str:
     return f"{instance._meta.label_lower}.{field_name}:{natural_key}"
 
 
+_raw_reads: ContextVar[bool] = ContextVar("configsync_raw_reads", default=False)
+
+
+@contextmanager
+def raw_reads() -> Iterator[None]:
+    """Within the block, reading an encrypted attribute gives its token and never decrypts."""
+    token = _raw_reads.set(True)
+    try:
+        yield
+    finally:
+        _raw_reads.reset(token)
+
+
+def _guard_refresh_from_db(cls: type[models.Model]) -> None:
+    """Make ``refresh_from_db`` copy tokens, not plaintext.
+
+    Django's ``refresh_from_db`` reads each field of a fresh instance through its descriptor and
+    assigns it: through ours that would decrypt (failing on a node missing the key) and leave a
+    pending plaintext that the next ``save()`` re-encrypts. Wrapped once per model class; done
+    here rather than with a base class so models need no particular ancestry.
+    """
+    if "_configsync_refresh_guard" in cls.__dict__:
+        return
+    original = cls.refresh_from_db
+
+    @functools.wraps(original)
+    def refresh_from_db(self: models.Model, *args: Any, **kwargs: Any) -> None:
+        with raw_reads():
+            original(self, *args, **kwargs)
+
+    cls.refresh_from_db = refresh_from_db  # type: ignore[method-assign]
+    cls._configsync_refresh_guard = True  # type: ignore[attr-defined]
+
+
 class _EncryptedAttribute:
     """Descriptor: plaintext on read (decrypted lazily), plaintext or Ciphertext on write."""
 
@@ -67,7 +105,7 @@ class _EncryptedAttribute:
             rows = list(manager.filter(pk=instance.pk).values_list(attname, flat=True))
             instance.__dict__[attname] = rows[0] if rows else None
         value = instance.__dict__.get(attname)
-        if not isinstance(value, Ciphertext):
+        if not isinstance(value, Ciphertext) or _raw_reads.get():
             return value
         cache = instance.__dict__.setdefault("_configsync_plaintext", {})
         cached = cache.get(self.field.attname)
@@ -121,6 +159,8 @@ class EncryptedTextField(models.TextField):
     def contribute_to_class(self, cls: type[models.Model], name: str, **kwargs: Any) -> None:  # type: ignore[override]
         super().contribute_to_class(cls, name, **kwargs)
         setattr(cls, self.attname, _EncryptedAttribute(self))
+        if not cls._meta.abstract:
+            _guard_refresh_from_db(cls)
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name != "isnull":

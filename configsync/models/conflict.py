@@ -60,6 +60,13 @@ class Conflict(models.Model):
         default="",
         help_text="The version an operator chose.",
     )
+    resolved_hlc = models.CharField(
+        verbose_name="resolution timestamp",
+        max_length=120,
+        blank=True,
+        default="",
+        help_text="HLC of the change that resolved it (here or on the node that resolved it).",
+    )
     detected_at = models.DateTimeField(verbose_name="detected at", auto_now_add=True)
     resolved_at = models.DateTimeField(verbose_name="resolved at", null=True, blank=True)
 

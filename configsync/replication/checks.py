@@ -2,10 +2,13 @@
 
 * W020 — peers are configured but ``CONFIGSYNC_SYNC_SECRET`` is not: sync requests cannot be
   signed, and this node refuses every peer's requests.
+* E020 — ``CONFIGSYNC_NODE_ID`` is not 1-64 letters, digits, ``_``, ``.`` or ``-``: it is part of
+  every HLC timestamp, and peers would refuse this node's changes.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core import checks
@@ -21,6 +24,22 @@ def check_sync_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
                 "CONFIGSYNC_PEERS is set but CONFIGSYNC_SYNC_SECRET is not: replication is off.",
                 hint="Set the same CONFIGSYNC_SYNC_SECRET on every node of the replication group.",
                 id="configsync.W020",
+            )
+        ]
+    return []
+
+
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@checks.register()
+def check_node_id(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    configured = str(app_settings.NODE_ID or "")
+    if configured and not NODE_ID_PATTERN.match(configured):
+        return [
+            checks.Error(
+                "CONFIGSYNC_NODE_ID must be 1-64 letters, digits, '_', '.' or '-'.",
+                id="configsync.E020",
             )
         ]
     return []

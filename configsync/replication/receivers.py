@@ -15,7 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
-from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
+from django.db.models.signals import (
+    post_delete,
+    post_migrate,
+    post_save,
+    pre_delete,
+    pre_save,
+)
 
 from configsync.replication import registry
 from configsync.replication.context import is_applying_remote
@@ -58,3 +64,14 @@ pre_save.connect(_lock, dispatch_uid="configsync_replication_pre_save")
 pre_delete.connect(_lock, dispatch_uid="configsync_replication_pre_delete")
 post_save.connect(_saved, dispatch_uid="configsync_replication_post_save")
 post_delete.connect(_deleted, dispatch_uid="configsync_replication_post_delete")
+
+
+def _migrated(sender: Any, **kwargs: Any) -> None:
+    if getattr(sender, "name", "") != "configsync":
+        return
+    from configsync.services.replication import replication_backfill
+
+    replication_backfill()
+
+
+post_migrate.connect(_migrated, dispatch_uid="configsync_replication_backfill")

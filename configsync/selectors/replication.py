@@ -98,10 +98,11 @@ def feed_page(
             for r in kept
         ]
     else:
-        losers = _losers_for(kept)
-        changes = [
-            record_as_change(r, losers.get((r.model_label, r.natural_key, r.hlc), [])) for r in kept
-        ]
+        losers, resolved = _conflict_notes_for(kept)
+        changes = []
+        for r in kept:
+            ident = (r.model_label, r.natural_key, r.hlc)
+            changes.append(record_as_change(r, losers.get(ident), resolved.get(ident)))
     return FeedPage(
         node=node_id(),
         changes=changes,
@@ -112,10 +113,17 @@ def feed_page(
 
 
 def record_as_change(
-    record: ReplicatedRecord, losers: list[dict[str, Any]] | None = None
+    record: ReplicatedRecord,
+    losers: list[dict[str, Any]] | None = None,
+    resolved: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The feed item of one replication row (wire form; secrets stay ciphertext)."""
-    return {
+    """The feed item of one replication row (wire form; secrets stay ciphertext).
+
+    ``losers``: versions that lost to exactly this version in a conflict kept here, so that
+    receivers keep the same conflict. ``resolved``: conflicts this version resolved
+    (``{"versions": [hlc, hlc], "chosen": hlc}``), so receivers close theirs.
+    """
+    item: dict[str, Any] = {
         "model": record.model_label,
         "key": record.natural_key,
         "hlc": record.hlc,
@@ -126,28 +134,55 @@ def record_as_change(
         "seq": record.seq,
         "losers": losers or [],
     }
+    if resolved:
+        item["resolved"] = resolved
+    return item
 
 
-def _losers_for(
+Ident = tuple[str, str, str]
+
+
+def _conflict_notes_for(
     records: list[ReplicatedRecord],
-) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    """Per ``(model, key, winning hlc)``, the versions that lost to it in a kept conflict."""
+) -> tuple[dict[Ident, list[dict[str, Any]]], dict[Ident, list[dict[str, Any]]]]:
+    """Per ``(model, key, hlc)``: the versions that lost to it, the conflicts it resolved."""
     if not records:
-        return {}
+        return {}, {}
     keys = {r.natural_key for r in records}
-    found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    losers: dict[Ident, list[dict[str, Any]]] = {}
+    resolved: dict[Ident, list[dict[str, Any]]] = {}
     for conflict in Conflict.objects.filter(natural_key__in=keys).only(
-        "model_label", "natural_key", "local_version", "remote_version", "winner"
+        "model_label",
+        "natural_key",
+        "local_version",
+        "remote_version",
+        "winner",
+        "resolution",
+        "resolved_hlc",
     ):
+        if not (
+            _is_peer_version(conflict.local_version) and _is_peer_version(conflict.remote_version)
+        ):
+            continue  # e.g. a .env file's version: a local matter, not replicated
         if conflict.winner == Conflict.Winner.LOCAL:
             winning, losing = conflict.local_version, conflict.remote_version
         else:
             winning, losing = conflict.remote_version, conflict.local_version
-        if not _is_peer_version(losing):
-            continue  # e.g. a .env file's version: a local matter, not replicated
-        ident = (conflict.model_label, conflict.natural_key, winning.get("hlc", ""))
-        found.setdefault(ident, []).append(losing)
-    return found
+        ident = (conflict.model_label, conflict.natural_key, winning["hlc"])
+        losers.setdefault(ident, []).append(losing)
+        if conflict.resolved_hlc and conflict.resolution:
+            chosen = (
+                conflict.local_version
+                if conflict.resolution == Conflict.Winner.LOCAL
+                else conflict.remote_version
+            )
+            note = {
+                "versions": sorted([conflict.local_version["hlc"], conflict.remote_version["hlc"]]),
+                "chosen": chosen["hlc"],
+            }
+            ident = (conflict.model_label, conflict.natural_key, conflict.resolved_hlc)
+            resolved.setdefault(ident, []).append(note)
+    return losers, resolved
 
 
 def _is_peer_version(version: dict[str, Any]) -> bool:

@@ -36,8 +36,10 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
 
     The chosen version is written through the model with a new timestamp, so it replicates to
     every peer and wins there; a chosen tombstone deletes the record. Values are copied in wire
-    form (ciphertext stays ciphertext). Raises ``ConflictResolveError`` for an unknown id, a bad
-    choice or a conflict already resolved; nothing changes then.
+    form (ciphertext stays ciphertext). The resolving change carries the resolution, so the same
+    conflict kept on other nodes is closed there when the change arrives. Raises
+    ``ConflictResolveError`` for an unknown id, a bad choice or a conflict already resolved;
+    nothing changes then.
     """
     from django.db import transaction
     from django.utils import timezone
@@ -54,7 +56,7 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
         if conflict.status == Conflict.Status.RESOLVED:
             raise ConflictResolveError(f"conflict {conflict_id} is already resolved")
         version = conflict.local_version if choice == "local" else conflict.remote_version
-        replication_write_version(
+        record = replication_write_version(
             model_label=conflict.model_label,
             natural_key=conflict.natural_key,
             deleted=bool(version.get("deleted")),
@@ -64,5 +66,6 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
         conflict.status = Conflict.Status.RESOLVED
         conflict.resolution = choice
         conflict.resolved_at = timezone.now()
-        conflict.save(update_fields=["status", "resolution", "resolved_at"])
+        conflict.resolved_hlc = record.hlc if record is not None else ""
+        conflict.save(update_fields=["status", "resolution", "resolved_at", "resolved_hlc"])
     return conflict

@@ -19,6 +19,7 @@ Every model with an :class:`~configsync.crypto.fields.EncryptedTextField` is fou
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ from configsync.conf import app_settings
 from configsync.crypto.errors import DecryptionError
 from configsync.crypto.fields import Ciphertext, EncryptedTextField, encryption_context
 from configsync.crypto.keyring import TokenError, generate_key, get_keyring, token_key_id
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,35 @@ def keys_status() -> KeyUsageReport:
     )
 
 
+def _mirror_into_replication_record(
+    model: type[models.Model], *, natural_key: str, tokens: dict[str, tuple[str, str]]
+) -> None:
+    """Give the record's stored wire form (the change feed's copy) the same new tokens.
+
+    Without it the feed would keep serving tokens of a key about to be removed, and the next
+    unchanged save would look like a change (row token != feed token). Only a token equal to the
+    one just rotated is replaced; the version (seq, HLC) is untouched: not a change of the value.
+    """
+    try:
+        record_model = apps.get_model("configsync", "ReplicatedRecord")
+    except LookupError:
+        return
+    record = (
+        record_model._base_manager.select_for_update()
+        .filter(model_label=model._meta.label_lower, natural_key=natural_key)
+        .first()
+    )
+    data = getattr(record, "data", None)
+    if record is None or not isinstance(data, dict):
+        return
+    updated = dict(data)
+    for name, (old, new) in tokens.items():
+        if updated.get(name) == str(old):
+            updated[name] = str(new)
+    if updated != data:
+        record_model._base_manager.filter(pk=record.pk).update(data=updated)
+
+
 def _rotate_batch(
     model: type[models.Model],
     fields: list[EncryptedTextField],
@@ -168,6 +200,15 @@ def _rotate_batch(
                 # update(), not save(): no signal, no updated_at, nothing to replicate.
                 model._base_manager.filter(pk=row.pk).update(**changes)
                 report.rotated += len(changes)
+                _mirror_into_replication_record(
+                    model,
+                    natural_key=str(getattr(row, natural_key_field)),
+                    tokens={
+                        f.name: (row.__dict__[f.attname], changes[f.attname])
+                        for f in fields
+                        if f.attname in changes
+                    },
+                )
     if rows:
         report.batches += 1
     if len(rows) < batch_size:
@@ -197,4 +238,11 @@ def keys_rotate(*, batch_size: int | None = None, max_batches: int | None = None
             if after_pk is None:
                 break
     report.complete = True
+    logger.info(
+        "key rotation to %s: %d value(s) rotated, %d already current, %d unreadable",
+        report.primary_key_id,
+        report.rotated,
+        report.already_current,
+        len(report.unreadable),
+    )
     return report

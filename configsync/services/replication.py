@@ -43,6 +43,7 @@ from configsync.replication.hlc import (
     vv_leq,
     vv_merge,
 )
+from configsync.replication.hooks import before_apply
 from configsync.services.conflicts import conflict_create
 from configsync.services.node import node_id
 from configsync.signals import change_committed
@@ -245,6 +246,7 @@ class ParsedChange:
     version: Version
     vv: dict[str, str]
     losers: list[Version] = field(default_factory=list)
+    resolved: list[tuple[frozenset[str], str]] = field(default_factory=list)
 
 
 @dataclass
@@ -291,8 +293,10 @@ def _validate_data(
         try:
             f.clean(value, None)
         except ValidationError as exc:
-            # Messages name the field and the rule, never the value.
-            errors.append(f"{name}: {' '.join(str(m) for m in exc.messages)}")
+            # Name the field and the rule (error code), never the value: some of Django's
+            # messages quote the value they refused.
+            codes = sorted({error.code or "invalid" for error in exc.error_list})
+            errors.append(f"{name}: invalid ({', '.join(codes)})")
         except (TypeError, ValueError):
             errors.append(f"{name}: wrong type")
     if rm.natural_key_field in data and str(data[rm.natural_key_field]) != key:
@@ -412,9 +416,35 @@ def _parse_item(item: Any, problems: list[str]) -> ParsedChange | None:
         loser = _parse_version(rm, key, raw, problems)
         if loser is not None:
             losers.append(loser)
+    resolved = _parse_resolved(item.get("resolved", []), problems)
     if version is None or problems:
         return None
-    return ParsedChange(model=rm, key=key, version=version, vv=dict(vv), losers=losers)
+    return ParsedChange(
+        model=rm, key=key, version=version, vv=dict(vv), losers=losers, resolved=resolved
+    )
+
+
+def _parse_resolved(raw: Any, problems: list[str]) -> list[tuple[frozenset[str], str]]:
+    if not isinstance(raw, list):
+        problems.append("resolved must be a list")
+        return []
+    notes: list[tuple[frozenset[str], str]] = []
+    for note in raw:
+        versions = note.get("versions") if isinstance(note, dict) else None
+        chosen = note.get("chosen") if isinstance(note, dict) else None
+        try:
+            if not isinstance(versions, list) or len(versions) != 2:
+                raise HLCParseError("versions must be two timestamps")
+            for stamp in [*versions, chosen]:
+                HLC.parse(stamp)
+        except HLCParseError:
+            problems.append("resolved: each note needs two version timestamps and the chosen one")
+            return []
+        if chosen not in versions:
+            problems.append("resolved: the chosen timestamp must be one of the versions")
+            return []
+        notes.append((frozenset(versions), str(chosen)))
+    return notes
 
 
 def _unreadable(data: dict[str, Any] | None, rm: registry.ReplicatedModel) -> bool:
@@ -504,6 +534,13 @@ def _apply_parsed(
             record = _set_version(record, rm.label, change.key, remote, change.vv)
             record.received_from = source_node
             pending.append(_Pending(record, rm.label, change.key, remote.deleted, True))
+        elif local is not None and record is not None and local.hlc == remote.hlc:
+            # The same version reached us and the sender along different paths (each merged
+            # with other losers): nothing to decide, only the vectors join.
+            status = APPLIED
+            record.version_vector = vv_merge(local_vv, change.vv)
+            record.received_from = ""
+            pending.append(_Pending(record, rm.label, change.key, record.deleted, False))
         else:
             assert local is not None and record is not None
             status = CONFLICT
@@ -528,6 +565,8 @@ def _apply_parsed(
             )
         for loser in change.losers:
             _loser_keep(rm.label, change.key, source_name, before=local, winner=remote, loser=loser)
+        for versions, chosen in change.resolved:
+            _conflict_close(rm.label, change.key, versions, chosen, str(remote.hlc))
         result = ItemResult(
             index=index,
             model=rm.label,
@@ -630,14 +669,18 @@ def _write_model(
     rm: registry.ReplicatedModel, key: str, instance: models.Model | None, version: Version
 ) -> None:
     """Apply a version through the model so its ordinary signals (caches, .env bridge) fire."""
-    with applying_remote():
-        if version.deleted:
-            if instance is not None:
+    if version.deleted:
+        if instance is not None:
+            with applying_remote():
                 instance.delete()
-            return
-        target = instance if instance is not None else rm.model()
-        rm.deserialize_into(target, dict(version.data or {}))
-        setattr(target, rm.natural_key_field, key)
+        return
+    target = instance if instance is not None else rm.model()
+    rm.deserialize_into(target, dict(version.data or {}))
+    setattr(target, rm.natural_key_field, key)
+    hook = before_apply(rm.label)
+    if hook is not None:
+        hook(target)
+    with applying_remote():
         target.save()
 
 
@@ -665,6 +708,24 @@ def _conflict_keep(
     )
 
 
+def _conflict_close(label: str, key: str, versions: frozenset[str], chosen: str, by: str) -> None:
+    """Close our open conflict between ``versions``: another node resolved it with ``by``."""
+    for conflict in Conflict.objects.select_for_update().filter(
+        model_label=label, natural_key=key, status=Conflict.Status.OPEN
+    ):
+        if {conflict.local_version.get("hlc"), conflict.remote_version.get("hlc")} != versions:
+            continue
+        conflict.status = Conflict.Status.RESOLVED
+        conflict.resolution = (
+            Conflict.Winner.LOCAL
+            if conflict.local_version.get("hlc") == chosen
+            else Conflict.Winner.REMOTE
+        )
+        conflict.resolved_at = timezone.now()
+        conflict.resolved_hlc = by
+        conflict.save(update_fields=["status", "resolution", "resolved_at", "resolved_hlc"])
+
+
 def _loser_keep(
     label: str, key: str, source: str, *, before: Version | None, winner: Version, loser: Version
 ) -> None:
@@ -682,3 +743,33 @@ def _loser_keep(
         _conflict_keep(label, key, source, local=loser, remote=winner, winner="remote")
     else:
         _conflict_keep(label, key, source, local=winner, remote=loser, winner="local")
+
+
+def replication_backfill() -> int:
+    """Give every model row that has no live replication row a first version; return how many.
+
+    Rows written while replication was not wired (data loaded with ``raw`` fixtures, rows that
+    predate a model's registration) would otherwise never reach a peer until edited. Runs after
+    ``migrate`` (``post_migrate``); costs one pass over the records, so it is not run per cycle.
+    """
+    count = 0
+    for rm in registry.all_registered():
+        model = rm.model
+        live = set(
+            ReplicatedRecord.objects.filter(model_label=rm.label, deleted=False).values_list(
+                "natural_key", flat=True
+            )
+        )
+        missing = [
+            instance
+            for instance in model._default_manager.all().iterator()
+            if rm.natural_key(instance) not in live
+        ]
+        for start in range(0, len(missing), 500):
+            with transaction.atomic():
+                for instance in missing[start : start + 500]:
+                    if replication_record_local_change(instance=instance, deleted=False):
+                        count += 1
+    if count:
+        logger.info("replication: gave %d existing records their first version", count)
+    return count

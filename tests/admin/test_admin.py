@@ -273,3 +273,35 @@ def test_changing_the_type_revalidates_a_kept_secret(admin_client: Client) -> No
     assert "Enter true or false." in body(response)
     assert "1234" not in body(response)
     assert SystemConfig.objects.get(key="PIN").value_type == "int"
+
+
+def test_bulk_delete_confirmation_shows_no_secret(admin_client: Client, canary: str) -> None:
+    record = system_config_set(key="BULK", value=canary, is_sensitive=True)
+    data = {"action": "delete_selected", "_selected_action": [record.pk]}
+    response = admin_client.post(url(SETTING, "changelist"), data)
+    assert response.status_code == 200 and "Are you sure" in body(response)
+    assert canary not in body(response)
+    data["post"] = "yes"
+    assert admin_client.post(url(SETTING, "changelist"), data).status_code == 302
+    assert not SystemConfig.objects.exists()
+
+
+def test_pages_work_on_a_node_that_cannot_read_the_secret(
+    admin_client: Client, canary: str, settings: Any
+) -> None:
+    from configsync.crypto.keyring import generate_key, reset_keyring
+
+    keys = settings.CONFIGSYNC_ENCRYPTION_KEYS
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [generate_key()]
+    record = system_config_set(key="FOREIGN", value=canary, is_sensitive=True)
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = keys
+    reset_keyring()
+    for view in ("changelist", "change"):
+        args = [] if view == "changelist" else [record.pk]
+        response = admin_client.get(url(SETTING, view, *args))
+        assert response.status_code == 200 and canary not in body(response)
+    response = admin_client.post(
+        url(SETTING, "change", record.pk), setting_form(record, description="still editable")
+    )
+    assert response.status_code == 302
+    assert SystemConfig.objects.get(key="FOREIGN").description == "still editable"

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import override_settings
 
 from configsync.crypto.keyring import generate_key, parse_key, reset_keyring
-from configsync.models import SystemConfig
+from configsync.models import AuditEvent, SystemConfig
 from configsync.services.system_config import system_config_set
 from providers.models import AIProviderConfig
 
@@ -61,8 +61,12 @@ def test_sensitive_value_is_masked_unless_revealed(cli: Any, canary: str) -> Non
     assert cli("set", "API_TOKEN", canary, "--sensitive").code == 0
     masked = cli("get", "API_TOKEN")
     assert masked.code == 0 and canary not in masked.out and masked.last_line == "********"
+    assert not AuditEvent.objects.exists()
     revealed = cli("get", "API_TOKEN", "--reveal")
     assert revealed.last_line == canary
+    event = AuditEvent.objects.get()
+    assert (event.action, event.natural_key) == (AuditEvent.Action.REVEAL, "API_TOKEN")
+    assert event.actor.startswith("cli")
     for output in (
         cli("list").out,
         cli("list", "--json").out,

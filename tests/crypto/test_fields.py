@@ -186,3 +186,20 @@ def test_unique_and_indexed_encrypted_fields_fail_the_checks() -> None:
     }
     assert broken_ids == {"configsync.E010"}
     assert "configsync.E011" in {m.id for m in NoNaturalKey._meta.get_field("secret").check()}
+
+
+def test_refresh_from_db_copies_the_token_and_never_decrypts(canary: str) -> None:
+    other_key = generate_key()
+    with override_settings(CONFIGSYNC_ENCRYPTION_KEYS=[other_key]):
+        system_config_set(key="RELAYED", value=canary, is_sensitive=True)
+    token = raw_column("configsync_systemconfig", "secret_value", "key", "RELAYED")
+
+    record = fresh("RELAYED")  # this node lacks other_key: it can hold and save, not read
+    record.description = "stale"
+    record.refresh_from_db()  # would decrypt (and fail) without the guard
+    assert record.description == ""
+    record.category = "relayed"
+    record.save()
+    assert raw_column("configsync_systemconfig", "secret_value", "key", "RELAYED") == token
+    with pytest.raises(DecryptionError):
+        record.typed_value()

@@ -1,10 +1,12 @@
-"""A change made through the API in one process is seen by get_system_config in another.
+"""A change made through the API in one process is seen by the lookups of another.
+
+Covers a setting (``get_system_config``) and the rotation of an OpenAI key (``get_ai_config``).
 
 Both processes are real (subprocesses under ``settings.test``) and share one file database: a
 temporary SQLite file, migrated once for the module, since the in-memory test database of the
 pytest process cannot be reached from another process. The writer changes the value through the
 REST API (Django's test client, an API key with the write scope); the reader is a worker-like
-process that only calls ``get_system_config`` in a loop and prints every value it sees.
+process that only calls the lookup in a loop and prints every value it sees.
 
 Run with Redis (version key + pub/sub) when ``REDIS_URL`` is set, and with the embedded default
 (database version row) always. The wait is a generous deadline for correctness; the actual
@@ -31,10 +33,20 @@ READER = """
 import sys, time, django
 django.setup()
 from configsync import get_system_config
+from providers import get_ai_config
+
+def read():
+    if sys.argv[2] == "provider":
+        try:
+            return get_ai_config(sys.argv[1], "api_key")
+        except KeyError:
+            return "<missing>"
+    return get_system_config(sys.argv[1], default="<missing>")
+
 last = object()
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
-    value = get_system_config(sys.argv[1], default="<missing>")
+    value = read()
     if value != last:
         print(value, flush=True)
         last = value
@@ -47,14 +59,22 @@ django.setup()
 from django.test import Client
 from configsync.services.api_keys import api_key_create
 from configsync.services.system_config import system_config_set
-key, value, action = sys.argv[1], sys.argv[2], sys.argv[3]
+from providers.services import ai_provider_set
+key, value, action, kind = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+if action == "create" and kind == "provider":
+    ai_provider_set(name=key, kind="openai", api_key=value)
+    sys.exit(0)
 if action == "create":
     system_config_set(key=key, value=value)
     sys.exit(0)
 _, api_key = api_key_create(name="cross-process-writer", can_write=True)
+if kind == "provider":
+    url, body = f"/api/v1/configs/ai-providers/{key}/", {"api_key": value}
+else:
+    url, body = f"/api/v1/configs/system/{key}/", {"value": value}
 response = Client(HTTP_HOST="localhost").patch(
-    f"/api/v1/configs/system/{key}/",
-    data=json.dumps({"value": value}),
+    url,
+    data=json.dumps(body),
     content_type="application/json",
     HTTP_AUTHORIZATION=f"Api-Key {api_key}",
 )
@@ -89,9 +109,11 @@ def shared_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reader_factory() -> Iterator:
     started: list[subprocess.Popen] = []
 
-    def start(database: Path, redis_url: str, key: str) -> tuple[subprocess.Popen, queue.Queue]:
+    def start(
+        database: Path, redis_url: str, key: str, kind: str
+    ) -> tuple[subprocess.Popen, queue.Queue]:
         process = subprocess.Popen(
-            [sys.executable, "-c", READER, key],
+            [sys.executable, "-c", READER, key, kind],
             cwd=settings.BASE_DIR,
             env=_env(database, redis_url),
             stdout=subprocess.PIPE,
@@ -128,24 +150,32 @@ def _wait_for(lines: queue.Queue, expected: str, deadline_seconds: float = 15) -
     raise AssertionError(f"reader never printed {expected!r}; it printed {seen!r}")
 
 
+@pytest.mark.parametrize("kind", ["setting", "provider"])
 @pytest.mark.parametrize("backend", ["embedded", "redis"])
 def test_api_change_is_seen_by_another_process(
-    backend: str, shared_database: Path, reader_factory
+    backend: str, kind: str, shared_database: Path, reader_factory
 ) -> None:  # type: ignore[no-untyped-def]
+    """A setting changed (or an OpenAI key rotated) through the API, seen by another process."""
     redis_url = os.environ.get("REDIS_URL", "") if backend == "redis" else ""
     if backend == "redis" and not redis_url:
         pytest.skip("REDIS_URL is not set")
-    key = f"CROSS_{backend.upper()}"
+    key = f"cross-{backend}-{kind}" if kind == "provider" else f"CROSS_{backend.upper()}"
     env = _env(shared_database, redis_url)
-    run = [sys.executable, "-c", WRITER, key]
-    subprocess.run([*run, "v1", "create"], cwd=settings.BASE_DIR, env=env, check=True, timeout=60)
 
-    _, lines = reader_factory(shared_database, redis_url, key)
-    _wait_for(lines, "v1", deadline_seconds=60)  # the reader has started and cached v1
-
-    for value in ("v2", "v3"):
+    def write(value: str, action: str) -> None:
         subprocess.run(
-            [*run, value, "patch"], cwd=settings.BASE_DIR, env=env, check=True, timeout=60
+            [sys.executable, "-c", WRITER, key, value, action, kind],
+            cwd=settings.BASE_DIR,
+            env=env,
+            check=True,
+            timeout=60,
         )
+
+    write("sk-CANARY-v1", "create")
+    _, lines = reader_factory(shared_database, redis_url, key, kind)
+    _wait_for(lines, "sk-CANARY-v1", deadline_seconds=60)  # the reader runs and has it cached
+
+    for value in ("sk-CANARY-v2", "sk-CANARY-v3"):
+        write(value, "patch")
         seen = _wait_for(lines, value)
         assert "<missing>" not in seen

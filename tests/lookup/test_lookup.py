@@ -139,3 +139,59 @@ def test_forked_child_starts_with_an_empty_cache() -> None:
     finally:
         os.close(read_fd)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
+def test_redis_message_clears_the_cache_without_polling(settings) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from configsync.lookup import RedisVersion
+
+    settings.CONFIGSYNC_LOOKUP_CHECK_INTERVAL_SECONDS = 3600
+    lookup_cache.stop()
+    lookup_cache._reset()
+    loads: list[int] = []
+
+    def loader(key: object) -> int:
+        loads.append(1)
+        return len(loads)
+
+    try:
+        lookup_cache.get("test", "K", loader)  # first use: version read, listener started
+        other_process = RedisVersion(os.environ["REDIS_URL"])
+        deadline = time.monotonic() + 10
+        while not other_process.client.pubsub_numsub(other_process.channel)[0][1]:
+            assert time.monotonic() < deadline, "listener never subscribed"
+            time.sleep(0.02)
+        time.sleep(0.1)  # the subscribe confirmation itself clears the cache once
+        before = lookup_cache.get("test", "K", loader)
+        assert lookup_cache.get("test", "K", loader) == before  # cached, no polling
+        other_process.bump()
+        while lookup_cache.get("test", "K", loader) == before:
+            assert time.monotonic() < deadline, "pub/sub message did not clear the cache"
+            time.sleep(0.01)
+    finally:
+        lookup_cache.stop()
+        lookup_cache._reset()
+
+
+def test_replicated_change_signal_invalidates(settings) -> None:  # type: ignore[no-untyped-def]
+    """A change applied by replication (no post_save here) is announced by change_committed."""
+    from configsync.models import SystemConfig
+    from configsync.signals import change_committed
+
+    settings.REDIS_URL = ""
+    settings.CONFIGSYNC_LOOKUP_CHECK_INTERVAL_SECONDS = 3600  # no version check in between
+    system_config_set(key="N", value=1, value_type="int")
+    assert get_system_config("N") == 1
+    SystemConfig.objects.filter(key="N").update(value="2")  # bypasses post_save
+    assert get_system_config("N") == 1  # still cached: nothing announced the change yet
+    change_committed.send(
+        sender=SystemConfig,
+        model_label="configsync.systemconfig",
+        natural_key="N",
+        seq=1,
+        deleted=False,
+        local=False,
+    )
+    assert get_system_config("N") == 2

@@ -271,3 +271,56 @@ def test_three_nodes_converge_whatever_the_order(django_db_blocker: Any) -> None
             apply([versions[index]], source=versions[index]["origin"])
         assert SystemConfig.objects.get(key="A").value == "b"
         assert Conflict.objects.count() == 2
+
+
+def test_the_same_version_with_concurrent_vectors_joins_them_without_a_conflict() -> None:
+    """With three nodes, one winner can arrive merged with different losers on each path."""
+    wall = physical_now_ms()
+    winner = str(HLC(wall, 5, REMOTE))
+    loser_a = str(HLC(wall, 1, "node-a"))
+    loser_c = str(HLC(wall, 2, "node-c"))
+    via_a = remote_change("A", "w", hlc=winner, vv={REMOTE: winner, "node-a": loser_a})
+    via_c = remote_change("A", "w", hlc=winner, vv={REMOTE: winner, "node-c": loser_c})
+    assert apply([via_a], source="node-a") == ["applied"]
+    assert apply([via_c], source="node-c") == ["applied"]
+    rec = ReplicatedRecord.objects.get(natural_key="A")
+    assert set(rec.version_vector) == {REMOTE, "node-a", "node-c"} and rec.hlc == winner
+    assert Conflict.objects.count() == 0
+    assert apply([via_a], source="node-a") == ["stale"]
+
+
+def test_a_received_default_provider_clears_the_local_default(canary: str) -> None:
+    """Two nodes each made a different provider the default: both converge, nothing is stuck."""
+    from providers.models import AIProviderConfig
+    from providers.services import ai_provider_set
+
+    ai_provider_set(name="local-one", kind="openai", api_key=canary, is_default=True)
+    data = {
+        "name": "remote-one",
+        "kind": "openai",
+        "api_key": None,
+        "base_url": "",
+        "default_model": "gpt-4o-mini",
+        "organization": "",
+        "endpoint": "",
+        "api_version": "",
+        "deployment": "",
+        "enabled": True,
+        "is_default": True,
+    }
+    change = remote_change("remote-one", model="providers.aiproviderconfig", data=data)
+    assert apply([change]) == ["applied"]
+    assert list(
+        AIProviderConfig.objects.filter(is_default=True).values_list("name", flat=True)
+    ) == ["remote-one"]
+    cleared = ReplicatedRecord.objects.get(natural_key="local-one")
+    assert cleared.origin_node == LOCAL and cleared.data["is_default"] is False  # replicates
+
+
+def test_refusal_reasons_never_quote_the_refused_value() -> None:
+    bad = remote_change("A")
+    bad["data"]["value_type"] = "sk-CANARY-in-a-type"
+    with pytest.raises(ChangeValidationError) as info:
+        apply([bad])
+    assert "value_type: invalid (invalid_choice)" in str(info.value)
+    assert "CANARY" not in str(info.value.errors)

@@ -116,3 +116,51 @@ def test_admin_shows_conflicts_without_values(admin_client: Any, canary: str) ->
     assert response.status_code == 302
     assert Conflict.objects.get().status == "resolved"
     assert SystemConfig.objects.get(key="K").secret_value == canary
+
+
+def test_a_resolution_made_elsewhere_closes_the_same_conflict_here() -> None:
+    from configsync.selectors.replication import feed_page
+
+    conflict = make_conflict()  # here: local lost to REMOTE's version
+    pair = sorted([conflict.local_version["hlc"], conflict.remote_version["hlc"]])
+    current = ReplicatedRecord.objects.get(natural_key="K")
+    # REMOTE resolved it keeping our (local) version: its new change carries the note.
+    resolution = stamp(REMOTE, wall=physical_now_ms() + 2000)
+    change = remote_change(
+        "K",
+        "local",
+        hlc=resolution,
+        vv={**current.version_vector, REMOTE: resolution},
+        losers=[],
+    )
+    change["resolved"] = [{"versions": pair, "chosen": conflict.local_version["hlc"]}]
+    changes_apply(changes=[change], source_node=REMOTE, source_name="peer")
+    closed = Conflict.objects.get()
+    assert closed.status == "resolved" and closed.resolution == "local"
+    assert closed.resolved_hlc == resolution
+    assert SystemConfig.objects.get(key="K").value == "local"
+    # This node relays the note with the same change, for the nodes behind it.
+    item = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "K")
+    assert item["resolved"] == change["resolved"]
+
+
+def test_a_resolution_here_is_announced_with_its_change() -> None:
+    from configsync.selectors.replication import feed_page
+
+    conflict = make_conflict()
+    conflict_resolve(conflict_id=conflict.pk, choice="local")
+    item = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "K")
+    assert item["resolved"] == [
+        {
+            "versions": sorted([conflict.local_version["hlc"], conflict.remote_version["hlc"]]),
+            "chosen": conflict.local_version["hlc"],
+        }
+    ]
+
+
+def test_malformed_resolution_notes_refuse_the_batch() -> None:
+    change = remote_change("K")
+    change["resolved"] = [{"versions": ["x"], "chosen": "y"}]
+    with pytest.raises(Exception, match="resolved"):
+        changes_apply(changes=[change], source_node=REMOTE, source_name="peer")
+    assert not ReplicatedRecord.objects.exists()

@@ -84,3 +84,17 @@ def test_change_committed_is_sent_after_commit_with_ids_only(
     assert event["local"] is True and event["deleted"] is False
     assert event["seq"] == record("S").seq
     assert canary not in repr(seen)
+
+
+def test_rows_without_replication_metadata_get_a_first_version() -> None:
+    from configsync.models import SystemConfig
+    from configsync.services.replication import replication_backfill
+
+    SystemConfig.objects.bulk_create([SystemConfig(key="OLD1"), SystemConfig(key="OLD2")])
+    system_config_set(key="NEW", value="1")
+    assert not ReplicatedRecord.objects.filter(natural_key__startswith="OLD").exists()
+    assert replication_backfill() == 2
+    assert set(
+        ReplicatedRecord.objects.filter(deleted=False).values_list("natural_key", flat=True)
+    ) == {"OLD1", "OLD2", "NEW"}
+    assert replication_backfill() == 0

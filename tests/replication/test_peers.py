@@ -77,3 +77,17 @@ def test_a_push_checkpoint_of_another_epoch_acknowledges_nothing() -> None:
     _tombstone("GONE")
     PeerCheckpoint.objects.create(peer=peer, direction="push", cursor="0badc0de.999")
     assert tombstones_collect() == 0
+
+
+def test_system_checks_of_replication(settings: Any) -> None:
+    from configsync.replication.checks import check_node_id, check_sync_secret
+
+    settings.CONFIGSYNC_PEERS = ["b=http://127.0.0.1:9"]
+    settings.CONFIGSYNC_SYNC_SECRET = ""
+    assert [m.id for m in check_sync_secret()] == ["configsync.W020"]
+    settings.CONFIGSYNC_SYNC_SECRET = "set"
+    assert check_sync_secret() == []
+    settings.CONFIGSYNC_NODE_ID = "node a:1"
+    assert [m.id for m in check_node_id()] == ["configsync.E020"]
+    settings.CONFIGSYNC_NODE_ID = "node-a.eu_1"
+    assert check_node_id() == []

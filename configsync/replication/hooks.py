@@ -1,0 +1,44 @@
+"""Per-model hooks run just before a received version is saved through its model.
+
+A model whose invariants span several rows (``AIProviderConfig``: at most one default provider)
+can meet a received version that is valid alone but collides with a local row — two nodes each
+made a different provider the default. Without a hook the save fails, the whole batch is retried
+and refused, and replication with that peer stops. A hook restores the invariant with ordinary
+local writes (which replicate like any other change), so every node converges.
+
+``register_before_apply(label, hook)``; the hook gets the unsaved instance carrying the received
+version and runs inside the applying transaction, outside ``applying_remote()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.db import models
+
+BeforeApply = Callable[[models.Model], None]
+_hooks: dict[str, BeforeApply] = {}
+
+
+def register_before_apply(label: str, hook: BeforeApply) -> None:
+    _hooks[label.lower()] = hook
+
+
+def before_apply(label: str) -> BeforeApply | None:
+    return _hooks.get(label.lower())
+
+
+def single_default_provider(instance: models.Model) -> None:
+    """A received default provider clears the flag on the other providers (as local changes)."""
+    if not getattr(instance, "is_default", False):
+        return
+    model = type(instance)
+    others = model._default_manager.select_for_update().filter(is_default=True)
+    if instance.pk is not None:
+        others = others.exclude(pk=instance.pk)
+    for other in others:
+        other.is_default = False  # type: ignore[attr-defined]
+        other.save(update_fields=["is_default", "updated_at"])
+
+
+register_before_apply("providers.aiproviderconfig", single_default_provider)
