@@ -22,6 +22,7 @@ as the engine would stamp them) in one transaction instead of 100,000 single wri
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -185,6 +186,15 @@ def main() -> None:
     print(f"backends: {backend} + {broker}; python {sys.version.split()[0]}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="configsync-bench-"))
 
+    try:
+        bench_sync(root)
+        bench_latency(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_sync(root: Path) -> None:
+    """Figures 1 and 2: first-sync throughput and idle cycle cost at two sizes."""
     # 1 and 2: foreground cycles only (beat off, no worker), so nothing else competes. One
     # cluster at a time: they reuse node names, hence database names and Redis DBs.
     small = Cluster(root / "small", ["a", "b"], interval=0)
@@ -227,7 +237,9 @@ def main() -> None:
     ratio = statistics.median(idle_large) / statistics.median(idle_small)
     print(f"idle cycle cost ratio {LARGE:,} / {SMALL:,} records: {ratio:.2f}x", flush=True)
 
-    # 3: write -> visible, with push on write and with the beat only.
+
+def bench_latency(root: Path) -> None:
+    """Figure 3: write -> visible, with push on write and with the beat only."""
     for push, interval in ((True, 30), (False, INTERVAL_WITHOUT_PUSH)):
         pair = Cluster(
             root / f"latency-{push}",

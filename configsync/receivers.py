@@ -35,7 +35,7 @@ def push_on_write(sender: Any, *, local: bool = False, **kwargs: Any) -> None:
     from configsync.tasks import push_to_peers
 
     try:
-        if not Peer.objects.filter(enabled=True).exists():
+        if not app_settings.PEERS and not Peer.objects.filter(enabled=True).exists():
             return
         push_to_peers.apply_async(countdown=PUSH_DEBOUNCE_SECONDS + 0.2)
     except Exception as exc:

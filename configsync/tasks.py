@@ -4,8 +4,9 @@ Tasks take ids, reload, call a service, are safe to re-run and retry with backof
 
 Replication scheduling:
 
-- ``sync_all_peers`` (beat, every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS``) seeds peers from the
-  settings, collects old tombstones and enqueues one ``sync_peer`` per enabled peer.
+- ``sync_all_peers`` (beat, every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS``, and once when a worker
+  starts) seeds peers from the settings, collects old tombstones and enqueues one ``sync_peer``
+  per enabled peer.
 - ``sync_peer`` runs one cycle with one peer under the per-peer lock ``sync-peer-<id>`` (Redis
   when configured, a file lock otherwise), so two beats or workers never run the same peer at
   once. A failure is logged with the peer's name and the reason, retried with exponential
@@ -24,6 +25,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Retry
+from celery.signals import worker_ready
 from celery.utils.time import get_exponential_backoff_interval
 from django.db import transaction
 
@@ -160,6 +162,12 @@ def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) ->
 @shared_task(name="configsync.tasks.push_to_peers", ignore_result=True)
 def push_to_peers() -> list[int]:
     """Push-on-write: enqueue a push-only cycle with every enabled peer; their ids."""
+    from configsync.services.peers import peer_seed_from_settings
+
+    try:
+        peer_seed_from_settings()
+    except Exception:
+        logger.exception("could not seed peers from CONFIGSYNC_PEERS")
     peer_ids = _enabled_peer_ids()
     for peer_id in peer_ids:
         transaction.on_commit(partial(sync_peer.delay, peer_id, pull=False))
@@ -241,6 +249,15 @@ def env_sync(self: Task) -> bool:
             "; ".join(str(s) for s in report.skipped),
         )
     return report is not None
+
+
+@worker_ready.connect
+def _sync_when_the_worker_starts(sender: Any = None, **kwargs: Any) -> None:
+    """A worker that starts syncs at once (and seeds the peers) instead of after one interval."""
+    try:
+        sync_all_peers.delay()
+    except Exception as exc:
+        logger.warning("could not enqueue the start-up sync: %s", type(exc).__name__)
 
 
 def _is_transport_error(exc: BaseException) -> bool:

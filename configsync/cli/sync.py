@@ -74,18 +74,18 @@ def handle_sync(command: BaseCommand, options: dict[str, Any]) -> None:
         # The same lock as the Celery task (configsync.tasks.sync_peer).
         with named_lock(f"sync-peer-{peer.pk}", wait=LOCK_WAIT_SECONDS, timeout=600) as held:
             if not held:
-                failed.append(peer.name)
-                command.stderr.write(f"peer {peer.name}: busy (another cycle holds it)")
+                failed.append(f"{peer.name} (busy: another cycle holds it)")
+                command.stdout.write(f"peer {peer.name}: busy, skipped")
                 continue
             try:
                 result = sync_cycle(peer_id=peer.pk)
             except SyncCycleError as exc:
-                failed.append(peer.name)
-                command.stderr.write(f"{_summary(exc.result)}; FAILED: {exc}")
+                failed.append(f"{peer.name} ({exc})")
+                command.stdout.write(f"{_summary(exc.result)}; FAILED")
                 continue
         command.stdout.write(_summary(result))
     if failed:
-        raise CommandError(f"sync failed with: {', '.join(failed)}", returncode=1)
+        raise CommandError(f"sync failed with {'; '.join(failed)}", returncode=1)
 
 
 def handle_diff(command: BaseCommand, options: dict[str, Any]) -> None:

@@ -8,6 +8,9 @@ Rotation re-encrypts each token that is not on the primary (first) key of
   replicates because of it;
 * rows are walked by primary key in batches, one transaction per batch, each batch's rows locked
   (``select_for_update``) so a concurrent write is never overwritten with the older value;
+* the change feed's stored wire form of the record (``ReplicatedRecord.data``) gets the same new
+  token, again by ``update()`` and without a new version, so peers are never served tokens of a
+  key about to be removed;
 * it is idempotent: a token already on the primary key is left alone, so an interrupted run is
   resumed by running it again;
 * a token no configured key can decrypt is reported (model, field, natural key and the reason,

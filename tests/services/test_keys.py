@@ -157,3 +157,24 @@ def test_keys_status_counts_tokens_per_key(secrets_on_old_key: dict[str, str]) -
     assert status.configured_key_ids == [NEW_KID, OLD_KID]
     assert status.tokens_by_key_id == {OLD_KID: 9}
     assert status.not_on_primary == 9 and status.unknown_key_ids == []
+
+
+def test_the_change_feed_copy_gets_the_same_new_token_and_no_new_version(
+    secrets_on_old_key: dict[str, str],
+) -> None:
+    from configsync.models import ReplicatedRecord
+
+    def feed(key: str) -> tuple[int, str, str | None]:
+        record = ReplicatedRecord.objects.get(
+            model_label="configsync.systemconfig", natural_key=key
+        )
+        return record.seq, record.hlc, (record.data or {}).get("secret_value")
+
+    seq_before, hlc_before, token_before = feed("SECRET_1")
+    assert token_before is not None and token_before.split(":")[1] == OLD_KID
+    with use_keys(NEW, OLD):
+        keys_rotate()
+    seq_after, hlc_after, token_after = feed("SECRET_1")
+    row_token = SystemConfig.objects.values_list("secret_value", flat=True).get(key="SECRET_1")
+    assert (seq_after, hlc_after) == (seq_before, hlc_before)
+    assert token_after == str(row_token) and token_after.split(":")[1] == NEW_KID

@@ -234,3 +234,22 @@ def test_no_callback_url_means_no_task(django_capture_on_commit_callbacks) -> No
     ):
         system_config_set(key="QUIET", value="1")
     assert delay.call_count == 0
+
+
+@override_settings(CONFIGSYNC_PEERS=["cloud=http://127.0.0.1:9"])
+def test_push_to_peers_seeds_configured_peers_first(django_capture_on_commit_callbacks) -> None:
+    with (
+        mock.patch.object(tasks.sync_peer, "delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        (peer_id,) = tasks.push_to_peers.apply().get()
+    assert Peer.objects.get(pk=peer_id).name == "cloud"
+    delay.assert_called_once_with(peer_id, pull=False)
+
+
+def test_a_starting_worker_syncs_at_once() -> None:
+    from celery.signals import worker_ready
+
+    with mock.patch.object(tasks.sync_all_peers, "delay") as delay:
+        worker_ready.send(sender=None)
+    assert delay.call_count == 1
