@@ -73,6 +73,7 @@ class ConflictAdmin(_ReadOnlyAdmin):
         "changed_fields",
         "detected_at",
         "resolved_at",
+        "resolved_hlc",
     )
     readonly_fields = fields
     actions = ["resolve_keep_local", "resolve_keep_remote"]

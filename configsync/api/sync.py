@@ -18,7 +18,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
     inline_serializer,
 )
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -80,6 +80,11 @@ class ChangeSerializer(serializers.Serializer):
     seq = serializers.IntegerField(required=False, help_text="Sequence in the sender's feed.")
     losers = serializers.ListField(
         child=serializers.DictField(), required=False, help_text="Versions that lost to this one."
+    )
+    resolved = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text='Conflicts this change resolved: {"versions": [hlc, hlc], "chosen": hlc}.',
     )
 
 
@@ -182,6 +187,15 @@ class _PeerView(APIView):
     authentication_classes = [SyncSignatureAuthentication]
     permission_classes = [IsSyncPeer]
     throttle_classes: list = []
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if self._requester(request) == node_id():
+            # Two nodes sharing one CONFIGSYNC_NODE_ID would corrupt each other's vectors.
+            raise exceptions.PermissionDenied(
+                "the caller uses this node's own node id: every node needs its own "
+                "CONFIGSYNC_NODE_ID"
+            )
 
     @staticmethod
     def _requester(request: Request) -> str:

@@ -87,6 +87,12 @@ class ReplicatedRecord(models.Model):
         default="",
         help_text="Node id of the peer that delivered this version; empty for a local write.",
     )
+    unreadable = models.BooleanField(
+        verbose_name="unreadable here",
+        default=False,
+        db_index=True,
+        help_text="Holds ciphertext of a key this node's keyring lacked when it arrived.",
+    )
     updated_at = models.DateTimeField(verbose_name="updated at", auto_now=True)
 
     class Meta:

@@ -211,7 +211,8 @@ def feed_changes_after(*, cursor: str | None) -> int:
 def records_unreadable() -> list[dict[str, Any]]:
     """Records holding ciphertext made with a key this node's keyring lacks (stored, relayed).
 
-    Scans the replication rows of models with encrypted fields; meant for status and the CLI.
+    Reads only the rows flagged when they arrived (an indexed query, not a scan of every record)
+    and checks them against the current keyring, so adding the missing key clears the report.
     """
     try:
         keyring = get_keyring()
@@ -219,21 +220,21 @@ def records_unreadable() -> list[dict[str, Any]]:
     except Exception:  # no usable keyring: every ciphertext is unreadable here
         known = None
     found: list[dict[str, Any]] = []
-    for rm in registry.all_registered():
-        names = rm.encrypted_field_names()
-        if not names:
+    for label, key, data in ReplicatedRecord.objects.filter(
+        unreadable=True, deleted=False
+    ).values_list("model_label", "natural_key", "data"):
+        try:
+            rm = registry.get(label)
+        except LookupError:
             continue
-        for key, data in ReplicatedRecord.objects.filter(
-            model_label=rm.label, deleted=False
-        ).values_list("natural_key", "data"):
-            fields = [
-                name
-                for name in names
-                if (data or {}).get(name)
-                and (known is None or token_key_id((data or {})[name]) not in known)
-            ]
-            if fields:
-                found.append({"model": rm.label, "key": key, "fields": fields})
+        fields = [
+            name
+            for name in rm.encrypted_field_names()
+            if (data or {}).get(name)
+            and (known is None or token_key_id((data or {})[name]) not in known)
+        ]
+        if fields:
+            found.append({"model": label, "key": key, "fields": fields})
     return found
 
 

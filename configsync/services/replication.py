@@ -147,6 +147,7 @@ def replication_record_local_change(
         record.data = data
         record.seq = clock.last_seq
         record.received_from = ""
+        record.unreadable = _unreadable(data, rm)
         record.save()
         _notify_after_commit(rm.label, key, record.seq, deleted, local=True)
     return record
@@ -574,6 +575,8 @@ def _apply_parsed(
             status=status,
             unreadable=_unreadable(remote.data, rm) if status != STALE else False,
         )
+        if record is not None and status != STALE:
+            record.unreadable = _unreadable(record.data, rm)
         by_index[index] = result
     results = [by_index[i] for i in range(len(parsed))]
 
@@ -609,6 +612,7 @@ _RECORD_FIELDS = [
     "data",
     "seq",
     "received_from",
+    "unreadable",
     "updated_at",
 ]
 

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from configsync.conf import app_settings
-from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord, SyncRun
+from configsync.models import Conflict, Peer, PeerCheckpoint, ReplicatedRecord, SyncRun
 from configsync.replication.errors import ChangeValidationError, TransportError
 from configsync.replication.hlc import physical_now_ms
 from configsync.selectors.replication import feed_page
@@ -92,6 +92,8 @@ def _learn_node(peer: Peer, remote_node: str) -> None:
             )
         Peer.objects.filter(pk=peer.pk).update(node_id=remote_node)
         peer.node_id = remote_node
+        # Conflicts it pushed to us before we knew its id were filed under that id.
+        Conflict.objects.filter(source=remote_node).update(source=peer.name)
 
 
 def sync_cycle(

@@ -246,3 +246,10 @@ def test_strategies_follow_the_deployment_mode(
     for name in ("system_configs", "ai_provider_configs"):
         assert body["strategies"][name]["strategy"] == "full_duplex"
         assert body["strategies"][name]["interval_seconds"] == 30
+
+
+def test_a_caller_using_our_own_node_id_is_refused() -> None:
+    response = signed("POST", PUSH, {"changes": [remote_change("A")]}, node=LOCAL)
+    assert response.status_code == 403 and "node id" in response.json()["detail"]
+    assert signed("GET", CHANGES, node=LOCAL).status_code == 403
+    assert not ReplicatedRecord.objects.exists()

@@ -205,11 +205,12 @@ def test_ciphertext_of_a_missing_key_is_stored_relayed_and_reported(
     settings: Any, canary: str
 ) -> None:
     """A node whose keyring lacks the key stores and relays the value, and says so."""
-    settings.CONFIGSYNC_ENCRYPTION_KEYS = [generate_key()]
+    their_key, our_key = generate_key(), generate_key()
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [their_key]
     reset_keyring()
     foreign = SystemConfig(key="S", is_sensitive=True)
     token = get_keyring().encrypt(canary, context="configsync.systemconfig.secret_value:S")
-    settings.CONFIGSYNC_ENCRYPTION_KEYS = [generate_key()]  # this node: another key
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [our_key]  # this node: another key
     reset_keyring()
     assert foreign.key == "S"
     change = remote_change("S", data=config_data("S", "", secret_value=token, is_sensitive=True))
@@ -221,6 +222,11 @@ def test_ciphertext_of_a_missing_key_is_stored_relayed_and_reported(
     relayed = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "S")
     assert relayed["data"]["secret_value"] == token  # byte for byte, never decrypted
     assert canary not in str(relayed)
+    # The operator adds the group's key: the record becomes readable, the report clears.
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [our_key, their_key]
+    reset_keyring()
+    assert records_unreadable() == []
+    assert SystemConfig.objects.get(key="S").secret_value == canary
 
 
 def test_a_sensitive_value_travels_as_ciphertext_and_decrypts_on_the_receiver(

@@ -162,3 +162,15 @@ def test_diff_compares_versions(peer: Peer) -> None:
     assert [e["key"] for e in diff.only_local] == ["HERE"]
     assert [e["key"] for e in diff.only_remote] == ["THERE"]
     assert not diff.in_sync
+
+
+def test_conflicts_pushed_before_the_peer_was_known_are_filed_under_its_name(peer: Peer) -> None:
+    from configsync.models import Conflict
+
+    system_config_set(key="K", value="local")
+    later = stamp(REMOTE, wall=physical_now_ms() + 1000)
+    # The peer pushed to us before we ever pulled from it: we only knew its node id.
+    changes_apply(changes=[remote_change("K", hlc=later)], source_node=REMOTE, source_name=REMOTE)
+    assert Conflict.objects.get().source == REMOTE
+    sync_cycle(peer_id=peer.pk, transport=ScriptedPeer(node=REMOTE))
+    assert Conflict.objects.get().source == "remote"
