@@ -228,10 +228,11 @@ class Node:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=15)
 
-    def stop(self, *processes: str, timeout: float = 15.0) -> None:
-        """Terminate (SIGTERM), wait up to ``timeout``, then SIGKILL what is left."""
+    def stop(self, *processes: str, timeout: float = 15.0, terminate: bool = True) -> None:
+        """Terminate (SIGTERM unless already sent), wait up to ``timeout``, then SIGKILL."""
         names = processes or tuple(self.processes)
-        self.send_signal(signal.SIGTERM, *names)
+        if terminate:
+            self.send_signal(signal.SIGTERM, *names)
         deadline = time.monotonic() + timeout
         for process in names:
             proc = self.processes.get(process)
@@ -489,8 +490,11 @@ class Cluster:
         return self
 
     def stop(self) -> None:
+        """Terminate every node at once, then wait for each (SIGKILL after a deadline)."""
         for node in self:
-            node.stop()
+            node.send_signal(signal.SIGTERM)
+        for node in self:
+            node.stop(terminate=False)
 
     def destroy(self) -> None:
         """Stop every process and drop the per-node PostgreSQL databases."""
