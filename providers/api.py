@@ -16,22 +16,13 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from configsync.api.permissions import HasScope
+from configsync.api.permissions import HasScope, request_has_scope
 from configsync.api.serializers import (
     AIProviderSerializer,
     AIProviderUpdateSerializer,
     ConnectionTestSerializer,
 )
-from configsync.api.views import (
-    ERRORS,
-    IF_MATCH_PARAMETER,
-    NOT_FOUND,
-    PRECONDITION_FAILED,
-    REVEAL_PARAMETER,
-    TOO_LARGE,
-    VALIDATION_ERROR,
-    NaturalKeyConfigViewSet,
-)
+from configsync.api.views import ERRORS, NOT_FOUND, NaturalKeyConfigViewSet, natural_key_schema
 from providers.client import provider_test_connection
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS
@@ -43,12 +34,18 @@ class WriteScope(HasScope):
     """Write scope whatever the method."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        from configsync.api.permissions import request_has_scope
-
         return request_has_scope(request, "write")
 
 
-@extend_schema(tags=["AI providers"])
+@natural_key_schema(
+    tag="AI providers",
+    serializer=AIProviderSerializer,
+    update_serializer=AIProviderUpdateSerializer,
+    update_description=(
+        "Replace the provider's settings: kind is required; omitted fields and an omitted "
+        "or null api_key are kept."
+    ),
+)
 class AIProviderViewSet(NaturalKeyConfigViewSet):
     """AI provider accounts by name: credentials masked unless revealed."""
 
@@ -92,68 +89,7 @@ class AIProviderViewSet(NaturalKeyConfigViewSet):
         return instance.has_api_key
 
     @extend_schema(
-        parameters=[REVEAL_PARAMETER],
-        responses={200: AIProviderSerializer(many=True), 400: VALIDATION_ERROR, **ERRORS},
-    )
-    def list(self, request: Request) -> Response:
-        return super().list(request)
-
-    @extend_schema(
-        request=AIProviderSerializer,
-        responses={201: AIProviderSerializer, 400: VALIDATION_ERROR, 413: TOO_LARGE, **ERRORS},
-    )
-    def create(self, request: Request) -> Response:
-        return super().create(request)
-
-    @extend_schema(
-        parameters=[REVEAL_PARAMETER],
-        responses={200: AIProviderSerializer, 400: VALIDATION_ERROR, 404: NOT_FOUND, **ERRORS},
-    )
-    def retrieve(self, request: Request, **kwargs: str) -> Response:
-        return super().retrieve(request, **kwargs)
-
-    @extend_schema(
-        parameters=[IF_MATCH_PARAMETER],
-        request=AIProviderUpdateSerializer,
-        responses={
-            200: AIProviderSerializer,
-            400: VALIDATION_ERROR,
-            404: NOT_FOUND,
-            412: PRECONDITION_FAILED,
-            413: TOO_LARGE,
-            **ERRORS,
-        },
-        description=(
-            "Replace the provider's settings: kind is required; omitted fields and an omitted "
-            "or null api_key are kept."
-        ),
-    )
-    def update(self, request: Request, **kwargs: str) -> Response:
-        return super().update(request, **kwargs)
-
-    @extend_schema(
-        parameters=[IF_MATCH_PARAMETER],
-        request=AIProviderUpdateSerializer,
-        responses={
-            200: AIProviderSerializer,
-            400: VALIDATION_ERROR,
-            404: NOT_FOUND,
-            412: PRECONDITION_FAILED,
-            413: TOO_LARGE,
-            **ERRORS,
-        },
-    )
-    def partial_update(self, request: Request, **kwargs: str) -> Response:
-        return super().partial_update(request, **kwargs)
-
-    @extend_schema(
-        parameters=[IF_MATCH_PARAMETER],
-        responses={204: None, 404: NOT_FOUND, 412: PRECONDITION_FAILED, **ERRORS},
-    )
-    def destroy(self, request: Request, **kwargs: str) -> Response:
-        return super().destroy(request, **kwargs)
-
-    @extend_schema(
+        tags=["AI providers"],
         request=None,
         responses={200: ConnectionTestSerializer, 404: NOT_FOUND, **ERRORS},
         description=(

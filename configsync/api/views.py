@@ -14,7 +14,12 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -65,6 +70,60 @@ NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No record with this ke
 PRECONDITION_FAILED = OpenApiResponse(
     ErrorSerializer, description="If-Match does not match the current ETag."
 )
+
+
+def natural_key_schema(
+    *,
+    tag: str,
+    serializer: type[serializers.Serializer],
+    update_serializer: type[serializers.Serializer],
+    list_parameters: Iterable[OpenApiParameter] = (),
+    update_description: str | None = None,
+) -> Callable[[type], type]:
+    """The OpenAPI description shared by every ``NaturalKeyConfigViewSet`` subclass."""
+    write_responses = {
+        200: serializer,
+        400: VALIDATION_ERROR,
+        404: NOT_FOUND,
+        412: PRECONDITION_FAILED,
+        413: TOO_LARGE,
+        **ERRORS,
+    }
+    return extend_schema_view(
+        list=extend_schema(
+            tags=[tag],
+            parameters=[REVEAL_PARAMETER, *list_parameters],
+            responses={200: serializer(many=True), 400: VALIDATION_ERROR, **ERRORS},
+        ),
+        create=extend_schema(
+            tags=[tag],
+            request=serializer,
+            responses={201: serializer, 400: VALIDATION_ERROR, 413: TOO_LARGE, **ERRORS},
+        ),
+        retrieve=extend_schema(
+            tags=[tag],
+            parameters=[REVEAL_PARAMETER],
+            responses={200: serializer, 400: VALIDATION_ERROR, 404: NOT_FOUND, **ERRORS},
+        ),
+        update=extend_schema(
+            tags=[tag],
+            parameters=[IF_MATCH_PARAMETER],
+            request=update_serializer,
+            responses=write_responses,
+            description=update_description,
+        ),
+        partial_update=extend_schema(
+            tags=[tag],
+            parameters=[IF_MATCH_PARAMETER],
+            request=update_serializer,
+            responses=write_responses,
+        ),
+        destroy=extend_schema(
+            tags=[tag],
+            parameters=[IF_MATCH_PARAMETER],
+            responses={204: None, 404: NOT_FOUND, 412: PRECONDITION_FAILED, **ERRORS},
+        ),
+    )
 
 
 class RevealQuerySerializer(serializers.Serializer):
@@ -206,7 +265,15 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema(tags=["system settings"])
+@natural_key_schema(
+    tag="system settings",
+    serializer=SystemConfigSerializer,
+    update_serializer=SystemConfigUpdateSerializer,
+    list_parameters=[
+        OpenApiParameter("category", OpenApiTypes.STR, description="Only this category."),
+    ],
+    update_description="Update the value and any given attributes; omitted attributes are kept.",
+)
 class SystemConfigViewSet(NaturalKeyConfigViewSet):
     """System settings by key: typed values, sensitive ones masked unless revealed."""
 
@@ -249,65 +316,3 @@ class SystemConfigViewSet(NaturalKeyConfigViewSet):
 
     def is_secret_set(self, instance: SystemConfig) -> bool:
         return instance.is_sensitive and instance.has_value
-
-    @extend_schema(
-        parameters=[
-            REVEAL_PARAMETER,
-            OpenApiParameter("category", OpenApiTypes.STR, description="Only this category."),
-        ],
-        responses={200: SystemConfigSerializer(many=True), 400: VALIDATION_ERROR, **ERRORS},
-    )
-    def list(self, request: Request) -> Response:
-        return super().list(request)
-
-    @extend_schema(
-        request=SystemConfigSerializer,
-        responses={201: SystemConfigSerializer, 400: VALIDATION_ERROR, 413: TOO_LARGE, **ERRORS},
-    )
-    def create(self, request: Request) -> Response:
-        return super().create(request)
-
-    @extend_schema(
-        parameters=[REVEAL_PARAMETER],
-        responses={200: SystemConfigSerializer, 400: VALIDATION_ERROR, 404: NOT_FOUND, **ERRORS},
-    )
-    def retrieve(self, request: Request, **kwargs: str) -> Response:
-        return super().retrieve(request, **kwargs)
-
-    @extend_schema(
-        parameters=[IF_MATCH_PARAMETER],
-        request=SystemConfigUpdateSerializer,
-        responses={
-            200: SystemConfigSerializer,
-            400: VALIDATION_ERROR,
-            404: NOT_FOUND,
-            412: PRECONDITION_FAILED,
-            413: TOO_LARGE,
-            **ERRORS,
-        },
-        description="Update the value and any given attributes; omitted attributes are kept.",
-    )
-    def update(self, request: Request, **kwargs: str) -> Response:
-        return super().update(request, **kwargs)
-
-    @extend_schema(
-        parameters=[IF_MATCH_PARAMETER],
-        request=SystemConfigUpdateSerializer,
-        responses={
-            200: SystemConfigSerializer,
-            400: VALIDATION_ERROR,
-            404: NOT_FOUND,
-            412: PRECONDITION_FAILED,
-            413: TOO_LARGE,
-            **ERRORS,
-        },
-    )
-    def partial_update(self, request: Request, **kwargs: str) -> Response:
-        return super().partial_update(request, **kwargs)
-
-    @extend_schema(
-        parameters=[IF_MATCH_PARAMETER],
-        responses={204: None, 404: NOT_FOUND, 412: PRECONDITION_FAILED, **ERRORS},
-    )
-    def destroy(self, request: Request, **kwargs: str) -> Response:
-        return super().destroy(request, **kwargs)
