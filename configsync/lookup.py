@@ -6,10 +6,10 @@ never be written to a shared cache such as Redis.
 
 How it stays current in every process (gunicorn and Celery workers, on every node):
 
-* every committed change of ``SystemConfig`` or ``AIProviderConfig`` — a local write (Django's
-  ``post_save``/``post_delete`` via ``transaction.on_commit``) or an applied replicated change
-  (``configsync.signals.change_committed``) — clears this process's cache and bumps a global
-  version counter;
+* every committed change of ``SystemConfig`` or ``AIProviderConfig`` — a local write or an
+  applied replicated change, both of which go through ``save()``/``delete()`` and so send
+  ``post_save``/``post_delete`` — clears this process's cache and, once per transaction after it
+  commits, bumps a global version counter (a replicated batch of 500 changes bumps once);
 * with ``REDIS_URL`` the counter is a Redis key, and the bump is also published on a pub/sub
   channel; a daemon listener thread in each process clears its cache as soon as a message
   arrives (and whenever it (re)subscribes, since messages may have been missed);
@@ -238,22 +238,34 @@ class LookupCache:
 lookup_cache = LookupCache()
 
 
+class _Broadcast:
+    """One pending ``notify_change`` of a transaction; remembers whether it has run."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self) -> None:
+        self.done = True
+        lookup_cache.notify_change()
+
+
 def _on_model_change(sender: Any, **kwargs: Any) -> None:
     lookup_cache.invalidate_local()
-    transaction.on_commit(lookup_cache.notify_change, using=kwargs.get("using"), robust=True)
-
-
-def _on_change_committed(sender: Any, **kwargs: Any) -> None:
-    lookup_cache.notify_change()
+    using = kwargs.get("using")
+    connection = transaction.get_connection(using)
+    # One broadcast per transaction: a batch of replicated changes bumps the version once.
+    # Callbacks of a rolled-back savepoint leave run_on_commit, so a later change re-schedules.
+    if connection.in_atomic_block and any(
+        isinstance(entry[1], _Broadcast) and not entry[1].done for entry in connection.run_on_commit
+    ):
+        return
+    transaction.on_commit(_Broadcast(), using=using, robust=True)
 
 
 def connect_invalidation() -> None:
     """Connect the receivers that invalidate lookups; called once from ``configsync.signals``."""
     from django.db.models.signals import post_delete, post_save
 
-    from configsync.signals import change_committed
-
     for label in ("configsync.SystemConfig", "providers.AIProviderConfig"):
         post_save.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-save-{label}")
         post_delete.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-del-{label}")
-    change_committed.connect(_on_change_committed, dispatch_uid="lookup-change-committed")

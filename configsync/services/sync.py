@@ -129,7 +129,6 @@ def sync_cycle(
             result.skew_ms = exc.skew_ms if exc.skew_ms is not None else result.skew_ms
         result.error = reason
         _finish(run, result)
-        logger.warning("sync with peer %s failed: %s", peer.name, reason)
         raise SyncCycleError(reason, result=result, status=getattr(exc, "status", None)) from None
     except Exception as exc:
         result.error = f"{type(exc).__name__}: internal error"

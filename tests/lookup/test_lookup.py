@@ -175,23 +175,29 @@ def test_redis_message_clears_the_cache_without_polling(settings) -> None:  # ty
         lookup_cache._reset()
 
 
-def test_replicated_change_signal_invalidates(settings) -> None:  # type: ignore[no-untyped-def]
-    """A change applied by replication (no post_save here) is announced by change_committed."""
-    from configsync.models import SystemConfig
-    from configsync.signals import change_committed
+def test_replicated_change_invalidates_and_broadcasts_once_per_batch(
+    django_capture_on_commit_callbacks, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """A batch applied by replication clears the cache and bumps the version exactly once."""
+    from configsync.services.replication import changes_apply
+    from tests.replication.conftest import REMOTE, remote_change
 
     settings.REDIS_URL = ""
+    settings.CONFIGSYNC_NODE_ID = "node-local"
     settings.CONFIGSYNC_LOOKUP_CHECK_INTERVAL_SECONDS = 3600  # no version check in between
-    system_config_set(key="N", value=1, value_type="int")
-    assert get_system_config("N") == 1
-    SystemConfig.objects.filter(key="N").update(value="2")  # bypasses post_save
-    assert get_system_config("N") == 1  # still cached: nothing announced the change yet
-    change_committed.send(
-        sender=SystemConfig,
-        model_label="configsync.systemconfig",
-        natural_key="N",
-        seq=1,
-        deleted=False,
-        local=False,
-    )
-    assert get_system_config("N") == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        system_config_set(key="N", value="1")
+    assert get_system_config("N") == "1"
+    before = LookupVersion.objects.get(pk=1).counter
+
+    with django_capture_on_commit_callbacks(execute=True):
+        results = changes_apply(
+            changes=[remote_change("N", "2"), remote_change("M", "3"), remote_change("O", "4")],
+            source_node=REMOTE,
+            source_name="peer",
+        )
+
+    # N was also written here, so its remote version is concurrent: a conflict the later one wins.
+    assert [r.status for r in results] == ["conflict", "applied", "applied"]
+    assert get_system_config("N") == "2"
+    assert LookupVersion.objects.get(pk=1).counter == before + 1

@@ -59,6 +59,33 @@ def test_production_refuses_to_start_without_a_usable_key(
         assert keys not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["celery", "-A", "settings", "worker", "--loglevel=INFO"],
+        ["gunicorn", "settings.wsgi", "--bind", "127.0.0.1:0", "--workers", "1"],
+    ],
+    ids=["celery-worker", "gunicorn"],
+)
+def test_every_entry_point_stops_with_one_line_and_no_respawn(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """gunicorn and celery run no system checks: the settings themselves stop them."""
+    executable = Path(sys.executable).parent / command[0]
+    result = subprocess.run(
+        [str(executable), *command[1:]],
+        env={"PATH": os.environ.get("PATH", ""), **production(tmp_path)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3  # gunicorn: "worker failed to boot", so no respawn loop
+    output = result.stdout + result.stderr
+    assert "configuration error: Set the CONFIGSYNC_ENCRYPTION_KEYS" in output
+    assert "Traceback" not in output
+
+
 def test_production_names_other_missing_secrets(tmp_path: Path) -> None:
     env = production(tmp_path, CONFIGSYNC_ENCRYPTION_KEYS=generate_key())
     del env["DJANGO_SECRET_KEY"]
