@@ -47,27 +47,16 @@ class PeerAdmin(admin.ModelAdmin):
     inlines = [PeerCheckpointInline]
 
 
+_CONFLICT_COLUMNS = ("model_label", "natural_key", "source", "status", "winner", "resolution")
+
+
 @admin.register(Conflict)
 class ConflictAdmin(_ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "model_label",
-        "natural_key",
-        "source",
-        "status",
-        "winner",
-        "resolution",
-        "detected_at",
-    )
+    list_display = ("id", *_CONFLICT_COLUMNS, "detected_at")
     list_filter = ("status", "model_label", "source")
     search_fields = ("natural_key",)
     fields = (
-        "model_label",
-        "natural_key",
-        "source",
-        "status",
-        "winner",
-        "resolution",
+        *_CONFLICT_COLUMNS,
         "local_summary",
         "remote_summary",
         "changed_fields",
@@ -114,28 +103,11 @@ class ConflictAdmin(_ReadOnlyAdmin):
         self._resolve(request, queryset, "remote")
 
 
+_RUN_COUNTS = ("pulled", "pushed", "conflicts", "skew_ms")
+
+
 @admin.register(SyncRun)
 class SyncRunAdmin(_ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "peer",
-        "started_at",
-        "finished_at",
-        "ok",
-        "pulled",
-        "pushed",
-        "conflicts",
-        "skew_ms",
-    )
+    list_display = ("id", "peer", "started_at", "finished_at", "ok", *_RUN_COUNTS)
     list_filter = ("ok", "peer")
-    readonly_fields = (
-        "peer",
-        "started_at",
-        "finished_at",
-        "ok",
-        "error",
-        "pulled",
-        "pushed",
-        "conflicts",
-        "skew_ms",
-    )
+    readonly_fields = ("peer", "started_at", "finished_at", "ok", "error", *_RUN_COUNTS)

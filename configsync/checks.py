@@ -18,7 +18,7 @@ from django.db import DatabaseError
 
 from configsync.conf import app_settings
 from configsync.crypto.errors import KeyringError
-from configsync.crypto.keyring import get_keyring, parse_key
+from configsync.crypto.keyring import get_keyring, key_text_problems
 
 
 @checks.register(checks.Tags.security)
@@ -52,25 +52,9 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks
                 id="configsync.E001",
             )
         ]
-    errors: list[checks.CheckMessage] = []
-    kids: list[str] = []
-    for position, text in enumerate(configured, start=1):
-        try:
-            kids.append(parse_key(text).kid)
-        except KeyringError as exc:
-            errors.append(
-                checks.Error(
-                    f"CONFIGSYNC_ENCRYPTION_KEYS entry {position} is malformed: {exc}",
-                    id="configsync.E002",
-                )
-            )
-    if len(set(kids)) != len(kids):
-        errors.append(
-            checks.Error(
-                "CONFIGSYNC_ENCRYPTION_KEYS lists the same key twice.", id="configsync.E003"
-            )
-        )
-    return errors
+    return [
+        checks.Error(message, id=check_id) for check_id, message in key_text_problems(configured)
+    ]
 
 
 @checks.register(checks.Tags.database)

@@ -232,12 +232,7 @@ class AIProviderConfigAdminForm(VersionedModelForm):
         fields = (
             "name",
             "kind",
-            "base_url",
-            "default_model",
-            "organization",
-            "endpoint",
-            "api_version",
-            "deployment",
+            *(name for name in OPTION_FIELDS if name != "api_key"),
             "enabled",
             "is_default",
         )

@@ -7,6 +7,18 @@ Two nets, because either alone misses something:
   or exception text;
 * well-known secret shapes (``sk-...`` API keys, ``Bearer`` tokens, ``password=...``-style pairs
   and credentials inside URLs) are masked even when this process never saw the value.
+
+Only secrets are registered (plain settings and plain ``.env`` bases are ordinary text fields), but
+a secret can still be short or an ordinary word. How much of a registered value is masked is a
+trade-off between leaking a secret and mangling ordinary text, decided by length:
+
+* 8 characters or more: masked wherever it appears, even inside a longer word (fails closed: a
+  real key glued to other text is still hidden);
+* 4 to 7 characters: masked only as a whole token, never inside a longer run of letters, digits
+  or ``_``. Masking a short secret such as ``prod`` inside ``production`` would garble every such
+  line, and ``********uction`` would point at the secret it is meant to hide;
+* under 4 characters: not registered. Masking every ``on`` or ``42`` would make logs unreadable,
+  and a secret that short is guessed faster than it is read from a log.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import threading
 
 MASK = "********"
 _MIN_SECRET_LENGTH = 4
+_MIN_SUBSTRING_LENGTH = 8
 _MAX_REMEMBERED = 10_000
 
 _known: dict[str, None] = {}
@@ -38,7 +51,7 @@ _SHAPES = [
 
 
 def register_secret(value: str) -> None:
-    """Remember ``value`` so that this process never logs it."""
+    """Remember ``value`` so that this process never logs it (length rules: module docstring)."""
     global _pattern
     if not isinstance(value, str) or len(value) < _MIN_SECRET_LENGTH or value in _known:
         return
@@ -53,8 +66,13 @@ def _known_pattern() -> re.Pattern[str] | None:
     global _pattern
     if _pattern is None and _known:
         with _known_lock:
+            # Longest first: where one secret contains another, the whole of it is masked.
             ordered = sorted(_known, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(value) for value in ordered))
+            anywhere = [re.escape(v) for v in ordered if len(v) >= _MIN_SUBSTRING_LENGTH]
+            tokens = [re.escape(v) for v in ordered if len(v) < _MIN_SUBSTRING_LENGTH]
+            if tokens:
+                anywhere.append(r"(?<!\w)(?:" + "|".join(tokens) + r")(?!\w)")
+            _pattern = re.compile("|".join(anywhere))
     return _pattern
 
 

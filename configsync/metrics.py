@@ -26,7 +26,7 @@ class ReplicationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         from configsync.models import Conflict, Peer, ReplicatedRecord, SyncRun
-        from configsync.selectors.status import peer_changes_behind
+        from configsync.selectors.status import peer_changes_behind, peer_clock_skew
 
         runs = CounterMetricFamily(
             "configsync_sync_runs",
@@ -88,12 +88,7 @@ class ReplicationCollector(Collector):
         )
         for peer in Peer.objects.filter(enabled=True).order_by("name"):
             lag.add_metric([peer.name], peer_changes_behind(peer=peer))
-            seen = (
-                SyncRun.objects.filter(peer=peer, skew_ms__isnull=False)
-                .order_by("-started_at", "-id")
-                .values_list("skew_ms", flat=True)
-                .first()
-            )
+            seen = peer_clock_skew(peer=peer)
             if seen is not None:
                 skew.add_metric([peer.name], seen)
         yield lag

@@ -39,7 +39,9 @@ def push_on_write(sender: Any, *, local: bool = False, **kwargs: Any) -> None:
             return
         push_to_peers.apply_async(countdown=PUSH_DEBOUNCE_SECONDS + 0.2)
     except Exception as exc:
-        logger.warning("push on write not enqueued (the next beat carries it): %s", type(exc))
+        logger.warning(
+            "push on write not enqueued (the next beat carries it): %s", type(exc).__name__
+        )
 
 
 def data_callback_on_change(
@@ -60,5 +62,5 @@ def data_callback_on_change(
         notify_data_callback.delay(model_label, str(natural_key), seq, bool(deleted))
     except Exception as exc:
         logger.warning(
-            "data callback for %s %s not enqueued: %s", model_label, natural_key, type(exc)
+            "data callback for %s %s not enqueued: %s", model_label, natural_key, type(exc).__name__
         )

@@ -65,26 +65,42 @@ def _enabled_peer_ids() -> list[int]:
     return list(peers_enabled().values_list("id", flat=True))
 
 
+def _seed_peers() -> bool:
+    """Seed peers from ``CONFIGSYNC_PEERS``; ``False`` (logged, never the URLs) when it failed."""
+    from django.core.exceptions import ValidationError
+
+    from configsync.services.peers import peer_seed_from_settings
+
+    try:
+        peer_seed_from_settings()
+    except ValidationError as exc:
+        logger.error("peers not seeded from CONFIGSYNC_PEERS: %s", "; ".join(exc.messages))
+        return False
+    except Exception as exc:
+        logger.error("peers not seeded from CONFIGSYNC_PEERS: %s", _reason(exc))
+        return False
+    return True
+
+
 @shared_task(name="configsync.tasks.sync_all_peers", ignore_result=True)
 def sync_all_peers() -> list[int]:
     """Beat: seed peers from the settings, collect tombstones, enqueue one cycle per peer.
 
     Returns the ids of the peers whose cycle was enqueued. Safe to re-run: a peer already being
-    synced is skipped by ``sync_peer``'s lock.
+    synced is skipped by ``sync_peer``'s lock. When the peers could not be seeded, tombstones
+    are kept: a peer the setting names but the database lacks has not acknowledged them.
     """
-    from configsync.services.peers import peer_seed_from_settings, tombstones_collect
+    from configsync.services.peers import tombstones_collect
 
-    try:
-        peer_seed_from_settings()
-    except Exception:
-        logger.exception("could not seed peers from CONFIGSYNC_PEERS")
+    seeded = _seed_peers()
     peer_ids = _enabled_peer_ids()
     for peer_id in peer_ids:
         transaction.on_commit(partial(sync_peer.delay, peer_id))
-    try:
-        tombstones_collect()
-    except Exception:
-        logger.exception("tombstone collection failed")
+    if seeded:
+        try:
+            tombstones_collect()
+        except Exception as exc:
+            logger.error("tombstone collection failed: %s", _reason(exc))
     return peer_ids
 
 
@@ -162,12 +178,7 @@ def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) ->
 @shared_task(name="configsync.tasks.push_to_peers", ignore_result=True)
 def push_to_peers() -> list[int]:
     """Push-on-write: enqueue a push-only cycle with every enabled peer; their ids."""
-    from configsync.services.peers import peer_seed_from_settings
-
-    try:
-        peer_seed_from_settings()
-    except Exception:
-        logger.exception("could not seed peers from CONFIGSYNC_PEERS")
+    _seed_peers()
     peer_ids = _enabled_peer_ids()
     for peer_id in peer_ids:
         transaction.on_commit(partial(sync_peer.delay, peer_id, pull=False))

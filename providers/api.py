@@ -79,6 +79,7 @@ class AIProviderViewSet(NaturalKeyConfigViewSet):
             kind=data.get("kind"),
             enabled=data.get("enabled"),
             is_default=data.get("is_default"),
+            create_only=instance is None,
             **options,
         )
 

@@ -41,42 +41,12 @@ class ConnectionResult:
     status_code: int | None = None
 
 
-def _models_request(data: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, str]]:
-    """URL, headers and query of the model-list endpoint of the provider in ``data``."""
-    kind = data["kind"]
-    key = data.get("api_key") or ""
-    base = (data.get("base_url") or "").rstrip("/")
-    if kind == "openai":
-        headers = {"Authorization": f"Bearer {key}"}
-        if data.get("organization"):
-            headers["OpenAI-Organization"] = data["organization"]
-        return f"{base}/models", headers, {}
-    if kind == "anthropic":
-        return (
-            f"{base}/v1/models",
-            {"x-api-key": key, "anthropic-version": "2023-06-01"},
-            {},
-        )
-    if kind == "google":
-        return f"{base}/v1beta/models", {"x-goog-api-key": key}, {}
-    if kind == "azure_openai":
-        endpoint = (data.get("endpoint") or "").rstrip("/")
-        return (
-            f"{endpoint}/openai/models",
-            {"api-key": key},
-            {"api-version": data.get("api_version") or ""},
-        )
-    if kind == "ollama":
-        return f"{base}/api/tags", {}, {}
-    raise ValueError(f"no connection test for kind {kind!r}")
-
-
 def provider_test_connection(
     *, name: str, timeout: float = DEFAULT_TIMEOUT_SECONDS
 ) -> ConnectionResult:
     """GET provider ``name``'s model list; success, or the reason it failed (never the key)."""
     data = ai_config_cached(name=name)
-    url, headers, params = _models_request(data)
+    url, headers, params = kind_get(data["kind"]).models_endpoint.request(data)
     try:
         response = requests.get(
             url, headers=headers, params=params, timeout=timeout, allow_redirects=False

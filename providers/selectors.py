@@ -28,9 +28,9 @@ def ai_provider_list(*, kind: str | None = None) -> QuerySet[AIProviderConfig]:
 
 
 def ai_config_get(*, name: str, field: str | None = None) -> Any:
-    """Provider ``name``'s decrypted settings as a dict, or one ``field`` of it.
+    """Provider ``name``'s decrypted settings as a dict, or one ``field`` of it (uncached).
 
-    Uncached for now; issue 4 puts the in-process cache in front of it.
+    ``providers.get_ai_config`` reads it through the in-process lookup cache.
     """
     record = ai_provider_get(name=name)
     data: dict[str, Any] = {name_: getattr(record, name_) for name_ in OPTION_FIELDS}

@@ -8,19 +8,22 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from configsync.exceptions import ConfigKeyError
+from configsync.services.retry import retry_on_concurrent_create
+from configsync.services.system_config import ALREADY_EXISTS
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS, kind_get
 
 _KEEP: Any = None
 
 
-@transaction.atomic
+@retry_on_concurrent_create
 def ai_provider_set(
     *,
     name: str,
     kind: str | None = None,
     enabled: bool | None = None,
     is_default: bool | None = None,
+    create_only: bool = False,
     **options: str | None,
 ) -> AIProviderConfig:
     """Create or update provider ``name``; return it.
@@ -29,12 +32,17 @@ def ai_provider_set(
     ...). ``None`` keeps the current value, ``""`` clears it; a kind's defaults fill fields left
     empty on create. Making one provider the default clears the flag on the others. Raises
     ``ValidationError`` (nothing saved) for an unknown kind, an unknown option or a field the kind
-    requires or does not use; messages never contain the API key.
+    requires or does not use; messages never contain the API key. With ``create_only`` an
+    existing ``name`` is a ``ValidationError`` instead of an update. Atomic; when another
+    transaction creates ``name`` (or makes another provider the default) between our read and our
+    write, the call is retried once (``configsync.services.retry``).
     """
     unknown = sorted(set(options) - set(OPTION_FIELDS))
     if unknown:
         raise ValidationError({field: "Unknown provider option." for field in unknown})
     record = AIProviderConfig.objects.select_for_update().filter(name=name).first()
+    if record is not None and create_only:
+        raise ValidationError({"name": ALREADY_EXISTS})
     creating = record is None
     if record is None:
         if not kind:
@@ -54,7 +62,8 @@ def ai_provider_set(
         record.enabled = enabled
     if is_default is not None:
         record.is_default = is_default
-    record.full_clean(exclude=["api_key"], validate_unique=creating)
+    # The name's uniqueness is the database's to enforce (see configsync.services.retry).
+    record.full_clean(exclude=["api_key"], validate_unique=False)
     if record.is_default:
         for other in AIProviderConfig.objects.filter(is_default=True).exclude(name=name):
             other.is_default = False

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
+from django.core.management import call_command
 
 from configsync.crypto.keyring import reset_keyring
 from configsync.lookup import lookup_cache
@@ -49,3 +53,38 @@ def sensitive_config_factory() -> type[SensitiveSystemConfigFactory]:
 @pytest.fixture
 def ai_provider_factory() -> type[AIProviderConfigFactory]:
     return AIProviderConfigFactory
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one ``manage.py configsync`` run printed, and its exit status."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def last_line(self) -> str:
+        """The value a command prints on purpose comes last, on its own line (the contract)."""
+        return self.out.rstrip("\n").split("\n")[-1]
+
+
+@pytest.fixture
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
+    """Run ``manage.py configsync *args`` in this process; ``stdin=`` feeds standard input."""
+
+    def run(*args: str, stdin: str | None = None) -> CliResult:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        out = io.StringIO()
+        capsys.readouterr()
+        try:
+            call_command("configsync", *args, stdout=out)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        return CliResult(code, out.getvalue(), capsys.readouterr().err)
+
+    return run

@@ -79,3 +79,11 @@ def test_mask_text_covers_bearer_and_registered_values() -> None:
     register_secret("plain-CANARY-registered")
     text = mask_text("Authorization: Bearer abcdefghijklmnop and plain-CANARY-registered")
     assert "abcdefghijklmnop" not in text and "plain-CANARY-registered" not in text
+
+
+def test_short_secrets_are_masked_as_whole_tokens_only() -> None:
+    register_secret("Zq7x")  # short: a whole token only
+    register_secret("Wv3kQp9tLm")  # long: anywhere, even glued to other text
+    register_secret("Zq7")  # too short to register at all
+    text = mask_text("env=Zq7x; Zq7xylophone; xZq7x; Zq7 id=abcWv3kQp9tLmdef")
+    assert text == "env=********; Zq7xylophone; xZq7x; Zq7 id=abc********def"

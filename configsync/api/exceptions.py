@@ -9,12 +9,21 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from configsync.crypto.errors import DecryptionError, KeyringError
+
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler; a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` becomes a JSON ``413``."""
+    """DRF's handler, plus JSON for two errors that would otherwise be an HTML page.
+
+    * a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``: ``413``;
+    * a stored value this node cannot decrypt (missing key, tampered token) or an unusable
+      keyring: ``500`` naming the record, field and reason — the errors carry no value or token.
+    """
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": "Request body too large."},
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+    if isinstance(exc, DecryptionError | KeyringError):
+        return Response({"detail": str(exc)}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     return exception_handler(exc, context)

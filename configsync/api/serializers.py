@@ -15,12 +15,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from configsync.conf import app_settings
+from configsync.logging import MASK
 from configsync.models import SystemConfig
 from configsync.value_types import ValueType
 from providers.models import AIProviderConfig
 from providers.registry import KINDS
-
-MASK = "********"
 
 
 def django_error_detail(exc: DjangoValidationError) -> Any:

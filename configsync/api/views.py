@@ -35,7 +35,7 @@ from configsync.api.serializers import (
 from configsync.exceptions import ConfigKeyError
 from configsync.models import SystemConfig
 from configsync.selectors.system_config import system_config_get, system_config_list
-from configsync.services.audit import audit_reveal
+from configsync.services.audit import audit_reveals
 from configsync.services.system_config import system_config_delete, system_config_set
 from configsync.versioning import record_etag
 
@@ -167,10 +167,15 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
         return reveal
 
     def audited_reveal(self, request: Request, instances: Iterable[Any]) -> None:
-        actor = request_actor(request)
-        for instance in instances:
-            if self.is_secret_set(instance):
-                audit_reveal(actor=actor, instance=instance)
+        """Audit the reveal of every record in ``instances`` that holds a secret.
+
+        Called after the body was rendered (so a value that cannot be decrypted is no reveal) and
+        before it is returned (so a reveal that cannot be audited does not happen).
+        """
+        audit_reveals(
+            actor=request_actor(request),
+            instances=[instance for instance in instances if self.is_secret_set(instance)],
+        )
 
     def get_object_or_404(self, key: str) -> Any:
         self.check_key(key)
@@ -179,8 +184,12 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
         except ConfigKeyError:
             raise NotFound("No record with this key.") from None
 
-    def render(self, instance: Any, *, reveal: bool = False, code: int = 200) -> Response:
+    def render(
+        self, request: Request, instance: Any, *, reveal: bool = False, code: int = 200
+    ) -> Response:
         body = self.get_serializer_class()(instance, context={"reveal": reveal}).data
+        if reveal:
+            self.audited_reveal(request, [instance])
         return Response(body, status=code, headers={"ETag": record_etag(instance)})
 
     def save(self, key: str, data: dict[str, Any], instance: Any | None) -> Any:
@@ -211,32 +220,25 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
     def list(self, request: Request) -> Response:
         reveal = self.wants_reveal(request)
         instances = list(self.records(request))
+        serializer = self.get_serializer_class()(instances, many=True, context={"reveal": reveal})
+        body = serializer.data
         if reveal:
             self.audited_reveal(request, instances)
-        serializer = self.get_serializer_class()(instances, many=True, context={"reveal": reveal})
-        return Response(serializer.data)
+        return Response(body)
 
     def create(self, request: Request) -> Response:
+        """Create only: an existing key (even one created concurrently) is a 400, never updated."""
         serializer = self.get_serializer_class()(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         key = data.pop(self.model.natural_key_field)  # type: ignore[attr-defined]
-        with transaction.atomic():
-            if self.model._default_manager.filter(
-                **{self.model.natural_key_field: key}  # type: ignore[attr-defined]
-            ).exists():
-                raise ValidationError(
-                    {self.model.natural_key_field: "A record with this key already exists."}  # type: ignore[attr-defined]
-                )
-            instance = self.save(key, data, None)
-        return self.render(instance, code=status.HTTP_201_CREATED)
+        instance = self.save(key, data, None)
+        return self.render(request, instance, code=status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, **kwargs: str) -> Response:
         reveal = self.wants_reveal(request)
         instance = self.get_object_or_404(kwargs[self.lookup_field])
-        if reveal:
-            self.audited_reveal(request, [instance])
-        return self.render(instance, reveal=reveal)
+        return self.render(request, instance, reveal=reveal)
 
     def _update(self, request: Request, key: str, *, partial: bool) -> Response:
         def write(current: Any) -> Any:
@@ -244,7 +246,7 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
             serializer.is_valid(raise_exception=True)
             return self.save(key, dict(serializer.validated_data), current)
 
-        return self.render(self.locked_write(request, key, write))
+        return self.render(request, self.locked_write(request, key, write))
 
     def update(self, request: Request, **kwargs: str) -> Response:
         return self._update(request, kwargs[self.lookup_field], partial=False)
@@ -298,17 +300,16 @@ class SystemConfigViewSet(NaturalKeyConfigViewSet):
     def record_save(
         self, key: str, data: dict[str, Any], instance: SystemConfig | None
     ) -> SystemConfig:
-        if "value" not in data:
-            if instance is None:
-                raise DjangoValidationError({"value": "Required when creating a setting."})
-            data["value"] = instance.raw_value()
+        # An omitted value is kept by the service as stored (a secret is not decrypted for it).
+        optional = {"value": data["value"]} if "value" in data else {}
         return system_config_set(
             key=key,
-            value=data["value"],
             value_type=data.get("value_type"),
             is_sensitive=data.get("is_sensitive"),
             category=data.get("category"),
             description=data.get("description"),
+            create_only=instance is None,
+            **optional,
         )
 
     def record_delete(self, key: str) -> None:

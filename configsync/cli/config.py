@@ -36,6 +36,14 @@ def read_value_argument(value: str, *, what: str = "VALUE") -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
+def write_table(command: BaseCommand, rows: list[tuple[str, ...]]) -> None:
+    """``rows`` (the first is the header) in aligned columns; the last column is left ragged."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        command.stdout.write("  ".join([*cells, row[-1]]).rstrip())
+
+
 def masked_value(record: SystemConfig) -> Any:
     """What listings show: the typed value, or a mask for a sensitive one (never decrypted)."""
     if record.is_sensitive:
@@ -116,10 +124,7 @@ def _list(command: BaseCommand, options: dict[str, Any]) -> None:
             shown = record.value if len(record.value) <= 60 else record.value[:57] + "..."
         sensitive = "yes" if record.is_sensitive else "no"
         rows.append((record.key, record.value_type, record.category, sensitive, shown))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
-        command.stdout.write("  ".join([*cells, row[4]]).rstrip())
+    write_table(command, rows)
 
 
 def _delete(command: BaseCommand, options: dict[str, Any]) -> None:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from configsync.logging import MASK
 from configsync.services.env_bridge import (
-    MASK,
     EnvBridgeReport,
     VariableChange,
     env_diff,
@@ -69,20 +71,10 @@ def _finish(command: BaseCommand, report: EnvBridgeReport, options: dict[str, An
         )
 
 
-def _sync(command: BaseCommand, options: dict[str, Any]) -> None:
-    _finish(command, env_sync(path=options["file"]), options)
-
-
-def _import(command: BaseCommand, options: dict[str, Any]) -> None:
-    _finish(command, env_import(path=options["file"]), options)
-
-
-def _export(command: BaseCommand, options: dict[str, Any]) -> None:
-    _finish(command, env_export(path=options["file"]), options)
-
-
-def _diff(command: BaseCommand, options: dict[str, Any]) -> None:
-    _finish(command, env_diff(path=options["file"]), options)
+def _run(
+    service: Callable[..., EnvBridgeReport], command: BaseCommand, options: dict[str, Any]
+) -> None:
+    _finish(command, service(path=options["file"]), options)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -93,15 +85,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="The .env bridge. The file is --file, else CONFIGSYNC_ENV_FILE.",
     )
     actions = env_parser.add_subparsers(dest="env_action", metavar="ACTION", required=True)
-    for name, handler, text in (
-        ("sync", _sync, "three-way merge of the file and the database"),
-        ("import", _import, "make the database follow the file"),
-        ("export", _export, "make the file follow the database"),
-        ("diff", _diff, "show what 'env sync' would change (secrets masked)"),
+    for name, service, text in (
+        ("sync", env_sync, "three-way merge of the file and the database"),
+        ("import", env_import, "make the database follow the file"),
+        ("export", env_export, "make the file follow the database"),
+        ("diff", env_diff, "show what 'env sync' would change (secrets masked)"),
     ):
         parser = actions.add_parser(name, help=text, description=text)
         parser.add_argument(
             "--file", default=None, metavar="PATH", help="the .env file (CONFIGSYNC_ENV_FILE)"
         )
         parser.add_argument("--json", action="store_true", help="machine-readable output")
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=partial(_run, service))

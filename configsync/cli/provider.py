@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from configsync.cli.config import read_value_argument
+from configsync.cli.config import read_value_argument, write_table
 from configsync.logging import MASK
 from providers.models import AIProviderConfig
 from providers.registry import KINDS, OPTION_FIELDS
@@ -87,11 +87,7 @@ def _list(command: BaseCommand, options: dict[str, Any]) -> None:
                 r.default_model,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        command.stdout.write(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    write_table(command, rows)
 
 
 def _delete(command: BaseCommand, options: dict[str, Any]) -> None:

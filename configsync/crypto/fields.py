@@ -133,7 +133,6 @@ class EncryptedTextField(models.TextField):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("null", True)
         kwargs.setdefault("blank", True)
-        kwargs["editable"] = kwargs.get("editable", True)
         super().__init__(*args, **kwargs)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -85,6 +85,30 @@ def parse_key(text: str) -> Key:
     return Key(kid=key_id_for(material), material=material)
 
 
+def key_text_problems(texts: list[str]) -> list[tuple[str, str]]:
+    """What is wrong with the configured keys (blank entries ignored), never echoing a key.
+
+    ``(check id, one-line message)`` pairs: ``configsync.E002`` for each malformed entry (named by
+    position), ``configsync.E003`` when one key is listed twice. The system checks report them
+    all; :func:`validate_key_texts` stops at the first.
+    """
+    problems: list[tuple[str, str]] = []
+    kids: list[str] = []
+    for position, text in enumerate((t for t in texts if t.strip()), start=1):
+        try:
+            kids.append(parse_key(text).kid)
+        except KeyringError as exc:
+            problems.append(
+                (
+                    "configsync.E002",
+                    f"CONFIGSYNC_ENCRYPTION_KEYS entry {position} is malformed: {exc}",
+                )
+            )
+    if len(set(kids)) != len(kids):
+        problems.append(("configsync.E003", "CONFIGSYNC_ENCRYPTION_KEYS lists the same key twice."))
+    return problems
+
+
 def validate_key_texts(texts: list[str]) -> None:
     """Check configured keys before Django starts (``settings.production`` calls it).
 
@@ -93,20 +117,14 @@ def validate_key_texts(texts: list[str]) -> None:
     """
     from django.core.exceptions import ImproperlyConfigured
 
-    keys = [text for text in texts if text.strip()]
-    if not keys:
+    if not any(text.strip() for text in texts):
         raise ImproperlyConfigured(
             "CONFIGSYNC_ENCRYPTION_KEYS is empty: set it to a key printed by "
             "`python manage.py configsync keys generate`"
         )
-    kids = []
-    for position, text in enumerate(keys, start=1):
-        try:
-            kids.append(parse_key(text).kid)
-        except KeyringError as exc:
-            raise ImproperlyConfigured(f"{exc} (entry {position})") from None
-    if len(set(kids)) != len(kids):
-        raise ImproperlyConfigured("CONFIGSYNC_ENCRYPTION_KEYS lists the same key twice")
+    problems = key_text_problems(texts)
+    if problems:
+        raise ImproperlyConfigured(problems[0][1])
 
 
 class Keyring:

@@ -45,7 +45,6 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -94,10 +93,6 @@ class Entry:
     style: Style | None = None
     token: tuple[int, int] = (0, 0)
 
-    @property
-    def is_assignment(self) -> bool:
-        return self.name is not None
-
 
 def _is_lone_cr(text: str) -> bool:
     return "\r" in text.replace("\r\n", "")
@@ -138,13 +133,11 @@ def representable(value: str, style: Style) -> bool:
 
 def minimal_style(value: str) -> Style:
     """The simplest style that reads back exactly and is also safe for ``sh`` and python-dotenv."""
-    if _SHELL_SAFE.fullmatch(value) or (
-        representable(value, "unquoted")
-        and all(c.isalnum() or ord(c) > 127 or _SHELL_SAFE.fullmatch(c) for c in value)
-        and not any(c.isspace() for c in value)
+    if representable(value, "unquoted") and all(
+        _SHELL_SAFE.fullmatch(c) or (ord(c) > 127 and not c.isspace()) for c in value
     ):
         return "unquoted"
-    if representable(value, "single") and "\n" not in value and "\r" not in value:
+    if representable(value, "single") and "\n" not in value:
         return "single"
     return "double"
 
@@ -262,19 +255,9 @@ class EnvDocument:
             last = self.entries[-1]
             self.entries[-1] = replace(last, raw=last.raw + eol)
         line = 1 + sum(e.raw.count("\n") for e in self.entries)
-        raw = format_assignment(name, value, eol=eol)
-        style = minimal_style(value)
-        start = len(name) + 1
-        self.entries.append(
-            Entry(
-                raw=raw,
-                line=line,
-                name=name,
-                value=value,
-                style=style,
-                token=(start, len(raw) - len(eol)),
-            )
-        )
+        appended, _, problem = _parse_entry(format_assignment(name, value, eol=eol), 0, line)
+        assert appended is not None and problem is None  # what we format always parses back
+        self.entries.append(appended)
 
     def remove(self, name: str) -> int:
         """Remove every occurrence of ``name``; return how many lines went."""
@@ -410,8 +393,3 @@ def write_atomic(path: str, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def iter_assignments(document: EnvDocument) -> Iterator[Entry]:
-    """The assignment entries of ``document`` in file order (duplicates included)."""
-    return (entry for entry in document.entries if entry.is_assignment)

@@ -46,10 +46,6 @@ class TransportError(ReplicationError):
         super().__init__(message)
 
 
-class SyncBusyError(ReplicationError):
-    """Another process is already running a cycle with this peer."""
-
-
 class CursorError(ReplicationError):
     """A feed cursor does not parse."""
 

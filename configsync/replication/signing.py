@@ -15,7 +15,8 @@ The canonical string is, joined with newlines: the method in upper case, the pat
 string exactly as sent, the timestamp, the nonce, the hex SHA-256 of the body and the node id.
 
 The receiver (:class:`SyncSignatureAuthentication`, a DRF authentication class) answers 401 when
-the headers are missing, the timestamp is further than ``SIGNATURE_MAX_AGE_SECONDS`` from its
+the headers are missing or malformed (a node id that is not one, a timestamp that is not unix
+seconds), the timestamp is further than ``SIGNATURE_MAX_AGE_SECONDS`` from its
 clock or the nonce was seen before, and 403 when the signature does not match; refused requests
 change nothing. Nonces are remembered in the database (``SyncNonce``), shared by every process of
 the node, for the maximum age (older requests are refused as stale anyway).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -39,12 +41,14 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from configsync.conf import app_settings
+from configsync.replication.checks import NODE_ID_PATTERN
 
 HEADER_NODE = "X-Configsync-Node"
 HEADER_TIMESTAMP = "X-Configsync-Timestamp"
 HEADER_NONCE = "X-Configsync-Nonce"
 HEADER_SIGNATURE = "X-Configsync-Signature"
 SCHEME = "Configsync-HMAC-SHA256"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def canonical(method: str, path: str, timestamp: str, nonce: str, body: bytes, node: str) -> bytes:
@@ -109,7 +113,11 @@ class SyncSignatureAuthentication(BaseAuthentication):
             )
         if not (node and timestamp and nonce and signature):
             raise exceptions.AuthenticationFailed("incomplete sync signature headers")
-        if len(node) > 64 or len(nonce) > 64 or not timestamp.isdigit():
+        if (
+            not NODE_ID_PATTERN.fullmatch(node)
+            or len(nonce) > 64
+            or not _TIMESTAMP.fullmatch(timestamp)
+        ):
             raise exceptions.AuthenticationFailed("malformed sync signature headers")
         max_age = int(app_settings.SIGNATURE_MAX_AGE_SECONDS)
         if abs(time.time() - int(timestamp)) > max_age:
@@ -120,7 +128,8 @@ class SyncSignatureAuthentication(BaseAuthentication):
             canonical(request.method or "", request.get_full_path(), timestamp, nonce, body, node),
             hashlib.sha256,
         ).hexdigest()
-        if not hmac.compare_digest(expected, signature):
+        # Bytes, not str: compare_digest refuses non-ASCII text, and a header may carry any.
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
             raise exceptions.PermissionDenied("bad signature")
         if not nonce_remember(nonce=nonce, node=node, max_age=max_age):
             raise exceptions.AuthenticationFailed("replayed request: nonce already used")

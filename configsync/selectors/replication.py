@@ -194,18 +194,25 @@ def _is_peer_version(version: dict[str, Any]) -> bool:
     return isinstance(origin, str) and 0 < len(origin) <= 64
 
 
+def feed_position(cursor: str | None) -> int:
+    """The sequence of this node's feed that ``cursor`` (one this feed handed out) stands at.
+
+    ``0`` (the start) when the cursor is empty, does not parse, or belongs to another epoch of
+    this feed (the database was reset or restored since): nothing is known to be covered.
+    """
+    try:
+        position = cursor_parse(cursor)
+    except CursorError:
+        return 0
+    if position.epoch and position.epoch != _clock_state()[0]:
+        return 0
+    return position.seq
+
+
 def feed_last_cursor() -> str:
     """The cursor of this node's newest change (what a fully caught-up peer holds)."""
     epoch, last_seq = _clock_state()
     return str(Cursor(epoch, last_seq)) if epoch else str(last_seq)
-
-
-def feed_changes_after(*, cursor: str | None) -> int:
-    """How many feed rows lie after ``cursor`` (``0`` for a cursor of another epoch: unknown)."""
-    position = cursor_parse(cursor)
-    epoch, _ = _clock_state()
-    since = position.seq if (not position.epoch or position.epoch == epoch) else 0
-    return ReplicatedRecord.objects.filter(seq__gt=since).count()
 
 
 def records_unreadable() -> list[dict[str, Any]]:
@@ -244,10 +251,6 @@ def conflicts_list(*, status: str | None = None) -> QuerySet[Conflict]:
     if status:
         queryset = queryset.filter(status=status)
     return queryset
-
-
-def conflicts_open_count() -> int:
-    return Conflict.objects.filter(status=Conflict.Status.OPEN).count()
 
 
 def conflict_changed_fields(conflict: Conflict) -> list[str]:

@@ -14,12 +14,12 @@ from typing import Any
 from configsync.conf import app_settings
 from configsync.models import (
     Conflict,
-    NodeClock,
     Peer,
     PeerCheckpoint,
     ReplicatedRecord,
     SyncRun,
 )
+from configsync.selectors.replication import feed_position, records_unreadable
 
 RECENT_RUNS = 20
 """How many of a peer's latest finished runs the success rate covers."""
@@ -71,32 +71,27 @@ class NodeStatus:
         return data
 
 
-def _pending_since(cursor: str) -> int:
-    """The feed sequence a peer's push checkpoint covers: 0 (everything) when it is unknown,
-    unparsable or from another epoch of our feed (the database was reset or restored)."""
-    from configsync.replication.errors import CursorError
-    from configsync.selectors.replication import cursor_parse
-
-    try:
-        position = cursor_parse(cursor)
-    except CursorError:
-        return 0
-    epoch = NodeClock.objects.values_list("epoch", flat=True).first() or ""
-    if position.epoch and position.epoch != epoch:
-        return 0
-    return position.seq
-
-
 def peer_changes_behind(*, peer: Peer) -> int:
     """Our feed entries the peer has not acknowledged, leaving out those it sent us."""
-    checkpoint = PeerCheckpoint.objects.filter(
-        peer=peer, direction=PeerCheckpoint.Direction.PUSH
-    ).first()
-    since = _pending_since(checkpoint.cursor) if checkpoint else 0
-    pending = ReplicatedRecord.objects.filter(seq__gt=since)
+    cursor = (
+        PeerCheckpoint.objects.filter(peer=peer, direction=PeerCheckpoint.Direction.PUSH)
+        .values_list("cursor", flat=True)
+        .first()
+    )
+    pending = ReplicatedRecord.objects.filter(seq__gt=feed_position(cursor))
     if peer.node_id:
         pending = pending.exclude(received_from=peer.node_id)
     return pending.count()
+
+
+def peer_clock_skew(*, peer: Peer) -> int | None:
+    """The peer's clock minus ours (ms) as last measured by a run; ``None`` when never."""
+    return (
+        SyncRun.objects.filter(peer=peer, skew_ms__isnull=False)
+        .order_by("-started_at", "-id")
+        .values_list("skew_ms", flat=True)
+        .first()
+    )
 
 
 def peer_status(*, peer: Peer, recent: int = RECENT_RUNS) -> PeerStatus:
@@ -107,12 +102,6 @@ def peer_status(*, peer: Peer, recent: int = RECENT_RUNS) -> PeerStatus:
     last_ok = finished.filter(ok=True).order_by("-finished_at", "-id").first()
     last_failed = finished.filter(ok=False).order_by("-finished_at", "-id").first()
     outcomes = list(finished.order_by("-started_at", "-id").values_list("ok", flat=True)[:recent])
-    skew = (
-        runs.filter(skew_ms__isnull=False)
-        .order_by("-started_at", "-id")
-        .values_list("skew_ms", flat=True)
-        .first()
-    )
     return PeerStatus(
         id=peer.pk,
         name=peer.name,
@@ -130,7 +119,7 @@ def peer_status(*, peer: Peer, recent: int = RECENT_RUNS) -> PeerStatus:
         open_conflicts=Conflict.objects.filter(
             status=Conflict.Status.OPEN, source=peer.name
         ).count(),
-        clock_skew_ms=skew,
+        clock_skew_ms=peer_clock_skew(peer=peer),
     )
 
 
@@ -145,8 +134,6 @@ def deployment_mode() -> str:
 
 def unreadable_record_count() -> int:
     """Records this node stores and relays but cannot decrypt (a key it lacks)."""
-    from configsync.selectors.replication import records_unreadable
-
     return len(records_unreadable())
 
 

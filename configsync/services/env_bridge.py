@@ -49,12 +49,12 @@ from configsync.envbridge.merge import Action, Decision, Mode, Versions, decide,
 from configsync.envbridge.policy import BridgePolicy
 from configsync.exceptions import ConfigKeyError
 from configsync.locks import named_lock
+from configsync.logging import MASK
 from configsync.models import EnvBridgeBase, ReplicatedRecord, SystemConfig
 from configsync.value_types import ValueType, value_serialize
 
 logger = logging.getLogger(__name__)
 
-MASK = "********"
 MODEL_LABEL = "configsync.systemconfig"
 LOCK_TIMEOUT_SECONDS = 300
 LOCK_WAIT_SECONDS = 60
@@ -208,11 +208,13 @@ class _Plan:
     name: str
     key: str
     record: SystemConfig | None
+    replicated: ReplicatedRecord | None
+    """The record's replication row as read with it (HLC, origin, tombstone)."""
     versions: Versions
     decision: Decision
-    file_raw: str | None
     line: int | None
-    sensitive_on_write: bool
+    sensitive: bool
+    """Stored (record, base, conflict) and shown (reports) as a secret."""
 
 
 @contextlib.contextmanager
@@ -237,6 +239,10 @@ def _run(*, path: str | None, mode: Mode, dry_run: bool) -> EnvBridgeReport:
             return _run_locked(real=real, policy=policy, mode=mode, dry_run=False)
 
 
+def _unavailable(verb: str, real: str, exc: OSError) -> EnvFileUnavailable:
+    return EnvFileUnavailable(f"cannot {verb} {real}: {exc.strerror or type(exc).__name__}")
+
+
 def _read_file(real: str) -> _FileState:
     try:
         with open(real, "rb") as handle:
@@ -245,42 +251,27 @@ def _read_file(real: str) -> _FileState:
     except FileNotFoundError:
         return _FileState(data=None, document=EnvDocument([]), mtime=None)
     except OSError as exc:
-        raise EnvFileUnavailable(
-            f"cannot read {real}: {exc.strerror or type(exc).__name__}"
-        ) from None
+        raise _unavailable("read", real, exc) from None
     return _FileState(data=data, document=EnvDocument.parse_bytes(data, path=real), mtime=mtime)
 
 
-def _check_writable(real: str) -> None:
-    directory = os.path.dirname(real)
-    if os.path.exists(real):
-        if not os.path.isfile(real):
-            raise EnvFileUnavailable(f"cannot write {real}: not a regular file")
-        if not os.access(real, os.W_OK):
-            raise EnvFileUnavailable(f"cannot write {real}: permission denied")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise EnvFileUnavailable(f"cannot write {real}: directory {directory} is not writable")
+def _replicated_rows(keys: set[str]) -> dict[str, ReplicatedRecord]:
+    """The replication row of each of ``keys`` that has one (live or tombstone)."""
+    # One pass over the model's rows (no IN list: SQLite caps the number of parameters).
+    rows = ReplicatedRecord.objects.filter(model_label=MODEL_LABEL).only(
+        "natural_key", "hlc", "origin_node", "deleted", "updated_at"
+    )
+    return {row.natural_key: row for row in rows.iterator() if row.natural_key in keys}
 
 
-def _db_times(keys: list[str]) -> dict[str, tuple[datetime, bool, ReplicatedRecord]]:
-    """Per key: the time of its current version by its HLC wall clock, tombstone flag, row."""
+def _version_time(row: ReplicatedRecord) -> datetime:
+    """When the version was made: its HLC wall time (the origin node's clock), else the row's."""
     from configsync.replication.hlc import HLC, HLCParseError
 
-    wanted = set(keys)
-    result: dict[str, tuple[datetime, bool, ReplicatedRecord]] = {}
-    # One pass over the model's feed rows (no IN list: SQLite caps the number of parameters).
-    rows = ReplicatedRecord.objects.filter(model_label=MODEL_LABEL).only(
-        "natural_key", "hlc", "deleted", "updated_at"
-    )
-    for row in rows.iterator():
-        if row.natural_key not in wanted:
-            continue
-        try:
-            stamp = datetime.fromtimestamp(HLC.parse(row.hlc).wall_ms / 1000, tz=UTC)
-        except HLCParseError:
-            stamp = row.updated_at
-        result[row.natural_key] = (stamp, row.deleted, row)
-    return result
+    try:
+        return datetime.fromtimestamp(HLC.parse(row.hlc).wall_ms / 1000, tz=UTC)
+    except HLCParseError:
+        return row.updated_at
 
 
 def _run_locked(*, real: str, policy: BridgePolicy, mode: Mode, dry_run: bool) -> EnvBridgeReport:
@@ -288,10 +279,11 @@ def _run_locked(*, real: str, policy: BridgePolicy, mode: Mode, dry_run: bool) -
     state = _read_file(real)
     document = state.document
     bases = {row.variable: row for row in EnvBridgeBase.objects.filter(path=real)}
-    if state.data is None and mode != "export" and any(policy.manages(n) for n in bases):
+    managed_bases = {name: row for name, row in bases.items() if policy.manages(name)}
+    if state.data is None and mode != "export" and managed_bases:
         raise EnvFileUnavailable(
-            f"{real} does not exist but the bridge managed {len(bases)} variable(s) in it; "
-            "restore it, or run 'env export' to recreate it from the database"
+            f"{real} does not exist but the bridge managed {len(managed_bases)} variable(s) in "
+            "it; restore it, or run 'env export' to recreate it from the database"
         )
 
     file_values = {n: v for n, v in document.values().items() if policy.manages(n)}
@@ -300,8 +292,8 @@ def _run_locked(*, real: str, policy: BridgePolicy, mode: Mode, dry_run: bool) -
         name = policy.name_for(record.key)
         if name is not None:
             records[name] = record
-    names = sorted(set(file_values) | set(records) | {n for n in bases if policy.manages(n)})
-    times = _db_times([policy.key_for(n) for n in names])
+    names = sorted(set(file_values) | set(records) | set(managed_bases))
+    replicated = _replicated_rows({policy.key_for(n) for n in names})
 
     plans: list[_Plan] = []
     for name in names:
@@ -309,38 +301,32 @@ def _run_locked(*, real: str, policy: BridgePolicy, mode: Mode, dry_run: bool) -
             name=name,
             policy=policy,
             record=records.get(name),
+            replicated=replicated.get(policy.key_for(name)),
             file_raw=file_values.get(name),
-            base_row=bases.get(name),
+            base_row=managed_bases.get(name),
             file_time=state.mtime,
-            db_time=times.get(policy.key_for(name)),
             line=document.line_of(name),
             mode=mode,
             report=report,
         )
         if plan is not None:
             plans.append(plan)
-
-    for plan in plans:
-        if plan.decision.action is not Action.NONE:
-            report.changes.append(_change_of(plan))
     if dry_run:
+        report.changes = [_change_of(p) for p in plans if p.decision.action is not Action.NONE]
         return report
 
-    stale = [row for n, row in bases.items() if not policy.manages(n)]
     with transaction.atomic():
-        for row in stale:
-            row.delete()
+        for name, row in bases.items():
+            if name not in managed_bases:
+                row.delete()  # the variable left the managed set: forget it was managed
         for plan in plans:
-            _apply(plan, document=document, real=real, state=state, report=report, bases=bases)
-        new_text = document.render()
-        original = state.data.decode("utf-8") if state.data is not None else None
-        if new_text != original and (state.data is not None or new_text):
-            _check_writable(real)
-            _write_if_unchanged(real, state, new_text.encode("utf-8"))
+            base_row = managed_bases.get(plan.name)
+            if _apply(plan, base_row, document=document, real=real, state=state, report=report):
+                report.changes.append(_change_of(plan))
+        new_data = document.render().encode("utf-8")
+        if new_data != (state.data if state.data is not None else b""):
+            _write_if_unchanged(real, state, new_data)
             report.file_written = True
-    # Changes refused (reported as skipped) or deferred to the next run were not applied.
-    not_applied = {s.name for s in report.skipped} | set(report.deferred)
-    report.changes = [c for c in report.changes if c.name not in not_applied]
     if report.changes or report.skipped:
         logger.info("%s", report.summary())
     return report
@@ -351,15 +337,14 @@ def _plan_variable(
     name: str,
     policy: BridgePolicy,
     record: SystemConfig | None,
+    replicated: ReplicatedRecord | None,
     file_raw: str | None,
     base_row: EnvBridgeBase | None,
     file_time: datetime | None,
-    db_time: tuple[datetime, bool, ReplicatedRecord] | None,
     line: int | None,
     mode: Mode,
     report: EnvBridgeReport,
 ) -> _Plan | None:
-    key = policy.key_for(name)
     value_type = record.value_type if record is not None else ValueType.STR
     file_value: str | None = None
     if file_raw is not None:
@@ -378,29 +363,34 @@ def _plan_variable(
         report.skipped.append(SkippedVariable(name, line, f"cannot decrypt: {exc.reason}"))
         return None
 
-    record_time: datetime | None
-    if record is not None:
-        record_time = db_time[0] if db_time and not db_time[1] else record.updated_at
-    elif db_time is not None and db_time[1]:
-        record_time = db_time[0]
+    # The database side's time: its current version's (a tombstone's for a deleted record);
+    # without a matching replication row, the record's updated_at or the base's synced_at.
+    db_time: datetime | None
+    if replicated is not None and replicated.deleted == (record is None):
+        db_time = _version_time(replicated)
+    elif record is not None:
+        db_time = record.updated_at
     else:
-        record_time = base_row.synced_at if base_row is not None else None
+        db_time = base_row.synced_at if base_row is not None else None
     versions = Versions(
-        file=file_value, db=db_value, base=base, file_time=file_time, db_time=record_time
+        file=file_value, db=db_value, base=base, file_time=file_time, db_time=db_time
     )
-    decision = decide(versions, mode)
-    sensitive = bool(record is not None and record.is_sensitive) or policy.is_secret(
-        name, file_raw or db_value or ""
+    # Never downgraded: a record or base that is a secret keeps the variable one, even when
+    # the record was deleted and the file brings a new value the name rule would not flag.
+    sensitive = (
+        (record is not None and record.is_sensitive)
+        or (base_row is not None and base_row.is_sensitive)
+        or policy.is_secret(name, file_raw or db_value or "")
     )
     return _Plan(
         name=name,
-        key=key,
+        key=policy.key_for(name),
         record=record,
+        replicated=replicated,
         versions=versions,
-        decision=decision,
-        file_raw=file_raw,
+        decision=decide(versions, mode),
         line=line,
-        sensitive_on_write=sensitive,
+        sensitive=sensitive,
     )
 
 
@@ -413,7 +403,7 @@ def _change_of(plan: _Plan) -> VariableChange:
         action=action.value,
         old=v.db if to_db else v.file,
         new=v.file if to_db else v.db,
-        sensitive=plan.sensitive_on_write,
+        sensitive=plan.sensitive,
         conflict=plan.decision.conflict,
         winner=plan.decision.winner,
         line=plan.line,
@@ -422,49 +412,50 @@ def _change_of(plan: _Plan) -> VariableChange:
 
 def _apply(
     plan: _Plan,
+    row: EnvBridgeBase | None,
     *,
     document: EnvDocument,
     real: str,
     state: _FileState,
     report: EnvBridgeReport,
-    bases: dict[str, EnvBridgeBase],
-) -> None:
+) -> bool:
+    """Apply one plan; whether it changed a side (``False``: nothing to do, skipped, deferred)."""
     from configsync.services.system_config import system_config_delete, system_config_set
 
     action, v = plan.decision.action, plan.versions
+    agreed = outcome(v, plan.decision)
+    if action is Action.NONE and _base_is_current(plan, row, agreed):
+        return False  # the common case on every beat: no savepoint, no query
     try:
         with transaction.atomic():
             if action in (Action.SET_DB, Action.DELETE_DB) and _record_moved(plan):
                 report.deferred.append(plan.name)
-                return
+                return False
             if plan.decision.conflict:
                 _record_conflict(plan, real=real, state=state)
             if action is Action.SET_DB:
-                creating = plan.record is None
-                raise_sensitive = plan.sensitive_on_write and (
-                    creating or not plan.record.is_sensitive  # type: ignore[union-attr]
-                )
                 system_config_set(
                     key=plan.key,
                     value=v.file,
-                    is_sensitive=True if raise_sensitive else None,
-                    category="env" if creating else None,
+                    is_sensitive=True if plan.sensitive else None,  # raise, never lower
+                    category="env" if plan.record is None else None,
                 )
             elif action is Action.DELETE_DB:
                 with contextlib.suppress(ConfigKeyError):
                     system_config_delete(key=plan.key)
-            _save_base(plan, real=real, bases=bases)
+            _save_base(plan, real=real, row=row, agreed=agreed)
     except ValidationError as exc:
         reason = "; ".join(
             f"{f}: {' '.join(m)}" for f, m in getattr(exc, "message_dict", {}).items()
         ) or " ".join(exc.messages)
         report.skipped.append(SkippedVariable(plan.name, plan.line, f"refused: {reason}"))
-        return
+        return False
     if action is Action.SET_FILE:
         assert v.db is not None
         document.set(plan.name, v.db)
     elif action is Action.DELETE_FILE:
         document.remove(plan.name)
+    return action is not Action.NONE
 
 
 def _record_moved(plan: _Plan) -> bool:
@@ -482,15 +473,21 @@ def _record_moved(plan: _Plan) -> bool:
     return current != (plan.record.updated_at if plan.record is not None else None)
 
 
-def _save_base(plan: _Plan, *, real: str, bases: dict[str, EnvBridgeBase]) -> None:
-    agreed = outcome(plan.versions, plan.decision)
-    row = bases.get(plan.name)
-    if agreed is None:
-        if row is not None:
-            row.delete()
+def _base_is_current(plan: _Plan, row: EnvBridgeBase | None, agreed: str | None) -> bool:
+    """Whether the stored base already says ``agreed`` (``None``: no base), as secret or not."""
+    if row is None:
+        return agreed is None
+    return (
+        agreed is not None and plan.versions.base == agreed and row.is_sensitive == plan.sensitive
+    )
+
+
+def _save_base(plan: _Plan, *, real: str, row: EnvBridgeBase | None, agreed: str | None) -> None:
+    if _base_is_current(plan, row, agreed):
         return
-    sensitive = plan.sensitive_on_write
-    if row is not None and plan.versions.base == agreed and row.is_sensitive == sensitive:
+    if agreed is None:
+        assert row is not None
+        row.delete()
         return
     if row is None:
         row = EnvBridgeBase(
@@ -498,7 +495,7 @@ def _save_base(plan: _Plan, *, real: str, bases: dict[str, EnvBridgeBase]) -> No
             path=real,
             variable=plan.name,
         )
-    row.set_base(agreed, sensitive=sensitive)
+    row.set_base(agreed, sensitive=plan.sensitive)
     row.save()
 
 
@@ -510,10 +507,7 @@ def _record_conflict(plan: _Plan, *, real: str, state: _FileState) -> None:
     from configsync.services.node import node_id
 
     wire = registry.get(MODEL_LABEL)
-    record = plan.record
-    replicated = ReplicatedRecord.objects.filter(
-        model_label=MODEL_LABEL, natural_key=plan.key
-    ).first()
+    record, replicated = plan.record, plan.replicated
     db_version: dict[str, Any] = {
         "hlc": replicated.hlc if replicated else "",
         "origin": replicated.origin_node if replicated else node_id(),
@@ -525,7 +519,7 @@ def _record_conflict(plan: _Plan, *, real: str, state: _FileState) -> None:
         shadow = SystemConfig(
             key=plan.key,
             value_type=record.value_type if record else ValueType.STR,
-            is_sensitive=plan.sensitive_on_write,
+            is_sensitive=plan.sensitive,
             category=record.category if record else "env",
             description=record.description if record else "",
         )
@@ -552,24 +546,32 @@ def _record_conflict(plan: _Plan, *, real: str, state: _FileState) -> None:
 
 
 def _write_if_unchanged(real: str, state: _FileState, data: bytes) -> None:
-    """Replace the file unless someone changed it since this run read it."""
+    """Replace the file unless someone changed it since this run read it.
+
+    A read-only file or directory is refused up front (an operator's ``chmod a-w`` means "do not
+    write this", though a rename could replace it), and so is anything but a regular file.
+    """
+    directory = os.path.dirname(real)
+    if os.path.exists(real):
+        if not os.path.isfile(real):
+            raise EnvFileUnavailable(f"cannot write {real}: not a regular file")
+        if not os.access(real, os.W_OK):
+            raise EnvFileUnavailable(f"cannot write {real}: permission denied")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise EnvFileUnavailable(f"cannot write {real}: directory {directory} is not writable")
     try:
         with open(real, "rb") as handle:
             current: bytes | None = handle.read()
     except FileNotFoundError:
         current = None
     except OSError as exc:
-        raise EnvFileUnavailable(
-            f"cannot read {real}: {exc.strerror or type(exc).__name__}"
-        ) from None
+        raise _unavailable("read", real, exc) from None
     if current != state.data:
         raise EnvFileChanged(f"{real} changed during the run; nothing was written, retry")
     try:
         write_atomic(real, data)
     except OSError as exc:
-        raise EnvFileUnavailable(
-            f"cannot write {real}: {exc.strerror or type(exc).__name__}"
-        ) from None
+        raise _unavailable("write", real, exc) from None
 
 
 def env_sync_scheduled() -> EnvBridgeReport | None:

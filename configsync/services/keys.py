@@ -11,6 +11,11 @@ Rotation re-encrypts each token that is not on the primary (first) key of
 * the change feed's stored wire form of the record (``ReplicatedRecord.data``) gets the same new
   token, again by ``update()`` and without a new version, so peers are never served tokens of a
   key about to be removed;
+* the versions kept in conflicts (``Conflict.local_version``/``remote_version``, wire form) are
+  re-encrypted too, in their own batches: resolving an old conflict writes its token back into
+  the record, so it must still be readable once the old key is dropped. A kept version's token
+  is bound to the record it belongs to (the conflict's model label and natural key and the wire
+  form's field name), exactly as if the record held it;
 * it is idempotent: a token already on the primary key is left alone, so an interrupted run is
   resumed by running it again;
 * a token no configured key can decrypt is reported (model, field, natural key and the reason,
@@ -22,19 +27,25 @@ Every model with an :class:`~configsync.crypto.fields.EncryptedTextField` is fou
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.apps import apps
 from django.db import models, transaction
 
 from configsync.conf import app_settings
-from configsync.crypto.errors import DecryptionError
 from configsync.crypto.fields import Ciphertext, EncryptedTextField, encryption_context
 from configsync.crypto.keyring import TokenError, generate_key, get_keyring, token_key_id
+from configsync.models import Conflict, ReplicatedRecord
+from configsync.replication import registry
 
 logger = logging.getLogger(__name__)
+
+_CONFLICT_SIDES = ("local_version", "remote_version")
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,11 @@ class UnreadableValue:
 
 @dataclass
 class RotationReport:
-    """What one ``keys_rotate`` run did. ``complete`` is false when stopped by ``max_batches``."""
+    """What one ``keys_rotate`` run did. ``complete`` is false when stopped by ``max_batches``.
+
+    ``scanned`` counts records (rows and conflicts); ``rotated``, ``already_current`` and
+    ``unreadable`` count tokens, those of kept conflict versions included.
+    """
 
     primary_key_id: str
     scanned: int = 0
@@ -104,24 +119,76 @@ def _with_any_token(
     return model._base_manager.filter(condition)
 
 
+def _conflict_tokens(conflict: Conflict) -> Iterator[tuple[str, str, str]]:
+    """``(side, field name, token)`` of each encrypted value kept in ``conflict``'s versions.
+
+    Which wire-form fields are encrypted comes from the replication registry (a plain value that
+    happens to look like a token is not one); a conflict of a model no longer registered has none.
+    """
+    try:
+        names = registry.get(conflict.model_label).encrypted_field_names()
+    except LookupError:
+        return
+    for side in _CONFLICT_SIDES:
+        version = getattr(conflict, side)
+        data = version.get("data") if isinstance(version, dict) else None
+        if not isinstance(data, dict):
+            continue
+        for name in names:
+            token = data.get(name)
+            if isinstance(token, str) and token:
+                yield side, name, token
+
+
 def keys_status() -> KeyUsageReport:
-    """Count stored tokens per key id, without decrypting anything."""
+    """Count stored tokens per key id (conflict versions included), without decrypting."""
     keyring = get_keyring()
     counts: Counter[str] = Counter()
+
+    def count(token: str) -> None:
+        try:
+            counts[token_key_id(token)] += 1
+        except TokenError:
+            counts["<not a token>"] += 1
+
     for model, fields in encrypted_models():
         names = [f.attname for f in fields]
         for row in _with_any_token(model, fields).values_list(*names).iterator():
             for token in row:
                 if token is not None:
-                    try:
-                        counts[token_key_id(token)] += 1
-                    except TokenError:
-                        counts["<not a token>"] += 1
+                    count(token)
+    for conflict in _conflicts().iterator():
+        for _side, _name, token in _conflict_tokens(conflict):
+            count(token)
     return KeyUsageReport(
         primary_key_id=keyring.primary.kid,
         configured_key_ids=[key.kid for key in keyring.keys],
         tokens_by_key_id=dict(counts),
     )
+
+
+def _rotated(
+    token: str, *, context: str, report: RotationReport, where: tuple[str, str, str]
+) -> str | None:
+    """``token`` re-encrypted with the primary key, or ``None`` when it stays as it is.
+
+    A token already on the primary key is counted as current; one no key can read is reported
+    (``where`` = model, field, record; never a value) and left alone.
+    """
+    keyring = get_keyring()
+    try:
+        if token_key_id(token) == keyring.primary.kid:
+            report.already_current += 1
+            return None
+        plaintext = keyring.decrypt(token, context=context)
+    except TokenError as exc:
+        model, field_name, record = where
+        report.unreadable.append(
+            UnreadableValue(model=model, field=field_name, record=record, reason=str(exc))
+        )
+        return None
+    report.rotated += 1
+    return keyring.encrypt(plaintext, context=context)
 
 
 def _mirror_into_replication_record(
@@ -133,12 +200,8 @@ def _mirror_into_replication_record(
     unchanged save would look like a change (row token != feed token). Only a token equal to the
     one just rotated is replaced; the version (seq, HLC) is untouched: not a change of the value.
     """
-    try:
-        record_model = apps.get_model("configsync", "ReplicatedRecord")
-    except LookupError:
-        return
     record = (
-        record_model._base_manager.select_for_update()
+        ReplicatedRecord.objects.select_for_update()
         .filter(model_label=model._meta.label_lower, natural_key=natural_key)
         .first()
     )
@@ -150,7 +213,7 @@ def _mirror_into_replication_record(
         if updated.get(name) == str(old):
             updated[name] = str(new)
     if updated != data:
-        record_model._base_manager.filter(pk=record.pk).update(data=updated)
+        ReplicatedRecord.objects.filter(pk=record.pk).update(data=updated)
 
 
 def _rotate_batch(
@@ -162,8 +225,8 @@ def _rotate_batch(
     report: RotationReport,
 ) -> object | None:
     """Rotate the next ``batch_size`` rows after ``after_pk``; the last pk seen, or ``None``."""
-    keyring = get_keyring()
     natural_key_field: str = model.natural_key_field  # type: ignore[attr-defined]
+    label = model._meta.label_lower
     queryset = _with_any_token(model, fields).order_by("pk")
     if after_pk is not None:
         queryset = queryset.filter(pk__gt=after_pk)
@@ -175,43 +238,26 @@ def _rotate_batch(
         )
         for row in rows:
             report.scanned += 1
-            changes: dict[str, Ciphertext] = {}
+            natural_key = str(getattr(row, natural_key_field))
+            updates: dict[str, Ciphertext] = {}
+            changes: dict[str, tuple[str, str]] = {}
             for f in fields:
                 token = row.__dict__.get(f.attname)
                 if token is None:
                     continue
-                try:
-                    if token_key_id(token) == keyring.primary.kid:
-                        report.already_current += 1
-                        continue
-                    plaintext = f.decrypt(row, token)
-                except (DecryptionError, TokenError) as exc:
-                    reason = exc.reason if isinstance(exc, DecryptionError) else str(exc)
-                    report.unreadable.append(
-                        UnreadableValue(
-                            model=model._meta.label_lower,
-                            field=f.name,
-                            record=str(getattr(row, natural_key_field)),
-                            reason=reason,
-                        )
-                    )
-                    continue
-                changes[f.attname] = Ciphertext(
-                    keyring.encrypt(plaintext, context=encryption_context(row, f.name))
+                new = _rotated(
+                    token,
+                    context=encryption_context(row, f.name),
+                    report=report,
+                    where=(label, f.name, natural_key),
                 )
-            if changes:
+                if new is not None:
+                    updates[f.attname] = Ciphertext(new)
+                    changes[f.name] = (str(token), new)
+            if updates:
                 # update(), not save(): no signal, no updated_at, nothing to replicate.
-                model._base_manager.filter(pk=row.pk).update(**changes)
-                report.rotated += len(changes)
-                _mirror_into_replication_record(
-                    model,
-                    natural_key=str(getattr(row, natural_key_field)),
-                    tokens={
-                        f.name: (row.__dict__[f.attname], changes[f.attname])
-                        for f in fields
-                        if f.attname in changes
-                    },
-                )
+                model._base_manager.filter(pk=row.pk).update(**updates)
+                _mirror_into_replication_record(model, natural_key=natural_key, tokens=changes)
     if rows:
         report.batches += 1
     if len(rows) < batch_size:
@@ -219,25 +265,71 @@ def _rotate_batch(
     return rows[-1].pk
 
 
+def _conflicts() -> models.QuerySet[Conflict]:
+    return Conflict.objects.order_by("pk").only(
+        "pk", "model_label", "natural_key", *_CONFLICT_SIDES
+    )
+
+
+def _rotate_conflict_batch(
+    *, after_pk: object, batch_size: int, report: RotationReport
+) -> object | None:
+    """Rotate the tokens kept in the next ``batch_size`` conflicts; the last pk, or ``None``."""
+    queryset = _conflicts()
+    if after_pk is not None:
+        queryset = queryset.filter(pk__gt=after_pk)
+    with transaction.atomic():
+        conflicts = list(queryset.select_for_update()[:batch_size])
+        for conflict in conflicts:
+            report.scanned += 1
+            versions = {side: copy.deepcopy(getattr(conflict, side)) for side in _CONFLICT_SIDES}
+            changed = False
+            for side, name, token in _conflict_tokens(conflict):
+                new = _rotated(
+                    token,
+                    context=f"{conflict.model_label}.{name}:{conflict.natural_key}",
+                    report=report,
+                    where=(
+                        conflict.model_label,
+                        name,
+                        f"{conflict.natural_key}, conflict {conflict.pk} {side}",
+                    ),
+                )
+                if new is not None:
+                    versions[side]["data"][name] = new
+                    changed = True
+            if changed:
+                Conflict.objects.filter(pk=conflict.pk).update(**versions)
+    if conflicts:
+        report.batches += 1
+    if len(conflicts) < batch_size:
+        return None
+    return conflicts[-1].pk
+
+
 def keys_rotate(*, batch_size: int | None = None, max_batches: int | None = None) -> RotationReport:
     """Re-encrypt every encrypted value not on the primary key; see the module docstring.
 
-    ``batch_size`` rows per transaction (default ``CONFIGSYNC_ROTATION_BATCH_SIZE``);
-    ``max_batches`` stops early (``report.complete`` is then false; run again to resume).
-    Raises ``KeyringError`` when no usable key is configured; never raises for one bad value.
+    ``batch_size`` rows (or conflicts) per transaction (default
+    ``CONFIGSYNC_ROTATION_BATCH_SIZE``); ``max_batches`` stops early (``report.complete`` is then
+    false; run again to resume). Raises ``KeyringError`` when no usable key is configured; never
+    raises for one bad value.
     """
     size = batch_size or app_settings.ROTATION_BATCH_SIZE
     if size < 1:
         raise ValueError("batch_size must be at least 1")
     report = RotationReport(primary_key_id=get_keyring().primary.kid)
-    for model, fields in encrypted_models():
+    walks: list[functools.partial[object | None]] = [
+        functools.partial(_rotate_batch, model, fields, batch_size=size, report=report)
+        for model, fields in encrypted_models()
+    ]
+    walks.append(functools.partial(_rotate_conflict_batch, batch_size=size, report=report))
+    for walk in walks:
         after_pk: object | None = None
         while True:
             if max_batches is not None and report.batches >= max_batches:
                 return report
-            after_pk = _rotate_batch(
-                model, fields, after_pk=after_pk, batch_size=size, report=report
-            )
+            after_pk = walk(after_pk=after_pk)
             if after_pk is None:
                 break
     report.complete = True

@@ -1,14 +1,27 @@
-"""Peers of this node: seeding from ``CONFIGSYNC_PEERS`` and the reads the scheduler needs."""
+"""Peers of this node: seeding from ``CONFIGSYNC_PEERS``, the reads the scheduler needs, and
+collecting tombstones every peer has."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_slug
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from configsync.conf import app_settings
-from configsync.models import Peer
+from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
+from configsync.selectors.replication import feed_position
+
+TOMBSTONE_MIN_AGE = timedelta(days=7)
+"""A tombstone is kept at least this long, even once every known peer has it.
+
+Acknowledgement covers the peers this node knows. A peer added later (or removed and added
+again, or restored from an older backup) that still holds the record would resurrect it once its
+tombstone is gone; a week covers the usual time to wire a new node in.
+"""
 
 
 def peers_parse_setting(entries: list[str] | str) -> list[tuple[str, str]]:
@@ -16,20 +29,21 @@ def peers_parse_setting(entries: list[str] | str) -> list[tuple[str, str]]:
     if isinstance(entries, str):
         entries = [part for part in entries.split(",")]
     parsed: list[tuple[str, str]] = []
-    for raw in entries:
+    for position, raw in enumerate(entries, start=1):
         entry = raw.strip()
         if not entry:
             continue
         name, sep, url = entry.partition("=")
         name, url = name.strip(), url.strip().rstrip("/")
+        # Name the item by position, never quote it: a URL may carry credentials.
         if not sep or not name or not url:
-            raise ValidationError(f"CONFIGSYNC_PEERS: {entry!r} is not name=base_url")
+            raise ValidationError(f"CONFIGSYNC_PEERS: item {position} is not name=base_url")
         try:
             validate_slug(name)
             URLValidator(schemes=["http", "https"])(url)
         except ValidationError:
             raise ValidationError(
-                f"CONFIGSYNC_PEERS: {entry!r} needs a slug name and an http(s) URL"
+                f"CONFIGSYNC_PEERS: item {position} needs a slug name and an http(s) URL"
             ) from None
         parsed.append((name, url))
     return parsed
@@ -64,37 +78,40 @@ def peer_get_by_name(name: str) -> Peer:
     return Peer.objects.get(name=name)
 
 
+_COLLECT_BATCH = 500
+
+
 def tombstones_collect() -> int:
     """Delete tombstones every known peer has acknowledged; return how many were deleted.
 
     A peer has acknowledged a tombstone when our push checkpoint with it is at or past the
     tombstone's sequence (it answered the push that carried it) or when it sent us the tombstone
-    itself. Disabled peers count: they may come back. With no peers at all, every tombstone goes.
+    itself. Disabled peers count: they may come back. Whatever the acknowledgements, a tombstone
+    younger than ``TOMBSTONE_MIN_AGE`` stays (a peer added later may still hold the record); with
+    no peers at all, every older tombstone goes.
     """
-    from django.db.models import Q
-
-    from configsync.models import PeerCheckpoint, ReplicatedRecord
-    from configsync.replication.errors import CursorError
-    from configsync.selectors.replication import cursor_parse, feed_last_cursor
-
-    epoch = cursor_parse(feed_last_cursor()).epoch
-    condition = Q(deleted=True)
-    for peer in Peer.objects.all():
-        checkpoint = PeerCheckpoint.objects.filter(
-            peer=peer, direction=PeerCheckpoint.Direction.PUSH
-        ).first()
-        acked = 0
-        if checkpoint is not None:
-            try:
-                position = cursor_parse(checkpoint.cursor)
-            except CursorError:
-                position = None
-            if position is not None and (not position.epoch or position.epoch == epoch):
-                acked = position.seq
-        by_peer = Q(seq__lte=acked)
-        if peer.node_id:
-            by_peer |= Q(received_from=peer.node_id)
+    pushed = dict(
+        PeerCheckpoint.objects.filter(direction=PeerCheckpoint.Direction.PUSH).values_list(
+            "peer_id", "cursor"
+        )
+    )
+    condition = Q(deleted=True, updated_at__lt=timezone.now() - TOMBSTONE_MIN_AGE)
+    for peer_id, peer_node in Peer.objects.values_list("id", "node_id"):
+        by_peer = Q(seq__lte=feed_position(pushed.get(peer_id)))
+        if peer_node:
+            by_peer |= Q(received_from=peer_node)
         condition &= by_peer
-    with transaction.atomic():
-        deleted, _ = ReplicatedRecord.objects.filter(condition).delete()
-    return deleted
+    total = 0
+    while True:
+        with transaction.atomic():
+            # Lock, then delete by id: the condition is re-checked under the lock, so a tombstone
+            # a concurrent write is turning back into a live record is never deleted.
+            ids = list(
+                ReplicatedRecord.objects.select_for_update()
+                .filter(condition)
+                .values_list("pk", flat=True)[:_COLLECT_BATCH]
+            )
+            deleted, _ = ReplicatedRecord.objects.filter(pk__in=ids).delete()
+        total += deleted
+        if len(ids) < _COLLECT_BATCH:
+            return total

@@ -77,13 +77,18 @@ def clock_locked() -> NodeClock:
     return clock
 
 
-def clock_now() -> HLC:
-    """A fresh local timestamp (advances and saves the clock; call inside a transaction)."""
+def clock_issue() -> tuple[HLC, int]:
+    """Issue a local write's new timestamp and its feed sequence number, in one clock update.
+
+    Call inside a transaction: the clock row stays locked until it ends, which is what makes
+    sequence numbers become visible in commit order (see the module docstring).
+    """
     clock = clock_locked()
     wall, logical = tick(clock.last_wall_ms, clock.last_logical, now_ms=physical_now_ms())
     clock.last_wall_ms, clock.last_logical = wall, logical
-    clock.save(update_fields=["last_wall_ms", "last_logical", "epoch"])
-    return HLC(wall, logical, node_id())
+    clock.last_seq += 1
+    clock.save()
+    return HLC(wall, logical, node_id()), clock.last_seq
 
 
 # --- local writes -----------------------------------------------------------------------------
@@ -131,21 +136,16 @@ def replication_record_local_change(
         )
         if not force and record is not None and record.deleted == deleted and record.data == data:
             return None
-        clock = clock_locked()
-        self_node = node_id()
-        wall, logical = tick(clock.last_wall_ms, clock.last_logical, now_ms=physical_now_ms())
-        stamp = str(HLC(wall, logical, self_node))
-        clock.last_wall_ms, clock.last_logical = wall, logical
-        clock.last_seq += 1
-        clock.save()
+        issued, seq = clock_issue()
+        stamp = str(issued)
         if record is None:
             record = ReplicatedRecord(model_label=rm.label, natural_key=key)
-        record.version_vector = {**(record.version_vector or {}), self_node: stamp}
+        record.version_vector = {**(record.version_vector or {}), issued.node: stamp}
         record.hlc = stamp
-        record.origin_node = self_node
+        record.origin_node = issued.node
         record.deleted = deleted
         record.data = data
-        record.seq = clock.last_seq
+        record.seq = seq
         record.received_from = ""
         record.unreadable = _unreadable(data, rm)
         record.save()
@@ -274,22 +274,34 @@ class ItemResult:
         }
 
 
-def _validate_data(
-    rm: registry.ReplicatedModel, key: str, data: Any, errors: list[str]
-) -> dict[str, Any] | None:
-    if not isinstance(data, dict):
-        errors.append("data must be an object (or null for a tombstone)")
-        return None
+class _Refused(Exception):
+    """Why one item of a batch is refused (internal to ``changes_validate``)."""
+
+    def __init__(self, *reasons: str) -> None:
+        super().__init__(reasons[0])
+        self.reasons = list(reasons)
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise _Refused(reason)
+
+
+def _is_text(value: Any, *, limit: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[str, Any]:
+    _require(isinstance(data, dict), "data must be an object (or null for a tombstone)")
     fields = {f.name: f for f in rm.fields()}
     unknown = sorted(set(data) - set(fields))
-    if unknown:
-        errors.append(f"unknown fields: {', '.join(unknown)}")
-        return None
+    _require(not unknown, f"unknown fields: {', '.join(name[:64] for name in unknown[:20])}")
+    problems: list[str] = []
     for name, value in data.items():
         f = fields[name]
         if is_encrypted_field(f):
             if value is not None and not is_token(value):
-                errors.append(f"{name}: must be a configsync ciphertext token or null")
+                problems.append(f"{name}: must be a configsync ciphertext token or null")
             continue
         try:
             f.clean(value, None)
@@ -297,38 +309,30 @@ def _validate_data(
             # Name the field and the rule (error code), never the value: some of Django's
             # messages quote the value they refused.
             codes = sorted({error.code or "invalid" for error in exc.error_list})
-            errors.append(f"{name}: invalid ({', '.join(codes)})")
+            problems.append(f"{name}: invalid ({', '.join(codes)})")
         except (TypeError, ValueError):
-            errors.append(f"{name}: wrong type")
+            problems.append(f"{name}: wrong type")
     if rm.natural_key_field in data and str(data[rm.natural_key_field]) != key:
-        errors.append(f"{rm.natural_key_field} does not match the item's key")
-    return data
+        problems.append(f"{rm.natural_key_field} does not match the item's key")
+    if problems:
+        raise _Refused(*problems)
+    return dict(data)
 
 
-def _parse_version(
-    rm: registry.ReplicatedModel, key: str, raw: dict[str, Any], errors: list[str]
-) -> Version | None:
+def _parse_version(rm: registry.ReplicatedModel, key: str, raw: dict[str, Any]) -> Version:
     try:
         stamp = HLC.parse(raw.get("hlc"))
     except HLCParseError as exc:
-        errors.append(f"hlc: {exc}")
-        return None
-    origin = raw.get("origin")
-    if not isinstance(origin, str) or not origin or len(origin) > 64:
-        errors.append("origin must be a node id")
-        return None
+        raise _Refused(f"hlc: {exc}") from None
+    origin: Any = raw.get("origin")
+    _require(_is_text(origin, limit=64), "origin must be a node id")
     deleted = raw.get("deleted")
-    if not isinstance(deleted, bool):
-        errors.append("deleted must be a boolean")
-        return None
+    _require(isinstance(deleted, bool), "deleted must be a boolean")
     data = raw.get("data")
     if deleted:
-        if data is not None:
-            errors.append("a tombstone carries no data")
-            return None
+        _require(data is None, "a tombstone carries no data")
         return Version(stamp, origin, True, None)
-    checked = _validate_data(rm, key, data, errors)
-    return None if checked is None else Version(stamp, origin, False, checked)
+    return Version(stamp, origin, False, _validate_data(rm, key, data))
 
 
 def changes_validate(changes: Any) -> list[ParsedChange]:
@@ -338,7 +342,8 @@ def changes_validate(changes: Any) -> list[ParsedChange]:
     key, at most once per batch; has a parseable HLC not further than ``MAX_CLOCK_SKEW_SECONDS``
     ahead of this node's physical clock; a version vector of HLCs; a tombstone flag; and data
     whose fields exist and whose values pass the fields' own validation (ciphertext is checked
-    for shape only, never decrypted).
+    for shape only, never decrypted). An item is answered with its first structural problem,
+    or with every field that fails validation.
     """
     if not isinstance(changes, list):
         raise ChangeValidationError([{"index": -1, "reason": "changes must be a list"}])
@@ -354,81 +359,63 @@ def changes_validate(changes: Any) -> list[ParsedChange]:
     seen: set[tuple[str, str]] = set()
     worst_skew: int | None = None
     for index, item in enumerate(changes):
-        problems: list[str] = []
-        change = _parse_item(item, problems)
-        if change is not None:
+        try:
+            change = _parse_item(item)
             ident = (change.model.label, change.key)
-            if ident in seen:
-                problems.append("the batch names this record twice")
+            _require(ident not in seen, "the batch names this record twice")
             seen.add(ident)
+            skew = change.version.hlc.wall_ms - now_ms
             if change.version.hlc.wall_ms > bound_ms:
-                skew = change.version.hlc.wall_ms - now_ms
                 worst_skew = skew if worst_skew is None else max(worst_skew, skew)
-                problems.append(
+                raise _Refused(
                     f"clock skew: timestamp is {skew} ms ahead of this node's clock "
                     f"(at most {app_settings.MAX_CLOCK_SKEW_SECONDS} s allowed)"
                 )
-        if problems:
-            errors.extend({"index": index, "reason": p} for p in problems)
-        elif change is not None:
+        except _Refused as refused:
+            errors.extend({"index": index, "reason": reason} for reason in refused.reasons)
+        else:
             parsed.append(change)
     if errors:
         raise ChangeValidationError(errors, skew_ms=worst_skew)
     return parsed
 
 
-def _parse_item(item: Any, problems: list[str]) -> ParsedChange | None:
-    if not isinstance(item, dict):
-        problems.append("item must be an object")
-        return None
+def _parse_item(item: Any) -> ParsedChange:
+    _require(isinstance(item, dict), "item must be an object")
     label = item.get("model")
-    if not isinstance(label, str):
-        problems.append("model must be a string")
-        return None
+    _require(isinstance(label, str), "model must be a string")
     try:
         rm = registry.get(label)
     except LookupError:
-        problems.append(f"unknown model {label[:100]!r}")
-        return None
+        raise _Refused(f"unknown model {label[:100]!r}") from None
     key = item.get("key")
-    if not isinstance(key, str) or not key or len(key) > 255:
-        problems.append("key must be a non-empty string of at most 255 characters")
-        return None
-    version = _parse_version(rm, key, item, problems)
+    _require(_is_text(key, limit=255), "key must be a non-empty string of at most 255 characters")
+    version = _parse_version(rm, key, item)
     vv = item.get("vv")
-    if not isinstance(vv, dict) or not vv:
-        problems.append("vv must be a non-empty object")
-        return None
-    for node, stamp in vv.items():
+    _require(isinstance(vv, dict) and bool(vv), "vv must be a non-empty object")
+    for node, node_stamp in vv.items():
         try:
-            HLC.parse(stamp)
+            HLC.parse(node_stamp)
         except HLCParseError:
-            problems.append(f"vv entry {str(node)[:64]!r} is not a timestamp")
-            return None
-    losers: list[Version] = []
+            raise _Refused(f"vv entry {str(node)[:64]!r} is not a timestamp") from None
     raw_losers = item.get("losers", [])
-    if not isinstance(raw_losers, list):
-        problems.append("losers must be a list")
-        return None
+    _require(isinstance(raw_losers, list), "losers must be a list")
+    losers: list[Version] = []
     for raw in raw_losers:
-        if not isinstance(raw, dict):
-            problems.append("a loser must be an object")
-            return None
-        loser = _parse_version(rm, key, raw, problems)
-        if loser is not None:
-            losers.append(loser)
-    resolved = _parse_resolved(item.get("resolved", []), problems)
-    if version is None or problems:
-        return None
+        _require(isinstance(raw, dict), "a loser must be an object")
+        losers.append(_parse_version(rm, key, raw))
     return ParsedChange(
-        model=rm, key=key, version=version, vv=dict(vv), losers=losers, resolved=resolved
+        model=rm,
+        key=key,
+        version=version,
+        vv=dict(vv),
+        losers=losers,
+        resolved=_parse_resolved(item.get("resolved", [])),
     )
 
 
-def _parse_resolved(raw: Any, problems: list[str]) -> list[tuple[frozenset[str], str]]:
-    if not isinstance(raw, list):
-        problems.append("resolved must be a list")
-        return []
+def _parse_resolved(raw: Any) -> list[tuple[frozenset[str], str]]:
+    _require(isinstance(raw, list), "resolved must be a list")
     notes: list[tuple[frozenset[str], str]] = []
     for note in raw:
         versions = note.get("versions") if isinstance(note, dict) else None
@@ -436,14 +423,13 @@ def _parse_resolved(raw: Any, problems: list[str]) -> list[tuple[frozenset[str],
         try:
             if not isinstance(versions, list) or len(versions) != 2:
                 raise HLCParseError("versions must be two timestamps")
-            for stamp in [*versions, chosen]:
-                HLC.parse(stamp)
+            for text in [*versions, chosen]:
+                HLC.parse(text)
         except HLCParseError:
-            problems.append("resolved: each note needs two version timestamps and the chosen one")
-            return []
-        if chosen not in versions:
-            problems.append("resolved: the chosen timestamp must be one of the versions")
-            return []
+            raise _Refused(
+                "resolved: each note needs two version timestamps and the chosen one"
+            ) from None
+        _require(chosen in versions, "resolved: the chosen timestamp must be one of the versions")
         notes.append((frozenset(versions), str(chosen)))
     return notes
 

@@ -23,7 +23,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from configsync.conf import app_settings
@@ -305,9 +304,3 @@ def sync_diff(*, peer_id: int, transport: Transport | None = None) -> SyncDiff:
             else:
                 diff.only_remote.append(entry)
     return diff
-
-
-def peer_checkpoints_reset(*, peer_id: int) -> None:
-    """Forget both checkpoints of a peer: the next cycle exchanges everything again (idempotent)."""
-    with transaction.atomic():
-        PeerCheckpoint.objects.filter(peer_id=peer_id).update(cursor="")

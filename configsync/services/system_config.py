@@ -10,12 +10,14 @@ from django.db import transaction
 from configsync.conf import app_settings
 from configsync.exceptions import ConfigKeyError
 from configsync.models import SystemConfig
+from configsync.services.retry import retry_on_concurrent_create
 from configsync.value_types import value_serialize
 
 _UNSET: Any = object()
+ALREADY_EXISTS = "A record with this key already exists."
 
 
-@transaction.atomic
+@retry_on_concurrent_create
 def system_config_set(
     *,
     key: str,
@@ -24,6 +26,7 @@ def system_config_set(
     is_sensitive: bool | None = None,
     category: str | None = None,
     description: str | None = None,
+    create_only: bool = False,
 ) -> SystemConfig:
     """Create or update the setting ``key``; return it.
 
@@ -33,10 +36,14 @@ def system_config_set(
     ``None`` keep the record's current attribute (or the default on create). A sensitive value is
     stored only as ciphertext. Raises ``ValidationError`` (nothing saved) when the key, type or
     value is invalid; the message never contains the value. ``DecryptionError`` when a kept
-    sensitive value must be re-stored but cannot be decrypted.
+    sensitive value must be re-stored but cannot be decrypted. With ``create_only`` an existing
+    ``key`` is a ``ValidationError`` instead of an update. Atomic; when another transaction
+    creates ``key`` between our read and our insert, the call is retried once and then updates it
+    (or, with ``create_only``, refuses) (``configsync.services.retry``).
     """
     record = SystemConfig.objects.select_for_update().filter(key=key).first()
-    creating = record is None
+    if record is not None and create_only:
+        raise ValidationError({"key": ALREADY_EXISTS})
     if record is None:
         if value is _UNSET:
             raise ValidationError({"value": "Required when creating a setting."})
@@ -72,7 +79,9 @@ def system_config_set(
             record.value = text
             record.secret_value = None
     # The secret is text already validated above; cleaning it would only decrypt it again.
-    record.full_clean(exclude=["secret_value"], validate_unique=creating)
+    # Uniqueness of the key is the database's to enforce: a row that appeared since our read
+    # makes the insert fail, and the retry updates it instead of refusing a "set".
+    record.full_clean(exclude=["secret_value"], validate_unique=False)
     record.save()
     return record
 

@@ -13,7 +13,14 @@ from configsync.models import Conflict, ReplicatedRecord, SyncNonce, SystemConfi
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.signing import sign
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import LOCAL, REMOTE, SECRET, remote_change, stamp
+from tests.replication.conftest import (
+    LOCAL,
+    REMOTE,
+    SECRET,
+    remote_change,
+    stamp,
+    use_replication_settings,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +30,7 @@ CHANGES = "/api/v1/sync/changes"
 
 @pytest.fixture(autouse=True)
 def _sync_settings(settings: Any) -> None:
-    settings.CONFIGSYNC_NODE_ID = LOCAL
-    settings.CONFIGSYNC_SYNC_SECRET = SECRET
-    settings.CONFIGSYNC_PEERS = []
+    use_replication_settings(settings)
 
 
 def signed(
@@ -136,6 +141,27 @@ def test_forged_signature_gets_403_and_changes_nothing() -> None:
     renamed = _tamper(good, **{"X-Configsync-Node": "node-evil"})
     assert signed("POST", PUSH, body, headers=renamed).status_code == 403
     assert not ReplicatedRecord.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "code"),
+    [
+        ("X-Configsync-Signature", "\u00e9" * 64, 403),  # not ASCII: a bad signature, not a 500
+        ("X-Configsync-Timestamp", "\u00b2", 401),  # a digit to str.isdigit(), not to int()
+        ("X-Configsync-Timestamp", "9" * 5000, 401),  # beyond int()'s digit limit
+        ("X-Configsync-Node", "node evil", 401),  # not a node id
+    ],
+)
+def test_malformed_signature_headers_are_refused_not_crashed_on(
+    header: str, value: str, code: int
+) -> None:
+    body = {"changes": [remote_change("A")]}
+    good = sign(
+        secret=SECRET, method="POST", path=PUSH, body=json.dumps(body).encode(), node=REMOTE
+    )
+    response = signed("POST", PUSH, body, headers=_tamper(good, **{header: value}))
+    assert response.status_code == code
+    assert not ReplicatedRecord.objects.exists() and not SyncNonce.objects.exists()
 
 
 def test_stale_signature_gets_401(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:

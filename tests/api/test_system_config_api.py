@@ -191,3 +191,49 @@ def test_request_body_over_the_upload_limit_is_json_413(writer: APIClient, setti
     assert response["Content-Type"] == "application/json"
     assert b"sk-CANARY" not in response.content
     assert not SystemConfig.objects.filter(key="BIG").exists()
+
+
+def test_a_secret_this_node_cannot_decrypt_is_a_json_500_and_not_a_reveal(
+    client_for: Callable[[str], APIClient], secret_setting: SystemConfig
+) -> None:
+    from configsync.crypto.fields import encryption_context
+    from configsync.crypto.keyring import Keyring, generate_key, parse_key
+    from configsync.models import AuditEvent
+
+    lost = Keyring([parse_key(generate_key())]).encrypt(
+        "sk-CANARY-lost-key", context=encryption_context(secret_setting, "secret_value")
+    )
+    SystemConfig.objects.filter(key="OPENAI_API_KEY").update(secret_value=lost)
+    url = f"{SYSTEM}OPENAI_API_KEY/"
+    revealer = client_for("reveal")
+    for response in (revealer.get(url, {"reveal": "true"}), revealer.get(SYSTEM, {"reveal": "1"})):
+        assert response.status_code == 500
+        assert response["Content-Type"] == "application/json"
+        detail = response.json()["detail"]
+        assert "OPENAI_API_KEY" in detail and "secret_value" in detail
+        assert b"enc1:" not in response.content and b"sk-CANARY" not in response.content
+    assert not AuditEvent.objects.exists(), "nothing was revealed, so nothing is audited"
+    # Masked reads and metadata writes need no decryption and keep the stored token.
+    assert revealer.get(url).json()["value"] == "********"
+    patched = client_for("write").patch(url, {"description": "kept"}, format="json")
+    assert patched.status_code == 200, patched.content
+    assert SystemConfig.objects.values_list("secret_value", flat=True).get(
+        key="OPENAI_API_KEY"
+    ) == (lost)
+
+
+def test_a_listing_with_reveal_audits_each_secret_once(
+    client_for: Callable[[str], APIClient], secret_setting: SystemConfig, canary: str
+) -> None:
+    from configsync.models import AuditEvent
+    from configsync.services.system_config import system_config_set
+
+    system_config_set(key="SECOND_SECRET", value="sk-CANARY-second", is_sensitive=True)
+    system_config_set(key="PLAIN", value="visible")
+    response = client_for("reveal").get(SYSTEM, {"reveal": "true"})
+    assert response.status_code == 200
+    assert {row["key"]: row["value"] for row in response.json()}["OPENAI_API_KEY"] == canary
+    assert sorted(AuditEvent.objects.values_list("natural_key", flat=True)) == [
+        "OPENAI_API_KEY",
+        "SECOND_SECRET",
+    ]

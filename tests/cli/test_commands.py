@@ -1,14 +1,14 @@
-"""``manage.py configsync`` set/get/list/delete, provider and keys: output and exit codes."""
+"""``manage.py configsync`` set/get/list/delete, provider and keys: output and exit codes.
+
+``cli`` (tests/conftest.py) runs the command in-process and returns its exit code and output.
+"""
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
@@ -18,32 +18,6 @@ from configsync.services.system_config import system_config_set
 from providers.models import AIProviderConfig
 
 pytestmark = pytest.mark.django_db
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    @property
-    def last_line(self) -> str:
-        return self.out.rstrip("\n").split("\n")[-1]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    def run(*args: str, stdin: str | None = None) -> Result:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        out = io.StringIO()
-        capsys.readouterr()
-        try:
-            call_command("configsync", *args, stdout=out)
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        return Result(code, out.getvalue(), capsys.readouterr().err)
-
-    return run
 
 
 def test_set_get_list_delete_round_trip(cli: Any) -> None:
@@ -97,6 +71,7 @@ def test_value_can_come_from_standard_input(cli: Any, canary: str) -> None:
         (("set", "J", "{", "--type", "json"), "value: Enter valid JSON."),
         (("set", "bad key", "x"), "key: Use letters"),
         (("provider", "set", "p", "--kind", "mistral", "--api-key", "sk-CANARY-1"), "kind:"),
+        (("provider", "set", "p", "--kind", "sk-CANARY-misplaced"), "Unknown provider kind"),
         (("provider", "set", "p", "--kind", "openai"), "api_key: Required for OpenAI."),
         (
             ("provider", "set", "p", "--kind", "azure_openai", "--api-key", "sk-CANARY-1"),
@@ -192,3 +167,14 @@ def test_get_of_an_undecryptable_value_exits_1_naming_record(cli: Any, canary: s
     assert "BROKEN" in result.err and "secret_value" in result.err
     assert "enc1:" not in result.err and "Traceback" not in result.err
     assert cli("get", "BROKEN").last_line == "********"  # masking needs no decryption
+
+
+def test_list_prints_aligned_columns_with_secrets_masked(cli: Any, canary: str) -> None:
+    assert cli("list").last_line == "no settings"
+    cli("set", "A_RATHER_LONG_KEY", "1", "--type", "int")
+    cli("set", "B", canary, "--sensitive")
+    lines = cli("list").out.splitlines()
+    assert lines[0].split() == ["KEY", "TYPE", "CATEGORY", "SENSITIVE", "VALUE"]
+    column = lines[0].index("VALUE")
+    assert [line[column:] for line in lines[1:]] == ["1", "********"]
+    assert canary not in "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,47 +10,30 @@ from unittest import mock
 
 import pytest
 from django.core.cache import cache
-from django.core.management import call_command
 from django.test import override_settings
 
 from configsync import tasks
+from configsync.envbridge.receivers import _PENDING_KEY
 from configsync.models import SystemConfig
 from configsync.services.system_config import system_config_set
 from configsync.signals import change_committed
+from tests.conftest import CliResult
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def _clear_cache() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
+Cli = Callable[..., CliResult]
+"""The shared ``cli`` fixture (tests/conftest.py): runs ``manage.py configsync`` in-process."""
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    def run(*args: str) -> Result:
-        out = io.StringIO()
-        capsys.readouterr()
-        try:
-            call_command("configsync", *args, stdout=out)
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        return Result(code, out.getvalue(), capsys.readouterr().err)
-
-    return run
+def no_pending_enqueue() -> Iterator[None]:
+    """No debounce window left open by another test: the next committed change enqueues."""
+    cache.delete(_PENDING_KEY)
+    yield
+    cache.delete(_PENDING_KEY)
 
 
-def test_diff_then_sync(
-    cli: Callable[..., Result], write_env: Callable[..., Path], canary: str
-) -> None:
+def test_diff_then_sync(cli: Cli, write_env: Callable[..., Path], canary: str) -> None:
     path = write_env(f"APP=one\nSERVICE_TOKEN={canary}\n")
     system_config_set(key="FROM_DB", value="x")
     diff = cli("env", "diff", "--file", str(path))
@@ -70,7 +52,7 @@ def test_diff_then_sync(
     assert path.read_text().endswith("FROM_DB=x\n")
 
 
-def test_import_and_export(cli: Callable[..., Result], write_env: Callable[..., Path]) -> None:
+def test_import_and_export(cli: Cli, write_env: Callable[..., Path]) -> None:
     path = write_env("A=from-file\n")
     assert cli("env", "import", "--file", str(path)).code == 0
     system_config_set(key="A", value="from-db")
@@ -78,24 +60,20 @@ def test_import_and_export(cli: Callable[..., Result], write_env: Callable[..., 
     assert path.read_text() == "A=from-db\n"
 
 
-def test_the_file_defaults_to_configsync_env_file(
-    cli: Callable[..., Result], write_env: Callable[..., Path]
-) -> None:
+def test_the_file_defaults_to_configsync_env_file(cli: Cli, write_env: Callable[..., Path]) -> None:
     path = write_env("A=1\n")
     with override_settings(CONFIGSYNC_ENV_FILE=str(path)):
         assert cli("env", "sync").code == 0
     assert SystemConfig.objects.get(key="A").raw_value() == "1"
 
 
-def test_no_file_configured_is_a_one_line_error(cli: Callable[..., Result]) -> None:
+def test_no_file_configured_is_a_one_line_error(cli: Cli) -> None:
     result = cli("env", "sync")
     assert result.code == 1
     assert result.err.strip().count("\n") == 0 and "CONFIGSYNC_ENV_FILE" in result.err
 
 
-def test_malformed_file_exits_1_naming_the_line(
-    cli: Callable[..., Result], write_env: Callable[..., Path]
-) -> None:
+def test_malformed_file_exits_1_naming_the_line(cli: Cli, write_env: Callable[..., Path]) -> None:
     path = write_env("A=1\nnot an assignment\n")
     result = cli("env", "sync", "--file", str(path))
     assert result.code == 1 and "line 2" in result.err
@@ -104,7 +82,7 @@ def test_malformed_file_exits_1_naming_the_line(
 
 
 def test_skipped_variables_exit_1_after_applying_the_rest(
-    cli: Callable[..., Result], write_env: Callable[..., Path]
+    cli: Cli, write_env: Callable[..., Path]
 ) -> None:
     system_config_set(key="WORKERS", value=4, value_type="int")
     path = write_env("WORKERS=four\nNAME=x\n")
@@ -162,6 +140,7 @@ def _committed(**kwargs: Any) -> None:
     change_committed.send(sender=SystemConfig, **{**defaults, **kwargs})
 
 
+@pytest.mark.usefixtures("no_pending_enqueue")
 def test_a_committed_change_enqueues_one_env_sync(tmp_path: Path) -> None:
     with (
         override_settings(CONFIGSYNC_ENV_FILE=str(tmp_path / "x.env")),
@@ -175,9 +154,8 @@ def test_a_committed_change_enqueues_one_env_sync(tmp_path: Path) -> None:
     assert enqueue.call_args.args == ()  # the task takes no values
 
 
-def test_no_enqueue_without_a_file_or_from_the_bridge_itself(
-    tmp_path: Path, write_env: Callable[..., Path]
-) -> None:
+@pytest.mark.usefixtures("no_pending_enqueue")
+def test_no_enqueue_without_a_file_or_from_the_bridge_itself(tmp_path: Path) -> None:
     with mock.patch.object(tasks.env_sync, "apply_async") as enqueue:
         with override_settings(CONFIGSYNC_ENV_FILE=""):
             _committed()

@@ -364,17 +364,17 @@ def test_a_record_changed_during_the_run_is_not_overwritten(
     write_env("A=1\n")
     _sync(env_path)
     write_env("A=from-file\n")
-    real_times = env_bridge._db_times
+    real_rows = env_bridge._replicated_rows
 
-    def replicated_change_arrives(keys: list[str]) -> Any:
+    def replicated_change_arrives(keys: set[str]) -> Any:
         system_config_set(key="A", value="replicated")  # lands after the run read the record
-        return real_times(keys)
+        return real_rows(keys)
 
-    monkeypatch.setattr(env_bridge, "_db_times", replicated_change_arrives)
+    monkeypatch.setattr(env_bridge, "_replicated_rows", replicated_change_arrives)
     report = _sync(env_path)
     assert report.deferred == ["A"] and report.changes == []
     assert _value("A") == "replicated"
-    monkeypatch.setattr(env_bridge, "_db_times", real_times)
+    monkeypatch.setattr(env_bridge, "_replicated_rows", real_rows)
     report = _sync(env_path)  # the next run merges it: both changed, one wins, loser kept
     assert [c.conflict for c in report.changes] == [True]
     assert _value("A") == file_values(env_path)["A"]
@@ -404,3 +404,28 @@ def test_an_env_file_conflict_resolves_like_any_other(
     assert SystemConfig.objects.get(key="SERVICE_TOKEN").is_sensitive
     _sync(env_path)
     assert file_values(env_path) == {"SERVICE_TOKEN": canary}
+
+
+def test_a_secret_stays_secret_when_its_record_was_deleted_and_the_file_wins(
+    write_env: WriteEnv, env_path: Path, canary: str
+) -> None:
+    # DB_PASS matches no secret pattern: only the operator's flag (kept in the base) says secret.
+    system_config_set(key="DB_PASS", value="sk-CANARY-base", is_sensitive=True)
+    write_env("DB_PASS=sk-CANARY-base\n", age=100)
+    _sync(env_path)
+    system_config_delete(key="DB_PASS")
+    diff = env_diff(path=str(env_path))  # would remove the line: the old value stays masked
+    assert [(c.action, c.sensitive) for c in diff.changes] == [("delete_file", True)]
+    assert "sk-CANARY" not in json.dumps(diff.as_dict())
+    write_env(f"DB_PASS={canary}\n", age=-60)  # edited after the deletion: the file wins
+    report = _sync(env_path)
+    assert [(c.action, c.conflict, c.sensitive) for c in report.changes] == [("set_db", True, True)]
+    assert canary not in json.dumps(report.as_dict())
+    assert SystemConfig.objects.get(key="DB_PASS").is_sensitive and _value("DB_PASS") == canary
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT value, secret_value FROM configsync_systemconfig")
+        raw_rows = repr(cursor.fetchall())
+        cursor.execute("SELECT base_value, base_secret FROM configsync_envbridgebase")
+        raw_bases = repr(cursor.fetchall())
+    dumped = json.dumps(list(Conflict.objects.values("local_version", "remote_version")))
+    assert canary not in raw_rows + raw_bases + dumped

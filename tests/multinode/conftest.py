@@ -25,8 +25,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def _cluster(tmp_path_factory: pytest.TempPathFactory, **kwargs: object) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"), **kwargs)  # type: ignore[arg-type]
+def run_cluster(cluster: Cluster) -> Iterator[Cluster]:
+    """Start ``cluster``, yield it, and always destroy it; its logs join a failing test's report.
+
+    For module fixtures: ``yield from run_cluster(Cluster(...))``. Per-node settings go in the
+    cluster's ``node_env`` (or ``cluster[name].env``) before this starts it.
+    """
     _live.append(cluster)
     try:
         cluster.start()
@@ -39,10 +43,13 @@ def _cluster(tmp_path_factory: pytest.TempPathFactory, **kwargs: object) -> Iter
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Nodes ``a`` and ``b``, peers of each other, beat every 2 s."""
-    yield from _cluster(tmp_path_factory, names=["a", "b"])
+    yield from run_cluster(Cluster(tmp_path_factory.mktemp("cluster"), names=["a", "b"]))
 
 
 @pytest.fixture(scope="module")
 def three_nodes_line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Nodes ``a - b - c`` in a line: ``a`` and ``c`` only ever talk to ``b``."""
-    yield from _cluster(tmp_path_factory, names=["a", "b", "c"], links=[("a", "b"), ("b", "c")])
+    cluster = Cluster(
+        tmp_path_factory.mktemp("cluster"), names=["a", "b", "c"], links=[("a", "b"), ("b", "c")]
+    )
+    yield from run_cluster(cluster)

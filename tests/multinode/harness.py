@@ -360,7 +360,9 @@ class Cluster:
         links: Iterable[tuple[str, str]] | None = None,
         interval: int = 2,
         extra_env: dict[str, str] | None = None,
+        node_env: dict[str, dict[str, str]] | None = None,
     ) -> None:
+        """``extra_env`` goes to every node; ``node_env`` maps a node's name to its own extras."""
         self.root = root
         self.names = list(names)
         if links is None:
@@ -368,6 +370,7 @@ class Cluster:
         self.links = [tuple(link) for link in links]
         self.interval = interval
         self.extra_env = dict(extra_env or {})
+        self.node_env = {name: dict(extra) for name, extra in (node_env or {}).items()}
         self.nodes: dict[str, Node] = {}
         self._build()
 
@@ -432,6 +435,7 @@ class Cluster:
                 "CONFIGSYNC_THROTTLE_ANON": "100000/min",
                 "CONFIGSYNC_THROTTLE_USER": "100000/min",
                 **self.extra_env,
+                **self.node_env.get(name, {}),
             }
             if node_redis:
                 env["REDIS_URL"] = node_redis

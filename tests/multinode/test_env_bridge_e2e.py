@@ -17,7 +17,7 @@ import pytest
 
 from configsync.envbridge.envfile import EnvDocument
 from tests.factories import CANARY_SECRET
-from tests.multinode.conftest import _live
+from tests.multinode.conftest import run_cluster
 from tests.multinode.harness import Cluster, unique_key, wait_until
 
 pytestmark = pytest.mark.multinode
@@ -30,20 +30,13 @@ HEADER_B = "# node B's own file\nAPP_SEEN_ON_B=yes\n"
 @pytest.fixture(scope="module")
 def bridged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Nodes ``a`` and ``b`` (peers, beat every 2 s), each bridging its own ``.env`` file."""
-    cluster = Cluster(tmp_path_factory.mktemp("envbridge"), names=["a", "b"], interval=2)
-    files = {"a": HEADER_A, "b": HEADER_B}
-    for name, text in files.items():
-        path = cluster[name].directory / "app.env"
-        path.write_bytes(text.encode())
-        path.chmod(0o640)
-        cluster[name].env["CONFIGSYNC_ENV_FILE"] = str(path)
-    _live.append(cluster)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        _live.remove(cluster)
-        cluster.destroy()
+    root = tmp_path_factory.mktemp("envbridge")
+    files = {"a": root / "a.env", "b": root / "b.env"}
+    for name, text in (("a", HEADER_A), ("b", HEADER_B)):
+        files[name].write_bytes(text.encode())
+        files[name].chmod(0o640)
+    node_env = {name: {"CONFIGSYNC_ENV_FILE": str(path)} for name, path in files.items()}
+    yield from run_cluster(Cluster(root, names=["a", "b"], node_env=node_env))
 
 
 def env_file(cluster: Cluster, name: str) -> Path:

@@ -122,3 +122,14 @@ def test_connection_refused() -> None:
     assert not result.ok
     assert "Could not connect" in result.detail
     assert GOOD_KEY not in result.detail
+
+
+def test_connection_sends_each_kind_s_own_headers(stub_provider: StubProvider) -> None:
+    base = stub_provider.base_url
+    ai_provider_set(name="o", kind="openai", api_key=GOOD_KEY, base_url=base, organization="org-9")
+    ai_provider_set(name="a", kind="anthropic", api_key=GOOD_KEY, base_url=base)
+    assert provider_test_connection(name="o").ok and provider_test_connection(name="a").ok
+    openai, anthropic = (request["headers"] for request in stub_provider.requests)
+    assert openai["Authorization"] == f"Bearer {GOOD_KEY}"
+    assert openai["OpenAI-Organization"] == "org-9"
+    assert anthropic["anthropic-version"] == "2023-06-01" and "Authorization" not in anthropic

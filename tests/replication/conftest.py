@@ -14,11 +14,16 @@ OTHER = "node-other"
 SECRET = "test-sync-secret-not-real"
 
 
-@pytest.fixture(autouse=True)
-def _replication_settings(settings: Any) -> None:
+def use_replication_settings(settings: Any) -> None:
+    """This process is node ``LOCAL`` of a group signing with ``SECRET``, with no peers set."""
     settings.CONFIGSYNC_NODE_ID = LOCAL
     settings.CONFIGSYNC_SYNC_SECRET = SECRET
     settings.CONFIGSYNC_PEERS = []
+
+
+@pytest.fixture(autouse=True)
+def _replication_settings(settings: Any) -> None:
+    use_replication_settings(settings)
 
 
 def stamp(node: str = REMOTE, *, wall: int | None = None, logical: int = 0) -> str:

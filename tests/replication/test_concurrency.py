@@ -141,3 +141,47 @@ def test_local_writes_racing_remote_changes_of_the_same_keys_converge() -> None:
         value = SystemConfig.objects.get(key=k).value
         # Whichever order they ran in, the model row holds the version the metadata names.
         assert (value == "remote") == (rec.origin_node == REMOTE)
+
+
+def test_collecting_tombstones_never_deletes_a_record_being_recreated() -> None:
+    """A tombstone turned back into a live record by a write in flight is not collected."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from configsync.services.peers import TOMBSTONE_MIN_AGE, tombstones_collect
+    from configsync.services.system_config import system_config_delete
+
+    system_config_set(key="BACK", value="1")
+    system_config_delete(key="BACK")
+    old = timezone.now() - TOMBSTONE_MIN_AGE - timedelta(minutes=1)
+    ReplicatedRecord.objects.filter(deleted=True).update(updated_at=old)
+    written, release = threading.Event(), threading.Event()
+
+    def recreate() -> None:
+        with transaction.atomic():
+            system_config_set(key="BACK", value="2")
+            written.set()
+            assert release.wait(60)
+
+    def collect() -> None:
+        assert written.wait(60)
+        tombstones_collect()
+
+    def release_once_the_collector_waits() -> None:
+        assert written.wait(60)
+        with connection.cursor() as cursor:
+            for _ in range(600):
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+        release.set()
+
+    errors = run_threads([recreate, collect, release_once_the_collector_waits])
+    assert not errors
+    record = ReplicatedRecord.objects.get(natural_key="BACK")
+    assert not record.deleted and SystemConfig.objects.get(key="BACK").value == "2"

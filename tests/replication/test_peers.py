@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
 from configsync.selectors.replication import feed_last_cursor
-from configsync.services.peers import peer_seed_from_settings, peers_enabled, tombstones_collect
+from configsync.services.peers import (
+    TOMBSTONE_MIN_AGE,
+    peer_seed_from_settings,
+    peers_enabled,
+    tombstones_collect,
+)
 from configsync.services.replication import changes_apply
 from configsync.services.system_config import system_config_delete, system_config_set
 from tests.replication.conftest import REMOTE, remote_change
@@ -32,17 +39,28 @@ def test_seeding_is_idempotent_and_updates_urls(settings: Any) -> None:
     assert [p.name for p in peers_enabled()] == ["cloud"]  # the admin's choice is kept
 
 
-@pytest.mark.parametrize("entry", ["nourl", "=http://x", "bad name=http://x", "n=ftp://x"])
-def test_malformed_entries_are_refused(settings: Any, entry: str) -> None:
-    settings.CONFIGSYNC_PEERS = [entry]
-    with pytest.raises(ValidationError):
+@pytest.mark.parametrize(
+    "entry",
+    ["nourl", "=http://x", "bad name=http://u:sk-CANARY-pw@x", "n=ftp://u:sk-CANARY-pw@x"],
+)
+def test_malformed_entries_are_refused_without_quoting_them(settings: Any, entry: str) -> None:
+    settings.CONFIGSYNC_PEERS = ["ok=http://ok.invalid", entry]
+    with pytest.raises(ValidationError) as info:
         peer_seed_from_settings()
+    assert "item 2" in str(info.value) and "CANARY" not in str(info.value)
     assert not Peer.objects.exists()
 
 
 def _tombstone(key: str) -> None:
     system_config_set(key=key, value="1")
     system_config_delete(key=key)
+    _age_tombstones()
+
+
+def _age_tombstones() -> None:
+    """Make every tombstone older than the minimum age collection waits for."""
+    old = timezone.now() - TOMBSTONE_MIN_AGE - timedelta(minutes=1)
+    ReplicatedRecord.objects.filter(deleted=True).update(updated_at=old)
 
 
 def test_tombstones_stay_until_every_peer_acknowledged() -> None:
@@ -54,6 +72,7 @@ def test_tombstones_stay_until_every_peer_acknowledged() -> None:
         source_node="node-b",
         source_name="b",
     )
+    _age_tombstones()
     assert tombstones_collect() == 0
     PeerCheckpoint.objects.create(peer=a, direction="push", cursor=feed_last_cursor())
     # FROM_B: b sent it, a acknowledged it. GONE: b has not acknowledged it yet.
@@ -67,6 +86,7 @@ def test_tombstones_stay_until_every_peer_acknowledged() -> None:
 def test_a_tombstone_received_from_the_only_peer_counts_as_acknowledged() -> None:
     Peer.objects.create(name="r", base_url="http://r.invalid", node_id=REMOTE)
     changes_apply(changes=[remote_change("X", deleted=True)], source_node=REMOTE, source_name="r")
+    _age_tombstones()
     system_config_set(key="LIVE", value="1")
     assert tombstones_collect() == 1
     assert ReplicatedRecord.objects.filter(natural_key="LIVE").exists()
@@ -77,6 +97,16 @@ def test_a_push_checkpoint_of_another_epoch_acknowledges_nothing() -> None:
     _tombstone("GONE")
     PeerCheckpoint.objects.create(peer=peer, direction="push", cursor="0badc0de.999")
     assert tombstones_collect() == 0
+
+
+def test_young_tombstones_stay_even_when_acknowledged_or_without_peers() -> None:
+    """A peer added later may still hold the record: a young tombstone must stop it."""
+    _tombstone("OLD")
+    system_config_set(key="YOUNG", value="1")
+    system_config_delete(key="YOUNG")
+    assert not Peer.objects.exists()
+    assert tombstones_collect() == 1
+    assert list(ReplicatedRecord.objects.values_list("natural_key", flat=True)) == ["YOUNG"]
 
 
 def test_system_checks_of_replication(settings: Any) -> None:

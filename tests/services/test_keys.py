@@ -178,3 +178,95 @@ def test_the_change_feed_copy_gets_the_same_new_token_and_no_new_version(
     row_token = SystemConfig.objects.values_list("secret_value", flat=True).get(key="SECRET_1")
     assert (seq_after, hlc_after) == (seq_before, hlc_before)
     assert token_after == str(row_token) and token_after.split(":")[1] == NEW_KID
+
+
+def test_tokens_kept_in_conflicts_rotate_and_an_old_conflict_resolves_readably(
+    settings: Any,
+) -> None:
+    """Rotate, drop the old key, then resolve a conflict kept before: its value still reads."""
+    from configsync.models import Conflict
+    from configsync.replication.hlc import HLC, physical_now_ms
+    from configsync.services.conflicts import conflict_resolve
+    from configsync.services.replication import changes_apply
+
+    settings.CONFIGSYNC_NODE_ID = "node-local"
+    remote_node = "node-remote"
+    with use_keys(OLD):
+        system_config_set(key="API_TOKEN", value="sk-CANARY-local-side", is_sensitive=True)
+        # The peer's concurrent, later version of the same secret (encrypted with the same key,
+        # bound to the same record and field, as a peer sharing the keyring makes it).
+        remote_token = Keyring([parse_key(OLD)]).encrypt(
+            "sk-CANARY-remote-side", context="configsync.systemconfig.secret_value:API_TOKEN"
+        )
+        hlc = str(HLC(physical_now_ms() + 1000, 0, remote_node))
+        data = {
+            "key": "API_TOKEN",
+            "value_type": "str",
+            "value": "",
+            "secret_value": remote_token,
+            "is_sensitive": True,
+            "category": "general",
+            "description": "",
+        }
+        change = {
+            "model": "configsync.systemconfig",
+            "key": "API_TOKEN",
+            "hlc": hlc,
+            "origin": remote_node,
+            "vv": {remote_node: hlc},
+            "deleted": False,
+            "data": data,
+        }
+        changes_apply(changes=[change], source_node=remote_node, source_name="peer")
+    conflict = Conflict.objects.get()
+    assert conflict.winner == "remote"
+    kept = [conflict.local_version["data"]["secret_value"], conflict.remote_version["data"]]
+    assert kept[0].split(":")[1] == OLD_KID and kept[1]["secret_value"] == remote_token
+
+    with use_keys(NEW, OLD):
+        before = keys_status()
+        report = keys_rotate(batch_size=1)
+        after = keys_status()
+    assert before.tokens_by_key_id == {OLD_KID: 3}  # the row and both kept versions
+    assert report.complete and not report.unreadable and report.rotated == 3
+    assert after.tokens_by_key_id == {NEW_KID: 3}
+    conflict.refresh_from_db()
+    assert conflict.status == "open"
+    for version in (conflict.local_version, conflict.remote_version):
+        assert version["data"]["secret_value"].split(":")[1] == NEW_KID
+    assert "sk-CANARY" not in str(conflict.local_version) + str(conflict.remote_version)
+
+    with use_keys(NEW):  # the old key is gone
+        conflict_resolve(conflict_id=conflict.pk, choice="local")
+        assert SystemConfig.objects.get(key="API_TOKEN").secret_value == "sk-CANARY-local-side"
+        again = keys_rotate()
+    assert again.rotated == 0 and not again.unreadable
+
+
+def test_an_unreadable_token_in_a_conflict_is_reported_and_left(
+    secrets_on_old_key: dict[str, str],
+) -> None:
+    from configsync.models import Conflict
+
+    lost = Keyring([parse_key(generate_key())]).encrypt(
+        "sk-CANARY-lost", context="configsync.systemconfig.secret_value:SECRET_0"
+    )
+    version = {"hlc": "x", "origin": "node-a", "deleted": False, "data": {"secret_value": lost}}
+    conflict = Conflict.objects.create(
+        model_label="configsync.systemconfig",
+        natural_key="SECRET_0",
+        source="peer",
+        local_version=version,
+        remote_version={"hlc": "y", "origin": "node-b", "deleted": True, "data": None},
+        winner="remote",
+    )
+    with use_keys(NEW, OLD):
+        report = keys_rotate()
+    assert report.complete and report.rotated == 9
+    assert [(u.model, u.field) for u in report.unreadable] == [
+        ("configsync.systemconfig", "secret_value")
+    ]
+    assert f"conflict {conflict.pk} local_version" in report.unreadable[0].record
+    assert "sk-CANARY" not in str(report.unreadable[0])
+    conflict.refresh_from_db()
+    assert conflict.local_version["data"]["secret_value"] == lost

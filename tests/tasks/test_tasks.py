@@ -19,6 +19,7 @@ from unittest import mock
 import pytest
 from django.core.cache import cache
 from django.test import override_settings
+from django.utils import timezone
 
 from configsync import tasks
 from configsync.locks import named_lock
@@ -95,6 +96,28 @@ def test_sync_all_peers_seeds_and_enqueues_every_enabled_peer(
     names = sorted(Peer.objects.filter(pk__in=peer_ids).values_list("name", flat=True))
     assert names == ["cloud", "edge"]
     assert len(callbacks) == 2
+
+
+def test_sync_all_peers_keeps_tombstones_when_the_peers_cannot_be_seeded(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer the setting names but the database lacks has not acknowledged any tombstone."""
+    from configsync.models import ReplicatedRecord
+    from configsync.services.peers import TOMBSTONE_MIN_AGE
+    from configsync.services.system_config import system_config_delete
+
+    system_config_set(key="GONE", value="1")
+    system_config_delete(key="GONE")
+    old = timezone.now() - TOMBSTONE_MIN_AGE - timedelta(minutes=1)
+    ReplicatedRecord.objects.filter(deleted=True).update(updated_at=old)
+    settings.CONFIGSYNC_PEERS = ["cloud=http://127.0.0.1:9", "bad name=http://u:sk-CANARY@x"]
+    with caplog.at_level(logging.ERROR, logger="configsync.tasks"):
+        assert tasks.sync_all_peers.apply().get() == []
+    assert ReplicatedRecord.objects.filter(natural_key="GONE", deleted=True).exists()
+    assert "not seeded" in caplog.text and "CANARY" not in caplog.text
+    settings.CONFIGSYNC_PEERS = []
+    tasks.sync_all_peers.apply().get()
+    assert not ReplicatedRecord.objects.filter(natural_key="GONE").exists()
 
 
 def test_sync_peer_skips_a_peer_that_another_worker_holds() -> None:

@@ -18,7 +18,13 @@ from configsync.replication.errors import TransportError
 from configsync.services.system_config import system_config_set
 from configsync.transports.base import ChangePage, PushResult, Transport
 from configsync.transports.http import HttpPeerTransport
-from tests.replication.conftest import LOCAL, REMOTE, SECRET, remote_change
+from tests.replication.conftest import (
+    LOCAL,
+    REMOTE,
+    SECRET,
+    remote_change,
+    use_replication_settings,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,8 +33,7 @@ Factory = Callable[..., Transport]
 
 @pytest.fixture(autouse=True)
 def _settings(settings: Any) -> None:
-    settings.CONFIGSYNC_NODE_ID = LOCAL  # the server's node id
-    settings.CONFIGSYNC_SYNC_SECRET = SECRET
+    use_replication_settings(settings)  # the server is node LOCAL
 
 
 def _free_port() -> int:
