@@ -6,6 +6,7 @@ whether a value is set, never the secret; history and delete pages name records 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
@@ -23,9 +24,44 @@ def adopt_saved(obj: models.Model, saved: models.Model) -> None:
     obj.__dict__.update(saved.__dict__)
 
 
+class ServiceWriteAdmin(admin.ModelAdmin):
+    """An admin that writes only through the model's services.
+
+    Subclasses set ``set_service`` (called with the form's ``service_arguments()``) and
+    ``delete_service`` (called with the natural key), both as ``staticmethod``. The natural key is
+    read-only once the record exists: it is the record's identity on every node and part of its
+    encryption context.
+    """
+
+    set_service: Callable[..., models.Model]
+    delete_service: Callable[..., None]
+
+    @property
+    def natural_key_field(self) -> str:
+        return str(self.model.natural_key_field)  # type: ignore[attr-defined]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: models.Model | None = None
+    ) -> tuple[str, ...]:
+        fixed = ("created_at", "updated_at")
+        return (self.natural_key_field, *fixed) if obj is not None else fixed
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        adopt_saved(obj, self.set_service(**form.service_arguments()))
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.delete_service(**{self.natural_key_field: getattr(obj, self.natural_key_field)})
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for key in queryset.values_list(self.natural_key_field, flat=True):
+            self.delete_service(**{self.natural_key_field: key})
+
+
 @admin.register(SystemConfig)
-class SystemConfigAdmin(admin.ModelAdmin):
+class SystemConfigAdmin(ServiceWriteAdmin):
     form = SystemConfigAdminForm
+    set_service = staticmethod(system_config_set)
+    delete_service = staticmethod(system_config_delete)
     list_display = ("key", "value_type", "category", "is_sensitive", "shown_value", "updated_at")
     list_filter = ("category", "is_sensitive", "value_type")
     search_fields = ("key", "description", "category")
@@ -48,28 +84,11 @@ class SystemConfigAdmin(admin.ModelAdmin):
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: SystemConfig | None = None
-    ) -> tuple[str, ...]:
-        # The key is the record's identity on every node and part of its encryption context.
-        fixed = ("created_at", "updated_at")
-        return ("key", *fixed) if obj is not None else fixed
-
     @admin.display(description="value")
     def shown_value(self, obj: SystemConfig) -> str:
         if obj.is_sensitive:
             return "set" if obj.has_value else "not set"
         return obj.value if len(obj.value) <= 80 else obj.value[:77] + "..."
-
-    def save_model(self, request: HttpRequest, obj: SystemConfig, form: Any, change: bool) -> None:
-        adopt_saved(obj, system_config_set(**form.service_arguments()))
-
-    def delete_model(self, request: HttpRequest, obj: SystemConfig) -> None:
-        system_config_delete(key=obj.key)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SystemConfig]) -> None:
-        for key in queryset.values_list("key", flat=True):
-            system_config_delete(key=key)
 
 
 import configsync.admin_replication  # noqa: E402, F401  (peers, conflicts, sync runs)

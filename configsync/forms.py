@@ -16,7 +16,6 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db import models
 from django.utils.html import format_html
 
 from configsync.crypto.errors import DecryptionError
@@ -134,11 +133,6 @@ class VersionedModelForm(forms.ModelForm):
         return cleaned
 
 
-def _stored_token(instance: models.Model, attname: str) -> Any:
-    """The stored ciphertext (or ``None``) without decrypting it."""
-    return instance.__dict__.get(attname)
-
-
 class SystemConfigAdminForm(VersionedModelForm):
     """One ``value`` input for every setting; write-only when the setting is sensitive.
 
@@ -240,8 +234,7 @@ class AIProviderConfigAdminForm(VersionedModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        has_key = _stored_token(self.instance, "api_key") is not None
-        self.fields["api_key"].widget = SecretInput(is_set=has_key)
+        self.fields["api_key"].widget = SecretInput(is_set=self.instance.has_api_key)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

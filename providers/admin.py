@@ -5,13 +5,9 @@ The API key is write-only (see ``configsync.forms``): pages show whether one is 
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
 
-from configsync.admin import adopt_saved
+from configsync.admin import ServiceWriteAdmin
 from configsync.forms import AIProviderConfigAdminForm
 from providers.client import admin_test_connection
 from providers.models import AIProviderConfig
@@ -19,8 +15,10 @@ from providers.services import ai_provider_delete, ai_provider_set
 
 
 @admin.register(AIProviderConfig)
-class AIProviderConfigAdmin(admin.ModelAdmin):
+class AIProviderConfigAdmin(ServiceWriteAdmin):
     form = AIProviderConfigAdminForm
+    set_service = staticmethod(ai_provider_set)
+    delete_service = staticmethod(ai_provider_delete)
     list_display = (
         "name",
         "kind",
@@ -42,25 +40,6 @@ class AIProviderConfigAdmin(admin.ModelAdmin):
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: AIProviderConfig | None = None
-    ) -> tuple[str, ...]:
-        # The name is the record's identity on every node and part of its encryption context.
-        fixed = ("created_at", "updated_at")
-        return ("name", *fixed) if obj is not None else fixed
-
     @admin.display(description="API key")
     def api_key_status(self, obj: AIProviderConfig) -> str:
         return "set" if obj.has_api_key else "not set"
-
-    def save_model(
-        self, request: HttpRequest, obj: AIProviderConfig, form: Any, change: bool
-    ) -> None:
-        adopt_saved(obj, ai_provider_set(**form.service_arguments()))
-
-    def delete_model(self, request: HttpRequest, obj: AIProviderConfig) -> None:
-        ai_provider_delete(name=obj.name)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AIProviderConfig]) -> None:
-        for name in queryset.values_list("name", flat=True):
-            ai_provider_delete(name=name)

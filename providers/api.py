@@ -26,7 +26,7 @@ from configsync.api.views import ERRORS, NOT_FOUND, NaturalKeyConfigViewSet, nat
 from providers.client import provider_test_connection
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS
-from providers.selectors import ai_provider_get
+from providers.selectors import ai_provider_get, ai_provider_list
 from providers.services import ai_provider_delete, ai_provider_set
 
 
@@ -56,14 +56,12 @@ class AIProviderViewSet(NaturalKeyConfigViewSet):
     lookup_value_regex = r"[^/]+"
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
-        if self.action in ("update", "partial_update"):
-            return AIProviderUpdateSerializer
         if self.action == "test_connection":
             return ConnectionTestSerializer
-        return AIProviderSerializer
+        return super().get_serializer_class()
 
     def records(self, request: Request) -> Iterable[AIProviderConfig]:
-        return AIProviderConfig.objects.order_by("name")
+        return ai_provider_list()
 
     def record_get(self, key: str) -> AIProviderConfig:
         return ai_provider_get(name=key)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from configsync.crypto.keyring import reset_keyring
 from configsync.lookup import lookup_cache
@@ -88,3 +90,33 @@ def cli(
         return CliResult(code, out.getvalue(), capsys.readouterr().err)
 
     return run
+
+
+def run_threads(
+    targets: list[Callable[[], object]], *, timeout: float = 120
+) -> list[BaseException]:
+    """Run each target in its own thread (own database connection, closed at the end); wait.
+
+    Returns what the targets raised, in no particular order; fails the test if a thread is
+    still running after ``timeout`` seconds (a deadline for a hang, not a speed assertion).
+    """
+    errors: list[BaseException] = []
+
+    def wrap(target: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        return run
+
+    threads = [threading.Thread(target=wrap(target)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
+    return errors

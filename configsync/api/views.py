@@ -138,7 +138,13 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
 
     permission_classes = [HasScope]
     model: ClassVar[type[models.Model]]
+    serializer_class: type[serializers.Serializer]
     update_serializer_class: ClassVar[type[serializers.Serializer]]
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        if self.action in ("update", "partial_update"):
+            return self.update_serializer_class
+        return self.serializer_class
 
     # --- hooks ---------------------------------------------------------------------------
     def records(self, request: Request) -> Iterable[Any]:
@@ -284,11 +290,6 @@ class SystemConfigViewSet(NaturalKeyConfigViewSet):
     update_serializer_class = SystemConfigUpdateSerializer
     lookup_field = "key"
     lookup_value_regex = r"[^/]+"
-
-    def get_serializer_class(self) -> type[serializers.Serializer]:
-        if self.action in ("update", "partial_update"):
-            return SystemConfigUpdateSerializer
-        return SystemConfigSerializer
 
     def records(self, request: Request) -> Iterable[SystemConfig]:
         category = request.query_params.get("category")

@@ -12,6 +12,7 @@ import argparse
 import getpass
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -36,7 +37,7 @@ def read_value_argument(value: str, *, what: str = "VALUE") -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
-def write_table(command: BaseCommand, rows: list[tuple[str, ...]]) -> None:
+def write_table(command: BaseCommand, rows: Sequence[Sequence[str]]) -> None:
     """``rows`` (the first is the header) in aligned columns; the last column is left ragged."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

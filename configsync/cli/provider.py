@@ -43,9 +43,8 @@ def provider_as_dict(record: AIProviderConfig) -> dict[str, Any]:
 
 
 def _set(command: BaseCommand, options: dict[str, Any]) -> None:
-    fields: dict[str, str | None] = {}
-    for name in OPTION_FIELDS:
-        fields[name] = options.get(name)
+    # Any: the option fields are str | None, and mypy cannot tell them from the service's flags.
+    fields: dict[str, Any] = {name: options.get(name) for name in OPTION_FIELDS}
     if fields["api_key"] is not None:
         fields["api_key"] = read_value_argument(fields["api_key"], what="--api-key")
     record = ai_provider_set(

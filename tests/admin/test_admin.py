@@ -305,3 +305,15 @@ def test_pages_work_on_a_node_that_cannot_read_the_secret(
     )
     assert response.status_code == 302
     assert SystemConfig.objects.get(key="FOREIGN").description == "still editable"
+
+
+def test_provider_single_and_bulk_delete(admin_client: Client) -> None:
+    gone = ai_provider_set(name="gone", kind="ollama")
+    bulk = ai_provider_set(name="bulk", kind="ollama")
+    response = admin_client.post(url(PROVIDER, "delete", gone.pk), {"post": "yes"})
+    assert response.status_code == 302
+    data = {"action": "delete_selected", "_selected_action": [bulk.pk], "post": "yes"}
+    assert admin_client.post(url(PROVIDER, "changelist"), data).status_code == 302
+    assert not AIProviderConfig.objects.exists()
+    name_field = body(admin_client.get(url(PROVIDER, "add")))
+    assert 'name="name"' in name_field  # editable while adding, read-only once it exists

@@ -44,6 +44,25 @@ def config_data(key: str, value: str = "v", **extra: Any) -> dict[str, Any]:
     return data
 
 
+def provider_data(name: str, **extra: Any) -> dict[str, Any]:
+    """The wire form of an AI provider (``api_key`` as a ciphertext token, or ``None``)."""
+    data = {
+        "name": name,
+        "kind": "openai",
+        "api_key": None,
+        "base_url": "",
+        "default_model": "gpt-4o-mini",
+        "organization": "",
+        "endpoint": "",
+        "api_version": "",
+        "deployment": "",
+        "enabled": True,
+        "is_default": False,
+    }
+    data.update(extra)
+    return data
+
+
 def remote_change(
     key: str,
     value: str = "v",

@@ -13,7 +13,15 @@ from configsync.replication.hlc import HLC, physical_now_ms
 from configsync.selectors.replication import feed_page, records_unreadable
 from configsync.services.replication import changes_apply
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import LOCAL, OTHER, REMOTE, config_data, remote_change, stamp
+from tests.replication.conftest import (
+    LOCAL,
+    OTHER,
+    REMOTE,
+    config_data,
+    provider_data,
+    remote_change,
+    stamp,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -241,19 +249,7 @@ def test_a_sensitive_value_travels_as_ciphertext_and_decrypts_on_the_receiver(
 
 def test_changes_of_ai_providers_replicate(canary: str) -> None:
     token = get_keyring().encrypt(canary, context="providers.aiproviderconfig.api_key:main")
-    data = {
-        "name": "main",
-        "kind": "openai",
-        "api_key": token,
-        "base_url": "",
-        "default_model": "gpt-4o-mini",
-        "organization": "",
-        "endpoint": "",
-        "api_version": "",
-        "deployment": "",
-        "enabled": True,
-        "is_default": False,
-    }
+    data = provider_data("main", api_key=token)
     change = remote_change("main", model="providers.aiproviderconfig", data=data)
     assert apply([change]) == ["applied"]
     from providers.models import AIProviderConfig
@@ -301,19 +297,7 @@ def test_a_received_default_provider_clears_the_local_default(canary: str) -> No
     from providers.services import ai_provider_set
 
     ai_provider_set(name="local-one", kind="openai", api_key=canary, is_default=True)
-    data = {
-        "name": "remote-one",
-        "kind": "openai",
-        "api_key": None,
-        "base_url": "",
-        "default_model": "gpt-4o-mini",
-        "organization": "",
-        "endpoint": "",
-        "api_version": "",
-        "deployment": "",
-        "enabled": True,
-        "is_default": True,
-    }
+    data = provider_data("remote-one", is_default=True)
     change = remote_change("remote-one", model="providers.aiproviderconfig", data=data)
     assert apply([change]) == ["applied"]
     assert list(

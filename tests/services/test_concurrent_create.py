@@ -20,6 +20,7 @@ from configsync.models import ReplicatedRecord, SystemConfig
 from configsync.services.system_config import system_config_set
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_set
+from tests.conftest import run_threads
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 DEADLINE = 60
@@ -37,23 +38,11 @@ def race(
     """Run ``theirs`` in a transaction that commits after ``ours`` has read, before it writes."""
     ours_about_to_insert = threading.Event()
     theirs_written = threading.Event()
-    errors: list[BaseException] = []
     our_thread: list[int] = []
 
     def before_insert(sender: Any, instance: Any, **kwargs: Any) -> None:
-        if threading.get_ident() in our_thread and not ours_about_to_insert.is_set():
+        if threading.get_ident() in our_thread:
             ours_about_to_insert.set()
-
-    def run(target: Callable[[], None]) -> Callable[[], None]:
-        def wrapped() -> None:
-            try:
-                target()
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        return wrapped
 
     def other_writer() -> None:
         with transaction.atomic():
@@ -68,15 +57,9 @@ def race(
 
     pre_save.connect(before_insert, sender=model, weak=False)
     try:
-        threads = [threading.Thread(target=run(t)) for t in (other_writer, our_writer)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(DEADLINE)
-        assert not any(thread.is_alive() for thread in threads), "a writer did not finish"
+        return run_threads([other_writer, our_writer], timeout=DEADLINE)
     finally:
         pre_save.disconnect(before_insert, sender=model)
-    return errors
 
 
 def test_a_setting_created_concurrently_is_updated_not_an_integrity_error() -> None:
