@@ -141,7 +141,7 @@ class SystemConfigAdminForm(VersionedModelForm):
     """
 
     value = forms.CharField(
-        label="value",
+        label="Value",
         required=False,
         strip=False,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
@@ -164,7 +164,7 @@ class SystemConfigAdminForm(VersionedModelForm):
         self.write_only = adding or instance.is_sensitive or bool(submitted_sensitive)
         if self.write_only:
             self.fields["value"] = SecretField(
-                label="value",
+                label="Value",
                 widget=SecretInput(is_set=not adding and instance.has_value),
                 help_text=self.fields["value"].help_text,
             )

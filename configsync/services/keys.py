@@ -199,7 +199,10 @@ def _mirror_into_replication_record(
     Without it the feed would keep serving tokens of a key about to be removed, and the next
     unchanged save would look like a change (row token != feed token). Only a token equal to the
     one just rotated is replaced; the version (seq, HLC) is untouched: not a change of the value.
+    A model that does not replicate (the .env bridge's bases) has no feed copy.
     """
+    if registry.for_model(model) is None:
+        return
     record = (
         ReplicatedRecord.objects.select_for_update()
         .filter(model_label=model._meta.label_lower, natural_key=natural_key)
