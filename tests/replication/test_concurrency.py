@@ -20,6 +20,7 @@ from configsync.models import Conflict, ReplicatedRecord, SystemConfig
 from configsync.selectors.replication import feed_page
 from configsync.services.replication import changes_apply
 from configsync.services.system_config import system_config_set
+from tests.conftest import run_threads
 from tests.replication.conftest import REMOTE, remote_change
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -29,29 +30,6 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 def _postgresql_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serializes writers (BEGIN IMMEDIATE): no concurrent commits to race")
-
-
-def run_threads(targets: list[Callable[[], None]]) -> list[BaseException]:
-    errors: list[BaseException] = []
-
-    def wrap(target: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                target()
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        return run
-
-    threads = [threading.Thread(target=wrap(t)) for t in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a thread did not finish"
-    return errors
 
 
 def test_the_feed_never_skips_a_change_that_commits_after_a_reader_passed() -> None:
