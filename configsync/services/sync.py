@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,6 +78,19 @@ def transport_for(peer: Peer) -> Transport:
     return HttpPeerTransport(name=peer.name, base_url=peer.base_url, node=node_id())
 
 
+@contextmanager
+def _link(peer: Peer, transport: Transport | None) -> Iterator[Transport]:
+    """``transport`` as given, or one opened for ``peer`` and closed afterwards."""
+    if transport is not None:
+        yield transport
+        return
+    link = transport_for(peer)
+    try:
+        yield link
+    finally:
+        link.close()
+
+
 def _checkpoint(peer: Peer, direction: str) -> PeerCheckpoint:
     checkpoint, _ = PeerCheckpoint.objects.get_or_create(peer=peer, direction=direction)
     return checkpoint
@@ -111,14 +126,14 @@ def sync_cycle(
     ``Peer.DoesNotExist`` when there is no such peer.
     """
     peer = Peer.objects.get(pk=peer_id)
-    link = transport or transport_for(peer)
     run = SyncRun.objects.create(peer=peer)
     result = SyncResult(peer=peer.name, peer_id=peer.pk, run_id=run.pk)
     try:
-        if pull:
-            _pull(peer, link, result)
-        if push:
-            _push(peer, link, result)
+        with _link(peer, transport) as link:
+            if pull:
+                _pull(peer, link, result)
+            if push:
+                _push(peer, link, result)
     except (TransportError, ChangeValidationError) as exc:
         if isinstance(exc, ChangeValidationError):
             reason = f"peer {peer.name} sent changes this node refuses: {exc}"
@@ -258,21 +273,21 @@ def sync_diff(*, peer_id: int, transport: Transport | None = None) -> SyncDiff:
     differs are listed with both timestamps. ``TransportError`` when the peer cannot answer.
     """
     peer = Peer.objects.get(pk=peer_id)
-    link = transport or transport_for(peer)
     remote: dict[tuple[str, str], tuple[str, bool]] = {}
     cursor = ""
-    for _ in range(_MAX_PAGES):
-        page = link.digest(cursor, 1000)
-        for item in page.changes:
-            if not isinstance(item, dict):
-                raise TransportError(f"peer {peer.name} answered garbage (digest)")
-            remote[(str(item.get("model")), str(item.get("key")))] = (
-                str(item.get("hlc")),
-                bool(item.get("deleted")),
-            )
-        cursor = page.next_cursor
-        if not page.has_more:
-            break
+    with _link(peer, transport) as link:
+        for _ in range(_MAX_PAGES):
+            page = link.digest(cursor, 1000)
+            for item in page.changes:
+                if not isinstance(item, dict):
+                    raise TransportError(f"peer {peer.name} answered garbage (digest)")
+                remote[(str(item.get("model")), str(item.get("key")))] = (
+                    str(item.get("hlc")),
+                    bool(item.get("deleted")),
+                )
+            cursor = page.next_cursor
+            if not page.has_more:
+                break
     local = {
         (label, key): (hlc, deleted)
         for label, key, hlc, deleted in ReplicatedRecord.objects.values_list(

@@ -54,3 +54,6 @@ class Transport(abc.ABC):
     def describe(self) -> str:
         """A one-line human description (never a secret)."""
         return self.name
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most transports hold nothing
+        """Release what the transport holds open (connections); it is not used afterwards."""

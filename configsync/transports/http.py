@@ -34,10 +34,15 @@ class HttpPeerTransport(Transport):
         self.node = node
         self.secret = app_settings.SYNC_SECRET if secret is None else secret
         self.timeout = float(app_settings.PEER_TIMEOUT_SECONDS if timeout is None else timeout)
+        self._owns_session = session is None
         self.session = session or requests.Session()
 
     def describe(self) -> str:
         return f"{self.name} ({self.base_url})"
+
+    def close(self) -> None:
+        if self._owns_session:
+            self.session.close()
 
     def _request(self, method: str, path: str, body: bytes = b"") -> Any:
         if not self.secret:

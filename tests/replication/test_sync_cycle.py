@@ -174,3 +174,34 @@ def test_conflicts_pushed_before_the_peer_was_known_are_filed_under_its_name(pee
     assert Conflict.objects.get().source == REMOTE
     sync_cycle(peer_id=peer.pk, transport=ScriptedPeer(node=REMOTE))
     assert Conflict.objects.get().source == "remote"
+
+
+class ClosingPeer(ScriptedPeer):
+    """A scripted peer that records whether the cycle released it."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_cycle_closes_the_transport_it_opened_even_when_it_fails(
+    peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = ClosingPeer(node=REMOTE)
+    opened.fail_pull_at = 1
+    monkeypatch.setattr("configsync.services.sync.transport_for", lambda _peer: opened)
+
+    with pytest.raises(SyncCycleError):
+        sync_cycle(peer_id=peer.pk)
+
+    assert opened.closed
+
+
+def test_a_transport_passed_in_is_left_open_for_its_owner(peer: Peer) -> None:
+    given = ClosingPeer(node=REMOTE)
+
+    sync_cycle(peer_id=peer.pk, transport=given)
+    sync_diff(peer_id=peer.pk, transport=given)
+
+    assert not given.closed
