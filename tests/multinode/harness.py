@@ -238,13 +238,14 @@ class Node:
             proc = self.processes.get(process)
             if proc is None:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=10)
+            # Whether or not the leader exited in time, nothing of its group may outlive the
+            # test: e.g. the embedded beat child of `celery worker --beat` survives its parent.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
             self.processes.pop(process, None)
 
     # --- talking to the node -----------------------------------------------------------------
