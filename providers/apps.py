@@ -7,7 +7,12 @@ class ProvidersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the provider model for replication; nothing else happens at start-up."""
-        from configsync.replication import registry
+        """Register the provider model for replication, with its one-default rule; nothing else."""
+        from configsync.replication import hooks, registry
+        from providers.services import ai_provider_default_claim
 
         registry.register("providers.aiproviderconfig", natural_key_field="name")
+        hooks.register_before_apply(
+            "providers.aiproviderconfig",
+            lambda instance: ai_provider_default_claim(provider=instance),  # type: ignore[arg-type]
+        )

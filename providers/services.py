@@ -64,12 +64,29 @@ def ai_provider_set(
         record.is_default = is_default
     # The name's uniqueness is the database's to enforce (see configsync.services.retry).
     record.full_clean(exclude=["api_key"], validate_unique=False)
-    if record.is_default:
-        for other in AIProviderConfig.objects.filter(is_default=True).exclude(name=name):
-            other.is_default = False
-            other.save(update_fields=["is_default", "updated_at"])
+    ai_provider_default_claim(provider=record)
     record.save()
     return record
+
+
+def ai_provider_default_claim(*, provider: AIProviderConfig) -> None:
+    """Keep "at most one default provider": when ``provider`` is the default, clear the others.
+
+    Runs in the caller's transaction; ``provider`` may be unsaved. The others are cleared with
+    ordinary saves, so the change replicates. Called by :func:`ai_provider_set` and, as the
+    replication before-apply hook (``providers.apps``), for a default received from a peer: two
+    nodes that each made a different provider the default converge instead of refusing the batch.
+    """
+    if not provider.is_default:
+        return
+    others = (
+        AIProviderConfig.objects.select_for_update()
+        .filter(is_default=True)
+        .exclude(name=provider.name)
+    )
+    for other in others:
+        other.is_default = False
+        other.save(update_fields=["is_default", "updated_at"])
 
 
 @transaction.atomic

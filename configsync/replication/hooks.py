@@ -6,8 +6,9 @@ made a different provider the default. Without a hook the save fails, the whole 
 and refused, and replication with that peer stops. A hook restores the invariant with ordinary
 local writes (which replicate like any other change), so every node converges.
 
-``register_before_apply(label, hook)``; the hook gets the unsaved instance carrying the received
-version and runs inside the applying transaction, outside ``applying_remote()``.
+``register_before_apply(label, hook)``, called by the model's app in its ``ready()`` (providers
+registers ``ai_provider_default_claim``); the hook gets the unsaved instance carrying the
+received version and runs inside the applying transaction, outside ``applying_remote()``.
 """
 
 from __future__ import annotations
@@ -26,19 +27,3 @@ def register_before_apply(label: str, hook: BeforeApply) -> None:
 
 def before_apply(label: str) -> BeforeApply | None:
     return _hooks.get(label.lower())
-
-
-def single_default_provider(instance: models.Model) -> None:
-    """A received default provider clears the flag on the other providers (as local changes)."""
-    if not getattr(instance, "is_default", False):
-        return
-    model = type(instance)
-    others = model._default_manager.select_for_update().filter(is_default=True)
-    if instance.pk is not None:
-        others = others.exclude(pk=instance.pk)
-    for other in others:
-        other.is_default = False  # type: ignore[attr-defined]
-        other.save(update_fields=["is_default", "updated_at"])
-
-
-register_before_apply("providers.aiproviderconfig", single_default_provider)
