@@ -400,9 +400,6 @@ class Cluster:
         }
         for index, name in enumerate(self.names):
             directory = self.root / f"node-{name}"
-            # The filesystem broker's folders must exist before the worker declares its queue.
-            for sub in ("celery/broker", "celery/processed"):
-                (directory / "var" / sub).mkdir(parents=True, exist_ok=True)
             if test_db:
                 base_name = urlsplit(test_db).path.lstrip("/")
                 database_url = _replace_db(test_db, db=f"{base_name}_node_{name}")
