@@ -19,6 +19,9 @@ if _dotenv.is_file():
     environ.Env.read_env(str(_dotenv), overwrite=False)
 # Each node of a multi-node test (or a second node on one host) keeps its own var/.
 VAR_DIR = Path(env.str("CONFIGSYNC_VAR_DIR", default=str(VAR_DIR)))
+# This node's local state (SQLite, broker, beat schedule, dev key, locks) all lives here, and
+# Celery beat and Kombu's filesystem transport do not create their folders themselves.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
@@ -125,7 +128,6 @@ if REDIS_URL:
 else:
     # Embedded default: Kombu's filesystem transport under var/, no server needed.
     _broker_dir = VAR_DIR / "celery" / "broker"
-    # Kombu's filesystem transport does not create its folder; a fresh checkout has none.
     _broker_dir.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -400,6 +400,7 @@ class Cluster:
         }
         for index, name in enumerate(self.names):
             directory = self.root / f"node-{name}"
+            directory.mkdir(parents=True, exist_ok=True)  # for the logs; the settings create var/
             if test_db:
                 base_name = urlsplit(test_db).path.lstrip("/")
                 database_url = _replace_db(test_db, db=f"{base_name}_node_{name}")
