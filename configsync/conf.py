@@ -25,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
     "DATA_CALLBACK_URL": "",
     "PUSH_ON_WRITE": True,
     "MAX_CLOCK_SKEW_SECONDS": 300,
+    # Above this measured skew with a peer, status/API/admin warn and conflicts are marked.
+    "SKEW_WARNING_SECONDS": 2,
+    # Deepest nesting of a JSON body or value accepted at any edge (REST, push, .env, CLI).
+    "MAX_JSON_DEPTH": 64,
     "SYNC_BATCH_SIZE": 500,
     "MAX_PUSH_BATCH": 1000,
     "SIGNATURE_MAX_AGE_SECONDS": 300,

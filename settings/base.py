@@ -194,12 +194,19 @@ for _name in ("CONFIGSYNC_ENV_EXCLUDE", "CONFIGSYNC_ENV_SECRET_PATTERNS"):
         globals()[_name] = env.list(_name, default=[])
 CONFIGSYNC_DATA_CALLBACK_URL = env.str("CONFIGSYNC_DATA_CALLBACK_URL", default="")
 CONFIGSYNC_PUSH_ON_WRITE = env.bool("CONFIGSYNC_PUSH_ON_WRITE", default=True)
+if "CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS" in env.ENVIRON:
+    CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = env.int("CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS")
+if "CONFIGSYNC_SKEW_WARNING_SECONDS" in env.ENVIRON:
+    CONFIGSYNC_SKEW_WARNING_SECONDS = env.float("CONFIGSYNC_SKEW_WARNING_SECONDS")
 CONFIGSYNC_VAR_DIR = VAR_DIR
 EXTERNAL_DATABASE_URL = env.str("EXTERNAL_DATABASE_URL", default="")
 CONFIGSYNC_R2_ENDPOINT_URL = env.str("CONFIGSYNC_R2_ENDPOINT_URL", default="")
 CONFIGSYNC_R2_BUCKET = env.str("CONFIGSYNC_R2_BUCKET", default="")
 CONFIGSYNC_R2_ACCESS_KEY_ID = env.str("CONFIGSYNC_R2_ACCESS_KEY_ID", default="")
 CONFIGSYNC_R2_SECRET_ACCESS_KEY = env.str("CONFIGSYNC_R2_SECRET_ACCESS_KEY", default="")
+
+# With DEBUG on, error pages mask credential-bearing settings and every registered secret.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "configsync.debug.SecretExceptionReporterFilter"
 
 # --- Logging: every handler masks secrets, whatever logger emits the record ---------------------
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")

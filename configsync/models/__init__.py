@@ -6,7 +6,8 @@ from configsync.models.conflict import Conflict
 from configsync.models.env_bridge import EnvBridgeBase
 from configsync.models.lookup import LookupVersion
 from configsync.models.node import NodeIdentity
-from configsync.models.peer import Peer, PeerCheckpoint, SyncRun
+from configsync.models.peer import Peer, PeerCheckpoint, ReplicationLog, SyncRun
+from configsync.models.quarantine import QuarantinedChange
 from configsync.models.replication import NodeClock, ReplicatedRecord
 from configsync.models.sync_nonce import SyncNonce
 from configsync.models.system_config import SystemConfig
@@ -20,7 +21,9 @@ __all__ = [
     "NodeIdentity",
     "Peer",
     "PeerCheckpoint",
+    "QuarantinedChange",
     "ReplicatedRecord",
+    "ReplicationLog",
     "ServiceAPIKey",
     "SyncNonce",
     "SyncRun",

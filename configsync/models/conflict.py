@@ -67,6 +67,14 @@ class Conflict(models.Model):
         default="",
         help_text="HLC of the change that resolved it (here or on the node that resolved it).",
     )
+    skew_affected = models.BooleanField(
+        verbose_name="clock skew may have decided it",
+        default=False,
+        help_text=(
+            "The source's measured clock skew was above the warning threshold and at least the "
+            "gap between the two versions' times: the other side may really be the later write."
+        ),
+    )
     detected_at = models.DateTimeField(verbose_name="detected at", auto_now_add=True)
     resolved_at = models.DateTimeField(verbose_name="resolved at", null=True, blank=True)
 

@@ -18,6 +18,11 @@ class Peer(models.Model):
     enabled = models.BooleanField(
         verbose_name="enabled", default=True, help_text="Disabled peers are not synced."
     )
+    seeded = models.BooleanField(
+        verbose_name="from CONFIGSYNC_PEERS",
+        default=False,
+        help_text="Named by CONFIGSYNC_PEERS; disabled when the setting no longer names it.",
+    )
     node_id = models.CharField(
         verbose_name="node id",
         max_length=64,
@@ -57,6 +62,16 @@ class PeerCheckpoint(models.Model):
         default="",
         help_text="Opaque feed cursor.",
     )
+    session = models.CharField(
+        verbose_name="session",
+        max_length=32,
+        blank=True,
+        default="",
+        help_text=(
+            "Random id of the last checkpoint, recorded on both sides (the peer's ReplicationLog); "
+            "a mismatch means one side was restored or rolled back: the direction starts over."
+        ),
+    )
     updated_at = models.DateTimeField(verbose_name="updated at", auto_now=True)
 
     class Meta:
@@ -70,6 +85,51 @@ class PeerCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.peer_id}:{self.direction}@{self.cursor or 'start'}"
+
+
+class ReplicationLog(models.Model):
+    """The other side's copy of a peer's checkpoint: what ``node_id`` recorded about us.
+
+    In the manner of CouchDB's replication log, each checkpoint of a direction is recorded on
+    both nodes with the same random ``session``. A node restored from an older backup holds an
+    older session than its peer's, and the direction starts over from the beginning
+    (re-delivery is idempotent: it costs one full cycle, never data).
+    """
+
+    node_id = models.CharField(
+        verbose_name="peer node id",
+        max_length=64,
+        help_text="The node that replicates with us and recorded this checkpoint.",
+    )
+    direction = models.CharField(
+        verbose_name="direction",
+        max_length=4,
+        choices=PeerCheckpoint.Direction.choices,
+        help_text="The direction as seen by that node (its pull from us, or its push to us).",
+    )
+    session = models.CharField(
+        verbose_name="session", max_length=32, help_text="The checkpoint's session id."
+    )
+    cursor = models.CharField(
+        verbose_name="cursor",
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="The cursor that checkpoint recorded.",
+    )
+    updated_at = models.DateTimeField(verbose_name="updated at", auto_now=True)
+
+    class Meta:
+        verbose_name = "replication log entry"
+        verbose_name_plural = "replication log"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node_id", "direction"], name="configsync_replication_log_node_direction"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}:{self.direction}@{self.session}"
 
 
 class SyncRun(models.Model):
@@ -92,6 +152,11 @@ class SyncRun(models.Model):
     )
     conflicts = models.IntegerField(
         verbose_name="conflicts", default=0, help_text="Conflicts detected."
+    )
+    quarantined = models.IntegerField(
+        verbose_name="quarantined",
+        default=0,
+        help_text="Changes set aside because this node (or the peer) could not store them.",
     )
     skew_ms = models.BigIntegerField(
         verbose_name="clock skew (ms)",
