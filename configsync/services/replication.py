@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 APPLIED = "applied"
 STALE = "stale"
 CONFLICT = "conflict"
+QUARANTINED = "quarantined"
+"""An item this node could not store: kept as a ``QuarantinedChange``; the rest of the batch applies."""
 _APPLY_ATTEMPTS = 6
 _CLOCK_PK = 1
 
@@ -454,6 +456,7 @@ def changes_apply(
     source_node: str,
     source_name: str,
     checkpoint: tuple[int, str] | None = None,
+    source_skew_ms: int | None = None,
 ) -> list[ItemResult]:
     """Apply a batch of changes received from ``source_node``; return one result per item.
 
