@@ -54,7 +54,7 @@ APPLIED = "applied"
 STALE = "stale"
 CONFLICT = "conflict"
 QUARANTINED = "quarantined"
-"""An item this node could not store: kept as a ``QuarantinedChange``; the rest of the batch applies."""
+"""An item this node could not store: kept as a ``QuarantinedChange``; the rest applies."""
 _APPLY_ATTEMPTS = 6
 _CLOCK_PK = 1
 
