@@ -2,6 +2,12 @@
 
 A sensitive value never reaches the HTML (see ``configsync.forms``); the change list shows
 whether a value is set, never the secret; history and delete pages name records by key only.
+
+Reveals: the services refuse a write that would reveal or redirect a stored secret unless told the
+caller holds the reveal right (``allow_reveal``); the admin passes it for users who hold it
+(``configsync.api.permissions.user_can_reveal``), and the forms refuse such a change for users who
+do not. Making a sensitive setting plain while keeping its value asks for confirmation on a page of
+its own first (``make_plain_confirmation.html``) and is audited as a reveal.
 """
 
 from __future__ import annotations
@@ -10,11 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
-from configsync.forms import SystemConfigAdminForm
+from configsync.api.permissions import user_can_reveal
+from configsync.forms import CONFIRM_MAKE_PLAIN, SystemConfigAdminForm, makes_secret_plain
 from configsync.models import SystemConfig
 from configsync.services.system_config import system_config_delete, system_config_set
 
@@ -46,8 +55,21 @@ class ServiceWriteAdmin(admin.ModelAdmin):
         fixed = ("created_at", "updated_at")
         return (self.natural_key_field, *fixed) if obj is not None else fixed
 
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        form.may_reveal = user_can_reveal(request.user)  # the form refuses reveals without it
+        return form
+
+    def service_options(self, request: HttpRequest) -> dict[str, Any]:
+        """Extra keyword arguments of ``set_service``: the caller's reveal right."""
+        return {"allow_reveal": user_can_reveal(request.user)}
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        adopt_saved(obj, self.set_service(**form.service_arguments()))
+        adopt_saved(
+            obj, self.set_service(**form.service_arguments(), **self.service_options(request))
+        )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         self.delete_service(**{self.natural_key_field: getattr(obj, self.natural_key_field)})
@@ -83,6 +105,50 @@ class SystemConfigAdmin(ServiceWriteAdmin):
         ),
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    def service_options(self, request: HttpRequest) -> dict[str, Any]:
+        return {**super().service_options(request), "actor": f"user:{request.user.get_username()}"}
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Ask for confirmation before a submission makes a sensitive setting plain, keeping its
+        value; the confirmation page posts the same fields again with ``CONFIRM_MAKE_PLAIN``."""
+        if request.method == "POST" and object_id and CONFIRM_MAKE_PLAIN not in request.POST:
+            obj = self.get_object(request, unquote(object_id))
+            if (
+                obj is not None
+                and self.has_change_permission(request, obj)
+                and user_can_reveal(request.user)
+                and makes_secret_plain(obj, request.POST)
+            ):
+                return self.make_plain_confirmation(request, obj)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def make_plain_confirmation(self, request: HttpRequest, obj: SystemConfig) -> HttpResponse:
+        # The submitted fields go back as hidden inputs; the value is not among them (a
+        # submission that makes a secret plain while keeping it leaves the value blank).
+        fields = [
+            (name, item)
+            for name, items in request.POST.lists()
+            if name not in ("csrfmiddlewaretoken", "value")
+            for item in items
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Make this setting plain?",
+            "object": obj,
+            "opts": self.model._meta,
+            "fields": fields,
+            "confirm_name": CONFIRM_MAKE_PLAIN,
+        }
+        return TemplateResponse(
+            request, "admin/configsync/systemconfig/make_plain_confirmation.html", context
+        )
 
     @admin.display(description="value")
     def shown_value(self, obj: SystemConfig) -> str:

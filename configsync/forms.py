@@ -8,6 +8,11 @@ replaces it, and the "clear" box removes it.
 Optimistic concurrency: each change form carries the record's version token
 (:func:`configsync.versioning.record_etag`) in a hidden field and refuses to save when the record
 changed since the form was loaded (edited by someone else, or replicated from a peer).
+
+Reveals: a form refuses a change that would reveal a stored secret (make a sensitive setting plain
+keeping its value, re-check a kept secret under another type) or redirect it (a provider's URL or
+kind while it holds a key, unless the key is entered again) unless its ``may_reveal`` is true; the
+admin sets it from the user's reveal right. The services enforce the same rule again.
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from django.utils.html import format_html
 
 from configsync.crypto.errors import DecryptionError
 from configsync.models import SystemConfig
+from configsync.services.system_config import MAKE_PLAIN_NEEDS_REVEAL, RETYPE_NEEDS_REVEAL
 from configsync.value_types import value_serialize
 from configsync.versioning import record_etag
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS
+from providers.services import DESTINATION_FIELDS, REDIRECT_NEEDS_REVEAL
+
+CONFIRM_MAKE_PLAIN = "_confirm_make_plain"
+"""Posted by the admin's confirmation page when the user agreed to make a secret plain."""
 
 
 class Clear:
@@ -34,6 +44,20 @@ class Clear:
 
 
 CLEAR = Clear()
+
+
+def makes_secret_plain(instance: SystemConfig, data: Any) -> bool:
+    """Whether the submitted change-form ``data`` turns ``instance``'s stored secret into plain
+    text: the record holds a secret, "sensitive" is unticked and the value is neither replaced nor
+    cleared."""
+    return (
+        instance.pk is not None
+        and instance.is_sensitive
+        and instance.has_value
+        and not data.get("is_sensitive")
+        and not data.get("value")
+        and data.get("value_clear") not in ("on", "true", "1")
+    )
 
 
 class SecretInput(forms.Widget):
@@ -114,6 +138,8 @@ class VersionedModelForm(forms.ModelForm):
     """A ModelForm that refuses to save over a change made since the form was loaded."""
 
     version = forms.CharField(widget=forms.HiddenInput, required=False)
+    may_reveal = False
+    """Whether the user holds the reveal right (set by the admin; a safe default otherwise)."""
     version_error = (
         "This record was changed (by someone else, or by replication) after you opened this "
         "page. Reload it and make your change again."
@@ -178,6 +204,14 @@ class SystemConfigAdminForm(VersionedModelForm):
         if value is CLEAR or (value is None and instance.pk is None):
             value = cleaned["value"] = ""  # a new setting's blank value is the empty text
         value_type = cleaned.get("value_type")
+        if value is None and instance.is_sensitive and instance.has_value and not self.may_reveal:
+            # Checked before the kept secret is re-validated below, which would be the oracle.
+            if "is_sensitive" in cleaned and not cleaned["is_sensitive"]:
+                self.add_error("is_sensitive", MAKE_PLAIN_NEEDS_REVEAL)
+                return cleaned
+            if value_type and value_type != instance.value_type:
+                self.add_error("value_type", RETYPE_NEEDS_REVEAL)
+                return cleaned
         if (
             value is None
             and value_type
@@ -241,6 +275,17 @@ class AIProviderConfigAdminForm(VersionedModelForm):
         # Put the submitted key on the (never saved) instance so that the model's clean(), which
         # holds each kind's rules, judges the submission; the admin saves through the service.
         api_key = cleaned.get("api_key")
+        instance: AIProviderConfig = self.instance
+        if instance.pk is not None and instance.has_api_key and api_key is None:
+            moved = [
+                name
+                for name in DESTINATION_FIELDS
+                if name in cleaned and cleaned[name] != self.initial.get(name)
+            ]
+            if moved and not self.may_reveal:
+                for name in moved:
+                    self.add_error(name, REDIRECT_NEEDS_REVEAL.format(fields=", ".join(moved)))
+                return cleaned
         if api_key is CLEAR:
             self.instance.api_key = None
         elif api_key:

@@ -78,6 +78,7 @@ class AIProviderViewSet(NaturalKeyConfigViewSet):
             enabled=data.get("enabled"),
             is_default=data.get("is_default"),
             create_only=instance is None,
+            allow_reveal=request_has_scope(self.request, "reveal"),
             **options,
         )
 

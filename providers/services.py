@@ -8,12 +8,22 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from configsync.exceptions import ConfigKeyError
+from configsync.services.audit import RevealRequired
 from configsync.services.retry import retry_on_concurrent_create
 from configsync.services.system_config import ALREADY_EXISTS
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS, kind_get
 
 _KEEP: Any = None
+
+DESTINATION_FIELDS = ("kind", "base_url", "endpoint")
+"""Fields that decide where the stored API key is sent: the URL fields, and the kind, which picks
+the default URL, the header and the SDK (``providers.registry``)."""
+
+REDIRECT_NEEDS_REVEAL = (
+    "Changing where a provider's stored API key is sent ({fields}) needs the reveal permission, "
+    "or give the API key again in the same write. Nothing was changed."
+)
 
 
 @retry_on_concurrent_create
@@ -24,6 +34,7 @@ def ai_provider_set(
     enabled: bool | None = None,
     is_default: bool | None = None,
     create_only: bool = False,
+    allow_reveal: bool = False,
     **options: str | None,
 ) -> AIProviderConfig:
     """Create or update provider ``name``; return it.
@@ -36,6 +47,12 @@ def ai_provider_set(
     existing ``name`` is a ``ValidationError`` instead of an update. Atomic; when another
     transaction creates ``name`` (or makes another provider the default) between our read and our
     write, the call is retried once (``configsync.services.retry``).
+
+    Redirects: while the record holds an API key, changing a field of ``DESTINATION_FIELDS``
+    would make the connection test and every SDK client built from ``client_settings`` send that
+    key to a destination the caller chose. Unless the same call gives ``api_key`` (a new key, or
+    ``""`` to clear it) or passes ``allow_reveal`` (only callers holding the reveal right do), it
+    raises :class:`~configsync.services.audit.RevealRequired` and nothing is saved.
     """
     unknown = sorted(set(options) - set(OPTION_FIELDS))
     if unknown:
@@ -48,12 +65,20 @@ def ai_provider_set(
         if not kind:
             raise ValidationError({"kind": "Required when creating a provider."})
         record = AIProviderConfig(name=name)
+    guarded = (
+        not creating and record.has_api_key and options.get("api_key") is None and not allow_reveal
+    )
+    destination = {field: getattr(record, field) for field in DESTINATION_FIELDS}
     if kind is not None:
         record.kind = kind
     spec = kind_get(record.kind)
     for field, value in options.items():
         if value is not None:
             setattr(record, field, value)
+    if guarded:
+        moved = [f for f in DESTINATION_FIELDS if getattr(record, f) != destination[f]]
+        if moved:
+            raise RevealRequired(REDIRECT_NEEDS_REVEAL.format(fields=", ".join(moved)))
     if creating:
         for field, default in spec.defaults.items():
             if not getattr(record, field):

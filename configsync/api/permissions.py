@@ -16,6 +16,12 @@ from configsync.models import ServiceAPIKey
 Scope = Literal["read", "write", "reveal"]
 
 
+def user_can_reveal(user: Any) -> bool:
+    """Whether a Django user holds the reveal right: an active staff user (the admin and the
+    API's session authentication share this rule). API keys hold it by ``can_reveal`` instead."""
+    return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
 def request_has_scope(request: Request, scope: Scope) -> bool:
     """Whether the caller of ``request`` holds ``scope``."""
     user = request.user
@@ -27,7 +33,7 @@ def request_has_scope(request: Request, scope: Scope) -> bool:
         if scope == "write":
             return request.auth.can_write
         return request.auth.can_reveal
-    return bool(user.is_staff and user.is_active)
+    return user_can_reveal(user)
 
 
 def request_actor(request: Request) -> str:

@@ -3,6 +3,9 @@
 Records are addressed by natural key. Every detail response carries an ``ETag``; writes honour
 ``If-Match`` (412 when stale, see ``configsync.api.concurrency``). ``?reveal=true`` needs the
 reveal scope and writes one ``AuditEvent`` per revealed record before the response is returned.
+A write that would reveal or redirect a stored secret (making a sensitive setting plain, a
+provider's URL or kind) is passed ``allow_reveal`` only with the reveal scope; without it the
+service refuses (``RevealRequired``: 403 with the reason, nothing changed).
 """
 
 from __future__ import annotations
@@ -310,6 +313,8 @@ class SystemConfigViewSet(NaturalKeyConfigViewSet):
             category=data.get("category"),
             description=data.get("description"),
             create_only=instance is None,
+            allow_reveal=request_has_scope(self.request, "reveal"),
+            actor=request_actor(self.request),
             **optional,
         )
 

@@ -4,6 +4,10 @@ A secret given as ``VALUE`` lands in the shell history and in ``ps``; pass ``-``
 the value from standard input (one trailing newline is dropped)::
 
     printf '%s' "$DATABASE_PASSWORD" | python manage.py configsync set DB_PASSWORD - --sensitive
+
+``set`` never lowers sensitivity by itself: an existing sensitive setting stays sensitive unless
+``--plain`` is given, and turning a sensitive setting plain also needs ``--yes`` (it then stores
+and replicates VALUE in plain text). The local operator holds the reveal right (``get --reveal``).
 """
 
 from __future__ import annotations
@@ -73,14 +77,25 @@ def record_as_dict(record: SystemConfig, *, reveal: bool = False) -> dict[str, A
 
 
 def _set(command: BaseCommand, options: dict[str, Any]) -> None:
+    is_sensitive = True if options["sensitive"] else (False if options["plain"] else None)
+    if is_sensitive is False and not options["yes"]:
+        current = SystemConfig.objects.filter(key=options["key"]).first()
+        if current is not None and current.is_sensitive:
+            raise CommandError(
+                f"{options['key']} is sensitive: --plain stores the new value in plain text, "
+                "shows it to every reader and replicates it so; add --yes to confirm",
+                returncode=1,
+            )
     value = read_value_argument(options["value"])
     record = system_config_set(
         key=options["key"],
         value=value,
         value_type=options["type"],
-        is_sensitive=True if options["sensitive"] else None,
+        is_sensitive=is_sensitive,
         category=options["category"],
         description=options["description"],
+        allow_reveal=options["yes"],
+        actor=cli_actor(),
     )
     flags = f"{record.value_type}, sensitive" if record.is_sensitive else record.value_type
     command.stdout.write(f"saved {record.key} ({flags})")
@@ -143,10 +158,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     set_parser.add_argument("key", metavar="KEY")
     set_parser.add_argument("value", metavar="VALUE", help="the value, or '-' to read stdin")
-    set_parser.add_argument(
+    sensitivity = set_parser.add_mutually_exclusive_group()
+    sensitivity.add_argument(
         "--sensitive",
         action="store_true",
         help="encrypt at rest and mask everywhere (an existing sensitive setting stays so)",
+    )
+    sensitivity.add_argument(
+        "--plain",
+        action="store_true",
+        help="store in plain text; turning a sensitive setting plain also needs --yes",
+    )
+    set_parser.add_argument(
+        "--yes", action="store_true", help="confirm turning a sensitive setting plain"
     )
     # No argparse ``choices``: an unknown type is a validation error (exit 1, one line).
     set_parser.add_argument(

@@ -4,6 +4,9 @@
 
     printf '%s' "$OPENAI_API_KEY" | python manage.py configsync provider set openai-main \\
         --kind openai --api-key -
+
+Changing where a stored key is sent (``--base-url``, ``--endpoint``, ``--kind``) without giving
+``--api-key`` again needs ``--yes``: the key will be sent to the new destination.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ import argparse
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from configsync.cli.config import read_value_argument, write_table
 from configsync.logging import MASK
+from configsync.services.audit import RevealRequired
 from providers.models import AIProviderConfig
 from providers.registry import KINDS, OPTION_FIELDS
 from providers.selectors import ai_provider_list
-from providers.services import ai_provider_delete, ai_provider_set
+from providers.services import DESTINATION_FIELDS, ai_provider_delete, ai_provider_set
 
 # Command-line option -> model field, for the options that are not named like their field.
 _OPTION_DESTS = {"model": "default_model"}
@@ -47,13 +51,22 @@ def _set(command: BaseCommand, options: dict[str, Any]) -> None:
     fields: dict[str, Any] = {name: options.get(name) for name in OPTION_FIELDS}
     if fields["api_key"] is not None:
         fields["api_key"] = read_value_argument(fields["api_key"], what="--api-key")
-    record = ai_provider_set(
-        name=options["name"],
-        kind=options["kind"],
-        enabled=options["enabled"],
-        is_default=options["default"],
-        **fields,
-    )
+    try:
+        record = ai_provider_set(
+            name=options["name"],
+            kind=options["kind"],
+            enabled=options["enabled"],
+            is_default=options["default"],
+            allow_reveal=options["yes"],
+            **fields,
+        )
+    except RevealRequired:
+        flags = ", ".join("--" + name.replace("_", "-") for name in DESTINATION_FIELDS)
+        raise CommandError(
+            f"{options['name']} holds an API key and {flags} change where it is sent; "
+            "add --yes to send it to the new destination, or give --api-key again",
+            returncode=1,
+        ) from None
     flags = ", ".join(
         flag
         for flag, on in (
@@ -126,6 +139,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--default", dest="default", action="store_const", const=True, help="make it the default"
     )
     default.add_argument("--no-default", dest="default", action="store_const", const=False)
+    set_parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="confirm sending the stored API key to a changed --base-url/--endpoint/--kind",
+    )
     set_parser.set_defaults(handler=_set, enabled=None, default=None)
 
     list_parser = actions.add_parser("list", help="list providers (API keys never shown)")

@@ -1,12 +1,29 @@
-"""Writes of the audit trail. An audit event names who, what and when — never a value."""
+"""Writes of the audit trail, and the rule that guards reveals in the services.
+
+An audit event names who, what and when — never a value. A write that would reveal a stored secret
+to its caller (turn a sensitive setting plain, re-check a kept secret under another type) or send
+it to a destination the caller chose (a provider's URL or kind) takes ``allow_reveal=True``, which
+only callers holding the reveal right pass; the default refuses with :class:`RevealRequired`, so a
+caller that forgets cannot leak.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.core.exceptions import PermissionDenied
 from django.db import models
 
+from configsync.crypto.errors import ConfigsyncError
 from configsync.models import AuditEvent
+
+
+class RevealRequired(PermissionDenied, ConfigsyncError):
+    """A write needs the reveal right (or the secret re-entered). Nothing was changed.
+
+    A ``PermissionDenied``: DRF answers 403 with the message; the CLI prints it and exits 1. The
+    message says why and how to proceed; it never holds a value.
+    """
 
 
 def _reveal_event(actor: str, instance: models.Model) -> AuditEvent:

@@ -10,11 +10,21 @@ from django.db import transaction
 from configsync.conf import app_settings
 from configsync.exceptions import ConfigKeyError
 from configsync.models import SystemConfig
+from configsync.services.audit import RevealRequired, audit_reveal
 from configsync.services.retry import retry_on_concurrent_create
 from configsync.value_types import value_serialize
 
 _UNSET: Any = object()
 ALREADY_EXISTS = "A record with this key already exists."
+MAKE_PLAIN_NEEDS_REVEAL = (
+    "Making a sensitive setting plain reveals its stored value: it needs the reveal permission "
+    "(or give a new value in the same write). Nothing was changed."
+)
+RETYPE_NEEDS_REVEAL = (
+    "Changing the type of a sensitive setting re-checks its stored value against the new type, "
+    "which tells something about it: it needs the reveal permission (or give the value again in "
+    "the same write). Nothing was changed."
+)
 
 
 @retry_on_concurrent_create
@@ -27,6 +37,8 @@ def system_config_set(
     category: str | None = None,
     description: str | None = None,
     create_only: bool = False,
+    allow_reveal: bool = False,
+    actor: str = "",
 ) -> SystemConfig:
     """Create or update the setting ``key``; return it.
 
@@ -40,6 +52,14 @@ def system_config_set(
     ``key`` is a ``ValidationError`` instead of an update. Atomic; when another transaction
     creates ``key`` between our read and our insert, the call is retried once and then updates it
     (or, with ``create_only``, refuses) (``configsync.services.retry``).
+
+    Reveals (``configsync.services.audit``): a write that keeps a stored secret but makes the
+    setting plain stores the secret as plaintext and returns it — a reveal; one that changes a
+    kept secret's type re-checks the secret against that type — an oracle on it. Both raise
+    :class:`RevealRequired` (nothing saved) unless ``allow_reveal``, which only a caller holding
+    the reveal right passes (REST reveal scope, admin reveal right, the local CLI with ``--yes``).
+    Making plain is then audited as a reveal by ``actor``, in the same transaction. Giving a new
+    ``value`` in the same write replaces the secret: nothing is revealed and neither is refused.
     """
     record = SystemConfig.objects.select_for_update().filter(key=key).first()
     if record is not None and create_only:
@@ -49,6 +69,7 @@ def system_config_set(
             raise ValidationError({"value": "Required when creating a setting."})
         record = SystemConfig(key=key)
     was_sensitive, old_type = record.is_sensitive, record.value_type
+    held_secret = record.pk is not None and was_sensitive and record.has_value
     if value_type is not None:
         record.value_type = value_type
     if is_sensitive is not None:
@@ -57,6 +78,15 @@ def system_config_set(
         record.category = category
     if description is not None:
         record.description = description
+
+    reveals = False
+    if value is _UNSET and held_secret:
+        if not record.is_sensitive:
+            if not allow_reveal:
+                raise RevealRequired(MAKE_PLAIN_NEEDS_REVEAL)
+            reveals = True
+        elif record.value_type != old_type and not allow_reveal:
+            raise RevealRequired(RETYPE_NEEDS_REVEAL)
 
     keep_stored = value is _UNSET and (was_sensitive, old_type) == (
         record.is_sensitive,
@@ -83,6 +113,8 @@ def system_config_set(
     # makes the insert fail, and the retry updates it instead of refusing a "set".
     record.full_clean(exclude=["secret_value"], validate_unique=False)
     record.save()
+    if reveals:
+        audit_reveal(actor=actor or "unknown", instance=record)
     return record
 
 

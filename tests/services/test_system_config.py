@@ -79,7 +79,7 @@ def test_sensitive_value_moves_between_plain_text_and_ciphertext(canary: str) ->
 
     system_config_set(key="TOKEN", value="sk-CANARY-new")  # stays sensitive when not told
     assert SystemConfig.objects.get(key="TOKEN").is_sensitive
-    system_config_set(key="TOKEN", is_sensitive=False)
+    system_config_set(key="TOKEN", is_sensitive=False, allow_reveal=True, actor="test")
     record = SystemConfig.objects.get(key="TOKEN")
     assert record.value == "sk-CANARY-new" and record.secret_value is None
 
