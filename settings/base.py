@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: refuses unstorable text in path/query/headers; masks secrets in DEBUG error pages.
+    "configsync.middleware.EdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -156,6 +158,12 @@ REST_FRAMEWORK = {
     # Scopes: read for safe methods, write otherwise; admins hold all (configsync.api.permissions).
     "DEFAULT_PERMISSION_CLASSES": ["configsync.api.permissions.HasScope"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Bodies: nesting bounded, NUL and lone surrogates refused (configsync.api.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "configsync.api.parsers.StorableJSONParser",
+        "configsync.api.parsers.StorableFormParser",
+        "configsync.api.parsers.StorableMultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": ["configsync.api.throttling.CallerRateThrottle"],
     "EXCEPTION_HANDLER": "configsync.api.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {

@@ -108,12 +108,21 @@ def test_put_requires_value_and_keeps_omitted_attributes(
     assert response.json()["value"] == 12
 
 
-@pytest.mark.parametrize("key", ["NOPE", "%00", "a%00b", "x" * 300])
+@pytest.mark.parametrize("key", ["NOPE", "x" * 300])
 def test_unknown_key_is_404(writer: APIClient, key: str) -> None:
     for method in ("get", "put", "patch", "delete"):
         response = getattr(writer, method)(f"{SYSTEM}{key}/", {"value": 1}, format="json")
         assert response.status_code == 404, method
         assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("key", ["%00", "a%00b"])
+def test_key_no_database_can_store_is_400(writer: APIClient, key: str) -> None:
+    """A NUL in the path is refused at the edge (configsync.middleware), before any lookup."""
+    for method in ("get", "put", "patch", "delete"):
+        response = getattr(writer, method)(f"{SYSTEM}{key}/", {"value": 1}, format="json")
+        assert response.status_code == 400, method
+        assert "NUL" in response.json()["detail"]
 
 
 BAD_BODIES = [

@@ -1,0 +1,135 @@
+"""Request bodies at the API's edge: only text every supported database can store.
+
+``storable_text_problem`` is the one predicate of "storable text" used at the edge (this parser,
+the form parsers below and ``configsync.middleware.EdgeMiddleware`` for paths, query parameters and
+headers): PostgreSQL refuses a NUL character in text, and a lone UTF-16 surrogate (``"\\ud800"`` in
+JSON) is not Unicode text at all, so neither encodes for PostgreSQL nor for SQLite — each would
+be a 500 (``DataError``, ``UnicodeEncodeError``) somewhere later, or a poison change for a peer.
+
+``StorableJSONParser`` also bounds nesting at ``app_settings.MAX_JSON_DEPTH`` *before* decoding:
+``json.loads`` recurses once per level and a 100,000-deep body would end in ``RecursionError``.
+Our own depth scan because no well-kept JSON library for Python offers a depth limit; the scan
+looks only at brackets outside strings (found by one regular expression), so it is linear and
+never recursive. Every refusal is a ``400`` naming the reason (and the top-level field when
+there is one), never the offending text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+
+from configsync.conf import app_settings
+
+NUL_REASON = "Contains a NUL character, which cannot be stored."
+SURROGATE_REASON = (
+    "Contains a lone UTF-16 surrogate (U+D800 to U+DFFF), which is not valid Unicode text and "
+    "cannot be stored."
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def storable_text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored on every supported backend, or ``None`` when it can."""
+    if "\x00" in text:
+        return NUL_REASON
+    if _SURROGATE.search(text):
+        return SURROGATE_REASON
+    return None
+
+
+def json_depth_exceeds(text: str, limit: int) -> bool:
+    """Whether the JSON ``text`` nests arrays/objects deeper than ``limit`` (no recursion)."""
+    depth = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _strings(data: Any) -> Iterator[tuple[str | None, str]]:
+    """Every string (object keys too) in ``data`` with the top-level member it is under."""
+    stack: list[tuple[str | None, Any]] = [(None, data)]
+    top = True
+    while stack:
+        field, value = stack.pop()
+        if isinstance(value, str):
+            yield field, value
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                yield field, str(key)
+                stack.append((str(key) if top else field, item))
+        elif isinstance(value, list | tuple):
+            stack.extend((field, item) for item in value)
+        top = False
+
+
+def check_storable(data: Any) -> None:
+    """``ParseError`` (400) when a string anywhere in ``data`` is not storable text."""
+    for field, text in _strings(data):
+        reason = storable_text_problem(text)
+        if reason is not None:
+            if field is not None and _FIELD_NAME.match(field):
+                raise ParseError({field: [reason]})
+            raise ParseError(reason)
+
+
+class StorableJSONParser(JSONParser):
+    """DRF's JSON parser, refusing nesting over ``MAX_JSON_DEPTH``, NUL and lone surrogates."""
+
+    def parse(
+        self,
+        stream: Any,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            text = stream.read().decode(encoding)
+        except UnicodeDecodeError:
+            raise ParseError(f"JSON parse error - the body is not valid {encoding}.") from None
+        limit = app_settings.MAX_JSON_DEPTH
+        if json_depth_exceeds(text, limit):
+            raise ParseError(f"JSON parse error - nested deeper than {limit} levels.")
+        try:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid JSON"
+            raise ParseError(f"JSON parse error - {reason}.") from None
+        check_storable(data)
+        return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class StorableFormParser(FormParser):
+    """DRF's form parser, refusing NUL and lone surrogates in names and values."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        check_storable(dict(data.lists()))
+        return data
+
+
+class StorableMultiPartParser(MultiPartParser):
+    """DRF's multipart parser, refusing NUL and lone surrogates in field names and values."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        parsed = super().parse(stream, media_type, parser_context)
+        check_storable(dict(parsed.data.lists()))
+        return parsed

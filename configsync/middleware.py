@@ -1,0 +1,55 @@
+"""The request edge: text that cannot be stored is refused before any view sees it.
+
+``EdgeMiddleware`` answers ``400`` with the reason when the path, a query parameter (name or
+value) or a request header holds text no supported database can store (a NUL character, which
+PostgreSQL refuses — ``?category=a%00b`` was a 500 — or a lone surrogate), using the same predicate
+as the API's body parsers (``configsync.api.parsers.storable_text_problem``). API paths answer JSON
+``{"detail": ...}``, others plain text. The offending text is never echoed.
+
+It also installs ``configsync.debug.SecretExceptionReporter`` on each request, so a DEBUG error
+page masks secrets in the exception message and query string too. Put it first in
+``MIDDLEWARE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+
+from configsync.api.parsers import storable_text_problem
+from configsync.debug import SecretExceptionReporter
+
+
+def request_edge_problem(request: HttpRequest) -> str | None:
+    """Why ``request``'s path, query or headers cannot be accepted, or ``None``."""
+    problem = storable_text_problem(request.path_info)
+    if problem:
+        return f"Path: {problem}"
+    for name, values in request.GET.lists():
+        for text in (name, *values):
+            problem = storable_text_problem(text)
+            if problem:
+                return f"Query parameter: {problem}"
+    for name, value in request.META.items():
+        if (name.startswith("HTTP_") or name == "CONTENT_TYPE") and isinstance(value, str):
+            problem = storable_text_problem(value)
+            if problem:
+                return f"Header: {problem}"
+    return None
+
+
+class EdgeMiddleware:
+    """Refuses unstorable text in the path, query and headers; masks DEBUG error reports."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.exception_reporter_class = SecretExceptionReporter  # type: ignore[attr-defined]
+        problem = request_edge_problem(request)
+        if problem is not None:
+            if request.path_info.startswith("/api/"):
+                return JsonResponse({"detail": problem}, status=400)
+            return HttpResponseBadRequest(problem, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
