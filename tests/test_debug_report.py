@@ -1,0 +1,92 @@
+"""A DEBUG 500 page (HTML and text) shows no secret: frame locals, request data, settings, message.
+
+A real view, reached through the whole middleware stack with ``DEBUG`` on, reads a provider's API
+key into local variables and raises. The key is not shaped like a secret (no ``sk-`` prefix), so
+only the registry of plaintexts (``configsync.logging``) can mask it; the credential URLs in
+settings are never registered, so only the URL rules can.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.http import HttpRequest, HttpResponse
+from django.test import Client
+from django.urls import path
+
+from providers.models import AIProviderConfig
+from providers.services import ai_provider_set
+
+KEY = "CANARYdebugKEY0123456789"
+CREDENTIAL_SETTINGS = {
+    "EXTERNAL_DATABASE_URL": "postgres://app:CANARYextpass@db.example/app",
+    "CONFIGSYNC_PEERS": ["cloud=https://peer:CANARYpeerpass@cloud.example"],
+    "CONFIGSYNC_DATA_CALLBACK_URL": "https://hooks.example/services/T0/CANARYhooktoken",
+    "REDIS_URL": "redis://:CANARYredispass@127.0.0.1:6379/9",
+    "CELERY_BROKER_URL": "redis://:CANARYbrokerpass@127.0.0.1:6379/9",
+    "CONFIGSYNC_R2_SECRET_ACCESS_KEY": "CANARYr2secret",
+    "CONFIGSYNC_R2_ENDPOINT_URL": "https://acct.r2.example/?X-Amz-Signature=CANARYsig",
+    "SOME_SERVICE_URL": "https://svc:CANARYgenericpass@svc.example/path?token=CANARYqtoken",
+}
+pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
+
+
+def leaky_view(request: HttpRequest) -> HttpResponse:
+    provider = AIProviderConfig.objects.get(name="leaky")
+    api_key = provider.api_key
+    headers = {"Authorization": "Bearer " + str(api_key)}
+    settings_like = {"nested": [api_key], "mode": "visible-marker"}
+    note = f"calling with {api_key}"
+    assert headers and settings_like and note
+    raise RuntimeError(f"upstream refused key {api_key}")
+
+
+urlpatterns = [path("leak/", leaky_view)]
+
+
+@pytest.fixture
+def debug_on(settings: Any) -> None:
+    settings.DEBUG = True
+    for name, value in CREDENTIAL_SETTINGS.items():
+        setattr(settings, name, value)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "redis://:CANARYcachepass@127.0.0.1:6379/9",
+        }
+    }
+    ai_provider_set(name="leaky", kind="openai", api_key=KEY)
+
+
+@pytest.mark.parametrize("accept", ["text/html", "text/plain"], ids=["html", "text"])
+def test_debug_500_page_shows_no_secret(debug_on: None, accept: str) -> None:
+    client = Client(raise_request_exception=False)
+    response = client.post(
+        f"/leak/?api_key=CANARYquery&note={KEY}",
+        {"password": "CANARYpost", "comment": f"key is {KEY}"},
+        HTTP_ACCEPT=accept,
+        HTTP_X_NOTE=f"header {KEY}",
+    )
+    assert response.status_code == 500
+    page = response.content.decode()
+    # The report is the technical one (frames, settings; the HTML also has locals).
+    assert "leaky_view" in page
+    if accept == "text/html":
+        assert "settings_like" in page and "visible-marker" in page
+    assert "EXTERNAL_DATABASE_URL" in page and "db.example" in page
+    assert "CANARY" not in page, [line for line in page.splitlines() if "CANARY" in line][:5]
+    assert KEY not in page
+
+
+def test_filter_masks_credentials_in_setting_urls_keeps_the_rest() -> None:
+    from configsync.debug import SecretExceptionReporterFilter
+
+    shown = SecretExceptionReporterFilter().cleanse_setting(
+        "CONFIGSYNC_PEERS", ["a=https://user:pw-CANARY@a.example:8443/x?plain=1&key=CANARYk"]
+    )
+    assert shown == ["a=https://user:********@a.example:8443/x?plain=1&key=********"]
+    callback = SecretExceptionReporterFilter().cleanse_setting(
+        "CONFIGSYNC_DATA_CALLBACK_URL", "https://hooks.example/services/CANARYhook"
+    )
+    assert callback == "https://hooks.example/********"
