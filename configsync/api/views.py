@@ -62,7 +62,11 @@ class ErrorSerializer(serializers.Serializer):
 
 ERRORS: dict[int, OpenApiResponse] = {
     401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
-    403: OpenApiResponse(ErrorSerializer, description="Authenticated without the needed scope."),
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description="Authenticated without the needed scope, or a write that would reveal or "
+        "redirect a stored secret without the reveal scope (nothing changed).",
+    ),
     429: OpenApiResponse(ErrorSerializer, description="Throttled."),
 }
 TOO_LARGE = OpenApiResponse(ErrorSerializer, description="Request body too large.")
