@@ -59,7 +59,8 @@ class ServiceWriteAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
-        form.may_reveal = user_can_reveal(request.user)  # the form refuses reveals without it
+        # The form refuses reveals without it (configsync.forms.VersionedModelForm.may_reveal).
+        form.may_reveal = user_can_reveal(request.user)  # type: ignore[attr-defined]
         return form
 
     def service_options(self, request: HttpRequest) -> dict[str, Any]:

@@ -22,7 +22,6 @@ request by ``configsync.middleware.EdgeMiddleware`` (and can be set as
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -121,9 +120,9 @@ class SecretExceptionReporterFilter(SafeExceptionReporterFilter):
     def get_safe_cookies(self, request: Any) -> dict[str, Any]:
         return {k: self._mask(v) for k, v in super().get_safe_cookies(request).items()}
 
-    def masked_items(self, data: MultiValueDict) -> MultiValueDict:
+    def masked_items(self, data: Any) -> MultiValueDict[Any, Any]:
         """A copy of ``data`` (POST, GET) with secret-named parameters hidden, the rest masked."""
-        masked = MultiValueDict()
+        masked: MultiValueDict[Any, Any] = MultiValueDict()
         for name, values in data.lists():
             if _SECRET_VARIABLE.search(str(name)):
                 masked.setlist(name, [self.cleansed_substitute for _ in values])
@@ -138,14 +137,16 @@ class SecretExceptionReporterFilter(SafeExceptionReporterFilter):
     def get_cleansed_multivaluedict(self, request: Any, multivaluedict: Any) -> Any:
         return self.masked_items(super().get_cleansed_multivaluedict(request, multivaluedict))
 
-    def get_traceback_frame_variables(self, request: Any, tb_frame: Any) -> Iterable[Any]:
-        shown = []
+    def get_traceback_frame_variables(self, request: Any, tb_frame: Any) -> Any:
+        shown: dict[str, Any] = {}
         for name, value in super().get_traceback_frame_variables(request, tb_frame):
-            if value == self.cleansed_substitute or _SECRET_VARIABLE.search(str(name)):
-                shown.append((name, _Shown(self.cleansed_substitute)))
+            if (
+                isinstance(value, str) and value == self.cleansed_substitute
+            ) or _SECRET_VARIABLE.search(str(name)):
+                shown[name] = _Shown(self.cleansed_substitute)
             else:
-                shown.append((name, _Shown(mask_report_text(pprint(value)))))
-        return shown
+                shown[name] = _Shown(mask_report_text(pprint(value)))
+        return shown.items()
 
 
 class SecretExceptionReporter(ExceptionReporter):

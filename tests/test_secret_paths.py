@@ -48,11 +48,11 @@ SECRET = "sk-CANARY-paths-0001"
 ATTACKER = "http://127.0.0.1:9/"  # where a hostile caller would like the key to go
 
 
-# --- catalogues: every field of every write path, with why it is safe --------------------------
+# --- catalogues: every field of every write path, with why it is safe -------------------------
 
 SYSTEM_FIELDS = {
     "key": "create only (POST); an existing key is a 400, never overwritten; URL key is read-only",
-    "value": "replaces the secret; the old one is never returned (responses mask a sensitive value)",
+    "value": "replaces the secret; the old one is never returned (responses mask secrets)",
     "value_type": "retyping a kept secret is an oracle on it: needs reveal or the value again",
     "is_sensitive": "making a kept secret plain reveals it: needs reveal, audited, confirmed",
     "category": "plain metadata; never touches the value",
@@ -97,7 +97,7 @@ OUTWARD_REQUESTS = {
     "provider test-connection (API action)": "GETs the stored destination, which only a caller "
     "holding the reveal right (or re-entering the key) can change: test_redirect_*",
     "provider test-connection (admin action)": "same service and destination as the API action",
-    "provider SDK settings (client_settings)": "the same stored destination, guarded by the service",
+    "provider SDK settings (client_settings)": "the same stored destination, guarded alike",
     "data callback (CONFIGSYNC_DATA_CALLBACK_URL)": "URL from the environment (operator only); the "
     "body names the record, never a value: test_data_callback_carries_no_value",
     "peer sync (Peer.base_url, CONFIGSYNC_PEERS)": "editable in the admin only by staff, who hold "
@@ -142,7 +142,7 @@ def test_catalogue_covers_every_cli_flag() -> None:
     assert flags == set(CLI_PROVIDER_FLAGS)
 
 
-# --- fixtures --------------------------------------------------------------------------------------
+# --- fixtures -------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ def token_of(record: SystemConfig) -> str:
     return str(SystemConfig.objects.get(pk=record.pk).__dict__["secret_value"])
 
 
-# --- system settings: REST -------------------------------------------------------------------------
+# --- system settings: REST ------------------------------------------------------------------------
 
 REVEALING_PATCHES = [
     pytest.param({"is_sensitive": False}, "plain", id="is_sensitive-false-keeps-the-secret"),
@@ -252,7 +252,7 @@ def test_create_cannot_overwrite_a_secret(writer: APIClient, secret: SystemConfi
     assert SystemConfig.objects.get(key="DB_PASSWORD").is_sensitive
 
 
-# --- system settings: the service's safe default ---------------------------------------------------
+# --- system settings: the service's safe default --------------------------------------------------
 
 
 def test_service_refuses_by_default(secret: SystemConfig) -> None:
@@ -275,7 +275,7 @@ def test_a_sensitive_setting_without_a_value_reveals_nothing() -> None:
     assert not system_config_set(key="EMPTY", is_sensitive=False).is_sensitive
 
 
-# --- system settings: admin -----------------------------------------------------------------------
+# --- system settings: admin ----------------------------------------------------------------------
 
 
 def setting_form(record: SystemConfig, **changes: Any) -> dict[str, Any]:
@@ -336,7 +336,7 @@ def test_admin_form_without_the_reveal_right_refuses(
     assert "reveal permission" in str(form.errors[field])
 
 
-# --- providers: REST, service, test-connection ----------------------------------------------------
+# --- providers: REST, service, test-connection ---------------------------------------------------
 
 
 REDIRECTS = [
@@ -475,7 +475,7 @@ def test_provider_admin_as_staff_may_redirect(staff: Client, provider: AIProvide
     assert AIProviderConfig.objects.get(pk=provider.pk).base_url == ATTACKER
 
 
-# --- CLI -------------------------------------------------------------------------------------------
+# --- CLI ------------------------------------------------------------------------------------------
 
 
 def test_cli_set_never_lowers_sensitivity_without_plain_and_yes(
@@ -512,7 +512,7 @@ def test_cli_provider_redirect_with_the_key_again(cli: Any, provider: AIProvider
     assert AIProviderConfig.objects.get(name="openai-main").base_url == ATTACKER
 
 
-# --- other write paths and outward requests --------------------------------------------------------
+# --- other write paths and outward requests -------------------------------------------------------
 
 
 def test_unsigned_push_cannot_write(settings: Any) -> None:

@@ -1,4 +1,4 @@
-"""Input no database can store, or no parser should recurse into, is a 400 with a reason at the edge.
+"""Input no database can store, or no parser should recurse into: a 400 with a reason, at the edge.
 
 Each of these was a 500 (``UnicodeEncodeError``, ``RecursionError``, PostgreSQL's ``DataError``)
 before ``configsync.api.parsers`` and ``configsync.middleware``. Runs on SQLite and, with
@@ -55,31 +55,31 @@ def assert_400_with_reason(response: Any, word: str) -> None:
     assert word in response.content.decode()
 
 
-# --- lone surrogates in bodies -------------------------------------------------------------------
+# --- lone surrogates in bodies ------------------------------------------------------------------
 
 SURROGATE_BODIES = [
-    pytest.param("POST", SYSTEM, '{"key": "S1", "value": "a%sb"}' % LONE, id="value"),
+    pytest.param("POST", SYSTEM, f'{{"key": "S1", "value": "a{LONE}b"}}', id="value"),
     pytest.param(
         "POST",
         SYSTEM,
-        '{"key": "S1", "value": {"k": "%s"}, "value_type": "json"}' % LONE,
+        f'{{"key": "S1", "value": {{"k": "{LONE}"}}, "value_type": "json"}}',
         id="json-value",
     ),
     pytest.param(
         "POST",
         SYSTEM,
-        '{"key": "S1", "value": {"%s": 1}, "value_type": "json"}' % LONE,
+        f'{{"key": "S1", "value": {{"{LONE}": 1}}, "value_type": "json"}}',
         id="json-key-inside-value",
     ),
-    pytest.param("POST", SYSTEM, '{"key": "S%s", "value": "v"}' % LONE, id="key"),
+    pytest.param("POST", SYSTEM, f'{{"key": "S{LONE}", "value": "v"}}', id="key"),
     pytest.param(
-        "POST", SYSTEM, '{"key": "S1", "value": "v", "description": "%s"}' % LONE, id="description"
+        "POST", SYSTEM, f'{{"key": "S1", "value": "v", "description": "{LONE}"}}', id="description"
     ),
-    pytest.param("POST", SYSTEM, '{"key": "S1", "value": "v", "%s": 1}' % LONE, id="body-key"),
+    pytest.param("POST", SYSTEM, f'{{"key": "S1", "value": "v", "{LONE}": 1}}', id="body-key"),
     pytest.param(
         "POST",
         PROVIDERS,
-        '{"name": "p1", "kind": "openai", "api_key": "sk-%s"}' % LONE,
+        f'{{"name": "p1", "kind": "openai", "api_key": "sk-{LONE}"}}',
         id="provider-api-key",
     ),
 ]
@@ -95,7 +95,7 @@ def test_lone_surrogate_in_a_body_is_400(
 
 def test_lone_surrogate_in_a_patch_is_400_and_changes_nothing(writer: APIClient) -> None:
     writer.post(SYSTEM, {"key": "MODE", "value": "one"}, format="json")
-    response = raw_json(writer, "PATCH", f"{SYSTEM}MODE/", '{"value": "x%s"}' % LONE)
+    response = raw_json(writer, "PATCH", f"{SYSTEM}MODE/", f'{{"value": "x{LONE}"}}')
     assert_400_with_reason(response, "surrogate")
     assert "value" in response.json()
     assert SystemConfig.objects.get(key="MODE").value == "one"
@@ -110,7 +110,7 @@ def test_lone_surrogate_in_a_signed_push_is_400_and_applies_nothing() -> None:
     assert not ReplicatedRecord.objects.exists() and not SystemConfig.objects.exists()
 
 
-# --- nesting ---------------------------------------------------------------------------------------
+# --- nesting --------------------------------------------------------------------------------------
 
 
 def test_deeply_nested_body_is_400_on_the_config_api(writer: APIClient) -> None:
@@ -140,7 +140,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     assert json_depth_exceeds('[[["]"]]]', 2)
 
 
-# --- NUL and surrogates in the path, the query and headers ----------------------------------------
+# --- NUL and surrogates in the path, the query and headers ---------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_form_encoded_body_with_nul_is_400(writer: APIClient) -> None:
     assert not SystemConfig.objects.exists()
 
 
-# --- the predicate ---------------------------------------------------------------------------------
+# --- the predicate --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
