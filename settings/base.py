@@ -161,8 +161,8 @@ REST_FRAMEWORK = {
     # Bodies: nesting bounded, NUL and lone surrogates refused (configsync.api.parsers).
     "DEFAULT_PARSER_CLASSES": [
         "configsync.api.parsers.StorableJSONParser",
-        "configsync.api.parsers.StorableFormParser",
-        "configsync.api.parsers.StorableMultiPartParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["configsync.api.throttling.CallerRateThrottle"],
     "EXCEPTION_HANDLER": "configsync.api.exceptions.api_exception_handler",

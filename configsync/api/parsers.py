@@ -1,10 +1,16 @@
 """Request bodies at the API's edge: only text every supported database can store.
 
 ``storable_text_problem`` is the one predicate of "storable text" used at the edge (this parser,
-the form parsers below and ``configsync.middleware.EdgeMiddleware`` for paths, query parameters and
-headers): PostgreSQL refuses a NUL character in text, and a lone UTF-16 surrogate (``"\\ud800"`` in
-JSON) is not Unicode text at all, so neither encodes for PostgreSQL nor for SQLite — each would
-be a 500 (``DataError``, ``UnicodeEncodeError``) somewhere later, or a poison change for a peer.
+and ``configsync.middleware.EdgeMiddleware`` for paths, query parameters and headers):
+PostgreSQL refuses a NUL character in text, and a lone UTF-16 surrogate (``"\\ud800"`` in JSON)
+is not Unicode text at all, so it encodes neither for PostgreSQL nor for SQLite — each would be a
+500 (``DataError``, ``UnicodeEncodeError``) somewhere later, or a poison change for a peer.
+
+The body parsers refuse lone surrogates anywhere (keys too), but leave a NUL inside a body to the
+field that holds it: the serializers answer 400 naming the field, a JSON value keeps it escaped
+(``\\u0000`` is storable text), and a replicated item is judged by the change validator, which can
+set one item aside instead of refusing a peer's whole batch. Form and multipart bodies keep DRF's
+parsers: Django decodes them with ``errors="replace"``, so they cannot carry a lone surrogate.
 
 ``StorableJSONParser`` also bounds nesting at ``app_settings.MAX_JSON_DEPTH`` *before* decoding:
 ``json.loads`` recurses once per level and a 100,000-deep body would end in ``RecursionError``.
@@ -23,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import JSONParser
 
 from configsync.conf import app_settings
 
@@ -38,9 +44,12 @@ _BRACKET = re.compile(r"[\[\]{}]")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
-def storable_text_problem(text: str) -> str | None:
-    """Why ``text`` cannot be stored on every supported backend, or ``None`` when it can."""
-    if "\x00" in text:
+def storable_text_problem(text: str, *, nul_allowed: bool = False) -> str | None:
+    """Why ``text`` cannot be stored on every supported backend, or ``None`` when it can.
+
+    ``nul_allowed`` skips the NUL check, for callers that leave NUL to a later, per-field check.
+    """
+    if not nul_allowed and "\x00" in text:
         return NUL_REASON
     if _SURROGATE.search(text):
         return SURROGATE_REASON
@@ -78,9 +87,10 @@ def _strings(data: Any) -> Iterator[tuple[str | None, str]]:
 
 
 def check_storable(data: Any) -> None:
-    """``ParseError`` (400) when a string anywhere in ``data`` is not storable text."""
+    """``ParseError`` (400) when a string anywhere in ``data`` (object keys too) holds a lone
+    surrogate; NUL is left to the fields (module docstring)."""
     for field, text in _strings(data):
-        reason = storable_text_problem(text)
+        reason = storable_text_problem(text, nul_allowed=True)
         if reason is not None:
             if field is not None and _FIELD_NAME.match(field):
                 raise ParseError({field: [reason]})
@@ -88,7 +98,7 @@ def check_storable(data: Any) -> None:
 
 
 class StorableJSONParser(JSONParser):
-    """DRF's JSON parser, refusing nesting over ``MAX_JSON_DEPTH``, NUL and lone surrogates."""
+    """DRF's JSON parser, refusing nesting over ``MAX_JSON_DEPTH`` and lone surrogates."""
 
     def parse(
         self,
@@ -115,21 +125,3 @@ class StorableJSONParser(JSONParser):
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
-
-
-class StorableFormParser(FormParser):
-    """DRF's form parser, refusing NUL and lone surrogates in names and values."""
-
-    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
-        data = super().parse(stream, media_type, parser_context)
-        check_storable(dict(data.lists()))
-        return data
-
-
-class StorableMultiPartParser(MultiPartParser):
-    """DRF's multipart parser, refusing NUL and lone surrogates in field names and values."""
-
-    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
-        parsed = super().parse(stream, media_type, parser_context)
-        check_storable(dict(parsed.data.lists()))
-        return parsed
