@@ -41,6 +41,9 @@ SURROGATE_REASON = (
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
+# A surrogate can only come in as a ``\uD800``-``\uDFFF`` escape (raw ones are not valid UTF-8):
+# without one in the text, the walk over the decoded body is skipped.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -119,7 +122,8 @@ class StorableJSONParser(JSONParser):
         except (ValueError, RecursionError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid JSON"
             raise ParseError(f"JSON parse error - {reason}.") from None
-        check_storable(data)
+        if _SURROGATE_ESCAPE.search(text):
+            check_storable(data)
         return data
 
 
