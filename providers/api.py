@@ -22,7 +22,13 @@ from configsync.api.serializers import (
     AIProviderUpdateSerializer,
     ConnectionTestSerializer,
 )
-from configsync.api.views import ERRORS, NOT_FOUND, NaturalKeyConfigViewSet, natural_key_schema
+from configsync.api.views import (
+    ERRORS,
+    NOT_FOUND,
+    VALIDATION_ERROR,
+    NaturalKeyConfigViewSet,
+    natural_key_schema,
+)
 from providers.client import provider_test_connection
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS
@@ -91,7 +97,7 @@ class AIProviderViewSet(NaturalKeyConfigViewSet):
     @extend_schema(
         tags=["AI providers"],
         request=None,
-        responses={200: ConnectionTestSerializer, 404: NOT_FOUND, **ERRORS},
+        responses={200: ConnectionTestSerializer, 400: VALIDATION_ERROR, 404: NOT_FOUND, **ERRORS},
         description=(
             "Call the provider's model-list endpoint with a short timeout and report success or "
             "the reason (never the key). Needs the write scope."

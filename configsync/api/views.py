@@ -71,7 +71,9 @@ ERRORS: dict[int, OpenApiResponse] = {
 }
 TOO_LARGE = OpenApiResponse(ErrorSerializer, description="Request body too large.")
 VALIDATION_ERROR = OpenApiResponse(
-    OpenApiTypes.OBJECT, description="Invalid input: field -> messages. Nothing was saved."
+    OpenApiTypes.OBJECT,
+    description="Invalid input: field -> messages, or detail (e.g. text no database can store "
+    "in the path, query or headers; a body nested too deep). Nothing was saved.",
 )
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No record with this key.")
 PRECONDITION_FAILED = OpenApiResponse(
@@ -128,7 +130,13 @@ def natural_key_schema(
         destroy=extend_schema(
             tags=[tag],
             parameters=[IF_MATCH_PARAMETER],
-            responses={204: None, 404: NOT_FOUND, 412: PRECONDITION_FAILED, **ERRORS},
+            responses={
+                204: None,
+                400: VALIDATION_ERROR,
+                404: NOT_FOUND,
+                412: PRECONDITION_FAILED,
+                **ERRORS,
+            },
         ),
     )
 
