@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from configsync.api.parsers import json_depth_exceeds, storable_text_problem
 from configsync.conf import app_settings
 from configsync.exceptions import ConfigKeyError
 from configsync.models import SystemConfig
@@ -61,6 +62,7 @@ def system_config_set(
     Making plain is then audited as a reveal by ``actor``, in the same transaction. Giving a new
     ``value`` in the same write replaces the secret: nothing is revealed and neither is refused.
     """
+    storable_check(key=key, category=category, description=description)
     record = SystemConfig.objects.select_for_update().filter(key=key).first()
     if record is not None and create_only:
         raise ValidationError({"key": ALREADY_EXISTS})
@@ -95,12 +97,21 @@ def system_config_set(
     if not keep_stored:
         if value is _UNSET:
             value = (record.secret_value or "") if was_sensitive else record.value
+        if (
+            record.value_type == "json"
+            and isinstance(value, str)
+            and json_depth_exceeds(value, app_settings.MAX_JSON_DEPTH)
+        ):
+            raise ValidationError(
+                {"value": f"JSON nested deeper than {app_settings.MAX_JSON_DEPTH} levels."}
+            )
         try:
             text = value_serialize(value, record.value_type)
         except ValidationError as exc:
             field = "value_type" if exc.code == "invalid_type" else "value"
             raise ValidationError({field: exc.messages}) from None
-        if len(text.encode()) > app_settings.MAX_VALUE_BYTES:
+        storable_check(value=text)
+        if len(text.encode("utf-8", "surrogatepass")) > app_settings.MAX_VALUE_BYTES:
             raise ValidationError({"value": f"Longer than {app_settings.MAX_VALUE_BYTES} bytes."})
         if record.is_sensitive:
             record.value = ""
@@ -116,6 +127,18 @@ def system_config_set(
     if reveals:
         audit_reveal(actor=actor or "unknown", instance=record)
     return record
+
+
+def storable_check(**texts: str | None) -> None:
+    """``ValidationError`` naming each field whose text no supported database can store (a NUL,
+    a lone surrogate: e.g. from the CLI's standard input or a non-UTF-8 argument)."""
+    errors = {
+        field: problem
+        for field, text in texts.items()
+        if isinstance(text, str) and (problem := storable_text_problem(text))
+    }
+    if errors:
+        raise ValidationError(errors)
 
 
 @transaction.atomic

@@ -226,3 +226,42 @@ def test_form_encoded_body_with_nul_is_400(writer: APIClient) -> None:
 )
 def test_storable_text_predicate(text: str, storable: bool) -> None:
     assert (storable_text_problem(text) is None) is storable
+
+
+# --- the same classes through the CLI, the admin and the services ----------------------------
+
+
+DEEP_JSON = "[" * DEEP + "]" * DEEP
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "field"),
+    [
+        (("set", "K", "-"), "a\x00b", "value"),
+        (("set", "K", "a\udcffb"), None, "value"),  # a non-UTF-8 argument (surrogateescape)
+        (("set", "K", "v", "--category", "c\udcff"), None, "category"),
+        (("set", "K", DEEP_JSON, "--type", "json"), None, "value"),
+        (("provider", "set", "p", "--kind", "openai", "--api-key", "-"), "sk-\x00", "api_key"),
+        (
+            ("provider", "set", "p", "--kind", "ollama", "--base-url", "http://h\udcff"),
+            None,
+            "base_url",
+        ),
+    ],
+    ids=["stdin-nul", "argv-surrogate", "category-surrogate", "deep-json", "key-nul", "url"],
+)
+def test_cli_refuses_unstorable_text_with_one_line(
+    cli: Any, args: tuple[str, ...], stdin: str | None, field: str
+) -> None:
+    result = cli(*args, stdin=stdin)
+    assert result.code == 1 and result.err.startswith("configsync:") and field in result.err
+    assert "Traceback" not in result.err
+    assert not SystemConfig.objects.exists() and not AIProviderConfig.objects.exists()
+
+
+def test_admin_refuses_deeply_nested_json(admin_client: Any) -> None:
+    data = {"key": "DEEP", "value_type": "json", "value": DEEP_JSON, "category": "general"}
+    response = admin_client.post("/admin/configsync/systemconfig/add/", data)
+    assert response.status_code == 200
+    assert "nested deeper than" in response.content.decode()
+    assert not SystemConfig.objects.exists()
