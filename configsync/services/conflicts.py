@@ -15,11 +15,13 @@ def conflict_create(
     local_version: dict[str, Any],
     remote_version: dict[str, Any],
     winner: str,
+    skew_affected: bool = False,
 ) -> Conflict:
     """Record that ``local_version`` and ``remote_version`` of one record were concurrent.
 
     Versions are ``{"hlc", "origin", "deleted", "data"}`` with ``data`` in wire form (ciphertext for
     encrypted fields, never plaintext). ``winner`` is ``"local"`` or ``"remote"``.
+    ``skew_affected``: the source's measured clock skew may have decided the winner.
     """
     return Conflict.objects.create(
         model_label=model_label,
@@ -28,6 +30,7 @@ def conflict_create(
         local_version=local_version,
         remote_version=remote_version,
         winner=winner,
+        skew_affected=skew_affected,
     )
 
 
