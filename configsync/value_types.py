@@ -116,7 +116,19 @@ def value_serialize(value: Any, value_type: str) -> str:
         value = value_parse(value, value_type)
     elif value_type not in ValueType.values:
         value_parse("", value_type)  # raises the unknown-type error
-    return _canonical(value, value_type)
+    text = _canonical(value, value_type)
+    _check_storable(text)
+    return text
+
+
+def _check_storable(text: str) -> None:
+    from configsync.validation import text_problem
+
+    problem = text_problem(text)
+    if problem:
+        raise ValidationError(
+            "The value %(problem)s.", code="unstorable", params={"problem": problem}
+        )
 
 
 def _canonical(value: Any, value_type: str) -> str:
