@@ -78,7 +78,7 @@ def system_items(draw: st.DrawFn) -> dict[str, Any]:
     value_type = draw(st.sampled_from(["str", "int", "float", "bool", "json", "url", "complex"]))
     value = draw(VALUES)
     secret = None
-    if sensitive and isinstance(value, str) and _encodable(value):
+    if sensitive and isinstance(value, str) and _encodable(value + key):
         bound_to = draw(st.sampled_from([key, "ANOTHER"]))
         secret = get_keyring().encrypt(
             value, context=f"configsync.systemconfig.secret_value:{bound_to}"
@@ -102,7 +102,7 @@ def provider_items(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(["openai", "ollama", "anthropic", "azure_openai", "nope"]))
     api_key = draw(st.one_of(st.none(), TEXT.filter(bool).filter(_encodable)))
     token = None
-    if api_key is not None:
+    if api_key is not None and _encodable(name):
         bound_to = draw(st.sampled_from([name, "another"]))
         token = get_keyring().encrypt(
             api_key, context=f"providers.aiproviderconfig.api_key:{bound_to}"
