@@ -190,7 +190,8 @@ def replication_write_version(
     its ordinary signals fire and the change is stamped with a new timestamp that replicates.
     With ``force`` a new version is stamped even when the record already holds exactly this
     version (so it replicates and wins everywhere). A tombstone for a record with no model row
-    still becomes a new local tombstone.
+    still becomes a new local tombstone. ``ValidationError`` (nothing written) when the version
+    does not pass a local write's validation (``registry.ReplicatedModel.validate``).
     """
     rm = registry.get(model_label)
     with transaction.atomic():
@@ -217,6 +218,9 @@ def replication_write_version(
             target = instance if instance is not None else rm.model()
             rm.deserialize_into(target, dict(data or {}))
             setattr(target, rm.natural_key_field, natural_key)
+            # A kept version (a conflict's, possibly from before this node validated received
+            # versions) is written only if it passes a local write's validation.
+            rm.validate(target)
             target.save()
         record = ReplicatedRecord.objects.filter(
             model_label=rm.label, natural_key=natural_key
@@ -361,7 +365,7 @@ _SAFE_CODES = {
 }
 
 
-def _reasons(exc: ValidationError) -> list[str]:
+def validation_reasons(exc: ValidationError) -> list[str]:
     """``field: message`` per problem of a model's validation; never a value."""
     reasons: list[str] = []
     by_field = exc.error_dict if hasattr(exc, "error_dict") else {"data": exc.error_list}
@@ -403,7 +407,7 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
     try:
         field_.clean(key, None)
     except ValidationError as exc:
-        raise _Refused(*(f"key: {r.split(': ', 1)[1]}" for r in _reasons(exc))) from None
+        raise _Refused(*(f"key: {r.split(': ', 1)[1]}" for r in validation_reasons(exc))) from None
     return str(key)
 
 
@@ -431,7 +435,7 @@ def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[st
         setattr(instance, rm.natural_key_field, key)
         rm.validate(instance)
     except ValidationError as exc:
-        raise _Refused(*_reasons(exc)) from None
+        raise _Refused(*validation_reasons(exc)) from None
     except (TypeError, ValueError) as exc:
         raise _Refused(f"data: invalid ({type(exc).__name__})") from None
     return dict(data)

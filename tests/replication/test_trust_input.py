@@ -335,3 +335,31 @@ def test_the_push_endpoint_measures_the_pushers_skew() -> None:
     assert response.json()["results"][0]["status"] == "conflict"
     assert Conflict.objects.get().skew_affected is True
     assert LOCAL != REMOTE
+
+
+def test_resolving_to_a_version_a_local_write_would_refuse_changes_nothing() -> None:
+    """A conflict kept before received versions were validated cannot write its bad side."""
+    from configsync.replication.errors import ConflictResolveError
+    from configsync.services.conflicts import conflict_create, conflict_resolve
+
+    system_config_set(key="K", value="5", value_type="int")
+    record = ReplicatedRecord.objects.get(natural_key="K")
+    bad = {
+        "hlc": stamp(REMOTE),
+        "origin": REMOTE,
+        "deleted": False,
+        "data": config_data("K", "abc", value_type="int"),
+    }
+    local = {"hlc": record.hlc, "origin": LOCAL, "deleted": False, "data": record.data}
+    conflict = conflict_create(
+        model_label="configsync.systemconfig",
+        natural_key="K",
+        source="peer",
+        local_version=local,
+        remote_version=bad,
+        winner="local",
+    )
+    with pytest.raises(ConflictResolveError, match="cannot be stored"):
+        conflict_resolve(conflict_id=conflict.pk, choice="remote")
+    assert SystemConfig.objects.get(key="K").value == "5"
+    assert Conflict.objects.get().status == "open"
