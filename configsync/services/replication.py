@@ -487,7 +487,21 @@ def _check_item(item: Any, bound: _Bound) -> ParsedChange:
     losers: list[Version] = []
     for position, raw in enumerate(raw_losers):
         _require(isinstance(raw, dict), "a loser must be an object")
-        losers.append(_parse_version(rm, key, raw, bound, f"losers[{position}]."))
+        try:
+            losers.append(_parse_version(rm, key, raw, bound, f"losers[{position}]."))
+        except _Refused as refused:
+            if any(reason.startswith(CLOCK_SKEW) for reason in refused.reasons):
+                raise
+            # A loser is only kept for review, never applied: one this node could not store
+            # (e.g. relayed from a conflict kept before versions were validated) is left out
+            # rather than holding back the version that beat it.
+            logger.warning(
+                "replication: not keeping loser %d of %s:%s: %s",
+                position,
+                rm.label,
+                key,
+                "; ".join(refused.reasons)[:300],
+            )
     return ParsedChange(
         model=rm,
         key=key,

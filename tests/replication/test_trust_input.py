@@ -180,7 +180,7 @@ def test_provider_kind_rules_apply_to_replicated_providers(canary: str) -> None:
         pytest.param(lambda c: c["vv"].update({"node-x": c["hlc"]}), id="vv-foreign-stamp"),
         pytest.param(lambda c: c.update(vv={"node-x": stamp("node-x")}), id="vv-misses-version"),
         pytest.param(lambda c: c.update(model="Configsync.SystemConfig\x00"), id="model-label"),
-        pytest.param(lambda c: c.update(losers=[{"hlc": c["hlc"]}]), id="loser-shape"),
+        pytest.param(lambda c: c.update(losers=["not an object"]), id="loser-shape"),
     ],
 )
 def test_untrusted_item_fields_are_checked(mutate: Any) -> None:
@@ -363,3 +363,15 @@ def test_resolving_to_a_version_a_local_write_would_refuse_changes_nothing() -> 
         conflict_resolve(conflict_id=conflict.pk, choice="remote")
     assert SystemConfig.objects.get(key="K").value == "5"
     assert Conflict.objects.get().status == "open"
+
+
+def test_a_loser_this_node_cannot_store_is_left_out_and_the_version_applies() -> None:
+    loser = {
+        "hlc": stamp(REMOTE, wall=physical_now_ms() - 1000),
+        "origin": REMOTE,
+        "deleted": False,
+        "data": config_data("K", "a\x00b"),
+    }
+    assert statuses([remote_change("K", "winner", losers=[loser])]) == ["applied"]
+    assert SystemConfig.objects.get(key="K").value == "winner"
+    assert not Conflict.objects.exists()
