@@ -375,3 +375,16 @@ def test_a_loser_this_node_cannot_store_is_left_out_and_the_version_applies() ->
     assert statuses([remote_change("K", "winner", losers=[loser])]) == ["applied"]
     assert SystemConfig.objects.get(key="K").value == "winner"
     assert not Conflict.objects.exists()
+
+
+def test_a_local_provider_write_runs_the_same_rules() -> None:
+    from providers.models import AIProviderConfig
+    from providers.services import ai_provider_set
+
+    with pytest.raises(ValidationError, match="NUL"):
+        ai_provider_set(name="p", kind="openai", api_key="sk-CANARY-\x00")
+    with pytest.raises(ValidationError):
+        ai_provider_set(name="p", kind="openai", api_key="sk-CANARY-x", default_model="m\ud800")
+    with pytest.raises(ValidationError):
+        ai_provider_set(name="p", kind="openai", api_key="k" * (70 * 1024))
+    assert not AIProviderConfig.objects.exists()
