@@ -1,7 +1,7 @@
 """A poison change reaching a node over real HTTP is quarantined; the group keeps replicating.
 
 Node ``a`` serves, in one page of its feed, a change no node may store (a version of an ``int``
-setting whose value is ``abc``, as a node on older code could have relayed) between two good
+setting whose value is ``poison-value``, as a node on older code could have relayed) between two good
 ones. Node ``b`` must apply the good ones, keep the bad one in quarantine with its reason, move
 its cursor on, and go on replicating in both directions.
 """
@@ -26,7 +26,7 @@ with transaction.atomic():
     system_config_set(key="{poison}", value=5, value_type="int")
     system_config_set(key="{good2}", value="two")
     record = ReplicatedRecord.objects.get(natural_key="{poison}")
-    ReplicatedRecord.objects.filter(pk=record.pk).update(data={{**record.data, "value": "abc"}})
+    ReplicatedRecord.objects.filter(pk=record.pk).update(data={{**record.data, "value": "poison-value"}})
 """
 
 
@@ -48,7 +48,7 @@ def test_a_poison_item_is_quarantined_and_the_rest_replicates(two_nodes: Cluster
 
     (row,) = wait_until(quarantined, timeout=CONVERGE, what="b quarantines the poison")
     assert row["status"] == "open" and "value" in str(row["reason"])
-    assert "abc" not in str(row)
+    assert "poison-value" not in str(row)
     assert not b.config_exists(poison)
 
     # The group keeps going, both ways, after the poison.
