@@ -1,8 +1,8 @@
 """A poison change reaching a node over real HTTP is quarantined; the group keeps replicating.
 
 Node ``a`` serves, in one page of its feed, a change no node may store (a version of an ``int``
-setting whose value is ``poison-value``, as a node on older code could have relayed) between two good
-ones. Node ``b`` must apply the good ones, keep the bad one in quarantine with its reason, move
+setting whose value is ``poison-value``, as a node on older code could have relayed) between two
+good ones. Node ``b`` must apply the good ones, keep the bad one in quarantine with its reason, move
 its cursor on, and go on replicating in both directions.
 """
 
@@ -26,7 +26,8 @@ with transaction.atomic():
     system_config_set(key="{poison}", value=5, value_type="int")
     system_config_set(key="{good2}", value="two")
     record = ReplicatedRecord.objects.get(natural_key="{poison}")
-    ReplicatedRecord.objects.filter(pk=record.pk).update(data={{**record.data, "value": "poison-value"}})
+    poisoned = {{**record.data, "value": "poison-value"}}
+    ReplicatedRecord.objects.filter(pk=record.pk).update(data=poisoned)
 """
 
 
