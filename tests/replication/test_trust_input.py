@@ -388,3 +388,25 @@ def test_a_local_provider_write_runs_the_same_rules() -> None:
     with pytest.raises(ValidationError):
         ai_provider_set(name="p", kind="openai", api_key="k" * (70 * 1024))
     assert not AIProviderConfig.objects.exists()
+
+
+def test_stored_records_that_fail_validation_are_reported_by_a_database_check(
+    canary: str,
+) -> None:
+    """Rows stored before this node validated received versions (or loaded raw) are named at
+    ``migrate``/``check --database``: records and rules, never values."""
+    from django.core import checks
+
+    from configsync.crypto.fields import Ciphertext
+
+    stolen = Ciphertext(token_for(canary, "OTHER"))
+    SystemConfig.objects.bulk_create(
+        [
+            SystemConfig(key="FINE", value="ok"),
+            SystemConfig(key="BADINT", value_type="int", value="abc-" + canary),
+            SystemConfig(key="STOLEN", is_sensitive=True, secret_value=stolen),
+        ]
+    )
+    found = [m for m in checks.run_checks(databases=["default"]) if m.id == "configsync.W040"]
+    assert sorted(m.msg.split("'")[1] for m in found) == ["BADINT", "STOLEN"]
+    assert all(canary not in m.msg and "enc1:" not in m.msg for m in found)
