@@ -5,8 +5,8 @@ Tasks take ids, reload, call a service, are safe to re-run and retry with backof
 Replication scheduling:
 
 - ``sync_all_peers`` (beat, every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS``, and once when a worker
-  starts) seeds peers from the settings, collects old tombstones and enqueues one ``sync_peer``
-  per enabled peer.
+  starts) seeds peers from the settings, retries open quarantined changes, collects old
+  tombstones and enqueues one ``sync_peer`` per enabled peer.
 - ``sync_peer`` runs one cycle with one peer under the per-peer lock ``sync-peer-<id>`` (Redis
   when configured, a file lock otherwise), so two beats or workers never run the same peer at
   once. A failure is logged with the peer's name and the reason, retried with exponential
@@ -93,6 +93,7 @@ def sync_all_peers() -> list[int]:
     from configsync.services.peers import tombstones_collect
 
     seeded = _seed_peers()
+    _retry_quarantine()
     peer_ids = _enabled_peer_ids()
     for peer_id in peer_ids:
         transaction.on_commit(partial(sync_peer.delay, peer_id))
@@ -102,6 +103,17 @@ def sync_all_peers() -> list[int]:
         except Exception as exc:
             logger.error("tombstone collection failed: %s", _reason(exc))
     return peer_ids
+
+
+def _retry_quarantine() -> None:
+    """Retry open quarantined changes (a held future timestamp now within the bound, a key
+    configured since); a failure is logged and left to the next beat."""
+    from configsync.services.quarantine import quarantine_retry
+
+    try:
+        quarantine_retry()
+    except Exception as exc:
+        logger.error("retrying quarantined changes failed: %s", _reason(exc))
 
 
 @shared_task(

@@ -70,10 +70,44 @@ def value_parse(raw: str, value_type: str) -> Any:
         raise ValidationError("Enter true or false.", code="invalid_bool")
     if value_type == ValueType.JSON:
         try:
-            return json.loads(text)
-        except ValueError:
+            parsed = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
             raise ValidationError("Enter valid JSON.", code="invalid_json") from None
+        _check_json(parsed)
+        return parsed
     return _check_url(text.strip())
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259): strict renderers refuse them on the way out.
+    raise ValueError(name)
+
+
+def _check_json(value: Any) -> None:
+    """A JSON value every read path can render: bounded nesting, storable strings."""
+    from configsync.conf import app_settings
+    from configsync.validation import value_problem
+
+    problem = value_problem(value, max_depth=int(app_settings.MAX_JSON_DEPTH))
+    if problem:
+        raise ValidationError(
+            "Enter valid JSON: the value %(problem)s.",
+            code="invalid_json",
+            params={"problem": problem},
+        )
+
+
+def value_canonical(raw: str, value_type: str) -> str:
+    """Validate stored text: it must parse as ``value_type`` and already be canonical, i.e.
+    exactly what ``value_serialize`` stores (the form every local write leaves)."""
+    canonical = _canonical(value_parse(raw, value_type), value_type)
+    if canonical != raw:
+        raise ValidationError(
+            "Not the canonical text of a %(type)s value.",
+            code="not_canonical",
+            params={"type": value_type},
+        )
+    return canonical
 
 
 def value_serialize(value: Any, value_type: str) -> str:
@@ -82,6 +116,23 @@ def value_serialize(value: Any, value_type: str) -> str:
         value = value_parse(value, value_type)
     elif value_type not in ValueType.values:
         value_parse("", value_type)  # raises the unknown-type error
+    text = _canonical(value, value_type)
+    _check_storable(text)
+    return text
+
+
+def _check_storable(text: str) -> None:
+    from configsync.validation import text_problem
+
+    problem = text_problem(text)
+    if problem:
+        raise ValidationError(
+            "The value %(problem)s.", code="unstorable", params={"problem": problem}
+        )
+
+
+def _canonical(value: Any, value_type: str) -> str:
+    """Canonical text of the typed ``value`` (a ``str`` of type json is a JSON string)."""
     if value_type == ValueType.BOOL:
         if not isinstance(value, bool):
             raise ValidationError("Enter true or false.", code="invalid_bool")
@@ -99,9 +150,12 @@ def value_serialize(value: Any, value_type: str) -> str:
             raise ValidationError("Enter a number.", code="invalid_float")
         return repr(float(value))
     if value_type == ValueType.JSON:
+        _check_json(value)
         try:
-            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        except (TypeError, ValueError):
+            return json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+        except (TypeError, ValueError, RecursionError):
             raise ValidationError("Enter valid JSON.", code="invalid_json") from None
     if value_type == ValueType.URL:
         return _check_url(str(value))

@@ -7,7 +7,8 @@ class ProvidersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the provider model for replication, with its one-default rule; nothing else."""
+        """Register the provider model for replication, with its validation (the rules
+        ``ai_provider_set`` applies) and its one-default rule; nothing else."""
         from configsync.replication import hooks, registry
         from providers.services import ai_provider_default_claim
 
@@ -15,4 +16,9 @@ class ProvidersConfig(AppConfig):
         hooks.register_before_apply(
             "providers.aiproviderconfig",
             lambda instance: ai_provider_default_claim(provider=instance),  # type: ignore[arg-type]
+        )
+        registry.register_validation(
+            "providers.aiproviderconfig",
+            # What ai_provider_set runs; the model's clean() verifies the API key's token.
+            lambda instance: instance.full_clean(exclude=["api_key"], validate_unique=False),
         )

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from configsync.crypto.fields import EncryptedTextField
+from configsync.crypto.fields import Ciphertext, EncryptedTextField
 from providers.registry import KIND_CHOICES, OPTION_FIELDS, kind_get
 
 NAME_VALIDATOR = RegexValidator(
@@ -122,6 +124,33 @@ class AIProviderConfig(models.Model):
         super().validate_constraints(exclude={*(exclude or ()), "is_default"})
 
     def clean(self) -> None:
+        """The rules every stored provider passes, however it arrives (``ai_provider_set`` and
+        the replication validation hook both run ``full_clean``, which calls this).
+
+        Text fields are storable on every backend; the kind's required/unused/URL rules hold;
+        the API key, when this node holds its key, is a token bound to this record whose
+        plaintext is storable text of at most ``MAX_VALUE_BYTES`` (decrypted to check, never
+        kept). Never decrypts through the attribute; messages never hold a value.
+        """
+        from configsync.conf import app_settings
+        from configsync.validation import storable_text_errors, text_problem, token_plaintext
+
+        errors: dict[str, Any] = storable_text_errors(self)
+        secret = self.__dict__.get("api_key")
+        text: str | None
+        try:
+            text = token_plaintext(self, "api_key") if isinstance(secret, Ciphertext) else secret
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+            text = None
+        if text is not None:
+            problem = text_problem(str(text))
+            if problem:
+                errors["api_key"] = f"The value {problem}."
+            elif len(str(text).encode()) > app_settings.MAX_VALUE_BYTES:
+                errors["api_key"] = f"Longer than {app_settings.MAX_VALUE_BYTES} bytes."
+        if errors:
+            raise ValidationError(errors)
         spec = kind_get(self.kind)
         values = {name: getattr(self, name) for name in OPTION_FIELDS if name != "api_key"}
         values["api_key"] = "set" if self.has_api_key else ""

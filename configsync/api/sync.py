@@ -27,7 +27,12 @@ from configsync.conf import app_settings
 from configsync.models import Conflict, Peer
 from configsync.replication.errors import ChangeValidationError, ConflictResolveError, CursorError
 from configsync.replication.hlc import physical_now_ms
-from configsync.replication.signing import IsSyncPeer, SyncPeerUser, SyncSignatureAuthentication
+from configsync.replication.signing import (
+    HEADER_TIMESTAMP,
+    IsSyncPeer,
+    SyncPeerUser,
+    SyncSignatureAuthentication,
+)
 from configsync.selectors.replication import conflict_changed_fields, conflicts_list, feed_page
 from configsync.services.conflicts import conflict_resolve
 from configsync.services.node import node_id
@@ -105,9 +110,16 @@ class ItemResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     model = serializers.CharField()
     key = serializers.CharField()
-    status = serializers.ChoiceField(choices=["applied", "stale", "conflict"])
+    status = serializers.ChoiceField(choices=["applied", "stale", "conflict", "quarantined"])
     unreadable = serializers.BooleanField(
         help_text="Holds ciphertext of a key this node lacks: stored and relayed, not readable."
+    )
+    reason = serializers.CharField(
+        required=False,
+        help_text=(
+            "Quarantined items only: why this node could not store it (never a value). The item "
+            "is kept for retry (automatic every cycle) or an operator; the pusher moves on."
+        ),
     )
 
 
@@ -248,15 +260,17 @@ class SyncDigestView(_PeerView):
 
 
 class SyncPushView(_PeerView):
-    """Apply a batch of a peer's changes: atomic, idempotent, one result per item."""
+    """Apply a batch of a peer's changes: idempotent, one result per item, never stuck."""
 
     @extend_schema(
         operation_id="sync_push",
         request=PushSerializer,
         responses={200: PushResultSerializer, 400: BatchErrorSerializer},
         description=(
-            "Applies the batch atomically (any invalid item: 400, nothing applied) and "
-            "idempotently; each item is answered applied, stale or conflict. Signed peers only."
+            "Applies the batch idempotently; each item is answered applied, stale, conflict or "
+            "quarantined (with a reason: this node could not store it and keeps it for retry, "
+            "while the rest applies). Only a malformed batch (not a list, too many items) is a "
+            "400 applying nothing. Signed peers only."
         ),
     )
     def post(self, request: Request) -> Response:
@@ -268,7 +282,10 @@ class SyncPushView(_PeerView):
         )
         try:
             results = changes_apply(
-                changes=body.validated_data["changes"], source_node=source, source_name=peer_name
+                changes=body.validated_data["changes"],
+                source_node=source,
+                source_name=peer_name,
+                source_skew_ms=_pusher_skew_ms(request),
             )
         except ChangeValidationError as exc:
             return Response(
@@ -282,6 +299,15 @@ class SyncPushView(_PeerView):
                 "clock_ms": physical_now_ms(),
             }
         )
+
+
+def _pusher_skew_ms(request: Request) -> int | None:
+    """The pusher's clock minus ours, from its signed ``X-Configsync-Timestamp`` (whole seconds,
+    so accurate to about a second plus the request's transit time)."""
+    text = request.headers.get(HEADER_TIMESTAMP, "")
+    if not text.isdigit():
+        return None
+    return int(text) * 1000 - physical_now_ms()
 
 
 # --- operator endpoints ---------------------------------------------------------------------

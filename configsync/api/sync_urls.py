@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from configsync.api import sync
+from configsync.api import quarantine, sync
 
 urlpatterns = [
     path("changes", sync.SyncChangesView.as_view(), name="sync-changes"),
@@ -14,5 +14,16 @@ urlpatterns = [
         "conflicts/<int:pk>/resolve",
         sync.ConflictResolveView.as_view(),
         name="sync-conflict-resolve",
+    ),
+    path("quarantine/", quarantine.QuarantineListView.as_view(), name="sync-quarantine"),
+    path(
+        "quarantine/<int:pk>/retry",
+        quarantine.QuarantineRetryView.as_view(),
+        name="sync-quarantine-retry",
+    ),
+    path(
+        "quarantine/<int:pk>/drop",
+        quarantine.QuarantineDropView.as_view(),
+        name="sync-quarantine-drop",
     ),
 ]

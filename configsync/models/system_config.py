@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from configsync.crypto.fields import EncryptedTextField
-from configsync.value_types import ValueType, value_parse
+from configsync.crypto.fields import Ciphertext, EncryptedTextField
+from configsync.value_types import ValueType, value_canonical, value_parse
 
 KEY_VALIDATOR = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_.\-:]{0,254}$",
@@ -94,3 +96,78 @@ class SystemConfig(models.Model):
     def typed_value(self) -> Any:
         """The value as its declared Python type."""
         return value_parse(self.raw_value(), self.value_type)
+
+    def full_clean(
+        self,
+        exclude: Iterable[str] | None = None,
+        validate_unique: bool = True,
+        validate_constraints: bool = True,
+    ) -> None:
+        """``Model.full_clean``; remembers ``exclude`` for :meth:`clean` (see there)."""
+        excluded = frozenset(exclude or ())
+        self._clean_exclude = excluded
+        try:
+            super().full_clean(set(excluded), validate_unique, validate_constraints)
+        finally:
+            del self._clean_exclude
+
+    def clean(self) -> None:
+        """The rules every stored setting passes, however it arrives (REST, admin, CLI, .env
+        bridge, replication: ``system_config_set`` and the replication registry both run
+        ``full_clean``, which calls this).
+
+        Text fields are storable on every backend; the type is known; a plain setting holds
+        canonical text of its type (at most ``MAX_VALUE_BYTES``) and no ciphertext; a sensitive
+        one holds no plain text and, when this node holds the key, a token bound to this record
+        whose plaintext passes the same value rules (decrypted to check, never kept). Never
+        decrypts through the attribute and never names a value in a message.
+
+        A ``full_clean`` that excludes ``value`` leaves the value rules to its caller: the admin
+        form validates the submitted value itself and its instance holds the old value while
+        the sensitivity changes; the service it calls then runs every rule.
+        """
+        from configsync.conf import app_settings
+        from configsync.validation import storable_text_errors, text_problem, token_plaintext
+
+        errors: dict[str, Any] = storable_text_errors(self)
+        if self.value_type not in ValueType.values:
+            errors.setdefault("value_type", "Unknown type.")
+            raise ValidationError(errors)
+        if "value" in getattr(self, "_clean_exclude", ()):
+            if errors:
+                raise ValidationError(errors)
+            return
+        secret = self.__dict__.get("secret_value")
+        if self.is_sensitive:
+            if self.value:
+                errors.setdefault(
+                    "value", "A sensitive setting keeps its value only as ciphertext."
+                )
+            if secret is None:
+                text: str | None = ""
+            elif isinstance(secret, Ciphertext):
+                try:
+                    text = token_plaintext(self, "secret_value")  # None: a key we lack
+                except ValidationError as exc:
+                    errors.update(exc.message_dict)
+                    text = None
+            else:
+                text = str(secret)  # a local write's pending plaintext
+            field = "secret_value"
+        else:
+            if secret is not None:
+                errors.setdefault("secret_value", "A plain setting holds no ciphertext.")
+            text, field = self.value, "value"
+        if text is not None and field not in errors:
+            problem = text_problem(text)
+            if problem:
+                errors[field] = f"The value {problem}."
+            elif len(text.encode()) > app_settings.MAX_VALUE_BYTES:
+                errors[field] = f"Longer than {app_settings.MAX_VALUE_BYTES} bytes."
+            else:
+                try:
+                    value_canonical(text, self.value_type)
+                except ValidationError as exc:
+                    errors[field] = exc.messages
+        if errors:
+            raise ValidationError(errors)

@@ -4,6 +4,9 @@
   signed, and this node refuses every peer's requests.
 * E020 — ``CONFIGSYNC_NODE_ID`` is not 1-64 letters, digits, ``_``, ``.`` or ``-``: it is part of
   every HLC timestamp, and peers would refuse this node's changes.
+* W040 — stored records fail the validation every write passes (database check: ``migrate`` and
+  ``check --database default`` run it): rows stored before received versions were validated, or
+  loaded with raw fixtures; reading their value fails. Names records and rules, never values.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 from typing import Any
 
 from django.core import checks
+from django.db import DatabaseError
 
 from configsync.conf import app_settings
 
@@ -43,3 +47,21 @@ def check_node_id(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.database)
+def check_stored_records(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from configsync.validation import stored_records_invalid
+
+    try:
+        invalid = stored_records_invalid(limit=20)
+    except DatabaseError:  # tables not migrated yet
+        return []
+    return [
+        checks.Warning(
+            f"Stored {label} {key!r} fails validation ({reasons}); reading its value fails.",
+            hint="Set a valid value (`configsync set`, the admin or the API) or delete it.",
+            id="configsync.W040",
+        )
+        for label, key, reasons in invalid
+    ]

@@ -9,6 +9,14 @@ version-vector entries compare as plain strings.
 The clock's state lives in the single ``NodeClock`` row; :func:`tick` and :func:`receive` are pure
 functions over that state, called by ``configsync.services.replication`` while it holds the row
 lock (which is also what allocates feed sequence numbers in commit order).
+
+The clock never refuses a local write. When the logical counter would pass ``MAX_LOGICAL``
+(10^8 events inside one millisecond, or a received timestamp carrying a huge counter), the wall
+part advances by 1 ms and the counter restarts at 0: the result still orders after every
+timestamp seen, and it runs at most 1 ms ahead of what the counter alone would have given.
+Received timestamps are bounded on input (``MAX_CLOCK_SKEW_SECONDS`` ahead of this node's
+physical clock, checked by ``changes_apply`` for every HLC field of an item), so a peer cannot
+push this clock far ahead either.
 """
 
 from __future__ import annotations
@@ -63,28 +71,27 @@ def tick(last_wall: int, last_logical: int, *, now_ms: int) -> tuple[int, int]:
     """The next local event's ``(wall, logical)`` after ``(last_wall, last_logical)``."""
     if now_ms > last_wall:
         return now_ms, 0
-    return last_wall, _bump(last_logical)
+    return _bump(last_wall, last_logical)
 
 
 def receive(last_wall: int, last_logical: int, remote: HLC, *, now_ms: int) -> tuple[int, int]:
     """The clock state after receiving ``remote`` (standard HLC receive rule)."""
     wall = max(last_wall, remote.wall_ms, now_ms)
     if wall == last_wall and wall == remote.wall_ms:
-        logical = _bump(max(last_logical, remote.logical))
-    elif wall == last_wall:
-        logical = _bump(last_logical)
-    elif wall == remote.wall_ms:
-        logical = _bump(remote.logical)
-    else:
-        logical = 0
-    return wall, logical
+        return _bump(wall, max(last_logical, remote.logical))
+    if wall == last_wall:
+        return _bump(wall, last_logical)
+    if wall == remote.wall_ms:
+        return _bump(wall, remote.logical)
+    return wall, 0
 
 
-def _bump(logical: int) -> int:
+def _bump(wall: int, logical: int) -> tuple[int, int]:
+    """The instant after ``(wall, logical)``: the counter's next value, or, when it is
+    exhausted, the next millisecond with the counter at 0 (never a refusal, never a wrap)."""
     if logical >= MAX_LOGICAL:
-        # 10^8 events inside one millisecond of a stalled clock: refuse rather than wrap.
-        raise OverflowError("HLC logical counter exhausted")
-    return logical + 1
+        return wall + 1, 0
+    return wall, logical + 1
 
 
 def vv_leq(a: dict[str, str], b: dict[str, str]) -> bool:

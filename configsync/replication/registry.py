@@ -7,11 +7,19 @@ token, so no node decrypts to replicate and a node missing a key can still store
 
 Register a model with :func:`register`; ``configsync`` registers ``SystemConfig`` and
 ``providers`` registers ``AIProviderConfig`` (later: users and a deployment's own models).
+
+**Validation.** A received version passes exactly the validation a local write passes:
+``changes_apply`` builds an unsaved instance from the wire form and calls
+:meth:`ReplicatedModel.validate`, i.e. the model's validation hook (:func:`register_validation`,
+registered by the model's app beside its before-apply hook) or, by default, ``full_clean()``
+without the encrypted fields (cleaning those would decrypt through the attribute; the model's
+``clean()`` verifies their tokens itself) and without the uniqueness query. A hook raises
+``django.core.exceptions.ValidationError`` whose messages never hold a value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +56,17 @@ class ReplicatedModel:
     def natural_key(self, instance: models.Model) -> str:
         return str(getattr(instance, self.natural_key_field))
 
+    def validate(self, instance: models.Model) -> None:
+        """Run the model's validation on ``instance`` (a received version, unsaved).
+
+        ``ValidationError`` when it would not pass a local write's validation.
+        """
+        hook = _validators.get(self.label)
+        if hook is not None:
+            hook(instance)
+        else:
+            instance.full_clean(exclude=self.encrypted_field_names(), validate_unique=False)
+
     def serialize(self, instance: models.Model) -> dict[str, Any]:
         """The wire form of ``instance``: plain values, ciphertext for encrypted fields."""
         data: dict[str, Any] = {}
@@ -74,6 +93,8 @@ class ReplicatedModel:
 
 
 _registry: dict[str, ReplicatedModel] = {}
+Validate = Callable[[models.Model], None]
+_validators: dict[str, Validate] = {}
 
 
 def register(label: str, *, natural_key_field: str, exclude: Iterable[str] = ()) -> None:
@@ -83,11 +104,17 @@ def register(label: str, *, natural_key_field: str, exclude: Iterable[str] = ())
     )
 
 
+def register_validation(label: str, hook: Validate) -> None:
+    """Validate received versions of ``label`` with ``hook`` (the same rules its local writes
+    pass); it gets the unsaved instance and raises ``ValidationError``."""
+    _validators[label.lower()] = hook
+
+
 def get(label: str) -> ReplicatedModel:
     """The registration of ``label``; ``LookupError`` when the model is not replicated."""
     try:
         return _registry[label.lower()]
-    except KeyError:
+    except (KeyError, AttributeError):
         raise LookupError(f"{label!r} is not a replicated model") from None
 
 

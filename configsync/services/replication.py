@@ -23,7 +23,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, OperationalError, connection, models, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    models,
+    transaction,
+)
 from django.utils import timezone
 
 from configsync.conf import app_settings
@@ -183,7 +190,8 @@ def replication_write_version(
     its ordinary signals fire and the change is stamped with a new timestamp that replicates.
     With ``force`` a new version is stamped even when the record already holds exactly this
     version (so it replicates and wins everywhere). A tombstone for a record with no model row
-    still becomes a new local tombstone.
+    still becomes a new local tombstone. ``ValidationError`` (nothing written) when the version
+    does not pass a local write's validation (``registry.ReplicatedModel.validate``).
     """
     rm = registry.get(model_label)
     with transaction.atomic():
@@ -210,6 +218,9 @@ def replication_write_version(
             target = instance if instance is not None else rm.model()
             rm.deserialize_into(target, dict(data or {}))
             setattr(target, rm.natural_key_field, natural_key)
+            # A kept version (a conflict's, possibly from before this node validated received
+            # versions) is written only if it passes a local write's validation.
+            rm.validate(target)
             target.save()
         record = ReplicatedRecord.objects.filter(
             model_label=rm.label, natural_key=natural_key
@@ -254,10 +265,13 @@ class ParsedChange:
 
 @dataclass
 class ItemResult:
-    """What applying one item did: ``applied``, ``stale`` or ``conflict``.
+    """What applying one item did: ``applied``, ``stale``, ``conflict`` or ``quarantined``.
 
     ``unreadable`` is set when the item holds ciphertext made with a key this node's keyring does
     not have: it is stored and relayed as-is, and reported rather than failing the batch.
+    ``reason`` (quarantined items only) says why this node could not store it; never a value.
+    ``model`` and ``key`` are as the item named them, escaped to ASCII when they are not text a
+    node could store.
     """
 
     index: int
@@ -265,19 +279,27 @@ class ItemResult:
     key: str
     status: str
     unreadable: bool = False
+    reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        result: dict[str, Any] = {
             "index": self.index,
             "model": self.model,
             "key": self.key,
             "status": self.status,
             "unreadable": self.unreadable,
         }
+        if self.status == QUARANTINED:
+            result["reason"] = self.reason
+        return result
+
+
+CLOCK_SKEW = "clock skew"
+"""Prefix of the reason of an item held for a timestamp beyond the allowed skew."""
 
 
 class _Refused(Exception):
-    """Why one item of a batch is refused (internal to ``changes_validate``)."""
+    """Why one item of a batch cannot be stored (internal to ``_check_item``)."""
 
     def __init__(self, *reasons: str) -> None:
         super().__init__(reasons[0])
@@ -289,63 +311,245 @@ def _require(condition: bool, reason: str) -> None:
         raise _Refused(reason)
 
 
-def _is_text(value: Any, *, limit: int) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= limit
+@dataclass(frozen=True)
+class _Bound:
+    """The latest wall time this node accepts in any HLC field of a received item."""
+
+    now_ms: int
+    limit_ms: int
+
+    @classmethod
+    def now(cls) -> _Bound:
+        now = physical_now_ms()
+        return cls(now, now + int(app_settings.MAX_CLOCK_SKEW_SECONDS * 1000))
+
+    def stamp(self, text: Any, what: str) -> HLC:
+        """Parse an HLC field; refused when malformed or beyond the bound (clock skew)."""
+        try:
+            stamp = HLC.parse(text)
+        except HLCParseError as exc:
+            raise _Refused(f"{what}: {exc}") from None
+        if stamp.wall_ms > self.limit_ms:
+            raise _Refused(
+                f"{CLOCK_SKEW}: {what} is {stamp.wall_ms - self.now_ms} ms ahead of this node's "
+                f"clock (at most {app_settings.MAX_CLOCK_SKEW_SECONDS} s allowed); held until "
+                "it is within the bound"
+            )
+        return stamp
+
+
+def _is_node_id(value: Any) -> bool:
+    try:
+        HLC.parse(f"{0:015d}:{0:08d}:{value}" if isinstance(value, str) else None)
+    except HLCParseError:
+        return False
+    return True
+
+
+# Django's messages for these codes never quote the value; any other code is reported by name.
+_SAFE_CODES = {
+    "max_length",
+    "blank",
+    "null",
+    "invalid_key",
+    "invalid_name",
+    "unstorable",
+    "invalid_token",
+    "not_canonical",
+    "invalid_json",
+    "invalid_int",
+    "invalid_float",
+    "invalid_bool",
+    "invalid_url",
+    "invalid_type",
+}
+
+
+def validation_reasons(exc: ValidationError) -> list[str]:
+    """``field: message`` per problem of a model's validation; never a value."""
+    reasons: list[str] = []
+    by_field = exc.error_dict if hasattr(exc, "error_dict") else {"data": exc.error_list}
+    for name, errors in by_field.items():
+        for error in errors:
+            for leaf in error.error_list if hasattr(error, "error_list") else [error]:
+                if leaf.code is None or leaf.code in _SAFE_CODES:
+                    message = leaf.message % leaf.params if leaf.params else leaf.message
+                else:
+                    message = f"invalid ({leaf.code})"
+                reasons.append(f"{name}: {message}")
+    return reasons or ["data: invalid"]
+
+
+def _wire_type_problem(f: models.Field, value: Any) -> str | None:
+    """Whether ``value`` has the JSON type the wire form of ``f`` carries (no coercion: a list
+    where a scalar belongs, a number for text, a string for a flag are refused)."""
+    if value is None:
+        return None if f.null else "must not be null"
+    if is_encrypted_field(f):
+        return None if is_token(value) else "must be a configsync ciphertext token or null"
+    if isinstance(f, models.BooleanField):
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(f, models.IntegerField):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "must be an integer"
+    if isinstance(f, models.JSONField):
+        return None
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
+    _require(
+        isinstance(key, str) and 0 < len(key) <= 255,
+        "key must be a non-empty string of at most 255 characters",
+    )
+    field_ = rm.model._meta.get_field(rm.natural_key_field)
+    assert isinstance(field_, models.Field)
+    try:
+        field_.clean(key, None)
+    except ValidationError as exc:
+        raise _Refused(*(f"key: {r.split(': ', 1)[1]}" for r in validation_reasons(exc))) from None
+    return str(key)
 
 
 def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[str, Any]:
+    """The wire form, validated exactly like a local write of the record (see the registry)."""
     _require(isinstance(data, dict), "data must be an object (or null for a tombstone)")
     fields = {f.name: f for f in rm.fields()}
     unknown = sorted(set(data) - set(fields))
-    _require(not unknown, f"unknown fields: {', '.join(name[:64] for name in unknown[:20])}")
-    problems: list[str] = []
-    for name, value in data.items():
-        f = fields[name]
-        if is_encrypted_field(f):
-            if value is not None and not is_token(value):
-                problems.append(f"{name}: must be a configsync ciphertext token or null")
-            continue
-        try:
-            f.clean(value, None)
-        except ValidationError as exc:
-            # Name the field and the rule (error code), never the value: some of Django's
-            # messages quote the value they refused.
-            codes = sorted({error.code or "invalid" for error in exc.error_list})
-            problems.append(f"{name}: invalid ({', '.join(codes)})")
-        except (TypeError, ValueError):
-            problems.append(f"{name}: wrong type")
-    if rm.natural_key_field in data and str(data[rm.natural_key_field]) != key:
+    _require(
+        not unknown,
+        f"unknown fields: {', '.join(_escape(name, 64) for name in unknown[:20])}",
+    )
+    problems = [
+        f"{name}: {problem}"
+        for name, value in data.items()
+        if (problem := _wire_type_problem(fields[name], value))
+    ]
+    if rm.natural_key_field in data and data[rm.natural_key_field] != key:
         problems.append(f"{rm.natural_key_field} does not match the item's key")
     if problems:
         raise _Refused(*problems)
+    instance = rm.model()
+    try:
+        rm.deserialize_into(instance, dict(data))
+        setattr(instance, rm.natural_key_field, key)
+        rm.validate(instance)
+    except ValidationError as exc:
+        raise _Refused(*validation_reasons(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise _Refused(f"data: invalid ({type(exc).__name__})") from None
     return dict(data)
 
 
-def _parse_version(rm: registry.ReplicatedModel, key: str, raw: dict[str, Any]) -> Version:
-    try:
-        stamp = HLC.parse(raw.get("hlc"))
-    except HLCParseError as exc:
-        raise _Refused(f"hlc: {exc}") from None
+def _parse_version(
+    rm: registry.ReplicatedModel, key: str, raw: dict[str, Any], bound: _Bound, what: str
+) -> Version:
+    stamp = bound.stamp(raw.get("hlc"), f"{what}hlc")
     origin: Any = raw.get("origin")
-    _require(_is_text(origin, limit=64), "origin must be a node id")
+    _require(_is_node_id(origin), f"{what}origin must be a node id")
     deleted = raw.get("deleted")
-    _require(isinstance(deleted, bool), "deleted must be a boolean")
+    _require(isinstance(deleted, bool), f"{what}deleted must be a boolean")
     data = raw.get("data")
     if deleted:
-        _require(data is None, "a tombstone carries no data")
+        _require(data is None, f"{what}a tombstone carries no data")
         return Version(stamp, origin, True, None)
     return Version(stamp, origin, False, _validate_data(rm, key, data))
 
 
-def changes_validate(changes: Any) -> list[ParsedChange]:
-    """Validate a whole batch; raise ``ChangeValidationError`` (apply nothing) on any bad item.
+def _escape(value: Any, limit: int) -> str:
+    from configsync.services.quarantine import escaped
 
-    Checks: a list of at most ``MAX_PUSH_BATCH`` objects; each names a registered model and a
-    key, at most once per batch; has a parseable HLC not further than ``MAX_CLOCK_SKEW_SECONDS``
-    ahead of this node's physical clock; a version vector of HLCs; a tombstone flag; and data
-    whose fields exist and whose values pass the fields' own validation (ciphertext is checked
-    for shape only, never decrypted). An item is answered with its first structural problem,
-    or with every field that fails validation.
+    return escaped(value, limit)
+
+
+def _check_item(item: Any, bound: _Bound) -> ParsedChange:
+    """Validate one feed item; ``_Refused`` with every reason it cannot be stored."""
+    _require(isinstance(item, dict), "item must be an object")
+    label = item.get("model")
+    _require(isinstance(label, str), "model must be a string")
+    try:
+        rm = registry.get(label)
+    except LookupError:
+        raise _Refused(f"unknown model {_escape(label, 100)!r}") from None
+    key = _check_key(rm, item.get("key"))
+    version = _parse_version(rm, key, item, bound, "")
+    _require(version.origin == version.hlc.node, "origin must be the node of the timestamp")
+    vv = item.get("vv")
+    _require(isinstance(vv, dict) and bool(vv), "vv must be a non-empty object")
+    _require(len(vv) <= 1000, "vv has more than 1000 entries")
+    for node, node_stamp in vv.items():
+        _require(_is_node_id(node), "vv: every entry must be keyed by a node id")
+        parsed = bound.stamp(node_stamp, f"vv entry {node}")
+        _require(parsed.node == node, f"vv entry {node} is a timestamp of another node")
+    _require(vv.get(version.hlc.node, "") >= str(version.hlc), "vv does not include the version")
+    raw_losers = item.get("losers", [])
+    _require(isinstance(raw_losers, list), "losers must be a list")
+    losers: list[Version] = []
+    for position, raw in enumerate(raw_losers):
+        _require(isinstance(raw, dict), "a loser must be an object")
+        try:
+            losers.append(_parse_version(rm, key, raw, bound, f"losers[{position}]."))
+        except _Refused as refused:
+            if any(reason.startswith(CLOCK_SKEW) for reason in refused.reasons):
+                raise
+            # A loser is only kept for review, never applied: one this node could not store
+            # (e.g. relayed from a conflict kept before versions were validated) is left out
+            # rather than holding back the version that beat it.
+            logger.warning(
+                "replication: not keeping loser %d of %s:%s: %s",
+                position,
+                rm.label,
+                key,
+                "; ".join(refused.reasons)[:300],
+            )
+    return ParsedChange(
+        model=rm,
+        key=key,
+        version=version,
+        vv=dict(vv),
+        losers=losers,
+        resolved=_parse_resolved(item.get("resolved", []), bound),
+    )
+
+
+def _parse_resolved(raw: Any, bound: _Bound) -> list[tuple[frozenset[str], str]]:
+    _require(isinstance(raw, list), "resolved must be a list")
+    notes: list[tuple[frozenset[str], str]] = []
+    for note in raw:
+        versions = note.get("versions") if isinstance(note, dict) else None
+        chosen = note.get("chosen") if isinstance(note, dict) else None
+        _require(
+            isinstance(versions, list) and len(versions) == 2,
+            "resolved: each note needs two version timestamps and the chosen one",
+        )
+        assert isinstance(versions, list)
+        for text in [*versions, chosen]:
+            bound.stamp(text, "resolved")
+        _require(chosen in versions, "resolved: the chosen timestamp must be one of the versions")
+        notes.append((frozenset(versions), str(chosen)))
+    return notes
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An item this node does not apply now: quarantined with ``reason``."""
+
+    item: Any
+    reason: str
+
+
+def changes_check(changes: Any) -> list[ParsedChange | _Held]:
+    """Check a batch: one entry per item, the parsed change or why it is held.
+
+    Raises ``ChangeValidationError`` only for the batch itself (not a list, more than
+    ``MAX_PUSH_BATCH`` items). Each item must name a registered model and a key its natural-key
+    field accepts, at most once per batch; carry an origin that is the node of its timestamp; a
+    version vector of node ids to their own timestamps that includes the version; losers and
+    ``resolved`` notes of the same shape; and data that passes exactly the validation of a local
+    write of that record (types, sizes, characters, key, the kind's rules, ciphertext bound to the
+    record when this node holds the key — see ``registry.ReplicatedModel.validate``). Every HLC
+    field (version, vector entries, losers, notes) must be at most ``MAX_CLOCK_SKEW_SECONDS``
+    ahead of this node's physical clock; beyond it the item is held for clock skew.
     """
     if not isinstance(changes, list):
         raise ChangeValidationError([{"index": -1, "reason": "changes must be a list"}])
@@ -354,86 +558,20 @@ def changes_validate(changes: Any) -> list[ParsedChange]:
         raise ChangeValidationError(
             [{"index": -1, "reason": f"batch of {len(changes)} exceeds the maximum of {limit}"}]
         )
-    now_ms = physical_now_ms()
-    bound_ms = now_ms + int(app_settings.MAX_CLOCK_SKEW_SECONDS * 1000)
-    errors: list[dict[str, Any]] = []
-    parsed: list[ParsedChange] = []
+    bound = _Bound.now()
+    checked: list[ParsedChange | _Held] = []
     seen: set[tuple[str, str]] = set()
-    worst_skew: int | None = None
-    for index, item in enumerate(changes):
+    for item in changes:
         try:
-            change = _parse_item(item)
+            change = _check_item(item, bound)
             ident = (change.model.label, change.key)
             _require(ident not in seen, "the batch names this record twice")
             seen.add(ident)
-            skew = change.version.hlc.wall_ms - now_ms
-            if change.version.hlc.wall_ms > bound_ms:
-                worst_skew = skew if worst_skew is None else max(worst_skew, skew)
-                raise _Refused(
-                    f"clock skew: timestamp is {skew} ms ahead of this node's clock "
-                    f"(at most {app_settings.MAX_CLOCK_SKEW_SECONDS} s allowed)"
-                )
         except _Refused as refused:
-            errors.extend({"index": index, "reason": reason} for reason in refused.reasons)
+            checked.append(_Held(item, "; ".join(refused.reasons)[:2000]))
         else:
-            parsed.append(change)
-    if errors:
-        raise ChangeValidationError(errors, skew_ms=worst_skew)
-    return parsed
-
-
-def _parse_item(item: Any) -> ParsedChange:
-    _require(isinstance(item, dict), "item must be an object")
-    label = item.get("model")
-    _require(isinstance(label, str), "model must be a string")
-    try:
-        rm = registry.get(label)
-    except LookupError:
-        raise _Refused(f"unknown model {label[:100]!r}") from None
-    key = item.get("key")
-    _require(_is_text(key, limit=255), "key must be a non-empty string of at most 255 characters")
-    version = _parse_version(rm, key, item)
-    vv = item.get("vv")
-    _require(isinstance(vv, dict) and bool(vv), "vv must be a non-empty object")
-    for node, node_stamp in vv.items():
-        try:
-            HLC.parse(node_stamp)
-        except HLCParseError:
-            raise _Refused(f"vv entry {str(node)[:64]!r} is not a timestamp") from None
-    raw_losers = item.get("losers", [])
-    _require(isinstance(raw_losers, list), "losers must be a list")
-    losers: list[Version] = []
-    for raw in raw_losers:
-        _require(isinstance(raw, dict), "a loser must be an object")
-        losers.append(_parse_version(rm, key, raw))
-    return ParsedChange(
-        model=rm,
-        key=key,
-        version=version,
-        vv=dict(vv),
-        losers=losers,
-        resolved=_parse_resolved(item.get("resolved", [])),
-    )
-
-
-def _parse_resolved(raw: Any) -> list[tuple[frozenset[str], str]]:
-    _require(isinstance(raw, list), "resolved must be a list")
-    notes: list[tuple[frozenset[str], str]] = []
-    for note in raw:
-        versions = note.get("versions") if isinstance(note, dict) else None
-        chosen = note.get("chosen") if isinstance(note, dict) else None
-        try:
-            if not isinstance(versions, list) or len(versions) != 2:
-                raise HLCParseError("versions must be two timestamps")
-            for text in [*versions, chosen]:
-                HLC.parse(text)
-        except HLCParseError:
-            raise _Refused(
-                "resolved: each note needs two version timestamps and the chosen one"
-            ) from None
-        _require(chosen in versions, "resolved: the chosen timestamp must be one of the versions")
-        notes.append((frozenset(versions), str(chosen)))
-    return notes
+            checked.append(change)
+    return checked
 
 
 def _unreadable(data: dict[str, Any] | None, rm: registry.ReplicatedModel) -> bool:
@@ -460,30 +598,135 @@ def changes_apply(
 ) -> list[ItemResult]:
     """Apply a batch of changes received from ``source_node``; return one result per item.
 
-    All or nothing: the batch is validated first (``ChangeValidationError``, nothing applied),
-    then applied in one transaction together with, when given, the pull checkpoint
-    ``(checkpoint id, new cursor)``. Idempotent and safe under concurrency: items are decided
-    under row locks, so the same batch applied twice, ten times or concurrently leaves the state
-    of one application (the repeats answer ``stale``). A transaction that loses a race on
-    PostgreSQL (deadlock, concurrent insert of the same key) or SQLite (busy) is retried.
+    Each result is ``applied``, ``stale``, ``conflict`` or ``quarantined`` (with its
+    ``reason``). No single item fails the batch: an item this node cannot store — it fails
+    ``changes_check``, or the database refuses it — is kept as a ``QuarantinedChange``
+    (``configsync.services.quarantine``) while the rest applies, in one transaction together with
+    the quarantine rows and, when given, the pull checkpoint ``(checkpoint id, new cursor)``, so
+    the cursor moves on. Only a malformed batch (not a list, too large) raises
+    ``ChangeValidationError``, applying nothing.
+
+    When the whole batch meets a database error no validation foresaw (``DataError`` etc.), it is
+    applied again item by item, each in a savepoint, and the failing items are quarantined.
+    Idempotent and safe under concurrency: items are decided under row locks, so the same batch
+    applied twice, ten times or concurrently leaves the state of one application (the repeats
+    answer ``stale``). A transaction that loses a race on PostgreSQL (deadlock, concurrent insert
+    of the same key) or SQLite (busy) is retried.
+
+    ``source_skew_ms``: the source's measured clock skew; a conflict decided while it exceeds
+    ``SKEW_WARNING_SECONDS``, between versions whose wall times are closer than it, is marked
+    ``skew_affected``.
     """
-    parsed = changes_validate(changes)
+    checked = changes_check(changes)
+    context = _ApplyContext(source_node, source_name, source_skew_ms)
+    per_item = False
     for attempt in range(_APPLY_ATTEMPTS):
         try:
             with transaction.atomic():
-                results = _apply_parsed(parsed, source_node=source_node, source_name=source_name)
+                results = _apply_checked(checked, changes, context, per_item=per_item)
                 if checkpoint is not None:
                     checkpoint_id, cursor = checkpoint
                     PeerCheckpoint.objects.filter(pk=checkpoint_id).update(cursor=cursor)
             return results
-        except (IntegrityError, OperationalError) as exc:
+        except OperationalError as exc:
             if attempt == _APPLY_ATTEMPTS - 1 or connection.in_atomic_block:
                 raise
-            logger.info(
-                "replication: retrying a batch from %s after %s", source_name, type(exc).__name__
+            _log_retry(source_name, exc, attempt)
+        except IntegrityError as exc:
+            # A lost race (retried whole) or an item the database refuses: after two races,
+            # or when a surrounding transaction forbids a clean retry, go item by item.
+            if per_item:
+                raise
+            per_item = attempt >= 1 or connection.in_atomic_block
+            _log_retry(source_name, exc, attempt)
+        except _ITEM_FAILURES as exc:
+            if per_item:
+                raise
+            logger.warning(
+                "replication: a batch from %s failed (%s); applying it item by item",
+                source_name,
+                type(exc).__name__,
             )
-            time.sleep(0.05 * (2**attempt))
+            per_item = True
     raise AssertionError("unreachable")
+
+
+_ITEM_FAILURES = (DatabaseError, ValidationError, ValueError, TypeError)
+"""What storing one already-validated item may still raise (``OperationalError`` excepted)."""
+
+
+def _log_retry(source_name: str, exc: Exception, attempt: int) -> None:
+    logger.info("replication: retrying a batch from %s after %s", source_name, type(exc).__name__)
+    if not connection.in_atomic_block:
+        time.sleep(0.05 * (2**attempt))
+
+
+@dataclass(frozen=True)
+class _ApplyContext:
+    source_node: str
+    source_name: str
+    source_skew_ms: int | None
+
+
+def _held_result(index: int, item: Any, reason: str, context: _ApplyContext) -> ItemResult:
+    from configsync.services.quarantine import quarantine_keep
+
+    quarantine_keep(
+        item=item, reason=reason, source=context.source_name, source_node=context.source_node
+    )
+    fields = item if isinstance(item, dict) else {}
+    logger.warning(
+        "replication: quarantined %s:%s from %s: %s",
+        _escape(fields.get("model"), 100),
+        _escape(fields.get("key"), 255),
+        context.source_name,
+        reason[:300],
+    )
+    return ItemResult(
+        index=index,
+        model=_escape(fields.get("model"), 100),
+        key=_escape(fields.get("key"), 255),
+        status=QUARANTINED,
+        reason=reason,
+    )
+
+
+def _apply_checked(
+    checked: list[ParsedChange | _Held],
+    items: list[Any],
+    context: _ApplyContext,
+    *,
+    per_item: bool,
+) -> list[ItemResult]:
+    results: dict[int, ItemResult] = {}
+    parsed: list[tuple[int, ParsedChange]] = []
+    for index, entry in enumerate(checked):
+        if isinstance(entry, _Held):
+            results[index] = _held_result(index, entry.item, entry.reason, context)
+        else:
+            parsed.append((index, entry))
+    if not per_item:
+        applied = _apply_parsed([c for _, c in parsed], context)
+        for (index, _), result in zip(parsed, applied, strict=True):
+            result.index = index
+            results[index] = result
+    else:
+        for index, change in parsed:
+            try:
+                with transaction.atomic():
+                    (result,) = _apply_parsed([change], context)
+            except OperationalError:
+                raise
+            except _ITEM_FAILURES as exc:
+                result = _held_result(
+                    index,
+                    items[index],
+                    f"this node could not store it ({type(exc).__name__})",
+                    context,
+                )
+            result.index = index
+            results[index] = result
+    return [results[i] for i in range(len(checked))]
 
 
 @dataclass
@@ -495,9 +738,8 @@ class _Pending:
     notify: bool
 
 
-def _apply_parsed(
-    parsed: list[ParsedChange], *, source_node: str, source_name: str
-) -> list[ItemResult]:
+def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[ItemResult]:
+    source_node, source_name = context.source_node, context.source_name
     results: list[ItemResult] = []
     pending: list[_Pending] = []
     newest: HLC | None = None
@@ -552,6 +794,7 @@ def _apply_parsed(
                 local=local,
                 remote=remote,
                 winner="remote" if remote_wins else "local",
+                skew_affected=_skew_affected(local, remote, context.source_skew_ms),
             )
         for loser in change.losers:
             _loser_keep(rm.label, change.key, source_name, before=local, winner=remote, loser=loser)
@@ -686,8 +929,26 @@ def _conflict_exists(label: str, key: str, hlcs: set[str]) -> bool:
     return False
 
 
+def _skew_affected(local: Version, remote: Version, source_skew_ms: int | None) -> bool:
+    """Whether the source's clock skew may have decided between ``local`` and ``remote``: it
+    exceeds ``SKEW_WARNING_SECONDS`` and the versions' wall times are closer than it."""
+    if source_skew_ms is None:
+        return False
+    skew = abs(source_skew_ms)
+    if skew <= app_settings.SKEW_WARNING_SECONDS * 1000:
+        return False
+    return abs(local.hlc.wall_ms - remote.hlc.wall_ms) <= skew
+
+
 def _conflict_keep(
-    label: str, key: str, source: str, *, local: Version, remote: Version, winner: str
+    label: str,
+    key: str,
+    source: str,
+    *,
+    local: Version,
+    remote: Version,
+    winner: str,
+    skew_affected: bool = False,
 ) -> None:
     if _conflict_exists(label, key, {str(local.hlc), str(remote.hlc)}):
         return
@@ -698,6 +959,7 @@ def _conflict_keep(
         local_version=local.as_dict(),
         remote_version=remote.as_dict(),
         winner=winner,
+        skew_affected=skew_affected,
     )
 
 

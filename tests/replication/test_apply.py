@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from configsync.crypto.keyring import generate_key, get_keyring, reset_keyring
-from configsync.models import Conflict, ReplicatedRecord, SystemConfig
+from configsync.models import Conflict, QuarantinedChange, ReplicatedRecord, SystemConfig
 from configsync.replication.errors import ChangeValidationError
 from configsync.replication.hlc import HLC, physical_now_ms
 from configsync.selectors.replication import feed_page, records_unreadable
@@ -175,38 +175,39 @@ def test_applied_remote_changes_advance_the_local_clock() -> None:
         (lambda c: c.update(data="text"), "data must be an object"),
     ],
 )
-def test_one_malformed_item_refuses_the_whole_batch(mutate: Any, reason: str) -> None:
+def test_one_malformed_item_is_quarantined_and_the_rest_applies(mutate: Any, reason: str) -> None:
     good = remote_change("GOOD", "1")
     bad = remote_change("BAD", "2")
     mutate(bad)
-    with pytest.raises(ChangeValidationError) as info:
-        apply([good, bad])
-    assert reason in str(info.value)
-    assert info.value.errors[0]["index"] == 1
-    assert not SystemConfig.objects.exists() and not ReplicatedRecord.objects.exists()
+    results = changes_apply(changes=[good, bad], source_node=REMOTE, source_name="peer")
+    assert [r.status for r in results] == ["applied", "quarantined"]
+    assert reason in results[1].reason and results[1].index == 1
+    assert list(SystemConfig.objects.values_list("key", flat=True)) == ["GOOD"]
+    kept = QuarantinedChange.objects.get()
+    assert reason in kept.reason and kept.status == "open" and kept.source == "peer"
 
 
-def test_a_timestamp_too_far_ahead_is_refused_as_clock_skew(settings: Any) -> None:
+def test_a_timestamp_too_far_ahead_is_held_as_clock_skew(settings: Any) -> None:
     settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 300
     future = stamp(REMOTE, wall=physical_now_ms() + 301_000)
-    with pytest.raises(ChangeValidationError) as info:
-        apply([remote_change("A", hlc=future)])
-    assert info.value.is_clock_skew and info.value.skew_ms >= 300_000
-    assert "clock skew" in str(info.value)
+    results = changes_apply(
+        changes=[remote_change("A", hlc=future)], source_node=REMOTE, source_name="peer"
+    )
+    assert results[0].status == "quarantined" and results[0].reason.startswith("clock skew")
     assert not ReplicatedRecord.objects.exists()
     within = stamp(REMOTE, wall=physical_now_ms() + 250_000)
     assert apply([remote_change("A", hlc=within)]) == ["applied"]
 
 
-def test_oversize_and_duplicate_batches_are_refused(settings: Any) -> None:
+def test_oversize_batches_are_refused_and_duplicates_quarantined(settings: Any) -> None:
     settings.CONFIGSYNC_MAX_PUSH_BATCH = 3
     with pytest.raises(ChangeValidationError, match="exceeds"):
         apply([remote_change(f"K{i}") for i in range(4)])
-    with pytest.raises(ChangeValidationError, match="twice"):
-        apply([remote_change("A"), remote_change("A", "x")])
+    assert not ReplicatedRecord.objects.exists()
+    assert apply([remote_change("A"), remote_change("A", "x")]) == ["applied", "quarantined"]
+    assert "twice" in QuarantinedChange.objects.get().reason
     with pytest.raises(ChangeValidationError):
         changes_apply(changes={"not": "a list"}, source_node=REMOTE, source_name="peer")
-    assert not ReplicatedRecord.objects.exists()
 
 
 def test_ciphertext_of_a_missing_key_is_stored_relayed_and_reported(
@@ -297,7 +298,9 @@ def test_a_received_default_provider_clears_the_local_default(canary: str) -> No
     from providers.services import ai_provider_set
 
     ai_provider_set(name="local-one", kind="openai", api_key=canary, is_default=True)
-    data = provider_data("remote-one", is_default=True)
+    data = provider_data(
+        "remote-one", kind="ollama", base_url="http://127.0.0.1:11434", is_default=True
+    )
     change = remote_change("remote-one", model="providers.aiproviderconfig", data=data)
     assert apply([change]) == ["applied"]
     assert list(
@@ -310,7 +313,7 @@ def test_a_received_default_provider_clears_the_local_default(canary: str) -> No
 def test_refusal_reasons_never_quote_the_refused_value() -> None:
     bad = remote_change("A")
     bad["data"]["value_type"] = "sk-CANARY-in-a-type"
-    with pytest.raises(ChangeValidationError) as info:
-        apply([bad])
-    assert "value_type: invalid (invalid_choice)" in str(info.value)
-    assert "CANARY" not in str(info.value.errors)
+    (result,) = changes_apply(changes=[bad], source_node=REMOTE, source_name="peer")
+    assert "value_type: invalid (invalid_choice)" in result.reason
+    assert "CANARY" not in result.reason
+    assert "CANARY" not in QuarantinedChange.objects.get().reason

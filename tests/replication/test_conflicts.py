@@ -158,9 +158,9 @@ def test_a_resolution_here_is_announced_with_its_change() -> None:
     ]
 
 
-def test_malformed_resolution_notes_refuse_the_batch() -> None:
+def test_malformed_resolution_notes_quarantine_the_item() -> None:
     change = remote_change("K")
     change["resolved"] = [{"versions": ["x"], "chosen": "y"}]
-    with pytest.raises(Exception, match="resolved"):
-        changes_apply(changes=[change], source_node=REMOTE, source_name="peer")
+    (result,) = changes_apply(changes=[change], source_node=REMOTE, source_name="peer")
+    assert result.status == "quarantined" and "resolved" in result.reason
     assert not ReplicatedRecord.objects.exists()

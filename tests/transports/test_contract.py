@@ -80,13 +80,19 @@ def test_push_applies_atomically_and_answers_per_item(transport: Factory) -> Non
     assert SystemConfig.objects.get(key="A").value == "1"
 
 
-def test_a_refused_batch_is_a_transport_error_and_changes_nothing(transport: Factory) -> None:
+def test_a_bad_item_is_quarantined_and_a_refused_batch_is_a_transport_error(
+    transport: Factory, settings: Any
+) -> None:
     bad = remote_change("B")
     bad["data"]["value_type"] = "complex"
+    answer = transport().push([remote_change("A"), bad])
+    assert [r["status"] for r in answer.results] == ["applied", "quarantined"]
+    assert "value_type" in answer.results[1]["reason"]
+    settings.CONFIGSYNC_MAX_PUSH_BATCH = 1
     with pytest.raises(TransportError) as info:
-        transport().push([remote_change("A"), bad])
-    assert info.value.status == 400 and "value_type" in str(info.value)
-    assert not ReplicatedRecord.objects.exists()
+        transport().push([remote_change("C"), remote_change("D")])
+    assert info.value.status == 400 and "exceeds" in str(info.value)
+    assert list(ReplicatedRecord.objects.values_list("natural_key", flat=True)) == ["A"]
 
 
 def test_digest_lists_versions_only(transport: Factory, canary: str) -> None:

@@ -1,0 +1,77 @@
+"""``configsync quarantine [--json] [--all]``, ``quarantine retry ID``, ``quarantine drop ID``:
+replicated changes this node could not store (never values: the payload is not shown)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.core.serializers.json import DjangoJSONEncoder
+
+from configsync.models import QuarantinedChange
+from configsync.selectors.quarantine import quarantine_list
+from configsync.services.quarantine import quarantine_drop, quarantine_retry
+from configsync.services.replication import QUARANTINED
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "quarantine",
+        help="Replicated changes this node could not store; retry or drop them.",
+    )
+    parser.add_argument("--json", action="store_true", help="Machine-readable output.")
+    parser.add_argument("--all", action="store_true", help="Applied and dropped ones too.")
+    actions = parser.add_subparsers(dest="quarantine_action", metavar="{retry,drop}")
+    retry = actions.add_parser("retry", help="Apply a quarantined change again now.")
+    retry.add_argument("id", type=int, help="Quarantined change id (see `configsync quarantine`).")
+    drop = actions.add_parser("drop", help="Stop retrying a quarantined change.")
+    drop.add_argument("id", type=int, help="Quarantined change id (see `configsync quarantine`).")
+    parser.set_defaults(handler=handle)
+
+
+def _row(item: QuarantinedChange) -> dict[str, Any]:
+    return {
+        "id": item.pk,
+        "model": item.model_label,
+        "key": item.natural_key,
+        "hlc": item.hlc,
+        "source": item.source,
+        "reason": item.reason,
+        "status": item.status,
+        "attempts": item.attempts,
+        "received_at": item.received_at,
+    }
+
+
+def handle(command: BaseCommand, options: dict[str, Any]) -> None:
+    action = options.get("quarantine_action")
+    if action in ("retry", "drop"):
+        try:
+            if action == "drop":
+                quarantine_drop(quarantine_id=options["id"])
+                command.stdout.write(f"quarantined change {options['id']} dropped")
+                return
+            (outcome,) = quarantine_retry(quarantine_id=options["id"])
+        except QuarantinedChange.DoesNotExist:
+            raise CommandError(f"no quarantined change {options['id']}", returncode=1) from None
+        if outcome.status == QUARANTINED:
+            raise CommandError(
+                f"quarantined change {outcome.id} still cannot be stored: {outcome.reason}",
+                returncode=1,
+            )
+        command.stdout.write(f"quarantined change {outcome.id}: {outcome.status}")
+        return
+    rows = [_row(item) for item in quarantine_list(status=None if options["all"] else "open")]
+    if options["json"]:
+        command.stdout.write(json.dumps(rows, cls=DjangoJSONEncoder, indent=2))
+        return
+    if not rows:
+        command.stdout.write("no quarantined changes")
+        return
+    for row in rows:
+        command.stdout.write(
+            f"{row['id']}  {row['status']}  {row['model']}:{row['key']} from {row['source']} "
+            f"({row['attempts']} attempts): {row['reason']}"
+        )

@@ -1,0 +1,141 @@
+"""Rules every value must pass wherever it enters (REST, admin, CLI, .env bridge, replication).
+
+The storable-text rule: text must be storable, and read back unchanged, on every supported
+backend. PostgreSQL refuses the NUL character in ``text``/``varchar`` (``DataError``) and lone
+surrogates cannot be encoded as UTF-8 at all (SQLite stores them mangled, every JSON renderer
+fails on them). A value SQLite accepted would otherwise block every PostgreSQL peer forever, so
+the rule is checked on the value itself and, for JSON, on every string inside it (keys included).
+
+Messages name the rule, never the value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored on every backend, or ``None`` when it can."""
+    match = _UNSTORABLE.search(text)
+    if match is None:
+        return None
+    if match.group() == "\x00":
+        return "contains a NUL character, which PostgreSQL cannot store"
+    return "contains a lone surrogate, which is not valid Unicode text"
+
+
+def value_problem(value: Any, *, max_depth: int = 10_000) -> str | None:
+    """``text_problem`` for every string in ``value`` (JSON-like: dicts, lists, scalars).
+
+    Iterative, so a deeply nested value cannot exhaust the stack; containers nested deeper than
+    ``max_depth`` are a problem of their own.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                return problem
+        elif isinstance(item, dict | list | tuple):
+            if depth >= max_depth:
+                return f"is nested deeper than {max_depth} levels"
+            children = list(item.items()) if isinstance(item, dict) else list(item)
+            for child in children:
+                if isinstance(child, tuple):  # a dict item: its key and its value
+                    stack.extend((part, depth + 1) for part in child)
+                else:
+                    stack.append((child, depth + 1))
+    return None
+
+
+def validate_storable(value: Any, *, field: str) -> None:
+    """Raise ``ValidationError({field: ...}, code="unstorable")`` when ``value`` is not storable."""
+    problem = value_problem(value)
+    if problem:
+        raise ValidationError({field: f"The value {problem}."}, code="unstorable")
+
+
+def storable_text_errors(instance: models.Model, *, exclude: set[str] | None = None) -> dict:
+    """Per text field of ``instance`` (``CharField``/``TextField``, encrypted ones excepted), the
+    storable-text problem of its value. Reads attributes raw: never decrypts."""
+    from configsync.crypto.fields import is_encrypted_field
+
+    errors: dict[str, str] = {}
+    for f in instance._meta.concrete_fields:
+        if f.name in (exclude or set()) or is_encrypted_field(f):
+            continue
+        if not isinstance(f, models.CharField | models.TextField):
+            continue
+        value = instance.__dict__.get(f.attname)
+        if isinstance(value, str):
+            problem = text_problem(value)
+            if problem:
+                errors[f.name] = f"The value {problem}."
+    return errors
+
+
+def token_plaintext(instance: models.Model, field_name: str) -> str | None:
+    """Verify the ciphertext token held by ``instance.<field_name>`` against its record.
+
+    Authenticated decryption with the record's own context (``model.field:natural key``): a
+    token copied from another record, field or model, or altered, is a ``ValidationError``.
+    Returns the plaintext for the caller to validate and drop (it is neither cached on the
+    instance nor kept anywhere), or ``None`` when there is nothing to verify: no token, pending
+    plaintext (not a token yet), or a token of a key this node's keyring lacks (stored and
+    relayed as is, reported unreadable).
+    """
+    from configsync.crypto.fields import Ciphertext, encryption_context
+    from configsync.crypto.keyring import KeyringError, TokenError, get_keyring, token_key_id
+
+    token = instance.__dict__.get(field_name)
+    if not isinstance(token, Ciphertext):
+        return None
+    try:
+        keyring = get_keyring()
+    except KeyringError:
+        return None
+    try:
+        if token_key_id(token) not in keyring:
+            return None
+        return keyring.decrypt(token, context=encryption_context(instance, field_name))
+    except TokenError as exc:
+        raise ValidationError(
+            {field_name: f"The ciphertext does not belong to this record: {exc}."},
+            code="invalid_token",
+        ) from None
+
+
+def stored_records_invalid(*, limit: int = 100) -> list[tuple[str, str, str]]:
+    """Stored records of replicated models that fail the validation every write passes now,
+    as ``(model label, natural key, reasons)``, at most ``limit`` of them.
+
+    Rows written before received versions were validated, or loaded with raw fixtures, may hold
+    a value no read path can use (a value that does not parse as its type, a token bound to
+    another record). Reasons name fields and rules, never values; tokens of a key this node lacks
+    are not verified. Reads every record (decrypting each token to verify it, keeping nothing).
+    """
+    from configsync.replication import registry
+
+    found: list[tuple[str, str, str]] = []
+    for rm in registry.all_registered():
+        for instance in rm.model._default_manager.order_by("pk").iterator():
+            try:
+                rm.validate(instance)
+            except ValidationError as exc:
+                reasons = "; ".join(
+                    f"{name}: {', '.join(str(m) for m in messages)}"
+                    for name, messages in getattr(
+                        exc, "message_dict", {"data": exc.messages}
+                    ).items()
+                )
+                found.append((rm.label, rm.natural_key(instance), reasons))
+                if len(found) >= limit:
+                    return found
+    return found
