@@ -23,8 +23,6 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
-from configsync.api.parsers import json_depth_exceeds
-from configsync.conf import app_settings
 from configsync.crypto.errors import DecryptionError
 from configsync.models import SystemConfig
 from configsync.services.system_config import MAKE_PLAIN_NEEDS_REVEAL, RETYPE_NEEDS_REVEAL
@@ -228,10 +226,6 @@ class SystemConfigAdminForm(VersionedModelForm):
                 self.add_error("value", str(exc))
                 return cleaned
         if value is not None and value_type:
-            limit = app_settings.MAX_JSON_DEPTH
-            if value_type == "json" and json_depth_exceeds(str(value), limit):
-                self.add_error("value", f"JSON nested deeper than {limit} levels.")
-                return cleaned
             try:
                 value_serialize(value, value_type)
             except ValidationError as exc:

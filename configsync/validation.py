@@ -18,16 +18,40 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
 
 
-def text_problem(text: str) -> str | None:
-    """Why ``text`` cannot be stored on every backend, or ``None`` when it can."""
-    match = _UNSTORABLE.search(text)
+def text_problem(text: str, *, nul_allowed: bool = False) -> str | None:
+    """Why ``text`` cannot be stored on every backend, or ``None`` when it can.
+
+    ``nul_allowed`` skips the NUL check, for callers that leave NUL to a later, per-field check.
+    """
+    match = (_SURROGATE if nul_allowed else _UNSTORABLE).search(text)
     if match is None:
         return None
     if match.group() == "\x00":
         return "contains a NUL character, which PostgreSQL cannot store"
     return "contains a lone surrogate, which is not valid Unicode text"
+
+
+def json_depth_exceeds(text: str, limit: int) -> bool:
+    """Whether the JSON ``text`` nests arrays/objects deeper than ``limit``.
+
+    Looks only at brackets outside strings (found by one regular expression): linear and never
+    recursive, so it can judge a body ``json.loads`` would die on (``RecursionError``) before
+    decoding it. Our own because no well-kept JSON library for Python offers a depth limit.
+    """
+    depth = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def value_problem(value: Any, *, max_depth: int = 10_000) -> str | None:
@@ -60,6 +84,22 @@ def validate_storable(value: Any, *, field: str) -> None:
     problem = value_problem(value)
     if problem:
         raise ValidationError({field: f"The value {problem}."}, code="unstorable")
+
+
+def validate_storable_texts(**texts: str | None) -> None:
+    """``ValidationError`` naming each field whose text no supported database can store.
+
+    For lookup arguments checked before any query (a NUL in a ``filter(key=...)`` is a
+    ``DataError`` on PostgreSQL) and for text that reaches a service from outside any form
+    (the CLI's standard input, a non-UTF-8 argument).
+    """
+    errors = {
+        field: f"The value {problem}."
+        for field, text in texts.items()
+        if isinstance(text, str) and (problem := text_problem(text))
+    }
+    if errors:
+        raise ValidationError(errors, code="unstorable")
 
 
 def storable_text_errors(instance: models.Model, *, exclude: set[str] | None = None) -> dict:

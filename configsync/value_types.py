@@ -69,6 +69,7 @@ def value_parse(raw: str, value_type: str) -> Any:
             return False
         raise ValidationError("Enter true or false.", code="invalid_bool")
     if value_type == ValueType.JSON:
+        _check_json_depth(text)
         try:
             parsed = json.loads(text, parse_constant=_refuse_constant)
         except (ValueError, RecursionError):
@@ -81,6 +82,20 @@ def value_parse(raw: str, value_type: str) -> Any:
 def _refuse_constant(name: str) -> Any:
     # NaN and Infinity are not JSON (RFC 8259): strict renderers refuse them on the way out.
     raise ValueError(name)
+
+
+def _check_json_depth(text: str) -> None:
+    """Refuse JSON text nested deeper than ``MAX_JSON_DEPTH`` before decoding it (no recursion)."""
+    from configsync.conf import app_settings
+    from configsync.validation import json_depth_exceeds
+
+    limit = int(app_settings.MAX_JSON_DEPTH)
+    if json_depth_exceeds(text, limit):
+        raise ValidationError(
+            "Enter valid JSON: the value is nested deeper than %(limit)s levels.",
+            code="invalid_json",
+            params={"limit": limit},
+        )
 
 
 def _check_json(value: Any) -> None:

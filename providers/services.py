@@ -10,7 +10,8 @@ from django.db import transaction
 from configsync.exceptions import ConfigKeyError
 from configsync.services.audit import RevealRequired
 from configsync.services.retry import retry_on_concurrent_create
-from configsync.services.system_config import ALREADY_EXISTS, storable_check
+from configsync.services.system_config import ALREADY_EXISTS
+from configsync.validation import validate_storable_texts
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS, kind_get
 
@@ -57,7 +58,7 @@ def ai_provider_set(
     unknown = sorted(set(options) - set(OPTION_FIELDS))
     if unknown:
         raise ValidationError({field: "Unknown provider option." for field in unknown})
-    storable_check(name=name, kind=kind, **options)
+    validate_storable_texts(name=name, kind=kind, **options)
     record = AIProviderConfig.objects.select_for_update().filter(name=name).first()
     if record is not None and create_only:
         raise ValidationError({"name": ALREADY_EXISTS})

@@ -1,22 +1,22 @@
 """Request bodies at the API's edge: only text every supported database can store.
 
-``storable_text_problem`` is the one predicate of "storable text" used at the edge (this parser,
-and ``configsync.middleware.EdgeMiddleware`` for paths, query parameters and headers):
+``storable_text_problem`` phrases the one predicate of "storable text"
+(``configsync.validation.text_problem``, which every model write also passes) for the edge (this
+parser, and ``configsync.middleware.EdgeMiddleware`` for paths, query parameters and headers):
 PostgreSQL refuses a NUL character in text, and a lone UTF-16 surrogate (``"\\ud800"`` in JSON)
 is not Unicode text at all, so it encodes neither for PostgreSQL nor for SQLite — each would be a
 500 (``DataError``, ``UnicodeEncodeError``) somewhere later, or a poison change for a peer.
 
 The body parsers refuse lone surrogates anywhere (keys too), but leave a NUL inside a body to the
-field that holds it: the serializers answer 400 naming the field, a JSON value keeps it escaped
-(``\\u0000`` is storable text), and a replicated item is judged by the change validator, which can
-set one item aside instead of refusing a peer's whole batch. Form and multipart bodies keep DRF's
+field that holds it: the serializers (and, beneath them, the model's validation) answer 400 naming
+the field, and a replicated item is judged by the change validator, which can set one item aside
+instead of refusing a peer's whole batch. Form and multipart bodies keep DRF's
 parsers: Django decodes them with ``errors="replace"``, so they cannot carry a lone surrogate.
 
 ``StorableJSONParser`` also bounds nesting at ``app_settings.MAX_JSON_DEPTH`` *before* decoding:
 ``json.loads`` recurses once per level and a 100,000-deep body would end in ``RecursionError``.
-Our own depth scan because no well-kept JSON library for Python offers a depth limit; the scan
-looks only at brackets outside strings (found by one regular expression), so it is linear and
-never recursive. Every refusal is a ``400`` naming the reason (and the top-level field when
+The depth scan is ``configsync.validation.json_depth_exceeds``. Every refusal is a ``400``
+naming the reason (and the top-level field when
 there is one), never the offending text.
 """
 
@@ -32,15 +32,8 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from configsync.conf import app_settings
+from configsync.validation import json_depth_exceeds, text_problem
 
-NUL_REASON = "Contains a NUL character, which cannot be stored."
-SURROGATE_REASON = (
-    "Contains a lone UTF-16 surrogate (U+D800 to U+DFFF), which is not valid Unicode text and "
-    "cannot be stored."
-)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
 # A surrogate can only come in as a ``\uD800``-``\uDFFF`` escape (raw ones are not valid UTF-8):
 # without one in the text, the walk over the decoded body is skipped.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -48,28 +41,12 @@ _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def storable_text_problem(text: str, *, nul_allowed: bool = False) -> str | None:
-    """Why ``text`` cannot be stored on every supported backend, or ``None`` when it can.
+    """Why ``text`` cannot be stored on every supported backend (a sentence), or ``None``.
 
     ``nul_allowed`` skips the NUL check, for callers that leave NUL to a later, per-field check.
     """
-    if not nul_allowed and "\x00" in text:
-        return NUL_REASON
-    if _SURROGATE.search(text):
-        return SURROGATE_REASON
-    return None
-
-
-def json_depth_exceeds(text: str, limit: int) -> bool:
-    """Whether the JSON ``text`` nests arrays/objects deeper than ``limit`` (no recursion)."""
-    depth = 0
-    for match in _BRACKET.finditer(_JSON_STRING.sub("", text)):
-        if match.group() in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+    problem = text_problem(text, nul_allowed=nul_allowed)
+    return f"{problem[0].upper()}{problem[1:]}." if problem else None
 
 
 def _strings(data: Any) -> Iterator[tuple[str | None, str]]:

@@ -77,6 +77,14 @@ class SystemConfigSerializer(serializers.Serializer):
     category = StrictCharField(max_length=64, required=False, allow_blank=True)
     description = StrictCharField(max_length=2000, required=False, allow_blank=True)
     has_value = serializers.BooleanField(read_only=True, help_text="Whether a value is set.")
+    value_error = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "Why the stored value cannot be read as its type (value is then null); null "
+            "normally. Only rows stored before validation covered every path can have one."
+        ),
+    )
     revealed = serializers.BooleanField(
         read_only=True, help_text="True when value is the plaintext of a sensitive value."
     )
@@ -115,13 +123,15 @@ class SystemConfigSerializer(serializers.Serializer):
     def to_representation(self, instance: SystemConfig) -> dict[str, Any]:
         reveal = bool(self.context.get("reveal"))
         revealed = instance.is_sensitive and reveal
+        problem = None
         if instance.is_sensitive and not reveal:
             value: Any = MASK if instance.has_value else None
         else:
-            value = instance.typed_value()
+            value, problem = instance.typed_value_or_problem()
         return {
             "key": instance.key,
             "value": value,
+            "value_error": problem,
             "value_type": instance.value_type,
             "is_sensitive": instance.is_sensitive,
             "category": instance.category,

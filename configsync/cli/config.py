@@ -49,23 +49,25 @@ def write_table(command: BaseCommand, rows: Sequence[Sequence[str]]) -> None:
         command.stdout.write("  ".join([*cells, row[-1]]).rstrip())
 
 
-def masked_value(record: SystemConfig) -> Any:
-    """What listings show: the typed value, or a mask for a sensitive one (never decrypted)."""
+def masked_value(record: SystemConfig) -> tuple[Any, str | None]:
+    """What listings show: the typed value (or why it cannot be read), or a mask for a
+    sensitive one (never decrypted)."""
     if record.is_sensitive:
-        return MASK if record.has_value else None
-    return record.typed_value()
+        return (MASK if record.has_value else None), None
+    return record.typed_value_or_problem()
 
 
-def _revealed_value(record: SystemConfig) -> Any:
-    return record.typed_value() if record.has_value else None
+def _revealed_value(record: SystemConfig) -> tuple[Any, str | None]:
+    return record.typed_value_or_problem() if record.has_value else (None, None)
 
 
 def record_as_dict(record: SystemConfig, *, reveal: bool = False) -> dict[str, Any]:
     """The JSON form of a setting; a sensitive value is masked unless ``reveal``."""
-    value = _revealed_value(record) if reveal else masked_value(record)
+    value, problem = _revealed_value(record) if reveal else masked_value(record)
     return {
         "key": record.key,
         "value": value,
+        "value_error": problem,
         "type": record.value_type,
         "is_sensitive": record.is_sensitive,
         "has_value": record.has_value,

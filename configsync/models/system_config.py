@@ -97,6 +97,18 @@ class SystemConfig(models.Model):
         """The value as its declared Python type."""
         return value_parse(self.raw_value(), self.value_type)
 
+    def typed_value_or_problem(self) -> tuple[Any, str | None]:
+        """``(typed value, None)``, or ``(None, reason)`` when the stored text no longer parses as
+        its type (a row stored before received values were validated; check W040 names them).
+
+        For listings: one unreadable record must not take a whole list down. The reason names
+        the rule, never the value. ``DecryptionError`` still propagates.
+        """
+        try:
+            return self.typed_value(), None
+        except ValidationError as exc:
+            return None, " ".join(exc.messages)
+
     def full_clean(
         self,
         exclude: Iterable[str] | None = None,

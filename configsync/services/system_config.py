@@ -7,12 +7,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from configsync.api.parsers import json_depth_exceeds, storable_text_problem
 from configsync.conf import app_settings
 from configsync.exceptions import ConfigKeyError
 from configsync.models import SystemConfig
 from configsync.services.audit import RevealRequired, audit_reveal
 from configsync.services.retry import retry_on_concurrent_create
+from configsync.validation import validate_storable_texts
 from configsync.value_types import value_serialize
 
 _UNSET: Any = object()
@@ -62,7 +62,7 @@ def system_config_set(
     Making plain is then audited as a reveal by ``actor``, in the same transaction. Giving a new
     ``value`` in the same write replaces the secret: nothing is revealed and neither is refused.
     """
-    storable_check(key=key, category=category, description=description)
+    validate_storable_texts(key=key, category=category, description=description)
     record = SystemConfig.objects.select_for_update().filter(key=key).first()
     if record is not None and create_only:
         raise ValidationError({"key": ALREADY_EXISTS})
@@ -97,20 +97,11 @@ def system_config_set(
     if not keep_stored:
         if value is _UNSET:
             value = (record.secret_value or "") if was_sensitive else record.value
-        if (
-            record.value_type == "json"
-            and isinstance(value, str)
-            and json_depth_exceeds(value, app_settings.MAX_JSON_DEPTH)
-        ):
-            raise ValidationError(
-                {"value": f"JSON nested deeper than {app_settings.MAX_JSON_DEPTH} levels."}
-            )
         try:
             text = value_serialize(value, record.value_type)
         except ValidationError as exc:
             field = "value_type" if exc.code == "invalid_type" else "value"
             raise ValidationError({field: exc.messages}) from None
-        storable_check(value=text)
         if len(text.encode("utf-8", "surrogatepass")) > app_settings.MAX_VALUE_BYTES:
             raise ValidationError({"value": f"Longer than {app_settings.MAX_VALUE_BYTES} bytes."})
         if record.is_sensitive:
@@ -127,18 +118,6 @@ def system_config_set(
     if reveals:
         audit_reveal(actor=actor or "unknown", instance=record)
     return record
-
-
-def storable_check(**texts: str | None) -> None:
-    """``ValidationError`` naming each field whose text no supported database can store (a NUL,
-    a lone surrogate: e.g. from the CLI's standard input or a non-UTF-8 argument)."""
-    errors = {
-        field: problem
-        for field, text in texts.items()
-        if isinstance(text, str) and (problem := storable_text_problem(text))
-    }
-    if errors:
-        raise ValidationError(errors)
 
 
 @transaction.atomic

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -246,3 +247,25 @@ def test_a_listing_with_reveal_audits_each_secret_once(
         "OPENAI_API_KEY",
         "SECOND_SECRET",
     ]
+
+
+def test_a_stored_value_that_no_longer_parses_does_not_take_the_list_down(
+    writer: APIClient, cli: Callable[..., object]
+) -> None:
+    # Rows stored before every path validated (or loaded raw) may hold text that does not parse
+    # as their type: each such row is reported, the others are served.
+    writer.post(SYSTEM, {"key": "GOOD", "value": 1, "value_type": "int"}, format="json")
+    writer.post(SYSTEM, {"key": "BAD", "value": 2, "value_type": "int"}, format="json")
+    SystemConfig.objects.filter(key="BAD").update(value="abc")
+
+    listed = writer.get(SYSTEM)
+    assert listed.status_code == 200
+    by_key = {item["key"]: item for item in listed.json()}
+    assert by_key["GOOD"]["value"] == 1 and by_key["GOOD"]["value_error"] is None
+    assert by_key["BAD"]["value"] is None and "whole number" in by_key["BAD"]["value_error"]
+    assert writer.get(f"{SYSTEM}BAD/").json()["value_error"]
+
+    result = cli("list", "--json")
+    assert result.code == 0, result.err  # type: ignore[attr-defined]
+    rows = {row["key"]: row for row in json.loads(result.out)}  # type: ignore[attr-defined]
+    assert rows["BAD"]["value"] is None and rows["BAD"]["value_error"]
