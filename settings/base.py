@@ -126,14 +126,18 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
 else:
-    # Embedded default: Kombu's filesystem transport under var/, no server needed.
-    _broker_dir = VAR_DIR / "celery" / "broker"
-    _broker_dir.mkdir(parents=True, exist_ok=True)
+    # Embedded default (no server): kombu's filesystem transport with whole-file writes
+    # (configsync.broker explains why), every folder under this node's var/celery/.
+    _celery_dir = VAR_DIR / "celery"
+    for _folder in ("broker", "control"):
+        (_celery_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT = "configsync.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir),
-        "data_folder_out": str(_broker_dir),
-        "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        "data_folder_in": str(_celery_dir / "broker"),
+        "data_folder_out": str(_celery_dir / "broker"),
+        # kombu's default is "control" relative to the working directory (the repository).
+        "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
