@@ -59,8 +59,10 @@ def worker(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, dict
     )
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [CELERY, "-A", "settings", "worker", "--pool=threads", "--concurrency=2"]
-            + ["--include=tests.broker.tasks", "--loglevel=INFO"],
+            [
+                *(CELERY, "-A", "settings", "worker", "--pool=threads", "--concurrency=2"),
+                *("--include=tests.broker.tasks", "--loglevel=INFO"),
+            ],
             cwd=tmp_path,  # not the repository: nothing may be written relative to the cwd
             env=env,
             stdout=out,
@@ -90,8 +92,10 @@ def test_worker_consumes_a_concurrent_stream_exactly_once_and_survives(
     output = tmp_path / "consumed.txt"
     producers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.broker.producer"]
-            + [str(index * PER_PRODUCER), str(PER_PRODUCER), str(output)],
+            [
+                *(sys.executable, "-m", "tests.broker.producer", "task"),
+                *(str(index * PER_PRODUCER), str(PER_PRODUCER), str(output)),
+            ],
             cwd=tmp_path,
             env=env,
         )

@@ -35,8 +35,10 @@ def connect(folder: Path) -> Connection:
 def producers(folder: Path, count: int, per_producer: int) -> list[subprocess.Popen[bytes]]:
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.broker.producer", "raw"]
-            + [str(index * per_producer), str(per_producer), str(folder)],
+            [
+                *(sys.executable, "-m", "tests.broker.producer", "raw"),
+                *(str(index * per_producer), str(per_producer), str(folder)),
+            ],
             cwd=ROOT,
         )
         for index in range(count)
