@@ -108,7 +108,8 @@ class Channel(filesystem.Channel):
         (parent / CLAIMED_FOLDER).mkdir(parents=True, exist_ok=True)
         (parent / REJECTED_FOLDER).mkdir(parents=True, exist_ok=True)
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's base class calls the second parameter "message", its filesystem channel "payload".
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         data = str_to_bytes(dumps(payload))
         # kombu's own naming: the reader sorts by the monotonic stamp and filters by queue.
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
@@ -117,7 +118,7 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise ChannelError(f"Cannot add a message to {self.data_folder_out!r}") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: Any = None) -> Any:
         wanted = f"{queue}.msg"
         folder = Path(self.data_folder_in)
         claimed_folder = folder.parent / CLAIMED_FOLDER
