@@ -279,12 +279,13 @@ _r2 = {
 _r2_missing = [name for name, value in _r2.items() if not value]
 if CONFIGSYNC_DEPLOYMENT_MODE.endswith("_R2") and _r2_missing:
     raise ConfigurationError(
-        f"Set {_r2_missing[0]}: CONFIGSYNC_DEPLOYMENT_MODE {CONFIGSYNC_DEPLOYMENT_MODE} "
-        "needs object storage"
+        f"CONFIGSYNC_DEPLOYMENT_MODE {CONFIGSYNC_DEPLOYMENT_MODE} needs {_r2_missing[0]} "
+        "(object storage)"
     )
 if 0 < len(_r2_missing) < len(_r2):
+    _r2_given = next(name for name in _r2 if name not in _r2_missing)
     raise ConfigurationError(
-        f"Set {_r2_missing[0]}: the CONFIGSYNC_R2_* variables go together (set all or none)"
+        f"{_r2_given} is set but {_r2_missing[0]} is not: set all CONFIGSYNC_R2_* variables or none"
     )
 
 # With DEBUG on, error pages mask credential-bearing settings and every registered secret.

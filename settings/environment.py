@@ -89,7 +89,9 @@ class Environment:
 
     def __getattr__(self, attr: builtins.str) -> Any:
         """django-environ's other readers (``json``, ``path`` ...), with its errors as ours."""
-        lax = getattr(environ.Env(), attr)
+        lenient = environ.Env()
+        lenient.ENVIRON = self.environ  # type: ignore[assignment]
+        lax = getattr(lenient, attr)
         if not callable(lax):
             return lax
 
