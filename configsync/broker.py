@@ -1,8 +1,10 @@
 """The embedded Celery broker: kombu's filesystem transport, with writes readers only see whole.
 
 Used when ``REDIS_URL`` is unset (``make run`` with nothing configured, the SQLite pass of CI):
-``settings.base`` sets ``CELERY_BROKER_TRANSPORT = "configsync.broker:Transport"`` with every
-folder under the node's ``var/celery/``.
+``settings.base`` calls :func:`register` and sets ``CELERY_BROKER_URL = "configsync-fs://"``,
+with every folder under the node's ``var/celery/``. The URL scheme (a kombu transport alias)
+rather than ``broker_transport`` selects it, so whoever replaces the broker URL — the
+``CELERY_BROKER_URL`` environment variable, a test — gets that URL's own transport.
 
 **Why.** kombu's stock transport creates each message file under its final name and only then
 serializes and writes the payload; its reader lists the folder, moves the oldest file away and
@@ -61,6 +63,8 @@ from kombu.utils.json import dumps, loads
 
 logger = logging.getLogger(__name__)
 
+SCHEME = "configsync-fs"
+"""The broker URL scheme of this transport (``configsync-fs://``), once :func:`register` ran."""
 PART_SUFFIX = ".part"
 CLAIMED_FOLDER = "claimed"
 REJECTED_FOLDER = "rejected"
@@ -190,3 +194,10 @@ class Transport(filesystem.Transport):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.state = filesystem.virtual.BrokerState()
+
+
+def register() -> None:
+    """Make ``configsync-fs://`` a kombu transport alias for :class:`Transport` (idempotent)."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES.setdefault(SCHEME, f"{__name__}:Transport")

@@ -159,8 +159,10 @@ else:
     _celery_dir = VAR_DIR / "celery"
     for _folder in ("broker", "control"):
         (_celery_dir / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT = "configsync.broker:Transport"
+    from configsync import broker as _broker
+
+    _broker.register()
+    CELERY_BROKER_URL = f"{_broker.SCHEME}://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "broker"),
         "data_folder_out": str(_celery_dir / "broker"),

@@ -111,6 +111,7 @@ def test_worker_consumes_a_concurrent_stream_exactly_once_and_survives(
         time.sleep(0.5)
 
     text = log.read_text(errors="replace")
+    assert "transport:   configsync-fs://" in text  # the embedded defaults chose configsync.broker
     assert process.poll() is None, f"the worker exited:\n{text[-3000:]}"
     assert "Unrecoverable error" not in text and "JSONDecodeError" not in text, text[-3000:]
     consumed = read_numbers(output)
