@@ -212,7 +212,9 @@ SPECTACULAR_SETTINGS = {
 CONFIGSYNC_NODE_ID = env.str("CONFIGSYNC_NODE_ID", default="")
 if CONFIGSYNC_NODE_ID and not _NODE_ID.fullmatch(CONFIGSYNC_NODE_ID):
     raise ConfigurationError("CONFIGSYNC_NODE_ID must be 1-64 letters, digits, '_', '.' or '-'")
-# Set means "these are the keys": an empty list (",") never falls back to the development key.
+# Set means "these are the keys": set but empty ("" or ",") never falls back to the development
+# key (unlike other optional variables, where blank means unset): a deploy that meant to pass keys
+# and passed nothing must not encrypt with a generated one.
 CONFIGSYNC_ENCRYPTION_KEYS = env.list("CONFIGSYNC_ENCRYPTION_KEYS", default=[])
 if env.is_set("CONFIGSYNC_ENCRYPTION_KEYS"):
     validate_key_texts(CONFIGSYNC_ENCRYPTION_KEYS)

@@ -76,8 +76,9 @@ def startup_guard() -> Iterator[None]:
 class Environment:
     """Typed, strict readers of environment variables; :class:`ConfigurationError` otherwise.
 
-    A variable counts as unset when it is absent; a variable set to an empty (or blank) value
-    is an error wherever an empty value means nothing, rather than silently taking the default.
+    A variable that is absent, or set to an empty (or blank) value, takes its default — shells,
+    Compose files and process managers often write ``NAME=`` for "not set" — except a required
+    one (no default), for which blank is an error: an empty secret is no secret.
     """
 
     def __init__(self, environ_: Mapping[builtins.str, builtins.str] | None = None) -> None:
@@ -110,23 +111,21 @@ class Environment:
         return name in self.environ
 
     def raw(self, name: builtins.str, default: Any = REQUIRED) -> Any:
-        if name in self.environ:
-            return self.environ[name]
-        if default is REQUIRED:
+        """The variable's text, else ``default``; ``ConfigurationError`` when required."""
+        value = self.environ.get(name)
+        if value is not None and value.strip():
+            return value
+        if default is not REQUIRED:
+            return default
+        if value is None:
             raise ConfigurationError(f"Set the {name} environment variable")
-        return default
+        raise ConfigurationError(f"{name} is empty: set a value or remove the variable")
 
     # --- scalars ---------------------------------------------------------------------------
-    def str(
-        self, name: builtins.str, default: Any = REQUIRED, *, allow_blank: builtins.bool = False
-    ) -> builtins.str:
-        """A string; blank only with ``allow_blank`` (an empty secret is no secret)."""
+    def str(self, name: builtins.str, default: Any = REQUIRED) -> builtins.str:
+        """The value, stripped."""
         value = self.raw(name, default)
-        if not isinstance(value, str):
-            return value
-        if not allow_blank and name in self.environ and not value.strip():
-            raise ConfigurationError(f"{name} is empty: set a value or remove the variable")
-        return value.strip() if name in self.environ else value
+        return value.strip() if isinstance(value, builtins.str) else value
 
     def bool(self, name: builtins.str, default: Any = REQUIRED) -> builtins.bool:
         """``true/false``, ``yes/no``, ``on/off`` or ``1/0`` (any case), nothing else."""
@@ -216,22 +215,12 @@ class Environment:
         return value
 
     # --- lists -----------------------------------------------------------------------------
-    def list(
-        self, name: builtins.str, default: Any = REQUIRED, *, allow_empty: builtins.bool = True
-    ) -> builtins.list[builtins.str]:
-        """Comma-separated items, each stripped; an empty item (``a,,b`` or ``,``) is an error.
-
-        An empty value is an empty list when ``allow_empty``, else an error.
-        """
+    def list(self, name: builtins.str, default: Any = REQUIRED) -> builtins.list[builtins.str]:
+        """Comma-separated items, each stripped; an empty item (``a,,b`` or ``,``) is an error."""
         value = self.raw(name, default)
-        if isinstance(value, list):
+        if isinstance(value, builtins.list):
             return value
-        text = str(value).strip()
-        if not text:
-            if allow_empty:
-                return []
-            raise ConfigurationError(f"{name} is empty: set a value or remove the variable")
-        items = [item.strip() for item in text.split(",")]
+        items = [item.strip() for item in builtins.str(value).split(",")]
         for position, item in enumerate(items, start=1):
             if not item:
                 raise ConfigurationError(f"{name}: item {position} is empty")
@@ -301,10 +290,7 @@ class Environment:
 
     def directory(self, name: builtins.str, default: Path) -> Path:
         """A directory, created when missing; an error names the variable and the OS reason."""
-        value = self.raw(name, default)
-        if isinstance(value, str) and not value.strip():
-            raise ConfigurationError(f"{name} is empty: set a value or remove the variable")
-        path = Path(value)
+        path = Path(self.raw(name, default))
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -15,7 +15,7 @@ with startup_guard():
         raise ConfigurationError(
             "DJANGO_SECRET_KEY is a development key (django-insecure-...): generate a new one"
         )
-    ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", allow_empty=False)
+    ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
     # Validated by settings.base too; required here. gunicorn and celery never run the system
     # checks, and a node must not start (and fail on the first secret it reads) without a key.
     CONFIGSYNC_ENCRYPTION_KEYS = env.list("CONFIGSYNC_ENCRYPTION_KEYS")

@@ -94,13 +94,11 @@ MALFORMED = [
     ("local", "REDIS_URL", "redis://h:abc/0", "REDIS_URL must be redis://"),
     ("local", "REDIS_URL", "redis://h:6379/x", "REDIS_URL must be redis://"),
     ("local", "CELERY_BROKER_URL", "nonsense", "CELERY_BROKER_URL must be a URL"),
-    ("local", "CONFIGSYNC_VAR_DIR", "", "CONFIGSYNC_VAR_DIR is empty"),
     ("local", "CONFIGSYNC_VAR_DIR", "/proc/configsync", "CONFIGSYNC_VAR_DIR: cannot create"),
     ("local", "CONFIGSYNC_NODE_ID", "a b", "CONFIGSYNC_NODE_ID must be 1-64"),
     ("local", "CONFIGSYNC_ENCRYPTION_KEYS", ",", "CONFIGSYNC_ENCRYPTION_KEYS: item 1 is empty"),
     ("local", "CONFIGSYNC_ENCRYPTION_KEYS", "", "CONFIGSYNC_ENCRYPTION_KEYS is empty"),
     ("local", "CONFIGSYNC_ENCRYPTION_KEYS", CANARY_SECRET, "entry 1 is malformed"),
-    ("production", "CONFIGSYNC_SYNC_SECRET", "", "CONFIGSYNC_SYNC_SECRET is empty"),
     ("local", "CONFIGSYNC_PEERS", "nonsense", "CONFIGSYNC_PEERS: item 1 is not name=base_url"),
     (
         "local",
@@ -154,6 +152,39 @@ def test_a_malformed_variable_stops_with_one_line_naming_it(
     assert variable in output and expected in output, output
     assert "Traceback" not in output
     assert CANARY_SECRET not in output
+
+
+def test_production_refuses_an_empty_sync_secret_when_peers_are_set(tmp_path: Path) -> None:
+    status, output = load_settings(
+        "production",
+        tmp_path,
+        CONFIGSYNC_PEERS="cloud=https://cfg.example.com",
+        CONFIGSYNC_SYNC_SECRET=" ",
+    )
+    assert (status, output) == (
+        3,
+        "configsync: configuration error: CONFIGSYNC_SYNC_SECRET is empty: set a value or "
+        "remove the variable\n",
+    )
+
+
+def test_blank_optional_variables_mean_unset(tmp_path: Path) -> None:
+    """``NAME=`` is how shells, Compose files and the multi-node harness say "not set"."""
+    blank = {
+        name: ""
+        for name in (
+            "DJANGO_DEBUG",
+            "REDIS_URL",
+            "CONFIGSYNC_ENV_FILE",
+            "CONFIGSYNC_DATA_CALLBACK_URL",
+            "CONFIGSYNC_SYNC_INTERVAL_SECONDS",
+            "CONFIGSYNC_PEERS",
+            "CONFIGSYNC_DEPLOYMENT_MODE",
+            "CONFIGSYNC_NODE_ID",
+            "CONFIGSYNC_R2_BUCKET",
+        )
+    }
+    assert load_settings("local", tmp_path, **blank) == (0, "")
 
 
 @pytest.mark.parametrize("module", ["local", "production", "test"])
@@ -219,9 +250,11 @@ def test_bool_accepts_only_the_usual_spellings() -> None:
     env = Environment({"A": "YES", "B": "0", "C": "maybe", "D": ""})
     assert env.bool("A") is True and env.bool("B") is False
     assert env.bool("MISSING", default=True) is True
-    for name in ("C", "D"):
-        with pytest.raises(ConfigurationError, match=f"^{name} must be true or false"):
-            env.bool(name)
+    assert env.bool("D", default=True) is True  # blank: unset
+    with pytest.raises(ConfigurationError, match="^C must be true or false"):
+        env.bool("C")
+    with pytest.raises(ConfigurationError, match="^D is empty"):
+        env.bool("D")  # required
 
 
 def test_int_and_float_bounds() -> None:
