@@ -251,9 +251,9 @@ def test_bool_accepts_only_the_usual_spellings() -> None:
     assert env.bool("A") is True and env.bool("B") is False
     assert env.bool("MISSING", default=True) is True
     assert env.bool("D", default=True) is True  # blank: unset
-    with pytest.raises(ConfigurationError, match="^C must be true or false"):
+    with pytest.raises(ConfigurationError, match=r"^C must be true or false"):
         env.bool("C")
-    with pytest.raises(ConfigurationError, match="^D is empty"):
+    with pytest.raises(ConfigurationError, match=r"^D is empty"):
         env.bool("D")  # required
 
 
