@@ -39,7 +39,8 @@ transport's only defect is the write window, which this module closes with two d
 
 **Limits** (as with kombu's filesystem transport): messages delivered to a worker but not yet
 acknowledged live in that worker's memory, so ``kill -9`` of a worker loses them (a clean stop
-puts them back); the periodic sync carries whatever a lost task would have done. Production
+puts them back), and a consumer killed between claiming a file and reading it leaves it in
+``claimed/``; the periodic sync carries whatever a lost task would have done. Production
 deployments use Redis.
 """
 
@@ -145,7 +146,10 @@ class Channel(filesystem.Channel):
                 message = loads(bytes_to_str(payload))
             except ValueError:
                 rejected = folder.parent / REJECTED_FOLDER / filename
-                os.replace(claimed, rejected)
+                try:
+                    os.replace(claimed, rejected)
+                except OSError as exc:
+                    raise ChannelError(f"Cannot set aside {str(claimed)!r}") from exc
                 logger.error("embedded broker: unreadable message set aside in %s", rejected)
                 continue
             claimed.unlink()

@@ -123,9 +123,8 @@ class Environment:
 
     # --- scalars ---------------------------------------------------------------------------
     def str(self, name: builtins.str, default: Any = REQUIRED) -> builtins.str:
-        """The value, stripped."""
-        value = self.raw(name, default)
-        return value.strip() if isinstance(value, builtins.str) else value
+        """The value as given (a secret is not trimmed: that would change it)."""
+        return self.raw(name, default)  # type: ignore[no-any-return]
 
     def bool(self, name: builtins.str, default: Any = REQUIRED) -> builtins.bool:
         """``true/false``, ``yes/no``, ``on/off`` or ``1/0`` (any case), nothing else."""
