@@ -45,4 +45,5 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3* var/celery
+	# control/ is where older versions' broker wrote its exchange tables (now var/celery/control).
+	rm -rf $(VENV) var/*.sqlite3* var/celery control

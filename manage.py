@@ -18,13 +18,14 @@ def main() -> None:
     from django.core.management import execute_from_command_line
 
     from configsync.crypto.errors import ConfigsyncError
+    from settings.environment import stop_on_configuration_error
 
     try:
+        # The settings stop start-up themselves (one line, exit 3) when a variable is wrong.
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
-        # A missing or malformed setting is an operator error: one clear line, no traceback.
-        sys.stderr.write(f"configsync: configuration error: {exc}\n")
-        sys.exit(2)
+        # Any other missing or malformed setting met by a command: the same one line and status.
+        stop_on_configuration_error(exc)
     except ConfigsyncError as exc:
         # An unusable key or an unreadable value met by any command (messages never hold values).
         sys.stderr.write(f"configsync: {exc}\n")

@@ -6,6 +6,8 @@
 * W001 — running on the generated development key (generated here, once, if missing).
 * W002 — stored values use key ids that no configured key has (database check: ``migrate``
   and ``check --database default`` run it); those values cannot be read on this node.
+* E030 — ``CONFIGSYNC_PEERS`` is malformed (the settings refuse such an environment variable
+  at start-up; this catches a value set in a settings module or by ``override_settings``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
-from configsync.conf import app_settings
+from configsync.conf import app_settings, parse_peers
 from configsync.crypto.errors import KeyringError
 from configsync.crypto.keyring import get_keyring, key_text_problems
 
@@ -82,3 +85,19 @@ def check_stored_key_ids(
             id="configsync.W002",
         )
     ]
+
+
+@checks.register()
+def check_peers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        parse_peers(app_settings.PEERS)
+    except ValidationError as exc:
+        return [
+            checks.Error(
+                exc.messages[0],
+                hint="Each item is name=base_url, e.g. cloud=https://cfg.example.com; "
+                "names and URLs are unique.",
+                id="configsync.E030",
+            )
+        ]
+    return []

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_slug
 
 DEFAULTS: dict[str, Any] = {
     "NODE_ID": "",
@@ -72,3 +74,54 @@ class AppSettings:
 
 
 app_settings = AppSettings()
+
+PEER_NAME_MAX_LENGTH = 64
+PEER_URL_MAX_LENGTH = 500
+
+
+def parse_peers(entries: list[str] | str) -> list[tuple[str, str]]:
+    """Parse ``CONFIGSYNC_PEERS`` (``name=base_url`` items) into ``(name, base URL)`` pairs.
+
+    The one parser of the option: the settings run it at start-up (so a malformed value stops
+    every entry point) and the peer seeding service runs it on every beat. Raises
+    ``ValidationError`` with one message naming the item by position, never quoting it (a URL
+    may carry credentials): not ``name=base_url``, a name that is not a slug of at most 64
+    characters, a URL that is not http(s), or two items with the same name or the same base URL.
+    Needs no configured settings, so ``settings/`` can import it.
+    """
+    if isinstance(entries, str):
+        entries = entries.split(",")
+    parsed: list[tuple[str, str]] = []
+    positions: list[int] = []
+    for position, raw in enumerate(entries, start=1):
+        entry = raw.strip()
+        if not entry:
+            continue
+        name, sep, url = entry.partition("=")
+        name, url = name.strip(), url.strip().rstrip("/")
+        if not sep or not name or not url:
+            raise ValidationError(f"CONFIGSYNC_PEERS: item {position} is not name=base_url")
+        try:
+            validate_slug(name)
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            raise ValidationError(
+                f"CONFIGSYNC_PEERS: item {position} needs a slug name and an http(s) URL"
+            ) from None
+        if len(name) > PEER_NAME_MAX_LENGTH or len(url) > PEER_URL_MAX_LENGTH:
+            raise ValidationError(
+                f"CONFIGSYNC_PEERS: item {position} is too long (name at most "
+                f"{PEER_NAME_MAX_LENGTH} characters, URL at most {PEER_URL_MAX_LENGTH})"
+            )
+        for earlier, (other_name, other_url) in zip(positions, parsed, strict=True):
+            if other_name == name:
+                raise ValidationError(
+                    f"CONFIGSYNC_PEERS: items {earlier} and {position} have the same name"
+                )
+            if other_url.lower() == url.lower():
+                raise ValidationError(
+                    f"CONFIGSYNC_PEERS: items {earlier} and {position} have the same base URL"
+                )
+        parsed.append((name, url))
+        positions.append(position)
+    return parsed

@@ -1,31 +1,48 @@
 """Settings shared by every environment.
 
-All configuration is read through the one ``env`` object below (django-environ). A ``.env`` file
-beside ``manage.py`` is read when present; variables already in the process environment win.
-App options live under ``CONFIGSYNC_*`` and are read by the app only through ``configsync.conf``.
+Every variable is read and validated here (or in the environment's module) through the one
+``env`` object below (``settings.environment.Environment``): a missing or malformed value raises
+``ImproperlyConfigured`` naming the variable, which the environment modules (``local``, ``test``,
+``production``, each importing this one inside ``startup_guard()``) turn into one line on stderr
+and exit status 3. A ``.env`` file beside ``manage.py`` is read when present; variables already in
+the process environment win. App options live under ``CONFIGSYNC_*`` and are read by the app only
+through ``configsync.conf``.
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
+from django.core.exceptions import ValidationError
+
+from configsync.conf import DEFAULTS as _APP_DEFAULTS
+from configsync.conf import parse_peers
+from configsync.crypto.keyring import validate_key_texts
+from configsync.replication.checks import NODE_ID_PATTERN as _NODE_ID
+
+from .environment import ConfigurationError, Environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
-env = environ.Env()
+env = Environment()
 _dotenv = BASE_DIR / ".env"
 if _dotenv.is_file():
     # read_env never overrides a variable that is already set, so OS variables win.
     environ.Env.read_env(str(_dotenv), overwrite=False)
-# Each node of a multi-node test (or a second node on one host) keeps its own var/.
-VAR_DIR = Path(env.str("CONFIGSYNC_VAR_DIR", default=str(VAR_DIR)))
-# This node's local state (SQLite, broker, beat schedule, dev key, locks) all lives here, and
-# Celery beat and Kombu's filesystem transport do not create their folders themselves.
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Each node of a multi-node test (or a second node on one host) keeps its own var/. This node's
+# local state (SQLite, broker, beat schedule, dev key, locks) all lives here, and Celery beat and
+# kombu's filesystem transport do not create their folders themselves.
+VAR_DIR = env.directory("CONFIGSYNC_VAR_DIR", VAR_DIR)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+for _host in ALLOWED_HOSTS:
+    if "/" in _host or " " in _host:
+        raise ConfigurationError(
+            "DJANGO_ALLOWED_HOSTS lists host names (e.g. cfg.example.com), not URLs"
+        )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -73,13 +90,11 @@ TEMPLATES = [
 ]
 
 
-def database_config(url: str) -> dict:
-    """Parse a database URL; SQLite gets settings that let web, worker and beat share it."""
-    config = env.db_url_config(url)
+def database_config(url: str, *, variable: str = "DATABASE_URL") -> dict[str, Any]:
+    """Parse (and validate) a database URL; SQLite gets settings that let web, worker and beat
+    share it. A relative SQLite path is relative to the repository; errors name ``variable``."""
+    config = Environment({variable: url}).database(variable, url, base_dir=BASE_DIR)
     if config["ENGINE"] == "django.db.backends.sqlite3":
-        name = Path(config["NAME"])
-        if str(name) != ":memory:" and not name.is_absolute():
-            config["NAME"] = str(BASE_DIR / name)
         config.setdefault("OPTIONS", {}).update(
             {
                 "timeout": 30,
@@ -93,9 +108,12 @@ def database_config(url: str) -> dict:
 DATABASES = {
     "default": database_config(env.str("DATABASE_URL", default="sqlite:///var/configsync.sqlite3"))
 }
+EXTERNAL_DATABASE_URL = env.str("EXTERNAL_DATABASE_URL", default="")
+if EXTERNAL_DATABASE_URL:
+    database_config(EXTERNAL_DATABASE_URL, variable="EXTERNAL_DATABASE_URL")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env.redis_url("REDIS_URL")
 
 if REDIS_URL:
     CACHES = {
@@ -124,18 +142,34 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
 # --- Celery (read by settings/celery.py with namespace "CELERY") -------------------------------
-if REDIS_URL:
+# Celery reads CELERY_BROKER_URL from the environment itself, ahead of these settings.
+_broker_url = env.url(
+    "CELERY_BROKER_URL",
+    default="",
+    schemes=("amqp", "amqps", "pyamqp", "redis", "rediss"),
+    example="amqp://USER:PASSWORD@HOST:5672// or redis://HOST:6379/0",
+)
+if _broker_url:
+    CELERY_BROKER_URL = _broker_url
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
+elif REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
-    # Embedded default: Kombu's filesystem transport under var/, no server needed.
-    _broker_dir = VAR_DIR / "celery" / "broker"
-    _broker_dir.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    # Embedded default (no server): kombu's filesystem transport with whole-file writes
+    # (configsync.broker explains why), every folder under this node's var/celery/.
+    _celery_dir = VAR_DIR / "celery"
+    for _folder in ("broker", "control"):
+        (_celery_dir / _folder).mkdir(parents=True, exist_ok=True)
+    from configsync import broker as _broker
+
+    _broker.register()
+    CELERY_BROKER_URL = f"{_broker.SCHEME}://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir),
-        "data_folder_out": str(_broker_dir),
-        "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        "data_folder_in": str(_celery_dir / "broker"),
+        "data_folder_out": str(_celery_dir / "broker"),
+        # kombu's default is "control" relative to the working directory (the repository).
+        "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
@@ -167,8 +201,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["configsync.api.throttling.CallerRateThrottle"],
     "EXCEPTION_HANDLER": "configsync.api.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
-        "anon": env.str("CONFIGSYNC_THROTTLE_ANON", default="60/min"),
-        "user": env.str("CONFIGSYNC_THROTTLE_USER", default="6000/min"),
+        "anon": env.rate("CONFIGSYNC_THROTTLE_ANON", "60/min"),
+        "user": env.rate("CONFIGSYNC_THROTTLE_USER", "6000/min"),
     },
 }
 
@@ -184,40 +218,93 @@ SPECTACULAR_SETTINGS = {
 
 # --- configsync (read only through configsync/conf.py) -------------------------------------------
 CONFIGSYNC_NODE_ID = env.str("CONFIGSYNC_NODE_ID", default="")
+if CONFIGSYNC_NODE_ID and not _NODE_ID.fullmatch(CONFIGSYNC_NODE_ID):
+    raise ConfigurationError("CONFIGSYNC_NODE_ID must be 1-64 letters, digits, '_', '.' or '-'")
+# Set means "these are the keys": set but empty ("" or ",") never falls back to the development
+# key (unlike other optional variables, where blank means unset): a deploy that meant to pass keys
+# and passed nothing must not encrypt with a generated one.
 CONFIGSYNC_ENCRYPTION_KEYS = env.list("CONFIGSYNC_ENCRYPTION_KEYS", default=[])
+if env.is_set("CONFIGSYNC_ENCRYPTION_KEYS"):
+    validate_key_texts(CONFIGSYNC_ENCRYPTION_KEYS)
 CONFIGSYNC_DEV_KEY_FILE = VAR_DIR / "dev-encryption.key"
 CONFIGSYNC_SYNC_SECRET = env.str("CONFIGSYNC_SYNC_SECRET", default="")
 CONFIGSYNC_PEERS = env.list("CONFIGSYNC_PEERS", default=[])
-CONFIGSYNC_SYNC_INTERVAL_SECONDS = env.int("CONFIGSYNC_SYNC_INTERVAL_SECONDS", default=30)
-CONFIGSYNC_DEPLOYMENT_MODE = env.str("CONFIGSYNC_DEPLOYMENT_MODE", default="")
+try:
+    parse_peers(CONFIGSYNC_PEERS)
+except ValidationError as exc:
+    raise ConfigurationError(exc.messages[0]) from None
+CONFIGSYNC_SYNC_INTERVAL_SECONDS = env.int(
+    "CONFIGSYNC_SYNC_INTERVAL_SECONDS", default=30, minimum=0, maximum=86400, unit="seconds"
+)
+CONFIGSYNC_DEPLOYMENT_MODE = env.choice(
+    "CONFIGSYNC_DEPLOYMENT_MODE",
+    ["LOCAL_ONLY", "LOCAL_EXTERNAL", "LOCAL_R2", "LOCAL_EXTERNAL_R2"],
+    default="",
+)
 CONFIGSYNC_ENV_FILE = env.str("CONFIGSYNC_ENV_FILE", default="")
 CONFIGSYNC_ENV_MANAGE = env.str("CONFIGSYNC_ENV_MANAGE", default="all")
+_mode, _, _argument = CONFIGSYNC_ENV_MANAGE.partition(":")
+if _mode.strip().lower() not in {"all", "prefix", "allow"} or (
+    _mode.strip().lower() != "all" and not _argument.strip(" ,")
+):
+    raise ConfigurationError("CONFIGSYNC_ENV_MANAGE must be all, prefix:PREFIX or allow:NAME,NAME")
 CONFIGSYNC_ENV_STRIP_PREFIX = env.bool("CONFIGSYNC_ENV_STRIP_PREFIX", default=False)
 CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS = env.bool(
     "CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS", default=True
 )
 # Lists whose defaults live in configsync.conf: set only when given, so the default stays there.
 for _name in ("CONFIGSYNC_ENV_EXCLUDE", "CONFIGSYNC_ENV_SECRET_PATTERNS"):
-    if _name in env.ENVIRON:
-        globals()[_name] = env.list(_name, default=[])
-CONFIGSYNC_DATA_CALLBACK_URL = env.str("CONFIGSYNC_DATA_CALLBACK_URL", default="")
+    if env.is_set(_name):
+        globals()[_name] = env.list(_name)
+CONFIGSYNC_DATA_CALLBACK_URL = env.url(
+    "CONFIGSYNC_DATA_CALLBACK_URL", default="", schemes=("http", "https")
+)
 CONFIGSYNC_PUSH_ON_WRITE = env.bool("CONFIGSYNC_PUSH_ON_WRITE", default=True)
-if "CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS" in env.ENVIRON:
-    CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = env.int("CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS")
-if "CONFIGSYNC_SKEW_WARNING_SECONDS" in env.ENVIRON:
-    CONFIGSYNC_SKEW_WARNING_SECONDS = env.float("CONFIGSYNC_SKEW_WARNING_SECONDS")
+# Defaults live in configsync.conf: set only when given.
+if env.is_set("CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS"):
+    CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = env.int(
+        "CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS", minimum=1, maximum=86400, unit="seconds"
+    )
+if env.is_set("CONFIGSYNC_SKEW_WARNING_SECONDS"):
+    CONFIGSYNC_SKEW_WARNING_SECONDS = env.float(
+        "CONFIGSYNC_SKEW_WARNING_SECONDS", minimum=0, maximum=86400, unit="seconds"
+    )
+if globals().get(
+    "CONFIGSYNC_SKEW_WARNING_SECONDS", _APP_DEFAULTS["SKEW_WARNING_SECONDS"]
+) > globals().get("CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS", _APP_DEFAULTS["MAX_CLOCK_SKEW_SECONDS"]):
+    raise ConfigurationError(
+        "CONFIGSYNC_SKEW_WARNING_SECONDS must not exceed CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS"
+    )
 CONFIGSYNC_VAR_DIR = VAR_DIR
-EXTERNAL_DATABASE_URL = env.str("EXTERNAL_DATABASE_URL", default="")
-CONFIGSYNC_R2_ENDPOINT_URL = env.str("CONFIGSYNC_R2_ENDPOINT_URL", default="")
+CONFIGSYNC_R2_ENDPOINT_URL = env.url(
+    "CONFIGSYNC_R2_ENDPOINT_URL", default="", schemes=("http", "https")
+)
 CONFIGSYNC_R2_BUCKET = env.str("CONFIGSYNC_R2_BUCKET", default="")
 CONFIGSYNC_R2_ACCESS_KEY_ID = env.str("CONFIGSYNC_R2_ACCESS_KEY_ID", default="")
 CONFIGSYNC_R2_SECRET_ACCESS_KEY = env.str("CONFIGSYNC_R2_SECRET_ACCESS_KEY", default="")
+_r2 = {
+    "CONFIGSYNC_R2_ENDPOINT_URL": CONFIGSYNC_R2_ENDPOINT_URL,
+    "CONFIGSYNC_R2_BUCKET": CONFIGSYNC_R2_BUCKET,
+    "CONFIGSYNC_R2_ACCESS_KEY_ID": CONFIGSYNC_R2_ACCESS_KEY_ID,
+    "CONFIGSYNC_R2_SECRET_ACCESS_KEY": CONFIGSYNC_R2_SECRET_ACCESS_KEY,
+}
+_r2_missing = [name for name, value in _r2.items() if not value]
+if CONFIGSYNC_DEPLOYMENT_MODE.endswith("_R2") and _r2_missing:
+    raise ConfigurationError(
+        f"CONFIGSYNC_DEPLOYMENT_MODE {CONFIGSYNC_DEPLOYMENT_MODE} needs {_r2_missing[0]} "
+        "(object storage)"
+    )
+if 0 < len(_r2_missing) < len(_r2):
+    _r2_given = next(name for name in _r2 if name not in _r2_missing)
+    raise ConfigurationError(
+        f"{_r2_given} is set but {_r2_missing[0]} is not: set all CONFIGSYNC_R2_* variables or none"
+    )
 
 # With DEBUG on, error pages mask credential-bearing settings and every registered secret.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "configsync.debug.SecretExceptionReporterFilter"
 
 # --- Logging: every handler masks secrets, whatever logger emits the record ---------------------
-LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
+LOG_LEVEL = env.log_level("DJANGO_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

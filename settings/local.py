@@ -1,12 +1,17 @@
 """Development settings: ``make run`` with nothing configured gives a working node.
 
-Embedded defaults: SQLite and Celery's filesystem broker under ``var/``, local-memory cache, and
-a development encryption key generated once into ``var/`` (see ``configsync.crypto.keyring``).
+Embedded defaults: SQLite and Celery's filesystem broker (``configsync.broker``) under ``var/``,
+local-memory cache, and a development encryption key generated once into ``var/`` (see
+``configsync.crypto.keyring``). A malformed variable stops start-up with one line, as in
+production (``settings.environment.startup_guard``).
 """
 
 import os
 
+from .environment import startup_guard
+
 os.environ.setdefault("DJANGO_DEBUG", "true")
 os.environ.setdefault("DJANGO_SECRET_KEY", "django-insecure-local-development-only")
 
-from .base import *  # noqa: F403
+with startup_guard():
+    from .base import *  # noqa: F403

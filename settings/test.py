@@ -6,6 +6,8 @@ A fixed, obviously fake encryption keyring is used unless the test overrides it.
 
 import os
 
+from .environment import startup_guard
+
 os.environ.setdefault("DJANGO_SECRET_KEY", "django-insecure-test-only")
 os.environ.setdefault(
     # Two throwaway test keys (not secrets): the first encrypts, both decrypt.
@@ -13,14 +15,19 @@ os.environ.setdefault(
     "Y29uZmlnc3luYy10ZXN0LWtleS0wMS0tLS0tLS0tLS0,Y29uZmlnc3luYy10ZXN0LWtleS0wMi0tLS0tLS0tLS0",
 )
 
-from .base import *  # noqa: F403
-from .base import VAR_DIR, database_config, env
+with startup_guard():
+    from .base import *  # noqa: F403
+    from .base import VAR_DIR, database_config, env
+
+    DATABASES = {
+        "default": database_config(
+            env.str("TEST_DATABASE_URL", default="sqlite:///var/test.sqlite3"),
+            variable="TEST_DATABASE_URL",
+        )
+    }
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-DATABASES = {
-    "default": database_config(env.str("TEST_DATABASE_URL", default="sqlite:///var/test.sqlite3"))
-}
 CELERY_TASK_ALWAYS_EAGER = False
 CONFIGSYNC_DEV_KEY_FILE = VAR_DIR / "test-dev-encryption.key"
 REST_FRAMEWORK_THROTTLE_DISABLED = True

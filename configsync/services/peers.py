@@ -3,17 +3,18 @@ collecting tombstones every peer has."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator, validate_slug
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from configsync.conf import app_settings
+from configsync.conf import app_settings, parse_peers
 from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
 from configsync.selectors.replication import feed_position
+
+logger = logging.getLogger(__name__)
 
 TOMBSTONE_MIN_AGE = timedelta(days=7)
 """A tombstone is kept at least this long, even once every known peer has it.
@@ -25,46 +26,47 @@ tombstone is gone; a week covers the usual time to wire a new node in.
 
 
 def peers_parse_setting(entries: list[str] | str) -> list[tuple[str, str]]:
-    """Parse ``CONFIGSYNC_PEERS`` (``name=base_url`` items); ``ValidationError`` naming the item."""
-    if isinstance(entries, str):
-        entries = [part for part in entries.split(",")]
-    parsed: list[tuple[str, str]] = []
-    for position, raw in enumerate(entries, start=1):
-        entry = raw.strip()
-        if not entry:
-            continue
-        name, sep, url = entry.partition("=")
-        name, url = name.strip(), url.strip().rstrip("/")
-        # Name the item by position, never quote it: a URL may carry credentials.
-        if not sep or not name or not url:
-            raise ValidationError(f"CONFIGSYNC_PEERS: item {position} is not name=base_url")
-        try:
-            validate_slug(name)
-            URLValidator(schemes=["http", "https"])(url)
-        except ValidationError:
-            raise ValidationError(
-                f"CONFIGSYNC_PEERS: item {position} needs a slug name and an http(s) URL"
-            ) from None
-        parsed.append((name, url))
-    return parsed
+    """Parse ``CONFIGSYNC_PEERS``; see :func:`configsync.conf.parse_peers` (the one parser)."""
+    return parse_peers(entries)
 
 
 @transaction.atomic
 def peer_seed_from_settings() -> list[Peer]:
-    """Create or update a ``Peer`` per ``CONFIGSYNC_PEERS`` entry; idempotent.
+    """Make the peers match ``CONFIGSYNC_PEERS``; idempotent. Returns the peers it names.
 
-    Only the base URL of an existing peer is updated; peers added in the admin and the
-    ``enabled`` flag are left alone. Returns the peers named by the setting.
+    * A named peer that does not exist is created, enabled and marked ``seeded``.
+    * A named peer that exists gets the setting's base URL and is marked ``seeded`` (the
+      setting now owns it); its ``enabled`` flag is left alone, so an operator's "disabled"
+      in the admin survives every beat.
+    * A ``seeded`` peer the setting no longer names is disabled and unmarked: it is not synced
+      again until someone enables it in the admin (or deletes it). Its checkpoints and history
+      stay, and it still counts for tombstone collection (it may come back).
+    * Peers added in the admin (never named by the setting) are left alone.
+
+    ``ValidationError`` (naming the item, never quoting it) when the setting is malformed; then
+    nothing changes.
     """
+    wanted = dict(parse_peers(app_settings.PEERS))
     peers: list[Peer] = []
-    for name, url in peers_parse_setting(app_settings.PEERS):
+    for name, url in wanted.items():
         peer, created = Peer.objects.select_for_update().get_or_create(
-            name=name, defaults={"base_url": url}
+            name=name, defaults={"base_url": url, "seeded": True}
         )
-        if not created and peer.base_url != url:
+        if not created and (peer.base_url != url or not peer.seeded):
             peer.base_url = url
-            peer.save(update_fields=["base_url", "updated_at"])
+            peer.seeded = True
+            peer.save(update_fields=["base_url", "seeded", "updated_at"])
         peers.append(peer)
+    removed = Peer.objects.select_for_update().filter(seeded=True).exclude(name__in=list(wanted))
+    for peer in removed:
+        peer.enabled = False
+        peer.seeded = False
+        peer.save(update_fields=["enabled", "seeded", "updated_at"])
+        logger.warning(
+            "peer %s is no longer named by CONFIGSYNC_PEERS: disabled (delete it in the admin "
+            "to forget it)",
+            peer.name,
+        )
     return peers
 
 

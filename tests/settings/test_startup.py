@@ -101,7 +101,8 @@ def test_production_starts_with_valid_keys(tmp_path: Path) -> None:
     assert keys.split(",")[0] not in result.stdout + result.stderr
 
 
-def test_malformed_key_outside_production_is_a_system_check_error(tmp_path: Path) -> None:
+def test_malformed_key_outside_production_stops_start_up_too(tmp_path: Path) -> None:
+    """A node on the local settings with an unusable key would fail on the first secret."""
     env = {
         "DJANGO_SETTINGS_MODULE": "settings.local",
         "CONFIGSYNC_VAR_DIR": str(tmp_path),
@@ -109,9 +110,9 @@ def test_malformed_key_outside_production_is_a_system_check_error(tmp_path: Path
         "CONFIGSYNC_ENCRYPTION_KEYS": f"{generate_key()},short",
     }
     result = manage(env, "check")
-    assert result.returncode != 0
-    assert "configsync.E002" in result.stderr and "entry 2" in result.stderr
-    assert "Traceback" not in result.stderr and "short" not in result.stderr.split("E002")[1]
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1 and "entry 2" in result.stderr
+    assert "Traceback" not in result.stderr and "short" not in result.stderr
 
 
 def test_local_without_keys_generates_the_dev_key_once(tmp_path: Path) -> None:
@@ -131,3 +132,64 @@ def test_local_without_keys_generates_the_dev_key_once(tmp_path: Path) -> None:
     second = manage(env, "check")
     assert second.returncode == 0 and "generated a development key" not in second.stderr
     assert key_file.read_text() == content
+
+
+# --- every entry point, the issue's examples --------------------------------------------------
+
+BIN = Path(sys.executable).parent
+ENTRY_POINTS = {
+    "manage.py": [sys.executable, str(ROOT / "manage.py"), "check"],
+    # Two workers: each used to print the error, and the master then halted with a traceback.
+    "gunicorn": [str(BIN / "gunicorn"), "settings.wsgi", "--bind", "127.0.0.1:0", "--workers", "2"],
+    "celery-worker": [str(BIN / "celery"), "-A", "settings", "worker", "--loglevel=INFO"],
+    "celery-beat": [str(BIN / "celery"), "-A", "settings", "beat", "--loglevel=INFO"],
+}
+
+
+def local(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DJANGO_SETTINGS_MODULE": "settings.local",
+        "CONFIGSYNC_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+        **extra,
+    }
+
+
+CASES = {
+    # Under production settings with nothing set (celery: a 106-line traceback before).
+    "production-nothing-set": (
+        lambda tmp: {"DJANGO_SETTINGS_MODULE": "settings.production", "CONFIGSYNC_VAR_DIR": tmp},
+        "Set the DJANGO_SECRET_KEY environment variable",
+    ),
+    # A 42-line traceback before.
+    "interval-not-a-number": (
+        lambda tmp: local(Path(tmp), CONFIGSYNC_SYNC_INTERVAL_SECONDS="abc"),
+        "CONFIGSYNC_SYNC_INTERVAL_SECONDS must be a whole number of seconds",
+    ),
+    # Passed `check`; the worker logged "peers not seeded" every beat.
+    "peers-nonsense": (
+        lambda tmp: local(Path(tmp), CONFIGSYNC_PEERS="nonsense"),
+        "CONFIGSYNC_PEERS: item 1 is not name=base_url",
+    ),
+}
+
+
+@pytest.mark.parametrize("entry_point", list(ENTRY_POINTS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_entry_point_stops_with_exactly_one_line(
+    tmp_path: Path, entry_point: str, case: str
+) -> None:
+    make_env, expected = CASES[case]
+    result = subprocess.run(
+        ENTRY_POINTS[entry_point],
+        env={"PATH": os.environ.get("PATH", ""), **make_env(str(tmp_path))},
+        cwd=ROOT,  # gunicorn reads gunicorn.conf.py from here
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 3, lines
+    assert len(lines) == 1, lines  # no traceback, no second copy, nothing else
+    assert lines[0].startswith("configsync: configuration error: ")
+    assert expected in lines[0]
