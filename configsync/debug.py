@@ -14,9 +14,8 @@ credentials of ``CONFIGSYNC_PEERS`` and the data callback's URL. Here, whatever 
 * settings and local variables whose *name* says secret are replaced whole.
 
 The filter is ``DEFAULT_EXCEPTION_REPORTER_FILTER``. The exception message and the query string
-are not the filter's to see; :class:`SecretExceptionReporter` masks them and is installed per
-request by ``configsync.middleware.EdgeMiddleware`` (and can be set as
-``DEFAULT_EXCEPTION_REPORTER``).
+are not the filter's to see; :class:`SecretExceptionReporter` (``DEFAULT_EXCEPTION_REPORTER``)
+masks them.
 """
 
 from __future__ import annotations

@@ -6,9 +6,7 @@ PostgreSQL refuses — ``?category=a%00b`` was a 500 — or a lone surrogate), u
 as the API's body parsers (``configsync.api.parsers.storable_text_problem``). API paths answer JSON
 ``{"detail": ...}``, others plain text. The offending text is never echoed.
 
-It also installs ``configsync.debug.SecretExceptionReporter`` on each request, so a DEBUG error
-page masks secrets in the exception message and query string too. Put it first in
-``MIDDLEWARE``.
+Put it first in ``MIDDLEWARE``.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from configsync.api.parsers import storable_text_problem
-from configsync.debug import SecretExceptionReporter
 
 
 def request_edge_problem(request: HttpRequest) -> str | None:
@@ -40,13 +37,12 @@ def request_edge_problem(request: HttpRequest) -> str | None:
 
 
 class EdgeMiddleware:
-    """Refuses unstorable text in the path, query and headers; masks DEBUG error reports."""
+    """Refuses unstorable text in the path, query and headers."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.exception_reporter_class = SecretExceptionReporter  # type: ignore[attr-defined]
         problem = request_edge_problem(request)
         if problem is not None:
             if request.path_info.startswith("/api/"):

@@ -301,6 +301,7 @@ if 0 < len(_r2_missing) < len(_r2):
     )
 
 # With DEBUG on, error pages mask credential-bearing settings and every registered secret.
+DEFAULT_EXCEPTION_REPORTER = "configsync.debug.SecretExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "configsync.debug.SecretExceptionReporterFilter"
 
 # --- Logging: every handler masks secrets, whatever logger emits the record ---------------------
