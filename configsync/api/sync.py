@@ -28,7 +28,12 @@ from configsync.models import Conflict, Peer
 from configsync.replication.errors import ChangeValidationError, ConflictResolveError, CursorError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.signing import IsSyncPeer, SyncPeerUser, SyncSignatureAuthentication
-from configsync.selectors.replication import conflict_changed_fields, conflicts_list, feed_page
+from configsync.selectors.replication import (
+    clock_hlc_ms,
+    conflict_changed_fields,
+    conflicts_list,
+    feed_page,
+)
 from configsync.services.conflicts import conflict_resolve
 from configsync.services.node import node_id
 from configsync.services.replication import changes_apply
@@ -63,6 +68,14 @@ class FeedQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(
         required=False, min_value=1, help_text="At most this many changes (capped by the node)."
     )
+    echoes = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Include what the caller itself sent (left out otherwise): a direction that starts "
+            "over after a restore asks for everything."
+        ),
+    )
 
 
 class ChangeSerializer(serializers.Serializer):
@@ -95,6 +108,10 @@ class FeedPageSerializer(serializers.Serializer):
     has_more = serializers.BooleanField()
     reset = serializers.BooleanField(help_text="The cursor was from another epoch: started over.")
     clock_ms = serializers.IntegerField(help_text="The node's physical clock (ms).")
+    hlc_ms = serializers.IntegerField(
+        allow_null=True,
+        help_text="Physical part of the last timestamp the node's clock issued (ms).",
+    )
 
 
 class PushSerializer(serializers.Serializer):
@@ -150,10 +167,20 @@ class ConflictSerializer(serializers.ModelSerializer):
             "resolution",
             "detected_at",
             "resolved_at",
+            "skew_affected",
             "local",
             "remote",
             "changed_fields",
         ]
+        extra_kwargs = {
+            "skew_affected": {
+                "help_text": (
+                    "The source's clock was measured off by more than "
+                    "CONFIGSYNC_SKEW_WARNING_SECONDS and by at least the gap between the two "
+                    "versions: the losing version may really be the later write."
+                )
+            }
+        }
 
     @staticmethod
     def _summary(version: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +208,11 @@ class ResolveSerializer(serializers.Serializer):
 
 
 # --- peer endpoints -------------------------------------------------------------------------
+
+
+def clocks() -> dict[str, int | None]:
+    """This node's clocks as every peer answer carries them (``clock_ms``, ``hlc_ms``)."""
+    return {"clock_ms": physical_now_ms(), "hlc_ms": clock_hlc_ms()}
 
 
 class _PeerView(APIView):
@@ -211,12 +243,14 @@ class _PeerView(APIView):
             page = feed_page(
                 cursor=query.validated_data["since"],
                 limit=limit,
-                exclude_node="" if digest else self._requester(request),
+                exclude_node=(
+                    "" if digest or query.validated_data["echoes"] else self._requester(request)
+                ),
                 digest=digest,
             )
         except CursorError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response({**page.as_dict(), "clock_ms": physical_now_ms()})
+        return Response({**page.as_dict(), **clocks()})
 
 
 class SyncChangesView(_PeerView):

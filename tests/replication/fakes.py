@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from configsync.replication.errors import TransportError
-from configsync.transports.base import ChangePage, PushResult, Transport
+from configsync.transports.base import (
+    ChangePage,
+    LogEntry,
+    PushResult,
+    ReplicationLogAnswer,
+    Transport,
+)
 
 
 class ScriptedPeer(Transport):
@@ -25,9 +31,22 @@ class ScriptedPeer(Transport):
         self.fail_push_at: int | None = None
         self.page_override: ChangePage | None = None
         self.clock_ms: int | None = None
+        self.log: dict[str, LogEntry] = {}  # its replication log of our checkpoints
+        self.log_records = 0
+        self.pull_echoes: list[bool] = []
 
-    def pull(self, cursor: str, limit: int) -> ChangePage:
+    def log_get(self) -> ReplicationLogAnswer:
+        return ReplicationLogAnswer(
+            node=self.node, entries=list(self.log.values()), clock_ms=self.clock_ms
+        )
+
+    def log_record(self, *, direction: str, session: str, cursor: str) -> None:
+        self.log_records += 1
+        self.log[direction] = LogEntry(direction=direction, session=session, cursor=cursor)
+
+    def pull(self, cursor: str, limit: int, *, echoes: bool = False) -> ChangePage:
         self.pull_calls += 1
+        self.pull_echoes.append(echoes)
         if self.fail_pull_at is not None and self.pull_calls >= self.fail_pull_at:
             raise TransportError("peer scripted unreachable: ConnectionError")
         if self.page_override is not None:
