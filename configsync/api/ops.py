@@ -149,7 +149,9 @@ class HealthView(APIView):
         strict = str(request.query_params.get("strict", "")).lower() in {"1", "true", "yes"}
         report = health_check(strict=strict)
         code = (
-            status.HTTP_200_OK if report["status"] == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+            status.HTTP_503_SERVICE_UNAVAILABLE
+            if report["status"] == "error"
+            else status.HTTP_200_OK
         )
         return Response(report, status=code)
 

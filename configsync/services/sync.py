@@ -370,7 +370,7 @@ def _direction(
             peer.name,
             direction,
         )
-        result.restarted.append(direction)
+        result.restarted.append(str(direction))
         state.start, state.restart = "", True
     return state
 
