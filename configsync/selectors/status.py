@@ -247,7 +247,7 @@ def peer_clock_skew(*, peer: Peer) -> int | None:
     """The peer's clock minus ours (ms) as last measured by a run; ``None`` when never."""
     return (
         SyncRun.objects.filter(peer=peer, skew_ms__isnull=False)
-        .order_by("-started_at", "-id")
+        .order_by("-id")
         .values_list("skew_ms", flat=True)
         .first()
     )
@@ -257,13 +257,15 @@ def peer_status(*, peer: Peer, recent: int = RECENT_RUNS, hlc_ahead_ms: int = 0)
     """The status of one peer (see ``PeerStatus``); ``hlc_ahead_ms`` as in ``ClockStatus``."""
     runs = SyncRun.objects.filter(peer=peer)
     finished = runs.filter(finished_at__isnull=False)
-    last_run = runs.order_by("-started_at", "-id").first()
-    last_ok = finished.filter(ok=True).order_by("-finished_at", "-id").first()
-    last_failed = finished.filter(ok=False).order_by("-finished_at", "-id").first()
-    outcomes = list(finished.order_by("-started_at", "-id").values_list("ok", flat=True)[:recent])
+    # Newest by id, not by time: a clock set back would otherwise hide every run made since
+    # behind the ones stamped while it ran ahead.
+    last_run = runs.order_by("-id").first()
+    last_ok = finished.filter(ok=True).order_by("-id").first()
+    last_failed = finished.filter(ok=False).order_by("-id").first()
+    outcomes = list(finished.order_by("-id").values_list("ok", flat=True)[:recent])
     skew = peer_clock_skew(peer=peer)
     clock_state, ours_ahead = peer_clock_state(skew, hlc_ahead_ms=hlc_ahead_ms)
-    last_finished = finished.order_by("-finished_at", "-id").first()
+    last_finished = finished.order_by("-id").first()
     return PeerStatus(
         id=peer.pk,
         name=peer.name,

@@ -267,7 +267,8 @@ def sync_cycle(
             reason = f"peer {peer.name} sent changes this node refuses: {exc}"
         else:
             reason = str(exc)
-        result.skew_ms = exc.skew_ms if exc.skew_ms is not None else result.skew_ms
+        if result.skew_ms is None:  # a measured skew beats an item's lead as the clock's error
+            result.skew_ms = exc.skew_ms
         result.error = reason
         _finish(run, result)
         _clock_check(peer, result)
