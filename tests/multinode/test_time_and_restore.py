@@ -188,22 +188,20 @@ def test_a_node_restored_from_a_backup_gets_its_records_back(pair: Cluster, tmp_
 
     a.stop()
     backup = _backup(a, tmp_path / "a-backup.sqlite3")
-    [(backed_up_session,)] = a.sql(
-        "SELECT session FROM configsync_peercheckpoint WHERE direction = 'push'"
-    )
     a.start()
     for n in (1, 2):
         a.cli("set", f"{lost}_{n}", "written-after-the-backup", check=True)
     for n in (1, 2):
         wait_until(lambda n=n: b.config_value(f"{lost}_{n}"), timeout=CONVERGE, what="b has it")
-    wait_until(  # the push that delivered them was recorded on both sides
-        lambda: (
-            a.sql("SELECT session FROM configsync_peercheckpoint WHERE direction = 'push'")
-            != [(backed_up_session,)]
-        ),
-        timeout=CONVERGE,
-        what="a's push checkpoint moved on",
+    [(last_lost,)] = a.sql(
+        "SELECT MAX(seq) FROM configsync_replicatedrecord WHERE natural_key LIKE %s", [f"{lost}%"]
     )
+
+    def pushed_and_acknowledged() -> bool:  # a's checkpoint covers them (a stop lets it finish)
+        [(cursor,)] = a.sql("SELECT cursor FROM configsync_peercheckpoint WHERE direction='push'")
+        return int(str(cursor).rsplit(".", 1)[-1] or 0) >= int(last_lost)
+
+    wait_until(pushed_and_acknowledged, timeout=CONVERGE, what="a's push checkpoint moved on")
 
     a.stop()
     _restore(a, backup)
