@@ -65,7 +65,7 @@ class PeerStatusSerializer(serializers.Serializer):
 
 
 class ClockStatusSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=["ok", "warning", "out_of_bounds"])
+    state = serializers.CharField(help_text="ok, warning or out_of_bounds (this node's clock).")
     physical_ms = serializers.IntegerField(help_text="This machine's clock (ms).")
     hlc_ms = serializers.IntegerField(
         allow_null=True, help_text="Physical part of the last timestamp this node issued (ms)."
