@@ -33,6 +33,7 @@ from configsync.selectors.replication import (
     conflict_changed_fields,
     conflicts_list,
     feed_page,
+    replication_log_for,
 )
 from configsync.services.conflicts import conflict_resolve
 from configsync.services.node import node_id
@@ -76,6 +77,14 @@ class FeedQuerySerializer(serializers.Serializer):
             "over after a restore asks for everything."
         ),
     )
+    log = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Also answer the caller's replication log entries (as GET /sync/log does), so a "
+            "cycle's first page and its restore check cost one request."
+        ),
+    )
 
 
 class ChangeSerializer(serializers.Serializer):
@@ -111,6 +120,12 @@ class FeedPageSerializer(serializers.Serializer):
     hlc_ms = serializers.IntegerField(
         allow_null=True,
         help_text="Physical part of the last timestamp the node's clock issued (ms).",
+    )
+    log = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="With ?log=true: the caller's replication log entries (direction, session, "
+        "cursor).",
     )
 
 
@@ -250,7 +265,13 @@ class _PeerView(APIView):
             )
         except CursorError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response({**page.as_dict(), **clocks()})
+        answer: dict[str, Any] = {**page.as_dict(), **clocks()}
+        if query.validated_data["log"] and not digest:
+            answer["log"] = [
+                {"direction": row.direction, "session": row.session, "cursor": row.cursor}
+                for row in replication_log_for(node=self._requester(request))
+            ]
+        return Response(answer)
 
 
 class SyncChangesView(_PeerView):

@@ -7,8 +7,9 @@ after, the work it covers.
 
 Order of a cycle:
 
-0. **Replication log**: read the peer's record of our checkpoints (``GET /api/v1/sync/log``, one
-   request) and compare each direction's ``session`` with ours (``PeerCheckpoint.session``). A
+0. **Replication log**: read the peer's record of our checkpoints (carried by the first pull
+   page, ``?log=true``; ``GET /api/v1/sync/log`` for a push-only cycle or a peer whose page does
+   not carry it) and compare each direction's ``session`` with ours (``PeerCheckpoint.session``). A
    mismatch means one side was restored from a backup or rolled back since the two last agreed:
    that direction **starts over** from the beginning of the feed, echoes included (see below).
 1. **Pull**: page through the peer's feed from the pull checkpoint. Each page is validated and
@@ -20,8 +21,8 @@ Order of a cycle:
    answered. An interruption before the save re-sends the page: the peer answers ``stale``.
 3. **Record**: for each direction whose cursor moved (or that started over, or whose record on
    the peer lags ours), a new random session is recorded on the peer (``POST /api/v1/sync/log``)
-   and then saved in our checkpoint. An idle cycle records nothing (one request in all besides
-   the pull of an empty page).
+   and then saved in our checkpoint. An idle cycle records nothing: one request in all (the
+   pull of an empty page, carrying the log), as before the log existed.
 
 **Restores (replication log).** In the manner of CouchDB's replication log, each direction's
 checkpoint is kept on both sides with the same random session. A database restored from a backup
@@ -87,7 +88,7 @@ from configsync.selectors.replication import clock_hlc_ms, feed_page
 from configsync.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
 from configsync.services.node import node_id
 from configsync.services.replication import CONFLICT, QUARANTINED, STALE, changes_apply
-from configsync.transports.base import ReplicationLogAnswer, Transport
+from configsync.transports.base import ChangePage, ReplicationLogAnswer, Transport
 from configsync.transports.http import HttpPeerTransport
 
 logger = logging.getLogger(__name__)
@@ -247,14 +248,24 @@ def sync_cycle(
     try:
         with _link(peer, transport) as link:
             try:
-                log = _log_read(peer, link, result)
+                first: ChangePage | None = None
+                if pull:  # the first page carries the log: an idle cycle is one request
+                    first = _fetch(peer, link, result, _checkpoint(peer, "pull").cursor, log=True)
+                if first is not None and first.log is not None:
+                    log: ReplicationLogAnswer | None = ReplicationLogAnswer(
+                        node=first.node, entries=first.log
+                    )
+                else:
+                    log = _log_read(peer, link, result)
                 directions = {
                     d: _direction(peer, d, log, result)
                     for d, wanted in zip(_DIRECTIONS, (pull, push), strict=True)
                     if wanted
                 }
                 if pull:
-                    _pull(peer, link, result, directions[PeerCheckpoint.Direction.PULL])
+                    state = directions[PeerCheckpoint.Direction.PULL]
+                    # Starting over: the page fetched from the old cursor is not used.
+                    _pull(peer, link, result, state, first=None if state.restart else first)
                 if push:
                     _push(peer, link, result, directions[PeerCheckpoint.Direction.PUSH])
                 for direction, state in directions.items():
@@ -419,17 +430,41 @@ def _source_skew(result: SyncResult, page_hlc_ms: int | None, changes: list[Any]
     return min(candidates) if candidates else None
 
 
-def _pull(peer: Peer, link: Transport, result: SyncResult, state: _Direction) -> None:
+def _fetch(
+    peer: Peer,
+    link: Transport,
+    result: SyncResult,
+    cursor: str,
+    *,
+    echoes: bool = False,
+    log: bool = False,
+) -> ChangePage:
+    """One page of the peer's feed, its clock observed and its node id checked."""
+    sent = physical_now_ms()
+    page = link.pull(cursor, int(app_settings.SYNC_BATCH_SIZE), echoes=echoes, with_log=log)
+    _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
+    _learn_node(peer, page.node)
+    if page.has_more and page.next_cursor == cursor and not page.changes:
+        raise TransportError(f"peer {peer.name} answered garbage (feed does not advance)")
+    return page
+
+
+def _pull(
+    peer: Peer,
+    link: Transport,
+    result: SyncResult,
+    state: _Direction,
+    *,
+    first: ChangePage | None = None,
+) -> None:
+    """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched)."""
     checkpoint = state.checkpoint
     cursor = state.start
-    limit = int(app_settings.SYNC_BATCH_SIZE)
     for _ in range(_MAX_PAGES):
-        sent = physical_now_ms()
-        page = link.pull(cursor, limit, echoes=state.restart)
-        _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
-        _learn_node(peer, page.node)
-        if page.has_more and page.next_cursor == cursor and not page.changes:
-            raise TransportError(f"peer {peer.name} answered garbage (feed does not advance)")
+        if first is not None:
+            page, first = first, None
+        else:
+            page = _fetch(peer, link, result, cursor, echoes=state.restart)
         if page.changes or page.next_cursor != state.before or state.restart:
             items = changes_apply(
                 changes=page.changes,

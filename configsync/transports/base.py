@@ -20,6 +20,17 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class LogEntry:
+    """The peer's record of one of our checkpoints: ``direction`` as we see it (``pull`` = our
+    cursor into its feed, ``push`` = our feed as it acknowledged it), the checkpoint's random
+    ``session`` and the ``cursor`` recorded with it."""
+
+    direction: str
+    session: str
+    cursor: str
+
+
+@dataclass(frozen=True)
 class ChangePage:
     """A page of the peer's feed: its node id, the items, the cursor after them, whether more.
 
@@ -34,6 +45,8 @@ class ChangePage:
     reset: bool = False
     clock_ms: int | None = None
     hlc_ms: int | None = None
+    log: list[LogEntry] | None = None
+    """With ``pull(with_log=True)``: the peer's replication log for us (``None``: not sent)."""
 
 
 @dataclass(frozen=True)
@@ -43,17 +56,6 @@ class PushResult:
     node: str
     results: list[dict[str, Any]] = field(default_factory=list)
     clock_ms: int | None = None
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """The peer's record of one of our checkpoints: ``direction`` as we see it (``pull`` = our
-    cursor into its feed, ``push`` = our feed as it acknowledged it), the checkpoint's random
-    ``session`` and the ``cursor`` recorded with it."""
-
-    direction: str
-    session: str
-    cursor: str
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,15 @@ class Transport(abc.ABC):
     """The peer's clock minus ours (ms) as seen on its last answer, refusals included."""
 
     @abc.abstractmethod
-    def pull(self, cursor: str, limit: int, *, echoes: bool = False) -> ChangePage:
+    def pull(
+        self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
+    ) -> ChangePage:
         """The peer's changes after ``cursor`` (``""`` for the start), at most ``limit``.
 
         The peer leaves out what we sent it (no echo) unless ``echoes``: a direction that
         starts over after a restore asks for everything, since we may have lost what we sent.
+        ``with_log``: the page also carries the peer's replication log for us (``page.log``,
+        ``None`` when the peer does not send it), sparing a cycle the ``log_get`` request.
         """
 
     @abc.abstractmethod

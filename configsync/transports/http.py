@@ -115,10 +115,14 @@ class HttpPeerTransport(Transport):
                 return
         self.last_skew_ms = clock - midpoint
 
-    def _page(self, path: str, cursor: str, limit: int, *, echoes: bool = False) -> ChangePage:
+    def _page(
+        self, path: str, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
+    ) -> ChangePage:
         params: dict[str, Any] = {"since": cursor, "limit": limit}
         if echoes:
             params["echoes"] = "true"
+        if with_log:
+            params["log"] = "true"
         query = urlencode(params)
         payload = self._request("GET", f"{path}?{query}")
         changes = payload.get("changes")
@@ -140,10 +144,13 @@ class HttpPeerTransport(Transport):
             reset=bool(payload.get("reset", False)),
             clock_ms=_int_or_none(payload.get("clock_ms")),
             hlc_ms=_int_or_none(payload.get("hlc_ms")),
+            log=self._entries(payload["log"]) if with_log and "log" in payload else None,
         )
 
-    def pull(self, cursor: str, limit: int, *, echoes: bool = False) -> ChangePage:
-        return self._page(f"{API_PREFIX}/changes", cursor, limit, echoes=echoes)
+    def pull(
+        self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
+    ) -> ChangePage:
+        return self._page(f"{API_PREFIX}/changes", cursor, limit, echoes=echoes, with_log=with_log)
 
     def digest(self, cursor: str, limit: int) -> ChangePage:
         return self._page(f"{API_PREFIX}/digest", cursor, limit)
@@ -168,6 +175,16 @@ class HttpPeerTransport(Transport):
         node, raw = payload.get("node"), payload.get("entries")
         if not isinstance(node, str) or not isinstance(raw, list):
             raise TransportError(f"peer {self.name} answered garbage (not a replication log)")
+        return ReplicationLogAnswer(
+            node=node,
+            entries=self._entries(raw),
+            clock_ms=_int_or_none(payload.get("clock_ms")),
+            hlc_ms=_int_or_none(payload.get("hlc_ms")),
+        )
+
+    def _entries(self, raw: Any) -> list[LogEntry]:
+        if not isinstance(raw, list):
+            raise TransportError(f"peer {self.name} answered garbage (not a replication log)")
         entries: list[LogEntry] = []
         for item in raw:
             fields = (
@@ -179,12 +196,7 @@ class HttpPeerTransport(Transport):
             if len(texts) != 3:
                 raise TransportError(f"peer {self.name} answered garbage (replication log entry)")
             entries.append(LogEntry(direction=texts[0], session=texts[1], cursor=texts[2]))
-        return ReplicationLogAnswer(
-            node=node,
-            entries=entries,
-            clock_ms=_int_or_none(payload.get("clock_ms")),
-            hlc_ms=_int_or_none(payload.get("hlc_ms")),
-        )
+        return entries
 
     def log_record(self, *, direction: str, session: str, cursor: str) -> None:
         body = json.dumps(

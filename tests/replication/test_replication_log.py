@@ -70,7 +70,7 @@ def test_an_idle_cycle_records_nothing_and_stays_cheap(peer: Peer) -> None:
         result = sync_cycle(peer_id=peer.pk, transport=remote)
     assert result.ok and not result.restarted
     assert (remote.log_records, sessions(peer)) == before  # no new session: nothing moved
-    assert (remote.pull_calls, remote.push_calls) == (1, 0)
+    assert (remote.pull_calls, remote.push_calls, remote.log_reads) == (1, 0, 0)  # one request
     writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
     assert all("configsync_syncrun" in sql for sql in writes)  # only the run's own row
 
@@ -140,7 +140,10 @@ def test_a_crash_between_the_two_records_costs_one_full_cycle(peer: Peer) -> Non
 
 
 class KeepsNoLog(ScriptedPeer):
-    """A peer of an older release: no ``/sync/log`` endpoint."""
+    """A peer of an older release: no ``/sync/log`` endpoint, no log in its feed pages."""
+
+    def pull(self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False) -> Any:
+        return super().pull(cursor, limit, echoes=echoes)
 
     def log_get(self) -> Any:
         raise TransportError("peer scripted refused: HTTP 404: Not Found", status=404)
@@ -156,14 +159,15 @@ def test_a_peer_without_a_log_is_synced_without_the_check(peer: Peer) -> None:
 
 
 def test_a_failing_log_read_fails_the_cycle_before_anything_moves(peer: Peer) -> None:
-    class Down(ScriptedPeer):
+    class Down(KeepsNoLog):
         def log_get(self) -> Any:
             raise TransportError("peer scripted refused: HTTP 503: down", status=503)
 
     remote = Down(node=REMOTE, feed=[remote_change("THEIRS")])
     with pytest.raises(SyncCycleError, match="503"):
         sync_cycle(peer_id=peer.pk, transport=remote)
-    assert remote.pull_calls == 0 and not ReplicatedRecord.objects.exists()
+    assert not ReplicatedRecord.objects.exists() and remote.pushed == []
+    assert PeerCheckpoint.objects.filter(peer=peer).exclude(cursor="").count() == 0
 
 
 def test_start_over_is_idempotent_for_what_was_applied(peer: Peer) -> None:
@@ -173,5 +177,6 @@ def test_start_over_is_idempotent_for_what_was_applied(peer: Peer) -> None:
     PeerCheckpoint.objects.create(peer=peer, direction="pull", cursor="1", session="ab" * 16)
     result = sync_cycle(peer_id=peer.pk, transport=remote)
     assert "pull" in result.restarted and result.stale == 1 and result.pulled == 0
-    assert remote.pull_echoes[0] is True  # the peer is asked for what we sent it, too
+    # The page fetched from the old cursor is dropped; the peer is asked for what we sent, too.
+    assert remote.pull_echoes == [False, True]
     assert ReplicatedRecord.objects.count() == 1

@@ -190,3 +190,12 @@ def test_the_peers_clock_is_learned_from_every_answer_refusals_included(
         refused.pull("", 1)
     # A 403 carries no clock_ms: the HTTP Date header tells it (second resolution).
     assert refused.last_skew_ms is not None and abs(refused.last_skew_ms) < 5_000
+
+
+def test_a_feed_page_can_carry_the_callers_log(transport: Factory) -> None:
+    link = transport()
+    assert link.pull("", 10).log is None  # not asked: not sent
+    assert link.pull("", 10, with_log=True).log == []
+    link.log_record(direction="push", session="ab" * 16, cursor="3")
+    assert link.pull("", 10, with_log=True).log == [LogEntry("push", "ab" * 16, "3")]
+    assert transport(node=OTHER).pull("", 10, with_log=True).log == []
