@@ -15,7 +15,14 @@ from django.http import HttpRequest
 
 from configsync.models import Conflict, Peer, PeerCheckpoint, SyncRun
 from configsync.replication.errors import ConflictResolveError
-from configsync.selectors.replication import conflict_changed_fields
+from configsync.selectors.replication import clock_hlc_ms, conflict_changed_fields
+from configsync.selectors.status import (
+    CLOCK_OK,
+    CLOCK_OUT_OF_BOUNDS,
+    clock_status,
+    peer_clock_skew,
+    peer_clock_state,
+)
 from configsync.services.conflicts import conflict_resolve
 
 
@@ -30,8 +37,8 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 class PeerCheckpointInline(admin.TabularInline):
     model = PeerCheckpoint
     extra = 0
-    fields = ("direction", "cursor", "updated_at")
-    readonly_fields = ("direction", "cursor", "updated_at")
+    fields = ("direction", "cursor", "session", "updated_at")
+    readonly_fields = ("direction", "cursor", "session", "updated_at")
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -40,11 +47,44 @@ class PeerCheckpointInline(admin.TabularInline):
 
 @admin.register(Peer)
 class PeerAdmin(admin.ModelAdmin):
-    list_display = ("name", "base_url", "enabled", "node_id", "updated_at")
+    """Peers; the list warns about clock skew (per peer) and this node's clock (page message)."""
+
+    list_display = ("name", "base_url", "enabled", "node_id", "clock", "updated_at")
     list_filter = ("enabled",)
     search_fields = ("name", "base_url", "node_id")
-    readonly_fields = ("node_id", "created_at", "updated_at")
+    readonly_fields = ("node_id", "clock", "created_at", "updated_at")
     inlines = [PeerCheckpointInline]
+
+    @admin.display(description="clock skew")
+    def clock(self, obj: Peer) -> str:
+        skew = peer_clock_skew(peer=obj)
+        if skew is None:
+            return "not measured yet"
+        now_ahead = max((clock_hlc_ms() or 0) - _now_ms(), 0)
+        state, _ = peer_clock_state(skew, hlc_ahead_ms=now_ahead)
+        label = "" if state == CLOCK_OK else f" — {state.replace('_', ' ').upper()}"
+        return f"{skew:+d} ms{label}"
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        clock = clock_status()
+        if clock.state == CLOCK_OUT_OF_BOUNDS:
+            self.message_user(
+                request,
+                "This node's clock is OUT OF BOUNDS: "
+                + "; ".join(clock.problems)
+                + ". Recovery: "
+                + clock.recovery,
+                messages.ERROR,
+            )
+        elif clock.problems:
+            self.message_user(request, "Clock: " + "; ".join(clock.problems), messages.WARNING)
+        return super().changelist_view(request, extra_context)
+
+
+def _now_ms() -> int:
+    from configsync.replication.hlc import physical_now_ms
+
+    return physical_now_ms()
 
 
 _CONFLICT_COLUMNS = ("model_label", "natural_key", "source", "status", "winner", "resolution")
@@ -52,14 +92,15 @@ _CONFLICT_COLUMNS = ("model_label", "natural_key", "source", "status", "winner",
 
 @admin.register(Conflict)
 class ConflictAdmin(_ReadOnlyAdmin):
-    list_display = ("id", *_CONFLICT_COLUMNS, "detected_at")
-    list_filter = ("status", "model_label", "source")
+    list_display = ("id", *_CONFLICT_COLUMNS, "skew_affected", "detected_at")
+    list_filter = ("status", "skew_affected", "model_label", "source")
     search_fields = ("natural_key",)
     fields = (
         *_CONFLICT_COLUMNS,
         "local_summary",
         "remote_summary",
         "changed_fields",
+        "skew_affected",
         "detected_at",
         "resolved_at",
         "resolved_hlc",
@@ -103,7 +144,7 @@ class ConflictAdmin(_ReadOnlyAdmin):
         self._resolve(request, queryset, "remote")
 
 
-_RUN_COUNTS = ("pulled", "pushed", "conflicts", "skew_ms")
+_RUN_COUNTS = ("pulled", "pushed", "conflicts", "quarantined", "skew_ms")
 
 
 @admin.register(SyncRun)

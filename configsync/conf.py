@@ -26,7 +26,12 @@ DEFAULTS: dict[str, Any] = {
     "ENV_FILE": "",
     "DATA_CALLBACK_URL": "",
     "PUSH_ON_WRITE": True,
-    "MAX_CLOCK_SKEW_SECONDS": 300,
+    # How far ahead of this node's clock a received timestamp may be; beyond it the change is
+    # held (quarantined, retried every cycle). 60 s: far above NTP's error and a resumed laptop's
+    # drift before NTP steps it, well inside the 300 s signature window (so any skew the peers
+    # can still talk across is caught), and at most one minute of real time in which a skewed
+    # clock can outrank a later write. README "Time, clocks and restores".
+    "MAX_CLOCK_SKEW_SECONDS": 60,
     # Above this measured skew with a peer, status/API/admin warn and conflicts are marked.
     "SKEW_WARNING_SECONDS": 2,
     # Deepest nesting of a JSON body or value accepted at any edge (REST, push, .env, CLI).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -44,6 +44,39 @@ class PeerStatusSerializer(serializers.Serializer):
     clock_skew_ms = serializers.IntegerField(
         allow_null=True, help_text="Peer clock minus ours, as last seen."
     )
+    clock_state = serializers.ChoiceField(
+        choices=["ok", "warning", "out_of_bounds"],
+        help_text=(
+            "warning: |skew| above CONFIGSYNC_SKEW_WARNING_SECONDS; out_of_bounds: one side's "
+            "timestamps are beyond CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS ahead of the other's clock "
+            "(its changes are held there)."
+        ),
+    )
+    our_clock_ahead_ms = serializers.IntegerField(
+        allow_null=True,
+        help_text="The timestamps this node issues now minus the peer's clock, as last seen.",
+    )
+    open_quarantined = serializers.IntegerField(
+        help_text="Changes received from this peer and quarantined here, still open."
+    )
+    quarantined_last_run = serializers.IntegerField(
+        help_text="Changes set aside (here or by the peer) in the last finished run."
+    )
+
+
+class ClockStatusSerializer(serializers.Serializer):
+    state = serializers.CharField(help_text="ok, warning or out_of_bounds (this node's clock).")
+    physical_ms = serializers.IntegerField(help_text="This machine's clock (ms).")
+    hlc_ms = serializers.IntegerField(
+        allow_null=True, help_text="Physical part of the last timestamp this node issued (ms)."
+    )
+    hlc_ahead_ms = serializers.IntegerField(
+        help_text="How far the timestamps this node issues now are ahead of its physical clock."
+    )
+    max_skew_ms = serializers.IntegerField(help_text="CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS in ms.")
+    warning_ms = serializers.IntegerField(help_text="CONFIGSYNC_SKEW_WARNING_SECONDS in ms.")
+    problems = serializers.ListField(child=serializers.CharField())
+    recovery = serializers.CharField(help_text="What to do (empty when the clock is fine).")
 
 
 class SyncStatusSerializer(serializers.Serializer):
@@ -54,6 +87,14 @@ class SyncStatusSerializer(serializers.Serializer):
     open_conflicts = serializers.IntegerField()
     unreadable_records = serializers.IntegerField(
         help_text="Records held as ciphertext of a key this node lacks (stored and relayed)."
+    )
+    open_quarantined = serializers.IntegerField(
+        help_text="Received changes this node could not store, kept aside and retried."
+    )
+    clock = ClockStatusSerializer()
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What needs attention, one sentence each (clock first); empty when all is well.",
     )
     peers = PeerStatusSerializer(many=True)
 
@@ -74,7 +115,10 @@ _component = inline_serializer(
 
 
 class HealthView(APIView):
-    """``GET /api/v1/health``: 200 when database, cache and broker answer, 503 otherwise."""
+    """``GET /api/v1/health``: 200 when database, cache and broker answer, 503 otherwise.
+
+    The clock out of bounds makes it ``degraded`` (still 200) and, with ``?strict=1``, 503.
+    """
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -85,18 +129,29 @@ class HealthView(APIView):
             200: inline_serializer(
                 name="Health",
                 fields={
-                    "status": serializers.ChoiceField(choices=["ok", "error"]),
+                    "status": serializers.ChoiceField(choices=["ok", "degraded", "error"]),
                     "components": serializers.DictField(child=_component),
                 },
             ),
             503: None,
         },
+        parameters=[
+            OpenApiParameter(
+                "strict",
+                bool,
+                required=False,
+                description="Answer 503 also when this node's clock is out of bounds.",
+            )
+        ],
         auth=[],
     )
     def get(self, request: Request) -> Response:
-        report = health_check()
+        strict = str(request.query_params.get("strict", "")).lower() in {"1", "true", "yes"}
+        report = health_check(strict=strict)
         code = (
-            status.HTTP_200_OK if report["status"] == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+            status.HTTP_503_SERVICE_UNAVAILABLE
+            if report["status"] == "error"
+            else status.HTTP_200_OK
         )
         return Response(report, status=code)
 

@@ -33,7 +33,13 @@ from configsync.replication.signing import (
     SyncPeerUser,
     SyncSignatureAuthentication,
 )
-from configsync.selectors.replication import conflict_changed_fields, conflicts_list, feed_page
+from configsync.selectors.replication import (
+    clock_hlc_ms,
+    conflict_changed_fields,
+    conflicts_list,
+    feed_page,
+    replication_log_for,
+)
 from configsync.services.conflicts import conflict_resolve
 from configsync.services.node import node_id
 from configsync.services.replication import changes_apply
@@ -68,6 +74,22 @@ class FeedQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(
         required=False, min_value=1, help_text="At most this many changes (capped by the node)."
     )
+    echoes = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Include what the caller itself sent (left out otherwise): a direction that starts "
+            "over after a restore asks for everything."
+        ),
+    )
+    log = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Also answer the caller's replication log entries (as GET /sync/log does), so a "
+            "cycle's first page and its restore check cost one request."
+        ),
+    )
 
 
 class ChangeSerializer(serializers.Serializer):
@@ -100,6 +122,16 @@ class FeedPageSerializer(serializers.Serializer):
     has_more = serializers.BooleanField()
     reset = serializers.BooleanField(help_text="The cursor was from another epoch: started over.")
     clock_ms = serializers.IntegerField(help_text="The node's physical clock (ms).")
+    hlc_ms = serializers.IntegerField(
+        allow_null=True,
+        help_text="Physical part of the last timestamp the node's clock issued (ms).",
+    )
+    log = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="With ?log=true: the caller's replication log entries (direction, session, "
+        "cursor).",
+    )
 
 
 class PushSerializer(serializers.Serializer):
@@ -162,10 +194,20 @@ class ConflictSerializer(serializers.ModelSerializer):
             "resolution",
             "detected_at",
             "resolved_at",
+            "skew_affected",
             "local",
             "remote",
             "changed_fields",
         ]
+        extra_kwargs = {
+            "skew_affected": {
+                "help_text": (
+                    "The source's clock was measured off by more than "
+                    "CONFIGSYNC_SKEW_WARNING_SECONDS and by at least the gap between the two "
+                    "versions: the losing version may really be the later write."
+                )
+            }
+        }
 
     @staticmethod
     def _summary(version: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +235,11 @@ class ResolveSerializer(serializers.Serializer):
 
 
 # --- peer endpoints -------------------------------------------------------------------------
+
+
+def clocks() -> dict[str, int | None]:
+    """This node's clocks as every peer answer carries them (``clock_ms``, ``hlc_ms``)."""
+    return {"clock_ms": physical_now_ms(), "hlc_ms": clock_hlc_ms()}
 
 
 class _PeerView(APIView):
@@ -223,12 +270,20 @@ class _PeerView(APIView):
             page = feed_page(
                 cursor=query.validated_data["since"],
                 limit=limit,
-                exclude_node="" if digest else self._requester(request),
+                exclude_node=(
+                    "" if digest or query.validated_data["echoes"] else self._requester(request)
+                ),
                 digest=digest,
             )
         except CursorError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response({**page.as_dict(), "clock_ms": physical_now_ms()})
+        answer: dict[str, Any] = {**page.as_dict(), **clocks()}
+        if query.validated_data["log"] and not digest:
+            answer["log"] = [
+                {"direction": row.direction, "session": row.session, "cursor": row.cursor}
+                for row in replication_log_for(node=self._requester(request))
+            ]
+        return Response(answer)
 
 
 class SyncChangesView(_PeerView):

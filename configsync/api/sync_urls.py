@@ -2,12 +2,13 @@
 
 from django.urls import path
 
-from configsync.api import quarantine, sync
+from configsync.api import quarantine, sync, sync_log
 
 urlpatterns = [
     path("changes", sync.SyncChangesView.as_view(), name="sync-changes"),
     path("digest", sync.SyncDigestView.as_view(), name="sync-digest"),
     path("push", sync.SyncPushView.as_view(), name="sync-push"),
+    path("log", sync_log.SyncLogView.as_view(), name="sync-log"),
     path("strategies", sync.StrategiesView.as_view(), name="sync-strategies"),
     path("conflicts/", sync.ConflictListView.as_view(), name="sync-conflicts"),
     path(

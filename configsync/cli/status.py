@@ -31,12 +31,20 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
         command.stdout.write(json.dumps(report.as_dict(), cls=DjangoJSONEncoder, indent=2))
         return
     out = command.stdout
+    for warning in report.warnings:
+        out.write(f"WARNING: {warning}")
     out.write(f"node {report.node_id} ({report.deployment_mode})")
     interval = report.sync_interval_seconds
     out.write(f"sync every {interval}s" if interval else "periodic sync disabled")
     out.write(f"feed at seq {report.last_seq}; open conflicts: {report.open_conflicts}")
     if report.unreadable_records:
         out.write(f"unreadable records (missing key): {report.unreadable_records}")
+    out.write(f"quarantined changes (open): {report.open_quarantined}")
+    clock = report.clock
+    out.write(
+        f"clock: {clock.state}; timestamps issued {clock.hlc_ahead_ms} ms ahead of this "
+        f"machine's clock; allowed skew {clock.max_skew_ms} ms, warning above {clock.warning_ms} ms"
+    )
     if not report.peers:
         out.write("no peers")
     for peer in report.peers:
@@ -52,4 +60,10 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
             f"  changes behind: {peer.changes_behind}; success rate: {rate} of "
             f"{peer.recent_runs} runs; open conflicts: {peer.open_conflicts}; "
             f"clock skew: {'n/a' if peer.clock_skew_ms is None else f'{peer.clock_skew_ms} ms'}"
+            f"{'' if peer.clock_state == 'ok' else f' ({peer.clock_state.upper()})'}"
         )
+        if peer.open_quarantined or peer.quarantined_last_run:
+            out.write(
+                f"  quarantined here from it (open): {peer.open_quarantined}; "
+                f"set aside in the last run: {peer.quarantined_last_run}"
+            )

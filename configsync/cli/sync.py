@@ -61,6 +61,12 @@ def _summary(result: SyncResult) -> str:
     )
     if result.unreadable:
         text += f", unreadable {result.unreadable}"
+    if result.quarantined:
+        text += f", quarantined {result.quarantined}"
+    if result.held_for_skew:
+        text += f" ({result.held_for_skew} held by the peer for clock skew)"
+    if result.restarted:
+        text += f"; started over after a restore: {', '.join(result.restarted)}"
     return text
 
 
@@ -127,6 +133,7 @@ def handle_conflicts(command: BaseCommand, options: dict[str, Any]) -> None:
                 "winner": conflict.winner,
                 "resolution": conflict.resolution,
                 "detected_at": conflict.detected_at,
+                "skew_affected": conflict.skew_affected,
                 "local": {k: conflict.local_version.get(k) for k in ("hlc", "origin", "deleted")},
                 "remote": {k: conflict.remote_version.get(k) for k in ("hlc", "origin", "deleted")},
                 "changed_fields": conflict_changed_fields(conflict),
@@ -140,9 +147,11 @@ def handle_conflicts(command: BaseCommand, options: dict[str, Any]) -> None:
         return
     for row in rows:
         fields = ", ".join(row["changed_fields"]) or "-"
+        skew = " (SKEW-AFFECTED: clock skew may have decided it)" if row["skew_affected"] else ""
         command.stdout.write(
             f"{row['id']}: {row['model']} {row['key']} from {row['source']} "
-            f"[{row['status']}] winner {row['winner']}; "
+            f"[{row['status']}] winner {row['winner']}"
+            f"{skew}; "
             f"local {row['local']['hlc']}{' (deleted)' if row['local']['deleted'] else ''}, "
             f"remote {row['remote']['hlc']}{' (deleted)' if row['remote']['deleted'] else ''}; "
             f"fields: {fields}"

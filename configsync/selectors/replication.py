@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from configsync.crypto.keyring import get_keyring, token_key_id
-from configsync.models import Conflict, NodeClock, ReplicatedRecord
+from configsync.models import Conflict, NodeClock, ReplicatedRecord, ReplicationLog
 from configsync.replication import registry
 from configsync.replication.errors import CursorError
 from configsync.replication.hlc import HLC, HLCParseError
@@ -207,6 +207,20 @@ def feed_position(cursor: str | None) -> int:
     if position.epoch and position.epoch != _clock_state()[0]:
         return 0
     return position.seq
+
+
+def clock_hlc_ms() -> int | None:
+    """The physical part of the last timestamp this node's clock issued (``None``: none yet).
+
+    Ahead of the physical clock when the clock was set back after running ahead: the HLC never
+    goes back, so every new local write carries at least this time.
+    """
+    return NodeClock.objects.filter(pk=1).values_list("last_wall_ms", flat=True).first()
+
+
+def replication_log_for(*, node: str) -> list[ReplicationLog]:
+    """What this node recorded of ``node``'s checkpoints (its pull from us, its push to us)."""
+    return list(ReplicationLog.objects.filter(node_id=node).order_by("direction"))
 
 
 def feed_last_cursor() -> str:

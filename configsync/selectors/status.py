@@ -1,8 +1,19 @@
-"""Reads behind ``GET /api/v1/sync/status``, ``configsync status`` and ``/metrics``.
+"""Reads behind ``GET /api/v1/sync/status``, ``configsync status``, health and ``/metrics``.
 
 Every figure is derived from the database (``SyncRun``, ``PeerCheckpoint``, ``ReplicatedRecord``,
-``Conflict``), so the web process reports what the Celery worker did, and the cost is a few
-indexed queries per peer whatever the number of records.
+``Conflict``, ``QuarantinedChange``, ``NodeClock``), so the web process reports what the Celery
+worker did, and the cost is a few indexed queries per peer whatever the number of records.
+
+**Clocks.** ``clock_assess`` is the one judgement of this node's clock, used by status, health
+and the sync cycle's log line. Three figures feed it: the last timestamp this node's HLC issued
+(``NodeClock.last_wall_ms``), this machine's physical clock, and each peer's clock as measured by
+the last sync run (``SyncRun.skew_ms``: the peer's ``clock_ms`` — or its HTTP ``Date`` — against
+the midpoint of our request). This node is **out of bounds** when the timestamps it issues now
+(``max(stored HLC, physical clock)``) are more than ``CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS`` ahead
+of its physical clock (a clock set back after running ahead: the HLC never goes back) or of a
+peer's clock: its peers hold its changes until they are within the bound. A peer's skew above
+``CONFIGSYNC_SKEW_WARNING_SECONDS`` is a warning: last-write-wins between the two nodes may be
+decided by the clocks' error rather than by real time.
 """
 
 from __future__ import annotations
@@ -16,10 +27,13 @@ from configsync.models import (
     Conflict,
     Peer,
     PeerCheckpoint,
+    QuarantinedChange,
     ReplicatedRecord,
     SyncRun,
 )
-from configsync.selectors.replication import feed_position, records_unreadable
+from configsync.replication.hlc import physical_now_ms
+from configsync.selectors.quarantine import quarantine_open_count
+from configsync.selectors.replication import clock_hlc_ms, feed_position, records_unreadable
 
 RECENT_RUNS = 20
 """How many of a peer's latest finished runs the success rate covers."""
@@ -48,9 +62,151 @@ class PeerStatus:
     recent_runs: int
     open_conflicts: int
     clock_skew_ms: int | None
+    clock_state: str
+    our_clock_ahead_ms: int | None
+    open_quarantined: int
+    quarantined_last_run: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CLOCK_OK = "ok"
+CLOCK_WARNING = "warning"
+CLOCK_OUT_OF_BOUNDS = "out_of_bounds"
+
+
+@dataclass(frozen=True)
+class ClockStatus:
+    """This node's clock as judged by ``clock_assess`` (see the module docstring).
+
+    ``hlc_ahead_ms``: how far the timestamps this node issues now are ahead of its physical
+    clock (0 normally). ``problems``: one sentence each, naming the peer; ``recovery``: what the
+    operator does about it (empty when ``state`` is ok).
+    """
+
+    state: str
+    physical_ms: int
+    hlc_ms: int | None
+    hlc_ahead_ms: int
+    max_skew_ms: int
+    warning_ms: int
+    problems: list[str]
+    recovery: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _seconds(ms: int) -> str:
+    return f"{abs(ms) / 1000:.1f} s"
+
+
+def peer_clock_state(skew_ms: int | None, *, hlc_ahead_ms: int = 0) -> tuple[str, int | None]:
+    """``(state, our clock ahead of the peer's in ms)`` for one peer's measured ``skew_ms``."""
+    if skew_ms is None:
+        return CLOCK_OK, None
+    bound = int(app_settings.MAX_CLOCK_SKEW_SECONDS * 1000)
+    warning = int(float(app_settings.SKEW_WARNING_SECONDS) * 1000)
+    ours_ahead = hlc_ahead_ms - skew_ms
+    if ours_ahead > bound or skew_ms > bound:
+        return CLOCK_OUT_OF_BOUNDS, ours_ahead
+    if abs(skew_ms) > warning or ours_ahead > warning:
+        return CLOCK_WARNING, ours_ahead
+    return CLOCK_OK, ours_ahead
+
+
+def clock_assess(
+    *, now_ms: int, hlc_ms: int | None, peer_skews: dict[str, int | None]
+) -> ClockStatus:
+    """Judge this node's clock from its stored HLC, its physical clock and its peers' skews."""
+    bound = int(app_settings.MAX_CLOCK_SKEW_SECONDS * 1000)
+    warning = int(float(app_settings.SKEW_WARNING_SECONDS) * 1000)
+    hlc_ahead = max((hlc_ms or 0) - now_ms, 0)
+    problems: list[str] = []
+    own = False  # this node's own timestamps are beyond the bound: its peers hold its writes
+    if hlc_ahead > bound:
+        own = True
+        problems.append(
+            f"this node's clock issues timestamps {_seconds(hlc_ahead)} ahead of its physical "
+            "clock (the clock was set back after running ahead; the HLC never goes back)"
+        )
+    state = CLOCK_OUT_OF_BOUNDS if own else CLOCK_OK
+    for name, skew in sorted(peer_skews.items()):
+        peer_state, ours_ahead = peer_clock_state(skew, hlc_ahead_ms=hlc_ahead)
+        if skew is None or ours_ahead is None or peer_state == CLOCK_OK:
+            continue
+        if ours_ahead > bound:
+            own = True
+            state = CLOCK_OUT_OF_BOUNDS
+            if hlc_ahead <= bound:  # else the stored-clock problem above already says it
+                problems.append(
+                    f"this node's clock is {_seconds(ours_ahead)} ahead of peer {name}'s "
+                    f"(beyond the allowed {_seconds(bound)}): {name} holds this node's changes"
+                )
+        elif skew > bound:
+            state = state if state == CLOCK_OUT_OF_BOUNDS else CLOCK_WARNING
+            problems.append(
+                f"peer {name}'s clock is {_seconds(skew)} ahead of this node's (beyond the "
+                f"allowed {_seconds(bound)}): this node holds {name}'s changes until they are "
+                "within the bound; fix the clock of whichever node is wrong"
+            )
+        elif abs(skew) > warning or ours_ahead > warning:
+            state = state if state == CLOCK_OUT_OF_BOUNDS else CLOCK_WARNING
+            problems.append(
+                f"clock skew with peer {name}: {skew:+d} ms (its clock minus ours; warning above "
+                f"{_seconds(warning)}): last-write-wins between the two may follow the clocks' "
+                "error rather than real time (such conflicts are marked skew-affected)"
+            )
+    recovery = ""
+    if own:
+        wait = ""
+        if hlc_ahead > bound:
+            minutes = (hlc_ahead - bound) / 60_000
+            wait = (
+                f" This node's stored clock falls back within the bound by itself in about "
+                f"{minutes:.1f} min once the physical clock is right."
+            )
+        recovery = (
+            "Fix this machine's clock (enable NTP, e.g. `timedatectl set-ntp true` or chrony). "
+            "Meanwhile this node keeps accepting writes, stamped with its clock (which never goes "
+            "back): its peers hold them (quarantined, retried every cycle) and apply them once "
+            "they are within CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS, when they win over edits made "
+            "elsewhere in the meantime." + wait + " Until this clears, make edits on another "
+            "node; afterwards review `configsync conflicts` (skew-affected ones)."
+        )
+    elif state != CLOCK_OK and any(
+        skew is not None and skew > bound for skew in peer_skews.values()
+    ):
+        recovery = (
+            "Fix the clock of the node that is wrong (enable NTP); held changes apply by "
+            "themselves once within CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS."
+        )
+    return ClockStatus(
+        state=state,
+        physical_ms=now_ms,
+        hlc_ms=hlc_ms,
+        hlc_ahead_ms=hlc_ahead,
+        max_skew_ms=bound,
+        warning_ms=warning,
+        problems=problems,
+        recovery=recovery,
+    )
+
+
+def latest_peer_skews(*, enabled_only: bool = True) -> dict[str, int | None]:
+    """Per peer name, its clock minus ours (ms) as last measured (``None``: never)."""
+    peers = Peer.objects.filter(enabled=True) if enabled_only else Peer.objects.all()
+    return {peer.name: peer_clock_skew(peer=peer) for peer in peers.order_by("name")}
+
+
+def clock_status(*, peer_skews: dict[str, int | None] | None = None) -> ClockStatus:
+    """This node's clock judged now (see ``clock_assess``)."""
+    return clock_assess(
+        now_ms=physical_now_ms(),
+        hlc_ms=clock_hlc_ms(),
+        peer_skews=latest_peer_skews() if peer_skews is None else peer_skews,
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +219,9 @@ class NodeStatus:
     last_seq: int
     open_conflicts: int
     unreadable_records: int
+    open_quarantined: int
+    clock: ClockStatus
+    warnings: list[str]
     peers: list[PeerStatus]
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,20 +247,25 @@ def peer_clock_skew(*, peer: Peer) -> int | None:
     """The peer's clock minus ours (ms) as last measured by a run; ``None`` when never."""
     return (
         SyncRun.objects.filter(peer=peer, skew_ms__isnull=False)
-        .order_by("-started_at", "-id")
+        .order_by("-id")
         .values_list("skew_ms", flat=True)
         .first()
     )
 
 
-def peer_status(*, peer: Peer, recent: int = RECENT_RUNS) -> PeerStatus:
-    """The status of one peer (see ``PeerStatus``)."""
+def peer_status(*, peer: Peer, recent: int = RECENT_RUNS, hlc_ahead_ms: int = 0) -> PeerStatus:
+    """The status of one peer (see ``PeerStatus``); ``hlc_ahead_ms`` as in ``ClockStatus``."""
     runs = SyncRun.objects.filter(peer=peer)
     finished = runs.filter(finished_at__isnull=False)
-    last_run = runs.order_by("-started_at", "-id").first()
-    last_ok = finished.filter(ok=True).order_by("-finished_at", "-id").first()
-    last_failed = finished.filter(ok=False).order_by("-finished_at", "-id").first()
-    outcomes = list(finished.order_by("-started_at", "-id").values_list("ok", flat=True)[:recent])
+    # Newest by id, not by time: a clock set back would otherwise hide every run made since
+    # behind the ones stamped while it ran ahead.
+    last_run = runs.order_by("-id").first()
+    last_ok = finished.filter(ok=True).order_by("-id").first()
+    last_failed = finished.filter(ok=False).order_by("-id").first()
+    outcomes = list(finished.order_by("-id").values_list("ok", flat=True)[:recent])
+    skew = peer_clock_skew(peer=peer)
+    clock_state, ours_ahead = peer_clock_state(skew, hlc_ahead_ms=hlc_ahead_ms)
+    last_finished = finished.order_by("-id").first()
     return PeerStatus(
         id=peer.pk,
         name=peer.name,
@@ -119,7 +283,13 @@ def peer_status(*, peer: Peer, recent: int = RECENT_RUNS) -> PeerStatus:
         open_conflicts=Conflict.objects.filter(
             status=Conflict.Status.OPEN, source=peer.name
         ).count(),
-        clock_skew_ms=peer_clock_skew(peer=peer),
+        clock_skew_ms=skew,
+        clock_state=clock_state,
+        our_clock_ahead_ms=ours_ahead,
+        open_quarantined=QuarantinedChange.objects.filter(
+            status=QuarantinedChange.Status.OPEN, source__in=[peer.name, peer.node_id or peer.name]
+        ).count(),
+        quarantined_last_run=last_finished.quarantined if last_finished else 0,
     )
 
 
@@ -145,12 +315,50 @@ def sync_status(*, recent: int = RECENT_RUNS, peer_name: str | None = None) -> N
     if peer_name is not None:
         peers = peers.filter(name=peer_name)
     last_seq = ReplicatedRecord.objects.order_by("-seq").values_list("seq", flat=True).first()
+    clock = clock_status()
+    statuses = [
+        peer_status(peer=peer, recent=recent, hlc_ahead_ms=clock.hlc_ahead_ms) for peer in peers
+    ]
+    open_quarantined = quarantine_open_count()
+    unreadable = unreadable_record_count()
     return NodeStatus(
         node_id=node_id(),
         deployment_mode=deployment_mode(),
         sync_interval_seconds=int(app_settings.SYNC_INTERVAL_SECONDS or 0),
         last_seq=last_seq or 0,
         open_conflicts=Conflict.objects.filter(status=Conflict.Status.OPEN).count(),
-        unreadable_records=unreadable_record_count(),
-        peers=[peer_status(peer=peer, recent=recent) for peer in peers],
+        unreadable_records=unreadable,
+        open_quarantined=open_quarantined,
+        clock=clock,
+        warnings=status_warnings(
+            clock=clock, peers=statuses, open_quarantined=open_quarantined, unreadable=unreadable
+        ),
+        peers=statuses,
     )
+
+
+def status_warnings(
+    *, clock: ClockStatus, peers: list[PeerStatus], open_quarantined: int, unreadable: int
+) -> list[str]:
+    """The sentences status shows first (CLI, API, admin): clock, quarantine, held changes."""
+    warnings: list[str] = []
+    if clock.state == CLOCK_OUT_OF_BOUNDS:
+        warnings.append(
+            "CLOCK OUT OF BOUNDS: " + "; ".join(clock.problems) + ". Recovery: " + clock.recovery
+        )
+    else:
+        warnings.extend(f"clock: {problem}" for problem in clock.problems)
+    if open_quarantined:
+        warnings.append(
+            f"{open_quarantined} received change(s) quarantined here (could not be stored; "
+            "retried every cycle): see the admin's quarantined changes"
+        )
+    for peer in peers:
+        if peer.quarantined_last_run:
+            warnings.append(
+                f"the last cycle with peer {peer.name} set aside {peer.quarantined_last_run} "
+                f"change(s) (quarantined here or on {peer.name}; retried every cycle)"
+            )
+    if unreadable:
+        warnings.append(f"{unreadable} record(s) hold ciphertext of a key this node lacks")
+    return warnings

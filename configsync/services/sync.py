@@ -1,4 +1,4 @@
-"""One full-duplex sync cycle with one peer, and the comparison behind ``configsync diff``.
+"""One full-duplex sync cycle with one peer, the replication log, and ``configsync diff``.
 
 ``sync_cycle`` is what the Celery task, ``configsync sync`` and the tests call. It does not take
 the per-peer lock itself: its callers do (``sync-peer-<id>``, see ``configsync.tasks``), and it
@@ -7,6 +7,11 @@ after, the work it covers.
 
 Order of a cycle:
 
+0. **Replication log**: read the peer's record of our checkpoints (carried by the first pull
+   page, ``?log=true``; ``GET /api/v1/sync/log`` for a push-only cycle or a peer whose page does
+   not carry it) and compare each direction's ``session`` with ours (``PeerCheckpoint.session``). A
+   mismatch means one side was restored from a backup or rolled back since the two last agreed:
+   that direction **starts over** from the beginning of the feed, echoes included (see below).
 1. **Pull**: page through the peer's feed from the pull checkpoint. Each page is validated and
    applied in one local transaction that also saves the new pull checkpoint, so an interruption
    at any point (``kill -9`` included) either applied the page and moved the checkpoint, or did
@@ -14,27 +19,76 @@ Order of a cycle:
 2. **Push**: page through our own feed from the push checkpoint, leaving out what the peer itself
    sent us (``received_from``); send each page; save the push checkpoint only after the peer has
    answered. An interruption before the save re-sends the page: the peer answers ``stale``.
+3. **Record**: for each direction whose cursor moved (or that started over, or whose record on
+   the peer lags ours), a new random session is recorded on the peer (``POST /api/v1/sync/log``)
+   and then saved in our checkpoint. An idle cycle records nothing: one request in all (the
+   pull of an empty page, carrying the log), as before the log existed.
+
+**Restores (replication log).** In the manner of CouchDB's replication log, each direction's
+checkpoint is kept on both sides with the same random session. A database restored from a backup
+(or otherwise rolled back) holds an older session than its peer, or none: the two differ, and
+that direction starts over. Starting over includes what the peer itself sent us (pull asks for
+``echoes``, push does not leave out ``received_from`` = the peer): the restored node may have
+lost exactly the records it wrote after the backup and its peer had received, which the echo
+rule would otherwise never send back. Re-delivery is idempotent (``stale``), so a start-over costs
+one full cycle, never data. A restored node's feed also restarts below its peers' pull cursors;
+their pull direction starts over too, so its new writes are not skipped.
+
+Crash points of step 3, and why each is safe:
+
+- before the peer recorded the new session: both sides still hold the old one and the cursor
+  already saved locally; the next cycle matches and records again (the peer's cursor lags ours).
+- after the peer recorded it, before we saved it (crash, or its answer lost): the sessions
+  differ, and the next cycle starts that direction over: one full cycle, nothing lost.
+- a pull page applied but the cycle died before step 3: the checkpoint's cursor moved with the
+  page (same transaction), the sessions still agree; the next cycle resumes from the cursor and
+  records the new session then. A backup taken at that moment and restored later holds the old
+  session while the peer holds a newer one: detected.
+
+A false match (both sides holding the same session while one lost work) needs a restore to a
+backup taken after the last recording of a direction whose cursor has moved since without a new
+recording; every cursor move is recorded at the end of the cycle that made it, and a peer that
+keeps no log (an older release answering 404) disables the check for that peer only.
+
+**Clocks.** Every answer of the peer carries its clock (``clock_ms``, else the HTTP ``Date``):
+the run records the skew, the peer's feed pages also carry the last timestamp its HLC issued
+(``hlc_ms``), and the pull passes the source's effective clock error to ``changes_apply``
+(``source_skew_ms``) so conflicts it may have decided are marked skew-affected. After every cycle,
+``selectors.status.clock_assess`` judges this node's own clock; when it is out of bounds the
+cycle logs one ERROR naming the recovery.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from configsync.conf import app_settings
-from configsync.models import Conflict, Peer, PeerCheckpoint, ReplicatedRecord, SyncRun
+from configsync.exceptions import ConfigsyncError
+from configsync.models import (
+    Conflict,
+    Peer,
+    PeerCheckpoint,
+    ReplicatedRecord,
+    ReplicationLog,
+    SyncRun,
+)
 from configsync.replication.errors import ChangeValidationError, TransportError
-from configsync.replication.hlc import physical_now_ms
-from configsync.selectors.replication import feed_page
+from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
+from configsync.selectors.replication import clock_hlc_ms, feed_page
+from configsync.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
 from configsync.services.node import node_id
-from configsync.services.replication import CONFLICT, STALE, changes_apply
-from configsync.transports.base import Transport
+from configsync.services.replication import CONFLICT, QUARANTINED, STALE, changes_apply
+from configsync.transports.base import ChangePage, ReplicationLogAnswer, Transport
 from configsync.transports.http import HttpPeerTransport
 
 logger = logging.getLogger(__name__)
@@ -43,10 +97,20 @@ _MAX_PAGES = 100_000
 MAX_PUSH_BYTES = 1_000_000
 """Largest push body we send: well under Django's default ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
 
+_APPLIED = "applied"
+_DIRECTIONS = (PeerCheckpoint.Direction.PULL, PeerCheckpoint.Direction.PUSH)
+
 
 @dataclass
 class SyncResult:
-    """What one cycle did. ``ok`` is ``False`` only in the result attached to a raised error."""
+    """What one cycle did. ``ok`` is ``False`` only in the result attached to a raised error.
+
+    ``quarantined``: items set aside in this cycle, here (pulled items this node could not store)
+    or by the peer (pushed items it answered ``quarantined``); ``held_for_skew``: of the latter,
+    those the peer holds because their timestamp is beyond its allowed clock skew.
+    ``restarted``: directions that started over after a replication-log mismatch.
+    ``clock_ahead_ms``: the timestamps this node issues minus the peer's clock.
+    """
 
     peer: str
     peer_id: int
@@ -55,9 +119,13 @@ class SyncResult:
     conflicts: int = 0
     stale: int = 0
     unreadable: int = 0
+    quarantined: int = 0
+    held_for_skew: int = 0
     ok: bool = False
     error: str = ""
     skew_ms: int | None = None
+    clock_ahead_ms: int | None = None
+    restarted: list[str] = field(default_factory=list)
     run_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -71,6 +139,37 @@ class SyncCycleError(TransportError):
     def __init__(self, message: str, *, result: SyncResult, status: int | None = None) -> None:
         super().__init__(message, status=status, skew_ms=result.skew_ms)
         self.result = result
+
+
+class ReplicationLogError(ConfigsyncError):
+    """A peer asked to record a checkpoint this node refuses (bad direction, session, cursor)."""
+
+
+_SESSION = re.compile(r"^[0-9a-f]{8,32}$")
+_CURSOR_TEXT = re.compile(r"^[\x21-\x7e]{0,100}$")
+
+
+def replication_log_record(
+    *, node: str, direction: str, session: str, cursor: str
+) -> ReplicationLog:
+    """Record peer ``node``'s checkpoint of ``direction`` (as it sees it), replacing the last.
+
+    ``ReplicationLogError`` when the direction is unknown, the session is not 8 to 32 lowercase
+    hex digits, or the cursor is not at most 100 printable ASCII characters; nothing changes then.
+    """
+    if not node:
+        raise ReplicationLogError("the caller has no node id")
+    if direction not in PeerCheckpoint.Direction.values:
+        raise ReplicationLogError("direction must be pull or push")
+    if not _SESSION.match(session):
+        raise ReplicationLogError("session must be 8 to 32 lowercase hex digits")
+    if not _CURSOR_TEXT.match(cursor):
+        raise ReplicationLogError("cursor must be at most 100 printable ASCII characters")
+    with transaction.atomic():
+        row, _ = ReplicationLog.objects.select_for_update().update_or_create(
+            node_id=node, direction=direction, defaults={"session": session, "cursor": cursor}
+        )
+    return row
 
 
 def transport_for(peer: Peer) -> Transport:
@@ -110,6 +209,23 @@ def _learn_node(peer: Peer, remote_node: str) -> None:
         Conflict.objects.filter(source=remote_node).update(source=peer.name)
 
 
+@dataclass
+class _Direction:
+    """One direction of this cycle: where it starts and what the peer recorded of it."""
+
+    checkpoint: PeerCheckpoint
+    start: str
+    restart: bool
+    logged: bool
+    remote_session: str = ""
+    remote_cursor: str | None = None
+    before: str = ""
+    """The checkpoint's cursor and session when the cycle began."""
+    session_before: str = ""
+    after: str | None = None
+    """The cursor the direction saved in this cycle (``None``: it saved none)."""
+
+
 def sync_cycle(
     *,
     peer_id: int,
@@ -117,32 +233,56 @@ def sync_cycle(
     push: bool = True,
     transport: Transport | None = None,
 ) -> SyncResult:
-    """Run one cycle with the peer ``peer_id`` (pull, then push); record it as a ``SyncRun``.
+    """Run one cycle with the peer ``peer_id`` (log, pull, push, record); record a ``SyncRun``.
 
     Returns the result when the cycle succeeded. Raises :class:`SyncCycleError` (a
     ``TransportError``, which the Celery task retries) when the peer is down, refuses a
     request, answers garbage or sends changes this node refuses (clock skew included); the error's
     ``result`` and the recorded run carry the reason and what was done before the failure.
-    ``Peer.DoesNotExist`` when there is no such peer.
+    ``Peer.DoesNotExist`` when there is no such peer. Either way, when this node's own clock is
+    out of bounds, one ERROR is logged naming the recovery.
     """
     peer = Peer.objects.get(pk=peer_id)
     run = SyncRun.objects.create(peer=peer)
     result = SyncResult(peer=peer.name, peer_id=peer.pk, run_id=run.pk)
     try:
         with _link(peer, transport) as link:
-            if pull:
-                _pull(peer, link, result)
-            if push:
-                _push(peer, link, result)
+            try:
+                first: ChangePage | None = None
+                if pull:  # the first page carries the log: an idle cycle is one request
+                    first = _fetch(peer, link, result, _checkpoint(peer, "pull").cursor, log=True)
+                if first is not None and first.log is not None:
+                    log: ReplicationLogAnswer | None = ReplicationLogAnswer(
+                        node=first.node, entries=first.log
+                    )
+                else:
+                    log = _log_read(peer, link, result)
+                directions = {
+                    d: _direction(peer, d, log, result)
+                    for d, wanted in zip(_DIRECTIONS, (pull, push), strict=True)
+                    if wanted
+                }
+                if pull:
+                    state = directions[PeerCheckpoint.Direction.PULL]
+                    # Starting over: the page fetched from the old cursor is not used.
+                    _pull(peer, link, result, state, first=None if state.restart else first)
+                if push:
+                    _push(peer, link, result, directions[PeerCheckpoint.Direction.PUSH])
+                for direction, state in directions.items():
+                    _record(peer, link, direction, state)
+            finally:
+                if result.skew_ms is None and link.last_skew_ms is not None:
+                    result.skew_ms = link.last_skew_ms
     except (TransportError, ChangeValidationError) as exc:
         if isinstance(exc, ChangeValidationError):
             reason = f"peer {peer.name} sent changes this node refuses: {exc}"
-            result.skew_ms = exc.skew_ms if exc.skew_ms is not None else result.skew_ms
         else:
             reason = str(exc)
-            result.skew_ms = exc.skew_ms if exc.skew_ms is not None else result.skew_ms
+        if result.skew_ms is None:  # a measured skew beats an item's lead as the clock's error
+            result.skew_ms = exc.skew_ms
         result.error = reason
         _finish(run, result)
+        _clock_check(peer, result)
         raise SyncCycleError(reason, result=result, status=getattr(exc, "status", None)) from None
     except Exception as exc:
         result.error = f"{type(exc).__name__}: internal error"
@@ -150,6 +290,7 @@ def sync_cycle(
         raise
     result.ok = True
     _finish(run, result)
+    _clock_check(peer, result)
     return result
 
 
@@ -161,36 +302,185 @@ def _finish(run: SyncRun, result: SyncResult) -> None:
         pulled=result.pulled,
         pushed=result.pushed,
         conflicts=result.conflicts,
+        quarantined=result.quarantined,
         skew_ms=result.skew_ms,
     )
 
 
-def _observe_skew(result: SyncResult, remote_clock_ms: Any, sent_ms: int) -> None:
-    if isinstance(remote_clock_ms, int):
+def _clock_check(peer: Peer, result: SyncResult) -> None:
+    """Judge this node's clock after a cycle; one ERROR (with the recovery) when out of bounds."""
+    clock = clock_assess(
+        now_ms=physical_now_ms(), hlc_ms=clock_hlc_ms(), peer_skews={peer.name: result.skew_ms}
+    )
+    if result.skew_ms is not None:
+        result.clock_ahead_ms = clock.hlc_ahead_ms - result.skew_ms
+    held = (
+        f"; peer {peer.name} holds {result.held_for_skew} of this cycle's changes for clock skew"
+        if result.held_for_skew
+        else ""
+    )
+    if clock.state == CLOCK_OUT_OF_BOUNDS or result.held_for_skew:
+        problems = "; ".join(clock.problems) or "this node's timestamps are beyond the bound"
+        logger.error(
+            "CLOCK OUT OF BOUNDS (sync with %s): %s%s. Recovery: %s",
+            peer.name,
+            problems,
+            held,
+            clock.recovery or "fix this machine's clock (NTP)",
+        )
+    elif clock.problems and result.skew_ms is not None:
+        bound = int(app_settings.MAX_CLOCK_SKEW_SECONDS * 1000)
+        if result.skew_ms > bound:
+            logger.warning("clock (sync with %s): %s", peer.name, "; ".join(clock.problems))
+
+
+def _observe_skew(result: SyncResult, remote_clock_ms: Any, sent_ms: int, link: Transport) -> None:
+    if isinstance(remote_clock_ms, int) and not isinstance(remote_clock_ms, bool):
         midpoint = (sent_ms + physical_now_ms()) // 2
         result.skew_ms = remote_clock_ms - midpoint
+    elif link.last_skew_ms is not None:
+        result.skew_ms = link.last_skew_ms
 
 
-def _pull(peer: Peer, link: Transport, result: SyncResult) -> None:
-    checkpoint = _checkpoint(peer, PeerCheckpoint.Direction.PULL)
-    cursor = checkpoint.cursor
-    limit = int(app_settings.SYNC_BATCH_SIZE)
-    for _ in range(_MAX_PAGES):
-        sent = physical_now_ms()
-        page = link.pull(cursor, limit)
-        _observe_skew(result, getattr(page, "clock_ms", None), sent)
-        _learn_node(peer, page.node)
-        if page.has_more and page.next_cursor == cursor and not page.changes:
-            raise TransportError(f"peer {peer.name} answered garbage (feed does not advance)")
-        items = changes_apply(
-            changes=page.changes,
-            source_node=page.node,
-            source_name=peer.name,
-            checkpoint=(checkpoint.pk, page.next_cursor),
+def _log_read(peer: Peer, link: Transport, result: SyncResult) -> ReplicationLogAnswer | None:
+    """The peer's record of our checkpoints; ``None`` when it keeps none (an older release)."""
+    sent = physical_now_ms()
+    try:
+        answer = link.log_get()
+    except TransportError as exc:
+        if exc.status == 404:
+            logger.info("peer %s keeps no replication log: restore detection off", peer.name)
+            return None
+        raise
+    _observe_skew(result, answer.clock_ms, sent, link)
+    _learn_node(peer, answer.node)
+    return answer
+
+
+def _direction(
+    peer: Peer, direction: str, log: ReplicationLogAnswer | None, result: SyncResult
+) -> _Direction:
+    checkpoint = _checkpoint(peer, direction)
+    before = {"before": checkpoint.cursor, "session_before": checkpoint.session}
+    if log is None:
+        return _Direction(checkpoint, checkpoint.cursor, restart=False, logged=False, **before)
+    entry = log.entry(direction)
+    remote_session = entry.session if entry else ""
+    state = _Direction(
+        checkpoint,
+        checkpoint.cursor,
+        restart=False,
+        logged=True,
+        remote_session=remote_session,
+        remote_cursor=entry.cursor if entry else None,
+        **before,
+    )
+    if checkpoint.session != remote_session:
+        logger.warning(
+            "peer %s: the %s checkpoints differ (one side was restored or rolled back): "
+            "that direction starts over from the beginning",
+            peer.name,
+            direction,
         )
+        result.restarted.append(str(direction))
+        state.start, state.restart = "", True
+    return state
+
+
+def _record(peer: Peer, link: Transport, direction: str, state: _Direction) -> None:
+    """Step 3: record a new session on the peer, then here, when the direction moved."""
+    if not state.logged:
+        return
+    cursor = state.before if state.after is None else state.after
+    if (
+        not state.restart
+        and cursor == state.before
+        and state.remote_cursor == cursor
+        and state.remote_session == state.session_before
+    ):
+        return
+    session = uuid.uuid4().hex
+    link.log_record(direction=direction, session=session, cursor=cursor)
+    # A crash here leaves the sessions different: the next cycle starts this direction over.
+    PeerCheckpoint.objects.filter(pk=state.checkpoint.pk).update(
+        session=session, updated_at=timezone.now()
+    )
+
+
+def _source_skew(result: SyncResult, page_hlc_ms: int | None, changes: list[Any]) -> int | None:
+    """The source's effective clock error (ms) as this page shows it, for skew-affected marks.
+
+    The largest of: its measured physical skew, how far the last timestamp its clock issued is
+    ahead of ours (a clock set back still issues timestamps ahead), and how far the furthest
+    item's timestamp is ahead of ours (a version relayed from a third node whose clock is ahead).
+    """
+    now = physical_now_ms()
+    candidates = [result.skew_ms] if result.skew_ms is not None else []
+    if page_hlc_ms is not None:
+        candidates.append(page_hlc_ms - now)
+    for change in changes:
+        try:
+            wall = HLC.parse(change.get("hlc") if isinstance(change, dict) else None).wall_ms
+        except HLCParseError:
+            continue
+        candidates.append(wall - now)
+    positive = [c for c in candidates if c > 0]
+    if positive:
+        return max(positive)
+    return min(candidates) if candidates else None
+
+
+def _fetch(
+    peer: Peer,
+    link: Transport,
+    result: SyncResult,
+    cursor: str,
+    *,
+    echoes: bool = False,
+    log: bool = False,
+) -> ChangePage:
+    """One page of the peer's feed, its clock observed and its node id checked."""
+    sent = physical_now_ms()
+    page = link.pull(cursor, int(app_settings.SYNC_BATCH_SIZE), echoes=echoes, with_log=log)
+    _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
+    _learn_node(peer, page.node)
+    if page.has_more and page.next_cursor == cursor and not page.changes:
+        raise TransportError(f"peer {peer.name} answered garbage (feed does not advance)")
+    return page
+
+
+def _pull(
+    peer: Peer,
+    link: Transport,
+    result: SyncResult,
+    state: _Direction,
+    *,
+    first: ChangePage | None = None,
+) -> None:
+    """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched)."""
+    checkpoint = state.checkpoint
+    cursor = state.start
+    for _ in range(_MAX_PAGES):
+        if first is not None:
+            page, first = first, None
+        else:
+            page = _fetch(peer, link, result, cursor, echoes=state.restart)
+        if page.changes or page.next_cursor != state.before or state.restart:
+            items = changes_apply(
+                changes=page.changes,
+                source_node=page.node,
+                source_name=peer.name,
+                checkpoint=(checkpoint.pk, page.next_cursor),
+                source_skew_ms=_source_skew(result, page.hlc_ms, page.changes),
+            )
+            state.after = page.next_cursor
+        else:
+            items = []  # idle: nothing to apply and the checkpoint already says so
         for item in items:
             if item.status == STALE:
                 result.stale += 1
+            elif item.status == QUARANTINED:
+                result.quarantined += 1
             else:
                 result.pulled += 1
                 result.conflicts += item.status == CONFLICT
@@ -201,27 +491,44 @@ def _pull(peer: Peer, link: Transport, result: SyncResult) -> None:
     raise TransportError(f"peer {peer.name}: feed did not end after {_MAX_PAGES} pages")
 
 
-def _push(peer: Peer, link: Transport, result: SyncResult) -> None:
-    checkpoint = _checkpoint(peer, PeerCheckpoint.Direction.PUSH)
-    cursor = checkpoint.cursor
+def _is_skew_hold(item: dict[str, Any]) -> bool:
+    skew = item.get("skew_ms")
+    if isinstance(skew, int) and not isinstance(skew, bool):
+        return True
+    return "clock skew" in str(item.get("reason", "")).lower()
+
+
+def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) -> None:
+    checkpoint = state.checkpoint
+    cursor = state.start
+    # Starting over after a restore sends what the peer sent us too: we may be the one restored.
+    exclude = "" if state.restart else peer.node_id
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
     for _ in range(_MAX_PAGES):
-        page = feed_page(cursor=cursor, limit=limit, exclude_node=peer.node_id)
+        page = feed_page(cursor=cursor, limit=limit, exclude_node=exclude)
         for chunk in _chunks(page.changes):
+            sent = physical_now_ms()
             answer = link.push(chunk)
+            _observe_skew(result, answer.clock_ms, sent, link)
             _learn_node(peer, answer.node)
             for item in answer.results:
                 status = item.get("status") if isinstance(item, dict) else None
                 if status == STALE:
                     result.stale += 1
-                elif status in ("applied", CONFLICT):
+                elif status in (_APPLIED, CONFLICT):
                     result.pushed += 1
                     result.conflicts += status == CONFLICT
+                elif status == QUARANTINED and isinstance(item, dict):
+                    # The peer keeps it aside (and retries it) rather than refusing the batch.
+                    result.quarantined += 1
+                    result.held_for_skew += _is_skew_hold(item)
                 else:
                     raise TransportError(f"peer {peer.name} answered garbage (push result)")
-        PeerCheckpoint.objects.filter(pk=checkpoint.pk).update(
-            cursor=page.next_cursor, updated_at=timezone.now()
-        )
+        if page.next_cursor != checkpoint.cursor or state.restart:
+            PeerCheckpoint.objects.filter(pk=checkpoint.pk).update(
+                cursor=page.next_cursor, updated_at=timezone.now()
+            )
+            state.after = page.next_cursor
         cursor = page.next_cursor
         if not page.has_more:
             return

@@ -1,9 +1,15 @@
 """The one interface every transport implements.
 
-A transport moves feed pages and batches of changes between this node and one peer. It never
-interprets them: the replication engine (``configsync.services.replication``) validates, decides
-and applies. Every failure to reach the peer, every refusal and every unusable answer is a
+A transport moves feed pages and batches of changes between this node and one peer, and reads
+and writes the peer's copy of our checkpoints (its replication log, see
+``configsync.services.sync``). It never interprets them: the replication engine
+(``configsync.services.replication``) validates, decides and applies. Every failure to reach the
+peer, every refusal and every unusable answer is a
 ``configsync.replication.errors.TransportError``.
+
+Every answer of a peer carries its clock, and a transport remembers the last one it saw as
+``last_skew_ms`` (the peer's clock minus ours), refusals included: that is how a node whose own
+clock is wrong learns it from its peers, every cycle, even when they refuse to talk to it.
 """
 
 from __future__ import annotations
@@ -14,8 +20,23 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class LogEntry:
+    """The peer's record of one of our checkpoints: ``direction`` as we see it (``pull`` = our
+    cursor into its feed, ``push`` = our feed as it acknowledged it), the checkpoint's random
+    ``session`` and the ``cursor`` recorded with it."""
+
+    direction: str
+    session: str
+    cursor: str
+
+
+@dataclass(frozen=True)
 class ChangePage:
-    """A page of the peer's feed: its node id, the items, the cursor after them, whether more."""
+    """A page of the peer's feed: its node id, the items, the cursor after them, whether more.
+
+    ``clock_ms`` is the peer's physical clock when it answered; ``hlc_ms`` the physical part of
+    the last timestamp its clock issued (ahead of ``clock_ms`` when its clock was set back).
+    """
 
     node: str
     changes: list[dict[str, Any]]
@@ -23,6 +44,9 @@ class ChangePage:
     has_more: bool
     reset: bool = False
     clock_ms: int | None = None
+    hlc_ms: int | None = None
+    log: list[LogEntry] | None = None
+    """With ``pull(with_log=True)``: the peer's replication log for us (``None``: not sent)."""
 
 
 @dataclass(frozen=True)
@@ -34,22 +58,53 @@ class PushResult:
     clock_ms: int | None = None
 
 
+@dataclass(frozen=True)
+class ReplicationLogAnswer:
+    """The peer's replication log for us: its node id, our entries, its clocks."""
+
+    node: str
+    entries: list[LogEntry] = field(default_factory=list)
+    clock_ms: int | None = None
+    hlc_ms: int | None = None
+
+    def entry(self, direction: str) -> LogEntry | None:
+        return next((e for e in self.entries if e.direction == direction), None)
+
+
 class Transport(abc.ABC):
     """A channel to one peer."""
 
     name: str
+    last_skew_ms: int | None = None
+    """The peer's clock minus ours (ms) as seen on its last answer, refusals included."""
 
     @abc.abstractmethod
-    def pull(self, cursor: str, limit: int) -> ChangePage:
-        """The peer's changes after ``cursor`` (``""`` for the start), at most ``limit``."""
+    def pull(
+        self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
+    ) -> ChangePage:
+        """The peer's changes after ``cursor`` (``""`` for the start), at most ``limit``.
+
+        The peer leaves out what we sent it (no echo) unless ``echoes``: a direction that
+        starts over after a restore asks for everything, since we may have lost what we sent.
+        ``with_log``: the page also carries the peer's replication log for us (``page.log``,
+        ``None`` when the peer does not send it), sparing a cycle the ``log_get`` request.
+        """
 
     @abc.abstractmethod
     def push(self, changes: list[dict[str, Any]]) -> PushResult:
-        """Send a batch; the peer applies it atomically and answers per item."""
+        """Send a batch; the peer answers per item (``applied|stale|conflict|quarantined``)."""
 
     @abc.abstractmethod
     def digest(self, cursor: str, limit: int) -> ChangePage:
         """Like :meth:`pull` but every record (echoes included), items without values."""
+
+    @abc.abstractmethod
+    def log_get(self) -> ReplicationLogAnswer:
+        """The peer's replication log entries for this node (one per direction at most)."""
+
+    @abc.abstractmethod
+    def log_record(self, *, direction: str, session: str, cursor: str) -> None:
+        """Have the peer record our checkpoint of ``direction`` (replacing the previous one)."""
 
     def describe(self) -> str:
         """A one-line human description (never a secret)."""

@@ -1,8 +1,15 @@
-"""``HttpPeerTransport``: the peer's ``/api/v1/sync/`` endpoints over signed HTTP (requests)."""
+"""``HttpPeerTransport``: the peer's ``/api/v1/sync/`` endpoints over signed HTTP (requests).
+
+The peer's clock is read from every answer: the ``clock_ms`` of a JSON body when there is one,
+else the HTTP ``Date`` header (second resolution), which every answer carries, a refusal of a
+stale signature included: a node whose clock is so far off that its peers cannot authenticate it
+still learns by how much.
+"""
 
 from __future__ import annotations
 
 import json
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,8 +17,15 @@ import requests
 
 from configsync.conf import app_settings
 from configsync.replication.errors import TransportError
+from configsync.replication.hlc import physical_now_ms
 from configsync.replication.signing import sign
-from configsync.transports.base import ChangePage, PushResult, Transport
+from configsync.transports.base import (
+    ChangePage,
+    LogEntry,
+    PushResult,
+    ReplicationLogAnswer,
+    Transport,
+)
 
 API_PREFIX = "/api/v1/sync"
 
@@ -63,6 +77,7 @@ class HttpPeerTransport(Transport):
                 node=self.node,
             )
         )
+        sent_ms = physical_now_ms()
         try:
             response = self.session.send(prepared, timeout=self.timeout)
         except requests.RequestException as exc:
@@ -71,6 +86,7 @@ class HttpPeerTransport(Transport):
             payload = response.json()
         except ValueError:
             payload = None
+        self._observe_clock(response, payload, sent_ms)
         if response.status_code >= 400:
             reason = _reason(payload) or f"HTTP {response.status_code}"
             skew = payload.get("skew_ms") if isinstance(payload, dict) else None
@@ -86,8 +102,28 @@ class HttpPeerTransport(Transport):
             )
         return payload
 
-    def _page(self, path: str, cursor: str, limit: int) -> ChangePage:
-        query = urlencode({"since": cursor, "limit": limit})
+    def _observe_clock(self, response: requests.Response, payload: Any, sent_ms: int) -> None:
+        """Remember the peer's clock minus ours, against the midpoint of the exchange."""
+        midpoint = (sent_ms + physical_now_ms()) // 2
+        clock = _int_or_none(payload.get("clock_ms")) if isinstance(payload, dict) else None
+        if clock is None:
+            try:
+                # Date has second resolution: its second began up to 1 s before the answer.
+                clock = int(parsedate_to_datetime(response.headers["Date"]).timestamp() * 1000)
+                clock += 500
+            except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+                return
+        self.last_skew_ms = clock - midpoint
+
+    def _page(
+        self, path: str, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
+    ) -> ChangePage:
+        params: dict[str, Any] = {"since": cursor, "limit": limit}
+        if echoes:
+            params["echoes"] = "true"
+        if with_log:
+            params["log"] = "true"
+        query = urlencode(params)
         payload = self._request("GET", f"{path}?{query}")
         changes = payload.get("changes")
         next_cursor = payload.get("next_cursor")
@@ -107,10 +143,14 @@ class HttpPeerTransport(Transport):
             has_more=has_more,
             reset=bool(payload.get("reset", False)),
             clock_ms=_int_or_none(payload.get("clock_ms")),
+            hlc_ms=_int_or_none(payload.get("hlc_ms")),
+            log=self._entries(payload["log"]) if with_log and "log" in payload else None,
         )
 
-    def pull(self, cursor: str, limit: int) -> ChangePage:
-        return self._page(f"{API_PREFIX}/changes", cursor, limit)
+    def pull(
+        self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
+    ) -> ChangePage:
+        return self._page(f"{API_PREFIX}/changes", cursor, limit, echoes=echoes, with_log=with_log)
 
     def digest(self, cursor: str, limit: int) -> ChangePage:
         return self._page(f"{API_PREFIX}/digest", cursor, limit)
@@ -129,6 +169,43 @@ class HttpPeerTransport(Transport):
         return PushResult(
             node=node, results=results, clock_ms=_int_or_none(payload.get("clock_ms"))
         )
+
+    def log_get(self) -> ReplicationLogAnswer:
+        payload = self._request("GET", f"{API_PREFIX}/log")
+        node, raw = payload.get("node"), payload.get("entries")
+        if not isinstance(node, str) or not isinstance(raw, list):
+            raise TransportError(f"peer {self.name} answered garbage (not a replication log)")
+        return ReplicationLogAnswer(
+            node=node,
+            entries=self._entries(raw),
+            clock_ms=_int_or_none(payload.get("clock_ms")),
+            hlc_ms=_int_or_none(payload.get("hlc_ms")),
+        )
+
+    def _entries(self, raw: Any) -> list[LogEntry]:
+        if not isinstance(raw, list):
+            raise TransportError(f"peer {self.name} answered garbage (not a replication log)")
+        entries: list[LogEntry] = []
+        for item in raw:
+            fields = (
+                [item.get(k) for k in ("direction", "session", "cursor")]
+                if isinstance(item, dict)
+                else []
+            )
+            texts = [f for f in fields if isinstance(f, str)]
+            if len(texts) != 3:
+                raise TransportError(f"peer {self.name} answered garbage (replication log entry)")
+            entries.append(LogEntry(direction=texts[0], session=texts[1], cursor=texts[2]))
+        return entries
+
+    def log_record(self, *, direction: str, session: str, cursor: str) -> None:
+        body = json.dumps(
+            {"direction": direction, "session": session, "cursor": cursor}, separators=(",", ":")
+        ).encode()
+        payload = self._request("POST", f"{API_PREFIX}/log", body)
+        entry = payload.get("entry")
+        if not isinstance(entry, dict) or entry.get("session") != session:
+            raise TransportError(f"peer {self.name} answered garbage (replication log record)")
 
 
 def _int_or_none(value: Any) -> int | None:

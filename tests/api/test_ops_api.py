@@ -52,7 +52,7 @@ def test_health_is_open_and_reports_each_component(client) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["components"]) == {"database", "cache", "broker"}
+    assert set(body["components"]) == {"database", "cache", "broker", "clock"}
     assert all(component["ok"] for component in body["components"].values())
 
 

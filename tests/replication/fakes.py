@@ -7,10 +7,17 @@ mid-cycle. Real HTTP between real nodes is tested in tests/transports and tests/
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from configsync.replication.errors import TransportError
-from configsync.transports.base import ChangePage, PushResult, Transport
+from configsync.transports.base import (
+    ChangePage,
+    LogEntry,
+    PushResult,
+    ReplicationLogAnswer,
+    Transport,
+)
 
 
 class ScriptedPeer(Transport):
@@ -25,9 +32,32 @@ class ScriptedPeer(Transport):
         self.fail_push_at: int | None = None
         self.page_override: ChangePage | None = None
         self.clock_ms: int | None = None
+        self.log: dict[str, LogEntry] = {}  # its replication log of our checkpoints
+        self.log_records = 0
+        self.log_reads = 0
+        self.pull_echoes: list[bool] = []
 
-    def pull(self, cursor: str, limit: int) -> ChangePage:
+    def log_get(self) -> ReplicationLogAnswer:
+        self.log_reads += 1
+        return ReplicationLogAnswer(
+            node=self.node, entries=list(self.log.values()), clock_ms=self.clock_ms
+        )
+
+    def log_record(self, *, direction: str, session: str, cursor: str) -> None:
+        self.log_records += 1
+        self.log[direction] = LogEntry(direction=direction, session=session, cursor=cursor)
+
+    def pull(
+        self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
+    ) -> ChangePage:
+        page = self._page(cursor, limit, echoes=echoes)
+        if with_log:
+            return replace(page, log=list(self.log.values()))
+        return page
+
+    def _page(self, cursor: str, limit: int, *, echoes: bool) -> ChangePage:
         self.pull_calls += 1
+        self.pull_echoes.append(echoes)
         if self.fail_pull_at is not None and self.pull_calls >= self.fail_pull_at:
             raise TransportError("peer scripted unreachable: ConnectionError")
         if self.page_override is not None:
