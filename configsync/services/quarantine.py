@@ -126,7 +126,10 @@ def quarantine_retry(*, quarantine_id: int | None = None) -> list[RetryOutcome]:
                     status=QuarantinedChange.Status.OPEN
                 )
             results = changes_apply(
-                changes=[item], source_node=row.source_node, source_name=row.source
+                changes=[item],
+                source_node=row.source_node,
+                source_name=row.source,
+                source_skew_ms=_held_lead_ms(row, item),
             )
             result = results[0]
             if result.status == QUARANTINED:
@@ -140,6 +143,25 @@ def quarantine_retry(*, quarantine_id: int | None = None) -> list[RetryOutcome]:
     if applied:
         logger.info("quarantine: %d of %d retried changes applied", applied, len(outcomes))
     return outcomes
+
+
+def _held_lead_ms(row: QuarantinedChange, item: Any) -> int | None:
+    """How far ahead of this node's clock an item held for clock skew was when it arrived.
+
+    Passed as the source's skew when the held item finally applies, so a conflict it then wins
+    or loses is marked ``skew_affected`` (its lead, not today's smaller one, is what may have
+    decided it). ``None`` for items quarantined for another reason.
+    """
+    from configsync.replication.hlc import HLC, HLCParseError
+    from configsync.services.replication import CLOCK_SKEW
+
+    if not row.reason.startswith(CLOCK_SKEW) or not isinstance(item, dict):
+        return None
+    try:
+        wall_ms = HLC.parse(item.get("hlc")).wall_ms
+    except HLCParseError:
+        return None
+    return wall_ms - int(row.received_at.timestamp() * 1000)
 
 
 def quarantine_drop(*, quarantine_id: int) -> QuarantinedChange:

@@ -226,6 +226,23 @@ def test_a_held_future_timestamp_applies_once_within_the_bound(settings: Any) ->
     assert quarantine_retry() == []  # nothing open
 
 
+def test_a_held_item_that_wins_a_conflict_on_retry_is_marked_skew_affected(
+    settings: Any,
+) -> None:
+    # A node ran 400 s ahead: its write is held here. Meanwhile a later real-time write is made
+    # here; when the held write comes within the bound it wins by its timestamp, and the loser
+    # is kept as a conflict the skew (its lead when it arrived) may have decided.
+    settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 300
+    ahead = remote_change("F", "from-ahead", hlc=stamp(REMOTE, wall=physical_now_ms() + 400_000))
+    assert statuses([ahead]) == ["quarantined"]
+    system_config_set(key="F", value="later-in-real-time")
+    settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 600
+    (outcome,) = quarantine_retry()
+    assert outcome.status == "conflict"
+    assert SystemConfig.objects.get(key="F").value == "from-ahead"
+    assert Conflict.objects.get(natural_key="F").skew_affected
+
+
 def test_an_operator_drops_and_retries() -> None:
     apply([remote_change("BAD", data=config_data("BAD", value="x", value_type="int"))])
     row = QuarantinedChange.objects.get()
