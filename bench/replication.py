@@ -52,8 +52,8 @@ def seed_records(*, prefix: str, start: int, count: int, batch: int = 5_000) -> 
     from configsync.models import ReplicatedRecord, SystemConfig
     from configsync.replication import registry
     from configsync.replication.hlc import HLC, physical_now_ms
+    from configsync.replication.services.apply import clock_locked, json_safe
     from configsync.services.node import node_id
-    from configsync.services.replication import clock_locked, json_safe
 
     rm = registry.get("configsync.systemconfig")
     me = node_id()
@@ -100,7 +100,8 @@ def _seed(node: Node, *, prefix: str, start: int, count: int) -> float:
 
 def _peer_id(node: Node, name: str) -> int:
     out = node.shell(
-        "from configsync.services.peers import peer_seed_from_settings, peer_get_by_name\n"
+        "from configsync.replication.services.peers import (\n"
+        "    peer_get_by_name, peer_seed_from_settings)\n"
         f"peer_seed_from_settings(); print(peer_get_by_name({name!r}).pk)\n"
     )
     return int(out.strip().splitlines()[-1])
@@ -111,7 +112,7 @@ def _timed_cycles(node: Node, *, peer: str, rounds: int) -> list[float]:
     peer_id = _peer_id(node, peer)
     out = node.shell(
         "import time\n"
-        "from configsync.services.sync import sync_cycle\n"
+        "from configsync.replication.services.cycle import sync_cycle\n"
         f"for _ in range({rounds}):\n"
         "    t = time.perf_counter()\n"
         f"    sync_cycle(peer_id={peer_id}, pull=True, push=True)\n"
@@ -128,7 +129,7 @@ def _sync_until(node: Node, *, peer: str, prefix: str, target: int) -> float:
     out = node.shell(
         "import time\n"
         "from configsync.models import SystemConfig\n"
-        "from configsync.services.sync import sync_cycle\n"
+        "from configsync.replication.services.cycle import sync_cycle\n"
         "t = time.perf_counter()\n"
         f"while SystemConfig.objects.filter(key__startswith={prefix + '_'!r}).count() < {target}:\n"
         f"    sync_cycle(peer_id={peer_id}, pull=True, push=True)\n"

@@ -158,5 +158,5 @@ class SystemConfigAdmin(ServiceWriteAdmin):
         return obj.value if len(obj.value) <= 80 else obj.value[:77] + "..."
 
 
-import configsync.admin_quarantine  # noqa: E402  (quarantined changes)
-import configsync.admin_replication  # noqa: E402, F401  (peers, conflicts, sync runs)
+import configsync.replication.admin.quarantine  # noqa: E402  (quarantined changes)
+import configsync.replication.admin.records  # noqa: E402, F401  (peers, conflicts, sync runs)

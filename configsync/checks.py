@@ -66,7 +66,7 @@ def check_stored_key_ids(
 ) -> list[checks.CheckMessage]:
     if not databases or "default" not in databases:
         return []
-    from configsync.services.keys import keys_status
+    from configsync.crypto.rotation import keys_status
 
     try:
         report = keys_status()

@@ -26,7 +26,7 @@ class ReplicationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         from configsync.models import Conflict, Peer, ReplicatedRecord, SyncRun
-        from configsync.selectors.status import peer_changes_behind, peer_clock_skew
+        from configsync.replication.selectors.status import peer_changes_behind, peer_clock_skew
 
         runs = CounterMetricFamily(
             "configsync_sync_runs",

@@ -60,7 +60,7 @@ def _backoff(retries: int) -> int:
 
 
 def _enabled_peer_ids() -> list[int]:
-    from configsync.services.peers import peers_enabled
+    from configsync.replication.services.peers import peers_enabled
 
     return list(peers_enabled().values_list("id", flat=True))
 
@@ -69,7 +69,7 @@ def _seed_peers() -> bool:
     """Seed peers from ``CONFIGSYNC_PEERS``; ``False`` (logged, never the URLs) when it failed."""
     from django.core.exceptions import ValidationError
 
-    from configsync.services.peers import peer_seed_from_settings
+    from configsync.replication.services.peers import peer_seed_from_settings
 
     try:
         peer_seed_from_settings()
@@ -90,7 +90,7 @@ def sync_all_peers() -> list[int]:
     synced is skipped by ``sync_peer``'s lock. When the peers could not be seeded, tombstones
     are kept: a peer the setting names but the database lacks has not acknowledged them.
     """
-    from configsync.services.peers import tombstones_collect
+    from configsync.replication.services.peers import tombstones_collect
 
     seeded = _seed_peers()
     _retry_quarantine()
@@ -108,7 +108,7 @@ def sync_all_peers() -> list[int]:
 def _retry_quarantine() -> None:
     """Retry open quarantined changes (a held future timestamp now within the bound, a key
     configured since); a failure is logged and left to the next beat."""
-    from configsync.services.quarantine import quarantine_retry
+    from configsync.replication.services.quarantine import quarantine_retry
 
     try:
         quarantine_retry()
@@ -148,7 +148,7 @@ def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) ->
                 return False
             retry_countdown = 1
         else:
-            from configsync.services.sync import sync_cycle
+            from configsync.replication.services.cycle import sync_cycle
 
             try:
                 result = sync_cycle(peer_id=peer_id, pull=pull, push=push)
@@ -212,7 +212,7 @@ def notify_data_callback(
     ids, never values. A non-2xx answer or a network error is retried with backoff; after
     ``CALLBACK_MAX_RETRIES`` the change is logged as undelivered (the callback is advisory).
     """
-    from configsync.services.callbacks import data_callback_send
+    from configsync.replication.services.callbacks import data_callback_send
 
     url = app_settings.DATA_CALLBACK_URL
     if not url:
@@ -253,7 +253,7 @@ def env_sync(self: Task) -> bool:
     malformed or unreadable file is logged (line numbers, never values) and left to the next beat.
     """
     from configsync.envbridge.errors import EnvBridgeError, EnvFileChanged, EnvLockTimeout
-    from configsync.services.env_bridge import env_sync_scheduled
+    from configsync.envbridge.service import env_sync_scheduled
 
     try:
         report = env_sync_scheduled()

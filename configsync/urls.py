@@ -8,6 +8,6 @@ urlpatterns = [
     path("health", ops.HealthView.as_view(), name="health"),
     path("sync/status", ops.SyncStatusView.as_view(), name="sync-status"),
     path("sync/trigger", ops.SyncTriggerView.as_view(), name="sync-trigger"),
-    path("sync/", include("configsync.api.sync_urls")),
+    path("sync/", include("configsync.replication.api.urls")),
     path("", include("configsync.api.urls")),
 ]

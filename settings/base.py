@@ -213,7 +213,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Conflict.winner, Conflict.resolution and a resolve request's choice share one enum.
-    "ENUM_NAME_OVERRIDES": {"ConflictSideEnum": "configsync.models.conflict.Conflict.Winner"},
+    "ENUM_NAME_OVERRIDES": {
+        "ConflictSideEnum": "configsync.replication.models.conflicts.Conflict.Winner"
+    },
 }
 
 # --- configsync (read only through configsync/conf.py) -------------------------------------------

@@ -25,13 +25,13 @@ from rest_framework.test import APIClient
 
 from configsync.api.serializers import AIProviderUpdateSerializer, SystemConfigUpdateSerializer
 from configsync.cli import config as cli_config
-from configsync.cli import provider as cli_provider
 from configsync.forms import AIProviderConfigAdminForm, SystemConfigAdminForm
 from configsync.models import AuditEvent, ReplicatedRecord, SystemConfig
+from configsync.replication.services.callbacks import data_callback_payload
 from configsync.services.audit import RevealRequired
-from configsync.services.callbacks import data_callback_payload
 from configsync.services.system_config import system_config_set
 from configsync.versioning import record_etag
+from providers import cli as cli_provider
 from providers.client import client_settings, provider_test_connection
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_set
@@ -525,7 +525,7 @@ def test_unsigned_push_cannot_write(settings: Any) -> None:
 def test_env_bridge_never_lowers_sensitivity(
     secret: SystemConfig, tmp_path: Any, settings: Any
 ) -> None:
-    from configsync.services.env_bridge import env_import
+    from configsync.envbridge.service import env_import
 
     env_file = tmp_path / ".env"
     env_file.write_text("DB_PASSWORD=from-the-file\n")

@@ -2,5 +2,5 @@
 
 ``envfile`` (lossless parser/rewriter, atomic write), ``policy`` (managed set, name/key mapping,
 secret rule), ``merge`` (per-variable three-way decisions), ``receivers`` (prompt export on
-change). The runs themselves are services: ``configsync.services.env_bridge``.
+change). The runs themselves are services: ``configsync.envbridge.service``.
 """

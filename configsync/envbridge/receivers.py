@@ -25,7 +25,7 @@ def env_sync_on_change(sender: Any, *, model_label: str = "", **kwargs: Any) -> 
     """``change_committed`` receiver: enqueue one ``env_sync`` when a system setting changed."""
     if model_label != "configsync.systemconfig" or not app_settings.ENV_FILE:
         return
-    from configsync.services.env_bridge import env_bridge_running
+    from configsync.envbridge.service import env_bridge_running
 
     if env_bridge_running():
         return

@@ -1,16 +1,16 @@
 """configsync's models, one module per concept."""
 
+from configsync.envbridge.models import EnvBridgeBase
 from configsync.models.api_key import ServiceAPIKey
 from configsync.models.audit import AuditEvent
-from configsync.models.conflict import Conflict
-from configsync.models.env_bridge import EnvBridgeBase
 from configsync.models.lookup import LookupVersion
 from configsync.models.node import NodeIdentity
-from configsync.models.peer import Peer, PeerCheckpoint, ReplicationLog, SyncRun
-from configsync.models.quarantine import QuarantinedChange
-from configsync.models.replication import NodeClock, ReplicatedRecord
-from configsync.models.sync_nonce import SyncNonce
 from configsync.models.system_config import SystemConfig
+from configsync.replication.models.conflicts import Conflict
+from configsync.replication.models.nonces import SyncNonce
+from configsync.replication.models.peers import Peer, PeerCheckpoint, ReplicationLog, SyncRun
+from configsync.replication.models.quarantine import QuarantinedChange
+from configsync.replication.models.records import NodeClock, ReplicatedRecord
 
 __all__ = [
     "AuditEvent",

@@ -7,8 +7,8 @@ counter) sorts lexicographically in the same total order as the tuple, so stored
 version-vector entries compare as plain strings.
 
 The clock's state lives in the single ``NodeClock`` row; :func:`tick` and :func:`receive` are pure
-functions over that state, called by ``configsync.services.replication`` while it holds the row
-lock (which is also what allocates feed sequence numbers in commit order).
+functions over that state, called by ``configsync.replication.services.apply`` while it holds
+the row lock (which is also what allocates feed sequence numbers in commit order).
 
 The clock never refuses a local write. When the logical counter would pass ``MAX_LOGICAL``
 (10^8 events inside one millisecond, or a received timestamp carrying a huge counter), the wall

@@ -69,7 +69,11 @@ def health_broker() -> dict[str, Any]:
 
 def health_clock() -> dict[str, Any]:
     """This node's clock: ``ok`` false when out of bounds (figures only, no peer names)."""
-    from configsync.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_status, latest_peer_skews
+    from configsync.replication.selectors.status import (
+        CLOCK_OUT_OF_BOUNDS,
+        clock_status,
+        latest_peer_skews,
+    )
 
     try:
         skews = latest_peer_skews()

@@ -159,7 +159,7 @@ def test_no_enqueue_without_a_file_or_from_the_bridge_itself(tmp_path: Path) -> 
     with mock.patch.object(tasks.env_sync, "apply_async") as enqueue:
         with override_settings(CONFIGSYNC_ENV_FILE=""):
             _committed()
-        from configsync.services import env_bridge
+        from configsync.envbridge import service as env_bridge
 
         with (
             override_settings(CONFIGSYNC_ENV_FILE=str(tmp_path / "x.env")),

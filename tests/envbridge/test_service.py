@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
+from configsync.envbridge import service as env_bridge
 from configsync.envbridge.errors import (
     EnvFileChanged,
     EnvFileUnavailable,
     EnvLockTimeout,
     EnvSyntaxError,
 )
+from configsync.envbridge.service import env_diff, env_export, env_import, env_sync
 from configsync.locks import named_lock
 from configsync.models import Conflict, EnvBridgeBase, SystemConfig
-from configsync.services import env_bridge
-from configsync.services.env_bridge import env_diff, env_export, env_import, env_sync
 from configsync.services.system_config import system_config_delete, system_config_set
 
 pytestmark = pytest.mark.django_db
@@ -390,7 +390,7 @@ def file_values(path: Path) -> dict[str, str]:
 def test_an_env_file_conflict_resolves_like_any_other(
     write_env: WriteEnv, env_path: Path, canary: str
 ) -> None:
-    from configsync.services.conflicts import conflict_resolve
+    from configsync.replication.services.conflicts import conflict_resolve
 
     write_env("SERVICE_TOKEN=sk-CANARY-base\n")
     _sync(env_path)

@@ -179,7 +179,7 @@ def test_replicated_change_invalidates_and_broadcasts_once_per_batch(
     django_capture_on_commit_callbacks, settings
 ) -> None:  # type: ignore[no-untyped-def]
     """A batch applied by replication clears the cache and bumps the version exactly once."""
-    from configsync.services.replication import changes_apply
+    from configsync.replication.services.apply import changes_apply
     from tests.replication.conftest import REMOTE, remote_change
 
     settings.REDIS_URL = ""

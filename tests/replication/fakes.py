@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from configsync.replication.errors import TransportError
-from configsync.transports.base import (
+from configsync.replication.transports.base import (
     ChangePage,
     LogEntry,
     PushResult,

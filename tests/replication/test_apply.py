@@ -10,8 +10,8 @@ from configsync.crypto.keyring import generate_key, get_keyring, reset_keyring
 from configsync.models import Conflict, QuarantinedChange, ReplicatedRecord, SystemConfig
 from configsync.replication.errors import ChangeValidationError
 from configsync.replication.hlc import HLC, physical_now_ms
-from configsync.selectors.replication import feed_page, records_unreadable
-from configsync.services.replication import changes_apply
+from configsync.replication.selectors.feed import feed_page, records_unreadable
+from configsync.replication.services.apply import changes_apply
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import (
     LOCAL,

@@ -18,11 +18,11 @@ from django.urls import reverse
 
 from configsync.models import Conflict, NodeClock, Peer, SyncRun
 from configsync.replication.hlc import physical_now_ms
-from configsync.selectors.status import sync_status
-from configsync.services import sync as sync_service
-from configsync.services.sync import sync_cycle
+from configsync.replication.selectors.status import sync_status
+from configsync.replication.services import cycle as sync_service
+from configsync.replication.services.cycle import sync_cycle
+from configsync.replication.transports.base import PushResult
 from configsync.services.system_config import system_config_set
-from configsync.transports.base import PushResult
 from tests.replication.conftest import REMOTE, remote_change, stamp
 from tests.replication.fakes import ScriptedPeer
 
@@ -111,7 +111,7 @@ def test_a_cycle_learns_from_the_peer_and_logs_one_error_naming_the_recovery(
 ) -> None:
     remote = ScriptedPeer(node=REMOTE)
     remote.clock_ms = physical_now_ms() - 20 * MINUTE  # our clock runs 20 minutes ahead of it
-    with caplog.at_level(logging.ERROR, logger="configsync.services.sync"):
+    with caplog.at_level(logging.ERROR, logger="configsync.replication.services.cycle"):
         result = sync_cycle(peer_id=peer.pk, transport=remote)
     assert result.skew_ms is not None and result.skew_ms < -19 * MINUTE
     assert result.clock_ahead_ms is not None and result.clock_ahead_ms > 19 * MINUTE
@@ -128,7 +128,7 @@ def test_a_stored_clock_ahead_is_logged_even_when_the_peer_agrees_on_time(
     set_stored_clock_ahead(20 * MINUTE)
     remote = ScriptedPeer(node=REMOTE)
     remote.clock_ms = physical_now_ms()
-    with caplog.at_level(logging.ERROR, logger="configsync.services.sync"):
+    with caplog.at_level(logging.ERROR, logger="configsync.replication.services.cycle"):
         sync_cycle(peer_id=peer.pk, transport=remote)
     [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "ahead of its physical clock" in error.getMessage()
@@ -157,7 +157,7 @@ def test_items_the_peer_quarantines_are_counted_not_garbage(
 ) -> None:
     for key in ("OK", "HELD_1", "BAD_1"):
         system_config_set(key=key, value="1")
-    with caplog.at_level(logging.ERROR, logger="configsync.services.sync"):
+    with caplog.at_level(logging.ERROR, logger="configsync.replication.services.cycle"):
         result = sync_cycle(peer_id=peer.pk, transport=Quarantines(node=REMOTE))
     assert result.ok and result.pushed == 1
     assert result.quarantined == 2 and result.held_for_skew == 1

@@ -17,8 +17,8 @@ import pytest
 from django.db import connection, transaction
 
 from configsync.models import Conflict, ReplicatedRecord, SystemConfig
-from configsync.selectors.replication import feed_page
-from configsync.services.replication import changes_apply
+from configsync.replication.selectors.feed import feed_page
+from configsync.replication.services.apply import changes_apply
 from configsync.services.system_config import system_config_set
 from tests.conftest import run_threads
 from tests.replication.conftest import REMOTE, remote_change
@@ -127,7 +127,7 @@ def test_collecting_tombstones_never_deletes_a_record_being_recreated() -> None:
 
     from django.utils import timezone
 
-    from configsync.services.peers import TOMBSTONE_MIN_AGE, tombstones_collect
+    from configsync.replication.services.peers import TOMBSTONE_MIN_AGE, tombstones_collect
     from configsync.services.system_config import system_config_delete
 
     system_config_set(key="BACK", value="1")

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from configsync.models import Conflict, ReplicatedRecord, SystemConfig
 from configsync.replication.errors import ConflictResolveError
 from configsync.replication.hlc import physical_now_ms
-from configsync.services.conflicts import conflict_resolve
-from configsync.services.replication import changes_apply
+from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.conflicts import conflict_resolve
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import LOCAL, REMOTE, remote_change, stamp
 
@@ -119,7 +119,7 @@ def test_admin_shows_conflicts_without_values(admin_client: Any, canary: str) ->
 
 
 def test_a_resolution_made_elsewhere_closes_the_same_conflict_here() -> None:
-    from configsync.selectors.replication import feed_page
+    from configsync.replication.selectors.feed import feed_page
 
     conflict = make_conflict()  # here: local lost to REMOTE's version
     pair = sorted([conflict.local_version["hlc"], conflict.remote_version["hlc"]])
@@ -145,7 +145,7 @@ def test_a_resolution_made_elsewhere_closes_the_same_conflict_here() -> None:
 
 
 def test_a_resolution_here_is_announced_with_its_change() -> None:
-    from configsync.selectors.replication import feed_page
+    from configsync.replication.selectors.feed import feed_page
 
     conflict = make_conflict()
     conflict_resolve(conflict_id=conflict.pk, choice="local")

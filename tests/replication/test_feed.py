@@ -8,8 +8,8 @@ import pytest
 
 from configsync.models import NodeClock, ReplicatedRecord
 from configsync.replication.errors import CursorError
-from configsync.selectors.replication import cursor_parse, feed_page
-from configsync.services.replication import changes_apply
+from configsync.replication.selectors.feed import cursor_parse, feed_page
+from configsync.replication.services.apply import changes_apply
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import REMOTE, remote_change
 

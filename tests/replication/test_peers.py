@@ -10,14 +10,14 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
-from configsync.selectors.replication import feed_last_cursor
-from configsync.services.peers import (
+from configsync.replication.selectors.feed import feed_last_cursor
+from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.peers import (
     TOMBSTONE_MIN_AGE,
     peer_seed_from_settings,
     peers_enabled,
     tombstones_collect,
 )
-from configsync.services.replication import changes_apply
 from configsync.services.system_config import system_config_delete, system_config_set
 from tests.replication.conftest import REMOTE, remote_change
 

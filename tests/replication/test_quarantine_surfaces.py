@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 from configsync.crypto.keyring import get_keyring
 from configsync.models import QuarantinedChange, SystemConfig
 from configsync.replication.hlc import physical_now_ms
-from configsync.selectors.quarantine import quarantine_open_count
-from configsync.services.replication import changes_apply
+from configsync.replication.selectors.quarantine import quarantine_open_count
+from configsync.replication.services.apply import changes_apply
 from configsync.tasks import sync_all_peers
 from tests.api.conftest import client_for  # noqa: F401  (fixture)
 from tests.replication.conftest import REMOTE, config_data, remote_change, stamp

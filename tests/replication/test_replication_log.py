@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 
 from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
 from configsync.replication.errors import TransportError
-from configsync.services.replication import changes_apply
-from configsync.services.sync import SyncCycleError, sync_cycle
+from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import REMOTE, remote_change
 from tests.replication.fakes import ScriptedPeer

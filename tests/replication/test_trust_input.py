@@ -19,10 +19,10 @@ from configsync.crypto.keyring import generate_key, get_keyring, reset_keyring
 from configsync.models import Conflict, NodeClock, QuarantinedChange, ReplicatedRecord, SystemConfig
 from configsync.replication import hooks
 from configsync.replication.hlc import HLC, MAX_LOGICAL, physical_now_ms, receive, tick
+from configsync.replication.selectors.feed import feed_page
+from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.quarantine import quarantine_drop, quarantine_retry
 from configsync.replication.signing import canonical
-from configsync.selectors.replication import feed_page
-from configsync.services.quarantine import quarantine_drop, quarantine_retry
-from configsync.services.replication import changes_apply
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import (
     LOCAL,
@@ -357,7 +357,7 @@ def test_the_push_endpoint_measures_the_pushers_skew() -> None:
 def test_resolving_to_a_version_a_local_write_would_refuse_changes_nothing() -> None:
     """A conflict kept before received versions were validated cannot write its bad side."""
     from configsync.replication.errors import ConflictResolveError
-    from configsync.services.conflicts import conflict_create, conflict_resolve
+    from configsync.replication.services.conflicts import conflict_create, conflict_resolve
 
     system_config_set(key="K", value="5", value_type="int")
     record = ReplicatedRecord.objects.get(natural_key="K")

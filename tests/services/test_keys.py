@@ -12,8 +12,8 @@ from django.test import override_settings
 
 from configsync.crypto.fields import encryption_context
 from configsync.crypto.keyring import Keyring, generate_key, parse_key, reset_keyring
+from configsync.crypto.rotation import keys_rotate, keys_status
 from configsync.models import SystemConfig
-from configsync.services.keys import keys_rotate, keys_status
 from configsync.services.system_config import system_config_set
 from configsync.signals import change_committed
 from providers.models import AIProviderConfig
@@ -186,8 +186,8 @@ def test_tokens_kept_in_conflicts_rotate_and_an_old_conflict_resolves_readably(
     """Rotate, drop the old key, then resolve a conflict kept before: its value still reads."""
     from configsync.models import Conflict
     from configsync.replication.hlc import HLC, physical_now_ms
-    from configsync.services.conflicts import conflict_resolve
-    from configsync.services.replication import changes_apply
+    from configsync.replication.services.apply import changes_apply
+    from configsync.replication.services.conflicts import conflict_resolve
 
     settings.CONFIGSYNC_NODE_ID = "node-local"
     remote_node = "node-remote"

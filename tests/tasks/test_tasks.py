@@ -103,7 +103,7 @@ def test_sync_all_peers_keeps_tombstones_when_the_peers_cannot_be_seeded(
 ) -> None:
     """A peer the setting names but the database lacks has not acknowledged any tombstone."""
     from configsync.models import ReplicatedRecord
-    from configsync.services.peers import TOMBSTONE_MIN_AGE
+    from configsync.replication.services.peers import TOMBSTONE_MIN_AGE
     from configsync.services.system_config import system_config_delete
 
     system_config_set(key="GONE", value="1")

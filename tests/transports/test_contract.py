@@ -15,15 +15,15 @@ import pytest
 
 from configsync.models import ReplicatedRecord, ReplicationLog, SystemConfig
 from configsync.replication.errors import TransportError
-from configsync.services.system_config import system_config_set
-from configsync.transports.base import (
+from configsync.replication.transports.base import (
     ChangePage,
     LogEntry,
     PushResult,
     ReplicationLogAnswer,
     Transport,
 )
-from configsync.transports.http import HttpPeerTransport
+from configsync.replication.transports.http import HttpPeerTransport
+from configsync.services.system_config import system_config_set
 from tests.replication.conftest import (
     LOCAL,
     OTHER,

@@ -1,6 +1,7 @@
 """``python manage.py configsync SUBCOMMAND``: the command line fixed by the contract.
 
-Subcommands live in ``configsync/cli/<area>.py``; this command only discovers and dispatches them.
+Subcommands live in CLI modules of every installed app (see :func:`cli_modules`); this command
+only discovers and dispatches them.
 Any ``ValidationError`` or configsync error becomes a one-line reason on stderr and exit 1.
 """
 
@@ -11,11 +12,31 @@ import pkgutil
 import sys
 from typing import Any
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-import configsync.cli
 from configsync.crypto.errors import ConfigsyncError
+
+
+def cli_modules() -> list[str]:
+    """Every CLI module of the installed apps, sorted: a module named ``cli`` or a module of a
+    package named ``cli``, at any depth of an app's package (``configsync/cli/config.py``,
+    ``configsync/replication/cli/sync.py``, ``providers/cli.py``). Each defines
+    ``register(subparsers)``; an app adds subcommands by adding such a module, nothing else.
+    """
+    found: list[str] = []
+    for config in apps.get_app_configs():
+        package = importlib.import_module(config.name)
+        if not hasattr(package, "__path__"):
+            continue
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{config.name}."):
+            parts = info.name.split(".")
+            if "migrations" in parts or "management" in parts:
+                continue
+            if (parts[-1] == "cli" and not info.ispkg) or (len(parts) > 1 and parts[-2] == "cli"):
+                found.append(info.name)
+    return sorted(found)
 
 
 def validation_reason(exc: ValidationError) -> str:
@@ -32,11 +53,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-        for module_info in sorted(
-            pkgutil.iter_modules(configsync.cli.__path__), key=lambda m: m.name
-        ):
-            module = importlib.import_module(f"configsync.cli.{module_info.name}")
-            module.register(subparsers)
+        for name in cli_modules():
+            importlib.import_module(name).register(subparsers)
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:

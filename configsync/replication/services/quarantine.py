@@ -103,7 +103,7 @@ def quarantine_retry(*, quarantine_id: int | None = None) -> list[RetryOutcome]:
     stale or conflict closes it (status ``applied``); failing again keeps it open with the new
     reason. Never raises for an item that fails again.
     """
-    from configsync.services.replication import QUARANTINED, changes_apply
+    from configsync.replication.services.apply import QUARANTINED, changes_apply
 
     if quarantine_id is not None:
         rows = [QuarantinedChange.objects.get(pk=quarantine_id)]
@@ -153,7 +153,7 @@ def _held_lead_ms(row: QuarantinedChange, item: Any) -> int | None:
     decided it). ``None`` for items quarantined for another reason.
     """
     from configsync.replication.hlc import HLC, HLCParseError
-    from configsync.services.replication import CLOCK_SKEW
+    from configsync.replication.services.apply import CLOCK_SKEW
 
     if not row.reason.startswith(CLOCK_SKEW) or not isinstance(item, dict):
         return None

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from configsync.conf import app_settings, parse_peers
 from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
-from configsync.selectors.replication import feed_position
+from configsync.replication.selectors.feed import feed_position
 
 logger = logging.getLogger(__name__)
 

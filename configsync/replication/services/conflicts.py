@@ -50,7 +50,7 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
     from django.utils import timezone
 
     from configsync.replication.errors import ConflictResolveError
-    from configsync.services.replication import replication_write_version, validation_reasons
+    from configsync.replication.services.apply import replication_write_version, validation_reasons
 
     if choice not in (Conflict.Winner.LOCAL, Conflict.Winner.REMOTE):
         raise ConflictResolveError("choice must be 'local' or 'remote'")

@@ -2,7 +2,7 @@
 
 Conflicts never render a value, plaintext or ciphertext: the pages show the record, both
 versions' timestamps and origins, and the names of the fields that differ. Resolving is an admin
-action that calls ``configsync.services.conflicts.conflict_resolve``.
+action that calls ``configsync.replication.services.conflicts.conflict_resolve``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from django.http import HttpRequest
 
 from configsync.models import Conflict, Peer, PeerCheckpoint, SyncRun
 from configsync.replication.errors import ConflictResolveError
-from configsync.selectors.replication import clock_hlc_ms, conflict_changed_fields
-from configsync.selectors.status import (
+from configsync.replication.selectors.feed import clock_hlc_ms, conflict_changed_fields
+from configsync.replication.selectors.status import (
     CLOCK_OK,
     CLOCK_OUT_OF_BOUNDS,
     clock_status,
     peer_clock_skew,
     peer_clock_state,
 )
-from configsync.services.conflicts import conflict_resolve
+from configsync.replication.services.conflicts import conflict_resolve
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):

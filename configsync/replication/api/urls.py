@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from configsync.api import quarantine, sync, sync_log
+from configsync.replication.api import log as sync_log
+from configsync.replication.api import quarantine, sync
 
 urlpatterns = [
     path("changes", sync.SyncChangesView.as_view(), name="sync-changes"),

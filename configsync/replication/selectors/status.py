@@ -32,8 +32,8 @@ from configsync.models import (
     SyncRun,
 )
 from configsync.replication.hlc import physical_now_ms
-from configsync.selectors.quarantine import quarantine_open_count
-from configsync.selectors.replication import clock_hlc_ms, feed_position, records_unreadable
+from configsync.replication.selectors.feed import clock_hlc_ms, feed_position, records_unreadable
+from configsync.replication.selectors.quarantine import quarantine_open_count
 
 RECENT_RUNS = 20
 """How many of a peer's latest finished runs the success rate covers."""

@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from configsync.models import QuarantinedChange
-from configsync.selectors.quarantine import quarantine_list
-from configsync.services.quarantine import quarantine_drop, quarantine_retry
+from configsync.replication.selectors.quarantine import quarantine_list
+from configsync.replication.services.quarantine import quarantine_drop, quarantine_retry
 
 
 class QuarantinedChangeSerializer(serializers.ModelSerializer):

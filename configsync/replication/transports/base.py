@@ -2,9 +2,9 @@
 
 A transport moves feed pages and batches of changes between this node and one peer, and reads
 and writes the peer's copy of our checkpoints (its replication log, see
-``configsync.services.sync``). It never interprets them: the replication engine
-(``configsync.services.replication``) validates, decides and applies. Every failure to reach the
-peer, every refusal and every unusable answer is a
+``configsync.replication.services.cycle``). It never interprets them: the replication engine
+(``configsync.replication.services.apply``) validates, decides and applies. Every failure to
+reach the peer, every refusal and every unusable answer is a
 ``configsync.replication.errors.TransportError``.
 
 Every answer of a peer carries its clock, and a transport remembers the last one it saw as

@@ -27,22 +27,22 @@ from configsync.conf import app_settings
 from configsync.models import Conflict, Peer
 from configsync.replication.errors import ChangeValidationError, ConflictResolveError, CursorError
 from configsync.replication.hlc import physical_now_ms
-from configsync.replication.signing import (
-    HEADER_TIMESTAMP,
-    IsSyncPeer,
-    SyncPeerUser,
-    SyncSignatureAuthentication,
-)
-from configsync.selectors.replication import (
+from configsync.replication.selectors.feed import (
     clock_hlc_ms,
     conflict_changed_fields,
     conflicts_list,
     feed_page,
     replication_log_for,
 )
-from configsync.services.conflicts import conflict_resolve
+from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.conflicts import conflict_resolve
+from configsync.replication.signing import (
+    HEADER_TIMESTAMP,
+    IsSyncPeer,
+    SyncPeerUser,
+    SyncSignatureAuthentication,
+)
 from configsync.services.node import node_id
-from configsync.services.replication import changes_apply
 
 
 class SyncSignatureScheme(OpenApiAuthenticationExtension):
@@ -422,6 +422,6 @@ class StrategiesView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        from configsync.selectors.replication import sync_strategies
+        from configsync.replication.selectors.feed import sync_strategies
 
         return Response(sync_strategies())

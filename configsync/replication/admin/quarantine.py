@@ -2,7 +2,8 @@
 
 A quarantined item's payload is never rendered (it may hold a peer's plain values and its
 secrets' ciphertext tokens); the pages show where it came from, the record it names, its
-timestamp, the reason and the status. The actions call ``configsync.services.quarantine``.
+timestamp, the reason and the status. The actions call
+``configsync.replication.services.quarantine``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from configsync.models import QuarantinedChange
-from configsync.services.quarantine import quarantine_drop, quarantine_retry
-from configsync.services.replication import QUARANTINED
+from configsync.replication.services.apply import QUARANTINED
+from configsync.replication.services.quarantine import quarantine_drop, quarantine_retry
 
 _COLUMNS = ("model_label", "natural_key", "source", "status", "attempts", "reason")
 

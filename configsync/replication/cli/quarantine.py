@@ -11,9 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
 from configsync.models import QuarantinedChange
-from configsync.selectors.quarantine import quarantine_list
-from configsync.services.quarantine import quarantine_drop, quarantine_retry
-from configsync.services.replication import QUARANTINED
+from configsync.replication.selectors.quarantine import quarantine_list
+from configsync.replication.services.apply import QUARANTINED
+from configsync.replication.services.quarantine import quarantine_drop, quarantine_retry
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

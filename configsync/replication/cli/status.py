@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.core.serializers.json import DjangoJSONEncoder
 
-from configsync.selectors.status import sync_status
+from configsync.replication.selectors.status import sync_status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -51,7 +51,7 @@ from configsync.replication.hlc import (
     vv_merge,
 )
 from configsync.replication.hooks import before_apply
-from configsync.services.conflicts import conflict_create
+from configsync.replication.services.conflicts import conflict_create
 from configsync.services.node import node_id
 from configsync.signals import change_committed
 
@@ -457,7 +457,7 @@ def _parse_version(
 
 
 def _escape(value: Any, limit: int) -> str:
-    from configsync.services.quarantine import escaped
+    from configsync.replication.services.quarantine import escaped
 
     return escaped(value, limit)
 
@@ -601,7 +601,8 @@ def changes_apply(
     Each result is ``applied``, ``stale``, ``conflict`` or ``quarantined`` (with its
     ``reason``). No single item fails the batch: an item this node cannot store — it fails
     ``changes_check``, or the database refuses it — is kept as a ``QuarantinedChange``
-    (``configsync.services.quarantine``) while the rest applies, in one transaction together with
+    (``configsync.replication.services.quarantine``) while the rest applies, in one transaction
+    together with
     the quarantine rows and, when given, the pull checkpoint ``(checkpoint id, new cursor)``, so
     the cursor moves on. Only a malformed batch (not a list, too large) raises
     ``ChangeValidationError``, applying nothing.
@@ -669,7 +670,7 @@ class _ApplyContext:
 
 
 def _held_result(index: int, item: Any, reason: str, context: _ApplyContext) -> ItemResult:
-    from configsync.services.quarantine import quarantine_keep
+    from configsync.replication.services.quarantine import quarantine_keep
 
     quarantine_keep(
         item=item, reason=reason, source=context.source_name, source_node=context.source_node

@@ -16,8 +16,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from configsync.crypto.rotation import keys_generate, keys_rotate, keys_status
 from configsync.locks import named_lock
-from configsync.services.keys import keys_generate, keys_rotate, keys_status
 
 
 def _generate(command: BaseCommand, options: dict[str, Any]) -> None:

@@ -21,8 +21,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from configsync.logging import MASK
-from configsync.services.env_bridge import (
+from configsync.envbridge.service import (
     EnvBridgeReport,
     VariableChange,
     env_diff,
@@ -30,6 +29,7 @@ from configsync.services.env_bridge import (
     env_import,
     env_sync,
 )
+from configsync.logging import MASK
 
 
 def _shown(change: VariableChange, value: str | None) -> str:

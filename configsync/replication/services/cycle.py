@@ -84,12 +84,12 @@ from configsync.models import (
 )
 from configsync.replication.errors import ChangeValidationError, TransportError
 from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
-from configsync.selectors.replication import clock_hlc_ms, feed_page
-from configsync.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
+from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
+from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
+from configsync.replication.services.apply import CONFLICT, QUARANTINED, STALE, changes_apply
+from configsync.replication.transports.base import ChangePage, ReplicationLogAnswer, Transport
+from configsync.replication.transports.http import HttpPeerTransport
 from configsync.services.node import node_id
-from configsync.services.replication import CONFLICT, QUARANTINED, STALE, changes_apply
-from configsync.transports.base import ChangePage, ReplicationLogAnswer, Transport
-from configsync.transports.http import HttpPeerTransport
 
 logger = logging.getLogger(__name__)
 

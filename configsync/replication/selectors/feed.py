@@ -287,7 +287,7 @@ def sync_strategies() -> dict[str, Any]:
     peer every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS`` (and on write).
     """
     from configsync.conf import app_settings
-    from configsync.selectors.status import deployment_mode
+    from configsync.replication.selectors.status import deployment_mode
 
     mode = deployment_mode()
     interval = int(app_settings.SYNC_INTERVAL_SECONDS or 0)

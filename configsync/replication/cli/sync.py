@@ -14,10 +14,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from configsync.locks import named_lock
 from configsync.models import Peer
 from configsync.replication.errors import ConflictResolveError, TransportError
-from configsync.selectors.replication import conflict_changed_fields, conflicts_list
-from configsync.services.conflicts import conflict_resolve
-from configsync.services.peers import peer_seed_from_settings, peers_enabled
-from configsync.services.sync import SyncCycleError, SyncResult, sync_cycle, sync_diff
+from configsync.replication.selectors.feed import conflict_changed_fields, conflicts_list
+from configsync.replication.services.conflicts import conflict_resolve
+from configsync.replication.services.cycle import SyncCycleError, SyncResult, sync_cycle, sync_diff
+from configsync.replication.services.peers import peer_seed_from_settings, peers_enabled
 
 LOCK_WAIT_SECONDS = 60
 

@@ -503,7 +503,7 @@ def _record_conflict(plan: _Plan, *, real: str, state: _FileState) -> None:
     """Keep the losing side of a both-changed variable as a ``Conflict`` (wire form)."""
     from configsync.replication import registry
     from configsync.replication.hlc import HLC
-    from configsync.services.conflicts import conflict_create
+    from configsync.replication.services.conflicts import conflict_create
     from configsync.services.node import node_id
 
     wire = registry.get(MODEL_LABEL)

@@ -5,7 +5,8 @@ recorded on both of them with one random ``session``: the peer that owns the che
 in ``PeerCheckpoint``, this node keeps its copy in ``ReplicationLog`` (keyed by the caller's node
 id and the direction as the caller sees it). The caller reads its entries at the start of a cycle
 and compares; a mismatch means one side was restored or rolled back, and that direction starts
-over (``configsync.services.sync`` documents the protocol and its crash points). A caller only
+over (``configsync.replication.services.cycle`` documents the protocol and its crash points).
+A caller only
 ever reads and writes its own entries: the node id comes from the verified signature.
 """
 
@@ -18,11 +19,11 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from configsync.api.sync import _PeerView, clocks
 from configsync.models import PeerCheckpoint, ReplicationLog
-from configsync.selectors.replication import replication_log_for
+from configsync.replication.api.sync import _PeerView, clocks
+from configsync.replication.selectors.feed import replication_log_for
+from configsync.replication.services.cycle import ReplicationLogError, replication_log_record
 from configsync.services.node import node_id
-from configsync.services.sync import ReplicationLogError, replication_log_record
 
 
 class LogEntrySerializer(serializers.Serializer):

@@ -19,7 +19,7 @@ from configsync.conf import app_settings
 from configsync.replication.errors import TransportError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.signing import sign
-from configsync.transports.base import (
+from configsync.replication.transports.base import (
     ChangePage,
     LogEntry,
     PushResult,
