@@ -1,5 +1,8 @@
 """Admin forms and widgets for configsync's models (the admin itself stays thin: it calls services).
 
+The widgets (:class:`SecretInput`, :class:`SecretField`) and :class:`VersionedModelForm` are for
+every app whose model holds a secret (``providers.forms`` builds on them).
+
 The rule these forms enforce: a secret is never rendered into HTML — not as a value, not in a
 password input, not when a submission with errors is shown again. A secret is shown as "set" or
 "not set" beside an empty, write-only input: left blank it keeps the stored value, filled in it
@@ -10,9 +13,10 @@ Optimistic concurrency: each change form carries the record's version token
 changed since the form was loaded (edited by someone else, or replicated from a peer).
 
 Reveals: a form refuses a change that would reveal a stored secret (make a sensitive setting plain
-keeping its value, re-check a kept secret under another type) or redirect it (a provider's URL or
-kind while it holds a key, unless the key is entered again) unless its ``may_reveal`` is true; the
-admin sets it from the user's reveal right. The services enforce the same rule again.
+keeping its value, re-check a kept secret under another type) or redirect it (another app's form,
+such as a provider's URL or kind while it holds a key, unless the key is entered again) unless its
+``may_reveal`` is true; the admin sets it from the user's reveal right. The services enforce the
+same rule again.
 """
 
 from __future__ import annotations
@@ -28,9 +32,6 @@ from configsync.models import SystemConfig
 from configsync.services.system_config import MAKE_PLAIN_NEEDS_REVEAL, RETYPE_NEEDS_REVEAL
 from configsync.value_types import value_serialize
 from configsync.versioning import record_etag
-from providers.models import AIProviderConfig
-from providers.registry import OPTION_FIELDS
-from providers.services import DESTINATION_FIELDS, REDIRECT_NEEDS_REVEAL
 
 CONFIRM_MAKE_PLAIN = "_confirm_make_plain"
 """Posted by the admin's confirmation page when the user agreed to make a secret plain."""
@@ -244,66 +245,4 @@ class SystemConfigAdminForm(VersionedModelForm):
         }
         if data.get("value") is not None:
             arguments["value"] = data["value"]
-        return arguments
-
-
-class AIProviderConfigAdminForm(VersionedModelForm):
-    """The provider's fields with a write-only API key; the kind's rules are checked on clean."""
-
-    api_key = SecretField(
-        label="API key",
-        help_text="Write-only: leave blank to keep the stored key; tick clear to remove it.",
-    )
-
-    class Meta:
-        model = AIProviderConfig
-        fields = (
-            "name",
-            "kind",
-            *(name for name in OPTION_FIELDS if name != "api_key"),
-            "enabled",
-            "is_default",
-        )
-        exclude = ("api_key",)  # noqa: DJ006  (written through the service only)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["api_key"].widget = SecretInput(is_set=self.instance.has_api_key)
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        # Put the submitted key on the (never saved) instance so that the model's clean(), which
-        # holds each kind's rules, judges the submission; the admin saves through the service.
-        api_key = cleaned.get("api_key")
-        instance: AIProviderConfig = self.instance
-        if instance.pk is not None and instance.has_api_key and api_key is None:
-            moved = [
-                name
-                for name in DESTINATION_FIELDS
-                if name in cleaned and cleaned[name] != self.initial.get(name)
-            ]
-            if moved and not self.may_reveal:
-                for name in moved:
-                    self.add_error(name, REDIRECT_NEEDS_REVEAL.format(fields=", ".join(moved)))
-                return cleaned
-        if api_key is CLEAR:
-            self.instance.api_key = None
-        elif api_key:
-            self.instance.api_key = api_key
-        return cleaned
-
-    def service_arguments(self) -> dict[str, Any]:
-        """Keyword arguments of ``ai_provider_set`` for this submission."""
-        data = self.cleaned_data
-        api_key = data.get("api_key")
-        arguments: dict[str, Any] = {
-            "name": self.instance.name if self.instance.pk else data["name"],
-            "kind": data["kind"],
-            "enabled": data["enabled"],
-            "is_default": data["is_default"],
-            "api_key": "" if api_key is CLEAR else api_key,
-        }
-        for name in OPTION_FIELDS:
-            if name != "api_key":
-                arguments[name] = data.get(name, "")
         return arguments

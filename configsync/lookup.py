@@ -262,10 +262,16 @@ def _on_model_change(sender: Any, **kwargs: Any) -> None:
     transaction.on_commit(_Broadcast(), using=using, robust=True)
 
 
-def connect_invalidation() -> None:
-    """Connect the receivers that invalidate lookups; called once from ``configsync.signals``."""
+def invalidate_on_change(label: str) -> None:
+    """Invalidate lookups in every process whenever a row of model ``label`` (``app.Model``) is
+    saved or deleted. An app whose values are read through ``lookup_cache`` calls it from its
+    ``ready()`` (``providers`` does for ``AIProviderConfig``); calling it twice connects once."""
     from django.db.models.signals import post_delete, post_save
 
-    for label in ("configsync.SystemConfig", "providers.AIProviderConfig"):
-        post_save.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-save-{label}")
-        post_delete.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-del-{label}")
+    post_save.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-save-{label}")
+    post_delete.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-del-{label}")
+
+
+def connect_invalidation() -> None:
+    """Connect the receivers that invalidate lookups; called once from ``configsync.signals``."""
+    invalidate_on_change("configsync.SystemConfig")

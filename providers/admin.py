@@ -1,6 +1,6 @@
 """Django admin for AI providers. Thin: the form validates, ``providers.services`` writes.
 
-The API key is write-only (see ``configsync.forms``): pages show whether one is set, never it.
+The API key is write-only (see ``providers.forms``): pages show whether one is set, never it.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 from django.contrib import admin
 
 from configsync.admin import ServiceWriteAdmin
-from configsync.forms import AIProviderConfigAdminForm
 from providers.client import admin_test_connection
+from providers.forms import AIProviderConfigAdminForm
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_delete, ai_provider_set
 

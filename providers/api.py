@@ -17,11 +17,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from configsync.api.permissions import HasScope, request_has_scope
-from configsync.api.serializers import (
-    AIProviderSerializer,
-    AIProviderUpdateSerializer,
-    ConnectionTestSerializer,
-)
 from configsync.api.views import (
     ERRORS,
     NOT_FOUND,
@@ -33,6 +28,11 @@ from providers.client import provider_test_connection
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS
 from providers.selectors import ai_provider_get, ai_provider_list
+from providers.serializers import (
+    AIProviderSerializer,
+    AIProviderUpdateSerializer,
+    ConnectionTestSerializer,
+)
 from providers.services import ai_provider_delete, ai_provider_set
 
 

@@ -8,9 +8,13 @@ class ProvidersConfig(AppConfig):
 
     def ready(self) -> None:
         """Register the provider model for replication, with its validation (the rules
-        ``ai_provider_set`` applies) and its one-default rule; nothing else."""
+        ``ai_provider_set`` applies) and its one-default rule, and for lookup invalidation
+        (``providers.get_ai_config`` reads through ``configsync.lookup``); nothing else."""
+        from configsync.lookup import invalidate_on_change
         from configsync.replication import hooks, registry
         from providers.services import ai_provider_default_claim
+
+        invalidate_on_change("providers.AIProviderConfig")
 
         registry.register("providers.aiproviderconfig", natural_key_field="name")
         hooks.register_before_apply(

@@ -23,9 +23,9 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from configsync.api.serializers import AIProviderUpdateSerializer, SystemConfigUpdateSerializer
+from configsync.api.serializers import SystemConfigUpdateSerializer
 from configsync.cli import config as cli_config
-from configsync.forms import AIProviderConfigAdminForm, SystemConfigAdminForm
+from configsync.forms import SystemConfigAdminForm
 from configsync.models import AuditEvent, ReplicatedRecord, SystemConfig
 from configsync.replication.services.callbacks import data_callback_payload
 from configsync.services.audit import RevealRequired
@@ -33,7 +33,9 @@ from configsync.services.system_config import system_config_set
 from configsync.versioning import record_etag
 from providers import cli as cli_provider
 from providers.client import client_settings, provider_test_connection
+from providers.forms import AIProviderConfigAdminForm
 from providers.models import AIProviderConfig
+from providers.serializers import AIProviderUpdateSerializer
 from providers.services import ai_provider_set
 from tests.api.conftest import key_client
 from tests.providers.conftest import GOOD_KEY, StubProvider, stub_provider

@@ -18,8 +18,6 @@ from configsync.conf import app_settings
 from configsync.logging import MASK
 from configsync.models import SystemConfig
 from configsync.value_types import ValueType
-from providers.models import AIProviderConfig
-from providers.registry import KINDS
 
 
 def django_error_detail(exc: DjangoValidationError) -> Any:
@@ -147,75 +145,3 @@ class SystemConfigUpdateSerializer(SystemConfigSerializer):
     """PUT/PATCH body: the key comes from the URL."""
 
     key = StrictCharField(read_only=True)  # type: ignore[assignment]
-
-
-class AIProviderSerializer(serializers.Serializer):
-    """One AI provider account. ``api_key`` is write-only: read back masked unless revealed."""
-
-    name = StrictCharField(max_length=64, help_text="Natural key, e.g. openai-main.")
-    kind = serializers.ChoiceField(
-        choices=list(KINDS),
-        required=False,
-        error_messages=choice_errors(list(KINDS)),
-        help_text="Provider kind (required on create).",
-    )
-    api_key = StrictCharField(
-        required=False,
-        allow_blank=True,
-        allow_null=True,
-        max_length=4096,
-        trim_whitespace=True,
-        help_text=(
-            f"Write: the key ('' clears it; omitted keeps it). Read: {MASK!r} when set, "
-            "the plaintext with ?reveal=true, null when unset."
-        ),
-    )
-    has_api_key = serializers.BooleanField(read_only=True)
-    base_url = StrictCharField(max_length=500, required=False, allow_blank=True)
-    default_model = StrictCharField(max_length=200, required=False, allow_blank=True)
-    organization = StrictCharField(max_length=200, required=False, allow_blank=True)
-    endpoint = StrictCharField(max_length=500, required=False, allow_blank=True)
-    api_version = StrictCharField(max_length=32, required=False, allow_blank=True)
-    deployment = StrictCharField(max_length=200, required=False, allow_blank=True)
-    enabled = serializers.BooleanField(required=False)
-    is_default = serializers.BooleanField(required=False)
-    revealed = serializers.BooleanField(read_only=True)
-    created_at = serializers.DateTimeField(read_only=True)
-    updated_at = serializers.DateTimeField(read_only=True)
-
-    def to_representation(self, instance: AIProviderConfig) -> dict[str, Any]:
-        reveal = bool(self.context.get("reveal"))
-        has_key = instance.has_api_key
-        api_key = (instance.api_key if reveal else MASK) if has_key else None
-        dt = serializers.DateTimeField()
-        return {
-            "name": instance.name,
-            "kind": instance.kind,
-            "api_key": api_key,
-            "has_api_key": has_key,
-            "base_url": instance.base_url,
-            "default_model": instance.default_model,
-            "organization": instance.organization,
-            "endpoint": instance.endpoint,
-            "api_version": instance.api_version,
-            "deployment": instance.deployment,
-            "enabled": instance.enabled,
-            "is_default": instance.is_default,
-            "revealed": bool(reveal and has_key),
-            "created_at": dt.to_representation(instance.created_at),
-            "updated_at": dt.to_representation(instance.updated_at),
-        }
-
-
-class AIProviderUpdateSerializer(AIProviderSerializer):
-    """PUT/PATCH body: the name comes from the URL."""
-
-    name = StrictCharField(read_only=True)  # type: ignore[assignment]
-
-
-class ConnectionTestSerializer(serializers.Serializer):
-    """The result of a provider connection test (never contains the key)."""
-
-    ok = serializers.BooleanField()
-    detail = StrictCharField()
-    status_code = serializers.IntegerField(allow_null=True)

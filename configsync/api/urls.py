@@ -1,4 +1,7 @@
-"""URLs of the config API under ``/api/v1/``: settings, AI providers, the schema and its docs."""
+"""URLs of the config API under ``/api/v1/``: settings, the schema and its docs.
+
+Other apps mount their own records beside these (``providers.urls``, from ``settings.urls``).
+"""
 
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -6,11 +9,9 @@ from rest_framework.routers import SimpleRouter
 
 from configsync.api.permissions import HasReadScope
 from configsync.api.views import SystemConfigViewSet
-from providers.api import AIProviderViewSet
 
 router = SimpleRouter(trailing_slash=True)
 router.register("configs/system", SystemConfigViewSet, basename="system-config")
-router.register("configs/ai-providers", AIProviderViewSet, basename="ai-provider")
 
 urlpatterns = [
     *router.urls,
