@@ -8,6 +8,8 @@
   and ``check --database default`` run it); those values cannot be read on this node.
 * E030 — ``CONFIGSYNC_PEERS`` is malformed (the settings refuse such an environment variable
   at start-up; this catches a value set in a settings module or by ``override_settings``).
+* E031 — ``CONFIGSYNC_SYNC_INTERVAL_SECONDS`` is not a whole number from 0 to 86400, and E032 —
+  ``CONFIGSYNC_DEPLOYMENT_MODE`` is not one of the modes (both likewise set in code).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from django.core import checks
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
-from configsync.conf import app_settings, parse_peers
+from configsync.conf import (
+    DEPLOYMENT_MODES,
+    SYNC_INTERVAL_MAX_SECONDS,
+    app_settings,
+    parse_peers,
+)
 from configsync.crypto.errors import KeyringError
 from configsync.crypto.keyring import get_keyring, key_text_problems
 
@@ -101,3 +108,35 @@ def check_peers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
             )
         ]
     return []
+
+
+@checks.register()
+def check_sync_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E031 and E032, with the messages the settings give for the environment variables.
+
+    ``None`` passes both, as it reads today: no periodic sync, and the derived mode."""
+    problems: list[checks.CheckMessage] = []
+    interval = app_settings.SYNC_INTERVAL_SECONDS
+    if interval is not None and (
+        not isinstance(interval, int)
+        or isinstance(interval, bool)
+        or not 0 <= interval <= SYNC_INTERVAL_MAX_SECONDS
+    ):
+        problems.append(
+            checks.Error(
+                "CONFIGSYNC_SYNC_INTERVAL_SECONDS must be a whole number of seconds from 0 to "
+                f"{SYNC_INTERVAL_MAX_SECONDS}",
+                hint="0 turns the periodic sync off (peers still sync on write).",
+                id="configsync.E031",
+            )
+        )
+    mode = app_settings.DEPLOYMENT_MODE
+    if mode not in ("", None, *DEPLOYMENT_MODES):
+        problems.append(
+            checks.Error(
+                f"CONFIGSYNC_DEPLOYMENT_MODE must be one of {', '.join(DEPLOYMENT_MODES)}",
+                hint="Leave it empty to derive it: LOCAL_EXTERNAL with peers, else LOCAL_ONLY.",
+                id="configsync.E032",
+            )
+        )
+    return problems

@@ -14,6 +14,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_slug
 
+DEPLOYMENT_MODES = ("LOCAL_ONLY", "LOCAL_EXTERNAL", "LOCAL_R2", "LOCAL_EXTERNAL_R2")
+"""The values of ``CONFIGSYNC_DEPLOYMENT_MODE`` (empty: derived from the peers, see
+``configsync.replication.selectors.status.deployment_mode``)."""
+SYNC_INTERVAL_MAX_SECONDS = 86400
+"""The largest ``CONFIGSYNC_SYNC_INTERVAL_SECONDS`` (one day); 0 turns the periodic sync off."""
+
 DEFAULTS: dict[str, Any] = {
     "NODE_ID": "",
     "ENCRYPTION_KEYS": [],
@@ -70,9 +76,16 @@ class AppSettings:
         return getattr(settings, f"CONFIGSYNC_{name}", DEFAULTS[name])
 
     @property
+    def sync_interval_seconds(self) -> int:
+        """``SYNC_INTERVAL_SECONDS`` as a whole number of seconds; 0 (or ``None``) turns the
+        periodic sync off. The one place the option is parsed; check E031 reports a value set in
+        code that is not a whole number from 0 to ``SYNC_INTERVAL_MAX_SECONDS``."""
+        return int(self.SYNC_INTERVAL_SECONDS or 0)
+
+    @property
     def var_dir(self) -> Path:
         """Directory for this node's local state (SQLite, broker, dev key, locks)."""
-        configured = getattr(settings, "CONFIGSYNC_VAR_DIR", None)
+        configured = self.VAR_DIR
         path = Path(configured) if configured else Path(settings.BASE_DIR) / "var"
         path.mkdir(parents=True, exist_ok=True)
         return path

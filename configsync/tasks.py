@@ -306,7 +306,7 @@ def _summary(result: Any) -> str:
 def beat_schedule() -> dict[str, dict[str, Any]]:
     """The periodic tasks of this node; empty entries are left out when disabled."""
     schedule: dict[str, dict[str, Any]] = {}
-    interval = int(app_settings.SYNC_INTERVAL_SECONDS or 0)
+    interval = app_settings.sync_interval_seconds
     if interval > 0:
         schedule["configsync-sync-all-peers"] = {
             "task": "configsync.tasks.sync_all_peers",

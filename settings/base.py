@@ -16,7 +16,7 @@ import environ
 from django.core.exceptions import ValidationError
 
 from configsync.conf import DEFAULTS as _APP_DEFAULTS
-from configsync.conf import parse_peers
+from configsync.conf import DEPLOYMENT_MODES, SYNC_INTERVAL_MAX_SECONDS, parse_peers
 from configsync.crypto.keyring import validate_key_texts
 from configsync.replication.checks import NODE_ID_PATTERN as _NODE_ID
 
@@ -219,49 +219,70 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- configsync (read only through configsync/conf.py) -------------------------------------------
-CONFIGSYNC_NODE_ID = env.str("CONFIGSYNC_NODE_ID", default="")
+# Each default is configsync.conf.DEFAULTS' (the one place it is written); these only validate.
+
+
+def _app_default(name: str) -> Any:
+    """The app's default of ``CONFIGSYNC_<name>`` (a copy when it is a list)."""
+    value = _APP_DEFAULTS[name]
+    return list(value) if isinstance(value, list) else value
+
+
+CONFIGSYNC_NODE_ID = env.str("CONFIGSYNC_NODE_ID", default=_app_default("NODE_ID"))
 if CONFIGSYNC_NODE_ID and not _NODE_ID.fullmatch(CONFIGSYNC_NODE_ID):
     raise ConfigurationError("CONFIGSYNC_NODE_ID must be 1-64 letters, digits, '_', '.' or '-'")
 # Set means "these are the keys": set but empty ("" or ",") never falls back to the development
 # key (unlike other optional variables, where blank means unset): a deploy that meant to pass keys
 # and passed nothing must not encrypt with a generated one.
-CONFIGSYNC_ENCRYPTION_KEYS = env.list("CONFIGSYNC_ENCRYPTION_KEYS", default=[])
+CONFIGSYNC_ENCRYPTION_KEYS = env.list(
+    "CONFIGSYNC_ENCRYPTION_KEYS", default=_app_default("ENCRYPTION_KEYS")
+)
 if env.is_set("CONFIGSYNC_ENCRYPTION_KEYS"):
     validate_key_texts(CONFIGSYNC_ENCRYPTION_KEYS)
 CONFIGSYNC_DEV_KEY_FILE = VAR_DIR / "dev-encryption.key"
-CONFIGSYNC_SYNC_SECRET = env.str("CONFIGSYNC_SYNC_SECRET", default="")
-CONFIGSYNC_PEERS = env.list("CONFIGSYNC_PEERS", default=[])
+CONFIGSYNC_SYNC_SECRET = env.str("CONFIGSYNC_SYNC_SECRET", default=_app_default("SYNC_SECRET"))
+CONFIGSYNC_PEERS = env.list("CONFIGSYNC_PEERS", default=_app_default("PEERS"))
 try:
     parse_peers(CONFIGSYNC_PEERS)
 except ValidationError as exc:
     raise ConfigurationError(exc.messages[0]) from None
 CONFIGSYNC_SYNC_INTERVAL_SECONDS = env.int(
-    "CONFIGSYNC_SYNC_INTERVAL_SECONDS", default=30, minimum=0, maximum=86400, unit="seconds"
+    "CONFIGSYNC_SYNC_INTERVAL_SECONDS",
+    default=_app_default("SYNC_INTERVAL_SECONDS"),
+    minimum=0,
+    maximum=SYNC_INTERVAL_MAX_SECONDS,
+    unit="seconds",
 )
 CONFIGSYNC_DEPLOYMENT_MODE = env.choice(
     "CONFIGSYNC_DEPLOYMENT_MODE",
-    ["LOCAL_ONLY", "LOCAL_EXTERNAL", "LOCAL_R2", "LOCAL_EXTERNAL_R2"],
-    default="",
+    DEPLOYMENT_MODES,
+    default=_app_default("DEPLOYMENT_MODE"),
 )
-CONFIGSYNC_ENV_FILE = env.str("CONFIGSYNC_ENV_FILE", default="")
-CONFIGSYNC_ENV_MANAGE = env.str("CONFIGSYNC_ENV_MANAGE", default="all")
+CONFIGSYNC_ENV_FILE = env.str("CONFIGSYNC_ENV_FILE", default=_app_default("ENV_FILE"))
+CONFIGSYNC_ENV_MANAGE = env.str("CONFIGSYNC_ENV_MANAGE", default=_app_default("ENV_MANAGE"))
 _mode, _, _argument = CONFIGSYNC_ENV_MANAGE.partition(":")
 if _mode.strip().lower() not in {"all", "prefix", "allow"} or (
     _mode.strip().lower() != "all" and not _argument.strip(" ,")
 ):
     raise ConfigurationError("CONFIGSYNC_ENV_MANAGE must be all, prefix:PREFIX or allow:NAME,NAME")
-CONFIGSYNC_ENV_STRIP_PREFIX = env.bool("CONFIGSYNC_ENV_STRIP_PREFIX", default=False)
+CONFIGSYNC_ENV_STRIP_PREFIX = env.bool(
+    "CONFIGSYNC_ENV_STRIP_PREFIX", default=_app_default("ENV_STRIP_PREFIX")
+)
 CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS = env.bool(
-    "CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS", default=True
+    "CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS", default=_app_default("ENV_SECRET_URL_CREDENTIALS")
 )
 # Lists whose defaults live in configsync.conf: set only when given, so the default stays there.
 for _name in ("CONFIGSYNC_ENV_EXCLUDE", "CONFIGSYNC_ENV_SECRET_PATTERNS"):
     if env.is_set(_name):
         globals()[_name] = env.list(_name)
 CONFIGSYNC_DATA_CALLBACK_URL = env.url(
-    "CONFIGSYNC_DATA_CALLBACK_URL", default="", schemes=("http", "https")
+    "CONFIGSYNC_DATA_CALLBACK_URL",
+    default=_app_default("DATA_CALLBACK_URL"),
+    schemes=("http", "https"),
 )
-CONFIGSYNC_PUSH_ON_WRITE = env.bool("CONFIGSYNC_PUSH_ON_WRITE", default=True)
+CONFIGSYNC_PUSH_ON_WRITE = env.bool(
+    "CONFIGSYNC_PUSH_ON_WRITE", default=_app_default("PUSH_ON_WRITE")
+)
 # Defaults live in configsync.conf: set only when given.
 if env.is_set("CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS"):
     CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = env.int(
