@@ -84,10 +84,6 @@ class Environment:
     def __init__(self, environ_: Mapping[builtins.str, builtins.str] | None = None) -> None:
         self.environ = os.environ if environ_ is None else environ_
 
-    @property
-    def ENVIRON(self) -> Mapping[builtins.str, builtins.str]:
-        return self.environ
-
     def __getattr__(self, attr: builtins.str) -> Any:
         """django-environ's other readers (``json``, ``path`` ...), with its errors as ours."""
         lenient = environ.Env()

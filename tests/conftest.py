@@ -15,12 +15,7 @@ from django.db import connection
 from configsync.crypto.keyring import reset_keyring
 from configsync.lookup import lookup_cache
 from configsync.services.node import node_id_reset_cache
-from tests.factories import (
-    CANARY_SECRET,
-    AIProviderConfigFactory,
-    SensitiveSystemConfigFactory,
-    SystemConfigFactory,
-)
+from tests.factories import CANARY_SECRET
 
 __all__ = ["CANARY_SECRET"]
 
@@ -40,21 +35,6 @@ def _fresh_process_caches() -> Iterator[None]:
 @pytest.fixture
 def canary() -> str:
     return CANARY_SECRET
-
-
-@pytest.fixture
-def system_config_factory() -> type[SystemConfigFactory]:
-    return SystemConfigFactory
-
-
-@pytest.fixture
-def sensitive_config_factory() -> type[SensitiveSystemConfigFactory]:
-    return SensitiveSystemConfigFactory
-
-
-@pytest.fixture
-def ai_provider_factory() -> type[AIProviderConfigFactory]:
-    return AIProviderConfigFactory
 
 
 @dataclass(frozen=True)

@@ -1,39 +1,10 @@
-"""factory_boy factories for configsync's models. Secrets are obviously fake canaries."""
+"""Test data shared by the suite: obviously fake canaries.
+
+Records are built through the services (``system_config_set``, ``ai_provider_set``), which
+encrypt, validate and record the change as every real write does; a model factory would build
+rows the application itself can never produce.
+"""
 
 from __future__ import annotations
 
-import factory
-
-from configsync.models import SystemConfig
-from providers.models import AIProviderConfig
-
 CANARY_SECRET = "sk-CANARY-0000-do-not-use"
-
-
-class SystemConfigFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = SystemConfig
-        django_get_or_create = ("key",)
-
-    key = factory.Sequence(lambda n: f"SETTING_{n}")
-    value_type = "str"
-    value = factory.Sequence(lambda n: f"value-{n}")
-    category = "general"
-
-
-class SensitiveSystemConfigFactory(SystemConfigFactory):
-    is_sensitive = True
-    value = ""
-    secret_value = factory.Sequence(lambda n: f"sk-CANARY-setting-{n}")
-
-
-class AIProviderConfigFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = AIProviderConfig
-        django_get_or_create = ("name",)
-
-    name = factory.Sequence(lambda n: f"openai-{n}")
-    kind = "openai"
-    api_key = factory.Sequence(lambda n: f"sk-CANARY-provider-{n}")
-    base_url = "https://api.openai.com/v1"
-    default_model = "gpt-4o-mini"

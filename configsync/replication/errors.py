@@ -26,10 +26,6 @@ class ChangeValidationError(ReplicationError):
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(f"{first}{more}")
 
-    @property
-    def is_clock_skew(self) -> bool:
-        return self.skew_ms is not None
-
 
 class TransportError(ReplicationError):
     """A peer could not be reached, refused a request, or answered something unusable.

@@ -51,11 +51,6 @@ def client_for(db: None) -> Callable[[str], APIClient]:
 
 
 @pytest.fixture
-def admin_client_api(client_for: Callable[[str], APIClient]) -> APIClient:
-    return client_for("admin")
-
-
-@pytest.fixture
 def secret_setting(canary: str, db: None):  # type: ignore[no-untyped-def]
     from configsync.services.system_config import system_config_set
 
