@@ -2,7 +2,7 @@
 
 Sensitive values are write-only: a response carries ``MASK`` and ``has_value`` unless the view
 was asked to reveal (and allowed to). No error message echoes the submitted value.
-``StrictCharField``, ``choice_errors`` and ``django_error_detail`` serve other apps' serializers too
+``StrictCharField`` and ``choice_errors`` serve other apps' serializers too
 (``providers.serializers``).
 """
 
