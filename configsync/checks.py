@@ -24,7 +24,13 @@ from configsync.crypto.errors import KeyringError
 from configsync.crypto.keyring import get_keyring, key_text_problems
 
 
-@checks.register(checks.Tags.security)
+def checks_register() -> None:
+    """Register the core's checks (from ``ConfigsyncConfig.ready()``; twice is a no-op)."""
+    checks.register(check_encryption_keys, checks.Tags.security)
+    checks.register(check_stored_key_ids, checks.Tags.database)
+    checks.register(check_peers)
+
+
 def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     configured = [text for text in app_settings.ENCRYPTION_KEYS if text.strip()]
     if not configured:
@@ -60,7 +66,6 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks
     ]
 
 
-@checks.register(checks.Tags.database)
 def check_stored_key_ids(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
@@ -87,7 +92,6 @@ def check_stored_key_ids(
     ]
 
 
-@checks.register()
 def check_peers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     try:
         parse_peers(app_settings.PEERS)

@@ -262,8 +262,8 @@ def _on_model_change(sender: Any, **kwargs: Any) -> None:
     transaction.on_commit(_Broadcast(), using=using, robust=True)
 
 
-def connect_invalidation() -> None:
-    """Connect the receivers that invalidate lookups; called once from ``configsync.signals``."""
+def signals_connect() -> None:
+    """Connect the receivers that invalidate lookups (from ``ConfigsyncConfig.ready()``)."""
     from django.db.models.signals import post_delete, post_save
 
     for label in ("configsync.SystemConfig", "providers.AIProviderConfig"):
