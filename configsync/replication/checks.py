@@ -55,7 +55,7 @@ def check_node_id(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
 
 
 def check_stored_records(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from configsync.validation import stored_records_invalid
+    from configsync.replication.selectors.validity import stored_records_invalid
 
     try:
         invalid = stored_records_invalid(limit=20)
