@@ -11,6 +11,7 @@ import subprocess
 import sys
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -20,7 +21,8 @@ from django.db.models import signals as model_signals
 from django.dispatch import Signal
 
 from configsync.signals import change_committed
-from tests.test_architecture import ROOT
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SIGNALS: dict[str, Signal] = {
     "change_committed": change_committed,
