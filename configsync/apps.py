@@ -7,8 +7,25 @@ class ConfigsyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Wire signals and register system checks; nothing else happens at start-up."""
-        from configsync import checks, signals  # noqa: F401
+        """Connect every receiver and register every system check, one function per subsystem.
+
+        This is the only place configsync wires anything: importing a module never connects a
+        receiver nor registers a check (each connection has a ``dispatch_uid``, so calling
+        ``ready()`` twice connects nothing twice). Nothing else happens at start-up.
+        """
+        from configsync import checks, lookup, receivers
+        from configsync.crypto import receivers as crypto_receivers
+        from configsync.envbridge import receivers as envbridge_receivers
+        from configsync.replication import checks as replication_checks
+        from configsync.replication import receivers as replication_receivers
         from configsync.replication import registry
+
+        checks.checks_register()
+        replication_checks.checks_register()
+        receivers.signals_connect()  # the core: node identity at migrate, the data callback
+        crypto_receivers.signals_connect()  # the keyring follows its settings
+        lookup.signals_connect()  # lookup caches are invalidated on every committed change
+        replication_receivers.signals_connect()  # local writes become changes; push on write
+        envbridge_receivers.signals_connect()  # the .env file follows committed changes
 
         registry.register("configsync.systemconfig", natural_key_field="key")

@@ -31,7 +31,14 @@ from configsync.crypto.errors import KeyringError
 from configsync.crypto.keyring import get_keyring, key_text_problems
 
 
-@checks.register(checks.Tags.security)
+def checks_register() -> None:
+    """Register the core's checks (from ``ConfigsyncConfig.ready()``; twice is a no-op)."""
+    checks.register(check_encryption_keys, checks.Tags.security)
+    checks.register(check_stored_key_ids, checks.Tags.database)
+    checks.register(check_peers)
+    checks.register(check_sync_settings)
+
+
 def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     configured = [text for text in app_settings.ENCRYPTION_KEYS if text.strip()]
     if not configured:
@@ -67,7 +74,6 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks
     ]
 
 
-@checks.register(checks.Tags.database)
 def check_stored_key_ids(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
@@ -94,7 +100,6 @@ def check_stored_key_ids(
     ]
 
 
-@checks.register()
 def check_peers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     try:
         parse_peers(app_settings.PEERS)
@@ -110,7 +115,6 @@ def check_peers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     return []
 
 
-@checks.register()
 def check_sync_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E031 and E032, with the messages the settings give for the environment variables.
 

@@ -272,6 +272,6 @@ def invalidate_on_change(label: str) -> None:
     post_delete.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-del-{label}")
 
 
-def connect_invalidation() -> None:
-    """Connect the receivers that invalidate lookups; called once from ``configsync.signals``."""
+def signals_connect() -> None:
+    """Connect the receivers that invalidate lookups (from ``ConfigsyncConfig.ready()``)."""
     invalidate_on_change("configsync.SystemConfig")

@@ -1,8 +1,10 @@
-"""Receivers of ``change_committed`` (connected in ``configsync.signals``): they only enqueue.
+"""The core's receivers, connected by :func:`signals_connect` from ``ConfigsyncConfig.ready()``.
 
-``change_committed`` is sent after the transaction commits, so enqueuing here is already
-``on_commit``. A broker that refuses the message loses nothing: the change is in the feed and the
-next beat carries it; the failure is logged (ids only).
+* After ``migrate`` of configsync, this node's identity is created once (``node_identity_ensure``)
+  so that reading it (``configsync.selectors.node.node_id``) never has to write.
+* ``change_committed``: enqueue the data callback's notification. The signal is sent after the
+  transaction commits, so enqueuing here is already ``on_commit``. A broker that refuses the
+  message loses nothing that the next change would not carry; the failure is logged (ids only).
 """
 
 from __future__ import annotations
@@ -10,38 +12,27 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.cache import cache
+from django.db.models.signals import post_migrate
 
 from configsync.conf import app_settings
+from configsync.signals import change_committed
 
 logger = logging.getLogger(__name__)
 
-PUSH_DEBOUNCE_SECONDS = 1
-"""At most one push is enqueued per window (per process with a local cache, per node with Redis).
 
-The push is delayed by the window itself, so every change whose enqueue was skipped committed
-before the push reads the feed: the debounce can delay a change by one window, never drop it.
-"""
-_PUSH_PENDING_KEY = "configsync:push-pending"
+def signals_connect() -> None:
+    """Connect the core's receivers (idempotent: each has a ``dispatch_uid``)."""
+    post_migrate.connect(node_identity_on_migrate, dispatch_uid="configsync.node_identity")
+    change_committed.connect(data_callback_on_change, dispatch_uid="configsync.data_callback")
 
 
-def push_on_write(sender: Any, *, local: bool = False, **kwargs: Any) -> None:
-    """A local change committed: enqueue one push to the peers (debounced, see above)."""
-    if not local or not app_settings.PUSH_ON_WRITE:
+def node_identity_on_migrate(sender: Any, **kwargs: Any) -> None:
+    """configsync's tables exist: make sure this node has its identity (generated once)."""
+    if getattr(sender, "name", "") != "configsync":
         return
-    if not cache.add(_PUSH_PENDING_KEY, 1, timeout=PUSH_DEBOUNCE_SECONDS):
-        return
-    from configsync.models import Peer
-    from configsync.tasks import push_to_peers
+    from configsync.services.node import node_identity_ensure
 
-    try:
-        if not app_settings.PEERS and not Peer.objects.filter(enabled=True).exists():
-            return
-        push_to_peers.apply_async(countdown=PUSH_DEBOUNCE_SECONDS + 0.2)
-    except Exception as exc:
-        logger.warning(
-            "push on write not enqueued (the next beat carries it): %s", type(exc).__name__
-        )
+    node_identity_ensure(using=kwargs.get("using") or "default")
 
 
 def data_callback_on_change(

@@ -28,7 +28,6 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
-from django.core.signals import setting_changed
 
 from configsync.conf import app_settings
 from configsync.crypto.errors import KeyringError
@@ -255,9 +254,7 @@ def reset_keyring() -> None:
         _cached = None
 
 
-def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
+def keyring_on_setting_changed(*, setting: str, **kwargs: object) -> None:
+    """``setting_changed`` receiver (``configsync.crypto.receivers``): a key setting moved."""
     if setting in {"CONFIGSYNC_ENCRYPTION_KEYS", "CONFIGSYNC_DEV_KEY_FILE", "DEBUG"}:
         reset_keyring()
-
-
-setting_changed.connect(_on_setting_changed)

@@ -1,4 +1,4 @@
-"""A lossless ``.env`` parser and minimal rewriter, plus the atomic file write.
+"""A lossless ``.env`` parser and minimal rewriter (the file is written by ``envbridge.files``).
 
 Why our own tokenizer rather than python-dotenv's parser: ``dotenv.parser.parse_stream`` is good at
 *reading* values, but it cannot give a file back byte for byte. Its ``Binding.original`` folds the
@@ -34,17 +34,12 @@ The dialect (one entry is one logical line; a quoted value may span physical lin
 Writing a value keeps the line's quoting style when the value can be represented in it, else uses
 the minimal safe style: unquoted for plain shell-safe text, single quotes when there is no quote,
 backslash or line break, double quotes (with escapes) otherwise. Every other byte of the file is
-kept. :func:`write_atomic` replaces the file via a temporary file in the same directory, fsync
-and rename, so a crash leaves the old or the new file, never a partial one.
+kept.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import stat
-import tempfile
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -356,40 +351,3 @@ def _find_closing(text: str, pos: int, quote: str) -> int | None:
             return i
         i += 1
     return None
-
-
-# --- files ---------------------------------------------------------------------------------------
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, keeping its mode (a new file gets 0600).
-
-    A temporary file in the same directory is written, flushed and fsynced, given the old file's
-    mode (and owner, where permitted), then renamed over ``path``; the directory is fsynced so the
-    rename is durable. On any failure the temporary file is removed and ``path`` is untouched.
-    """
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    try:
-        existing: os.stat_result | None = os.stat(path)
-    except FileNotFoundError:
-        existing = None
-    fd, tmp = tempfile.mkstemp(prefix=".configsync-env-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if existing is not None:
-            os.chmod(tmp, stat.S_IMODE(existing.st_mode))
-            with contextlib.suppress(OSError):
-                os.chown(tmp, existing.st_uid, existing.st_gid)
-        else:
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

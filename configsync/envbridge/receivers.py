@@ -4,6 +4,7 @@ The beat task catches everything anyway; this only shortens the delay. Changes t
 makes are ignored (its run already wrote the file), and enqueues are debounced to one per
 ``ENV_SYNC_DEBOUNCE_SECONDS`` window — the task runs after the window, so a change whose enqueue
 was skipped is still included. A broker refusing the message loses nothing (the beat carries it).
+Connected by :func:`signals_connect` from ``ConfigsyncConfig.ready()``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from typing import Any
 from django.core.cache import cache
 
 from configsync.conf import app_settings
+from configsync.signals import change_committed
 
 logger = logging.getLogger(__name__)
 
 ENV_SYNC_DEBOUNCE_SECONDS = 1
 _PENDING_KEY = "configsync:env-sync-pending"
+
+
+def signals_connect() -> None:
+    """Connect the .env bridge's receivers (idempotent: each has a ``dispatch_uid``)."""
+    change_committed.connect(env_sync_on_change, dispatch_uid="configsync.env_sync_on_change")
 
 
 def env_sync_on_change(sender: Any, *, model_label: str = "", **kwargs: Any) -> None:

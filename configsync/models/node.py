@@ -4,7 +4,7 @@ from django.db import models
 class NodeIdentity(models.Model):
     """The stable id of this node, generated once unless ``CONFIGSYNC_NODE_ID`` sets it.
 
-    A single row. Read it through ``configsync.services.node.node_id()``.
+    A single row. Read it through ``configsync.selectors.node.node_id()``.
     """
 
     node_id = models.CharField(

@@ -20,7 +20,13 @@ from django.db import DatabaseError
 from configsync.conf import app_settings
 
 
-@checks.register(checks.Tags.security)
+def checks_register() -> None:
+    """Register replication's checks (from ``ConfigsyncConfig.ready()``; twice is a no-op)."""
+    checks.register(check_sync_secret, checks.Tags.security)
+    checks.register(check_node_id)
+    checks.register(check_stored_records, checks.Tags.database)
+
+
 def check_sync_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     if app_settings.PEERS and not app_settings.SYNC_SECRET:
         return [
@@ -36,7 +42,6 @@ def check_sync_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-@checks.register()
 def check_node_id(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     configured = str(app_settings.NODE_ID or "")
     if configured and not NODE_ID_PATTERN.match(configured):
@@ -49,9 +54,8 @@ def check_node_id(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     return []
 
 
-@checks.register(checks.Tags.database)
 def check_stored_records(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from configsync.validation import stored_records_invalid
+    from configsync.replication.selectors.validity import stored_records_invalid
 
     try:
         invalid = stored_records_invalid(limit=20)

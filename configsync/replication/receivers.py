@@ -1,9 +1,10 @@
-"""Model-signal receivers that turn every local write of a replicated model into a change.
+"""Replication's receivers, connected by :func:`signals_connect` from ``ConfigsyncConfig.ready()``.
 
-Thin: they look the sender up in the registry and call ``configsync.replication.services.apply``.
-Connected without a sender (any model) and filtered by the registry, so a model registered later
-replicates without more wiring. Imports of models and services are deferred to call time, so this
-module is safe to import before the app registry is ready.
+Model signals turn every local write of a replicated model into a change. Thin: they look the
+sender up in the registry and call ``configsync.replication.services.apply``. Connected without a
+sender (any model) and filtered by the registry, so a model registered later replicates without
+more wiring. Imports of models, services and tasks are deferred to call time, so this module is
+safe to import before the app registry is ready (and importing it connects nothing).
 
 ``pre_save``/``pre_delete`` lock the record's replication row first (inside a transaction), so a
 local writer and a concurrent application of a remote change of the same record always take
@@ -12,8 +13,10 @@ their locks in the same order (model row, replication row, node clock) and never
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.cache import cache
 from django.db import models
 from django.db.models.signals import (
     post_delete,
@@ -23,8 +26,30 @@ from django.db.models.signals import (
     pre_save,
 )
 
+from configsync.conf import app_settings
 from configsync.replication import registry
 from configsync.replication.context import is_applying_remote
+from configsync.signals import change_committed
+
+logger = logging.getLogger(__name__)
+
+PUSH_DEBOUNCE_SECONDS = 1
+"""At most one push is enqueued per window (per process with a local cache, per node with Redis).
+
+The push is delayed by the window itself, so every change whose enqueue was skipped committed
+before the push reads the feed: the debounce can delay a change by one window, never drop it.
+"""
+_PUSH_PENDING_KEY = "configsync:push-pending"
+
+
+def signals_connect() -> None:
+    """Connect replication's receivers (idempotent: each has a ``dispatch_uid``)."""
+    pre_save.connect(_lock, dispatch_uid="configsync_replication_pre_save")
+    pre_delete.connect(_lock, dispatch_uid="configsync_replication_pre_delete")
+    post_save.connect(_saved, dispatch_uid="configsync_replication_post_save")
+    post_delete.connect(_deleted, dispatch_uid="configsync_replication_post_delete")
+    post_migrate.connect(_migrated, dispatch_uid="configsync_replication_backfill")
+    change_committed.connect(push_on_write, dispatch_uid="configsync.push_on_write")
 
 
 def _replicated(sender: Any) -> bool:
@@ -60,12 +85,6 @@ def _deleted(sender: type[models.Model], instance: models.Model, **kwargs: Any) 
     replication_record_local_change(instance=instance, deleted=True)
 
 
-pre_save.connect(_lock, dispatch_uid="configsync_replication_pre_save")
-pre_delete.connect(_lock, dispatch_uid="configsync_replication_pre_delete")
-post_save.connect(_saved, dispatch_uid="configsync_replication_post_save")
-post_delete.connect(_deleted, dispatch_uid="configsync_replication_post_delete")
-
-
 def _migrated(sender: Any, **kwargs: Any) -> None:
     if getattr(sender, "name", "") != "configsync":
         return
@@ -74,4 +93,25 @@ def _migrated(sender: Any, **kwargs: Any) -> None:
     replication_backfill()
 
 
-post_migrate.connect(_migrated, dispatch_uid="configsync_replication_backfill")
+def push_on_write(sender: Any, *, local: bool = False, **kwargs: Any) -> None:
+    """``change_committed``: a local change committed, enqueue one push to the peers.
+
+    Debounced (see ``PUSH_DEBOUNCE_SECONDS``). The signal is sent after the transaction commits,
+    so enqueuing here is already ``on_commit``. A broker that refuses the message loses nothing:
+    the change is in the feed and the next beat carries it; the failure is logged.
+    """
+    if not local or not app_settings.PUSH_ON_WRITE:
+        return
+    if not cache.add(_PUSH_PENDING_KEY, 1, timeout=PUSH_DEBOUNCE_SECONDS):
+        return
+    from configsync.models import Peer
+    from configsync.tasks import push_to_peers
+
+    try:
+        if not app_settings.PEERS and not Peer.objects.filter(enabled=True).exists():
+            return
+        push_to_peers.apply_async(countdown=PUSH_DEBOUNCE_SECONDS + 0.2)
+    except Exception as exc:
+        logger.warning(
+            "push on write not enqueued (the next beat carries it): %s", type(exc).__name__
+        )

@@ -53,8 +53,12 @@ def health_cache() -> dict[str, Any]:
 
 
 def health_broker() -> dict[str, Any]:
-    """A connection to the Celery broker, given ``BROKER_TIMEOUT_SECONDS`` at most."""
-    from settings.celery import app
+    """A connection to the Celery broker, given ``BROKER_TIMEOUT_SECONDS`` at most.
+
+    The broker is the current Celery application's (the project's, set as current when the
+    project's Celery app is created): the app never imports the project.
+    """
+    from celery import current_app as app
 
     transport = str(getattr(settings, "CELERY_BROKER_URL", "")).split(":", 1)[0] or "unknown"
     try:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from configsync.envbridge.envfile import EnvDocument, EnvSyntaxError, minimal_style, write_atomic
+from configsync.envbridge.envfile import EnvDocument, EnvSyntaxError, minimal_style
+from configsync.envbridge.files import write_atomic
 
 
 def test_no_interpolation_on_read_or_write() -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
+from configsync.envbridge import files as env_files
+from configsync.envbridge import plan as env_plan
 from configsync.envbridge import service as env_bridge
 from configsync.envbridge.errors import (
     EnvFileChanged,
@@ -225,14 +227,14 @@ def test_a_file_edited_during_the_run_is_not_overwritten(
 ) -> None:
     write_env("A=1\n")
     system_config_set(key="B", value="2")
-    real_read = env_bridge._read_file
+    real_read = env_files.file_read
 
-    def read_then_edit(real: str) -> env_bridge._FileState:
+    def read_then_edit(real: str) -> env_files.FileState:
         state = real_read(real)
         Path(real).write_text("A=operator-edit\n")
         return state
 
-    monkeypatch.setattr(env_bridge, "_read_file", read_then_edit)
+    monkeypatch.setattr(env_files, "file_read", read_then_edit)
     with pytest.raises(EnvFileChanged):
         _sync(env_path)
     assert env_path.read_text() == "A=operator-edit\n"
@@ -364,17 +366,17 @@ def test_a_record_changed_during_the_run_is_not_overwritten(
     write_env("A=1\n")
     _sync(env_path)
     write_env("A=from-file\n")
-    real_rows = env_bridge._replicated_rows
+    real_rows = env_plan.replicated_rows
 
     def replicated_change_arrives(keys: set[str]) -> Any:
         system_config_set(key="A", value="replicated")  # lands after the run read the record
         return real_rows(keys)
 
-    monkeypatch.setattr(env_bridge, "_replicated_rows", replicated_change_arrives)
+    monkeypatch.setattr(env_plan, "replicated_rows", replicated_change_arrives)
     report = _sync(env_path)
     assert report.deferred == ["A"] and report.changes == []
     assert _value("A") == "replicated"
-    monkeypatch.setattr(env_bridge, "_replicated_rows", real_rows)
+    monkeypatch.setattr(env_plan, "replicated_rows", real_rows)
     report = _sync(env_path)  # the next run merges it: both changed, one wins, loser kept
     assert [c.conflict for c in report.changes] == [True]
     assert _value("A") == file_values(env_path)["A"]

@@ -21,7 +21,7 @@ from configsync.models import Conflict, NodeClock, ReplicatedRecord, Replication
 from configsync.replication import registry
 from configsync.replication.errors import CursorError
 from configsync.replication.hlc import HLC, HLCParseError
-from configsync.services.node import node_id
+from configsync.selectors.node import node_id
 
 _CURSOR = re.compile(r"^(?:([0-9a-f]{1,32})\.)?(\d{1,18})$")
 

@@ -309,7 +309,7 @@ def unreadable_record_count() -> int:
 
 def sync_status(*, recent: int = RECENT_RUNS, peer_name: str | None = None) -> NodeStatus:
     """This node's replication status: identity, mode, and one ``PeerStatus`` per peer."""
-    from configsync.services.node import node_id
+    from configsync.selectors.node import node_id
 
     peers = Peer.objects.order_by("name")
     if peer_name is not None:
