@@ -68,7 +68,7 @@ class FeedPage:
 
 
 def _clock_state() -> tuple[str, int]:
-    row = NodeClock.objects.filter(pk=1).values_list("epoch", "last_seq").first()
+    row = NodeClock.objects.filter(pk=NodeClock.ROW_ID).values_list("epoch", "last_seq").first()
     return (row[0], row[1]) if row else ("", 0)
 
 
@@ -215,7 +215,9 @@ def clock_hlc_ms() -> int | None:
     Ahead of the physical clock when the clock was set back after running ahead: the HLC never
     goes back, so every new local write carries at least this time.
     """
-    return NodeClock.objects.filter(pk=1).values_list("last_wall_ms", flat=True).first()
+    return (
+        NodeClock.objects.filter(pk=NodeClock.ROW_ID).values_list("last_wall_ms", flat=True).first()
+    )
 
 
 def replication_log_for(*, node: str) -> list[ReplicationLog]:

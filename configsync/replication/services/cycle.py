@@ -86,7 +86,8 @@ from configsync.replication.errors import ChangeValidationError, TransportError
 from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
-from configsync.replication.services.apply import CONFLICT, QUARANTINED, STALE, changes_apply
+from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.wire import CONFLICT, QUARANTINED, STALE
 from configsync.replication.transports.base import ChangePage, ReplicationLogAnswer, Transport
 from configsync.replication.transports.http import HttpPeerTransport
 from configsync.services.node import node_id
