@@ -17,9 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from configsync.replication.selectors.peers import UnknownPeerError
 from configsync.replication.selectors.status import sync_status
-from configsync.replication.services.trigger import UnknownPeerError, sync_trigger
 from configsync.services.health import health_check
+from configsync.tasks import sync_trigger
 
 
 class PeerStatusSerializer(serializers.Serializer):

@@ -16,7 +16,8 @@ from configsync.models import (
 )
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.services.apply import changes_apply
-from configsync.replication.services.cycle import SyncCycleError, sync_cycle, sync_diff
+from configsync.replication.services.cycle import SyncCycleError, sync_cycle
+from configsync.replication.services.diff import sync_diff
 from configsync.replication.transports.base import ChangePage
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import LOCAL, REMOTE, remote_change, stamp
@@ -192,7 +193,7 @@ def test_a_cycle_closes_the_transport_it_opened_even_when_it_fails(
 ) -> None:
     opened = ClosingPeer(node=REMOTE)
     opened.fail_pull_at = 1
-    monkeypatch.setattr("configsync.replication.services.cycle.transport_for", lambda _peer: opened)
+    monkeypatch.setattr("configsync.replication.services.link.transport_for", lambda _peer: opened)
 
     with pytest.raises(SyncCycleError):
         sync_cycle(peer_id=peer.pk)

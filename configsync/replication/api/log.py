@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from configsync.models import PeerCheckpoint, ReplicationLog
 from configsync.replication.api.sync import _PeerView, clocks
 from configsync.replication.selectors.feed import replication_log_for
-from configsync.replication.services.cycle import ReplicationLogError, replication_log_record
+from configsync.replication.services.replog import ReplicationLogError, replication_log_record
 from configsync.services.node import node_id
 
 
