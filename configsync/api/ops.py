@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from configsync.replication.selectors.peers import UnknownPeerError
 from configsync.replication.selectors.status import sync_status
 from configsync.services.health import health_check
+from configsync.services.node import node_id
 from configsync.tasks import sync_trigger
 
 
@@ -162,7 +163,7 @@ class SyncStatusView(APIView):
 
     @extend_schema(responses=SyncStatusSerializer)
     def get(self, request: Request) -> Response:
-        return Response(SyncStatusSerializer(sync_status().as_dict()).data)
+        return Response(SyncStatusSerializer(sync_status(node=node_id()).as_dict()).data)
 
 
 class SyncTriggerView(APIView):

@@ -15,7 +15,8 @@ from django.http import HttpRequest
 
 from configsync.models import Conflict, Peer, PeerCheckpoint, SyncRun
 from configsync.replication.errors import ConflictResolveError
-from configsync.replication.selectors.feed import clock_hlc_ms, conflict_changed_fields
+from configsync.replication.selectors.conflicts import conflict_changed_fields
+from configsync.replication.selectors.feed import clock_hlc_ms
 from configsync.replication.selectors.status import (
     CLOCK_OK,
     CLOCK_OUT_OF_BOUNDS,

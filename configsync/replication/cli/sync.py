@@ -13,7 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from configsync.models import Peer
 from configsync.replication.errors import ConflictResolveError, TransportError
-from configsync.replication.selectors.feed import conflict_changed_fields, conflicts_list
+from configsync.replication.selectors.conflicts import conflict_changed_fields, conflicts_list
 from configsync.replication.services.conflicts import conflict_resolve
 from configsync.replication.services.cycle import SyncCycleError, SyncResult
 from configsync.replication.services.diff import sync_diff

@@ -452,7 +452,7 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
     exclude = "" if state.restart else peer.node_id
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
     for _ in range(MAX_PAGES):
-        page = feed_page(cursor=cursor, limit=limit, exclude_node=exclude)
+        page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
         for chunk in _chunks(page.changes):
             sent = physical_now_ms()
             answer = link.push(chunk)

@@ -1,0 +1,22 @@
+"""Reads of the conflicts kept on this node (values never leave: only names and versions)."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from configsync.models import Conflict
+
+
+def conflicts_list(*, status: str | None = None) -> QuerySet[Conflict]:
+    """Conflicts, newest first, optionally only ``open`` or ``resolved`` ones."""
+    queryset = Conflict.objects.all()
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def conflict_changed_fields(conflict: Conflict) -> list[str]:
+    """Names of the fields whose wire values differ between the two versions (never values)."""
+    local = conflict.local_version.get("data") or {}
+    remote = conflict.remote_version.get("data") or {}
+    return sorted(name for name in set(local) | set(remote) if local.get(name) != remote.get(name))
