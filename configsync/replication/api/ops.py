@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from configsync.models import Conflict
 from configsync.replication.errors import ConflictResolveError
-from configsync.replication.selectors.conflicts import conflict_changed_fields, conflicts_list
+from configsync.replication.selectors.conflicts import conflicts_list
 from configsync.replication.selectors.strategies import sync_strategies
 from configsync.replication.services.conflicts import conflict_resolve
 
@@ -69,25 +69,17 @@ class ConflictSerializer(serializers.ModelSerializer):
             }
         }
 
-    @staticmethod
-    def _summary(version: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "hlc": version.get("hlc", ""),
-            "origin": version.get("origin", ""),
-            "deleted": bool(version.get("deleted")),
-        }
-
     @extend_schema_field(VersionSummarySerializer)
     def get_local(self, obj: Conflict) -> dict[str, Any]:
-        return self._summary(obj.local_version)
+        return obj.local.summary()
 
     @extend_schema_field(VersionSummarySerializer)
     def get_remote(self, obj: Conflict) -> dict[str, Any]:
-        return self._summary(obj.remote_version)
+        return obj.remote.summary()
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_changed_fields(self, obj: Conflict) -> list[str]:
-        return conflict_changed_fields(obj)
+        return obj.changed_fields()
 
 
 class ResolveSerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from configsync.models import Peer
 from configsync.replication.errors import ConflictResolveError, TransportError
-from configsync.replication.selectors.conflicts import conflict_changed_fields, conflicts_list
+from configsync.replication.selectors.conflicts import conflicts_list
 from configsync.replication.services.conflicts import conflict_resolve
 from configsync.replication.services.cycle import SyncCycleError, SyncResult
 from configsync.replication.services.diff import sync_diff
@@ -120,9 +120,9 @@ def handle_conflicts(command: BaseCommand, options: dict[str, Any]) -> None:
                 "resolution": conflict.resolution,
                 "detected_at": conflict.detected_at,
                 "skew_affected": conflict.skew_affected,
-                "local": {k: conflict.local_version.get(k) for k in ("hlc", "origin", "deleted")},
-                "remote": {k: conflict.remote_version.get(k) for k in ("hlc", "origin", "deleted")},
-                "changed_fields": conflict_changed_fields(conflict),
+                "local": conflict.local.summary(),
+                "remote": conflict.remote.summary(),
+                "changed_fields": conflict.changed_fields(),
             }
         )
     if options["json"]:

@@ -13,10 +13,3 @@ def conflicts_list(*, status: str | None = None) -> QuerySet[Conflict]:
     if status:
         queryset = queryset.filter(status=status)
     return queryset
-
-
-def conflict_changed_fields(conflict: Conflict) -> list[str]:
-    """Names of the fields whose wire values differ between the two versions (never values)."""
-    local = conflict.local_version.get("data") or {}
-    remote = conflict.remote_version.get("data") or {}
-    return sorted(name for name in set(local) | set(remote) if local.get(name) != remote.get(name))

@@ -19,6 +19,7 @@ from configsync.models import Conflict, NodeClock, ReplicatedRecord, Replication
 from configsync.replication import registry
 from configsync.replication.errors import CursorError
 from configsync.replication.hlc import HLC, HLCParseError
+from configsync.replication.page import FeedPage
 
 _CURSOR = re.compile(r"^(?:([0-9a-f]{1,32})\.)?(\d{1,18})$")
 
@@ -42,26 +43,6 @@ def cursor_parse(text: str | None) -> Cursor:
     if match is None:
         raise CursorError("cursor does not parse: expected EPOCH.SEQ as returned by the feed")
     return Cursor(match.group(1) or "", int(match.group(2)))
-
-
-@dataclass(frozen=True)
-class FeedPage:
-    """One page of this node's feed."""
-
-    node: str
-    changes: list[dict[str, Any]]
-    next_cursor: str
-    has_more: bool
-    reset: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "changes": self.changes,
-            "next_cursor": self.next_cursor,
-            "has_more": self.has_more,
-            "reset": self.reset,
-        }
 
 
 def _clock_state() -> tuple[str, int]:

@@ -79,12 +79,13 @@ from configsync.models import (
 )
 from configsync.replication.errors import ChangeValidationError, TransportError
 from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
+from configsync.replication.page import FeedPage
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.link import peer_link
 from configsync.replication.services.wire import APPLIED, CONFLICT, QUARANTINED, STALE
-from configsync.replication.transports.base import ChangePage, ReplicationLogAnswer, Transport
+from configsync.replication.transports.base import ReplicationLogAnswer, Transport
 from configsync.services.node import node_id
 
 logger = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ def sync_cycle(
     try:
         with peer_link(peer, transport) as link:
             try:
-                first: ChangePage | None = None
+                first: FeedPage | None = None
                 if pull:  # the first page carries the log: an idle cycle is one request
                     first = _fetch(peer, link, result, _checkpoint(peer, "pull").cursor, log=True)
                 if first is not None and first.log is not None:
@@ -385,7 +386,7 @@ def _fetch(
     *,
     echoes: bool = False,
     log: bool = False,
-) -> ChangePage:
+) -> FeedPage:
     """One page of the peer's feed, its clock observed and its node id checked."""
     sent = physical_now_ms()
     page = link.pull(cursor, int(app_settings.SYNC_BATCH_SIZE), echoes=echoes, with_log=log)
@@ -402,7 +403,7 @@ def _pull(
     result: SyncResult,
     state: _Direction,
     *,
-    first: ChangePage | None = None,
+    first: FeedPage | None = None,
 ) -> None:
     """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched)."""
     checkpoint = state.checkpoint
