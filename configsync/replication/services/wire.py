@@ -140,7 +140,7 @@ class _Bound:
 
 def _is_node_id(value: Any) -> bool:
     try:
-        HLC.parse(f"{0:015d}:{0:08d}:{value}" if isinstance(value, str) else None)
+        HLC.parse(str(HLC(0, 0, value)) if isinstance(value, str) else None)
     except HLCParseError:
         return False
     return True
