@@ -23,6 +23,7 @@ from configsync.replication.errors import ChangeValidationError, CursorError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_page, replication_log_for
 from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.wire import APPLIED, CONFLICT, QUARANTINED, STALE
 from configsync.replication.signing import (
     HEADER_TIMESTAMP,
     IsSyncPeer,
@@ -129,7 +130,7 @@ class ItemResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     model = serializers.CharField()
     key = serializers.CharField()
-    status = serializers.ChoiceField(choices=["applied", "stale", "conflict", "quarantined"])
+    status = serializers.ChoiceField(choices=[APPLIED, STALE, CONFLICT, QUARANTINED])
     unreadable = serializers.BooleanField(
         help_text="Holds ciphertext of a key this node lacks: stored and relayed, not readable."
     )

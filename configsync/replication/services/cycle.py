@@ -84,7 +84,7 @@ from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.link import peer_link
-from configsync.replication.services.wire import APPLIED, CONFLICT, QUARANTINED, STALE
+from configsync.replication.services.wire import APPLIED, CLOCK_SKEW, CONFLICT, QUARANTINED, STALE
 from configsync.replication.transports.base import ReplicationLogAnswer, Transport
 from configsync.services.node import node_id
 
@@ -443,7 +443,7 @@ def _is_skew_hold(item: dict[str, Any]) -> bool:
     skew = item.get("skew_ms")
     if isinstance(skew, int) and not isinstance(skew, bool):
         return True
-    return "clock skew" in str(item.get("reason", "")).lower()
+    return CLOCK_SKEW in str(item.get("reason", "")).lower()
 
 
 def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) -> None:
