@@ -60,7 +60,7 @@ def _backoff(retries: int) -> int:
 
 
 def _enabled_peer_ids() -> list[int]:
-    from configsync.replication.services.peers import peers_enabled
+    from configsync.replication.selectors.peers import peers_enabled
 
     return list(peers_enabled().values_list("id", flat=True))
 

@@ -14,10 +14,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from configsync.models import Peer
 from configsync.replication.errors import ConflictResolveError, TransportError
 from configsync.replication.selectors.conflicts import conflicts_list
+from configsync.replication.selectors.peers import peers_enabled
 from configsync.replication.services.conflicts import conflict_resolve
 from configsync.replication.services.cycle import SyncCycleError, SyncResult
 from configsync.replication.services.diff import sync_diff
-from configsync.replication.services.peers import peer_seed_from_settings, peers_enabled
+from configsync.replication.services.peers import peer_seed_from_settings
 from configsync.replication.services.sync import BUSY_WAIT_SECONDS, peer_sync, sync_summary
 
 
