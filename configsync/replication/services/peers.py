@@ -25,11 +25,6 @@ tombstone is gone; a week covers the usual time to wire a new node in.
 """
 
 
-def peers_parse_setting(entries: list[str] | str) -> list[tuple[str, str]]:
-    """Parse ``CONFIGSYNC_PEERS``; see :func:`configsync.conf.parse_peers` (the one parser)."""
-    return parse_peers(entries)
-
-
 @transaction.atomic
 def peer_seed_from_settings() -> list[Peer]:
     """Make the peers match ``CONFIGSYNC_PEERS``; idempotent. Returns the peers it names.
