@@ -52,7 +52,8 @@ def seed_records(*, prefix: str, start: int, count: int, batch: int = 5_000) -> 
     from configsync.models import ReplicatedRecord, SystemConfig
     from configsync.replication import registry
     from configsync.replication.hlc import HLC, physical_now_ms
-    from configsync.replication.services.apply import clock_locked, json_safe
+    from configsync.replication.services.clock import clock_locked
+    from configsync.replication.services.local import json_safe
     from configsync.services.node import node_id
 
     rm = registry.get("configsync.systemconfig")

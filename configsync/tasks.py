@@ -7,12 +7,15 @@ Replication scheduling:
 - ``sync_all_peers`` (beat, every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS``, and once when a worker
   starts) seeds peers from the settings, retries open quarantined changes, collects old
   tombstones and enqueues one ``sync_peer`` per enabled peer.
-- ``sync_peer`` runs one cycle with one peer under the per-peer lock ``sync-peer-<id>`` (Redis
-  when configured, a file lock otherwise), so two beats or workers never run the same peer at
-  once. A failure is logged with the peer's name and the reason, retried with exponential
-  backoff and jitter a bounded number of times, and never propagates out of the task.
+- ``sync_peer`` runs one cycle with one peer through the per-peer policy
+  (``configsync.replication.services.sync.peer_sync``: the lock ``sync-peer-<id>``, Redis when
+  configured, a file lock otherwise), so two beats, workers or ``configsync sync`` never run the
+  same peer at once. A failure is logged with the peer's name and the reason, retried with
+  exponential backoff and jitter a bounded number of times, and never propagates out of the task.
 - ``push_to_peers`` is enqueued when a local change commits (see ``configsync.receivers``) and
   runs a push-only cycle with every enabled peer, so a write reaches them in about a second.
+- ``sync_trigger`` (not a task: what ``POST /api/v1/sync/trigger`` calls) enqueues ``sync_peer``
+  now. Whatever enqueues a task lives here, next to it: services never import tasks.
 - ``notify_data_callback`` tells ``CONFIGSYNC_DATA_CALLBACK_URL`` of one change (ids only).
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
 from celery.exceptions import Retry
@@ -30,7 +33,9 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.db import transaction
 
 from configsync.conf import app_settings
-from configsync.locks import named_lock
+
+if TYPE_CHECKING:
+    from configsync.models import Peer
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +45,6 @@ SYNC_BACKOFF_MAX_SECONDS = 300
 PUSH_LOCK_RETRIES = 10
 """How often a push that found the peer busy tries again (one second apart)."""
 CALLBACK_MAX_RETRIES = 8
-SYNC_LOCK_TIMEOUT_SECONDS = 120
-"""Expiry of a Redis per-peer lock, so a killed worker cannot wedge its peer for long.
-
-A cycle outliving it may overlap the next one with the same peer; applying a change is
-idempotent (last-write-wins on the same versions), so the overlap only costs work."""
 
 
 def _backoff(retries: int) -> int:
@@ -60,7 +60,7 @@ def _backoff(retries: int) -> int:
 
 
 def _enabled_peer_ids() -> list[int]:
-    from configsync.replication.services.peers import peers_enabled
+    from configsync.replication.selectors.peers import peers_enabled
 
     return list(peers_enabled().values_list("id", flat=True))
 
@@ -137,44 +137,43 @@ def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) ->
     if peer is None or not peer.enabled:
         logger.info("sync skipped: peer %s is gone or disabled", peer_id)
         return False
-    mode = "full" if pull and push else ("pull" if pull else "push")
-    retry_countdown: int | None = None
-    with named_lock(
-        f"sync-peer-{peer_id}", blocking=False, timeout=SYNC_LOCK_TIMEOUT_SECONDS
-    ) as acquired:
-        if not acquired:
-            if pull or self.request.retries >= PUSH_LOCK_RETRIES:
-                logger.info("sync with peer %s skipped: another cycle holds it", peer.name)
-                return False
-            retry_countdown = 1
-        else:
-            from configsync.replication.services.cycle import sync_cycle
+    from configsync.replication.services.sync import (
+        PUSH_BUSY_RETRY_SECONDS,
+        peer_sync,
+        sync_summary,
+    )
 
-            try:
-                result = sync_cycle(peer_id=peer_id, pull=pull, push=push)
-            except Exception as exc:
-                reason = _reason(exc)
-                if self.request.retries >= SYNC_MAX_RETRIES:
-                    logger.error(
-                        "sync (%s) with peer %s failed, giving up until the next beat: %s",
-                        mode,
-                        peer.name,
-                        reason,
-                    )
-                    return False
-                retry_countdown = _backoff(self.request.retries)
-                logger.warning(
-                    "sync (%s) with peer %s failed (retry %d in %ds): %s",
-                    mode,
-                    peer.name,
-                    self.request.retries + 1,
-                    retry_countdown,
-                    reason,
-                    exc_info=not _is_transport_error(exc),
-                )
-            else:
-                logger.info("sync (%s) with peer %s done: %s", mode, peer.name, _summary(result))
-                return True
+    mode = "full" if pull and push else ("pull" if pull else "push")
+    try:
+        result = peer_sync(peer_id=peer_id, pull=pull, push=push)
+    except Exception as exc:
+        reason = _reason(exc)
+        if self.request.retries >= SYNC_MAX_RETRIES:
+            logger.error(
+                "sync (%s) with peer %s failed, giving up until the next beat: %s",
+                mode,
+                peer.name,
+                reason,
+            )
+            return False
+        retry_countdown = _backoff(self.request.retries)
+        logger.warning(
+            "sync (%s) with peer %s failed (retry %d in %ds): %s",
+            mode,
+            peer.name,
+            self.request.retries + 1,
+            retry_countdown,
+            reason,
+            exc_info=not _is_transport_error(exc),
+        )
+    else:
+        if result is not None:
+            logger.info("sync (%s) with peer %s done: %s", mode, peer.name, sync_summary(result))
+            return True
+        if pull or self.request.retries >= PUSH_LOCK_RETRIES:
+            logger.info("sync with peer %s skipped: another cycle holds it", peer.name)
+            return False
+        retry_countdown = PUSH_BUSY_RETRY_SECONDS
     try:
         raise self.retry(
             countdown=retry_countdown, max_retries=PUSH_LOCK_RETRIES + SYNC_MAX_RETRIES
@@ -185,6 +184,21 @@ def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) ->
         # The broker refused the retry: the next beat (or write) tries again.
         logger.warning("could not schedule a retry of the sync with peer %s", peer.name)
         return False
+
+
+def sync_trigger(*, peer_name: str | None = None) -> list[Peer]:
+    """Enqueue a full-duplex cycle now with ``peer_name``, or with every enabled peer.
+
+    Returns the peers whose cycle is enqueued (after the current transaction commits).
+    Raises ``UnknownPeerError`` when ``peer_name`` names no peer; a disabled peer named
+    explicitly is not enqueued (empty list).
+    """
+    from configsync.replication.selectors.peers import peers_to_sync
+
+    selected = peers_to_sync(peer_name=peer_name)
+    for peer in selected:
+        transaction.on_commit(partial(sync_peer.delay, peer.pk))
+    return selected
 
 
 @shared_task(name="configsync.tasks.push_to_peers", ignore_result=True)
@@ -295,12 +309,6 @@ def _reason(exc: BaseException) -> str:
     """A one-line reason: the exception's class and message (our errors never carry values)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
-def _summary(result: Any) -> str:
-    fields = ("pulled", "pushed", "conflicts")
-    parts = [f"{name}={getattr(result, name)}" for name in fields if hasattr(result, name)]
-    return ", ".join(parts) or "ok"
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:

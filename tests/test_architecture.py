@@ -138,22 +138,6 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
-PENDING: dict[str, str] = {
-    "services never import tasks, api, cli, admin or forms": (
-        "configsync.replication.services.trigger -> configsync.tasks is removed by the "
-        "replication split in another branch of issue 9"
-    ),
-}
-"""Rules whose last violations are removed in other branches of issue 9 (xfail, not strict)."""
-
-PENDING_CYCLES: dict[str, str] = {
-    "configsync.replication": (
-        "replication.services.apply <-> conflicts/quarantine and replication.selectors.feed <-> "
-        "status are untangled by the replication split in another branch of issue 9"
-    ),
-}
-"""Packages whose internal cycles are being removed in other branches (xfail, not strict)."""
-
 
 # --- the graph ---------------------------------------------------------------------------------
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -277,41 +261,16 @@ def graph() -> dict[str, set[str]]:
 
 
 # --- the proof ---------------------------------------------------------------------------------
-def _rule_params() -> list[object]:
-    params: list[object] = []
-    for number, rule in enumerate(RULES, start=1):
-        marks = []
-        if rule.rule in PENDING:
-            marks.append(pytest.mark.xfail(strict=False, reason=PENDING[rule.rule]))
-        params.append(pytest.param(rule, id=f"rule{number:02d}", marks=marks))
-    return params
-
-
-@pytest.mark.parametrize("rule", _rule_params())
+@pytest.mark.parametrize(
+    "rule", [pytest.param(r, id=f"rule{n:02d}") for n, r in enumerate(RULES, 1)]
+)
 def test_no_import_breaks_a_layer_rule(rule: Rule, graph: dict[str, set[str]]) -> None:
     found = violations(rule, graph)
     assert not found, f"{rule.rule}:\n  " + "\n  ".join(found)
 
 
-def _cycle_params() -> list[object]:
-    params: list[object] = [pytest.param(None, id="outside-pending")]
-    for number, (scope, reason) in enumerate(sorted(PENDING_CYCLES.items()), start=1):
-        mark = pytest.mark.xfail(strict=False, reason=reason)
-        params.append(pytest.param(scope, id=f"pending{number:02d}", marks=[mark]))
-    return params
-
-
-@pytest.mark.parametrize("scope", _cycle_params())
-def test_the_import_graph_has_no_cycle(scope: str | None, graph: dict[str, set[str]]) -> None:
-    """No cycle at all; cycles entirely inside a ``PENDING_CYCLES`` package are tested apart."""
-    found = []
-    for component in cycles(graph):
-        owner = next(
-            (name for name in PENDING_CYCLES if all(_matches(m, package(name)) for m in component)),
-            None,
-        )
-        if owner == scope:
-            found.append(component)
+def test_the_import_graph_has_no_cycle(graph: dict[str, set[str]]) -> None:
+    found = cycles(graph)
     assert not found, "import cycles:\n  " + "\n  ".join(" <-> ".join(c) for c in found)
 
 

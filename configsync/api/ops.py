@@ -17,9 +17,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from configsync.replication.selectors.peers import UnknownPeerError
 from configsync.replication.selectors.status import sync_status
-from configsync.replication.services.trigger import UnknownPeerError, sync_trigger
 from configsync.services.health import health_check
+from configsync.services.node import node_id
+from configsync.tasks import sync_trigger
 
 
 class PeerStatusSerializer(serializers.Serializer):
@@ -161,7 +163,7 @@ class SyncStatusView(APIView):
 
     @extend_schema(responses=SyncStatusSerializer)
     def get(self, request: Request) -> Response:
-        return Response(SyncStatusSerializer(sync_status().as_dict()).data)
+        return Response(SyncStatusSerializer(sync_status(node=node_id()).as_dict()).data)
 
 
 class SyncTriggerView(APIView):

@@ -45,13 +45,22 @@ class Ciphertext(str):
         return "Ciphertext(<redacted>)"
 
 
+def encryption_context_for(*, model_label: str, field_name: str, natural_key: str) -> str:
+    """The associated-data context binding a token to one record's field, from its names:
+    ``<app_label.model>.<field>:<natural key>``. The one place that format is written."""
+    return f"{model_label}.{field_name}:{natural_key}"
+
+
 def encryption_context(instance: models.Model, field_name: str) -> str:
     """The associated-data context binding a token to one record's field."""
     natural_key_field = getattr(type(instance), "natural_key_field", None)
     if not natural_key_field:
         raise TypeError(f"{type(instance).__name__} must name its natural_key_field")
-    natural_key = getattr(instance, natural_key_field)
-    return f"{instance._meta.label_lower}.{field_name}:{natural_key}"
+    return encryption_context_for(
+        model_label=instance._meta.label_lower,
+        field_name=field_name,
+        natural_key=getattr(instance, natural_key_field),
+    )
 
 
 _raw_reads: ContextVar[bool] = ContextVar("configsync_raw_reads", default=False)

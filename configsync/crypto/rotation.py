@@ -38,7 +38,12 @@ from django.apps import apps
 from django.db import models, transaction
 
 from configsync.conf import app_settings
-from configsync.crypto.fields import Ciphertext, EncryptedTextField, encryption_context
+from configsync.crypto.fields import (
+    Ciphertext,
+    EncryptedTextField,
+    encryption_context,
+    encryption_context_for,
+)
 from configsync.crypto.keyring import TokenError, generate_key, get_keyring, token_key_id
 from configsync.models import Conflict, ReplicatedRecord
 from configsync.replication import registry
@@ -290,7 +295,11 @@ def _rotate_conflict_batch(
             for side, name, token in _conflict_tokens(conflict):
                 new = _rotated(
                     token,
-                    context=f"{conflict.model_label}.{name}:{conflict.natural_key}",
+                    context=encryption_context_for(
+                        model_label=conflict.model_label,
+                        field_name=name,
+                        natural_key=conflict.natural_key,
+                    ),
                     report=report,
                     where=(
                         conflict.model_label,

@@ -64,7 +64,7 @@ def _replicated(sender: Any) -> bool:
 def _lock(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
     if kwargs.get("raw") or not _replicated(sender):
         return
-    from configsync.replication.services.apply import replication_lock_record
+    from configsync.replication.services.local import replication_lock_record
 
     replication_lock_record(instance=instance)
 
@@ -72,7 +72,7 @@ def _lock(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> 
 def _saved(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
     if kwargs.get("raw") or not _replicated(sender):
         return
-    from configsync.replication.services.apply import replication_record_local_change
+    from configsync.replication.services.local import replication_record_local_change
 
     replication_record_local_change(instance=instance, deleted=False)
 
@@ -80,7 +80,7 @@ def _saved(sender: type[models.Model], instance: models.Model, **kwargs: Any) ->
 def _deleted(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
     if not _replicated(sender):
         return
-    from configsync.replication.services.apply import replication_record_local_change
+    from configsync.replication.services.local import replication_record_local_change
 
     replication_record_local_change(instance=instance, deleted=True)
 
@@ -88,7 +88,7 @@ def _deleted(sender: type[models.Model], instance: models.Model, **kwargs: Any) 
 def _migrated(sender: Any, **kwargs: Any) -> None:
     if getattr(sender, "name", "") != "configsync":
         return
-    from configsync.replication.services.apply import replication_backfill
+    from configsync.replication.services.local import replication_backfill
 
     replication_backfill()
 

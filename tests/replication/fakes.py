@@ -11,13 +11,8 @@ from dataclasses import replace
 from typing import Any
 
 from configsync.replication.errors import TransportError
-from configsync.replication.transports.base import (
-    ChangePage,
-    LogEntry,
-    PushResult,
-    ReplicationLogAnswer,
-    Transport,
-)
+from configsync.replication.page import FeedPage, LogEntry
+from configsync.replication.transports.base import PushResult, ReplicationLogAnswer, Transport
 
 
 class ScriptedPeer(Transport):
@@ -30,7 +25,7 @@ class ScriptedPeer(Transport):
         self.push_calls = 0
         self.fail_pull_at: int | None = None
         self.fail_push_at: int | None = None
-        self.page_override: ChangePage | None = None
+        self.page_override: FeedPage | None = None
         self.clock_ms: int | None = None
         self.log: dict[str, LogEntry] = {}  # its replication log of our checkpoints
         self.log_records = 0
@@ -49,13 +44,13 @@ class ScriptedPeer(Transport):
 
     def pull(
         self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
-    ) -> ChangePage:
+    ) -> FeedPage:
         page = self._page(cursor, limit, echoes=echoes)
         if with_log:
             return replace(page, log=list(self.log.values()))
         return page
 
-    def _page(self, cursor: str, limit: int, *, echoes: bool) -> ChangePage:
+    def _page(self, cursor: str, limit: int, *, echoes: bool) -> FeedPage:
         self.pull_calls += 1
         self.pull_echoes.append(echoes)
         if self.fail_pull_at is not None and self.pull_calls >= self.fail_pull_at:
@@ -65,7 +60,7 @@ class ScriptedPeer(Transport):
         start = int(cursor or 0)
         items = self.feed[start : start + limit]
         end = start + len(items)
-        return ChangePage(
+        return FeedPage(
             node=self.node,
             changes=items,
             next_cursor=str(end),
@@ -86,9 +81,9 @@ class ScriptedPeer(Transport):
             ],
         )
 
-    def digest(self, cursor: str, limit: int) -> ChangePage:
+    def digest(self, cursor: str, limit: int) -> FeedPage:
         page = self.pull(cursor, limit)
-        return ChangePage(
+        return FeedPage(
             node=page.node,
             changes=[{k: c[k] for k in ("model", "key", "hlc", "deleted")} for c in page.changes],
             next_cursor=page.next_cursor,

@@ -12,6 +12,7 @@ from configsync.replication.errors import ChangeValidationError
 from configsync.replication.hlc import HLC, physical_now_ms
 from configsync.replication.selectors.feed import feed_page, records_unreadable
 from configsync.replication.services.apply import changes_apply
+from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import (
     LOCAL,
@@ -90,7 +91,9 @@ def test_concurrent_versions_converge_on_lww_and_keep_the_loser() -> None:
     assert set(rec.version_vector) == {LOCAL, REMOTE}
     # The merged version goes back to the source too (it carries the loser).
     assert rec.received_from == ""
-    item = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "A")
+    item = next(
+        c for c in feed_page(node=node_id(), cursor="", limit=10).changes if c["key"] == "A"
+    )
     assert [loser["hlc"] for loser in item["losers"]] == [conflict.local_version["hlc"]]
     # Re-delivery is stale and keeps one conflict.
     assert apply([remote_change("A", "remote", hlc=later)]) == ["stale"]
@@ -228,7 +231,9 @@ def test_ciphertext_of_a_missing_key_is_stored_relayed_and_reported(
     assert records_unreadable() == [
         {"model": "configsync.systemconfig", "key": "S", "fields": ["secret_value"]}
     ]
-    relayed = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "S")
+    relayed = next(
+        c for c in feed_page(node=node_id(), cursor="", limit=10).changes if c["key"] == "S"
+    )
     assert relayed["data"]["secret_value"] == token  # byte for byte, never decrypted
     assert canary not in str(relayed)
     # The operator adds the group's key: the record becomes readable, the report clears.

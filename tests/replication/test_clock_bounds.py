@@ -22,6 +22,7 @@ from configsync.replication.selectors.status import sync_status
 from configsync.replication.services import cycle as sync_service
 from configsync.replication.services.cycle import sync_cycle
 from configsync.replication.transports.base import PushResult
+from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import REMOTE, remote_change, stamp
 from tests.replication.fakes import ScriptedPeer
@@ -52,7 +53,7 @@ def test_the_default_allowed_skew_is_one_minute(settings: Any) -> None:
 
 def test_a_peer_four_minutes_ahead_is_not_reported_ok(peer: Peer, admin_client: Client) -> None:
     SyncRun.objects.create(peer=peer, ok=True, skew_ms=240_004)
-    report = sync_status()
+    report = sync_status(node=node_id())
     cloud = report.peers[0]
     assert cloud.clock_state == "out_of_bounds" and cloud.clock_skew_ms == 240_004
     assert any("peer cloud's clock is 240.0 s ahead" in w for w in report.warnings)
@@ -65,20 +66,23 @@ def test_a_peer_four_minutes_ahead_is_not_reported_ok(peer: Peer, admin_client: 
 
 def test_a_small_skew_above_the_threshold_is_a_warning(peer: Peer, cli: Any) -> None:
     SyncRun.objects.create(peer=peer, ok=True, skew_ms=-5_000)
-    report = sync_status()
+    report = sync_status(node=node_id())
     assert report.peers[0].clock_state == "warning" and report.clock.state == "warning"
     assert any("clock skew with peer cloud: -5000 ms" in w for w in report.warnings)
     out = cli("status").out
     assert out.startswith("WARNING: clock: clock skew with peer cloud")
     SyncRun.objects.create(peer=peer, ok=True, skew_ms=800)
-    assert sync_status().warnings == [] and sync_status().peers[0].clock_state == "ok"
+    assert (
+        sync_status(node=node_id()).warnings == []
+        and sync_status(node=node_id()).peers[0].clock_state == "ok"
+    )
 
 
 def test_a_clock_set_back_after_running_ahead_is_out_of_bounds_everywhere(
     peer: Peer, client: Client, admin_client: Client, cli: Any
 ) -> None:
     set_stored_clock_ahead(20 * MINUTE)
-    report = sync_status()
+    report = sync_status(node=node_id())
     assert report.clock.state == "out_of_bounds"
     assert report.clock.hlc_ahead_ms > 19 * MINUTE
     assert report.warnings[0].startswith("CLOCK OUT OF BOUNDS: this node's clock issues")
@@ -164,7 +168,7 @@ def test_items_the_peer_quarantines_are_counted_not_garbage(
     assert SyncRun.objects.get().quarantined == 2
     [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "peer cloud holds 1 of this cycle's changes for clock skew" in error.getMessage()
-    report = sync_status()
+    report = sync_status(node=node_id())
     assert report.peers[0].quarantined_last_run == 2
     assert any("set aside 2 change(s)" in w for w in report.warnings)
 

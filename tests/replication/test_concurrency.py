@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from configsync.models import Conflict, ReplicatedRecord, SystemConfig
 from configsync.replication.selectors.feed import feed_page
 from configsync.replication.services.apply import changes_apply
+from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
 from tests.conftest import run_threads
 from tests.replication.conftest import REMOTE, remote_change
@@ -55,7 +56,7 @@ def test_the_feed_never_skips_a_change_that_commits_after_a_reader_passed() -> N
         cursor = ""
         while True:
             finished = done.is_set()
-            page = feed_page(cursor=cursor, limit=3)
+            page = feed_page(node=node_id(), cursor=cursor, limit=3)
             seen.extend(c["key"] for c in page.changes)
             cursor = page.next_cursor
             if finished and not page.has_more:

@@ -13,6 +13,7 @@ from configsync.replication.errors import ConflictResolveError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.conflicts import conflict_resolve
+from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import LOCAL, REMOTE, remote_change, stamp
 
@@ -140,7 +141,9 @@ def test_a_resolution_made_elsewhere_closes_the_same_conflict_here() -> None:
     assert closed.resolved_hlc == resolution
     assert SystemConfig.objects.get(key="K").value == "local"
     # This node relays the note with the same change, for the nodes behind it.
-    item = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "K")
+    item = next(
+        c for c in feed_page(node=node_id(), cursor="", limit=10).changes if c["key"] == "K"
+    )
     assert item["resolved"] == change["resolved"]
 
 
@@ -149,7 +152,9 @@ def test_a_resolution_here_is_announced_with_its_change() -> None:
 
     conflict = make_conflict()
     conflict_resolve(conflict_id=conflict.pk, choice="local")
-    item = next(c for c in feed_page(cursor="", limit=10).changes if c["key"] == "K")
+    item = next(
+        c for c in feed_page(node=node_id(), cursor="", limit=10).changes if c["key"] == "K"
+    )
     assert item["resolved"] == [
         {
             "versions": sorted([conflict.local_version["hlc"], conflict.remote_version["hlc"]]),

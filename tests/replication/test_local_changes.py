@@ -88,7 +88,7 @@ def test_change_committed_is_sent_after_commit_with_ids_only(
 
 def test_rows_without_replication_metadata_get_a_first_version() -> None:
     from configsync.models import SystemConfig
-    from configsync.replication.services.apply import replication_backfill
+    from configsync.replication.services.local import replication_backfill
 
     SystemConfig.objects.bulk_create([SystemConfig(key="OLD1"), SystemConfig(key="OLD2")])
     system_config_set(key="NEW", value="1")

@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
 from configsync.replication.selectors.feed import feed_last_cursor
+from configsync.replication.selectors.peers import peers_enabled
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.peers import (
     TOMBSTONE_MIN_AGE,
     peer_seed_from_settings,
-    peers_enabled,
     tombstones_collect,
 )
 from configsync.services.system_config import system_config_delete, system_config_set

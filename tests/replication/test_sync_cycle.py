@@ -15,9 +15,10 @@ from configsync.models import (
     SystemConfig,
 )
 from configsync.replication.hlc import physical_now_ms
+from configsync.replication.page import FeedPage
 from configsync.replication.services.apply import changes_apply
-from configsync.replication.services.cycle import SyncCycleError, sync_cycle, sync_diff
-from configsync.replication.transports.base import ChangePage
+from configsync.replication.services.cycle import SyncCycleError, sync_cycle
+from configsync.replication.services.diff import sync_diff
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import LOCAL, REMOTE, remote_change, stamp
 from tests.replication.fakes import ScriptedPeer
@@ -134,7 +135,7 @@ def test_garbage_and_future_changes_are_quarantined_and_the_cycle_moves_on(
 
 def test_a_feed_that_does_not_advance_is_garbage(peer: Peer) -> None:
     remote = ScriptedPeer(node=REMOTE)
-    remote.page_override = ChangePage(node=REMOTE, changes=[], next_cursor="", has_more=True)
+    remote.page_override = FeedPage(node=REMOTE, changes=[], next_cursor="", has_more=True)
     with pytest.raises(SyncCycleError, match="garbage"):
         sync_cycle(peer_id=peer.pk, transport=remote)
 
@@ -192,7 +193,7 @@ def test_a_cycle_closes_the_transport_it_opened_even_when_it_fails(
 ) -> None:
     opened = ClosingPeer(node=REMOTE)
     opened.fail_pull_at = 1
-    monkeypatch.setattr("configsync.replication.services.cycle.transport_for", lambda _peer: opened)
+    monkeypatch.setattr("configsync.replication.services.link.transport_for", lambda _peer: opened)
 
     with pytest.raises(SyncCycleError):
         sync_cycle(peer_id=peer.pk)

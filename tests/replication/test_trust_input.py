@@ -23,6 +23,7 @@ from configsync.replication.selectors.feed import feed_page
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.quarantine import quarantine_drop, quarantine_retry
 from configsync.replication.signing import canonical
+from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import (
     LOCAL,
@@ -87,7 +88,7 @@ def test_a_change_a_local_write_would_refuse_is_quarantined(
     assert not ReplicatedRecord.objects.filter(natural_key="BAD").exists()
     # Nothing that could break a reader was stored: every read path still works.
     assert get_system_config("GOOD") == "1"
-    assert [c["key"] for c in feed_page(cursor="", limit=10).changes] == ["GOOD"]
+    assert [c["key"] for c in feed_page(node=node_id(), cursor="", limit=10).changes] == ["GOOD"]
 
 
 _WIRE_ONLY = {"list-for-scalar", "number-for-text", "string-for-flag"}  # JSON types of the wire

@@ -14,7 +14,8 @@ from django.core.exceptions import ValidationError
 
 from configsync import tasks
 from configsync.models import Peer
-from configsync.replication.services.peers import peer_seed_from_settings, peers_enabled
+from configsync.replication.selectors.peers import peers_enabled
+from configsync.replication.services.peers import peer_seed_from_settings
 
 pytestmark = pytest.mark.django_db
 

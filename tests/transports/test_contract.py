@@ -15,13 +15,8 @@ import pytest
 
 from configsync.models import ReplicatedRecord, ReplicationLog, SystemConfig
 from configsync.replication.errors import TransportError
-from configsync.replication.transports.base import (
-    ChangePage,
-    LogEntry,
-    PushResult,
-    ReplicationLogAnswer,
-    Transport,
-)
+from configsync.replication.page import FeedPage, LogEntry
+from configsync.replication.transports.base import PushResult, ReplicationLogAnswer, Transport
 from configsync.replication.transports.http import HttpPeerTransport
 from configsync.services.system_config import system_config_set
 from tests.replication.conftest import (
@@ -72,7 +67,7 @@ def test_pull_pages_through_the_feed(transport: Factory) -> None:
         system_config_set(key=key, value="1")
     link = transport()
     first = link.pull("", 2)
-    assert isinstance(first, ChangePage)
+    assert isinstance(first, FeedPage)
     assert first.node == LOCAL and [c["key"] for c in first.changes] == ["A", "B"]
     assert first.has_more and first.clock_ms is not None
     second = link.pull(first.next_cursor, 2)

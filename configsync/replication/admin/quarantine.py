@@ -15,8 +15,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from configsync.models import QuarantinedChange
-from configsync.replication.services.apply import QUARANTINED
 from configsync.replication.services.quarantine import quarantine_drop, quarantine_retry
+from configsync.replication.services.wire import QUARANTINED
 
 _COLUMNS = ("model_label", "natural_key", "source", "status", "attempts", "reason")
 

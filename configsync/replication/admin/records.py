@@ -15,7 +15,7 @@ from django.http import HttpRequest
 
 from configsync.models import Conflict, Peer, PeerCheckpoint, SyncRun
 from configsync.replication.errors import ConflictResolveError
-from configsync.replication.selectors.feed import clock_hlc_ms, conflict_changed_fields
+from configsync.replication.selectors.feed import clock_hlc_ms
 from configsync.replication.selectors.status import (
     CLOCK_OK,
     CLOCK_OUT_OF_BOUNDS,
@@ -108,22 +108,17 @@ class ConflictAdmin(_ReadOnlyAdmin):
     readonly_fields = fields
     actions = ["resolve_keep_local", "resolve_keep_remote"]
 
-    @staticmethod
-    def _summary(version: dict[str, Any]) -> str:
-        state = "deleted" if version.get("deleted") else "present"
-        return f"{version.get('hlc', '')} from {version.get('origin', '')} ({state})"
-
     @admin.display(description="local version")
     def local_summary(self, obj: Conflict) -> str:
-        return self._summary(obj.local_version)
+        return obj.local.describe()
 
     @admin.display(description="remote version")
     def remote_summary(self, obj: Conflict) -> str:
-        return self._summary(obj.remote_version)
+        return obj.remote.describe()
 
     @admin.display(description="fields that differ")
     def changed_fields(self, obj: Conflict) -> str:
-        return ", ".join(conflict_changed_fields(obj)) or "-"
+        return ", ".join(obj.changed_fields()) or "-"
 
     def _resolve(self, request: HttpRequest, queryset: QuerySet[Conflict], choice: str) -> None:
         done = 0

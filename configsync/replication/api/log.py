@@ -20,9 +20,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from configsync.models import PeerCheckpoint, ReplicationLog
-from configsync.replication.api.sync import _PeerView, clocks
+from configsync.replication.api.peer import PeerView, clocks
 from configsync.replication.selectors.feed import replication_log_for
-from configsync.replication.services.cycle import ReplicationLogError, replication_log_record
+from configsync.replication.services.replog import ReplicationLogError, replication_log_record
 from configsync.services.node import node_id
 
 
@@ -59,7 +59,7 @@ def _entry(row: ReplicationLog) -> dict[str, Any]:
     return {"direction": row.direction, "session": row.session, "cursor": row.cursor}
 
 
-class SyncLogView(_PeerView):
+class SyncLogView(PeerView):
     """The caller's checkpoints as this node recorded them; record one."""
 
     @extend_schema(

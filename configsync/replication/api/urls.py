@@ -3,18 +3,18 @@
 from django.urls import path
 
 from configsync.replication.api import log as sync_log
-from configsync.replication.api import quarantine, sync
+from configsync.replication.api import ops, peer, quarantine
 
 urlpatterns = [
-    path("changes", sync.SyncChangesView.as_view(), name="sync-changes"),
-    path("digest", sync.SyncDigestView.as_view(), name="sync-digest"),
-    path("push", sync.SyncPushView.as_view(), name="sync-push"),
+    path("changes", peer.SyncChangesView.as_view(), name="sync-changes"),
+    path("digest", peer.SyncDigestView.as_view(), name="sync-digest"),
+    path("push", peer.SyncPushView.as_view(), name="sync-push"),
     path("log", sync_log.SyncLogView.as_view(), name="sync-log"),
-    path("strategies", sync.StrategiesView.as_view(), name="sync-strategies"),
-    path("conflicts/", sync.ConflictListView.as_view(), name="sync-conflicts"),
+    path("strategies", ops.StrategiesView.as_view(), name="sync-strategies"),
+    path("conflicts/", ops.ConflictListView.as_view(), name="sync-conflicts"),
     path(
         "conflicts/<int:pk>/resolve",
-        sync.ConflictResolveView.as_view(),
+        ops.ConflictResolveView.as_view(),
         name="sync-conflict-resolve",
     ),
     path("quarantine/", quarantine.QuarantineListView.as_view(), name="sync-quarantine"),

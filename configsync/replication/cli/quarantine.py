@@ -12,8 +12,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from configsync.models import QuarantinedChange
 from configsync.replication.selectors.quarantine import quarantine_list
-from configsync.replication.services.apply import QUARANTINED
 from configsync.replication.services.quarantine import quarantine_drop, quarantine_retry
+from configsync.replication.services.wire import QUARANTINED
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 from django.core.serializers.json import DjangoJSONEncoder
 
 from configsync.replication.selectors.status import sync_status
+from configsync.services.node import node_id
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def _when(value: datetime | None) -> str:
 
 
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
-    report = sync_status()
+    report = sync_status(node=node_id())
     if options["json"]:
         command.stdout.write(json.dumps(report.as_dict(), cls=DjangoJSONEncoder, indent=2))
         return

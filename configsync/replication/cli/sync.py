@@ -11,15 +11,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from configsync.locks import named_lock
 from configsync.models import Peer
 from configsync.replication.errors import ConflictResolveError, TransportError
-from configsync.replication.selectors.feed import conflict_changed_fields, conflicts_list
+from configsync.replication.selectors.conflicts import conflicts_list
+from configsync.replication.selectors.peers import peers_enabled
 from configsync.replication.services.conflicts import conflict_resolve
-from configsync.replication.services.cycle import SyncCycleError, SyncResult, sync_cycle, sync_diff
-from configsync.replication.services.peers import peer_seed_from_settings, peers_enabled
-
-LOCK_WAIT_SECONDS = 60
+from configsync.replication.services.cycle import SyncCycleError, SyncResult
+from configsync.replication.services.diff import sync_diff
+from configsync.replication.services.peers import peer_seed_from_settings
+from configsync.replication.services.sync import BUSY_WAIT_SECONDS, peer_sync, sync_summary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,19 +55,7 @@ def _peer(name: str) -> Peer:
 
 
 def _summary(result: SyncResult) -> str:
-    text = (
-        f"peer {result.peer}: pulled {result.pulled}, pushed {result.pushed}, "
-        f"conflicts {result.conflicts}, stale {result.stale}"
-    )
-    if result.unreadable:
-        text += f", unreadable {result.unreadable}"
-    if result.quarantined:
-        text += f", quarantined {result.quarantined}"
-    if result.held_for_skew:
-        text += f" ({result.held_for_skew} held by the peer for clock skew)"
-    if result.restarted:
-        text += f"; started over after a restore: {', '.join(result.restarted)}"
-    return text
+    return f"peer {result.peer}: {sync_summary(result)}"
 
 
 def handle_sync(command: BaseCommand, options: dict[str, Any]) -> None:
@@ -77,18 +65,17 @@ def handle_sync(command: BaseCommand, options: dict[str, Any]) -> None:
         raise CommandError("no peers: set CONFIGSYNC_PEERS or add one in the admin", returncode=1)
     failed: list[str] = []
     for peer in peers:
-        # The same lock as the Celery task (configsync.tasks.sync_peer).
-        with named_lock(f"sync-peer-{peer.pk}", wait=LOCK_WAIT_SECONDS, timeout=600) as held:
-            if not held:
-                failed.append(f"{peer.name} (busy: another cycle holds it)")
-                command.stdout.write(f"peer {peer.name}: busy, skipped")
-                continue
-            try:
-                result = sync_cycle(peer_id=peer.pk)
-            except SyncCycleError as exc:
-                failed.append(f"{peer.name} ({exc})")
-                command.stdout.write(f"{_summary(exc.result)}; FAILED")
-                continue
+        # The same policy (lock, expiry, summary) as the Celery task (configsync.tasks.sync_peer).
+        try:
+            result = peer_sync(peer_id=peer.pk, wait_seconds=BUSY_WAIT_SECONDS)
+        except SyncCycleError as exc:
+            failed.append(f"{peer.name} ({exc})")
+            command.stdout.write(f"{_summary(exc.result)}; FAILED")
+            continue
+        if result is None:
+            failed.append(f"{peer.name} (busy: another cycle holds it)")
+            command.stdout.write(f"peer {peer.name}: busy, skipped")
+            continue
         command.stdout.write(_summary(result))
     if failed:
         raise CommandError(f"sync failed with {'; '.join(failed)}", returncode=1)
@@ -134,9 +121,9 @@ def handle_conflicts(command: BaseCommand, options: dict[str, Any]) -> None:
                 "resolution": conflict.resolution,
                 "detected_at": conflict.detected_at,
                 "skew_affected": conflict.skew_affected,
-                "local": {k: conflict.local_version.get(k) for k in ("hlc", "origin", "deleted")},
-                "remote": {k: conflict.remote_version.get(k) for k in ("hlc", "origin", "deleted")},
-                "changed_fields": conflict_changed_fields(conflict),
+                "local": conflict.local.summary(),
+                "remote": conflict.remote.summary(),
+                "changed_fields": conflict.changed_fields(),
             }
         )
     if options["json"]:

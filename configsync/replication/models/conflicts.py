@@ -1,4 +1,42 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
 from django.db import models
+
+
+@dataclass(frozen=True)
+class KeptVersion:
+    """One of a conflict's two versions, typed: ``Conflict.local`` and ``Conflict.remote``.
+
+    ``hlc`` stays text: a version from the ``.env`` file carries no peer timestamp. ``data`` is
+    the wire form (ciphertext for secrets): show ``summary()`` or ``describe()``, never ``data``.
+    """
+
+    hlc: str
+    origin: str
+    deleted: bool
+    data: dict[str, Any] | None
+
+    @classmethod
+    def from_stored(cls, raw: dict[str, Any] | None) -> KeptVersion:
+        raw = raw or {}
+        data = raw.get("data")
+        return cls(
+            hlc=str(raw.get("hlc", "")),
+            origin=str(raw.get("origin", "")),
+            deleted=bool(raw.get("deleted")),
+            data=data if isinstance(data, dict) else None,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """``{"hlc", "origin", "deleted"}``: what the API and the CLI show (never a value)."""
+        return {"hlc": self.hlc, "origin": self.origin, "deleted": self.deleted}
+
+    def describe(self) -> str:
+        """One line for people (the admin): ``<hlc> from <origin> (present|deleted)``."""
+        return f"{self.hlc} from {self.origin} ({'deleted' if self.deleted else 'present'})"
 
 
 class Conflict(models.Model):
@@ -86,3 +124,21 @@ class Conflict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_label}:{self.natural_key} ({self.status})"
+
+    @property
+    def local(self) -> KeptVersion:
+        """``local_version``, typed."""
+        return KeptVersion.from_stored(self.local_version)
+
+    @property
+    def remote(self) -> KeptVersion:
+        """``remote_version``, typed."""
+        return KeptVersion.from_stored(self.remote_version)
+
+    def changed_fields(self) -> list[str]:
+        """Names of the fields whose wire values differ between the two versions (never values)."""
+        local = self.local.data or {}
+        remote = self.remote.data or {}
+        return sorted(
+            name for name in set(local) | set(remote) if local.get(name) != remote.get(name)
+        )

@@ -10,6 +10,9 @@ class NodeClock(models.Model):
     ``seq = n`` can never later find a newly committed change with ``seq < n``.
     """
 
+    ROW_ID = 1
+    """The primary key of the single row (``configsync.replication.services.clock``)."""
+
     last_wall_ms = models.BigIntegerField(
         verbose_name="last physical time (ms)",
         default=0,

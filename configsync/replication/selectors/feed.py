@@ -1,4 +1,4 @@
-"""Reads of the replication engine: the change feed, digests, unreadable records, conflicts.
+"""Reads of the replication engine: the change feed, digests, unreadable records, the log.
 
 The feed serves ``ReplicatedRecord`` rows with ``seq`` greater than the cursor, in ``seq`` order,
 through the unique index on ``seq``: its cost grows with the number of changes since the cursor,
@@ -14,14 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
-
 from configsync.crypto.keyring import get_keyring, token_key_id
 from configsync.models import Conflict, NodeClock, ReplicatedRecord, ReplicationLog
 from configsync.replication import registry
 from configsync.replication.errors import CursorError
 from configsync.replication.hlc import HLC, HLCParseError
-from configsync.selectors.node import node_id
+from configsync.replication.page import FeedPage
 
 _CURSOR = re.compile(r"^(?:([0-9a-f]{1,32})\.)?(\d{1,18})$")
 
@@ -47,35 +45,18 @@ def cursor_parse(text: str | None) -> Cursor:
     return Cursor(match.group(1) or "", int(match.group(2)))
 
 
-@dataclass(frozen=True)
-class FeedPage:
-    """One page of this node's feed."""
-
-    node: str
-    changes: list[dict[str, Any]]
-    next_cursor: str
-    has_more: bool
-    reset: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "changes": self.changes,
-            "next_cursor": self.next_cursor,
-            "has_more": self.has_more,
-            "reset": self.reset,
-        }
-
-
 def _clock_state() -> tuple[str, int]:
-    row = NodeClock.objects.filter(pk=1).values_list("epoch", "last_seq").first()
+    row = NodeClock.objects.filter(pk=NodeClock.ROW_ID).values_list("epoch", "last_seq").first()
     return (row[0], row[1]) if row else ("", 0)
 
 
 def feed_page(
-    *, cursor: str | None, limit: int, exclude_node: str = "", digest: bool = False
+    *, node: str, cursor: str | None, limit: int, exclude_node: str = "", digest: bool = False
 ) -> FeedPage:
     """The changes after ``cursor``, at most ``limit`` of them, in sequence order.
+
+    ``node`` is this node's id, which the page carries (the caller has it: a selector never
+    creates it).
 
     Rows received from ``exclude_node`` (the requesting peer) are left out, but the cursor still
     advances over them: a peer is never sent back what it sent. With ``digest`` the items carry
@@ -104,7 +85,7 @@ def feed_page(
             ident = (r.model_label, r.natural_key, r.hlc)
             changes.append(record_as_change(r, losers.get(ident), resolved.get(ident)))
     return FeedPage(
-        node=node_id(),
+        node=node,
         changes=changes,
         next_cursor=str(Cursor(epoch, next_seq)) if epoch else str(next_seq),
         has_more=has_more,
@@ -215,7 +196,9 @@ def clock_hlc_ms() -> int | None:
     Ahead of the physical clock when the clock was set back after running ahead: the HLC never
     goes back, so every new local write carries at least this time.
     """
-    return NodeClock.objects.filter(pk=1).values_list("last_wall_ms", flat=True).first()
+    return (
+        NodeClock.objects.filter(pk=NodeClock.ROW_ID).values_list("last_wall_ms", flat=True).first()
+    )
 
 
 def replication_log_for(*, node: str) -> list[ReplicationLog]:
@@ -257,50 +240,3 @@ def records_unreadable() -> list[dict[str, Any]]:
         if fields:
             found.append({"model": label, "key": key, "fields": fields})
     return found
-
-
-def conflicts_list(*, status: str | None = None) -> QuerySet[Conflict]:
-    """Conflicts, newest first, optionally only ``open`` or ``resolved`` ones."""
-    queryset = Conflict.objects.all()
-    if status:
-        queryset = queryset.filter(status=status)
-    return queryset
-
-
-def conflict_changed_fields(conflict: Conflict) -> list[str]:
-    """Names of the fields whose wire values differ between the two versions (never values)."""
-    local = conflict.local_version.get("data") or {}
-    remote = conflict.remote_version.get("data") or {}
-    return sorted(name for name in set(local) | set(remote) if local.get(name) != remote.get(name))
-
-
-SYNCED_DATA_TYPES = {
-    "system_configs": "configsync.systemconfig",
-    "ai_provider_configs": "providers.aiproviderconfig",
-}
-
-
-def sync_strategies() -> dict[str, Any]:
-    """Per data type, how it is synced under the deployment mode (``GET /api/v1/sync/strategies``).
-
-    ``LOCAL_ONLY``: nothing leaves the node. The other modes sync full-duplex with every enabled
-    peer every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS`` (and on write).
-    """
-    from configsync.conf import app_settings
-    from configsync.replication.selectors.status import deployment_mode
-
-    mode = deployment_mode()
-    interval = int(app_settings.SYNC_INTERVAL_SECONDS or 0)
-    strategies: dict[str, Any] = {}
-    for name, label in SYNCED_DATA_TYPES.items():
-        if mode == "LOCAL_ONLY":
-            strategies[name] = {"model": label, "strategy": "none", "interval_seconds": None}
-        else:
-            strategies[name] = {
-                "model": label,
-                "strategy": "full_duplex",
-                "interval_seconds": interval or None,
-                "push_on_write": True,
-                "conflict_rule": "last-write-wins (HLC), loser kept as a conflict",
-            }
-    return {"mode": mode, "strategies": strategies}

@@ -307,10 +307,11 @@ def unreadable_record_count() -> int:
     return len(records_unreadable())
 
 
-def sync_status(*, recent: int = RECENT_RUNS, peer_name: str | None = None) -> NodeStatus:
-    """This node's replication status: identity, mode, and one ``PeerStatus`` per peer."""
-    from configsync.selectors.node import node_id
-
+def sync_status(
+    *, node: str, recent: int = RECENT_RUNS, peer_name: str | None = None
+) -> NodeStatus:
+    """This node's replication status: identity (``node``, this node's id, which the caller
+    has: a selector never creates it), mode, and one ``PeerStatus`` per peer."""
     peers = Peer.objects.order_by("name")
     if peer_name is not None:
         peers = peers.filter(name=peer_name)
@@ -322,9 +323,9 @@ def sync_status(*, recent: int = RECENT_RUNS, peer_name: str | None = None) -> N
     open_quarantined = quarantine_open_count()
     unreadable = unreadable_record_count()
     return NodeStatus(
-        node_id=node_id(),
+        node_id=node,
         deployment_mode=deployment_mode(),
-        sync_interval_seconds=int(app_settings.SYNC_INTERVAL_SECONDS or 0),
+        sync_interval_seconds=app_settings.sync_interval_seconds,
         last_seq=last_seq or 0,
         open_conflicts=Conflict.objects.filter(status=Conflict.Status.OPEN).count(),
         unreadable_records=unreadable,

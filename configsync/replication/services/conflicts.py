@@ -1,12 +1,23 @@
-"""Keeping the losers of concurrent changes."""
+"""Conflict bookkeeping: keeping the losers of concurrent changes, closing and resolving them.
+
+Versions are kept in wire form (ciphertext for secrets): this module never decrypts. A conflict
+is identified by its two versions' timestamps, so the same conflict reaching a node along several
+paths (a peer relaying a loser it kept, a resolution arriving from another node) is one row.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
 
+from configsync.conf import app_settings
 from configsync.models import Conflict
+from configsync.replication.errors import ConflictResolveError
+from configsync.replication.services.local import replication_write_version
+from configsync.replication.services.wire import Version, validation_reasons
 
 
 def conflict_create(
@@ -46,12 +57,6 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
     ``ConflictResolveError`` for an unknown id, a bad choice, a conflict already resolved or a
     chosen version that does not pass a local write's validation; nothing changes then.
     """
-    from django.db import transaction
-    from django.utils import timezone
-
-    from configsync.replication.errors import ConflictResolveError
-    from configsync.replication.services.apply import replication_write_version, validation_reasons
-
     if choice not in (Conflict.Winner.LOCAL, Conflict.Winner.REMOTE):
         raise ConflictResolveError("choice must be 'local' or 'remote'")
     with transaction.atomic():
@@ -80,3 +85,88 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
         conflict.resolved_hlc = record.hlc if record is not None else ""
         conflict.save(update_fields=["status", "resolution", "resolved_at", "resolved_hlc"])
     return conflict
+
+
+def _conflict_exists(label: str, key: str, hlcs: set[str]) -> bool:
+    for local_version, remote_version in Conflict.objects.filter(
+        model_label=label, natural_key=key
+    ).values_list("local_version", "remote_version"):
+        if {local_version.get("hlc"), remote_version.get("hlc")} == hlcs:
+            return True
+    return False
+
+
+def conflict_skew_affected(*, local: Version, remote: Version, source_skew_ms: int | None) -> bool:
+    """Whether the source's clock skew may have decided between ``local`` and ``remote``: it
+    exceeds ``SKEW_WARNING_SECONDS`` and the versions' wall times are closer than it."""
+    if source_skew_ms is None:
+        return False
+    skew = abs(source_skew_ms)
+    if skew <= app_settings.SKEW_WARNING_SECONDS * 1000:
+        return False
+    return abs(local.hlc.wall_ms - remote.hlc.wall_ms) <= skew
+
+
+def conflict_keep(
+    *,
+    label: str,
+    key: str,
+    source: str,
+    local: Version,
+    remote: Version,
+    winner: str,
+    skew_affected: bool = False,
+) -> None:
+    """Keep the conflict between ``local`` and ``remote`` unless one between them is kept."""
+    if _conflict_exists(label, key, {str(local.hlc), str(remote.hlc)}):
+        return
+    conflict_create(
+        model_label=label,
+        natural_key=key,
+        source=source,
+        local_version=local.as_dict(),
+        remote_version=remote.as_dict(),
+        winner=winner,
+        skew_affected=skew_affected,
+    )
+
+
+def conflict_close(*, label: str, key: str, versions: frozenset[str], chosen: str, by: str) -> None:
+    """Close our open conflict between ``versions``: another node resolved it with ``by``."""
+    for conflict in Conflict.objects.select_for_update().filter(
+        model_label=label, natural_key=key, status=Conflict.Status.OPEN
+    ):
+        if {conflict.local_version.get("hlc"), conflict.remote_version.get("hlc")} != versions:
+            continue
+        conflict.status = Conflict.Status.RESOLVED
+        conflict.resolution = (
+            Conflict.Winner.LOCAL
+            if conflict.local_version.get("hlc") == chosen
+            else Conflict.Winner.REMOTE
+        )
+        conflict.resolved_at = timezone.now()
+        conflict.resolved_hlc = by
+        conflict.save(update_fields=["status", "resolution", "resolved_at", "resolved_hlc"])
+
+
+def conflict_keep_loser(
+    *, label: str, key: str, source: str, before: Version | None, winner: Version, loser: Version
+) -> None:
+    """Keep a loser another node recorded, so every node holds the same conflict for review."""
+    if loser.hlc == winner.hlc:
+        return
+    for existing in Conflict.objects.filter(model_label=label, natural_key=key).values_list(
+        "local_version", "remote_version", "winner"
+    ):
+        local_version, remote_version, side = existing
+        losing = remote_version if side == Conflict.Winner.LOCAL else local_version
+        if losing.get("hlc") == str(loser.hlc):
+            return
+    if before is not None and before.hlc == loser.hlc:
+        conflict_keep(
+            label=label, key=key, source=source, local=loser, remote=winner, winner="remote"
+        )
+    else:
+        conflict_keep(
+            label=label, key=key, source=source, local=winner, remote=loser, winner="local"
+        )

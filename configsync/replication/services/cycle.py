@@ -1,9 +1,11 @@
-"""One full-duplex sync cycle with one peer, the replication log, and ``configsync diff``.
+"""One full-duplex sync cycle with one peer, and the replication-log protocol it follows.
 
-``sync_cycle`` is what the Celery task, ``configsync sync`` and the tests call. It does not take
-the per-peer lock itself: its callers do (``sync-peer-<id>``, see ``configsync.tasks``), and it
-is safe without it anyway: every step is idempotent and every checkpoint is saved only with, or
-after, the work it covers.
+``sync_cycle`` is what the per-peer policy (``configsync.replication.services.sync``, called by
+the Celery task and ``configsync sync``) and the tests call. It does not take the per-peer lock
+itself: the policy does (``sync_lock_name``), and it is safe without it anyway: every step is
+idempotent and every checkpoint is saved only with, or after, the work it covers. The peer's side
+of the log is ``configsync.replication.services.replog``; ``configsync diff`` is
+``configsync.replication.services.diff``.
 
 Order of a cycle:
 
@@ -62,42 +64,37 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from configsync.conf import app_settings
-from configsync.exceptions import ConfigsyncError
 from configsync.models import (
     Conflict,
     Peer,
     PeerCheckpoint,
-    ReplicatedRecord,
-    ReplicationLog,
     SyncRun,
 )
 from configsync.replication.errors import ChangeValidationError, TransportError
 from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
+from configsync.replication.page import FeedPage
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
-from configsync.replication.services.apply import CONFLICT, QUARANTINED, STALE, changes_apply
-from configsync.replication.transports.base import ChangePage, ReplicationLogAnswer, Transport
-from configsync.replication.transports.http import HttpPeerTransport
+from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.link import peer_link
+from configsync.replication.services.wire import APPLIED, CLOCK_SKEW, CONFLICT, QUARANTINED, STALE
+from configsync.replication.transports.base import ReplicationLogAnswer, Transport
 from configsync.services.node import node_id
 
 logger = logging.getLogger(__name__)
 
-_MAX_PAGES = 100_000
+MAX_PAGES = 100_000
+"""Pages a feed may take before a cycle (or a diff) gives up on the peer as answering garbage."""
 MAX_PUSH_BYTES = 1_000_000
 """Largest push body we send: well under Django's default ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
 
-_APPLIED = "applied"
 _DIRECTIONS = (PeerCheckpoint.Direction.PULL, PeerCheckpoint.Direction.PUSH)
 
 
@@ -139,55 +136,6 @@ class SyncCycleError(TransportError):
     def __init__(self, message: str, *, result: SyncResult, status: int | None = None) -> None:
         super().__init__(message, status=status, skew_ms=result.skew_ms)
         self.result = result
-
-
-class ReplicationLogError(ConfigsyncError):
-    """A peer asked to record a checkpoint this node refuses (bad direction, session, cursor)."""
-
-
-_SESSION = re.compile(r"^[0-9a-f]{8,32}$")
-_CURSOR_TEXT = re.compile(r"^[\x21-\x7e]{0,100}$")
-
-
-def replication_log_record(
-    *, node: str, direction: str, session: str, cursor: str
-) -> ReplicationLog:
-    """Record peer ``node``'s checkpoint of ``direction`` (as it sees it), replacing the last.
-
-    ``ReplicationLogError`` when the direction is unknown, the session is not 8 to 32 lowercase
-    hex digits, or the cursor is not at most 100 printable ASCII characters; nothing changes then.
-    """
-    if not node:
-        raise ReplicationLogError("the caller has no node id")
-    if direction not in PeerCheckpoint.Direction.values:
-        raise ReplicationLogError("direction must be pull or push")
-    if not _SESSION.match(session):
-        raise ReplicationLogError("session must be 8 to 32 lowercase hex digits")
-    if not _CURSOR_TEXT.match(cursor):
-        raise ReplicationLogError("cursor must be at most 100 printable ASCII characters")
-    with transaction.atomic():
-        row, _ = ReplicationLog.objects.select_for_update().update_or_create(
-            node_id=node, direction=direction, defaults={"session": session, "cursor": cursor}
-        )
-    return row
-
-
-def transport_for(peer: Peer) -> Transport:
-    """The transport that reaches ``peer`` (HTTP, signed with ``CONFIGSYNC_SYNC_SECRET``)."""
-    return HttpPeerTransport(name=peer.name, base_url=peer.base_url, node=node_id())
-
-
-@contextmanager
-def _link(peer: Peer, transport: Transport | None) -> Iterator[Transport]:
-    """``transport`` as given, or one opened for ``peer`` and closed afterwards."""
-    if transport is not None:
-        yield transport
-        return
-    link = transport_for(peer)
-    try:
-        yield link
-    finally:
-        link.close()
 
 
 def _checkpoint(peer: Peer, direction: str) -> PeerCheckpoint:
@@ -246,9 +194,9 @@ def sync_cycle(
     run = SyncRun.objects.create(peer=peer)
     result = SyncResult(peer=peer.name, peer_id=peer.pk, run_id=run.pk)
     try:
-        with _link(peer, transport) as link:
+        with peer_link(peer, transport) as link:
             try:
-                first: ChangePage | None = None
+                first: FeedPage | None = None
                 if pull:  # the first page carries the log: an idle cycle is one request
                     first = _fetch(peer, link, result, _checkpoint(peer, "pull").cursor, log=True)
                 if first is not None and first.log is not None:
@@ -438,7 +386,7 @@ def _fetch(
     *,
     echoes: bool = False,
     log: bool = False,
-) -> ChangePage:
+) -> FeedPage:
     """One page of the peer's feed, its clock observed and its node id checked."""
     sent = physical_now_ms()
     page = link.pull(cursor, int(app_settings.SYNC_BATCH_SIZE), echoes=echoes, with_log=log)
@@ -455,12 +403,12 @@ def _pull(
     result: SyncResult,
     state: _Direction,
     *,
-    first: ChangePage | None = None,
+    first: FeedPage | None = None,
 ) -> None:
     """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched)."""
     checkpoint = state.checkpoint
     cursor = state.start
-    for _ in range(_MAX_PAGES):
+    for _ in range(MAX_PAGES):
         if first is not None:
             page, first = first, None
         else:
@@ -488,14 +436,14 @@ def _pull(
         cursor = page.next_cursor
         if not page.has_more:
             return
-    raise TransportError(f"peer {peer.name}: feed did not end after {_MAX_PAGES} pages")
+    raise TransportError(f"peer {peer.name}: feed did not end after {MAX_PAGES} pages")
 
 
 def _is_skew_hold(item: dict[str, Any]) -> bool:
     skew = item.get("skew_ms")
     if isinstance(skew, int) and not isinstance(skew, bool):
         return True
-    return "clock skew" in str(item.get("reason", "")).lower()
+    return CLOCK_SKEW in str(item.get("reason", "")).lower()
 
 
 def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) -> None:
@@ -504,8 +452,8 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
     # Starting over after a restore sends what the peer sent us too: we may be the one restored.
     exclude = "" if state.restart else peer.node_id
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
-    for _ in range(_MAX_PAGES):
-        page = feed_page(cursor=cursor, limit=limit, exclude_node=exclude)
+    for _ in range(MAX_PAGES):
+        page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
         for chunk in _chunks(page.changes):
             sent = physical_now_ms()
             answer = link.push(chunk)
@@ -515,7 +463,7 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
                 status = item.get("status") if isinstance(item, dict) else None
                 if status == STALE:
                     result.stale += 1
-                elif status in (_APPLIED, CONFLICT):
+                elif status in (APPLIED, CONFLICT):
                     result.pushed += 1
                     result.conflicts += status == CONFLICT
                 elif status == QUARANTINED and isinstance(item, dict):
@@ -532,7 +480,7 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
         cursor = page.next_cursor
         if not page.has_more:
             return
-    raise TransportError(f"peer {peer.name}: our feed did not end after {_MAX_PAGES} pages")
+    raise TransportError(f"peer {peer.name}: our feed did not end after {MAX_PAGES} pages")
 
 
 def _chunks(changes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -550,79 +498,3 @@ def _chunks(changes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     if current:
         chunks.append(current)
     return chunks
-
-
-# --- diff ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class SyncDiff:
-    """How this node's records compare with a peer's, by version (never by value)."""
-
-    peer: str
-    same: int = 0
-    only_local: list[dict[str, Any]] = field(default_factory=list)
-    only_remote: list[dict[str, Any]] = field(default_factory=list)
-    differ: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def in_sync(self) -> bool:
-        return not (self.only_local or self.only_remote or self.differ)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "in_sync": self.in_sync}
-
-
-def sync_diff(*, peer_id: int, transport: Transport | None = None) -> SyncDiff:
-    """Compare every record's version here with the peer's (its digest endpoint).
-
-    A record only one side has is listed unless that side holds a tombstone; records whose HLC
-    differs are listed with both timestamps. ``TransportError`` when the peer cannot answer.
-    """
-    peer = Peer.objects.get(pk=peer_id)
-    remote: dict[tuple[str, str], tuple[str, bool]] = {}
-    cursor = ""
-    with _link(peer, transport) as link:
-        for _ in range(_MAX_PAGES):
-            page = link.digest(cursor, 1000)
-            for item in page.changes:
-                if not isinstance(item, dict):
-                    raise TransportError(f"peer {peer.name} answered garbage (digest)")
-                remote[(str(item.get("model")), str(item.get("key")))] = (
-                    str(item.get("hlc")),
-                    bool(item.get("deleted")),
-                )
-            cursor = page.next_cursor
-            if not page.has_more:
-                break
-    local = {
-        (label, key): (hlc, deleted)
-        for label, key, hlc, deleted in ReplicatedRecord.objects.values_list(
-            "model_label", "natural_key", "hlc", "deleted"
-        ).iterator()
-    }
-    diff = SyncDiff(peer=peer.name)
-    for ident in sorted(set(local) | set(remote)):
-        mine, theirs = local.get(ident), remote.get(ident)
-        entry = {
-            "model": ident[0],
-            "key": ident[1],
-            "local_hlc": mine[0] if mine else None,
-            "remote_hlc": theirs[0] if theirs else None,
-        }
-        if mine and theirs:
-            if mine[0] == theirs[0] or (mine[1] and theirs[1]):
-                diff.same += 1
-            else:
-                diff.differ.append(entry)
-        elif mine:
-            if mine[1]:
-                diff.same += 1
-            else:
-                diff.only_local.append(entry)
-        elif theirs:
-            if theirs[1]:
-                diff.same += 1
-            else:
-                diff.only_remote.append(entry)
-    return diff

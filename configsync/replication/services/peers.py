@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from configsync.conf import app_settings, parse_peers
@@ -63,16 +63,6 @@ def peer_seed_from_settings() -> list[Peer]:
             peer.name,
         )
     return peers
-
-
-def peers_enabled() -> QuerySet[Peer]:
-    """The peers to sync with, by name."""
-    return Peer.objects.filter(enabled=True).order_by("name")
-
-
-def peer_get_by_name(name: str) -> Peer:
-    """The peer called ``name``; ``Peer.DoesNotExist`` otherwise."""
-    return Peer.objects.get(name=name)
 
 
 _COLLECT_BATCH = 500

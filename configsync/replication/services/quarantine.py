@@ -4,7 +4,8 @@ A feed item this node cannot store (it fails validation, names a timestamp beyon
 clock skew, or the database refuses it) is kept here by ``changes_apply`` with its reason, in the
 applying transaction, while the rest of its page applies and the cursor moves on: one bad item
 never wedges a peer. Keeping is idempotent: the same item received again (re-delivery, another
-peer relaying it) is one row (``fingerprint``), its ``attempts`` counted.
+peer relaying it) is one row (``fingerprint``), its ``attempts`` counted
+(``configsync.replication.services.quarantine_store``).
 
 Open items are retried automatically on every beat (``quarantine_retry`` from
 ``configsync.tasks.sync_all_peers``): a timestamp held for clock skew applies once it is within
@@ -15,69 +16,22 @@ secrets only as the sender's ciphertext tokens and is never shown by the API, ad
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from configsync.models import QuarantinedChange
+from configsync.replication.hlc import HLC, HLCParseError
+from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.wire import CLOCK_SKEW, QUARANTINED
 
 logger = logging.getLogger(__name__)
 
 RETRY_BATCH = 100
 """Open items retried per automatic pass (oldest first): a large quarantine costs bounded work."""
-
-
-def escaped(value: Any, limit: int) -> str:
-    """``value`` as ASCII text (NUL, lone surrogates and other non-ASCII as ``\\u`` escapes),
-    truncated to ``limit`` characters: storable on every backend, renderable as JSON."""
-    text = value if isinstance(value, str) else "" if value is None else repr(value)
-    return json.dumps(text, ensure_ascii=True)[1:-1][:limit]
-
-
-def payload_text(item: Any) -> str:
-    """The item as canonical ASCII JSON text (``sort_keys``): equal items give equal texts."""
-    try:
-        return json.dumps(item, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
-        return json.dumps({"unrepresentable": escaped(item, 200)})
-
-
-def quarantine_keep(*, item: Any, reason: str, source: str, source_node: str) -> QuarantinedChange:
-    """Keep ``item`` (one feed item as received) with ``reason``; return its row.
-
-    Runs in the caller's transaction. The same item kept again updates its row (reason,
-    ``attempts`` + 1) and reopens it when it had been applied; a dropped item stays dropped (the
-    operator decided). ``reason`` must not hold a value; it is stored escaped.
-    """
-    payload = payload_text(item)
-    fingerprint = hashlib.sha256(payload.encode()).hexdigest()
-    fields = item if isinstance(item, dict) else {}
-    row = QuarantinedChange.objects.select_for_update().filter(fingerprint=fingerprint).first()
-    if row is None:
-        try:
-            with transaction.atomic():
-                return QuarantinedChange.objects.create(
-                    source=escaped(source, 255),
-                    source_node=escaped(source_node, 64),
-                    model_label=escaped(fields.get("model"), 100),
-                    natural_key=escaped(fields.get("key"), 255),
-                    hlc=escaped(fields.get("hlc"), 120),
-                    reason=escaped(reason, 2000),
-                    payload=payload,
-                    fingerprint=fingerprint,
-                )
-        except IntegrityError:  # kept concurrently by another process: count this attempt
-            row = QuarantinedChange.objects.select_for_update().get(fingerprint=fingerprint)
-    row.reason = escaped(reason, 2000)
-    row.attempts += 1
-    if row.status == QuarantinedChange.Status.APPLIED:
-        row.status = QuarantinedChange.Status.OPEN
-    row.save(update_fields=["reason", "attempts", "status", "updated_at"])
-    return row
 
 
 @dataclass(frozen=True)
@@ -103,8 +57,6 @@ def quarantine_retry(*, quarantine_id: int | None = None) -> list[RetryOutcome]:
     stale or conflict closes it (status ``applied``); failing again keeps it open with the new
     reason. Never raises for an item that fails again.
     """
-    from configsync.replication.services.apply import QUARANTINED, changes_apply
-
     if quarantine_id is not None:
         rows = [QuarantinedChange.objects.get(pk=quarantine_id)]
     else:
@@ -152,9 +104,6 @@ def _held_lead_ms(row: QuarantinedChange, item: Any) -> int | None:
     or loses is marked ``skew_affected`` (its lead, not today's smaller one, is what may have
     decided it). ``None`` for items quarantined for another reason.
     """
-    from configsync.replication.hlc import HLC, HLCParseError
-    from configsync.replication.services.apply import CLOCK_SKEW
-
     if not row.reason.startswith(CLOCK_SKEW) or not isinstance(item, dict):
         return None
     try:

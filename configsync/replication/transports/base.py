@@ -18,35 +18,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class LogEntry:
-    """The peer's record of one of our checkpoints: ``direction`` as we see it (``pull`` = our
-    cursor into its feed, ``push`` = our feed as it acknowledged it), the checkpoint's random
-    ``session`` and the ``cursor`` recorded with it."""
-
-    direction: str
-    session: str
-    cursor: str
-
-
-@dataclass(frozen=True)
-class ChangePage:
-    """A page of the peer's feed: its node id, the items, the cursor after them, whether more.
-
-    ``clock_ms`` is the peer's physical clock when it answered; ``hlc_ms`` the physical part of
-    the last timestamp its clock issued (ahead of ``clock_ms`` when its clock was set back).
-    """
-
-    node: str
-    changes: list[dict[str, Any]]
-    next_cursor: str
-    has_more: bool
-    reset: bool = False
-    clock_ms: int | None = None
-    hlc_ms: int | None = None
-    log: list[LogEntry] | None = None
-    """With ``pull(with_log=True)``: the peer's replication log for us (``None``: not sent)."""
+from configsync.replication.page import FeedPage, LogEntry
 
 
 @dataclass(frozen=True)
@@ -81,7 +53,7 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def pull(
         self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
-    ) -> ChangePage:
+    ) -> FeedPage:
         """The peer's changes after ``cursor`` (``""`` for the start), at most ``limit``.
 
         The peer leaves out what we sent it (no echo) unless ``echoes``: a direction that
@@ -95,7 +67,7 @@ class Transport(abc.ABC):
         """Send a batch; the peer answers per item (``applied|stale|conflict|quarantined``)."""
 
     @abc.abstractmethod
-    def digest(self, cursor: str, limit: int) -> ChangePage:
+    def digest(self, cursor: str, limit: int) -> FeedPage:
         """Like :meth:`pull` but every record (echoes included), items without values."""
 
     @abc.abstractmethod

@@ -18,14 +18,9 @@ import requests
 from configsync.conf import app_settings
 from configsync.replication.errors import TransportError
 from configsync.replication.hlc import physical_now_ms
+from configsync.replication.page import FeedPage, LogEntry
 from configsync.replication.signing import sign
-from configsync.replication.transports.base import (
-    ChangePage,
-    LogEntry,
-    PushResult,
-    ReplicationLogAnswer,
-    Transport,
-)
+from configsync.replication.transports.base import PushResult, ReplicationLogAnswer, Transport
 
 API_PREFIX = "/api/v1/sync"
 
@@ -117,7 +112,7 @@ class HttpPeerTransport(Transport):
 
     def _page(
         self, path: str, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
-    ) -> ChangePage:
+    ) -> FeedPage:
         params: dict[str, Any] = {"since": cursor, "limit": limit}
         if echoes:
             params["echoes"] = "true"
@@ -136,7 +131,7 @@ class HttpPeerTransport(Transport):
             or not isinstance(node, str)
         ):
             raise TransportError(f"peer {self.name} answered garbage (not a feed page)")
-        return ChangePage(
+        return FeedPage(
             node=node,
             changes=changes,
             next_cursor=next_cursor,
@@ -149,10 +144,10 @@ class HttpPeerTransport(Transport):
 
     def pull(
         self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
-    ) -> ChangePage:
+    ) -> FeedPage:
         return self._page(f"{API_PREFIX}/changes", cursor, limit, echoes=echoes, with_log=with_log)
 
-    def digest(self, cursor: str, limit: int) -> ChangePage:
+    def digest(self, cursor: str, limit: int) -> FeedPage:
         return self._page(f"{API_PREFIX}/digest", cursor, limit)
 
     def push(self, changes: list[dict[str, Any]]) -> PushResult:

@@ -1,41 +1,29 @@
-"""Replication endpoints under ``/api/v1/sync/``. Thin: they validate and call services/selectors.
+"""Peer endpoints under ``/api/v1/sync/``: the change feed, the digest and push.
 
-Peer endpoints (``changes``, ``digest``, ``push``) accept only requests signed with the group's
-``CONFIGSYNC_SYNC_SECRET`` (``configsync.replication.signing``) and are not throttled (a first
-sync of a large node is many pages). Conflicts and strategies use the project's default
-authentication and scopes (admin session or API key; resolving needs the write scope).
+They accept only requests signed with the group's ``CONFIGSYNC_SYNC_SECRET``
+(``configsync.replication.signing``) and are not throttled (a first sync of a large node is many
+pages). Thin: they validate and call services/selectors. The replication log's endpoint
+(``configsync.replication.api.log``) is a peer endpoint too and builds on ``PeerView``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    extend_schema,
-    extend_schema_field,
-    inline_serializer,
-)
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from configsync.conf import app_settings
-from configsync.models import Conflict, Peer
-from configsync.replication.errors import ChangeValidationError, ConflictResolveError, CursorError
+from configsync.models import Peer
+from configsync.replication.errors import ChangeValidationError, CursorError
 from configsync.replication.hlc import physical_now_ms
-from configsync.replication.selectors.feed import (
-    clock_hlc_ms,
-    conflict_changed_fields,
-    conflicts_list,
-    feed_page,
-    replication_log_for,
-)
+from configsync.replication.selectors.feed import clock_hlc_ms, feed_page, replication_log_for
 from configsync.replication.services.apply import changes_apply
-from configsync.replication.services.conflicts import conflict_resolve
+from configsync.replication.services.wire import APPLIED, CONFLICT, QUARANTINED, STALE
 from configsync.replication.signing import (
     HEADER_TIMESTAMP,
     IsSyncPeer,
@@ -142,7 +130,7 @@ class ItemResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     model = serializers.CharField()
     key = serializers.CharField()
-    status = serializers.ChoiceField(choices=["applied", "stale", "conflict", "quarantined"])
+    status = serializers.ChoiceField(choices=[APPLIED, STALE, CONFLICT, QUARANTINED])
     unreadable = serializers.BooleanField(
         help_text="Holds ciphertext of a key this node lacks: stored and relayed, not readable."
     )
@@ -167,74 +155,7 @@ class BatchErrorSerializer(serializers.Serializer):
     skew_ms = serializers.IntegerField(allow_null=True)
 
 
-class VersionSummarySerializer(serializers.Serializer):
-    hlc = serializers.CharField()
-    origin = serializers.CharField()
-    deleted = serializers.BooleanField()
-
-
-class ConflictSerializer(serializers.ModelSerializer):
-    """A conflict without any value: versions are summarized, changed fields named."""
-
-    model = serializers.CharField(source="model_label")
-    key = serializers.CharField(source="natural_key")
-    local = serializers.SerializerMethodField()
-    remote = serializers.SerializerMethodField()
-    changed_fields = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Conflict
-        fields = [
-            "id",
-            "model",
-            "key",
-            "source",
-            "status",
-            "winner",
-            "resolution",
-            "detected_at",
-            "resolved_at",
-            "skew_affected",
-            "local",
-            "remote",
-            "changed_fields",
-        ]
-        extra_kwargs = {
-            "skew_affected": {
-                "help_text": (
-                    "The source's clock was measured off by more than "
-                    "CONFIGSYNC_SKEW_WARNING_SECONDS and by at least the gap between the two "
-                    "versions: the losing version may really be the later write."
-                )
-            }
-        }
-
-    @staticmethod
-    def _summary(version: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "hlc": version.get("hlc", ""),
-            "origin": version.get("origin", ""),
-            "deleted": bool(version.get("deleted")),
-        }
-
-    @extend_schema_field(VersionSummarySerializer)
-    def get_local(self, obj: Conflict) -> dict[str, Any]:
-        return self._summary(obj.local_version)
-
-    @extend_schema_field(VersionSummarySerializer)
-    def get_remote(self, obj: Conflict) -> dict[str, Any]:
-        return self._summary(obj.remote_version)
-
-    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
-    def get_changed_fields(self, obj: Conflict) -> list[str]:
-        return conflict_changed_fields(obj)
-
-
-class ResolveSerializer(serializers.Serializer):
-    choice = serializers.ChoiceField(choices=Conflict.Winner.choices)
-
-
-# --- peer endpoints -------------------------------------------------------------------------
+# --- endpoints ------------------------------------------------------------------------------
 
 
 def clocks() -> dict[str, int | None]:
@@ -242,7 +163,7 @@ def clocks() -> dict[str, int | None]:
     return {"clock_ms": physical_now_ms(), "hlc_ms": clock_hlc_ms()}
 
 
-class _PeerView(APIView):
+class PeerView(APIView):
     authentication_classes = [SyncSignatureAuthentication]
     permission_classes = [IsSyncPeer]
     throttle_classes: list = []
@@ -268,6 +189,7 @@ class _PeerView(APIView):
         limit = min(query.validated_data.get("limit") or int(app_settings.SYNC_BATCH_SIZE), cap)
         try:
             page = feed_page(
+                node=node_id(),
                 cursor=query.validated_data["since"],
                 limit=limit,
                 exclude_node=(
@@ -286,7 +208,7 @@ class _PeerView(APIView):
         return Response(answer)
 
 
-class SyncChangesView(_PeerView):
+class SyncChangesView(PeerView):
     """This node's change feed for a signed peer."""
 
     @extend_schema(
@@ -302,7 +224,7 @@ class SyncChangesView(_PeerView):
         return self._page(request, digest=False)
 
 
-class SyncDigestView(_PeerView):
+class SyncDigestView(PeerView):
     """Every record's version (model, key, hlc, tombstone), for ``configsync diff``."""
 
     @extend_schema(
@@ -314,7 +236,7 @@ class SyncDigestView(_PeerView):
         return self._page(request, digest=True)
 
 
-class SyncPushView(_PeerView):
+class SyncPushView(PeerView):
     """Apply a batch of a peer's changes: idempotent, one result per item, never stuck."""
 
     @extend_schema(
@@ -363,65 +285,3 @@ def _pusher_skew_ms(request: Request) -> int | None:
     if not text.isdigit():
         return None
     return int(text) * 1000 - physical_now_ms()
-
-
-# --- operator endpoints ---------------------------------------------------------------------
-
-
-class ConflictListView(APIView):
-    """Conflicts kept on this node (values never shown)."""
-
-    @extend_schema(
-        operation_id="sync_conflicts_list",
-        parameters=[
-            OpenApiParameter("status", str, enum=["open", "resolved"], required=False),
-        ],
-        responses={200: ConflictSerializer(many=True)},
-    )
-    def get(self, request: Request) -> Response:
-        wanted = request.query_params.get("status") or None
-        if wanted not in (None, "open", "resolved"):
-            return Response(
-                {"detail": "status must be open or resolved"}, status=status.HTTP_400_BAD_REQUEST
-            )
-        return Response(ConflictSerializer(conflicts_list(status=wanted), many=True).data)
-
-
-class ConflictResolveView(APIView):
-    """Resolve a conflict by writing the chosen version as a new change that replicates."""
-
-    @extend_schema(
-        operation_id="sync_conflicts_resolve",
-        request=ResolveSerializer,
-        responses={200: ConflictSerializer, 400: None, 404: None, 409: None},
-    )
-    def post(self, request: Request, pk: int) -> Response:
-        body = ResolveSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        get_object_or_404(Conflict, pk=pk)
-        try:
-            conflict = conflict_resolve(conflict_id=pk, choice=body.validated_data["choice"])
-        except ConflictResolveError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(ConflictSerializer(conflict).data)
-
-
-class StrategiesView(APIView):
-    """How each data type is synced under the deployment mode."""
-
-    @extend_schema(
-        operation_id="sync_strategies",
-        responses={
-            200: inline_serializer(
-                "SyncStrategies",
-                {
-                    "mode": serializers.CharField(),
-                    "strategies": serializers.DictField(child=serializers.DictField()),
-                },
-            )
-        },
-    )
-    def get(self, request: Request) -> Response:
-        from configsync.replication.selectors.feed import sync_strategies
-
-        return Response(sync_strategies())

@@ -1,0 +1,34 @@
+"""Reads of the peers: which ones the beat, a sync requested now, or the CLI covers."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from configsync.exceptions import ConfigsyncError
+from configsync.models import Peer
+
+
+class UnknownPeerError(ConfigsyncError):
+    """No peer has the given name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no peer named {name!r}")
+
+
+def peers_enabled() -> QuerySet[Peer]:
+    """The peers to sync with, by name."""
+    return Peer.objects.filter(enabled=True).order_by("name")
+
+
+def peers_to_sync(*, peer_name: str | None = None) -> list[Peer]:
+    """Every enabled peer by name, or only ``peer_name`` (none when it is disabled).
+
+    Raises ``UnknownPeerError`` when ``peer_name`` names no peer.
+    """
+    peers = peers_enabled()
+    if peer_name is not None:
+        if not Peer.objects.filter(name=peer_name).exists():
+            raise UnknownPeerError(peer_name)
+        peers = peers.filter(name=peer_name)
+    return list(peers)

@@ -1,0 +1,29 @@
+"""Reaching a peer: the transport a cycle or a diff uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from configsync.models import Peer
+from configsync.replication.transports.base import Transport
+from configsync.replication.transports.http import HttpPeerTransport
+from configsync.services.node import node_id
+
+
+def transport_for(peer: Peer) -> Transport:
+    """The transport that reaches ``peer`` (HTTP, signed with ``CONFIGSYNC_SYNC_SECRET``)."""
+    return HttpPeerTransport(name=peer.name, base_url=peer.base_url, node=node_id())
+
+
+@contextmanager
+def peer_link(peer: Peer, transport: Transport | None) -> Iterator[Transport]:
+    """``transport`` as given, or one opened for ``peer`` and closed afterwards."""
+    if transport is not None:
+        yield transport
+        return
+    link = transport_for(peer)
+    try:
+        yield link
+    finally:
+        link.close()

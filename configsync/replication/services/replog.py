@@ -1,0 +1,46 @@
+"""The replication log: this node's record of each peer's checkpoints, for restore detection.
+
+A peer records here, after each cycle whose cursor moved, the random ``session`` of each
+direction's checkpoint (``POST /api/v1/sync/log``); ``configsync.replication.services.cycle``
+documents the protocol and its crash points.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.db import transaction
+
+from configsync.exceptions import ConfigsyncError
+from configsync.models import PeerCheckpoint, ReplicationLog
+
+
+class ReplicationLogError(ConfigsyncError):
+    """A peer asked to record a checkpoint this node refuses (bad direction, session, cursor)."""
+
+
+_SESSION = re.compile(r"^[0-9a-f]{8,32}$")
+_CURSOR_TEXT = re.compile(r"^[\x21-\x7e]{0,100}$")
+
+
+def replication_log_record(
+    *, node: str, direction: str, session: str, cursor: str
+) -> ReplicationLog:
+    """Record peer ``node``'s checkpoint of ``direction`` (as it sees it), replacing the last.
+
+    ``ReplicationLogError`` when the direction is unknown, the session is not 8 to 32 lowercase
+    hex digits, or the cursor is not at most 100 printable ASCII characters; nothing changes then.
+    """
+    if not node:
+        raise ReplicationLogError("the caller has no node id")
+    if direction not in PeerCheckpoint.Direction.values:
+        raise ReplicationLogError("direction must be pull or push")
+    if not _SESSION.match(session):
+        raise ReplicationLogError("session must be 8 to 32 lowercase hex digits")
+    if not _CURSOR_TEXT.match(cursor):
+        raise ReplicationLogError("cursor must be at most 100 printable ASCII characters")
+    with transaction.atomic():
+        row, _ = ReplicationLog.objects.select_for_update().update_or_create(
+            node_id=node, direction=direction, defaults={"session": session, "cursor": cursor}
+        )
+    return row

@@ -1,0 +1,375 @@
+"""The wire form of replicated changes: versions, feed items, and their validation.
+
+A feed item is ``{"model", "key", "hlc", "origin", "vv", "deleted", "data", "seq", "losers",
+"resolved"}`` (``configsync.replication.selectors.feed.record_as_change``). ``changes_check``
+validates a received batch item by item, exactly like a local write of each record, and bounds
+every timestamp by ``CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS``; it never writes. Values stay in wire
+form (ciphertext for secrets): this module never decrypts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from configsync.conf import app_settings
+from configsync.crypto.fields import is_encrypted_field
+from configsync.crypto.keyring import is_token
+from configsync.replication import registry
+from configsync.replication.errors import ChangeValidationError
+from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
+
+logger = logging.getLogger(__name__)
+
+APPLIED = "applied"
+STALE = "stale"
+CONFLICT = "conflict"
+QUARANTINED = "quarantined"
+"""An item this node could not store: kept as a ``QuarantinedChange``; the rest applies."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a record as it travels: ``{"hlc", "origin", "deleted", "data"}``."""
+
+    hlc: HLC
+    origin: str
+    deleted: bool
+    data: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hlc": str(self.hlc),
+            "origin": self.origin,
+            "deleted": self.deleted,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class ParsedChange:
+    """A validated feed item."""
+
+    model: registry.ReplicatedModel
+    key: str
+    version: Version
+    vv: dict[str, str]
+    losers: list[Version] = field(default_factory=list)
+    resolved: list[tuple[frozenset[str], str]] = field(default_factory=list)
+
+
+@dataclass
+class ItemResult:
+    """What applying one item did: ``applied``, ``stale``, ``conflict`` or ``quarantined``.
+
+    ``unreadable`` is set when the item holds ciphertext made with a key this node's keyring does
+    not have: it is stored and relayed as-is, and reported rather than failing the batch.
+    ``reason`` (quarantined items only) says why this node could not store it; never a value.
+    ``model`` and ``key`` are as the item named them, escaped to ASCII when they are not text a
+    node could store.
+    """
+
+    index: int
+    model: str
+    key: str
+    status: str
+    unreadable: bool = False
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "index": self.index,
+            "model": self.model,
+            "key": self.key,
+            "status": self.status,
+            "unreadable": self.unreadable,
+        }
+        if self.status == QUARANTINED:
+            result["reason"] = self.reason
+        return result
+
+
+CLOCK_SKEW = "clock skew"
+"""Prefix of the reason of an item held for a timestamp beyond the allowed skew."""
+
+
+class _Refused(Exception):
+    """Why one item of a batch cannot be stored (internal to ``_check_item``)."""
+
+    def __init__(self, *reasons: str) -> None:
+        super().__init__(reasons[0])
+        self.reasons = list(reasons)
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise _Refused(reason)
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """The latest wall time this node accepts in any HLC field of a received item."""
+
+    now_ms: int
+    limit_ms: int
+
+    @classmethod
+    def now(cls) -> _Bound:
+        now = physical_now_ms()
+        return cls(now, now + int(app_settings.MAX_CLOCK_SKEW_SECONDS * 1000))
+
+    def stamp(self, text: Any, what: str) -> HLC:
+        """Parse an HLC field; refused when malformed or beyond the bound (clock skew)."""
+        try:
+            stamp = HLC.parse(text)
+        except HLCParseError as exc:
+            raise _Refused(f"{what}: {exc}") from None
+        if stamp.wall_ms > self.limit_ms:
+            raise _Refused(
+                f"{CLOCK_SKEW}: {what} is {stamp.wall_ms - self.now_ms} ms ahead of this node's "
+                f"clock (at most {app_settings.MAX_CLOCK_SKEW_SECONDS} s allowed); held until "
+                "it is within the bound"
+            )
+        return stamp
+
+
+def _is_node_id(value: Any) -> bool:
+    try:
+        HLC.parse(str(HLC(0, 0, value)) if isinstance(value, str) else None)
+    except HLCParseError:
+        return False
+    return True
+
+
+# Django's messages for these codes never quote the value; any other code is reported by name.
+_SAFE_CODES = {
+    "max_length",
+    "blank",
+    "null",
+    "invalid_key",
+    "invalid_name",
+    "unstorable",
+    "invalid_token",
+    "not_canonical",
+    "invalid_json",
+    "invalid_int",
+    "invalid_float",
+    "invalid_bool",
+    "invalid_url",
+    "invalid_type",
+}
+
+
+def validation_reasons(exc: ValidationError) -> list[str]:
+    """``field: message`` per problem of a model's validation; never a value."""
+    reasons: list[str] = []
+    by_field = exc.error_dict if hasattr(exc, "error_dict") else {"data": exc.error_list}
+    for name, errors in by_field.items():
+        for error in errors:
+            for leaf in error.error_list if hasattr(error, "error_list") else [error]:
+                if leaf.code is None or leaf.code in _SAFE_CODES:
+                    message = leaf.message % leaf.params if leaf.params else leaf.message
+                else:
+                    message = f"invalid ({leaf.code})"
+                reasons.append(f"{name}: {message}")
+    return reasons or ["data: invalid"]
+
+
+def _wire_type_problem(f: models.Field, value: Any) -> str | None:
+    """Whether ``value`` has the JSON type the wire form of ``f`` carries (no coercion: a list
+    where a scalar belongs, a number for text, a string for a flag are refused)."""
+    if value is None:
+        return None if f.null else "must not be null"
+    if is_encrypted_field(f):
+        return None if is_token(value) else "must be a configsync ciphertext token or null"
+    if isinstance(f, models.BooleanField):
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(f, models.IntegerField):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "must be an integer"
+    if isinstance(f, models.JSONField):
+        return None
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
+    _require(
+        isinstance(key, str) and 0 < len(key) <= 255,
+        "key must be a non-empty string of at most 255 characters",
+    )
+    field_ = rm.model._meta.get_field(rm.natural_key_field)
+    assert isinstance(field_, models.Field)
+    try:
+        field_.clean(key, None)
+    except ValidationError as exc:
+        raise _Refused(*(f"key: {r.split(': ', 1)[1]}" for r in validation_reasons(exc))) from None
+    return str(key)
+
+
+def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[str, Any]:
+    """The wire form, validated exactly like a local write of the record (see the registry)."""
+    _require(isinstance(data, dict), "data must be an object (or null for a tombstone)")
+    fields = {f.name: f for f in rm.fields()}
+    unknown = sorted(set(data) - set(fields))
+    _require(
+        not unknown,
+        f"unknown fields: {', '.join(escaped(name, 64) for name in unknown[:20])}",
+    )
+    problems = [
+        f"{name}: {problem}"
+        for name, value in data.items()
+        if (problem := _wire_type_problem(fields[name], value))
+    ]
+    if rm.natural_key_field in data and data[rm.natural_key_field] != key:
+        problems.append(f"{rm.natural_key_field} does not match the item's key")
+    if problems:
+        raise _Refused(*problems)
+    instance = rm.model()
+    try:
+        rm.deserialize_into(instance, dict(data))
+        setattr(instance, rm.natural_key_field, key)
+        rm.validate(instance)
+    except ValidationError as exc:
+        raise _Refused(*validation_reasons(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise _Refused(f"data: invalid ({type(exc).__name__})") from None
+    return dict(data)
+
+
+def _parse_version(
+    rm: registry.ReplicatedModel, key: str, raw: dict[str, Any], bound: _Bound, what: str
+) -> Version:
+    stamp = bound.stamp(raw.get("hlc"), f"{what}hlc")
+    origin: Any = raw.get("origin")
+    _require(_is_node_id(origin), f"{what}origin must be a node id")
+    deleted = raw.get("deleted")
+    _require(isinstance(deleted, bool), f"{what}deleted must be a boolean")
+    data = raw.get("data")
+    if deleted:
+        _require(data is None, f"{what}a tombstone carries no data")
+        return Version(stamp, origin, True, None)
+    return Version(stamp, origin, False, _validate_data(rm, key, data))
+
+
+def escaped(value: Any, limit: int) -> str:
+    """``value`` as ASCII text (NUL, lone surrogates and other non-ASCII as ``\\u`` escapes),
+    truncated to ``limit`` characters: storable on every backend, renderable as JSON."""
+    text = value if isinstance(value, str) else "" if value is None else repr(value)
+    return json.dumps(text, ensure_ascii=True)[1:-1][:limit]
+
+
+def _check_item(item: Any, bound: _Bound) -> ParsedChange:
+    """Validate one feed item; ``_Refused`` with every reason it cannot be stored."""
+    _require(isinstance(item, dict), "item must be an object")
+    label = item.get("model")
+    _require(isinstance(label, str), "model must be a string")
+    try:
+        rm = registry.get(label)
+    except LookupError:
+        raise _Refused(f"unknown model {escaped(label, 100)!r}") from None
+    key = _check_key(rm, item.get("key"))
+    version = _parse_version(rm, key, item, bound, "")
+    _require(version.origin == version.hlc.node, "origin must be the node of the timestamp")
+    vv = item.get("vv")
+    _require(isinstance(vv, dict) and bool(vv), "vv must be a non-empty object")
+    _require(len(vv) <= 1000, "vv has more than 1000 entries")
+    for node, node_stamp in vv.items():
+        _require(_is_node_id(node), "vv: every entry must be keyed by a node id")
+        parsed = bound.stamp(node_stamp, f"vv entry {node}")
+        _require(parsed.node == node, f"vv entry {node} is a timestamp of another node")
+    _require(vv.get(version.hlc.node, "") >= str(version.hlc), "vv does not include the version")
+    raw_losers = item.get("losers", [])
+    _require(isinstance(raw_losers, list), "losers must be a list")
+    losers: list[Version] = []
+    for position, raw in enumerate(raw_losers):
+        _require(isinstance(raw, dict), "a loser must be an object")
+        try:
+            losers.append(_parse_version(rm, key, raw, bound, f"losers[{position}]."))
+        except _Refused as refused:
+            if any(reason.startswith(CLOCK_SKEW) for reason in refused.reasons):
+                raise
+            # A loser is only kept for review, never applied: one this node could not store
+            # (e.g. relayed from a conflict kept before versions were validated) is left out
+            # rather than holding back the version that beat it.
+            logger.warning(
+                "replication: not keeping loser %d of %s:%s: %s",
+                position,
+                rm.label,
+                key,
+                "; ".join(refused.reasons)[:300],
+            )
+    return ParsedChange(
+        model=rm,
+        key=key,
+        version=version,
+        vv=dict(vv),
+        losers=losers,
+        resolved=_parse_resolved(item.get("resolved", []), bound),
+    )
+
+
+def _parse_resolved(raw: Any, bound: _Bound) -> list[tuple[frozenset[str], str]]:
+    _require(isinstance(raw, list), "resolved must be a list")
+    notes: list[tuple[frozenset[str], str]] = []
+    for note in raw:
+        versions = note.get("versions") if isinstance(note, dict) else None
+        chosen = note.get("chosen") if isinstance(note, dict) else None
+        _require(
+            isinstance(versions, list) and len(versions) == 2,
+            "resolved: each note needs two version timestamps and the chosen one",
+        )
+        assert isinstance(versions, list)
+        for text in [*versions, chosen]:
+            bound.stamp(text, "resolved")
+        _require(chosen in versions, "resolved: the chosen timestamp must be one of the versions")
+        notes.append((frozenset(versions), str(chosen)))
+    return notes
+
+
+@dataclass(frozen=True)
+class Held:
+    """An item this node does not apply now: quarantined with ``reason``."""
+
+    item: Any
+    reason: str
+
+
+def changes_check(changes: Any) -> list[ParsedChange | Held]:
+    """Check a batch: one entry per item, the parsed change or why it is held.
+
+    Raises ``ChangeValidationError`` only for the batch itself (not a list, more than
+    ``MAX_PUSH_BATCH`` items). Each item must name a registered model and a key its natural-key
+    field accepts, at most once per batch; carry an origin that is the node of its timestamp; a
+    version vector of node ids to their own timestamps that includes the version; losers and
+    ``resolved`` notes of the same shape; and data that passes exactly the validation of a local
+    write of that record (types, sizes, characters, key, the kind's rules, ciphertext bound to the
+    record when this node holds the key — see ``registry.ReplicatedModel.validate``). Every HLC
+    field (version, vector entries, losers, notes) must be at most ``MAX_CLOCK_SKEW_SECONDS``
+    ahead of this node's physical clock; beyond it the item is held for clock skew.
+    """
+    if not isinstance(changes, list):
+        raise ChangeValidationError([{"index": -1, "reason": "changes must be a list"}])
+    limit = app_settings.MAX_PUSH_BATCH
+    if len(changes) > limit:
+        raise ChangeValidationError(
+            [{"index": -1, "reason": f"batch of {len(changes)} exceeds the maximum of {limit}"}]
+        )
+    bound = _Bound.now()
+    checked: list[ParsedChange | Held] = []
+    seen: set[tuple[str, str]] = set()
+    for item in changes:
+        try:
+            change = _check_item(item, bound)
+            ident = (change.model.label, change.key)
+            _require(ident not in seen, "the batch names this record twice")
+            seen.add(ident)
+        except _Refused as refused:
+            checked.append(Held(item, "; ".join(refused.reasons)[:2000]))
+        else:
+            checked.append(change)
+    return checked
