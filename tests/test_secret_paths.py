@@ -35,10 +35,8 @@ from providers import cli as cli_provider
 from providers.client import client_settings, provider_test_connection
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_set
-from tests.api.conftest import key_client
-from tests.providers.conftest import GOOD_KEY, StubProvider, stub_provider
-
-__all__ = ["stub_provider"]
+from tests.support.api import key_client
+from tests.support.providers import GOOD_KEY, StubProvider
 
 pytestmark = pytest.mark.django_db
 

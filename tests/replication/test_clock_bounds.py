@@ -23,8 +23,8 @@ from configsync.replication.services import cycle as sync_service
 from configsync.replication.services.cycle import sync_cycle
 from configsync.replication.transports.base import PushResult
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import REMOTE, remote_change, stamp
-from tests.replication.fakes import ScriptedPeer
+from tests.support.replication import REMOTE, remote_change, stamp
+from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from configsync.replication.errors import CursorError
 from configsync.replication.selectors.feed import cursor_parse, feed_page
 from configsync.replication.services.apply import changes_apply
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import REMOTE, remote_change
+from tests.support.replication import REMOTE, remote_change
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from configsync.replication.services.peers import (
     tombstones_collect,
 )
 from configsync.services.system_config import system_config_delete, system_config_set
-from tests.replication.conftest import REMOTE, remote_change
+from tests.support.replication import REMOTE, remote_change
 
 pytestmark = pytest.mark.django_db
 

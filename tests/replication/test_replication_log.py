@@ -19,8 +19,8 @@ from configsync.replication.errors import TransportError
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import REMOTE, remote_change
-from tests.replication.fakes import ScriptedPeer
+from tests.support.replication import REMOTE, remote_change
+from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,8 @@ from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle, sync_diff
 from configsync.replication.transports.base import ChangePage
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import LOCAL, REMOTE, remote_change, stamp
-from tests.replication.fakes import ScriptedPeer
+from tests.support.replication import LOCAL, REMOTE, remote_change, stamp
+from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.quarantine import quarantine_drop, quarantine_retry
 from configsync.replication.signing import canonical
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import (
+from tests.support.replication import (
     LOCAL,
     REMOTE,
     SECRET,

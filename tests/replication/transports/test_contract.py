@@ -24,7 +24,7 @@ from configsync.replication.transports.base import (
 )
 from configsync.replication.transports.http import HttpPeerTransport
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import (
+from tests.support.replication import (
     LOCAL,
     OTHER,
     REMOTE,
