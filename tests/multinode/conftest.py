@@ -6,6 +6,7 @@ test fails, the tail of every live node's logs is printed with its report.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             ("multinode logs", "\n".join(cluster.logs_tail() for cluster in live_clusters))
         )
     return report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_cluster_at_a_time() -> None:
+    """Clusters share the PostgreSQL server's node databases and ``MULTINODE_REDIS_DBS``: two
+    pytest-xdist workers would start clusters over each other, so under ``-n`` these skip."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        pytest.skip("multi-node tests run one cluster at a time: run them without -n")
 
 
 @pytest.fixture(scope="module")
