@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import factory
 
-from configsync.models import SystemConfig
+from configsync.models import Peer, SystemConfig
 from providers.models import AIProviderConfig
 
 CANARY_SECRET = "sk-CANARY-0000-do-not-use"
@@ -37,3 +37,13 @@ class AIProviderConfigFactory(factory.django.DjangoModelFactory):
     api_key = factory.Sequence(lambda n: f"sk-CANARY-provider-{n}")
     base_url = "https://api.openai.com/v1"
     default_model = "gpt-4o-mini"
+
+
+class PeerFactory(factory.django.DjangoModelFactory):
+    """A peer row. The default address is port 9 of 127.0.0.1, where nothing answers."""
+
+    class Meta:
+        model = Peer
+
+    name = factory.Sequence(lambda n: f"peer-{n}")
+    base_url = "http://127.0.0.1:9"

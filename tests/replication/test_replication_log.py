@@ -19,6 +19,7 @@ from configsync.replication.errors import TransportError
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.services.system_config import system_config_set
+from tests.factories import PeerFactory
 from tests.support.replication import REMOTE, remote_change
 from tests.support.scripted_peer import ScriptedPeer
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def peer() -> Peer:
-    return Peer.objects.create(name="remote", base_url="http://127.0.0.1:9")
+    return PeerFactory(name="remote")
 
 
 def sessions(peer: Peer) -> dict[str, str]:

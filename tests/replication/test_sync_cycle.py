@@ -19,6 +19,7 @@ from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle, sync_diff
 from configsync.replication.transports.base import ChangePage
 from configsync.services.system_config import system_config_set
+from tests.factories import PeerFactory
 from tests.support.replication import LOCAL, REMOTE, remote_change, stamp
 from tests.support.scripted_peer import ScriptedPeer
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def peer() -> Peer:
-    return Peer.objects.create(name="remote", base_url="http://127.0.0.1:9")
+    return PeerFactory(name="remote")
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_a_failed_push_keeps_the_checkpoint_and_is_sent_again(peer: Peer) -> Non
 
 
 def test_a_down_peer_fails_only_its_own_cycle_and_is_recorded(peer: Peer) -> None:
-    other = Peer.objects.create(name="other", base_url="http://127.0.0.1:9")
+    other = PeerFactory(name="other")
     down = ScriptedPeer(node=REMOTE)
     down.fail_pull_at = 1
     with pytest.raises(SyncCycleError):
