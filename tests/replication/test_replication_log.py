@@ -1,7 +1,7 @@
 """Restores and rollbacks detected by the replication log (sessions recorded on both sides).
 
 The peer is a ``ScriptedPeer`` keeping its replication log in memory (the HTTP endpoints are
-covered by tests/transports/test_contract.py, two real nodes restored from a backup by
+covered by tests/replication/transports/test_contract.py, two real nodes restored from a backup by
 tests/multinode/test_time_and_restore.py). A "backup" here is a copy of this node's checkpoint
 rows, put back as a restore would.
 """
