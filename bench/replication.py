@@ -8,11 +8,11 @@ Prints, measured in one run on this machine (no assertions):
 3. the time from a write on one node to its visibility on the other, with push on write and
    without it (the periodic beat only).
 
-Nodes are started with the multi-node test harness (``tests.multinode.harness``): separate
-processes and databases, real HTTP, a real Celery worker and beat. Backends follow the
-environment like the tests: PostgreSQL when ``TEST_DATABASE_URL`` is set (one database per
-node), Redis when ``REDIS_URL`` is set (``MULTINODE_REDIS_DBS``), else SQLite and the filesystem
-broker. ``BENCH_LARGE`` overrides the 100,000 records of the large idle measurement.
+Nodes are started with the multi-node harness (the ``multinode`` package at the repository
+root): separate processes and databases, real HTTP, a real Celery worker and beat. Backends
+follow the environment like the tests: PostgreSQL when ``TEST_DATABASE_URL`` is set (one
+database per node), Redis when ``REDIS_URL`` is set (``MULTINODE_REDIS_DBS``), else SQLite and
+the filesystem broker. ``BENCH_LARGE`` overrides the 100,000 records of the large idle measurement.
 
 Records are seeded with :func:`seed_records`, a documented fast path for benchmarks only: it
 bulk-inserts settings *and* their replication metadata (one HLC and feed sequence each, exactly
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.multinode.harness import PYTHON, REPO, Cluster, Node, wait_until
+from multinode import PYTHON, REPO, Cluster, Node, wait_until
 
 FIRST_SYNC = 10_000
 SMALL = 1_000

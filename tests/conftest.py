@@ -1,23 +1,34 @@
-"""Fixtures shared by the whole suite. Area-specific fixtures live in tests/<area>/conftest.py."""
+"""Fixtures shared by the whole suite. Area-specific fixtures live in tests/<area>/conftest.py;
+helpers (plain functions and classes) live in :mod:`tests.support`."""
 
 from __future__ import annotations
 
 import io
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from rest_framework.test import APIClient
 
 from configsync.crypto.keyring import reset_keyring
 from configsync.lookup import lookup_cache
 from configsync.services.node import node_id_reset_cache
+from providers.models import AIProviderConfig
+from providers.services import ai_provider_set
 from tests.factories import CANARY_SECRET
+from tests.support.api import role_client
+from tests.support.cli import CliResult
+from tests.support.providers import StubProvider, serve_stub_provider
+from tests.support.xdist import isolate_worker
 
 __all__ = ["CANARY_SECRET"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, give this worker its own Redis DB and var/ (``tests.support.xdist``)."""
+    isolate_worker(settings)
 
 
 @pytest.fixture(autouse=True)
@@ -35,20 +46,6 @@ def _fresh_process_caches() -> Iterator[None]:
 @pytest.fixture
 def canary() -> str:
     return CANARY_SECRET
-
-
-@dataclass(frozen=True)
-class CliResult:
-    """What one ``manage.py configsync`` run printed, and its exit status."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def last_line(self) -> str:
-        """The value a command prints on purpose comes last, on its own line (the contract)."""
-        return self.out.rstrip("\n").split("\n")[-1]
 
 
 @pytest.fixture
@@ -72,31 +69,20 @@ def cli(
     return run
 
 
-def run_threads(
-    targets: list[Callable[[], object]], *, timeout: float = 120
-) -> list[BaseException]:
-    """Run each target in its own thread (own database connection, closed at the end); wait.
+@pytest.fixture
+def client_for(db: None) -> Callable[[str], APIClient]:
+    """``client_for(role)``: an APIClient authenticated as ``role`` (one of ``ROLES``)."""
+    return role_client
 
-    Returns what the targets raised, in no particular order; fails the test if a thread is
-    still running after ``timeout`` seconds (a deadline for a hang, not a speed assertion).
-    """
-    errors: list[BaseException] = []
 
-    def wrap(target: Callable[[], object]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                target()
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
+@pytest.fixture
+def stub_provider() -> Iterator[StubProvider]:
+    """A local stub of the providers' model-list endpoints (``tests.support.providers``)."""
+    with serve_stub_provider() as stub:
+        yield stub
 
-        return run
 
-    threads = [threading.Thread(target=wrap(target)) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
-    return errors
+@pytest.fixture
+def secret_provider(canary: str, db: None) -> AIProviderConfig:
+    """An AI provider whose API key is the canary."""
+    return ai_provider_set(name="openai-main", kind="openai", api_key=canary)

@@ -37,10 +37,8 @@ from providers.forms import AIProviderConfigAdminForm
 from providers.models import AIProviderConfig
 from providers.serializers import AIProviderUpdateSerializer
 from providers.services import ai_provider_set
-from tests.api.conftest import key_client
-from tests.providers.conftest import GOOD_KEY, StubProvider, stub_provider
-
-__all__ = ["stub_provider"]
+from tests.support.api import key_client
+from tests.support.providers import GOOD_KEY, StubProvider
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from configsync.models import AuditEvent, SystemConfig
 from providers.models import AIProviderConfig
-from tests.api.conftest import ROLES
+from tests.support.api import ROLES
 
 pytestmark = pytest.mark.usefixtures("secret_setting", "plain_setting", "secret_provider")
 

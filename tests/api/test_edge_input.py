@@ -17,8 +17,8 @@ from configsync.conf import app_settings
 from configsync.models import ReplicatedRecord, SystemConfig
 from configsync.replication.signing import sign
 from providers.models import AIProviderConfig
-from tests.api.conftest import key_client
-from tests.replication.conftest import REMOTE, SECRET, remote_change, use_replication_settings
+from tests.support.api import key_client
+from tests.support.replication import REMOTE, SECRET, remote_change, use_replication_settings
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from configsync.envbridge.receivers import _PENDING_KEY
 from configsync.models import SystemConfig
 from configsync.services.system_config import system_config_set
 from configsync.signals import change_committed
-from tests.conftest import CliResult
+from tests.support.cli import CliResult
 
 pytestmark = pytest.mark.django_db
 

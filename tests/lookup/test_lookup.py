@@ -180,7 +180,7 @@ def test_replicated_change_invalidates_and_broadcasts_once_per_batch(
 ) -> None:  # type: ignore[no-untyped-def]
     """A batch applied by replication clears the cache and bumps the version exactly once."""
     from configsync.replication.services.apply import changes_apply
-    from tests.replication.conftest import REMOTE, remote_change
+    from tests.support.replication import REMOTE, remote_change
 
     settings.REDIS_URL = ""
     settings.CONFIGSYNC_NODE_ID = "node-local"

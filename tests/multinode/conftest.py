@@ -1,4 +1,4 @@
-"""Fixtures of the multi-node tests: clusters of real node processes (see ``harness``).
+"""Fixtures of the multi-node tests: clusters of real node processes (the ``multinode`` package).
 
 Clusters are module-scoped (one start-up per test module) and always stopped on teardown. When a
 test fails, the tail of every live node's logs is printed with its report.
@@ -6,38 +6,31 @@ test fails, the tail of every live node's logs is printed with its report.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.multinode.harness import Cluster
-
-_live: list[Cluster] = []
+from multinode import Cluster
+from tests.support.multinode import live_clusters, run_cluster
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report = yield
-    if report.failed and _live:
+    if report.failed and live_clusters:
         report.sections.append(
-            ("multinode logs", "\n".join(cluster.logs_tail() for cluster in _live))
+            ("multinode logs", "\n".join(cluster.logs_tail() for cluster in live_clusters))
         )
     return report
 
 
-def run_cluster(cluster: Cluster) -> Iterator[Cluster]:
-    """Start ``cluster``, yield it, and always destroy it; its logs join a failing test's report.
-
-    For module fixtures: ``yield from run_cluster(Cluster(...))``. Per-node settings go in the
-    cluster's ``node_env`` (or ``cluster[name].env``) before this starts it.
-    """
-    _live.append(cluster)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        _live.remove(cluster)
-        cluster.destroy()
+@pytest.fixture(scope="module", autouse=True)
+def _one_cluster_at_a_time() -> None:
+    """Clusters share the PostgreSQL server's node databases and ``MULTINODE_REDIS_DBS``: two
+    pytest-xdist workers would start clusters over each other, so under ``-n`` these skip."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        pytest.skip("multi-node tests run one cluster at a time: run them without -n")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from tests.multinode.harness import Cluster, unique_key, wait_until
+from multinode import Cluster, unique_key, wait_until
 
 pytestmark = [pytest.mark.multinode, pytest.mark.chaos]
 

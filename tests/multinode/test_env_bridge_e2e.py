@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from configsync.envbridge.envfile import EnvDocument
+from multinode import Cluster, unique_key, wait_until
 from tests.factories import CANARY_SECRET
-from tests.multinode.conftest import run_cluster
-from tests.multinode.harness import Cluster, unique_key, wait_until
+from tests.support.multinode import run_cluster
 
 pytestmark = pytest.mark.multinode
 

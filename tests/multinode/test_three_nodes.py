@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.multinode.harness import Cluster, unique_key, wait_until
+from multinode import Cluster, unique_key, wait_until
 
 pytestmark = pytest.mark.multinode
 

@@ -1,4 +1,4 @@
-"""Clock skew and restores, with real node processes over HTTP (see ``harness``).
+"""Clock skew and restores, with real node processes over HTTP (see the ``multinode`` package).
 
 **Clock.** Node a runs under libfaketime (Debian package ``faketime``; ``.ci/run`` installs it),
 preloaded into every process of the node with ``FAKETIME=+1200s``: its clock runs twenty minutes
@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.multinode.conftest import run_cluster
-from tests.multinode.harness import PYTHON, Cluster, Node, _pg_admin, unique_key, wait_until
+from multinode import PYTHON, Cluster, Node, pg_admin, unique_key, wait_until
+from tests.support.multinode import run_cluster
 
 pytestmark = pytest.mark.multinode
 
@@ -154,7 +154,7 @@ def _backup(node: Node, to: Path) -> str:
         return str(to)
     name = urlsplit(node.database_url).path.lstrip("/")
     backup = f"{name}_backup"
-    with _pg_admin(node.database_url) as conn:
+    with pg_admin(node.database_url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{backup}"')
         conn.execute(f'CREATE DATABASE "{backup}" TEMPLATE "{name}"')
     return backup
@@ -169,7 +169,7 @@ def _restore(node: Node, backup: str) -> None:
             src.backup(dst)
         return
     name = urlsplit(node.database_url).path.lstrip("/")
-    with _pg_admin(node.database_url) as conn:
+    with pg_admin(node.database_url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{backup}"')
         conn.execute(f'DROP DATABASE IF EXISTS "{backup}"')

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
+from multinode import Cluster, unique_key, wait_until
 from tests.factories import CANARY_SECRET
-from tests.multinode.harness import Cluster, unique_key, wait_until
 
 pytestmark = pytest.mark.multinode
 

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from providers.services import ai_provider_set
-from tests.providers.conftest import GOOD_KEY, StubProvider
+from tests.support.providers import GOOD_KEY, StubProvider
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from configsync.exceptions import ConfigKeyError
 from providers import client_settings, get_ai_config
 from providers.client import provider_test_connection
 from providers.services import ai_provider_set
-from tests.providers.conftest import GOOD_KEY, StubProvider
+from tests.support.providers import GOOD_KEY, StubProvider
 
 pytestmark = pytest.mark.django_db
 

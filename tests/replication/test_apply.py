@@ -14,7 +14,7 @@ from configsync.replication.selectors.feed import feed_page, records_unreadable
 from configsync.replication.services.apply import changes_apply
 from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import (
+from tests.support.replication import (
     LOCAL,
     OTHER,
     REMOTE,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from configsync.models import Peer, SyncRun
+from configsync.models import SyncRun
+from tests.factories import PeerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +48,7 @@ def test_sync_with_a_down_peer_fails_for_it_and_records_the_run(capsys: Any, set
 
 
 def test_unknown_peer_names_are_refused(capsys: Any) -> None:
-    Peer.objects.create(name="known", base_url="http://127.0.0.1:9")
+    PeerFactory(name="known")
     for args in (("sync", "--peer", "nope"), ("diff", "--peer", "nope")):
         code, _, err = run(capsys, *args)
         assert code == 1 and "no peer named 'nope'" in err
@@ -55,6 +56,6 @@ def test_unknown_peer_names_are_refused(capsys: Any) -> None:
 
 def test_diff_with_a_down_peer_is_a_one_line_failure(capsys: Any, settings: Any) -> None:
     settings.CONFIGSYNC_PEER_TIMEOUT_SECONDS = 2
-    Peer.objects.create(name="down", base_url=f"http://127.0.0.1:{_closed_port()}")
+    PeerFactory(name="down", base_url=f"http://127.0.0.1:{_closed_port()}")
     code, _, err = run(capsys, "diff", "--peer", "down", "--json")
     assert code == 1 and "unreachable" in err and len(err.strip().splitlines()) == 1

@@ -24,8 +24,9 @@ from configsync.replication.services.cycle import sync_cycle
 from configsync.replication.transports.base import PushResult
 from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import REMOTE, remote_change, stamp
-from tests.replication.fakes import ScriptedPeer
+from tests.factories import PeerFactory
+from tests.support.replication import REMOTE, remote_change, stamp
+from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +35,7 @@ MINUTE = 60_000
 
 @pytest.fixture
 def peer() -> Peer:
-    return Peer.objects.create(name="cloud", base_url="http://127.0.0.1:9", node_id=REMOTE)
+    return PeerFactory(name="cloud", node_id=REMOTE)
 
 
 def set_stored_clock_ahead(ms: int) -> None:
@@ -195,7 +196,7 @@ def test_the_measured_skew_reaches_changes_apply_on_pull(
     remote = ScriptedPeer(node=REMOTE, feed=[ahead])
     remote.clock_ms = physical_now_ms()
     Peer.objects.filter(pk=peer.pk).update(node_id="")
-    other = Peer.objects.create(name="other", base_url="http://127.0.0.1:8")
+    other = PeerFactory(name="other", base_url="http://127.0.0.1:8")
     sync_cycle(peer_id=other.pk, push=False, transport=remote)
     assert seen and seen[0] is not None and 38_000 < seen[0] < 41_000
 

@@ -15,7 +15,7 @@ from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.conflicts import conflict_resolve
 from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import LOCAL, REMOTE, remote_change, stamp
+from tests.support.replication import LOCAL, REMOTE, remote_change, stamp
 
 pytestmark = pytest.mark.django_db
 

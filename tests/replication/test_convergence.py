@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from configsync.models import Conflict, ReplicatedRecord, SystemConfig
 from configsync.replication.hlc import HLC, lww_wins, physical_now_ms
 from configsync.replication.services.apply import changes_apply
-from tests.replication.conftest import remote_change
+from tests.support.replication import remote_change
 
 NODES = ["node-a", "node-b", "node-c", "node-d"]
 

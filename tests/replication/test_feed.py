@@ -12,7 +12,7 @@ from configsync.replication.selectors.feed import cursor_parse, feed_page
 from configsync.replication.services.apply import changes_apply
 from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import REMOTE, remote_change
+from tests.support.replication import REMOTE, remote_change
 
 pytestmark = pytest.mark.django_db
 

@@ -30,8 +30,8 @@ from configsync.replication.selectors.status import sync_status
 from configsync.replication.selectors.strategies import sync_strategies
 from configsync.replication.services import sync as sync_policy
 from configsync.services.node import node_id_reset_cache
-from tests.replication.conftest import REMOTE
-from tests.replication.fakes import ScriptedPeer
+from tests.support.replication import REMOTE
+from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from configsync.replication.hlc import HLC
 from configsync.services.system_config import system_config_delete, system_config_set
 from configsync.signals import change_committed
 from providers.services import ai_provider_set
-from tests.replication.conftest import LOCAL
+from tests.support.replication import LOCAL
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,8 @@ from configsync.replication.services.peers import (
     tombstones_collect,
 )
 from configsync.services.system_config import system_config_delete, system_config_set
-from tests.replication.conftest import REMOTE, remote_change
+from tests.factories import PeerFactory
+from tests.support.replication import REMOTE, remote_change
 
 pytestmark = pytest.mark.django_db
 
@@ -64,8 +65,8 @@ def _age_tombstones() -> None:
 
 
 def test_tombstones_stay_until_every_peer_acknowledged() -> None:
-    a = Peer.objects.create(name="a", base_url="http://a.invalid", node_id="node-a")
-    b = Peer.objects.create(name="b", base_url="http://b.invalid", node_id="node-b")
+    a = PeerFactory(name="a", base_url="http://a.invalid", node_id="node-a")
+    b = PeerFactory(name="b", base_url="http://b.invalid", node_id="node-b")
     _tombstone("GONE")
     changes_apply(
         changes=[remote_change("FROM_B", node="node-b", deleted=True)],
@@ -84,7 +85,7 @@ def test_tombstones_stay_until_every_peer_acknowledged() -> None:
 
 
 def test_a_tombstone_received_from_the_only_peer_counts_as_acknowledged() -> None:
-    Peer.objects.create(name="r", base_url="http://r.invalid", node_id=REMOTE)
+    PeerFactory(name="r", base_url="http://r.invalid", node_id=REMOTE)
     changes_apply(changes=[remote_change("X", deleted=True)], source_node=REMOTE, source_name="r")
     _age_tombstones()
     system_config_set(key="LIVE", value="1")
@@ -93,7 +94,7 @@ def test_a_tombstone_received_from_the_only_peer_counts_as_acknowledged() -> Non
 
 
 def test_a_push_checkpoint_of_another_epoch_acknowledges_nothing() -> None:
-    peer = Peer.objects.create(name="a", base_url="http://a.invalid")
+    peer = PeerFactory(name="a", base_url="http://a.invalid")
     _tombstone("GONE")
     PeerCheckpoint.objects.create(peer=peer, direction="push", cursor="0badc0de.999")
     assert tombstones_collect() == 0

@@ -28,7 +28,7 @@ from configsync.models import SystemConfig
 from configsync.replication.hlc import HLC, physical_now_ms
 from configsync.replication.signing import sign
 from providers.models import AIProviderConfig
-from tests.replication.conftest import REMOTE, SECRET
+from tests.support.replication import REMOTE, SECRET
 
 pytestmark = pytest.mark.django_db
 

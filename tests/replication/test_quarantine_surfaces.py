@@ -16,8 +16,7 @@ from configsync.replication.hlc import physical_now_ms
 from configsync.replication.selectors.quarantine import quarantine_open_count
 from configsync.replication.services.apply import changes_apply
 from configsync.tasks import sync_all_peers
-from tests.api.conftest import client_for  # noqa: F401  (fixture)
-from tests.replication.conftest import REMOTE, config_data, remote_change, stamp
+from tests.support.replication import REMOTE, config_data, remote_change, stamp
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +36,7 @@ def quarantine_poison(canary: str) -> QuarantinedChange:
 
 
 def test_the_api_lists_quarantined_changes_without_values(
-    client_for: Callable[[str], APIClient],  # noqa: F811
+    client_for: Callable[[str], APIClient],
     canary: str,
 ) -> None:
     quarantine_poison(canary)
@@ -53,7 +52,7 @@ def test_the_api_lists_quarantined_changes_without_values(
 
 
 def test_retry_and_drop_need_the_write_scope(
-    client_for: Callable[[str], APIClient],  # noqa: F811
+    client_for: Callable[[str], APIClient],
     canary: str,
 ) -> None:
     row = quarantine_poison(canary)

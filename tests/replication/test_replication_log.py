@@ -1,7 +1,7 @@
 """Restores and rollbacks detected by the replication log (sessions recorded on both sides).
 
 The peer is a ``ScriptedPeer`` keeping its replication log in memory (the HTTP endpoints are
-covered by tests/transports/test_contract.py, two real nodes restored from a backup by
+covered by tests/replication/transports/test_contract.py, two real nodes restored from a backup by
 tests/multinode/test_time_and_restore.py). A "backup" here is a copy of this node's checkpoint
 rows, put back as a restore would.
 """
@@ -19,15 +19,16 @@ from configsync.replication.errors import TransportError
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import REMOTE, remote_change
-from tests.replication.fakes import ScriptedPeer
+from tests.factories import PeerFactory
+from tests.support.replication import REMOTE, remote_change
+from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def peer() -> Peer:
-    return Peer.objects.create(name="remote", base_url="http://127.0.0.1:9")
+    return PeerFactory(name="remote")
 
 
 def sessions(peer: Peer) -> dict[str, str]:

@@ -20,15 +20,16 @@ from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.replication.services.diff import sync_diff
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import LOCAL, REMOTE, remote_change, stamp
-from tests.replication.fakes import ScriptedPeer
+from tests.factories import PeerFactory
+from tests.support.replication import LOCAL, REMOTE, remote_change, stamp
+from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def peer() -> Peer:
-    return Peer.objects.create(name="remote", base_url="http://127.0.0.1:9")
+    return PeerFactory(name="remote")
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_a_failed_push_keeps_the_checkpoint_and_is_sent_again(peer: Peer) -> Non
 
 
 def test_a_down_peer_fails_only_its_own_cycle_and_is_recorded(peer: Peer) -> None:
-    other = Peer.objects.create(name="other", base_url="http://127.0.0.1:9")
+    other = PeerFactory(name="other")
     down = ScriptedPeer(node=REMOTE)
     down.fail_pull_at = 1
     with pytest.raises(SyncCycleError):

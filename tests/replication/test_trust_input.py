@@ -25,7 +25,7 @@ from configsync.replication.services.quarantine import quarantine_drop, quaranti
 from configsync.replication.signing import canonical
 from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import (
+from tests.support.replication import (
     LOCAL,
     REMOTE,
     SECRET,

@@ -20,7 +20,7 @@ from configsync.models import ReplicatedRecord, SystemConfig
 from configsync.services.system_config import system_config_set
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_set
-from tests.conftest import run_threads
+from tests.support.concurrency import run_threads
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 DEADLINE = 60

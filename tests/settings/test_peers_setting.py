@@ -16,6 +16,7 @@ from configsync import tasks
 from configsync.models import Peer
 from configsync.replication.selectors.peers import peers_enabled
 from configsync.replication.services.peers import peer_seed_from_settings
+from tests.factories import PeerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +37,7 @@ def test_seeding_marks_the_peers_the_setting_names(settings: Any) -> None:
 def test_a_peer_removed_from_the_setting_is_disabled_and_admin_peers_are_left_alone(
     settings: Any,
 ) -> None:
-    Peer.objects.create(name="manual", base_url="http://10.0.0.9:8000")  # added in the admin
+    PeerFactory(name="manual", base_url="http://10.0.0.9:8000")  # added in the admin
     settings.CONFIGSYNC_PEERS = ["cloud=https://cfg.example.com", "edge=http://10.0.0.2:8000"]
     peer_seed_from_settings()
 
@@ -75,7 +76,7 @@ def test_adding_a_removed_peer_back_does_not_undo_a_disable(settings: Any) -> No
 
 
 def test_an_admin_peer_named_by_the_setting_is_adopted(settings: Any) -> None:
-    Peer.objects.create(name="cloud", base_url="http://old.example.com")
+    PeerFactory(name="cloud", base_url="http://old.example.com")
     settings.CONFIGSYNC_PEERS = ["cloud=https://cfg.example.com"]
     peer_seed_from_settings()
     settings.CONFIGSYNC_PEERS = []

@@ -25,6 +25,7 @@ from configsync import tasks
 from configsync.locks import named_lock
 from configsync.models import Peer, SyncRun
 from configsync.services.system_config import system_config_set
+from tests.factories import PeerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +91,7 @@ def test_interval_zero_disables_the_periodic_sync() -> None:
 def test_sync_all_peers_seeds_and_enqueues_every_enabled_peer(
     django_capture_on_commit_callbacks,
 ) -> None:
-    Peer.objects.create(name="off", base_url="http://127.0.0.1:7", enabled=False)
+    PeerFactory(name="off", base_url="http://127.0.0.1:7", enabled=False)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         peer_ids = tasks.sync_all_peers.apply().get()
     names = sorted(Peer.objects.filter(pk__in=peer_ids).values_list("name", flat=True))
@@ -121,7 +122,7 @@ def test_sync_all_peers_keeps_tombstones_when_the_peers_cannot_be_seeded(
 
 
 def test_sync_peer_skips_a_peer_that_another_worker_holds() -> None:
-    peer = Peer.objects.create(name="cloud", base_url="http://127.0.0.1:9")
+    peer = PeerFactory(name="cloud")
     with named_lock(f"sync-peer-{peer.pk}", blocking=False) as held:
         assert held
         assert tasks.sync_peer.apply(args=[peer.pk]).get() is False
@@ -129,14 +130,14 @@ def test_sync_peer_skips_a_peer_that_another_worker_holds() -> None:
 
 
 def test_sync_peer_of_a_missing_or_disabled_peer_does_nothing() -> None:
-    peer = Peer.objects.create(name="cloud", base_url="http://127.0.0.1:9", enabled=False)
+    peer = PeerFactory(name="cloud", enabled=False)
     assert tasks.sync_peer.apply(args=[peer.pk]).get() is False
     assert tasks.sync_peer.apply(args=[peer.pk + 1000]).get() is False
     assert not SyncRun.objects.exists()
 
 
 def test_a_down_peer_is_retried_with_backoff_then_logged_never_raised(caplog) -> None:
-    peer = Peer.objects.create(name="cloud", base_url="http://127.0.0.1:9")
+    peer = PeerFactory(name="cloud")
     system_config_set(key="PENDING", value="x")
     with caplog.at_level(logging.WARNING, logger="configsync.tasks"):
         result = tasks.sync_peer.apply(args=[peer.pk])
@@ -160,7 +161,7 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_a_local_write_enqueues_one_push_per_window(django_capture_on_commit_callbacks) -> None:
-    Peer.objects.create(name="cloud", base_url="http://127.0.0.1:9")
+    PeerFactory(name="cloud")
     with (
         mock.patch.object(tasks.push_to_peers, "apply_async") as enqueue,
         django_capture_on_commit_callbacks(execute=True),
@@ -184,7 +185,7 @@ def test_no_push_without_peers(django_capture_on_commit_callbacks) -> None:
 def test_remote_changes_are_not_pushed_back() -> None:
     from configsync.signals import change_committed
 
-    Peer.objects.create(name="cloud", base_url="http://127.0.0.1:9")
+    PeerFactory(name="cloud")
     with mock.patch.object(tasks.push_to_peers, "apply_async") as enqueue:
         change_committed.send(
             sender=None,
@@ -200,8 +201,8 @@ def test_remote_changes_are_not_pushed_back() -> None:
 def test_push_to_peers_enqueues_a_push_only_cycle_per_enabled_peer(
     django_capture_on_commit_callbacks,
 ) -> None:
-    cloud = Peer.objects.create(name="cloud", base_url="http://127.0.0.1:9")
-    Peer.objects.create(name="off", base_url="http://127.0.0.1:8", enabled=False)
+    cloud = PeerFactory(name="cloud")
+    PeerFactory(name="off", base_url="http://127.0.0.1:8", enabled=False)
     with (
         mock.patch.object(tasks.sync_peer, "delay") as delay,
         django_capture_on_commit_callbacks(execute=True),

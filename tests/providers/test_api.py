@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from providers import get_ai_config
 from providers.models import AIProviderConfig
-from tests.providers.conftest import GOOD_KEY, StubProvider
+from tests.support.providers import GOOD_KEY, StubProvider
 
 PROVIDERS = "/api/v1/configs/ai-providers/"
 

@@ -2,7 +2,8 @@
 
 It serves a fixed feed in pages, records what is pushed to it, and can be told to fail at a
 given call — to test how the cycle behaves when the peer is down, answers garbage or drops
-mid-cycle. Real HTTP between real nodes is tested in tests/transports and tests/multinode.
+mid-cycle. Real HTTP between real nodes is tested in tests/replication/transports and
+tests/multinode.
 """
 
 from __future__ import annotations

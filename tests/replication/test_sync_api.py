@@ -13,7 +13,7 @@ from configsync.models import Conflict, ReplicatedRecord, SyncNonce, SystemConfi
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.signing import sign
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import (
+from tests.support.replication import (
     LOCAL,
     REMOTE,
     SECRET,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 GOOD_KEY = "sk-CANARY-stub-good"
 
@@ -22,8 +21,9 @@ class StubProvider:
     delay_seconds: float = 0.0
 
 
-@pytest.fixture
-def stub_provider() -> Iterator[StubProvider]:
+@contextmanager
+def serve_stub_provider() -> Iterator[StubProvider]:
+    """Serve a :class:`StubProvider` on a free port of 127.0.0.1 for the ``with`` block."""
     stub = StubProvider(base_url="")
     release = threading.Event()
 

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 CELERY = str(Path(sys.executable).with_name("celery"))
 
@@ -85,7 +85,8 @@ def _replace_db(url: str, *, db: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
-def _pg_admin(url: str) -> Any:
+def pg_admin(url: str) -> Any:
+    """An autocommit connection to the ``postgres`` database of the server ``url`` names."""
     import psycopg
 
     return psycopg.connect(_replace_db(url, db="postgres"), autocommit=True)
@@ -94,14 +95,14 @@ def _pg_admin(url: str) -> Any:
 def pg_recreate(url: str) -> None:
     """Drop (forcing connections out) and create the database ``url`` names."""
     name = urlsplit(url).path.lstrip("/")
-    with _pg_admin(url) as conn:
+    with pg_admin(url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def pg_drop(url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
-    with contextlib.suppress(Exception), _pg_admin(url) as conn:
+    with contextlib.suppress(Exception), pg_admin(url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -297,7 +298,7 @@ class Node:
             )
             response.raise_for_status()
             assert "sessionid" in session.cookies, f"admin login failed on node {self.name}"
-            session.headers["X-CSRFToken"] = session.cookies.get("csrftoken", "")
+            session.headers["X-CSRFToken"] = session.cookies.get("csrftoken") or ""
             session.headers["Referer"] = self.base_url + "/"
             self._session = session
         return self._session

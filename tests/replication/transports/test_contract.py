@@ -19,7 +19,7 @@ from configsync.replication.page import FeedPage, LogEntry
 from configsync.replication.transports.base import PushResult, ReplicationLogAnswer, Transport
 from configsync.replication.transports.http import HttpPeerTransport
 from configsync.services.system_config import system_config_set
-from tests.replication.conftest import (
+from tests.support.replication import (
     LOCAL,
     OTHER,
     REMOTE,

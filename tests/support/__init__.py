@@ -1,0 +1,17 @@
+"""Helpers shared by the tests: plain functions, classes and constants, importable anywhere.
+
+Fixtures stay in ``conftest.py`` files (the root one holds those several packages use); what a
+fixture or a test needs to build lives here, one module per concern:
+
+- :mod:`tests.support.api`: API clients per role (``ROLES``, ``key_client``, ``role_client``).
+- :mod:`tests.support.cli`: ``CliResult``, what one ``manage.py configsync`` run printed.
+- :mod:`tests.support.concurrency`: ``run_threads``.
+- :mod:`tests.support.replication`: node names, the sync secret, stamps and remote changes.
+- :mod:`tests.support.scripted_peer`: ``ScriptedPeer``, a ``Transport`` standing in for a node.
+- :mod:`tests.support.providers`: a local stub of the AI providers' model-list endpoints.
+- :mod:`tests.support.multinode`: ``run_cluster``, a cluster whose logs join a failing report.
+- :mod:`tests.support.xdist`: one Redis DB and one var/ folder per pytest-xdist worker.
+
+Factories stay in :mod:`tests.factories`; the multi-node harness is the ``multinode`` package at
+the repository root (the benchmarks use it too).
+"""

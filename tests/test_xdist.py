@@ -1,0 +1,55 @@
+"""The suite under pytest-xdist: the same collection in every worker, no state shared."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from tests.support.xdist import worker_redis_url
+
+
+def _collect(hash_seed: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env["PYTHONHASHSEED"] = hash_seed
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _ids(process: subprocess.Popen[str]) -> list[str]:
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, out[-2000:] + err[-2000:]
+    return [line for line in out.splitlines() if "::" in line]
+
+
+def test_every_process_collects_the_same_test_ids() -> None:
+    """xdist refuses to run when its workers collect different ids: no id may come from a
+    random value, a set's order, an object's repr or the time."""
+    first, second = _collect("1"), _collect("2")
+    first_ids, second_ids = _ids(first), _ids(second)
+    assert len(first_ids) > 100
+    assert first_ids == second_ids
+
+
+def test_each_worker_gets_its_own_redis_db(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_REDIS_DBS", raising=False)
+    assert worker_redis_url("redis://127.0.0.1:6379/1", 0) == "redis://127.0.0.1:6379/1"
+    assert worker_redis_url("redis://127.0.0.1:6379/1", 1) == "redis://127.0.0.1:6379/2"
+    assert worker_redis_url("redis://:pw@h:6379", 2) == "redis://:pw@h:6379/2"
+
+
+def test_listed_redis_dbs_are_taken_in_worker_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_REDIS_DBS", "7, 9")
+    assert worker_redis_url("redis://h:6379/1", 0) == "redis://h:6379/7"
+    assert worker_redis_url("redis://h:6379/1", 1) == "redis://h:6379/9"
+    with pytest.raises(RuntimeError, match="TEST_REDIS_DBS names 2 Redis DB"):
+        worker_redis_url("redis://h:6379/1", 2)
