@@ -22,9 +22,14 @@ filesystem.
   kombu's reader only takes names of the form ``<stamp>_<uuid>.<queue>.msg``), fsynced, then
   ``os.replace``-d to its real name: the rename is atomic, so a reader sees the whole file or
   none;
-* a reader claims a message by renaming it into ``claimed/`` beside the queue folder (same
-  filesystem, so the rename is atomic: exactly one consumer gets each message), then reads and
-  removes it. A file that still does not parse (left by an older version, or damaged on disk)
+* a reader claims a message by renaming it into its channel's own folder under ``claimed/``
+  beside the queue folder (same filesystem, so the rename is atomic: exactly one consumer gets
+  each message), and removes it only once the message is acknowledged, rejected or put back
+  (kombu's removes it on delivery, so a worker killed before its late acknowledgement took the
+  task with it). Each channel holds an exclusive ``flock`` on its folder's ``.lock`` for its
+  life; a new channel puts back into the queue the messages of every folder whose lock it can
+  take, i.e. whose process died (``kill -9`` included): ``acks_late`` keeps its at-least-once
+  promise. A file that still does not parse (left by an older version, or damaged on disk)
   is moved to ``rejected/`` and logged; the worker carries on with the next message;
 * exchange tables are rewritten the same way (temporary file, ``os.replace``) under an
   exclusive lock on a separate ``.lock`` file, so concurrent binds never lose each other's
@@ -37,11 +42,9 @@ it too, supports no fanout exchanges (so no remote control), and would add SQLAl
 ORM, to the dependencies of every deployment for the development default alone. The filesystem
 transport's only defect is the write window, which this module closes with two dozen lines.
 
-**Limits** (as with kombu's filesystem transport): messages delivered to a worker but not yet
-acknowledged live in that worker's memory, so ``kill -9`` of a worker loses them (a clean stop
-puts them back), and a consumer killed between claiming a file and reading it leaves it in
-``claimed/``; the periodic sync carries whatever a lost task would have done. Production
-deployments use Redis.
+**Limits**: a dead worker's messages come back when the next channel opens (a worker, beat or
+web process starting or publishing), not before; a task may so run twice (tasks are idempotent).
+Production deployments use Redis.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ SCHEME = "configsync-fs"
 PART_SUFFIX = ".part"
 CLAIMED_FOLDER = "claimed"
 REJECTED_FOLDER = "rejected"
+LOCK_NAME = ".lock"
 
 
 def write_whole(path: Path, data: bytes) -> None:
@@ -110,8 +114,106 @@ class Channel(filesystem.Channel):
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         parent = Path(self.data_folder_in).parent
-        (parent / CLAIMED_FOLDER).mkdir(parents=True, exist_ok=True)
+        self._claimed_root = parent / CLAIMED_FOLDER
+        self._claimed_root.mkdir(parents=True, exist_ok=True)
         (parent / REJECTED_FOLDER).mkdir(parents=True, exist_ok=True)
+        self._claim_folder: Path | None = None  # created at this channel's first claim
+        self._claim_lock: int | None = None
+        self._claims: dict[str, list[Path]] = {}  # delivery tag -> its claimed file(s)
+        self._no_ack_queues: set[str] = set()
+        self._recover_abandoned()
+
+    # --- claims: a taken message stays on disk until it is acknowledged, rejected or restored --
+    def _claim_folder_ensure(self) -> Path:
+        """This channel's folder under ``claimed/``, locked (``flock``) for as long as it lives.
+
+        Made under a hidden name, locked, then renamed into place, so that no other channel
+        ever sees it unlocked while its owner lives.
+        """
+        if self._claim_folder is None:
+            name = uuid.uuid4().hex
+            hidden = self._claimed_root / f".{name}"
+            hidden.mkdir()
+            fd = os.open(hidden / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(hidden, self._claimed_root / name)
+            self._claim_lock, self._claim_folder = fd, self._claimed_root / name
+        return self._claim_folder
+
+    def _recover_abandoned(self) -> None:
+        """Put back into the queue folder the messages of channels whose process died.
+
+        A folder whose lock can be taken has no living owner (the operating system releases a
+        ``flock`` when its holder dies, ``kill -9`` included): its messages were delivered and
+        never acknowledged, so they go back under their own names (and so their place in line).
+        """
+        for folder in self._claimed_root.iterdir():
+            if folder.name.startswith(".") or not folder.is_dir() or folder == self._claim_folder:
+                continue
+            try:
+                fd = os.open(folder / LOCK_NAME, os.O_WRONLY)
+            except OSError:
+                continue  # being removed by its owner or another recoverer
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its owner lives
+                with contextlib.suppress(FileNotFoundError):
+                    for claimed in folder.iterdir():
+                        if claimed.name != LOCK_NAME:
+                            os.replace(claimed, Path(self.data_folder_in) / claimed.name)
+                            logger.warning(
+                                "embedded broker: redelivering %s, taken by a consumer that died",
+                                claimed.name,
+                            )
+                    os.unlink(folder / LOCK_NAME)
+                    folder.rmdir()
+            except OSError as exc:
+                logger.error("embedded broker: cannot recover %s: %s", folder, exc.strerror)
+            finally:
+                os.close(fd)
+
+    def _settle(self, delivery_tag: Any) -> None:
+        """The message ``delivery_tag`` is acknowledged, rejected or restored: forget its file."""
+        for claimed in self._claims.pop(delivery_tag, ()):
+            with contextlib.suppress(FileNotFoundError):
+                claimed.unlink()
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)  # never acknowledged: its claims end at delivery
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._settle(message.delivery_tag)
+        return message
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple=multiple)
+        self._settle(delivery_tag)
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        super().basic_reject(delivery_tag, requeue=requeue)
+        self._settle(delivery_tag)
+
+    def _restore(self, message: Any) -> None:
+        super()._restore(message)  # a new copy in the queue (requeue, or unacked at close)
+        self._settle(message.delivery_tag)
+
+    def close(self) -> None:
+        super().close()  # restores what is unacknowledged, which settles it
+        if self._claim_lock is None or self._claim_folder is None:
+            return
+        for delivery_tag in list(self._claims):
+            self._settle(delivery_tag)  # delivered without acknowledgement (no_ack)
+        with contextlib.suppress(OSError):
+            os.unlink(self._claim_folder / LOCK_NAME)
+            self._claim_folder.rmdir()
+        os.close(self._claim_lock)
+        self._claim_lock = None
 
     # kombu's base class calls the second parameter "message", its filesystem channel "payload".
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
@@ -126,7 +228,7 @@ class Channel(filesystem.Channel):
     def _get(self, queue: str, timeout: Any = None) -> Any:
         wanted = f"{queue}.msg"
         folder = Path(self.data_folder_in)
-        claimed_folder = folder.parent / CLAIMED_FOLDER
+        claimed_folder = self._claim_folder_ensure()
         for filename in sorted(os.listdir(folder)):
             if filename.partition(".")[2] != wanted:
                 continue
@@ -152,7 +254,12 @@ class Channel(filesystem.Channel):
                     raise ChannelError(f"Cannot set aside {str(claimed)!r}") from exc
                 logger.error("embedded broker: unreadable message set aside in %s", rejected)
                 continue
-            claimed.unlink()
+            properties = message.get("properties") if isinstance(message, dict) else None
+            delivery_tag = properties.get("delivery_tag") if isinstance(properties, dict) else None
+            if delivery_tag is None or queue in self._no_ack_queues:
+                claimed.unlink()
+            else:
+                self._claims.setdefault(delivery_tag, []).append(claimed)
             return message
         raise Empty()
 

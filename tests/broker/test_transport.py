@@ -106,3 +106,84 @@ def test_concurrent_binds_keep_every_queue_in_the_exchange_table(tmp_path: Path)
     assert [process.wait(timeout=120) for process in running] == [0] * 4
     table = json.loads((tmp_path / "control" / "fan.exchange").read_text())
     assert sorted(queue for _, _, queue in table) == sorted(f"q{n}" for n in range(100))
+
+
+CONSUME_AND_HANG = (
+    "import sys, time\n"
+    "from kombu import Connection\n"
+    "from tests.broker.producer import raw_options\n"
+    f"with Connection('filesystem://', transport={TRANSPORT!r},\n"
+    "                transport_options=raw_options(sys.argv[1])) as c:\n"
+    "    message = c.SimpleQueue('stress').get(block=True, timeout=30)\n"
+    "    print(message.payload['n'], flush=True)\n"
+    "    time.sleep(300)\n"
+)
+
+
+def test_a_message_taken_by_a_consumer_killed_before_its_ack_is_delivered_again(
+    tmp_path: Path,
+) -> None:
+    # acks_late promises at-least-once: a worker killed (kill -9, or honcho's SIGKILL when a
+    # warm shutdown outlasts its five seconds) after taking a task and before acknowledging it
+    # must not have taken the task with it.
+    with connect(tmp_path) as connection, connection.SimpleQueue("stress") as queue:
+        queue.put({"n": 7}, serializer="json")
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", CONSUME_AND_HANG, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE
+    )
+    try:
+        assert consumer.stdout is not None
+        assert consumer.stdout.readline().strip() == b"7"
+    finally:
+        consumer.kill()
+        consumer.wait(timeout=30)
+    with connect(tmp_path) as connection, connection.SimpleQueue("stress") as queue:
+        message = queue.get(block=True, timeout=5)
+        assert message.payload == {"n": 7}
+        message.ack()
+    assert os.listdir(tmp_path / "broker") == []
+    assert os.listdir(tmp_path / "claimed") == []
+
+
+def test_a_live_consumers_unacknowledged_message_is_not_taken_by_another(tmp_path: Path) -> None:
+    with connect(tmp_path) as first, first.SimpleQueue("stress") as first_queue:
+        first_queue.put({"n": 1}, serializer="json")
+        message = first_queue.get(block=True, timeout=5)
+        with (
+            connect(tmp_path) as second,
+            second.SimpleQueue("stress") as second_queue,
+            pytest.raises(second_queue.Empty),
+        ):
+            second_queue.get(block=True, timeout=0.5)
+        message.ack()
+    assert os.listdir(tmp_path / "claimed") == []
+
+
+def claimed_messages(folder: Path) -> int:
+    return sum(1 for path in (folder / "claimed").rglob("*.msg"))
+
+
+def test_rejected_requeued_and_no_ack_messages_leave_no_claim_behind(tmp_path: Path) -> None:
+    with connect(tmp_path) as connection, connection.SimpleQueue("stress") as queue:
+        queue.put({"n": 1}, serializer="json")
+        queue.get(block=True, timeout=5).requeue()
+        assert claimed_messages(tmp_path) == 0
+        again = queue.get(block=True, timeout=5)
+        assert again.payload == {"n": 1}
+        again.reject()
+        assert claimed_messages(tmp_path) == 0
+        queue.put({"n": 2}, serializer="json")
+        assert queue.get_nowait().payload == {"n": 2}  # not acknowledged: restored on close
+        queue.put({"n": 3}, serializer="json")
+        channel = connection.default_channel
+        got = channel.basic_get("stress", no_ack=True)
+        assert got is not None
+        assert claimed_messages(tmp_path) == 1  # {"n": 2}'s, until it is acknowledged
+    with connect(tmp_path) as connection, connection.SimpleQueue("stress") as queue:
+        restored = queue.get(block=True, timeout=5)
+        assert restored.payload == {"n": 2}
+        restored.ack()
+        with pytest.raises(queue.Empty):
+            queue.get(block=True, timeout=0.5)
+    assert os.listdir(tmp_path / "broker") == []
+    assert os.listdir(tmp_path / "claimed") == []
