@@ -106,7 +106,9 @@ def database_config(url: str, *, variable: str = "DATABASE_URL") -> dict[str, An
 
 
 DATABASES = {
-    "default": database_config(env.str("DATABASE_URL", default="sqlite:///var/configsync.sqlite3"))
+    "default": database_config(
+        env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'configsync.sqlite3'}")
+    )
 }
 EXTERNAL_DATABASE_URL = env.str("EXTERNAL_DATABASE_URL", default="")
 if EXTERNAL_DATABASE_URL:

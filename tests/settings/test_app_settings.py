@@ -116,3 +116,22 @@ def test_a_known_or_empty_deployment_mode_passes(settings: Any, mode: Any) -> No
 def test_the_interval_is_parsed_in_one_place(settings: Any, configured: Any, parsed: int) -> None:
     settings.CONFIGSYNC_SYNC_INTERVAL_SECONDS = configured
     assert app_settings.sync_interval_seconds == parsed
+
+
+def test_the_default_database_lives_in_the_nodes_var_directory(tmp_path: Path) -> None:
+    # Two nodes on one host told apart by CONFIGSYNC_VAR_DIR alone must not share a database
+    # (and so one node id): the README promises that directory holds the node's SQLite.
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DJANGO_SECRET_KEY": "django-insecure-test-only",
+        "CONFIGSYNC_VAR_DIR": str(tmp_path / "node-b"),
+    }
+    package = sys.modules["settings"]
+    saved = sys.modules.pop("settings.base")
+    try:
+        with exactly_this_environment(env):
+            base = importlib.import_module("settings.base")
+    finally:
+        sys.modules["settings.base"] = saved
+        package.base = saved  # type: ignore[attr-defined]
+    assert base.DATABASES["default"]["NAME"] == str(tmp_path / "node-b" / "configsync.sqlite3")
