@@ -160,19 +160,21 @@ class Channel(filesystem.Channel):
                 except BlockingIOError:
                     continue  # its owner lives
                 with contextlib.suppress(FileNotFoundError):
-                    for claimed in folder.iterdir():
-                        if claimed.name != LOCK_NAME:
-                            os.replace(claimed, Path(self.data_folder_in) / claimed.name)
-                            logger.warning(
-                                "embedded broker: redelivering %s, taken by a consumer that died",
-                                claimed.name,
-                            )
-                    os.unlink(folder / LOCK_NAME)
-                    folder.rmdir()
+                    self._put_back(folder, "taken by a consumer that died")
             except OSError as exc:
                 logger.error("embedded broker: cannot recover %s: %s", folder, exc.strerror)
             finally:
                 os.close(fd)
+
+    def _put_back(self, folder: Path, why: str) -> None:
+        """Move every message in the claim folder ``folder`` back into the queue folder under
+        its own name, then remove ``folder`` (its lock last)."""
+        for claimed in folder.iterdir():
+            if claimed.name != LOCK_NAME:
+                os.replace(claimed, Path(self.data_folder_in) / claimed.name)
+                logger.warning("embedded broker: redelivering %s, %s", claimed.name, why)
+        os.unlink(folder / LOCK_NAME)
+        folder.rmdir()
 
     def _settle(self, delivery_tag: Any) -> None:
         """The message ``delivery_tag`` is acknowledged, rejected or restored: forget its file."""
@@ -209,9 +211,11 @@ class Channel(filesystem.Channel):
             return
         for delivery_tag in list(self._claims):
             self._settle(delivery_tag)  # delivered without acknowledgement (no_ack)
-        with contextlib.suppress(OSError):
-            os.unlink(self._claim_folder / LOCK_NAME)
-            self._claim_folder.rmdir()
+        try:
+            # Anything left was claimed but never delivered (e.g. its read failed).
+            self._put_back(self._claim_folder, "claimed but never delivered")
+        except OSError as exc:
+            logger.error("embedded broker: cannot release %s: %s", self._claim_folder, exc)
         os.close(self._claim_lock)
         self._claim_lock = None
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from kombu import Connection
+from kombu.exceptions import ChannelError
 
 from tests.broker.producer import raw_options
 
@@ -186,4 +187,20 @@ def test_rejected_requeued_and_no_ack_messages_leave_no_claim_behind(tmp_path: P
         with pytest.raises(queue.Empty):
             queue.get(block=True, timeout=0.5)
     assert os.listdir(tmp_path / "broker") == []
+    assert os.listdir(tmp_path / "claimed") == []
+
+
+def test_a_message_claimed_but_not_read_goes_back_when_the_channel_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with connect(tmp_path) as connection, connection.SimpleQueue("stress") as queue:
+        queue.put({"n": 5}, serializer="json")
+        with monkeypatch.context() as patch:
+            patch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(OSError(5, "EIO")))
+            with pytest.raises(ChannelError):
+                queue.get(block=True, timeout=5)
+    with connect(tmp_path) as connection, connection.SimpleQueue("stress") as queue:
+        message = queue.get(block=True, timeout=5)
+        assert message.payload == {"n": 5}
+        message.ack()
     assert os.listdir(tmp_path / "claimed") == []
