@@ -107,7 +107,7 @@ def database_config(url: str, *, variable: str = "DATABASE_URL") -> dict[str, An
 
 DATABASES = {
     "default": database_config(
-        env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'configsync.sqlite3'}")
+        env.str("DATABASE_URL", default=f"sqlite:///{(VAR_DIR / 'configsync.sqlite3').absolute()}")
     )
 }
 EXTERNAL_DATABASE_URL = env.str("EXTERNAL_DATABASE_URL", default="")
