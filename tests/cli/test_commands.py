@@ -72,6 +72,7 @@ def test_value_can_come_from_standard_input(cli: Any, canary: str) -> None:
         (("set", "bad key", "x"), "key: Use letters"),
         (("provider", "set", "p", "--kind", "mistral", "--api-key", "sk-CANARY-1"), "kind:"),
         (("provider", "set", "p", "--kind", "sk-CANARY-misplaced"), "Unknown provider kind"),
+        (("set", "X", "1", "--type", "sk-CANARY-misplaced"), "value_type: Unknown type"),
         (("provider", "set", "p", "--kind", "openai"), "api_key: Required for OpenAI."),
         (
             ("provider", "set", "p", "--kind", "azure_openai", "--api-key", "sk-CANARY-1"),
@@ -95,7 +96,7 @@ def test_unknown_type_exits_1_naming_the_types(cli: Any) -> None:
     result = cli("set", "X", "1", "--type", "yaml")
     assert result.code == 1
     assert (
-        "value_type: Unknown type yaml; use one of str, int, float, bool, json, url" in result.err
+        "value_type: Unknown type; use one of str, int, float, bool, json, url." in result.err
     )
     assert not SystemConfig.objects.exists()
 
