@@ -9,8 +9,9 @@ credentials of ``CONFIGSYNC_PEERS`` and the data callback's URL. Here, whatever 
 * every text of the report that we build — each frame variable (as its ``repr``), each request
   parameter and header, each setting, the exception message and the request URL — goes through
   :func:`mask_report_text`: every secret registered in this process (``configsync.logging``: each
-  plaintext set or decrypted), secret-shaped text, the password of every URL's userinfo and the
-  values of secret-named query parameters are masked;
+  plaintext set or decrypted, and each one submitted to a secret's form or serializer field),
+  secret-shaped text, the password of every URL's userinfo and the values of secret-named query
+  parameters are masked;
 * settings and local variables whose *name* says secret are replaced whole.
 
 The filter is ``DEFAULT_EXCEPTION_REPORTER_FILTER``. The exception message and the query string

@@ -12,7 +12,7 @@ from typing import Any
 from rest_framework import serializers
 
 from configsync.api.serializers import StrictCharField, choice_errors
-from configsync.logging import MASK
+from configsync.logging import MASK, register_secret
 from providers.models import AIProviderConfig
 from providers.registry import KINDS
 
@@ -50,6 +50,12 @@ class AIProviderSerializer(serializers.Serializer):
     revealed = serializers.BooleanField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+
+    def validate_api_key(self, value: str | None) -> str | None:
+        if value:
+            # Masked from here on (logs, a DEBUG report of a fault before the field is set).
+            register_secret(value)
+        return value
 
     def to_representation(self, instance: AIProviderConfig) -> dict[str, Any]:
         reveal = bool(self.context.get("reveal"))

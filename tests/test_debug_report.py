@@ -17,6 +17,7 @@ from django.urls import path
 
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_set
+from settings.urls import urlpatterns as project_urlpatterns
 
 KEY = "CANARYdebugKEY0123456789"
 CREDENTIAL_SETTINGS = {
@@ -42,7 +43,7 @@ def leaky_view(request: HttpRequest) -> HttpResponse:
     raise RuntimeError(f"upstream refused key {api_key}")
 
 
-urlpatterns = [path("leak/", leaky_view)]
+urlpatterns = [path("leak/", leaky_view), *project_urlpatterns]
 
 
 @pytest.fixture
@@ -90,3 +91,60 @@ def test_filter_masks_credentials_in_setting_urls_keeps_the_rest() -> None:
         "CONFIGSYNC_DATA_CALLBACK_URL", "https://hooks.example/services/CANARYhook"
     )
     assert callback == "https://hooks.example/********"
+
+
+def _fault(**kwargs: Any) -> Any:
+    raise RuntimeError("the database went away")
+
+
+@pytest.mark.parametrize("way", ["admin-html", "admin-text", "api-setting", "api-provider"])
+def test_a_secret_being_written_is_masked_in_a_debug_500_before_it_is_stored(
+    debug_on: None, monkeypatch: pytest.MonkeyPatch, admin_user: Any, way: str
+) -> None:
+    """A new secret that faults before reaching its encrypted field (which would register it) is
+    registered where it enters (form, serializer): the report's POST data and frame locals mask
+    it. Built at run time, so the report's source lines cannot hold it."""
+    from django.urls import reverse
+
+    from configsync.admin import SystemConfigAdmin
+    from configsync.services.system_config import system_config_set
+    from configsync.versioning import record_etag
+
+    secret = "NEWsecret" + "CANARY" + way.replace("-", "")
+    client = Client(raise_request_exception=False)
+    client.force_login(admin_user)
+    if way.startswith("admin"):
+        monkeypatch.setattr(SystemConfigAdmin, "set_service", staticmethod(_fault))
+        record = system_config_set(key="DB_PASS", value="old-value-1234", is_sensitive=True)
+        response = client.post(
+            reverse("admin:configsync_systemconfig_change", args=[record.pk]),
+            {
+                "value_type": "str",
+                "value": secret,
+                "is_sensitive": "on",
+                "category": "",
+                "description": "",
+                "version": record_etag(record),
+            },
+            HTTP_ACCEPT="text/html" if way == "admin-html" else "text/plain",
+        )
+    elif way == "api-setting":
+        monkeypatch.setattr("configsync.api.views.system_config_set", _fault)
+        response = client.post(
+            "/api/v1/configs/system/",
+            {"key": "NEW_PASS", "value": secret, "is_sensitive": True},
+            content_type="application/json",
+            HTTP_ACCEPT="text/html",
+        )
+    else:
+        monkeypatch.setattr("providers.api.ai_provider_set", _fault)
+        response = client.post(
+            "/api/v1/configs/ai-providers/",
+            {"name": "fresh", "kind": "openai", "api_key": secret},
+            content_type="application/json",
+            HTTP_ACCEPT="text/html",
+        )
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert "the database went away" in page
+    assert secret not in page, [line for line in page.splitlines() if secret in line][:3]

@@ -17,7 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from configsync.conf import app_settings
-from configsync.logging import MASK
+from configsync.logging import MASK, register_secret
 from configsync.models import SystemConfig
 from configsync.value_types import ValueType
 
@@ -118,6 +118,10 @@ class SystemConfigSerializer(serializers.Serializer):
             raise serializers.ValidationError({"value": "Null characters are not allowed."})
         elif isinstance(value, dict | list):
             raise serializers.ValidationError({"value": f"Enter a scalar for type {value_type}."})
+        sensitive = attrs.get("is_sensitive", getattr(self.instance, "is_sensitive", False))
+        if sensitive and isinstance(attrs["value"], str):
+            # Masked from here on (logs, a DEBUG report of a fault before the field is set).
+            register_secret(attrs["value"])
         return attrs
 
     def to_representation(self, instance: SystemConfig) -> dict[str, Any]:

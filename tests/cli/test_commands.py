@@ -95,9 +95,7 @@ def test_bad_input_exits_1_with_one_line_and_saves_nothing(
 def test_unknown_type_exits_1_naming_the_types(cli: Any) -> None:
     result = cli("set", "X", "1", "--type", "yaml")
     assert result.code == 1
-    assert (
-        "value_type: Unknown type; use one of str, int, float, bool, json, url." in result.err
-    )
+    assert "value_type: Unknown type; use one of str, int, float, bool, json, url." in result.err
     assert not SystemConfig.objects.exists()
 
 
