@@ -63,10 +63,16 @@ class ServiceWriteAdmin(admin.ModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
+        shown = self.secret_displays
         return [
             (
                 title,
-                {**options, "fields": [self.secret_displays.get(f, f) for f in options["fields"]]},
+                {
+                    **options,
+                    "fields": [
+                        shown.get(f, f) if isinstance(f, str) else f for f in options["fields"]
+                    ],
+                },
             )
             for title, options in fieldsets
         ]

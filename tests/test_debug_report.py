@@ -93,7 +93,7 @@ def test_filter_masks_credentials_in_setting_urls_keeps_the_rest() -> None:
     assert callback == "https://hooks.example/********"
 
 
-def _fault(**kwargs: Any) -> Any:
+def _fault(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("the database went away")
 
 
@@ -148,3 +148,24 @@ def test_a_secret_being_written_is_masked_in_a_debug_500_before_it_is_stored(
     page = response.content.decode()
     assert "the database went away" in page
     assert secret not in page, [line for line in page.splitlines() if secret in line][:3]
+
+
+def test_a_presented_api_key_is_hidden_in_a_debug_500_of_authentication(
+    debug_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault while checking the caller's API key (the database went away) shows no part of
+    the key: not in the frame that read the header, not in the library frames below it."""
+    from configsync.models import ServiceAPIKey
+    from configsync.services.api_keys import api_key_create
+
+    _, key = api_key_create(name="svc", can_write=True)
+    monkeypatch.setattr(type(ServiceAPIKey.objects), "get_usable_keys", _fault)
+    client = Client(raise_request_exception=False)
+    response = client.get(
+        "/api/v1/configs/system/", HTTP_AUTHORIZATION=f"Api-Key {key}", HTTP_ACCEPT="text/html"
+    )
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert "the database went away" in page and "authenticate" in page
+    secret_part = key.partition(".")[2]
+    assert secret_part not in page, [line for line in page.splitlines() if secret_part in line][:3]
