@@ -177,3 +177,26 @@ def test_list_prints_aligned_columns_with_secrets_masked(cli: Any, canary: str) 
     column = lines[0].index("VALUE")
     assert [line[column:] for line in lines[1:]] == ["1", "********"]
     assert canary not in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("get", "K\udcff"),
+        ("delete", "K\udcff"),
+        ("list", "--category", "c\udcff"),
+        ("provider", "delete", "p\udcff"),
+        ("apikey", "create", "\udcff"),
+        ("apikey", "revoke", "\udcff"),
+    ],
+    ids=["get", "delete", "list", "provider-delete", "apikey-create", "apikey-revoke"],
+)
+def test_an_argument_that_is_not_utf8_exits_1_with_one_line(
+    cli: Any, args: tuple[str, ...]
+) -> None:
+    """A non-UTF-8 byte in argv arrives as a lone surrogate (surrogateescape), which no query can
+    carry: it was a ``UnicodeEncodeError`` traceback from every read and delete."""
+    result = cli(*args)
+    assert result.code == 1
+    assert "lone surrogate" in result.err
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
