@@ -21,6 +21,7 @@ masks them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -145,6 +146,10 @@ class SecretExceptionReporterFilter(SafeExceptionReporterFilter):
             ) or _SECRET_VARIABLE.search(str(name)):
                 shown[name] = _Shown(self.cleansed_substitute)
             else:
+                # Strings are masked before ``repr`` escapes them (a JSON text holding a secret
+                # would show it escaped twice); what is left is masked again as shown.
+                with contextlib.suppress(RecursionError):
+                    value = self._mask(value)
                 shown[name] = _Shown(mask_report_text(pprint(value)))
         return shown.items()
 

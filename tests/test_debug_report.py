@@ -8,6 +8,7 @@ settings are never registered, so only the URL rules can.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -43,7 +44,20 @@ def leaky_view(request: HttpRequest) -> HttpResponse:
     raise RuntimeError(f"upstream refused key {api_key}")
 
 
-urlpatterns = [path("leak/", leaky_view), *project_urlpatterns]
+ODD_KEY = "CAN" + "ARY\\odd'quote\"key\u00e9\n7"  # joined: the report shows source lines
+"""A stored key whose ``repr`` (how a report shows a frame's variables) and JSON form escape it:
+a backslash, both quotes, a non-ASCII letter and a newline."""
+
+
+def odd_view(request: HttpRequest) -> HttpResponse:
+    api_key = AIProviderConfig.objects.get(name="odd").api_key
+    held = {"headers": {"x-api-key": api_key}, "as_bytes": str(api_key).encode()}
+    body = json.dumps({"k": api_key})
+    assert held and body
+    raise RuntimeError("upstream refused")
+
+
+urlpatterns = [path("leak/", leaky_view), path("odd/", odd_view), *project_urlpatterns]
 
 
 @pytest.fixture
@@ -169,3 +183,23 @@ def test_a_presented_api_key_is_hidden_in_a_debug_500_of_authentication(
     assert "the database went away" in page and "authenticate" in page
     secret_part = key.partition(".")[2]
     assert secret_part not in page, [line for line in page.splitlines() if secret_part in line][:3]
+
+
+@pytest.mark.parametrize("accept", ["text/html", "text/plain"], ids=["html", "text"])
+def test_a_secret_with_characters_repr_escapes_is_masked_in_frame_variables(
+    debug_on: None, accept: str
+) -> None:
+    """Frame variables are shown as their ``repr``: a secret holding a backslash, a quote, a
+    newline or a non-ASCII letter appears there (and in JSON or bytes it holds) escaped, so
+    matching only its raw text missed it."""
+    import html
+
+    ai_provider_set(name="odd", kind="anthropic", api_key=ODD_KEY)
+    client = Client(raise_request_exception=False)
+    response = client.get("/odd/", HTTP_ACCEPT=accept)
+    assert response.status_code == 500
+    page = html.unescape(response.content.decode())
+    assert "odd_view" in page
+    for shown in (repr(ODD_KEY)[1:-1], json.dumps(ODD_KEY)[1:-1], repr(ODD_KEY.encode())[2:-1]):
+        assert shown not in page, [line for line in page.splitlines() if "odd" in line][:5]
+    assert "CANARY" not in page
