@@ -34,8 +34,8 @@ class AIProviderSerializer(serializers.Serializer):
         max_length=4096,
         trim_whitespace=True,
         help_text=(
-            f"Write: the key ('' clears it; omitted keeps it). Read: {MASK!r} when set, "
-            "the plaintext with ?reveal=true, null when unset."
+            f"Write: the key ('' clears it; omitted, null or {MASK!r} keeps it). Read: {MASK!r} "
+            "when set, the plaintext with ?reveal=true, null when unset."
         ),
     )
     has_api_key = serializers.BooleanField(read_only=True)
@@ -52,6 +52,8 @@ class AIProviderSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField(read_only=True)
 
     def validate_api_key(self, value: str | None) -> str | None:
+        if value == MASK and self.instance is not None and self.instance.has_api_key:
+            return None  # the mask read back is no key: sent again, it keeps the stored one
         if value:
             # Masked from here on (logs, a DEBUG report of a fault before the field is set).
             register_secret(value)
