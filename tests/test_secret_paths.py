@@ -268,6 +268,13 @@ def test_the_mask_read_back_and_sent_again_keeps_the_secret(
     body["is_sensitive"] = False
     assert getattr(writer, method)(f"{SYSTEM}DB_PASSWORD/", body, format="json").status_code == 403
     assert SystemConfig.objects.get(key="DB_PASSWORD").secret_value == SECRET
+    # Nor is the mask the key "entered again": moving the stored key stays refused.
+    body = writer.get(f"{PROVIDERS}openai-main/").json()
+    body["base_url"] = ATTACKER
+    assert (
+        getattr(writer, method)(f"{PROVIDERS}openai-main/", body, format="json").status_code == 403
+    )
+    assert AIProviderConfig.objects.get(name="openai-main").base_url != ATTACKER
 
 
 def test_create_cannot_overwrite_a_secret(writer: APIClient, secret: SystemConfig) -> None:
