@@ -13,7 +13,7 @@ its own first (``make_plain_confirmation.html``) and is audited as a reveal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
@@ -44,6 +44,10 @@ class ServiceWriteAdmin(admin.ModelAdmin):
 
     set_service: Callable[..., models.Model]
     delete_service: Callable[..., None]
+    secret_displays: ClassVar[dict[str, str]] = {}
+    """Fields of the fieldsets that hold a secret, each mapped to the admin display shown in its
+    place on a read-only page (a user with the view permission only): Django renders a read-only
+    model field from the attribute, which decrypts it."""
 
     @property
     def natural_key_field(self) -> str:
@@ -52,8 +56,26 @@ class ServiceWriteAdmin(admin.ModelAdmin):
     def get_readonly_fields(
         self, request: HttpRequest, obj: models.Model | None = None
     ) -> tuple[str, ...]:
-        fixed = ("created_at", "updated_at")
+        fixed = ("created_at", "updated_at", *self.secret_displays.values())
         return (self.natural_key_field, *fixed) if obj is not None else fixed
+
+    def get_fieldsets(self, request: HttpRequest, obj: models.Model | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        shown = self.secret_displays
+        return [
+            (
+                title,
+                {
+                    **options,
+                    "fields": [
+                        shown.get(f, f) if isinstance(f, str) else f for f in options["fields"]
+                    ],
+                },
+            )
+            for title, options in fieldsets
+        ]
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any

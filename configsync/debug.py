@@ -9,8 +9,9 @@ credentials of ``CONFIGSYNC_PEERS`` and the data callback's URL. Here, whatever 
 * every text of the report that we build — each frame variable (as its ``repr``), each request
   parameter and header, each setting, the exception message and the request URL — goes through
   :func:`mask_report_text`: every secret registered in this process (``configsync.logging``: each
-  plaintext set or decrypted), secret-shaped text, the password of every URL's userinfo and the
-  values of secret-named query parameters are masked;
+  plaintext set or decrypted, and each one submitted to a secret's form or serializer field),
+  secret-shaped text, the password of every URL's userinfo and the values of secret-named query
+  parameters are masked;
 * settings and local variables whose *name* says secret are replaced whole.
 
 The filter is ``DEFAULT_EXCEPTION_REPORTER_FILTER``. The exception message and the query string
@@ -20,6 +21,7 @@ masks them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -144,6 +146,10 @@ class SecretExceptionReporterFilter(SafeExceptionReporterFilter):
             ) or _SECRET_VARIABLE.search(str(name)):
                 shown[name] = _Shown(self.cleansed_substitute)
             else:
+                # Strings are masked before ``repr`` escapes them (a JSON text holding a secret
+                # would show it escaped twice); what is left is masked again as shown.
+                with contextlib.suppress(RecursionError):
+                    value = self._mask(value)
                 shown[name] = _Shown(mask_report_text(pprint(value)))
         return shown.items()
 

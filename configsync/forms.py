@@ -28,6 +28,7 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
 from configsync.crypto.errors import DecryptionError
+from configsync.logging import register_secret
 from configsync.models import SystemConfig
 from configsync.services.system_config import MAKE_PLAIN_NEEDS_REVEAL, RETYPE_NEEDS_REVEAL
 from configsync.value_types import value_serialize
@@ -204,6 +205,9 @@ class SystemConfigAdminForm(VersionedModelForm):
         value = cleaned.get("value")
         if value is CLEAR or (value is None and instance.pk is None):
             value = cleaned["value"] = ""  # a new setting's blank value is the empty text
+        if value and cleaned.get("is_sensitive"):
+            # Masked from here on (logs, a DEBUG report's POST data of a fault before the save).
+            register_secret(value)
         value_type = cleaned.get("value_type")
         if value is None and instance.is_sensitive and instance.has_value and not self.may_reveal:
             # Checked before the kept secret is re-validated below, which would be the oracle.

@@ -23,6 +23,7 @@ trade-off between leaking a secret and mangling ordinary text, decided by length
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -50,15 +51,30 @@ _SHAPES = [
 ]
 
 
+def _escaped_forms(value: str) -> set[str]:
+    """How ``value`` reads inside a ``repr`` (an error report's frame variables, ``%r``), a JSON
+    text and a bytes ``repr``: a backslash, a quote, a control or non-ASCII character is escaped
+    there, and the raw text would not match."""
+    return {
+        value,
+        repr(value)[1:-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value.encode("utf-8", "surrogatepass"))[2:-1],
+    }
+
+
 def register_secret(value: str) -> None:
-    """Remember ``value`` so that this process never logs it (length rules: module docstring)."""
+    """Remember ``value`` so that this process never logs it (length rules: module docstring),
+    in its escaped forms too."""
     global _pattern
     if not isinstance(value, str) or len(value) < _MIN_SECRET_LENGTH or value in _known:
         return
     with _known_lock:
-        if len(_known) >= _MAX_REMEMBERED:
-            _known.pop(next(iter(_known)))
-        _known[value] = None
+        for form in _escaped_forms(value):
+            if len(_known) >= _MAX_REMEMBERED:
+                _known.pop(next(iter(_known)))
+            _known[form] = None
         _pattern = None
 
 

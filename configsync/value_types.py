@@ -40,10 +40,11 @@ def _check_url(text: str) -> str:
 def value_parse(raw: str, value_type: str) -> Any:
     """Parse canonical or user-typed text into the Python value of ``value_type``."""
     if value_type not in ValueType.values:
+        # The message does not repeat what was given (a value pasted into the wrong argument).
         raise ValidationError(
-            "Unknown type %(type)s; use one of %(choices)s.",
+            "Unknown type; use one of %(choices)s.",
             code="invalid_type",
-            params={"type": value_type, "choices": ", ".join(ValueType.values)},
+            params={"choices": ", ".join(ValueType.values)},
         )
     text = raw if isinstance(raw, str) else str(raw)
     if value_type == ValueType.STR:

@@ -32,6 +32,7 @@ class AIProviderConfigAdmin(ServiceWriteAdmin):
     search_fields = ("name", "default_model")
     ordering = ("name",)
     actions = [admin_test_connection]
+    secret_displays = {"api_key": "api_key_status"}
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled", "is_default", "version")}),
         ("Credentials and defaults", {"fields": ("api_key", "base_url", "default_model")}),

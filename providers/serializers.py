@@ -12,7 +12,7 @@ from typing import Any
 from rest_framework import serializers
 
 from configsync.api.serializers import StrictCharField, choice_errors
-from configsync.logging import MASK
+from configsync.logging import MASK, register_secret
 from providers.models import AIProviderConfig
 from providers.registry import KINDS
 
@@ -34,8 +34,8 @@ class AIProviderSerializer(serializers.Serializer):
         max_length=4096,
         trim_whitespace=True,
         help_text=(
-            f"Write: the key ('' clears it; omitted keeps it). Read: {MASK!r} when set, "
-            "the plaintext with ?reveal=true, null when unset."
+            f"Write: the key ('' clears it; omitted, null or {MASK!r} keeps it). Read: {MASK!r} "
+            "when set, the plaintext with ?reveal=true, null when unset."
         ),
     )
     has_api_key = serializers.BooleanField(read_only=True)
@@ -50,6 +50,14 @@ class AIProviderSerializer(serializers.Serializer):
     revealed = serializers.BooleanField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+
+    def validate_api_key(self, value: str | None) -> str | None:
+        if value == MASK and self.instance is not None and self.instance.has_api_key:
+            return None  # the mask read back is no key: sent again, it keeps the stored one
+        if value:
+            # Masked from here on (logs, a DEBUG report of a fault before the field is set).
+            register_secret(value)
+        return value
 
     def to_representation(self, instance: AIProviderConfig) -> dict[str, Any]:
         reveal = bool(self.context.get("reveal"))

@@ -246,6 +246,37 @@ def test_harmless_fields_keep_the_secret_masked(
     assert SECRET.encode() not in response.content
 
 
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_the_mask_read_back_and_sent_again_keeps_the_secret(
+    writer: APIClient, secret: SystemConfig, provider: AIProviderConfig, method: str
+) -> None:
+    """GET, change one field, PUT the body back: its ``value``/``api_key`` is the mask, which
+    replaced the stored secret with the literal ``********``. The mask is no value: it keeps."""
+    for url, change in (
+        (f"{SYSTEM}DB_PASSWORD/", "description"),
+        (f"{PROVIDERS}openai-main/", "default_model"),
+    ):
+        body = writer.get(url).json()
+        body[change] = "changed"
+        response = getattr(writer, method)(url, body, format="json")
+        assert response.status_code == 200, response.content
+        assert response.json()[change] == "changed"
+    assert SystemConfig.objects.get(key="DB_PASSWORD").secret_value == SECRET
+    assert AIProviderConfig.objects.get(name="openai-main").api_key == GOOD_KEY
+    # Sent back with the secret made plain, the mask still keeps: that is a reveal, refused.
+    body = writer.get(f"{SYSTEM}DB_PASSWORD/").json()
+    body["is_sensitive"] = False
+    assert getattr(writer, method)(f"{SYSTEM}DB_PASSWORD/", body, format="json").status_code == 403
+    assert SystemConfig.objects.get(key="DB_PASSWORD").secret_value == SECRET
+    # Nor is the mask the key "entered again": moving the stored key stays refused.
+    body = writer.get(f"{PROVIDERS}openai-main/").json()
+    body["base_url"] = ATTACKER
+    assert (
+        getattr(writer, method)(f"{PROVIDERS}openai-main/", body, format="json").status_code == 403
+    )
+    assert AIProviderConfig.objects.get(name="openai-main").base_url != ATTACKER
+
+
 def test_create_cannot_overwrite_a_secret(writer: APIClient, secret: SystemConfig) -> None:
     body = {"key": "DB_PASSWORD", "value": "x", "is_sensitive": False}
     assert writer.post(SYSTEM, body, format="json").status_code == 400

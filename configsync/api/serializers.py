@@ -17,7 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from configsync.conf import app_settings
-from configsync.logging import MASK
+from configsync.logging import MASK, register_secret
 from configsync.models import SystemConfig
 from configsync.value_types import ValueType
 
@@ -62,7 +62,8 @@ class SystemConfigSerializer(serializers.Serializer):
         required=False,
         help_text=(
             "Typed value: a JSON string, number, boolean or object according to value_type. "
-            f"Sensitive values read back as {MASK!r} unless revealed."
+            f"Sensitive values read back as {MASK!r} unless revealed; {MASK!r} sent back keeps "
+            "the stored value."
         ),
     )
     value_type = serializers.ChoiceField(
@@ -100,6 +101,12 @@ class SystemConfigSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Check the value's JSON type against the effective value_type; wrap json values."""
+        instance = self.instance
+        if attrs.get("value") == MASK and instance is not None and instance.is_sensitive:
+            # The mask this API reads back is no value: sent again (GET, change a field, PUT),
+            # it keeps the stored secret, as an omitted value does.
+            del attrs["value"]
+            return attrs
         if "value" not in attrs:
             if self.instance is not None and not self.partial:
                 raise serializers.ValidationError({"value": "Required by PUT (PATCH may omit it)."})
@@ -118,6 +125,10 @@ class SystemConfigSerializer(serializers.Serializer):
             raise serializers.ValidationError({"value": "Null characters are not allowed."})
         elif isinstance(value, dict | list):
             raise serializers.ValidationError({"value": f"Enter a scalar for type {value_type}."})
+        sensitive = attrs.get("is_sensitive", getattr(self.instance, "is_sensitive", False))
+        if sensitive and isinstance(attrs["value"], str):
+            # Masked from here on (logs, a DEBUG report of a fault before the field is set).
+            register_secret(attrs["value"])
         return attrs
 
     def to_representation(self, instance: SystemConfig) -> dict[str, Any]:

@@ -22,7 +22,10 @@ urlpatterns = [
     ),
     path(
         "docs/",
-        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[HasReadScope]),
+        # No OPTIONS metadata: the page renders only its template (metadata there was a 500).
+        SpectacularSwaggerView.as_view(
+            url_name="api-schema", permission_classes=[HasReadScope], metadata_class=None
+        ),
         name="api-docs",
     ),
 ]

@@ -205,6 +205,10 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
         except ConfigKeyError:
             raise NotFound("No record with this key.") from None
 
+    def get_object(self) -> Any:
+        """The addressed record (DRF's hook; its OPTIONS metadata asks for it), 404 if none."""
+        return self.get_object_or_404(self.kwargs[self.lookup_field])
+
     def render(
         self, request: Request, instance: Any, *, reveal: bool = False, code: int = 200
     ) -> Response:

@@ -317,3 +317,26 @@ def test_provider_single_and_bulk_delete(admin_client: Client) -> None:
     assert not AIProviderConfig.objects.exists()
     name_field = body(admin_client.get(url(PROVIDER, "add")))
     assert 'name="name"' in name_field  # editable while adding, read-only once it exists
+
+
+def test_a_view_only_staff_user_sees_whether_a_key_is_set_never_the_key(canary: str) -> None:
+    """With the view permission only, Django renders every field read-only from the model's
+    attribute, which decrypts: the admin shows the key's status in the secret's place."""
+    from django.contrib.auth.models import Permission, User
+
+    provider = ai_provider_set(name="viewed", kind="openai", api_key=canary)
+    setting = system_config_set(key="VIEWED_SECRET", value=canary, is_sensitive=True)
+    viewer = User.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_aiproviderconfig", "view_systemconfig"])
+    )
+    client = Client()
+    client.force_login(viewer)
+
+    provider_page = client.get(url(PROVIDER, "change", provider.pk))
+    setting_page = client.get(url(SETTING, "change", setting.pk))
+
+    assert provider_page.status_code == setting_page.status_code == 200
+    assert canary not in body(provider_page)
+    assert canary not in body(setting_page)
+    assert 'readonly">set</div>' in body(provider_page)

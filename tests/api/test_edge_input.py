@@ -268,3 +268,43 @@ def test_admin_refuses_deeply_nested_json(admin_client: Any) -> None:
     assert response.status_code == 200
     assert "nested deeper than" in response.content.decode()
     assert not SystemConfig.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        SYSTEM,
+        f"{SYSTEM}PLAIN/",
+        f"{SYSTEM}MISSING/",
+        PROVIDERS,
+        f"{PROVIDERS}p1/",
+        f"{PROVIDERS}p1/test-connection/",
+        "/api/v1/schema/",
+        "/api/v1/docs/",
+        "/api/v1/health",
+        "/api/v1/sync/status",
+        "/api/v1/sync/trigger",
+        "/api/v1/sync/strategies",
+        "/api/v1/sync/conflicts/",
+        "/api/v1/sync/conflicts/1/resolve",
+        "/api/v1/sync/quarantine/",
+        "/api/v1/sync/quarantine/1/retry",
+        "/api/v1/sync/quarantine/1/drop",
+    ],
+)
+@pytest.mark.parametrize("accept", ["*/*", "text/html", "application/json"])
+def test_options_on_every_api_route_answers_without_a_500(
+    writer: APIClient, canary: str, path: str, accept: str
+) -> None:
+    """DRF answers OPTIONS with metadata: for a detail route it asks the view for the object
+    (``get_object``, which the natural-key views did not have), and the docs page has only an
+    HTML renderer. Both were 500s for any caller with the read scope."""
+    from configsync.services.system_config import system_config_set
+    from providers.services import ai_provider_set
+
+    system_config_set(key="PLAIN", value="x")
+    ai_provider_set(name="p1", kind="openai", api_key=canary)
+    writer.raise_request_exception = False
+    response = writer.options(path, HTTP_ACCEPT=accept)
+    assert response.status_code < 500, response.content[:300]
+    assert canary.encode() not in response.content

@@ -72,6 +72,7 @@ def test_value_can_come_from_standard_input(cli: Any, canary: str) -> None:
         (("set", "bad key", "x"), "key: Use letters"),
         (("provider", "set", "p", "--kind", "mistral", "--api-key", "sk-CANARY-1"), "kind:"),
         (("provider", "set", "p", "--kind", "sk-CANARY-misplaced"), "Unknown provider kind"),
+        (("set", "X", "1", "--type", "sk-CANARY-misplaced"), "value_type: Unknown type"),
         (("provider", "set", "p", "--kind", "openai"), "api_key: Required for OpenAI."),
         (
             ("provider", "set", "p", "--kind", "azure_openai", "--api-key", "sk-CANARY-1"),
@@ -94,9 +95,7 @@ def test_bad_input_exits_1_with_one_line_and_saves_nothing(
 def test_unknown_type_exits_1_naming_the_types(cli: Any) -> None:
     result = cli("set", "X", "1", "--type", "yaml")
     assert result.code == 1
-    assert (
-        "value_type: Unknown type yaml; use one of str, int, float, bool, json, url" in result.err
-    )
+    assert "value_type: Unknown type; use one of str, int, float, bool, json, url." in result.err
     assert not SystemConfig.objects.exists()
 
 
@@ -178,3 +177,26 @@ def test_list_prints_aligned_columns_with_secrets_masked(cli: Any, canary: str) 
     column = lines[0].index("VALUE")
     assert [line[column:] for line in lines[1:]] == ["1", "********"]
     assert canary not in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("get", "K\udcff"),
+        ("delete", "K\udcff"),
+        ("list", "--category", "c\udcff"),
+        ("provider", "delete", "p\udcff"),
+        ("apikey", "create", "\udcff"),
+        ("apikey", "revoke", "\udcff"),
+    ],
+    ids=["get", "delete", "list", "provider-delete", "apikey-create", "apikey-revoke"],
+)
+def test_an_argument_that_is_not_utf8_exits_1_with_one_line(
+    cli: Any, args: tuple[str, ...]
+) -> None:
+    """A non-UTF-8 byte in argv arrives as a lone surrogate (surrogateescape), which no query can
+    carry: it was a ``UnicodeEncodeError`` traceback from every read and delete."""
+    result = cli(*args)
+    assert result.code == 1
+    assert "lone surrogate" in result.err
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err

@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from configsync.crypto.errors import ConfigsyncError
+from configsync.validation import validate_storable_texts
 
 
 def cli_modules() -> list[str]:
@@ -68,6 +69,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         handler = options["handler"]
         try:
+            # An argument that is not UTF-8 arrives with lone surrogates, which no query can
+            # carry: refused here for every subcommand (Django's own path options excepted).
+            validate_storable_texts(
+                **{
+                    name: value
+                    for name, value in options.items()
+                    if isinstance(value, str) and name not in ("settings", "pythonpath")
+                }
+            )
             handler(self, options)
         except ValidationError as exc:
             raise CommandError(validation_reason(exc), returncode=1) from None
