@@ -428,3 +428,25 @@ def test_stored_records_that_fail_validation_are_reported_by_a_database_check(
     found = [m for m in checks.run_checks(databases=["default"]) if m.id == "configsync.W040"]
     assert sorted(m.msg.split("'")[1] for m in found) == ["BADINT", "STOLEN"]
     assert all(canary not in m.msg and "enc1:" not in m.msg for m in found)
+
+
+def test_items_that_keep_failing_never_starve_the_rest_of_the_quarantine(
+    settings: Any, monkeypatch: Any
+) -> None:
+    """The automatic pass tries a bounded number of items: the least recently tried first, so
+    items that will never apply (garbage, a kind this node lacks) cannot hold back, pass after
+    pass, one that would apply now (a held timestamp come within the bound)."""
+    from configsync.replication.services import quarantine
+
+    monkeypatch.setattr(quarantine, "RETRY_BATCH", 2)
+    settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 300
+    bad = [
+        remote_change(k, data=config_data(k, value="x", value_type="int")) for k in ("B1", "B2")
+    ]
+    future = remote_change("F", "later", hlc=stamp(REMOTE, wall=physical_now_ms() + 400_000))
+    assert statuses([*bad, future]) == ["quarantined"] * 3
+    settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 600
+    for _ in range(3):
+        quarantine_retry()
+    assert SystemConfig.objects.get(key="F").value == "later"
+    assert QuarantinedChange.objects.get(natural_key="F").status == "applied"
