@@ -141,6 +141,32 @@ def test_a_feed_that_does_not_advance_is_garbage(peer: Peer) -> None:
         sync_cycle(peer_id=peer.pk, transport=remote)
 
 
+@pytest.mark.parametrize(
+    ("node", "next_cursor"),
+    [
+        pytest.param(REMOTE, "9" * 101, id="cursor-too-long"),
+        pytest.param(REMOTE, "1\x00", id="cursor-nul"),
+        pytest.param(REMOTE, "1 2", id="cursor-space"),
+        pytest.param("n" * 65, "1", id="node-too-long"),
+        pytest.param("node\x00x", "1", id="node-nul"),
+    ],
+)
+def test_a_page_whose_cursor_or_node_this_node_cannot_keep_is_garbage(
+    peer: Peer, node: str, next_cursor: str
+) -> None:
+    """Kept as they are, such a cursor or node id fails on PostgreSQL (an "internal error" every
+    cycle) and is stored truncated nowhere: refused as garbage, nothing applied or saved."""
+    remote = ScriptedPeer(node=REMOTE)
+    remote.page_override = FeedPage(
+        node=node, changes=[remote_change("K")], next_cursor=next_cursor, has_more=False
+    )
+    with pytest.raises(SyncCycleError, match="garbage"):
+        sync_cycle(peer_id=peer.pk, transport=remote)
+    assert not ReplicatedRecord.objects.exists()
+    assert PeerCheckpoint.objects.get(peer=peer, direction="pull").cursor == ""
+    assert Peer.objects.get(pk=peer.pk).node_id in ("", REMOTE)
+
+
 def test_a_peer_with_our_own_node_id_is_refused(peer: Peer) -> None:
     with pytest.raises(SyncCycleError, match="this node itself"):
         sync_cycle(peer_id=peer.pk, transport=ScriptedPeer(node=LOCAL))

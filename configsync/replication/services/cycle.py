@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -96,6 +97,10 @@ MAX_PUSH_BYTES = 1_000_000
 """Largest push body we send: well under Django's default ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
 
 _DIRECTIONS = (PeerCheckpoint.Direction.PULL, PeerCheckpoint.Direction.PUSH)
+_NODE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""A node id as the HLC's node part (and ``Peer.node_id``) holds it."""
+_CURSOR_TEXT = re.compile(r"[\x21-\x7e]{0,100}")
+"""A cursor ``PeerCheckpoint.cursor`` can keep on every backend (and the peer's log accepts)."""
 
 
 @dataclass
@@ -144,6 +149,8 @@ def _checkpoint(peer: Peer, direction: str) -> PeerCheckpoint:
 
 
 def _learn_node(peer: Peer, remote_node: str) -> None:
+    if remote_node and not _NODE_ID.fullmatch(remote_node):
+        raise TransportError(f"peer {peer.name} answered garbage (not a node id)")
     if remote_node == node_id():
         raise TransportError(f"peer {peer.name} is this node itself (same node id)")
     if remote_node and peer.node_id != remote_node:
@@ -392,6 +399,8 @@ def _fetch(
     page = link.pull(cursor, int(app_settings.SYNC_BATCH_SIZE), echoes=echoes, with_log=log)
     _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
     _learn_node(peer, page.node)
+    if not _CURSOR_TEXT.fullmatch(page.next_cursor):
+        raise TransportError(f"peer {peer.name} answered garbage (not a cursor)")
     if page.has_more and page.next_cursor == cursor and not page.changes:
         raise TransportError(f"peer {peer.name} answered garbage (feed does not advance)")
     return page
