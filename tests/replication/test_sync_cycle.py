@@ -235,3 +235,17 @@ def test_a_transport_passed_in_is_left_open_for_its_owner(peer: Peer) -> None:
     sync_diff(peer_id=peer.pk, transport=given)
 
     assert not given.closed
+
+
+@pytest.mark.parametrize("clock_ms", [10**20, -(10**20), 2**63])
+def test_a_peer_clock_no_database_can_hold_is_garbage_and_the_run_is_recorded(
+    peer: Peer, clock_ms: int
+) -> None:
+    """A signed peer answering an absurd ``clock_ms`` (beyond a 64-bit integer) must not crash
+    the cycle when its skew is recorded: the run fails with a reason and is recorded."""
+    remote = ScriptedPeer(node=REMOTE, feed=[remote_change("K")])
+    remote.clock_ms = clock_ms
+    with pytest.raises(SyncCycleError, match="clock"):
+        sync_cycle(peer_id=peer.pk, transport=remote)
+    run = SyncRun.objects.get(peer=peer)
+    assert run.finished_at is not None and run.ok is False and "clock" in run.error

@@ -79,7 +79,7 @@ from configsync.models import (
     SyncRun,
 )
 from configsync.replication.errors import ChangeValidationError, TransportError
-from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
+from configsync.replication.hlc import HLC, WALL_DIGITS, HLCParseError, physical_now_ms
 from configsync.replication.page import FeedPage
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
@@ -101,6 +101,14 @@ _NODE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 """A node id as the HLC's node part (and ``Peer.node_id``) holds it."""
 _CURSOR_TEXT = re.compile(r"[\x21-\x7e]{0,100}")
 """A cursor ``PeerCheckpoint.cursor`` can keep on every backend (and the peer's log accepts)."""
+_CLOCK_LIMIT_MS = 10**WALL_DIGITS
+"""A clock (ms since the epoch) or a skew beyond this is garbage: no HLC can carry it, and a
+``SyncRun`` could not record it (a 64-bit column)."""
+
+
+def _plausible_ms(value: Any) -> bool:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return ok and -_CLOCK_LIMIT_MS < value < _CLOCK_LIMIT_MS
 
 
 @dataclass
@@ -226,14 +234,15 @@ def sync_cycle(
                 for direction, state in directions.items():
                     _record(peer, link, direction, state)
             finally:
-                if result.skew_ms is None and link.last_skew_ms is not None:
+                if result.skew_ms is None and _plausible_ms(link.last_skew_ms):
                     result.skew_ms = link.last_skew_ms
     except (TransportError, ChangeValidationError) as exc:
         if isinstance(exc, ChangeValidationError):
             reason = f"peer {peer.name} sent changes this node refuses: {exc}"
         else:
             reason = str(exc)
-        if result.skew_ms is None:  # a measured skew beats an item's lead as the clock's error
+        if result.skew_ms is None and _plausible_ms(exc.skew_ms):
+            # a measured skew beats an item's lead as the clock's error
             result.skew_ms = exc.skew_ms
         result.error = reason
         _finish(run, result)
@@ -291,9 +300,11 @@ def _clock_check(peer: Peer, result: SyncResult) -> None:
 
 def _observe_skew(result: SyncResult, remote_clock_ms: Any, sent_ms: int, link: Transport) -> None:
     if isinstance(remote_clock_ms, int) and not isinstance(remote_clock_ms, bool):
+        if not 0 <= remote_clock_ms < _CLOCK_LIMIT_MS:
+            raise TransportError("peer answered garbage (clock_ms is not a clock)")
         midpoint = (sent_ms + physical_now_ms()) // 2
         result.skew_ms = remote_clock_ms - midpoint
-    elif link.last_skew_ms is not None:
+    elif _plausible_ms(link.last_skew_ms):
         result.skew_ms = link.last_skew_ms
 
 
