@@ -114,6 +114,26 @@ def test_a_local_write_refuses_unstorable_characters_and_oversize_values() -> No
     assert not SystemConfig.objects.exists()
 
 
+def test_a_key_with_a_trailing_newline_is_refused_on_every_path() -> None:
+    """The key patterns end in ``$``, which also matches before a final newline: ``"K\\n"`` would
+    pass, making a record no REST path or .env name can address (REST trims it to ``K``)."""
+    from providers.services import ai_provider_set
+
+    with pytest.raises(ValidationError):
+        system_config_set(key="K\n", value="x")
+    with pytest.raises(ValidationError):
+        ai_provider_set(name="p\n", kind="ollama", base_url="http://h:1")
+    config = remote_change("K\n")
+    provider = remote_change(
+        "p\n",
+        model="providers.aiproviderconfig",
+        data=provider_data("p\n", kind="ollama", base_url="http://h:1", default_model="m"),
+    )
+    tombstone = remote_change("J\n", deleted=True)
+    assert statuses([config, provider, tombstone]) == ["quarantined"] * 3
+    assert not ReplicatedRecord.objects.exists()
+
+
 def test_a_token_copied_from_another_record_is_quarantined(canary: str) -> None:
     stolen = token_for(canary, "OTHER")
     bad = remote_change("S", data=config_data("S", "", secret_value=stolen, is_sensitive=True))
@@ -181,6 +201,8 @@ def test_provider_kind_rules_apply_to_replicated_providers(canary: str) -> None:
         pytest.param(lambda c: c["vv"].update({"node-x": c["hlc"]}), id="vv-foreign-stamp"),
         pytest.param(lambda c: c.update(vv={"node-x": stamp("node-x")}), id="vv-misses-version"),
         pytest.param(lambda c: c.update(model="Configsync.SystemConfig\x00"), id="model-label"),
+        pytest.param(lambda c: c["vv"].update({REMOTE: c["hlc"] + "\n"}), id="vv-stamp-newline"),
+        pytest.param(lambda c: c.update(hlc=c["hlc"] + "\n"), id="hlc-newline"),
         pytest.param(lambda c: c.update(losers=["not an object"]), id="loser-shape"),
     ],
 )
@@ -450,3 +472,24 @@ def test_items_that_keep_failing_never_starve_the_rest_of_the_quarantine(
         quarantine_retry()
     assert SystemConfig.objects.get(key="F").value == "later"
     assert QuarantinedChange.objects.get(natural_key="F").status == "applied"
+
+
+def test_no_pattern_of_the_wire_accepts_a_trailing_newline() -> None:
+    """``$`` also matches before a final newline: every pattern that checks peer input anchors
+    at the very end, so ``"<valid>\\n"`` is refused like any other garbage."""
+    from configsync.replication.errors import CursorError
+    from configsync.replication.hlc import HLCParseError
+    from configsync.replication.selectors.feed import cursor_parse
+    from configsync.replication.services.replog import (
+        ReplicationLogError,
+        replication_log_record,
+    )
+
+    with pytest.raises(HLCParseError):
+        HLC.parse(stamp(REMOTE) + "\n")
+    with pytest.raises(CursorError):
+        cursor_parse("abc.1\n")
+    with pytest.raises(ReplicationLogError):
+        replication_log_record(node=REMOTE, direction="pull", session="abcdef12\n", cursor="1")
+    with pytest.raises(ReplicationLogError):
+        replication_log_record(node=REMOTE, direction="pull", session="abcdef12", cursor="1\n")
