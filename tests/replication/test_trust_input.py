@@ -462,9 +462,7 @@ def test_items_that_keep_failing_never_starve_the_rest_of_the_quarantine(
 
     monkeypatch.setattr(quarantine, "RETRY_BATCH", 2)
     settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 300
-    bad = [
-        remote_change(k, data=config_data(k, value="x", value_type="int")) for k in ("B1", "B2")
-    ]
+    bad = [remote_change(k, data=config_data(k, value="x", value_type="int")) for k in ("B1", "B2")]
     future = remote_change("F", "later", hlc=stamp(REMOTE, wall=physical_now_ms() + 400_000))
     assert statuses([*bad, future]) == ["quarantined"] * 3
     settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 600

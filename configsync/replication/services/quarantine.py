@@ -52,7 +52,8 @@ def quarantine_retry(*, quarantine_id: int | None = None) -> list[RetryOutcome]:
     """Try quarantined items again; return one outcome per item tried.
 
     Without ``quarantine_id``: the ``RETRY_BATCH`` open items least recently tried (the beat's
-    automatic pass; a failed retry counts as a try, so every open item gets its turn). With it: that item, whatever its status (an operator may retry a dropped one);
+    automatic pass; a failed retry counts as a try, so every open item gets its turn). With
+    it: that item, whatever its status (an operator may retry a dropped one);
     ``QuarantinedChange.DoesNotExist`` when there is none. Each item goes through
     ``changes_apply`` exactly as when it arrived (same source), in its own transaction: applied,
     stale or conflict closes it (status ``applied``); failing again keeps it open with the new
