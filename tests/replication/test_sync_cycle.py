@@ -249,3 +249,48 @@ def test_a_peer_clock_no_database_can_hold_is_garbage_and_the_run_is_recorded(
         sync_cycle(peer_id=peer.pk, transport=remote)
     run = SyncRun.objects.get(peer=peer)
     assert run.finished_at is not None and run.ok is False and "clock" in run.error
+
+
+def test_a_hostile_peers_refusal_text_is_recorded_storable(peer: Peer) -> None:
+    """A signed peer (outside this machine: a bare HTTP server here) refusing with a reason that
+    holds NUL and a lone surrogate: the cycle fails with that reason escaped, and the run is
+    recorded (the raw text fails on PostgreSQL and, for the surrogate, on SQLite)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from configsync.replication.transports.http import HttpPeerTransport
+    from tests.support.replication import SECRET
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = json.dumps({"detail": "no \x00 way \ud800"}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        link = HttpPeerTransport(
+            name="hostile",
+            base_url=f"http://127.0.0.1:{server.server_address[1]}",
+            node=LOCAL,
+            secret=SECRET,
+            timeout=5,
+        )
+        with pytest.raises(SyncCycleError, match="refused"):
+            sync_cycle(peer_id=peer.pk, transport=link)
+    finally:
+        server.shutdown()
+        server.server_close()
+    run = SyncRun.objects.get(peer=peer)
+    assert run.finished_at is not None and run.ok is False
+    assert "\x00" not in run.error and "\\u0000" in run.error
+    run.error.encode()  # no lone surrogate
