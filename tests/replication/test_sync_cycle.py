@@ -263,7 +263,7 @@ def test_a_hostile_peers_refusal_text_is_recorded_storable(peer: Peer) -> None:
     from tests.support.replication import SECRET
 
     class Hostile(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             body = json.dumps({"detail": "no \x00 way \ud800"}).encode()
             self.send_response(400)
             self.send_header("Content-Type", "application/json")
