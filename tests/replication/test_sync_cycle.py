@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,9 +24,10 @@ from configsync.replication.page import FeedPage
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.replication.services.diff import sync_diff
+from configsync.replication.transports.http import HttpPeerTransport
 from configsync.services.system_config import system_config_set
 from tests.factories import PeerFactory
-from tests.support.replication import LOCAL, REMOTE, remote_change, stamp
+from tests.support.replication import LOCAL, REMOTE, SECRET, remote_change, stamp
 from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
@@ -251,21 +257,14 @@ def test_a_peer_clock_no_database_can_hold_is_garbage_and_the_run_is_recorded(
     assert run.finished_at is not None and run.ok is False and "clock" in run.error
 
 
-def test_a_hostile_peers_refusal_text_is_recorded_storable(peer: Peer) -> None:
-    """A signed peer (outside this machine: a bare HTTP server here) refusing with a reason that
-    holds NUL and a lone surrogate: the cycle fails with that reason escaped, and the run is
-    recorded (the raw text fails on PostgreSQL and, for the surrogate, on SQLite)."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from configsync.replication.transports.http import HttpPeerTransport
-    from tests.support.replication import SECRET
+@contextmanager
+def hostile_peer(status: int, body: bytes) -> Iterator[HttpPeerTransport]:
+    """A signed peer outside this machine (a bare HTTP server) answering every request with
+    ``status`` and ``body``; yields a transport to it."""
 
     class Hostile(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = json.dumps({"detail": "no \x00 way \ud800"}).encode()
-            self.send_response(400)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -278,19 +277,33 @@ def test_a_hostile_peers_refusal_text_is_recorded_storable(peer: Peer) -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        link = HttpPeerTransport(
+        yield HttpPeerTransport(
             name="hostile",
             base_url=f"http://127.0.0.1:{server.server_address[1]}",
             node=LOCAL,
             secret=SECRET,
             timeout=5,
         )
-        with pytest.raises(SyncCycleError, match="refused"):
-            sync_cycle(peer_id=peer.pk, transport=link)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_hostile_peers_refusal_text_is_recorded_storable(peer: Peer) -> None:
+    """A peer refusing with a reason that holds NUL and a lone surrogate: the cycle fails with
+    that reason escaped, and the run is recorded (the raw text fails on PostgreSQL and, for the
+    surrogate, on SQLite)."""
+    body = json.dumps({"detail": "no \x00 way \ud800"}).encode()
+    with hostile_peer(400, body) as link, pytest.raises(SyncCycleError, match="refused"):
+        sync_cycle(peer_id=peer.pk, transport=link)
     run = SyncRun.objects.get(peer=peer)
     assert run.finished_at is not None and run.ok is False
     assert "\x00" not in run.error and "\\u0000" in run.error
     run.error.encode()  # no lone surrogate
+
+
+def test_a_page_nested_deeper_than_the_json_decoder_goes_is_garbage(peer: Peer) -> None:
+    """The standard decoder raises ``RecursionError`` (not ``ValueError``) past its depth."""
+    with hostile_peer(200, b"[" * 100_000) as link, pytest.raises(SyncCycleError, match="garbage"):
+        sync_cycle(peer_id=peer.pk, transport=link)
+    assert SyncRun.objects.get(peer=peer).finished_at is not None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from configsync.models import QuarantinedChange
 from configsync.replication.hlc import HLC, HLCParseError
@@ -71,8 +72,10 @@ def quarantine_retry(*, quarantine_id: int | None = None) -> list[RetryOutcome]:
     for row in rows:
         try:
             item = json.loads(row.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             outcomes.append(RetryOutcome(row.pk, QUARANTINED, "payload is not JSON"))
+            # A try like any other: it takes its turn behind the rest next time.
+            QuarantinedChange.objects.filter(pk=row.pk).update(updated_at=timezone.now())
             continue
         with transaction.atomic():
             if row.status == QuarantinedChange.Status.DROPPED:

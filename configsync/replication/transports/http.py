@@ -79,7 +79,7 @@ class HttpPeerTransport(Transport):
             raise TransportError(f"peer {self.name} unreachable: {type(exc).__name__}") from None
         try:
             payload = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep for the decoder: garbage too
             payload = None
         self._observe_clock(response, payload, sent_ms)
         if response.status_code >= 400:
