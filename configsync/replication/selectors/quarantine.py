@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.db.models import QuerySet
 
 from configsync.models import QuarantinedChange
@@ -24,18 +22,15 @@ def quarantine_open_count() -> int:
 
 def quarantine_retryable_keys() -> dict[str, set[str]]:
     """Per model label, the keys named by quarantined changes that may still be retried (open, or
-    dropped: an operator may retry those), as the items named them (from the payload, so a key
-    the row shows escaped is matched as the record stores it)."""
+    dropped: an operator may retry those). Read from the row's columns, not its payload: any key
+    a record can have (ASCII, no quote or backslash) is stored there unescaped."""
     keys: dict[str, set[str]] = {}
-    for payload in QuarantinedChange.objects.exclude(
-        status=QuarantinedChange.Status.APPLIED
-    ).values_list("payload", flat=True):
-        try:
-            item = json.loads(payload)
-        except ValueError:
-            continue
-        if isinstance(item, dict):
-            label, key = item.get("model"), item.get("key")
-            if isinstance(label, str) and isinstance(key, str):
-                keys.setdefault(label.lower(), set()).add(key)
+    rows = (
+        QuarantinedChange.objects.exclude(status=QuarantinedChange.Status.APPLIED)
+        .order_by()
+        .values_list("model_label", "natural_key")
+        .distinct()
+    )
+    for label, key in rows:
+        keys.setdefault(label.lower(), set()).add(key)
     return keys
