@@ -307,3 +307,17 @@ def test_a_page_nested_deeper_than_the_json_decoder_goes_is_garbage(peer: Peer) 
     with hostile_peer(200, b"[" * 100_000) as link, pytest.raises(SyncCycleError, match="garbage"):
         sync_cycle(peer_id=peer.pk, transport=link)
     assert SyncRun.objects.get(peer=peer).finished_at is not None
+
+
+def test_pull_never_asks_for_more_than_this_node_accepts_in_one_batch(
+    peer: Peer, settings: Any
+) -> None:
+    """A batch size set above this node's ``MAX_PUSH_BATCH`` (a peer with a larger cap answers
+    that many): every pulled page must still be one this node applies, or the pull is refused
+    on every cycle and never moves."""
+    settings.CONFIGSYNC_SYNC_BATCH_SIZE = 5
+    settings.CONFIGSYNC_MAX_PUSH_BATCH = 2
+    remote = ScriptedPeer(node=REMOTE, feed=[remote_change(f"K{i}") for i in range(6)])
+    result = sync_cycle(peer_id=peer.pk, transport=remote)
+    assert result.pulled == 6
+    assert ReplicatedRecord.objects.count() == 6

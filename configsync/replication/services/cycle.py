@@ -407,7 +407,9 @@ def _fetch(
 ) -> FeedPage:
     """One page of the peer's feed, its clock observed and its node id checked."""
     sent = physical_now_ms()
-    page = link.pull(cursor, int(app_settings.SYNC_BATCH_SIZE), echoes=echoes, with_log=log)
+    # No more than this node applies in one batch, whatever the batch size is set to.
+    limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
+    page = link.pull(cursor, limit, echoes=echoes, with_log=log)
     _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
     _learn_node(peer, page.node)
     if not _CURSOR_TEXT.fullmatch(page.next_cursor):
