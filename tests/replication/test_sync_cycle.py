@@ -19,6 +19,7 @@ from configsync.models import (
     SyncRun,
     SystemConfig,
 )
+from configsync.replication.errors import TransportError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.page import FeedPage
 from configsync.replication.services.apply import changes_apply
@@ -321,3 +322,27 @@ def test_pull_never_asks_for_more_than_this_node_accepts_in_one_batch(
     result = sync_cycle(peer_id=peer.pk, transport=remote)
     assert result.pulled == 6
     assert ReplicatedRecord.objects.count() == 6
+
+
+def test_push_splits_batches_a_peer_with_a_smaller_cap_refuses(peer: Peer, settings: Any) -> None:
+    """A peer whose ``MAX_PUSH_BATCH`` (or upload limit) is below this node's batch refuses the
+    whole batch with a 400 on every cycle: the pusher splits it until the peer takes it, so
+    this node's writes still reach that peer."""
+
+    class SmallCap(ScriptedPeer):
+        def push(self, changes: list[dict[str, Any]]) -> Any:
+            if len(changes) > 2:
+                raise TransportError(
+                    f"peer scripted refused: HTTP 400: batch of {len(changes)} exceeds the "
+                    "maximum of 2",
+                    status=400,
+                )
+            return super().push(changes)
+
+    settings.CONFIGSYNC_SYNC_BATCH_SIZE = 5
+    for i in range(7):
+        system_config_set(key=f"K{i}", value="v")
+    remote = SmallCap(node=REMOTE)
+    result = sync_cycle(peer_id=peer.pk, transport=remote)
+    assert result.pushed == 7
+    assert sorted(c["key"] for batch in remote.pushed for c in batch) == [f"K{i}" for i in range(7)]

@@ -19,7 +19,8 @@ Order of a cycle:
    at any point (``kill -9`` included) either applied the page and moved the checkpoint, or did
    neither; re-running re-fetches and re-applies at most one page, which answers ``stale``.
 2. **Push**: page through our own feed from the push checkpoint, leaving out what the peer itself
-   sent us (``received_from``); send each page; save the push checkpoint only after the peer has
+   sent us (``received_from``); send each page (split in halves while the peer refuses a batch
+   as too large: its limits may be below ours); save the push checkpoint only after the peer has
    answered. An interruption before the save re-sends the page: the peer answers ``stale``.
 3. **Record**: for each direction whose cursor moved (or that started over, or whose record on
    the peer lags ours), a new random session is recorded on the peer (``POST /api/v1/sync/log``)
@@ -476,9 +477,20 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
     for _ in range(MAX_PAGES):
         page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
-        for chunk in _chunks(page.changes):
+        pending = _chunks(page.changes)
+        while pending:
+            chunk = pending.pop(0)
             sent = physical_now_ms()
-            answer = link.push(chunk)
+            try:
+                answer = link.push(chunk)
+            except TransportError as exc:
+                # A peer with a smaller batch or upload limit refuses the whole batch (400/413,
+                # applying nothing): halve it until it takes it, or every cycle fails the same.
+                if exc.status in (400, 413) and len(chunk) > 1:
+                    half = len(chunk) // 2
+                    pending[:0] = [chunk[:half], chunk[half:]]
+                    continue
+                raise
             _observe_skew(result, answer.clock_ms, sent, link)
             _learn_node(peer, answer.node)
             for item in answer.results:
