@@ -136,6 +136,8 @@ class AIProviderConfig(models.Model):
         from configsync.validation import storable_text_errors, text_problem, token_plaintext
 
         errors: dict[str, Any] = storable_text_errors(self)
+        if str(self.name).endswith("\n"):  # the pattern's "$" also matches before a final "\n"
+            errors.setdefault("name", NAME_VALIDATOR.message)
         secret = self.__dict__.get("api_key")
         text: str | None
         try:

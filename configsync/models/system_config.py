@@ -142,6 +142,8 @@ class SystemConfig(models.Model):
         from configsync.validation import storable_text_errors, text_problem, token_plaintext
 
         errors: dict[str, Any] = storable_text_errors(self)
+        if str(self.key).endswith("\n"):  # the pattern's "$" also matches before a final "\n"
+            errors.setdefault("key", KEY_VALIDATOR.message)
         if self.value_type not in ValueType.values:
             errors.setdefault("value_type", "Unknown type.")
             raise ValidationError(errors)

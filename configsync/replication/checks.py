@@ -39,7 +39,7 @@ def check_sync_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
     return []
 
 
-NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")
 
 
 def check_node_id(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

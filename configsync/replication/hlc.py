@@ -28,7 +28,7 @@ from dataclasses import dataclass
 WALL_DIGITS = 15
 LOGICAL_DIGITS = 8
 MAX_LOGICAL = 10**LOGICAL_DIGITS - 1
-_PATTERN = re.compile(r"^(\d{15}):(\d{8}):([A-Za-z0-9_.\-]{1,64})$")
+_PATTERN = re.compile(r"^(\d{15}):(\d{8}):([A-Za-z0-9_.\-]{1,64})\Z")
 
 
 class HLCParseError(ValueError):

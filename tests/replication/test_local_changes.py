@@ -98,3 +98,27 @@ def test_rows_without_replication_metadata_get_a_first_version() -> None:
         ReplicatedRecord.objects.filter(deleted=False).values_list("natural_key", flat=True)
     ) == {"OLD1", "OLD2", "NEW"}
     assert replication_backfill() == 0
+
+
+def test_a_local_write_supersedes_this_nodes_own_entry_even_after_its_clock_went_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Restored from a backup taken while the clock ran ahead (the clock row went back with
+    the database), with the physical clock corrected: the record still carries this node's
+    later entry (e.g. re-received from a peer). A new local write must still dominate it, or
+    every peer holding the later entry answers the write ``stale`` and the nodes disagree for
+    good."""
+    from configsync.models import NodeClock
+    from configsync.replication.hlc import HLC, vv_leq
+    from configsync.replication.services import clock
+
+    system_config_set(key="K", value="v1")
+    before = ReplicatedRecord.objects.get(natural_key="K")
+    first = HLC.parse(before.hlc)
+    NodeClock.objects.update(last_wall_ms=first.wall_ms - 120_000, last_logical=0)
+    monkeypatch.setattr(clock, "physical_now_ms", lambda: first.wall_ms - 60_000)
+    system_config_set(key="K", value="v2")
+    after = ReplicatedRecord.objects.get(natural_key="K")
+    assert HLC.parse(after.hlc) > first
+    assert vv_leq(before.version_vector, after.version_vector)
+    assert not vv_leq(after.version_vector, before.version_vector)

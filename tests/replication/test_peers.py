@@ -122,3 +122,35 @@ def test_system_checks_of_replication(settings: Any) -> None:
     assert [m.id for m in check_node_id()] == ["configsync.E020"]
     settings.CONFIGSYNC_NODE_ID = "node-a.eu_1"
     assert check_node_id() == []
+
+
+def test_a_quarantined_change_never_resurrects_a_collected_tombstone(monkeypatch: Any) -> None:
+    """An update held here (the node could not store it then), superseded at its origin by a
+    delete whose tombstone every peer acknowledged: the tombstone is kept while the update may
+    still be retried, so the retry answers stale instead of bringing the record back."""
+    from configsync.models import QuarantinedChange, SystemConfig
+    from configsync.replication import registry
+    from configsync.replication.services.quarantine import quarantine_retry
+    from tests.support.replication import stamp
+
+    PeerFactory(name="r", base_url="http://r.invalid", node_id=REMOTE)
+    refusing = {"now": True}
+
+    def validate(instance: Any) -> None:
+        if refusing["now"]:
+            raise ValidationError({"value": "this node cannot store it yet"}, code="invalid")
+
+    monkeypatch.setitem(registry._validators, "configsync.systemconfig", validate)
+    update = remote_change("K", "v1")
+    changes_apply(changes=[update], source_node=REMOTE, source_name="r")
+    assert QuarantinedChange.objects.get().status == "open"
+    refusing["now"] = False
+    later = stamp(REMOTE, logical=1)
+    tombstone = remote_change("K", deleted=True, hlc=later, vv={REMOTE: later})
+    changes_apply(changes=[tombstone], source_node=REMOTE, source_name="r")
+    _age_tombstones()
+    tombstones_collect()
+    (outcome,) = quarantine_retry()
+    assert outcome.status == "stale"
+    assert not SystemConfig.objects.filter(key="K").exists()
+    assert tombstones_collect() == 1  # nothing left to retry: now it goes

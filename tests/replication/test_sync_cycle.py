@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -14,14 +19,16 @@ from configsync.models import (
     SyncRun,
     SystemConfig,
 )
+from configsync.replication.errors import TransportError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.page import FeedPage
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.replication.services.diff import sync_diff
+from configsync.replication.transports.http import HttpPeerTransport
 from configsync.services.system_config import system_config_set
 from tests.factories import PeerFactory
-from tests.support.replication import LOCAL, REMOTE, remote_change, stamp
+from tests.support.replication import LOCAL, REMOTE, SECRET, remote_change, stamp
 from tests.support.scripted_peer import ScriptedPeer
 
 pytestmark = pytest.mark.django_db
@@ -141,6 +148,32 @@ def test_a_feed_that_does_not_advance_is_garbage(peer: Peer) -> None:
         sync_cycle(peer_id=peer.pk, transport=remote)
 
 
+@pytest.mark.parametrize(
+    ("node", "next_cursor"),
+    [
+        pytest.param(REMOTE, "9" * 101, id="cursor-too-long"),
+        pytest.param(REMOTE, "1\x00", id="cursor-nul"),
+        pytest.param(REMOTE, "1 2", id="cursor-space"),
+        pytest.param("n" * 65, "1", id="node-too-long"),
+        pytest.param("node\x00x", "1", id="node-nul"),
+    ],
+)
+def test_a_page_whose_cursor_or_node_this_node_cannot_keep_is_garbage(
+    peer: Peer, node: str, next_cursor: str
+) -> None:
+    """Kept as they are, such a cursor or node id fails on PostgreSQL (an "internal error" every
+    cycle) and is stored truncated nowhere: refused as garbage, nothing applied or saved."""
+    remote = ScriptedPeer(node=REMOTE)
+    remote.page_override = FeedPage(
+        node=node, changes=[remote_change("K")], next_cursor=next_cursor, has_more=False
+    )
+    with pytest.raises(SyncCycleError, match="garbage"):
+        sync_cycle(peer_id=peer.pk, transport=remote)
+    assert not ReplicatedRecord.objects.exists()
+    assert PeerCheckpoint.objects.get(peer=peer, direction="pull").cursor == ""
+    assert Peer.objects.get(pk=peer.pk).node_id in ("", REMOTE)
+
+
 def test_a_peer_with_our_own_node_id_is_refused(peer: Peer) -> None:
     with pytest.raises(SyncCycleError, match="this node itself"):
         sync_cycle(peer_id=peer.pk, transport=ScriptedPeer(node=LOCAL))
@@ -209,3 +242,107 @@ def test_a_transport_passed_in_is_left_open_for_its_owner(peer: Peer) -> None:
     sync_diff(peer_id=peer.pk, transport=given)
 
     assert not given.closed
+
+
+@pytest.mark.parametrize("clock_ms", [10**20, -(10**20), 2**63])
+def test_a_peer_clock_no_database_can_hold_is_garbage_and_the_run_is_recorded(
+    peer: Peer, clock_ms: int
+) -> None:
+    """A signed peer answering an absurd ``clock_ms`` (beyond a 64-bit integer) must not crash
+    the cycle when its skew is recorded: the run fails with a reason and is recorded."""
+    remote = ScriptedPeer(node=REMOTE, feed=[remote_change("K")])
+    remote.clock_ms = clock_ms
+    with pytest.raises(SyncCycleError, match="clock"):
+        sync_cycle(peer_id=peer.pk, transport=remote)
+    run = SyncRun.objects.get(peer=peer)
+    assert run.finished_at is not None and run.ok is False and "clock" in run.error
+
+
+@contextmanager
+def hostile_peer(status: int, body: bytes) -> Iterator[HttpPeerTransport]:
+    """A signed peer outside this machine (a bare HTTP server) answering every request with
+    ``status`` and ``body``; yields a transport to it."""
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield HttpPeerTransport(
+            name="hostile",
+            base_url=f"http://127.0.0.1:{server.server_address[1]}",
+            node=LOCAL,
+            secret=SECRET,
+            timeout=5,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_hostile_peers_refusal_text_is_recorded_storable(peer: Peer) -> None:
+    """A peer refusing with a reason that holds NUL and a lone surrogate: the cycle fails with
+    that reason escaped, and the run is recorded (the raw text fails on PostgreSQL and, for the
+    surrogate, on SQLite)."""
+    body = json.dumps({"detail": "no \x00 way \ud800"}).encode()
+    with hostile_peer(400, body) as link, pytest.raises(SyncCycleError, match="refused"):
+        sync_cycle(peer_id=peer.pk, transport=link)
+    run = SyncRun.objects.get(peer=peer)
+    assert run.finished_at is not None and run.ok is False
+    assert "\x00" not in run.error and "\\u0000" in run.error
+    run.error.encode()  # no lone surrogate
+
+
+def test_a_page_nested_deeper_than_the_json_decoder_goes_is_garbage(peer: Peer) -> None:
+    """The standard decoder raises ``RecursionError`` (not ``ValueError``) past its depth."""
+    with hostile_peer(200, b"[" * 100_000) as link, pytest.raises(SyncCycleError, match="garbage"):
+        sync_cycle(peer_id=peer.pk, transport=link)
+    assert SyncRun.objects.get(peer=peer).finished_at is not None
+
+
+def test_pull_never_asks_for_more_than_this_node_accepts_in_one_batch(
+    peer: Peer, settings: Any
+) -> None:
+    """A batch size set above this node's ``MAX_PUSH_BATCH`` (a peer with a larger cap answers
+    that many): every pulled page must still be one this node applies, or the pull is refused
+    on every cycle and never moves."""
+    settings.CONFIGSYNC_SYNC_BATCH_SIZE = 5
+    settings.CONFIGSYNC_MAX_PUSH_BATCH = 2
+    remote = ScriptedPeer(node=REMOTE, feed=[remote_change(f"K{i}") for i in range(6)])
+    result = sync_cycle(peer_id=peer.pk, transport=remote)
+    assert result.pulled == 6
+    assert ReplicatedRecord.objects.count() == 6
+
+
+def test_push_splits_batches_a_peer_with_a_smaller_cap_refuses(peer: Peer, settings: Any) -> None:
+    """A peer whose ``MAX_PUSH_BATCH`` (or upload limit) is below this node's batch refuses the
+    whole batch with a 400 on every cycle: the pusher splits it until the peer takes it, so
+    this node's writes still reach that peer."""
+
+    class SmallCap(ScriptedPeer):
+        def push(self, changes: list[dict[str, Any]]) -> Any:
+            if len(changes) > 2:
+                raise TransportError(
+                    f"peer scripted refused: HTTP 400: batch of {len(changes)} exceeds the "
+                    "maximum of 2",
+                    status=400,
+                )
+            return super().push(changes)
+
+    settings.CONFIGSYNC_SYNC_BATCH_SIZE = 5
+    for i in range(7):
+        system_config_set(key=f"K{i}", value="v")
+    remote = SmallCap(node=REMOTE)
+    result = sync_cycle(peer_id=peer.pk, transport=remote)
+    assert result.pushed == 7
+    assert sorted(c["key"] for batch in remote.pushed for c in batch) == [f"K{i}" for i in range(7)]

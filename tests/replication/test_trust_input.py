@@ -114,6 +114,26 @@ def test_a_local_write_refuses_unstorable_characters_and_oversize_values() -> No
     assert not SystemConfig.objects.exists()
 
 
+def test_a_key_with_a_trailing_newline_is_refused_on_every_path() -> None:
+    """The key patterns end in ``$``, which also matches before a final newline: ``"K\\n"`` would
+    pass, making a record no REST path or .env name can address (REST trims it to ``K``)."""
+    from providers.services import ai_provider_set
+
+    with pytest.raises(ValidationError):
+        system_config_set(key="K\n", value="x")
+    with pytest.raises(ValidationError):
+        ai_provider_set(name="p\n", kind="ollama", base_url="http://h:1")
+    config = remote_change("K\n")
+    provider = remote_change(
+        "p\n",
+        model="providers.aiproviderconfig",
+        data=provider_data("p\n", kind="ollama", base_url="http://h:1", default_model="m"),
+    )
+    tombstone = remote_change("J\n", deleted=True)
+    assert statuses([config, provider, tombstone]) == ["quarantined"] * 3
+    assert not ReplicatedRecord.objects.exists()
+
+
 def test_a_token_copied_from_another_record_is_quarantined(canary: str) -> None:
     stolen = token_for(canary, "OTHER")
     bad = remote_change("S", data=config_data("S", "", secret_value=stolen, is_sensitive=True))
@@ -181,6 +201,8 @@ def test_provider_kind_rules_apply_to_replicated_providers(canary: str) -> None:
         pytest.param(lambda c: c["vv"].update({"node-x": c["hlc"]}), id="vv-foreign-stamp"),
         pytest.param(lambda c: c.update(vv={"node-x": stamp("node-x")}), id="vv-misses-version"),
         pytest.param(lambda c: c.update(model="Configsync.SystemConfig\x00"), id="model-label"),
+        pytest.param(lambda c: c["vv"].update({REMOTE: c["hlc"] + "\n"}), id="vv-stamp-newline"),
+        pytest.param(lambda c: c.update(hlc=c["hlc"] + "\n"), id="hlc-newline"),
         pytest.param(lambda c: c.update(losers=["not an object"]), id="loser-shape"),
     ],
 )
@@ -428,3 +450,44 @@ def test_stored_records_that_fail_validation_are_reported_by_a_database_check(
     found = [m for m in checks.run_checks(databases=["default"]) if m.id == "configsync.W040"]
     assert sorted(m.msg.split("'")[1] for m in found) == ["BADINT", "STOLEN"]
     assert all(canary not in m.msg and "enc1:" not in m.msg for m in found)
+
+
+def test_items_that_keep_failing_never_starve_the_rest_of_the_quarantine(
+    settings: Any, monkeypatch: Any
+) -> None:
+    """The automatic pass tries a bounded number of items: the least recently tried first, so
+    items that will never apply (garbage, a kind this node lacks) cannot hold back, pass after
+    pass, one that would apply now (a held timestamp come within the bound)."""
+    from configsync.replication.services import quarantine
+
+    monkeypatch.setattr(quarantine, "RETRY_BATCH", 2)
+    settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 300
+    bad = [remote_change(k, data=config_data(k, value="x", value_type="int")) for k in ("B1", "B2")]
+    future = remote_change("F", "later", hlc=stamp(REMOTE, wall=physical_now_ms() + 400_000))
+    assert statuses([*bad, future]) == ["quarantined"] * 3
+    settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 600
+    for _ in range(3):
+        quarantine_retry()
+    assert SystemConfig.objects.get(key="F").value == "later"
+    assert QuarantinedChange.objects.get(natural_key="F").status == "applied"
+
+
+def test_no_pattern_of_the_wire_accepts_a_trailing_newline() -> None:
+    """``$`` also matches before a final newline: every pattern that checks peer input anchors
+    at the very end, so ``"<valid>\\n"`` is refused like any other garbage."""
+    from configsync.replication.errors import CursorError
+    from configsync.replication.hlc import HLCParseError
+    from configsync.replication.selectors.feed import cursor_parse
+    from configsync.replication.services.replog import (
+        ReplicationLogError,
+        replication_log_record,
+    )
+
+    with pytest.raises(HLCParseError):
+        HLC.parse(stamp(REMOTE) + "\n")
+    with pytest.raises(CursorError):
+        cursor_parse("abc.1\n")
+    with pytest.raises(ReplicationLogError):
+        replication_log_record(node=REMOTE, direction="pull", session="abcdef12\n", cursor="1")
+    with pytest.raises(ReplicationLogError):
+        replication_log_record(node=REMOTE, direction="pull", session="abcdef12", cursor="1\n")

@@ -21,7 +21,7 @@ from configsync.replication.errors import CursorError
 from configsync.replication.hlc import HLC, HLCParseError
 from configsync.replication.page import FeedPage
 
-_CURSOR = re.compile(r"^(?:([0-9a-f]{1,32})\.)?(\d{1,18})$")
+_CURSOR = re.compile(r"^(?:([0-9a-f]{1,32})\.)?(\d{1,18})\Z")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import uuid
 from django.db import IntegrityError, connection, transaction
 
 from configsync.models import NodeClock
-from configsync.replication.hlc import HLC, physical_now_ms, tick
+from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms, receive, tick
 from configsync.services.node import node_id
 
 
@@ -34,14 +34,27 @@ def clock_locked() -> NodeClock:
     return clock
 
 
-def clock_issue() -> tuple[HLC, int]:
+def clock_issue(*, after: list[str] | None = None) -> tuple[HLC, int]:
     """Issue a local write's new timestamp and its feed sequence number, in one clock update.
+
+    ``after``: timestamps the new one must follow (the record's version and its vector's
+    entries; unparsable ones are ignored). The clock has normally seen them already; not
+    after a restore from a backup taken while it ran ahead, and a new version that sorted before
+    its predecessor would be answered ``stale`` by every peer holding that one.
 
     Call inside a transaction: the clock row stays locked until it ends, which is what makes
     sequence numbers become visible in commit order (see the module docstring).
     """
     clock = clock_locked()
-    wall, logical = tick(clock.last_wall_ms, clock.last_logical, now_ms=physical_now_ms())
+    now = physical_now_ms()
+    wall, logical = tick(clock.last_wall_ms, clock.last_logical, now_ms=now)
+    for text in after or []:
+        try:
+            seen = HLC.parse(text)
+        except HLCParseError:
+            continue
+        if seen.instant >= (wall, logical):
+            wall, logical = receive(wall, logical, seen, now_ms=now)
     clock.last_wall_ms, clock.last_logical = wall, logical
     clock.last_seq += 1
     clock.save()

@@ -19,7 +19,8 @@ Order of a cycle:
    at any point (``kill -9`` included) either applied the page and moved the checkpoint, or did
    neither; re-running re-fetches and re-applies at most one page, which answers ``stale``.
 2. **Push**: page through our own feed from the push checkpoint, leaving out what the peer itself
-   sent us (``received_from``); send each page; save the push checkpoint only after the peer has
+   sent us (``received_from``); send each page (split in halves while the peer refuses a batch
+   as too large: its limits may be below ours); save the push checkpoint only after the peer has
    answered. An interruption before the save re-sends the page: the peer answers ``stale``.
 3. **Record**: for each direction whose cursor moved (or that started over, or whose record on
    the peer lags ours), a new random session is recorded on the peer (``POST /api/v1/sync/log``)
@@ -64,6 +65,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -78,7 +80,7 @@ from configsync.models import (
     SyncRun,
 )
 from configsync.replication.errors import ChangeValidationError, TransportError
-from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
+from configsync.replication.hlc import HLC, WALL_DIGITS, HLCParseError, physical_now_ms
 from configsync.replication.page import FeedPage
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
@@ -96,6 +98,18 @@ MAX_PUSH_BYTES = 1_000_000
 """Largest push body we send: well under Django's default ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
 
 _DIRECTIONS = (PeerCheckpoint.Direction.PULL, PeerCheckpoint.Direction.PUSH)
+_NODE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""A node id as the HLC's node part (and ``Peer.node_id``) holds it."""
+_CURSOR_TEXT = re.compile(r"[\x21-\x7e]{0,100}")
+"""A cursor ``PeerCheckpoint.cursor`` can keep on every backend (and the peer's log accepts)."""
+_CLOCK_LIMIT_MS = 10**WALL_DIGITS
+"""A clock (ms since the epoch) or a skew beyond this is garbage: no HLC can carry it, and a
+``SyncRun`` could not record it (a 64-bit column)."""
+
+
+def _plausible_ms(value: Any) -> bool:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return ok and -_CLOCK_LIMIT_MS < value < _CLOCK_LIMIT_MS
 
 
 @dataclass
@@ -144,6 +158,8 @@ def _checkpoint(peer: Peer, direction: str) -> PeerCheckpoint:
 
 
 def _learn_node(peer: Peer, remote_node: str) -> None:
+    if remote_node and not _NODE_ID.fullmatch(remote_node):
+        raise TransportError(f"peer {peer.name} answered garbage (not a node id)")
     if remote_node == node_id():
         raise TransportError(f"peer {peer.name} is this node itself (same node id)")
     if remote_node and peer.node_id != remote_node:
@@ -219,14 +235,15 @@ def sync_cycle(
                 for direction, state in directions.items():
                     _record(peer, link, direction, state)
             finally:
-                if result.skew_ms is None and link.last_skew_ms is not None:
+                if result.skew_ms is None and _plausible_ms(link.last_skew_ms):
                     result.skew_ms = link.last_skew_ms
     except (TransportError, ChangeValidationError) as exc:
         if isinstance(exc, ChangeValidationError):
             reason = f"peer {peer.name} sent changes this node refuses: {exc}"
         else:
             reason = str(exc)
-        if result.skew_ms is None:  # a measured skew beats an item's lead as the clock's error
+        if result.skew_ms is None and _plausible_ms(exc.skew_ms):
+            # a measured skew beats an item's lead as the clock's error
             result.skew_ms = exc.skew_ms
         result.error = reason
         _finish(run, result)
@@ -284,9 +301,11 @@ def _clock_check(peer: Peer, result: SyncResult) -> None:
 
 def _observe_skew(result: SyncResult, remote_clock_ms: Any, sent_ms: int, link: Transport) -> None:
     if isinstance(remote_clock_ms, int) and not isinstance(remote_clock_ms, bool):
+        if not 0 <= remote_clock_ms < _CLOCK_LIMIT_MS:
+            raise TransportError("peer answered garbage (clock_ms is not a clock)")
         midpoint = (sent_ms + physical_now_ms()) // 2
         result.skew_ms = remote_clock_ms - midpoint
-    elif link.last_skew_ms is not None:
+    elif _plausible_ms(link.last_skew_ms):
         result.skew_ms = link.last_skew_ms
 
 
@@ -389,9 +408,13 @@ def _fetch(
 ) -> FeedPage:
     """One page of the peer's feed, its clock observed and its node id checked."""
     sent = physical_now_ms()
-    page = link.pull(cursor, int(app_settings.SYNC_BATCH_SIZE), echoes=echoes, with_log=log)
+    # No more than this node applies in one batch, whatever the batch size is set to.
+    limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
+    page = link.pull(cursor, limit, echoes=echoes, with_log=log)
     _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
     _learn_node(peer, page.node)
+    if not _CURSOR_TEXT.fullmatch(page.next_cursor):
+        raise TransportError(f"peer {peer.name} answered garbage (not a cursor)")
     if page.has_more and page.next_cursor == cursor and not page.changes:
         raise TransportError(f"peer {peer.name} answered garbage (feed does not advance)")
     return page
@@ -454,9 +477,20 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
     for _ in range(MAX_PAGES):
         page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
-        for chunk in _chunks(page.changes):
+        pending = _chunks(page.changes)
+        while pending:
+            chunk = pending.pop(0)
             sent = physical_now_ms()
-            answer = link.push(chunk)
+            try:
+                answer = link.push(chunk)
+            except TransportError as exc:
+                # A peer with a smaller batch or upload limit refuses the whole batch (400/413,
+                # applying nothing): halve it until it takes it, or every cycle fails the same.
+                if exc.status in (400, 413) and len(chunk) > 1:
+                    half = len(chunk) // 2
+                    pending[:0] = [chunk[:half], chunk[half:]]
+                    continue
+                raise
             _observe_skew(result, answer.clock_ms, sent, link)
             _learn_node(peer, answer.node)
             for item in answer.results:

@@ -67,7 +67,9 @@ def replication_record_local_change(
         )
         if not force and record is not None and record.deleted == deleted and record.data == data:
             return None
-        issued, seq = clock_issue()
+        issued, seq = clock_issue(
+            after=[record.hlc, *(record.version_vector or {}).values()] if record else None
+        )
         stamp = str(issued)
         if record is None:
             record = ReplicatedRecord(model_label=rm.label, natural_key=key)

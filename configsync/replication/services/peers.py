@@ -13,6 +13,7 @@ from django.utils import timezone
 from configsync.conf import app_settings, parse_peers
 from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
 from configsync.replication.selectors.feed import feed_position
+from configsync.replication.selectors.quarantine import quarantine_retryable_keys
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ def tombstones_collect() -> int:
     tombstone's sequence (it answered the push that carried it) or when it sent us the tombstone
     itself. Disabled peers count: they may come back. Whatever the acknowledgements, a tombstone
     younger than ``TOMBSTONE_MIN_AGE`` stays (a peer added later may still hold the record); with
-    no peers at all, every older tombstone goes.
+    no peers at all, every older tombstone goes. A tombstone of a record that a quarantined change
+    (open or dropped) names stays too: retrying that change must meet the tombstone and answer
+    ``stale``, not bring the deleted record back.
     """
     pushed = dict(
         PeerCheckpoint.objects.filter(direction=PeerCheckpoint.Direction.PUSH).values_list(
@@ -88,6 +91,8 @@ def tombstones_collect() -> int:
         if peer_node:
             by_peer |= Q(received_from=peer_node)
         condition &= by_peer
+    for label, keys in quarantine_retryable_keys().items():
+        condition &= ~Q(model_label=label, natural_key__in=sorted(keys))
     total = 0
     while True:
         with transaction.atomic():

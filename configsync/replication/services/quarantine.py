@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from configsync.models import QuarantinedChange
 from configsync.replication.hlc import HLC, HLCParseError
@@ -31,7 +32,8 @@ from configsync.replication.services.wire import CLOCK_SKEW, QUARANTINED
 logger = logging.getLogger(__name__)
 
 RETRY_BATCH = 100
-"""Open items retried per automatic pass (oldest first): a large quarantine costs bounded work."""
+"""Open items retried per automatic pass (least recently tried first, so items that keep failing
+take turns with the rest instead of starving them): a large quarantine costs bounded work."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,9 @@ class RetryOutcome:
 def quarantine_retry(*, quarantine_id: int | None = None) -> list[RetryOutcome]:
     """Try quarantined items again; return one outcome per item tried.
 
-    Without ``quarantine_id``: the oldest ``RETRY_BATCH`` open items (the beat's automatic
-    pass). With it: that item, whatever its status (an operator may retry a dropped one);
+    Without ``quarantine_id``: the ``RETRY_BATCH`` open items least recently tried (the beat's
+    automatic pass; a failed retry counts as a try, so every open item gets its turn). With
+    it: that item, whatever its status (an operator may retry a dropped one);
     ``QuarantinedChange.DoesNotExist`` when there is none. Each item goes through
     ``changes_apply`` exactly as when it arrived (same source), in its own transaction: applied,
     stale or conflict closes it (status ``applied``); failing again keeps it open with the new
@@ -62,15 +65,17 @@ def quarantine_retry(*, quarantine_id: int | None = None) -> list[RetryOutcome]:
     else:
         rows = list(
             QuarantinedChange.objects.filter(status=QuarantinedChange.Status.OPEN).order_by(
-                "received_at", "id"
+                "updated_at", "id"
             )[:RETRY_BATCH]
         )
     outcomes: list[RetryOutcome] = []
     for row in rows:
         try:
             item = json.loads(row.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             outcomes.append(RetryOutcome(row.pk, QUARANTINED, "payload is not JSON"))
+            # A try like any other: it takes its turn behind the rest next time.
+            QuarantinedChange.objects.filter(pk=row.pk).update(updated_at=timezone.now())
             continue
         with transaction.atomic():
             if row.status == QuarantinedChange.Status.DROPPED:

@@ -19,8 +19,8 @@ class ReplicationLogError(ConfigsyncError):
     """A peer asked to record a checkpoint this node refuses (bad direction, session, cursor)."""
 
 
-_SESSION = re.compile(r"^[0-9a-f]{8,32}$")
-_CURSOR_TEXT = re.compile(r"^[\x21-\x7e]{0,100}$")
+_SESSION = re.compile(r"^[0-9a-f]{8,32}\Z")
+_CURSOR_TEXT = re.compile(r"^[\x21-\x7e]{0,100}\Z")
 
 
 def replication_log_record(

@@ -202,6 +202,9 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
         isinstance(key, str) and 0 < len(key) <= 255,
         "key must be a non-empty string of at most 255 characters",
     )
+    # The models' key patterns end in "$", which also matches before a final newline (their
+    # clean() refuses it; a tombstone's key meets only this check).
+    _require(not key.endswith("\n"), "key must not end with a newline")
     field_ = rm.model._meta.get_field(rm.natural_key_field)
     assert isinstance(field_, models.Field)
     try:

@@ -79,7 +79,7 @@ class HttpPeerTransport(Transport):
             raise TransportError(f"peer {self.name} unreachable: {type(exc).__name__}") from None
         try:
             payload = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep for the decoder: garbage too
             payload = None
         self._observe_clock(response, payload, sent_ms)
         if response.status_code >= 400:
@@ -208,12 +208,16 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _reason(payload: Any) -> str:
+    """The peer's stated reason for a refusal, as ASCII text (NUL, lone surrogates and other
+    non-ASCII escaped): it ends up in a log line and a ``SyncRun``, storable on every backend."""
     if not isinstance(payload, dict):
         return ""
     detail = payload.get("detail")
-    if isinstance(detail, str):
-        return detail[:300]
     errors = payload.get("errors")
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        return str(errors[0].get("reason", ""))[:300]
-    return ""
+    if isinstance(detail, str):
+        text = detail
+    elif isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        text = str(errors[0].get("reason", ""))
+    else:
+        return ""
+    return json.dumps(text[:300], ensure_ascii=True)[1:-1][:300]
