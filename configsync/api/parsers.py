@@ -37,7 +37,7 @@ from configsync.validation import json_depth_exceeds, text_problem
 # A surrogate can only come in as a ``\uD800``-``\uDFFF`` escape (raw ones are not valid UTF-8):
 # without one in the text, the walk over the decoded body is skipped.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 def storable_text_problem(text: str, *, nul_allowed: bool = False) -> str | None:
