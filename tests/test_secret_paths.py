@@ -30,13 +30,13 @@ from configsync.models import AuditEvent, ReplicatedRecord, SystemConfig
 from configsync.replication.services.callbacks import data_callback_payload
 from configsync.services.audit import RevealRequired
 from configsync.services.system_config import system_config_set
-from configsync.versioning import record_etag
 from providers import cli as cli_provider
 from providers.client import client_settings, provider_test_connection
 from providers.forms import AIProviderConfigAdminForm
 from providers.models import AIProviderConfig
 from providers.serializers import AIProviderUpdateSerializer
 from providers.services import ai_provider_set
+from tests.support.admin import provider_form, setting_form
 from tests.support.api import key_client
 from tests.support.providers import GOOD_KEY, StubProvider
 
@@ -309,20 +309,6 @@ def test_a_sensitive_setting_without_a_value_reveals_nothing() -> None:
 # --- system settings: admin ----------------------------------------------------------------------
 
 
-def setting_form(record: SystemConfig, **changes: Any) -> dict[str, Any]:
-    data = {
-        "value_type": record.value_type,
-        "value": "",
-        "category": record.category,
-        "description": record.description,
-        "version": record_etag(record),
-        "is_sensitive": "on" if record.is_sensitive else None,
-        "_save": "Save",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not None}
-
-
 def test_admin_asks_for_confirmation_before_making_a_secret_plain(
     admin_client: Client, secret: SystemConfig
 ) -> None:
@@ -467,24 +453,6 @@ def test_admin_test_connection_uses_the_stored_destination(
     assert {r["headers"]["Host"] for r in stub_provider.requests} == {
         stub_provider.base_url.removeprefix("http://")
     }
-
-
-def provider_form(record: AIProviderConfig, **changes: Any) -> dict[str, Any]:
-    data = {
-        "kind": record.kind,
-        "api_key": "",
-        "base_url": record.base_url,
-        "default_model": record.default_model,
-        "organization": record.organization,
-        "endpoint": record.endpoint,
-        "api_version": record.api_version,
-        "deployment": record.deployment,
-        "version": record_etag(record),
-        "enabled": "on",
-        "name": record.name,
-    }
-    data.update(changes)
-    return data
 
 
 def test_provider_admin_form_without_the_reveal_right_refuses(provider: AIProviderConfig) -> None:

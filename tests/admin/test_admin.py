@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from configsync.models import SystemConfig
 from configsync.services.system_config import system_config_set
-from configsync.versioning import record_etag
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_set
+from tests.support.admin import provider_form, setting_form
 
 pytestmark = pytest.mark.django_db
 
@@ -25,40 +25,6 @@ def url(model: str, view: str, *args: Any) -> str:
 
 SETTING = "configsync_systemconfig"
 PROVIDER = "providers_aiproviderconfig"
-
-
-def setting_form(record: SystemConfig, **changes: Any) -> dict[str, Any]:
-    data = {
-        "value_type": record.value_type,
-        "value": "",
-        "category": record.category,
-        "description": record.description,
-        "version": record_etag(record),
-    }
-    if record.is_sensitive:
-        data["is_sensitive"] = "on"
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not None}
-
-
-def provider_form(record: AIProviderConfig, **changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "kind": record.kind,
-        "api_key": "",
-        "base_url": record.base_url,
-        "default_model": record.default_model,
-        "organization": record.organization,
-        "endpoint": record.endpoint,
-        "api_version": record.api_version,
-        "deployment": record.deployment,
-        "version": record_etag(record),
-    }
-    if record.enabled:
-        data["enabled"] = "on"
-    if record.is_default:
-        data["is_default"] = "on"
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not None}
 
 
 def body(response: Any) -> str:
