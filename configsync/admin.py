@@ -180,5 +180,6 @@ class SystemConfigAdmin(ServiceWriteAdmin):
         return obj.value if len(obj.value) <= 80 else obj.value[:77] + "..."
 
 
+import configsync.replication.admin.mode  # noqa: E402  (the deployment mode)
 import configsync.replication.admin.quarantine  # noqa: E402  (quarantined changes)
 import configsync.replication.admin.records  # noqa: E402, F401  (peers, conflicts, sync runs)

@@ -28,4 +28,9 @@ class ConfigsyncConfig(AppConfig):
         replication_receivers.signals_connect()  # local writes become changes; push on write
         envbridge_receivers.signals_connect()  # the .env file follows committed changes
 
-        registry.register("configsync.systemconfig", natural_key_field="key")
+        registry.register(
+            "configsync.systemconfig",
+            natural_key_field="key",
+            data_type="system_config",
+            critical=True,
+        )

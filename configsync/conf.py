@@ -29,6 +29,12 @@ DEFAULTS: dict[str, Any] = {
     "PEERS": [],
     "SYNC_INTERVAL_SECONDS": 30,
     "DEPLOYMENT_MODE": "",
+    # Per data type overrides of the strategy matrix (configsync.replication.strategies).
+    "SYNC_STRATEGIES": {},
+    "R2_ENDPOINT_URL": "",
+    "R2_BUCKET": "",
+    "R2_ACCESS_KEY_ID": "",
+    "R2_SECRET_ACCESS_KEY": "",
     "ENV_FILE": "",
     "DATA_CALLBACK_URL": "",
     "PUSH_ON_WRITE": True,

@@ -60,8 +60,13 @@ def _backoff(retries: int) -> int:
 
 
 def _enabled_peer_ids() -> list[int]:
+    """The peers a cycle runs with: none in ``LOCAL_ONLY`` (read now: a switch with
+    ``configsync mode set`` is followed by the next beat or write, without a restart)."""
+    from configsync.replication.selectors.mode import cycle_mode
     from configsync.replication.selectors.peers import peers_enabled
 
+    if cycle_mode() == "LOCAL_ONLY":
+        return []
     return list(peers_enabled().values_list("id", flat=True))
 
 

@@ -16,7 +16,12 @@ class ProvidersConfig(AppConfig):
 
         invalidate_on_change("providers.AIProviderConfig")
 
-        registry.register("providers.aiproviderconfig", natural_key_field="name")
+        registry.register(
+            "providers.aiproviderconfig",
+            natural_key_field="name",
+            data_type="ai_providers",
+            critical=True,
+        )
         hooks.register_before_apply(
             "providers.aiproviderconfig",
             lambda instance: ai_provider_default_claim(provider=instance),  # type: ignore[arg-type]

@@ -31,3 +31,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = False
 CONFIGSYNC_DEV_KEY_FILE = VAR_DIR / "test-dev-encryption.key"
 REST_FRAMEWORK_THROTTLE_DISABLED = True
+
+# A deployment's own app with two replicated models (data types "projects" and "templates").
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405

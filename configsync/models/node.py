@@ -13,6 +13,16 @@ class NodeIdentity(models.Model):
         unique=True,
         help_text="Stable identifier of this node inside its replication group.",
     )
+    deployment_mode = models.CharField(
+        verbose_name="deployment mode",
+        max_length=32,
+        blank=True,
+        default="",
+        help_text=(
+            "This node's deployment mode, set at run time (`configsync mode set`, the admin); "
+            "empty: CONFIGSYNC_DEPLOYMENT_MODE decides. Replicated to nothing."
+        ),
+    )
     created_at = models.DateTimeField(verbose_name="created at", auto_now_add=True)
 
     class Meta:

@@ -4,6 +4,11 @@
   signed, and this node refuses every peer's requests.
 * E020 — ``CONFIGSYNC_NODE_ID`` is not 1-64 letters, digits, ``_``, ``.`` or ``-``: it is part of
   every HLC timestamp, and peers would refuse this node's changes.
+* E021 — ``CONFIGSYNC_SYNC_STRATEGIES`` overrides an unknown data type, or names an unknown
+  option, direction or strategy (one error each, naming it); the matrix then ignores it whole.
+* E022 — the deployment mode (configured, or stored by ``configsync mode set``: database check)
+  needs a transport whose settings are missing (a bucket mode without ``CONFIGSYNC_R2_*``).
+* W021 — the deployment mode needs the bucket transport, which this version does not have.
 * W040 — stored records fail the validation every write passes (database check: ``migrate`` and
   ``check --database default`` run it): rows stored before received versions were validated, or
   loaded with raw fixtures; reading their value fails. Names records and rules, never values.
@@ -25,6 +30,52 @@ def checks_register() -> None:
     checks.register(check_sync_secret, checks.Tags.security)
     checks.register(check_node_id)
     checks.register(check_stored_records, checks.Tags.database)
+    checks.register(check_sync_strategies)
+    checks.register(check_mode_transports)
+    checks.register(check_stored_mode_transports, checks.Tags.database)
+
+
+def check_sync_strategies(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from configsync.replication import registry, strategies
+
+    return [
+        checks.Error(message, id="configsync.E021")
+        for message in strategies.override_errors(
+            app_settings.SYNC_STRATEGIES, registry.data_types()
+        )
+    ]
+
+
+def _transport_messages(mode: str) -> list[checks.CheckMessage]:
+    from configsync.replication import strategies
+
+    errors, warnings = strategies.transport_problems(mode)
+    return [
+        *(
+            checks.Error(message, hint="Set every CONFIGSYNC_R2_* variable.", id="configsync.E022")
+            for message in errors
+        ),
+        *(checks.Warning(message, id="configsync.W021") for message in warnings),
+    ]
+
+
+def check_mode_transports(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    return _transport_messages(str(app_settings.DEPLOYMENT_MODE or ""))
+
+
+def check_stored_mode_transports(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """The same for a mode stored by ``configsync mode set`` (when it differs)."""
+    from configsync.replication.selectors.mode import deployment_mode_stored
+
+    try:
+        stored = deployment_mode_stored()
+    except DatabaseError:  # tables not migrated yet
+        return []
+    if not stored or stored == str(app_settings.DEPLOYMENT_MODE or ""):
+        return []
+    return _transport_messages(stored)
 
 
 def check_sync_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -6,7 +6,9 @@ and the ``created_at``/``updated_at`` bookkeeping; encrypted fields travel as th
 token, so no node decrypts to replicate and a node missing a key can still store and relay them.
 
 Register a model with :func:`register`; ``configsync`` registers ``SystemConfig`` and
-``providers`` registers ``AIProviderConfig`` (later: users and a deployment's own models).
+``providers`` registers ``AIProviderConfig``; a deployment's own models are registered through
+``configsync.replicate``. Each registration names its data type (its row of the strategy matrix,
+``configsync.replication.strategies``) and whether it is critical.
 
 **Validation.** A received version passes exactly the validation a local write passes:
 ``changes_apply`` builds an unsaved instance from the wire form and calls
@@ -19,6 +21,7 @@ without the encrypted fields (cleaning those would decrypt through the attribute
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +41,10 @@ class ReplicatedModel:
     label: str
     natural_key_field: str
     exclude: frozenset[str] = field(default_factory=frozenset)
+    data_type: str = ""
+    """The row of the strategy matrix this model belongs to (several models may share one)."""
+    critical: bool = False
+    """Critical types sync full-duplex in every mode but ``LOCAL_ONLY`` (see ``strategies``)."""
 
     @property
     def model(self) -> type[models.Model]:
@@ -97,10 +104,34 @@ Validate = Callable[[models.Model], None]
 _validators: dict[str, Validate] = {}
 
 
-def register(label: str, *, natural_key_field: str, exclude: Iterable[str] = ()) -> None:
-    """Make ``label`` (``app_label.modelname``, lower case) a replicated model."""
-    _registry[label.lower()] = ReplicatedModel(
-        label=label.lower(), natural_key_field=natural_key_field, exclude=frozenset(exclude)
+DATA_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+"""A data type name: lower case, digits and ``_``, starting with a letter."""
+
+
+def register(
+    label: str,
+    *,
+    natural_key_field: str,
+    exclude: Iterable[str] = (),
+    data_type: str = "",
+    critical: bool = False,
+) -> None:
+    """Make ``label`` (``app_label.modelname``, lower case) a replicated model.
+
+    ``data_type`` names its row of the strategy matrix (default: the model name); ``critical``
+    makes it sync full-duplex in every mode but ``LOCAL_ONLY``. ``ValueError`` for a data type
+    that is not a lower-case identifier.
+    """
+    label = label.lower()
+    data_type = data_type or label.split(".")[-1]
+    if not DATA_TYPE.match(data_type):
+        raise ValueError(f"data type {data_type!r} must be a lower-case identifier")
+    _registry[label] = ReplicatedModel(
+        label=label,
+        natural_key_field=natural_key_field,
+        exclude=frozenset(exclude),
+        data_type=data_type,
+        critical=critical,
     )
 
 
@@ -125,3 +156,17 @@ def for_model(model: type[models.Model]) -> ReplicatedModel | None:
 
 def all_registered() -> list[ReplicatedModel]:
     return list(_registry.values())
+
+
+def data_types() -> dict[str, bool]:
+    """Every registered data type -> whether it is critical (critical if any model of it is)."""
+    found: dict[str, bool] = {}
+    for rm in _registry.values():
+        found[rm.data_type] = found.get(rm.data_type, False) or rm.critical
+    return found
+
+
+def data_type_of(label: str) -> str | None:
+    """The data type of the model ``label``; ``None`` when it does not replicate."""
+    rm = _registry.get(str(label).lower())
+    return rm.data_type if rm else None

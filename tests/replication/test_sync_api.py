@@ -261,14 +261,15 @@ def test_strategies_follow_the_deployment_mode(
     settings.CONFIGSYNC_DEPLOYMENT_MODE = ""
     admin = client_for("admin")
     body = admin.get("/api/v1/sync/strategies").json()
-    assert body["mode"] == "LOCAL_ONLY"
-    assert body["strategies"]["system_configs"]["strategy"] == "none"
+    assert body["mode"] == "LOCAL_ONLY" and body["source"] == "derived"
+    assert body["strategies"]["system_config"]["sync_enabled"] is False
     settings.CONFIGSYNC_PEERS = ["b=http://127.0.0.1:9"]
     settings.CONFIGSYNC_SYNC_INTERVAL_SECONDS = 30
     body = admin.get("/api/v1/sync/strategies").json()
     assert body["mode"] == "LOCAL_EXTERNAL"
-    for name in ("system_configs", "ai_provider_configs"):
+    for name in ("system_config", "ai_providers"):
         assert body["strategies"][name]["strategy"] == "full_duplex"
+        assert body["strategies"][name]["sync_enabled"] is True
         assert body["strategies"][name]["interval_seconds"] == 30
 
 

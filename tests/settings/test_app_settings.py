@@ -30,6 +30,10 @@ ALTERED: dict[str, Any] = {
     "ENV_SECRET_URL_CREDENTIALS": False,
     "DATA_CALLBACK_URL": "https://hooks.example/configsync",
     "PUSH_ON_WRITE": False,
+    "R2_ENDPOINT_URL": "https://r2.example.com",
+    "R2_BUCKET": "configsync",
+    "R2_ACCESS_KEY_ID": "key-id",
+    "R2_SECRET_ACCESS_KEY": "sk-CANARY-r2-secret",
 }
 FROM_THE_NODE = {"VAR_DIR", "DEV_KEY_FILE"}  # derived from CONFIGSYNC_VAR_DIR, not defaults
 

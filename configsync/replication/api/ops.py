@@ -134,6 +134,8 @@ class StrategiesView(APIView):
                 "SyncStrategies",
                 {
                     "mode": serializers.CharField(),
+                    "source": serializers.CharField(),
+                    "problems": serializers.ListField(child=serializers.CharField()),
                     "strategies": serializers.DictField(child=serializers.DictField()),
                 },
             )

@@ -47,7 +47,7 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
         f"machine's clock; allowed skew {clock.max_skew_ms} ms, warning above {clock.warning_ms} ms"
     )
     if not report.peers:
-        out.write("no peers")
+        out.write("no HTTP peers")
     for peer in report.peers:
         rate = "n/a" if peer.success_rate is None else f"{peer.success_rate:.0%}"
         state = {True: "ok", False: "failing", None: "not synced yet"}[peer.last_run_ok]

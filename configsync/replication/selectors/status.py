@@ -33,6 +33,7 @@ from configsync.models import (
 )
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_position, records_unreadable
+from configsync.replication.selectors.mode import deployment_mode, mode_problems
 from configsync.replication.selectors.quarantine import quarantine_open_count
 
 RECENT_RUNS = 20
@@ -293,15 +294,6 @@ def peer_status(*, peer: Peer, recent: int = RECENT_RUNS, hlc_ahead_ms: int = 0)
     )
 
 
-def deployment_mode() -> str:
-    """``CONFIGSYNC_DEPLOYMENT_MODE``, else ``LOCAL_EXTERNAL`` with peers and ``LOCAL_ONLY``."""
-    configured = str(app_settings.DEPLOYMENT_MODE or "")
-    if configured:
-        return configured
-    has_peers = bool(app_settings.PEERS) or Peer.objects.filter(enabled=True).exists()
-    return "LOCAL_EXTERNAL" if has_peers else "LOCAL_ONLY"
-
-
 def unreadable_record_count() -> int:
     """Records this node stores and relays but cannot decrypt (a key it lacks)."""
     return len(records_unreadable())
@@ -322,18 +314,25 @@ def sync_status(
     ]
     open_quarantined = quarantine_open_count()
     unreadable = unreadable_record_count()
+    mode = deployment_mode()
     return NodeStatus(
         node_id=node,
-        deployment_mode=deployment_mode(),
+        deployment_mode=mode,
         sync_interval_seconds=app_settings.sync_interval_seconds,
         last_seq=last_seq or 0,
         open_conflicts=Conflict.objects.filter(status=Conflict.Status.OPEN).count(),
         unreadable_records=unreadable,
         open_quarantined=open_quarantined,
         clock=clock,
-        warnings=status_warnings(
-            clock=clock, peers=statuses, open_quarantined=open_quarantined, unreadable=unreadable
-        ),
+        warnings=[
+            *mode_problems(mode=mode),
+            *status_warnings(
+                clock=clock,
+                peers=statuses,
+                open_quarantined=open_quarantined,
+                unreadable=unreadable,
+            ),
+        ],
         peers=statuses,
     )
 

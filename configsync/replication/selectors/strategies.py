@@ -1,36 +1,32 @@
-"""How each data type is synced under the deployment mode (``GET /api/v1/sync/strategies``)."""
+"""The effective strategy matrix (``GET /api/v1/sync/strategies``, ``configsync mode show``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from configsync.conf import app_settings
-from configsync.replication.selectors.status import deployment_mode
-
-SYNCED_DATA_TYPES = {
-    "system_configs": "configsync.systemconfig",
-    "ai_provider_configs": "providers.aiproviderconfig",
-}
+from configsync.replication import registry
+from configsync.replication.selectors.mode import (
+    deployment_mode,
+    deployment_mode_source,
+    mode_problems,
+    strategy_matrix,
+)
 
 
 def sync_strategies() -> dict[str, Any]:
-    """Per data type, how it is synced under the deployment mode (``GET /api/v1/sync/strategies``).
-
-    ``LOCAL_ONLY``: nothing leaves the node. The other modes sync full-duplex with every enabled
-    peer every ``CONFIGSYNC_SYNC_INTERVAL_SECONDS`` (and on write).
-    """
+    """This node's mode (and where it comes from), the transport problems ``status`` names, and
+    the effective matrix as rows keyed by data type (``configsync.replication.strategies``);
+    each row also lists the models of its type."""
     mode = deployment_mode()
-    interval = app_settings.sync_interval_seconds
-    strategies: dict[str, Any] = {}
-    for name, label in SYNCED_DATA_TYPES.items():
-        if mode == "LOCAL_ONLY":
-            strategies[name] = {"model": label, "strategy": "none", "interval_seconds": None}
-        else:
-            strategies[name] = {
-                "model": label,
-                "strategy": "full_duplex",
-                "interval_seconds": interval or None,
-                "push_on_write": True,
-                "conflict_rule": "last-write-wins (HLC), loser kept as a conflict",
-            }
-    return {"mode": mode, "strategies": strategies}
+    models: dict[str, list[str]] = {}
+    for rm in registry.all_registered():
+        models.setdefault(rm.data_type, []).append(rm.label)
+    rows: dict[str, Any] = {}
+    for name, row in strategy_matrix(mode=mode).items():
+        rows[name] = {**row.as_dict(), "models": sorted(models.get(name, []))}
+    return {
+        "mode": mode,
+        "source": deployment_mode_source(),
+        "problems": mode_problems(mode=mode),
+        "strategies": rows,
+    }

@@ -22,6 +22,12 @@ Order of a cycle:
    sent us (``received_from``); send each page (split in halves while the peer refuses a batch
    as too large: its limits may be below ours); save the push checkpoint only after the peer has
    answered. An interruption before the save re-sends the page: the peer answers ``stale``.
+   **Strategy matrix** (``configsync.replication.strategies``, this node's mode read at the start
+   of each direction): a pulled change of a data type whose row lacks ``external_to_local`` (or
+   has sync disabled; every row in ``LOCAL_ONLY``) is not applied, a change of ours whose row
+   lacks ``local_to_external`` is not sent; the checkpoints still move past them, so turning a
+   direction back on carries later changes, not the ones left out meanwhile (``configsync diff``
+   lists those).
 3. **Record**: for each direction whose cursor moved (or that started over, or whose record on
    the peer lags ours), a new random session is recorded on the peer (``POST /api/v1/sync/log``)
    and then saved in our checkpoint. An idle cycle records nothing: one request in all (the
@@ -79,14 +85,17 @@ from configsync.models import (
     PeerCheckpoint,
     SyncRun,
 )
+from configsync.replication import registry
 from configsync.replication.errors import ChangeValidationError, TransportError
 from configsync.replication.hlc import HLC, WALL_DIGITS, HLCParseError, physical_now_ms
 from configsync.replication.page import FeedPage
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
+from configsync.replication.selectors.mode import cycle_mode, strategy_matrix
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.link import peer_link
 from configsync.replication.services.wire import APPLIED, CLOCK_SKEW, CONFLICT, QUARANTINED, STALE
+from configsync.replication.strategies import EXTERNAL_TO_LOCAL, LOCAL_TO_EXTERNAL
 from configsync.replication.transports.base import ReplicationLogAnswer, Transport
 from configsync.services.node import node_id
 
@@ -121,6 +130,8 @@ class SyncResult:
     those the peer holds because their timestamp is beyond its allowed clock skew.
     ``restarted``: directions that started over after a replication-log mismatch.
     ``clock_ahead_ms``: the timestamps this node issues minus the peer's clock.
+    ``left_out``: changes the strategy matrix kept out of this cycle (a data type whose row has
+    sync disabled or lacks the direction), pulled and pushed together.
     """
 
     peer: str
@@ -132,6 +143,7 @@ class SyncResult:
     unreadable: int = 0
     quarantined: int = 0
     held_for_skew: int = 0
+    left_out: int = 0
     ok: bool = False
     error: str = ""
     skew_ms: int | None = None
@@ -431,6 +443,7 @@ def _pull(
     """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched)."""
     checkpoint = state.checkpoint
     cursor = state.start
+    allowed = _allowed_types(EXTERNAL_TO_LOCAL)
     for _ in range(MAX_PAGES):
         if first is not None:
             page, first = first, None
@@ -438,7 +451,7 @@ def _pull(
             page = _fetch(peer, link, result, cursor, echoes=state.restart)
         if page.changes or page.next_cursor != state.before or state.restart:
             items = changes_apply(
-                changes=page.changes,
+                changes=_strategy_filter(page.changes, allowed, result),
                 source_node=page.node,
                 source_name=peer.name,
                 checkpoint=(checkpoint.pk, page.next_cursor),
@@ -462,6 +475,28 @@ def _pull(
     raise TransportError(f"peer {peer.name}: feed did not end after {MAX_PAGES} pages")
 
 
+def _allowed_types(direction: str) -> set[str]:
+    """The data types whose row of the matrix (this node's mode, read now) allows ``direction``."""
+    rows = strategy_matrix(mode=cycle_mode())
+    return {name for name, row in rows.items() if row.allows(direction)}
+
+
+def _strategy_filter(changes: list[Any], allowed: set[str], result: SyncResult) -> list[Any]:
+    """``changes`` without those of a registered data type outside ``allowed`` (counted in
+    ``result.left_out``). Anything else (malformed, an unknown model) is kept for validation
+    to refuse or quarantine as before."""
+    kept: list[Any] = []
+    for change in changes:
+        data_type = (
+            registry.data_type_of(change.get("model", "")) if isinstance(change, dict) else None
+        )
+        if data_type is not None and data_type not in allowed:
+            result.left_out += 1
+        else:
+            kept.append(change)
+    return kept
+
+
 def _is_skew_hold(item: dict[str, Any]) -> bool:
     skew = item.get("skew_ms")
     if isinstance(skew, int) and not isinstance(skew, bool):
@@ -475,9 +510,10 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
     # Starting over after a restore sends what the peer sent us too: we may be the one restored.
     exclude = "" if state.restart else peer.node_id
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
+    allowed = _allowed_types(LOCAL_TO_EXTERNAL)
     for _ in range(MAX_PAGES):
         page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
-        pending = _chunks(page.changes)
+        pending = _chunks(_strategy_filter(page.changes, allowed, result))
         while pending:
             chunk = pending.pop(0)
             sent = physical_now_ms()
