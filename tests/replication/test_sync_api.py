@@ -278,3 +278,24 @@ def test_a_caller_using_our_own_node_id_is_refused() -> None:
     assert response.status_code == 403 and "node id" in response.json()["detail"]
     assert signed("GET", CHANGES, node=LOCAL).status_code == 403
     assert not ReplicatedRecord.objects.exists()
+
+
+def test_a_push_of_a_type_this_node_does_not_take_is_answered_stale_not_applied(
+    settings: Any,
+) -> None:
+    from tests.testapp.models import Template
+
+    settings.CONFIGSYNC_DEPLOYMENT_MODE = "LOCAL_EXTERNAL"
+    settings.CONFIGSYNC_SYNC_STRATEGIES = {"templates": {"sync_enabled": False}}
+    batch = [
+        remote_change("t1", model="testapp.template", data={"slug": "t1", "body": "x"}),
+        remote_change("A", "1"),
+    ]
+    response = signed("POST", PUSH, {"changes": batch})
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [(r["index"], r["status"]) for r in results] == [(0, "stale"), (1, "applied")]
+    assert not Template.objects.exists() and SystemConfig.objects.get(key="A").value == "1"
+    settings.CONFIGSYNC_SYNC_STRATEGIES = {}
+    again = signed("POST", PUSH, {"changes": batch[:1]}).json()["results"]
+    assert again[0]["status"] == "applied" and Template.objects.get(slug="t1").body == "x"

@@ -22,7 +22,7 @@ from configsync.models import Peer
 from configsync.replication.errors import ChangeValidationError, CursorError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_page, replication_log_for
-from configsync.replication.services.apply import changes_apply
+from configsync.replication.services.receive import changes_receive
 from configsync.replication.services.wire import APPLIED, CONFLICT, QUARANTINED, STALE
 from configsync.replication.signing import (
     HEADER_TIMESTAMP,
@@ -258,7 +258,7 @@ class SyncPushView(PeerView):
             Peer.objects.filter(node_id=source).values_list("name", flat=True).first() or source
         )
         try:
-            results = changes_apply(
+            results = changes_receive(
                 changes=body.validated_data["changes"],
                 source_node=source,
                 source_name=peer_name,
