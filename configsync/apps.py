@@ -16,6 +16,7 @@ class ConfigsyncConfig(AppConfig):
         from configsync import checks, lookup, receivers
         from configsync.crypto import receivers as crypto_receivers
         from configsync.envbridge import receivers as envbridge_receivers
+        from configsync.replication import auth as replication_auth
         from configsync.replication import checks as replication_checks
         from configsync.replication import receivers as replication_receivers
         from configsync.replication import registry
@@ -34,3 +35,4 @@ class ConfigsyncConfig(AppConfig):
             data_type="system_config",
             critical=True,
         )
+        replication_auth.auth_register()  # django.contrib.auth users and groups

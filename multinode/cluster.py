@@ -460,15 +460,21 @@ class Cluster:
                 client.close()
 
     def migrate(self) -> None:
-        """Migrate every node (in parallel) and create its admin user."""
+        """Migrate every node (in parallel) and create its admin user.
+
+        Users replicate: each node's harness admin is created as if applied from a peer (no
+        version of it in the feed), so the nodes' admins stay their own and never meet as
+        concurrent versions whose winner would end the other node's admin sessions."""
         self._prepare_backends()
         script = (
             "from django.core.management import call_command; "
             "call_command('migrate', verbosity=0, interactive=False); "
             "from django.contrib.auth import get_user_model; "
+            "from configsync.replication.context import applying_remote; "
+            "ctx = applying_remote(); ctx.__enter__(); "
             f"U = get_user_model(); U.objects.filter(username={ADMIN_USER!r}).exists() or "
             f"U.objects.create_superuser({ADMIN_USER!r}, 'admin@example.invalid', "
-            f"{ADMIN_PASSWORD!r})"
+            f"{ADMIN_PASSWORD!r}); ctx.__exit__(None, None, None)"
         )
         running = {
             node.name: subprocess.Popen(

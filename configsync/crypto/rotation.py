@@ -16,6 +16,8 @@ Rotation re-encrypts each token that is not on the primary (first) key of
   the record, so it must still be readable once the old key is dropped. A kept version's token
   is bound to the record it belongs to (the conflict's model label and natural key and the wire
   form's field name), exactly as if the record held it;
+* the feed copies of registered models' *sensitive* fields (``auth.user.password``: plain in
+  its row, sealed only in the feed) are walked in their own batches and rotated the same way;
 * it is idempotent: a token already on the primary key is left alone, so an interrupted run is
   resumed by running it again;
 * a token no configured key can decrypt is reported (model, field, natural key and the reason,
@@ -165,6 +167,12 @@ def keys_status() -> KeyUsageReport:
     for conflict in _conflicts().iterator():
         for _side, _name, token in _conflict_tokens(conflict):
             count(token)
+    sealed = _sealed_fields()
+    for record in _sealed_records().iterator():
+        data = record.data if isinstance(record.data, dict) else {}
+        for name in sealed.get(record.model_label, []):
+            if isinstance(data.get(name), str) and data[name]:
+                count(data[name])
     return KeyUsageReport(
         primary_key_id=keyring.primary.kid,
         configured_key_ids=[key.kid for key in keyring.keys],
@@ -319,6 +327,62 @@ def _rotate_conflict_batch(
     return conflicts[-1].pk
 
 
+def _sealed_fields() -> dict[str, list[str]]:
+    """Registered models' *sensitive* fields (stored plainly, sealed only in the feed copy)."""
+    return {rm.label: sorted(rm.sensitive) for rm in registry.all_registered() if rm.sensitive}
+
+
+def _sealed_records() -> models.QuerySet[ReplicatedRecord]:
+    return (
+        ReplicatedRecord.objects.filter(model_label__in=list(_sealed_fields()), deleted=False)
+        .order_by("pk")
+        .only("pk", "model_label", "natural_key", "data")
+    )
+
+
+def _rotate_sealed_batch(
+    *, after_pk: object, batch_size: int, report: RotationReport
+) -> object | None:
+    """Rotate the tokens of sensitive fields (``auth.user.password``) in the feed's copies.
+
+    Their model row holds the plain value, so only the feed copy has a token; it is rotated in
+    place like a mirrored token (same seq and HLC: not a change of the value)."""
+    fields = _sealed_fields()
+    queryset = _sealed_records()
+    if after_pk is not None:
+        queryset = queryset.filter(pk__gt=after_pk)
+    with transaction.atomic():
+        records = list(queryset.select_for_update()[:batch_size])
+        for record in records:
+            report.scanned += 1
+            data = dict(record.data) if isinstance(record.data, dict) else {}
+            changed = False
+            for name in fields.get(record.model_label, []):
+                token = data.get(name)
+                if not isinstance(token, str) or not token:
+                    continue
+                new = _rotated(
+                    token,
+                    context=encryption_context_for(
+                        model_label=record.model_label,
+                        field_name=name,
+                        natural_key=record.natural_key,
+                    ),
+                    report=report,
+                    where=(record.model_label, name, record.natural_key),
+                )
+                if new is not None:
+                    data[name] = new
+                    changed = True
+            if changed:
+                ReplicatedRecord.objects.filter(pk=record.pk).update(data=data)
+    if records:
+        report.batches += 1
+    if len(records) < batch_size:
+        return None
+    return records[-1].pk
+
+
 def keys_rotate(*, batch_size: int | None = None, max_batches: int | None = None) -> RotationReport:
     """Re-encrypt every encrypted value not on the primary key; see the module docstring.
 
@@ -335,6 +399,7 @@ def keys_rotate(*, batch_size: int | None = None, max_batches: int | None = None
         functools.partial(_rotate_batch, model, fields, batch_size=size, report=report)
         for model, fields in encrypted_models()
     ]
+    walks.append(functools.partial(_rotate_sealed_batch, batch_size=size, report=report))
     walks.append(functools.partial(_rotate_conflict_batch, batch_size=size, report=report))
     for walk in walks:
         after_pk: object | None = None

@@ -19,6 +19,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import models
 from django.db.models.signals import (
+    m2m_changed,
     post_delete,
     post_migrate,
     post_save,
@@ -48,6 +49,7 @@ def signals_connect() -> None:
     pre_delete.connect(_lock, dispatch_uid="configsync_replication_pre_delete")
     post_save.connect(_saved, dispatch_uid="configsync_replication_post_save")
     post_delete.connect(_deleted, dispatch_uid="configsync_replication_post_delete")
+    m2m_changed.connect(_relation_changed, dispatch_uid="configsync_replication_m2m_changed")
     post_migrate.connect(_migrated, dispatch_uid="configsync_replication_backfill")
     change_committed.connect(push_on_write, dispatch_uid="configsync.push_on_write")
 
@@ -83,6 +85,38 @@ def _deleted(sender: type[models.Model], instance: models.Model, **kwargs: Any) 
     from configsync.replication.services.local import replication_record_local_change
 
     replication_record_local_change(instance=instance, deleted=True)
+
+
+def _relation_changed(
+    sender: Any,
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    **kwargs: Any,
+) -> None:
+    """A replicated many-to-many relation changed (``user.groups.add``, ``group.user_set.remove``):
+    record a new version of each record on the side that owns the replicated field."""
+    if is_applying_remote() or action not in {"post_add", "post_remove", "post_clear"}:
+        return
+    from configsync.replication.services.local import replication_record_local_change
+
+    owners: list[models.Model] = []
+    if not reverse:
+        rm = registry.for_model(type(instance))
+        if rm is not None and _owns(rm, sender):
+            owners = [instance]
+    else:
+        rm = registry.for_model(model)
+        if rm is not None and _owns(rm, sender) and pk_set:
+            owners = list(model._default_manager.filter(pk__in=pk_set))
+    for owner in owners:
+        replication_record_local_change(instance=owner, deleted=False)
+
+
+def _owns(rm: registry.ReplicatedModel, through: Any) -> bool:
+    return any(rm.m2m_field(name).remote_field.through is through for name in rm.many_to_many)
 
 
 def _migrated(sender: Any, **kwargs: Any) -> None:

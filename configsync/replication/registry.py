@@ -5,10 +5,35 @@ Its wire form (``serialize``) is a JSON-able dict of every concrete field except
 and the ``created_at``/``updated_at`` bookkeeping; encrypted fields travel as their ciphertext
 token, so no node decrypts to replicate and a node missing a key can still store and relay them.
 
-Register a model with :func:`register`; ``configsync`` registers ``SystemConfig`` and
-``providers`` registers ``AIProviderConfig``; a deployment's own models are registered through
-``configsync.replicate``. Each registration names its data type (its row of the strategy matrix,
-``configsync.replication.strategies``) and whether it is critical.
+Register a model with :func:`register`; ``configsync`` registers ``SystemConfig`` and Django's
+users and groups (``configsync.replication.auth``), ``providers`` registers ``AIProviderConfig``;
+a deployment's own models are registered through ``configsync.replicate``. Each registration
+names its data type (its row of the strategy matrix, ``configsync.replication.strategies``)
+and whether it is critical.
+
+**Sensitive fields** (``register(sensitive=...)``): fields the model stores plainly but that must
+never travel or sit in the change feed in the clear (``auth.user.password``, a hash that would
+otherwise be open to offline guessing). ``serialize`` encrypts them with the keyring, bound to
+``<label>.<field>:<natural key>`` (``encryption_context_for``), so ``ReplicatedRecord.data``,
+kept conflicts, quarantined payloads and the wire only ever hold the token; a token of the
+record's previous version that decrypts to the same value is reused, so a save that does not
+change the value is no new version. ``deserialize_into`` decrypts. A node that cannot decrypt
+(key missing, token not made for this record) cannot write the model's plain column, so the
+version fails validation and is quarantined (retried every beat: it applies once the key is
+configured) rather than stored unreadable and relayed like an ``EncryptedTextField`` token.
+:meth:`ReplicatedModel.encrypted_field_names` names them too (rotation of kept conflicts, the
+unreadable flag, validation without decrypting through the attribute).
+
+**Many-to-many fields** (``register(many_to_many=...)``) travel as the sorted natural keys of the
+related rows (Django's ``natural_key()`` / ``get_by_natural_key``): one string for a one-part
+key (a group's name), else a list (a permission's ``[codename, app_label, model]``). Applying
+sets the relation after the row is saved (:meth:`ReplicatedModel.save_related`). A related row
+missing on the receiver is created (empty, by its natural key) when its model replicates too —
+its own version is in the feed and fills it in, and a group must not hold up its members —
+and is a validation failure (quarantine) otherwise: a permission is made by ``migrate`` from
+code, so one this node lacks means the nodes run different code, and inventing it would grant
+a right no code checks. Local changes of the relation arrive through ``m2m_changed``
+(``configsync.replication.receivers``).
 
 **Validation.** A received version passes exactly the validation a local write passes:
 ``changes_apply`` builds an unsaved instance from the wire form and calls
@@ -27,11 +52,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 
-from configsync.crypto.fields import is_encrypted_field, raw_ciphertext, set_raw_ciphertext
+from configsync.crypto.fields import (
+    encryption_context_for,
+    is_encrypted_field,
+    raw_ciphertext,
+    set_raw_ciphertext,
+)
 
 _SKIPPED = {"id", "created_at", "updated_at"}
+_PENDING_M2M = "_configsync_pending_m2m"
+
+WireKey = str | list[str]
+
+
+def _wire_key(natural_key: tuple[Any, ...]) -> WireKey:
+    parts = [str(part) for part in natural_key]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _sort_key(value: WireKey) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 @dataclass(frozen=True)
@@ -45,6 +88,8 @@ class ReplicatedModel:
     """The row of the strategy matrix this model belongs to (several models may share one)."""
     critical: bool = False
     """Critical types sync full-duplex in every mode but ``LOCAL_ONLY`` (see ``strategies``)."""
+    sensitive: frozenset[str] = field(default_factory=frozenset)
+    many_to_many: tuple[str, ...] = ()
 
     @property
     def model(self) -> type[models.Model]:
@@ -57,8 +102,23 @@ class ReplicatedModel:
             if not f.primary_key and f.name not in _SKIPPED and f.name not in self.exclude
         ]
 
+    def wire_field_names(self) -> list[str]:
+        """Every name the wire form may carry: concrete fields, then many-to-many fields."""
+        return [f.name for f in self.fields()] + list(self.many_to_many)
+
+    def m2m_field(self, name: str) -> models.ManyToManyField[Any, Any]:
+        f = self.model._meta.get_field(name)
+        assert isinstance(f, models.ManyToManyField)
+        return f
+
     def encrypted_field_names(self) -> list[str]:
-        return [f.name for f in self.fields() if is_encrypted_field(f)]
+        """Fields whose wire form is a ciphertext token: encrypted fields and sensitive ones."""
+        return [f.name for f in self.fields() if is_encrypted_field(f) or f.name in self.sensitive]
+
+    def _context(self, name: str, instance: models.Model) -> str:
+        return encryption_context_for(
+            model_label=self.label, field_name=name, natural_key=self.natural_key(instance)
+        )
 
     def natural_key(self, instance: models.Model) -> str:
         return str(getattr(instance, self.natural_key_field))
@@ -73,30 +133,167 @@ class ReplicatedModel:
             hook(instance)
         else:
             instance.full_clean(exclude=self.encrypted_field_names(), validate_unique=False)
+        self._validate_related(instance)
 
-    def serialize(self, instance: models.Model) -> dict[str, Any]:
-        """The wire form of ``instance``: plain values, ciphertext for encrypted fields."""
+    def _validate_related(self, instance: models.Model) -> None:
+        """Every related row a pending many-to-many value names exists here or can be created."""
+        pending: dict[str, list[WireKey]] = getattr(instance, _PENDING_M2M, {})
+        errors: dict[str, list[ValidationError]] = {}
+        for name, keys in pending.items():
+            related = self.m2m_field(name).related_model
+            assert isinstance(related, type)
+            target = for_model(related)
+            for key in keys:
+                parts = [key] if isinstance(key, str) else key
+                if target is not None and len(parts) == 1:
+                    key_field = related._meta.get_field(target.natural_key_field)
+                    assert isinstance(key_field, models.Field)
+                    try:
+                        key_field.clean(parts[0], None)
+                    except ValidationError:
+                        errors.setdefault(name, []).append(
+                            ValidationError("a related key is not valid", code="invalid_key")
+                        )
+                    continue
+                manager: Any = related._default_manager
+                try:
+                    manager.get_by_natural_key(*parts)
+                except (ObjectDoesNotExist, TypeError, ValueError):
+                    errors.setdefault(name, []).append(
+                        ValidationError(
+                            "a related row named here does not exist on this node",
+                            code="unknown_related",
+                        )
+                    )
+        if errors:
+            raise ValidationError(errors)
+
+    def serialize(
+        self, instance: models.Model, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The wire form of ``instance``: plain values, ciphertext for encrypted and sensitive
+        fields, natural keys for many-to-many fields. ``previous`` (the record's current wire
+        form) lends its token to a sensitive field whose value did not change."""
         data: dict[str, Any] = {}
         for f in self.fields():
             if is_encrypted_field(f):
                 data[f.name] = raw_ciphertext(instance, f.name)
+            elif f.name in self.sensitive:
+                data[f.name] = self._seal(instance, f, (previous or {}).get(f.name))
             else:
                 data[f.name] = f.value_from_object(instance)
+        for name in self.many_to_many:
+            if instance.pk is None:
+                data[name] = []
+                continue
+            related = getattr(instance, name).all()
+            data[name] = sorted((_wire_key(obj.natural_key()) for obj in related), key=_sort_key)
         return data
 
+    def _seal(self, instance: models.Model, f: models.Field, previous: Any) -> str | None:
+        from configsync.crypto.keyring import get_keyring
+
+        value = f.value_from_object(instance)
+        if value in (None, ""):
+            return None
+        keyring = get_keyring()
+        context = self._context(f.name, instance)
+        if isinstance(previous, str):
+            try:
+                if keyring.decrypt(previous, context=context) == value:
+                    return previous
+            except ValueError:
+                pass
+        return keyring.encrypt(str(value), context=context)
+
+    def _open(self, instance: models.Model, name: str, token: Any) -> str:
+        from configsync.crypto.keyring import get_keyring
+        from configsync.logging import register_secret
+
+        try:
+            if not isinstance(token, str):
+                raise ValueError("not a token")
+            plain = get_keyring().decrypt(token, context=self._context(name, instance))
+        except Exception:
+            raise ValidationError(
+                {name: ValidationError("cannot be decrypted on this node", code="invalid_token")}
+            ) from None
+        register_secret(plain)
+        return plain
+
     def deserialize_into(self, instance: models.Model, data: dict[str, Any]) -> models.Model:
-        """Copy a wire form onto ``instance`` (unsaved); unknown keys are a ``ValueError``."""
+        """Copy a wire form onto ``instance`` (unsaved); unknown keys are a ``ValueError``.
+
+        The natural key is set first (a sensitive field's token is bound to it); a sensitive
+        field that cannot be decrypted here is a ``ValidationError``. Many-to-many values are
+        kept on the instance until :meth:`save_related`."""
         known = {f.name: f for f in self.fields()}
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(set(data) - set(known) - set(self.many_to_many))
         if unknown:
             raise ValueError(f"unknown fields for {self.label}: {', '.join(unknown)}")
+        if self.natural_key_field in data:
+            key_field = known[self.natural_key_field]
+            setattr(instance, key_field.attname, key_field.to_python(data[self.natural_key_field]))
+        pending: dict[str, list[WireKey]] = {}
         for name, value in data.items():
+            if name in self.many_to_many:
+                pending[name] = _parse_keys(name, value)
+                continue
             f = known[name]
             if is_encrypted_field(f):
                 set_raw_ciphertext(instance, name, value)
+            elif name in self.sensitive:
+                setattr(
+                    instance, f.attname, "" if value is None else self._open(instance, name, value)
+                )
             else:
                 setattr(instance, f.attname, f.to_python(value))
+        setattr(instance, _PENDING_M2M, pending)
         return instance
+
+    def save_related(self, instance: models.Model) -> None:
+        """Set the many-to-many values ``deserialize_into`` kept (after ``instance`` is saved).
+
+        Related rows of a replicated model that are missing are created by their natural key;
+        call it with ``applying_remote()`` set so neither write becomes a local change."""
+        pending: dict[str, list[WireKey]] = getattr(instance, _PENDING_M2M, {})
+        for name, keys in pending.items():
+            related = self.m2m_field(name).related_model
+            assert isinstance(related, type)
+            target = for_model(related)
+            rows = []
+            for key in keys:
+                parts = [key] if isinstance(key, str) else key
+                if target is not None and len(parts) == 1:
+                    lookup: dict[str, Any] = {target.natural_key_field: parts[0]}
+                    found = related._default_manager.filter(**lookup).first()
+                    row = found or related._default_manager.create(**lookup)
+                else:
+                    manager: Any = related._default_manager
+                    row = manager.get_by_natural_key(*parts)
+                rows.append(row)
+            getattr(instance, name).set(rows)
+        if hasattr(instance, _PENDING_M2M):
+            delattr(instance, _PENDING_M2M)
+
+
+def _parse_keys(name: str, value: Any) -> list[WireKey]:
+    """A many-to-many wire value: a list of strings or of non-empty lists of strings."""
+    if not isinstance(value, list) or len(value) > 10_000:
+        raise ValueError(f"{name}: must be a list of natural keys")
+    keys: list[WireKey] = []
+    for item in value:
+        if isinstance(item, str):
+            keys.append(item)
+        elif (
+            isinstance(item, list)
+            and 0 < len(item) <= 10
+            and all(isinstance(part, str) for part in item)
+        ):
+            keys.append(list(item))
+        else:
+            raise ValueError(f"{name}: must be a list of natural keys")
+    return keys
 
 
 _registry: dict[str, ReplicatedModel] = {}
@@ -115,9 +312,13 @@ def register(
     exclude: Iterable[str] = (),
     data_type: str = "",
     critical: bool = False,
+    sensitive: Iterable[str] = (),
+    many_to_many: Iterable[str] = (),
 ) -> None:
     """Make ``label`` (``app_label.modelname``, lower case) a replicated model.
 
+    ``exclude``: concrete fields that stay local; ``sensitive``: plain fields encrypted on the
+    wire and in the feed; ``many_to_many``: relations replicated by natural key (see above).
     ``data_type`` names its row of the strategy matrix (default: the model name); ``critical``
     makes it sync full-duplex in every mode but ``LOCAL_ONLY``. ``ValueError`` for a data type
     that is not a lower-case identifier.
@@ -132,6 +333,8 @@ def register(
         exclude=frozenset(exclude),
         data_type=data_type,
         critical=critical,
+        sensitive=frozenset(sensitive),
+        many_to_many=tuple(many_to_many),
     )
 
 

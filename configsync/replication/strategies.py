@@ -5,7 +5,7 @@ A row per data type (``registry.data_types()``): ``sync_enabled``, ``directions`
 changes are applied here), ``interval_seconds`` and ``strategy`` (``full_duplex``,
 ``backup_only``: written out, never read back automatically).
 
-Defaults: critical types (system config, AI providers, later users) sync full-duplex in every
+Defaults: critical types (users, system config, AI providers) sync full-duplex in every
 mode but ``LOCAL_ONLY``; other types sync full-duplex with an external peer or database
 (``LOCAL_EXTERNAL``, ``LOCAL_EXTERNAL_R2``) and are only backed up to the bucket in
 ``LOCAL_R2``. ``LOCAL_ONLY`` syncs nothing, whatever the overrides say. Every row's interval is

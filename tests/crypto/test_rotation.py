@@ -270,3 +270,32 @@ def test_an_unreadable_token_in_a_conflict_is_reported_and_left(
     assert "sk-CANARY" not in str(report.unreadable[0])
     conflict.refresh_from_db()
     assert conflict.local_version["data"]["secret_value"] == lost
+
+
+def test_a_user_password_sealed_in_the_feed_rotates_without_a_new_version() -> None:
+    from django.contrib.auth.models import User
+
+    from configsync.crypto.fields import encryption_context_for
+    from configsync.crypto.keyring import get_keyring
+    from configsync.models import ReplicatedRecord
+
+    def feed() -> tuple[int, str, str]:
+        record = ReplicatedRecord.objects.get(model_label="auth.user", natural_key="alice")
+        return record.seq, record.hlc, record.data["password"]
+
+    with use_keys(OLD):
+        alice = User.objects.create_user("alice", password="CANARY-user-rotate")
+        seq_before, hlc_before, token_before = feed()
+        assert token_before.split(":")[1] == OLD_KID
+    with use_keys(NEW, OLD):
+        assert keys_status().tokens_by_key_id == {OLD_KID: 1}
+        report = keys_rotate()
+        seq_after, hlc_after, token_after = feed()
+        assert report.rotated == 1 and (seq_after, hlc_after) == (seq_before, hlc_before)
+        assert token_after.split(":")[1] == NEW_KID
+    with use_keys(NEW):
+        context = encryption_context_for(
+            model_label="auth.user", field_name="password", natural_key="alice"
+        )
+        assert get_keyring().decrypt(token_after, context=context) == alice.password
+    reset_keyring()

@@ -164,7 +164,7 @@ def test_applied_remote_changes_advance_the_local_clock() -> None:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda c: c.update(model="auth.user"), "unknown model"),
+        (lambda c: c.update(model="sessions.session"), "unknown model"),
         (lambda c: c.update(model=5), "model must be a string"),
         (lambda c: c.update(hlc="yesterday"), "hlc"),
         (lambda c: c.update(deleted="no"), "deleted"),

@@ -41,13 +41,14 @@ R2 = {
 MATRIX = {
     "LOCAL_ONLY": {
         t: (False, [], "full_duplex")
-        for t in ("system_config", "ai_providers", "projects", "templates")
+        for t in ("users", "system_config", "ai_providers", "projects", "templates")
     },
     "LOCAL_EXTERNAL": {
         t: (True, BOTH, "full_duplex")
-        for t in ("system_config", "ai_providers", "projects", "templates")
+        for t in ("users", "system_config", "ai_providers", "projects", "templates")
     },
     "LOCAL_R2": {
+        "users": (True, BOTH, "full_duplex"),
         "system_config": (True, BOTH, "full_duplex"),
         "ai_providers": (True, BOTH, "full_duplex"),
         "projects": (True, OUT, "backup_only"),
@@ -55,7 +56,7 @@ MATRIX = {
     },
     "LOCAL_EXTERNAL_R2": {
         t: (True, BOTH, "full_duplex")
-        for t in ("system_config", "ai_providers", "projects", "templates")
+        for t in ("users", "system_config", "ai_providers", "projects", "templates")
     },
 }
 
@@ -69,7 +70,7 @@ def test_the_default_matrix_for_every_mode(mode: str, data_type: str, settings: 
     row = strategy_matrix(mode=mode)[data_type]
     assert (row.sync_enabled, list(row.directions), row.strategy) == MATRIX[mode][data_type]
     assert row.interval_seconds == 30
-    assert row.critical == (data_type in ("system_config", "ai_providers"))
+    assert row.critical == (data_type in ("users", "system_config", "ai_providers"))
 
 
 def test_every_registered_type_has_a_row_and_the_public_call_registered_the_test_app() -> None:

@@ -401,3 +401,4 @@ def _write_model(
         hook(target)
     with applying_remote():
         target.save()
+        rm.save_related(target)

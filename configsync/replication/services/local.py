@@ -58,13 +58,14 @@ def replication_record_local_change(
     if rm is None:
         return None
     key = rm.natural_key(instance)
-    data = None if deleted else json_safe(rm.serialize(instance))
     with transaction.atomic():
         record = (
             ReplicatedRecord.objects.select_for_update()
             .filter(model_label=rm.label, natural_key=key)
             .first()
         )
+        previous = record.data if record is not None and not record.deleted else None
+        data = None if deleted else json_safe(rm.serialize(instance, previous))
         if not force and record is not None and record.deleted == deleted and record.data == data:
             return None
         issued, seq = clock_issue(
@@ -150,6 +151,7 @@ def replication_write_version(
             # versions) is written only if it passes a local write's validation.
             rm.validate(target)
             target.save()
+            rm.save_related(target)
         record = ReplicatedRecord.objects.filter(
             model_label=rm.label, natural_key=natural_key
         ).first()

@@ -162,6 +162,7 @@ _SAFE_CODES = {
     "invalid_bool",
     "invalid_url",
     "invalid_type",
+    "unknown_related",
 }
 
 
@@ -178,6 +179,11 @@ def validation_reasons(exc: ValidationError) -> list[str]:
                     message = f"invalid ({leaf.code})"
                 reasons.append(f"{name}: {message}")
     return reasons or ["data: invalid"]
+
+
+def _sensitive_problem(value: Any) -> str | None:
+    """A sensitive field travels as a ciphertext token (or null), never as its plain value."""
+    return None if value is None or is_token(value) else "must be a configsync ciphertext token"
 
 
 def _wire_type_problem(f: models.Field, value: Any) -> str | None:
@@ -218,7 +224,7 @@ def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[st
     """The wire form, validated exactly like a local write of the record (see the registry)."""
     _require(isinstance(data, dict), "data must be an object (or null for a tombstone)")
     fields = {f.name: f for f in rm.fields()}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields) - set(rm.many_to_many))
     _require(
         not unknown,
         f"unknown fields: {', '.join(escaped(name, 64) for name in unknown[:20])}",
@@ -226,7 +232,14 @@ def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[st
     problems = [
         f"{name}: {problem}"
         for name, value in data.items()
-        if (problem := _wire_type_problem(fields[name], value))
+        if name in fields
+        and (
+            problem := (
+                _sensitive_problem(value)
+                if name in rm.sensitive
+                else _wire_type_problem(fields[name], value)
+            )
+        )
     ]
     if rm.natural_key_field in data and data[rm.natural_key_field] != key:
         problems.append(f"{rm.natural_key_field} does not match the item's key")
