@@ -35,6 +35,17 @@ DEFAULTS: dict[str, Any] = {
     "R2_BUCKET": "",
     "R2_ACCESS_KEY_ID": "",
     "R2_SECRET_ACCESS_KEY": "",
+    # Object storage transport (configsync.replication.transports.bucket).
+    "R2_REGION": "auto",
+    "R2_PREFIX": "configsync",
+    # A node writes a compacted snapshot of its state after this many segments of its own.
+    "BUCKET_SNAPSHOT_EVERY": 200,
+    # A writer deletes its own segments a snapshot covers once they are this old (0: never).
+    "BUCKET_RETENTION_DAYS": 30,
+    # The replication group: media (database, bucket) are partitioned by it and refuse another's.
+    "GROUP_ID": "default",
+    # The external database's alias in DATABASES (configsync.replication.transports.database).
+    "EXTERNAL_DATABASE_ALIAS": "external",
     "ENV_FILE": "",
     "DATA_CALLBACK_URL": "",
     "PUSH_ON_WRITE": True,
@@ -87,6 +98,20 @@ class AppSettings:
         periodic sync off. The one place the option is parsed; check E031 reports a value set in
         code that is not a whole number from 0 to ``SYNC_INTERVAL_MAX_SECONDS``."""
         return int(self.SYNC_INTERVAL_SECONDS or 0)
+
+    @property
+    def external_database_url(self) -> str:
+        """``EXTERNAL_DATABASE_URL`` (a project-level setting, not ``CONFIGSYNC_*``): the
+        shared database of the database transport; ``""`` when there is none."""
+        return str(getattr(settings, "EXTERNAL_DATABASE_URL", "") or "")
+
+    @property
+    def bucket_configured(self) -> bool:
+        """Whether every ``CONFIGSYNC_R2_*`` setting the bucket transport needs is set."""
+        return all(
+            getattr(self, name)
+            for name in ("R2_ENDPOINT_URL", "R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY")
+        )
 
     @property
     def var_dir(self) -> Path:

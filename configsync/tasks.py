@@ -60,13 +60,11 @@ def _backoff(retries: int) -> int:
 
 
 def _enabled_peer_ids() -> list[int]:
-    """The peers a cycle runs with: none in ``LOCAL_ONLY`` (read now: a switch with
-    ``configsync mode set`` is followed by the next beat or write, without a restart)."""
-    from configsync.replication.selectors.mode import cycle_mode
+    """The peers a cycle runs with: those whose transport the mode uses, none in ``LOCAL_ONLY``
+    (read now: a switch with ``configsync mode set`` is followed by the next beat or write,
+    without a restart)."""
     from configsync.replication.selectors.peers import peers_enabled
 
-    if cycle_mode() == "LOCAL_ONLY":
-        return []
     return list(peers_enabled().values_list("id", flat=True))
 
 
@@ -316,16 +314,41 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
+def sync_schedule_seconds() -> int:
+    """How often the beat runs a cycle with every peer: the shortest interval of the strategy
+    matrix (``CONFIGSYNC_SYNC_INTERVAL_SECONDS``, 30 s by default, for every row, or a shorter
+    ``interval_seconds`` override); 0 when the periodic sync is off.
+
+    One cycle carries every data type that changed (a peer keeps one cursor per direction, not
+    one per type), so a type whose row says a longer interval is synced at least that often
+    (in practice with the critical types' cycle), never less; a shorter one gets its own pace.
+    """
+    interval = app_settings.sync_interval_seconds
+    if interval <= 0:
+        return 0
+    overrides = app_settings.SYNC_STRATEGIES
+    shorter = [
+        row["interval_seconds"]
+        for row in (overrides.values() if isinstance(overrides, dict) else ())
+        if isinstance(row, dict)
+        and isinstance(row.get("interval_seconds"), int)
+        and 0 < row["interval_seconds"] < interval
+        and row.get("sync_enabled", True) is not False
+    ]
+    return min([interval, *shorter])
+
+
 def beat_schedule() -> dict[str, dict[str, Any]]:
     """The periodic tasks of this node; empty entries are left out when disabled."""
     schedule: dict[str, dict[str, Any]] = {}
     interval = app_settings.sync_interval_seconds
-    if interval > 0:
+    sync_every = sync_schedule_seconds()
+    if sync_every > 0:
         schedule["configsync-sync-all-peers"] = {
             "task": "configsync.tasks.sync_all_peers",
-            "schedule": timedelta(seconds=interval),
+            "schedule": timedelta(seconds=sync_every),
             # A beat that could not be delivered in time is dropped, not piled up.
-            "options": {"expires": max(interval, 5)},
+            "options": {"expires": max(sync_every, 5)},
         }
     if interval > 0 and app_settings.ENV_FILE:
         schedule["configsync-env-sync"] = {

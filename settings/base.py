@@ -9,6 +9,7 @@ the process environment win. App options live under ``CONFIGSYNC_*`` and are rea
 through ``configsync.conf``.
 """
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,9 @@ DATABASES = {
 }
 EXTERNAL_DATABASE_URL = env.str("EXTERNAL_DATABASE_URL", default="")
 if EXTERNAL_DATABASE_URL:
-    database_config(EXTERNAL_DATABASE_URL, variable="EXTERNAL_DATABASE_URL")
+    # The database transport's shared database: its own tables only (never migrated with ours).
+    DATABASES["external"] = database_config(EXTERNAL_DATABASE_URL, variable="EXTERNAL_DATABASE_URL")
+DATABASE_ROUTERS = ["configsync.replication.dbrouter.ExternalDatabaseRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.redis_url("REDIS_URL")
@@ -313,6 +316,13 @@ CONFIGSYNC_R2_ACCESS_KEY_ID = env.str(
 CONFIGSYNC_R2_SECRET_ACCESS_KEY = env.str(
     "CONFIGSYNC_R2_SECRET_ACCESS_KEY", default=_app_default("R2_SECRET_ACCESS_KEY")
 )
+CONFIGSYNC_R2_REGION = env.str("CONFIGSYNC_R2_REGION", default=_app_default("R2_REGION"))
+CONFIGSYNC_R2_PREFIX = env.str("CONFIGSYNC_R2_PREFIX", default=_app_default("R2_PREFIX"))
+CONFIGSYNC_GROUP_ID = env.str("CONFIGSYNC_GROUP_ID", default=_app_default("GROUP_ID"))
+if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,40}", CONFIGSYNC_GROUP_ID):
+    raise ConfigurationError(
+        "CONFIGSYNC_GROUP_ID must be 1 to 40 letters, digits, dots, dashes or underscores"
+    )
 _r2 = {
     "CONFIGSYNC_R2_ENDPOINT_URL": CONFIGSYNC_R2_ENDPOINT_URL,
     "CONFIGSYNC_R2_BUCKET": CONFIGSYNC_R2_BUCKET,

@@ -46,10 +46,10 @@ def check_sync_strategies(app_configs: Any = None, **kwargs: Any) -> list[checks
     ]
 
 
-def _transport_messages(mode: str) -> list[checks.CheckMessage]:
-    from configsync.replication import strategies
+def _transport_messages(mode: str, *, database: bool = False) -> list[checks.CheckMessage]:
+    from configsync.replication.selectors.mode import transport_problems
 
-    errors, warnings = strategies.transport_problems(mode)
+    errors, warnings = transport_problems(mode, peers_in_database=database)
     return [
         *(
             checks.Error(message, hint="Set every CONFIGSYNC_R2_* variable.", id="configsync.E022")
@@ -75,7 +75,10 @@ def check_stored_mode_transports(
         return []
     if not stored or stored == str(app_settings.DEPLOYMENT_MODE or ""):
         return []
-    return _transport_messages(stored)
+    try:
+        return _transport_messages(stored, database=True)
+    except DatabaseError:
+        return []
 
 
 def check_sync_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -149,34 +149,48 @@ def matrix(
     }
 
 
+MODE_TRANSPORTS: dict[str, tuple[str, ...]] = {
+    "LOCAL_ONLY": (),
+    "LOCAL_EXTERNAL": ("http", "database"),
+    "LOCAL_R2": ("bucket",),
+    "LOCAL_EXTERNAL_R2": ("http", "database", "bucket"),
+}
+"""The transports (``Peer.transport`` kinds) a cycle uses in each mode: ``LOCAL_EXTERNAL`` pairs
+with other nodes over HTTP and with a shared external database, ``LOCAL_R2``'s only remote is the
+bucket, ``LOCAL_EXTERNAL_R2`` uses all three."""
+
 R2_SETTINGS = (
     "CONFIGSYNC_R2_ENDPOINT_URL",
     "CONFIGSYNC_R2_BUCKET",
     "CONFIGSYNC_R2_ACCESS_KEY_ID",
     "CONFIGSYNC_R2_SECRET_ACCESS_KEY",
 )
-BUCKET_NOT_AVAILABLE = (
-    "{mode}: the bucket transport (CONFIGSYNC_R2_*) is not available in this version: nothing "
-    "is written to or read from the bucket; only HTTP peers sync, as the matrix says"
-)
 
 
 def uses_bucket(mode: str) -> bool:
     """Whether ``mode`` needs the object-storage transport."""
-    return mode in ("LOCAL_R2", "LOCAL_EXTERNAL_R2")
+    return "bucket" in MODE_TRANSPORTS.get(mode, ())
 
 
-def transport_problems(mode: str) -> tuple[list[str], list[str]]:
-    """``(errors, warnings)`` about the transports ``mode`` needs: a bucket mode without every
-    ``CONFIGSYNC_R2_*`` setting is an error naming the first missing one; a bucket mode is always
-    warned about, as this version has no bucket transport."""
-    from configsync.conf import app_settings
+def transport_problems(
+    mode: str, *, bucket: dict[str, bool], external_database: bool, http_peers: bool
+) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` about the transports ``mode`` needs.
 
-    if not uses_bucket(mode):
-        return [], []
-    errors = [
-        f"{mode} needs {name} (object storage transport), which is not set"
-        for name in R2_SETTINGS
-        if not getattr(app_settings, name.removeprefix("CONFIGSYNC_"))
-    ][:1]
-    return errors, [BUCKET_NOT_AVAILABLE.format(mode=mode)]
+    ``bucket``: which ``CONFIGSYNC_R2_*`` settings are set; a bucket mode without all of them is
+    an error naming the first missing one. ``LOCAL_EXTERNAL`` (and ``LOCAL_EXTERNAL_R2``) with
+    neither an HTTP peer nor ``EXTERNAL_DATABASE_URL`` is a warning: peers can still be added in
+    the admin, and until then nothing external syncs.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    if uses_bucket(mode):
+        missing = [name for name in R2_SETTINGS if not bucket.get(name)]
+        if missing:
+            errors.append(f"{mode} needs {missing[0]} (object storage transport), which is not set")
+    if mode in ("LOCAL_EXTERNAL", "LOCAL_EXTERNAL_R2") and not (http_peers or external_database):
+        warnings.append(
+            f"{mode} has no external side: set CONFIGSYNC_PEERS (or add a peer in the admin) "
+            "or EXTERNAL_DATABASE_URL"
+        )
+    return errors, warnings

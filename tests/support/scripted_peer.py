@@ -18,6 +18,7 @@ from configsync.replication.transports.base import PushResult, ReplicationLogAns
 
 class ScriptedPeer(Transport):
     def __init__(self, *, node: str, feed: list[dict[str, Any]] | None = None) -> None:
+        super().__init__()
         self.name = "scripted"
         self.node = node
         self.feed = list(feed or [])

@@ -14,7 +14,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from configsync.models import Peer
 from configsync.replication.errors import ConflictResolveError, TransportError
 from configsync.replication.selectors.conflicts import conflicts_list
-from configsync.replication.selectors.mode import cycle_mode, deployment_mode, mode_problems
+from configsync.replication.selectors.mode import (
+    cycle_mode,
+    deployment_mode,
+    mode_problems,
+    mode_transports,
+)
 from configsync.replication.selectors.peers import peers_enabled
 from configsync.replication.services.conflicts import conflict_resolve
 from configsync.replication.services.cycle import SyncCycleError, SyncResult
@@ -64,15 +69,24 @@ def handle_sync(command: BaseCommand, options: dict[str, Any]) -> None:
     mode = deployment_mode()
     for problem in mode_problems(mode=mode):
         command.stdout.write(f"WARNING: {problem}")
-    peers = [_peer(options["peer"])] if options["peer"] else list(peers_enabled())
-    if not peers:
-        raise CommandError(
-            "no HTTP peers: set CONFIGSYNC_PEERS or add one in the admin", returncode=1
-        )
     if cycle_mode() == "LOCAL_ONLY":
         raise CommandError(
             "deployment mode LOCAL_ONLY: nothing syncs (see `configsync mode show`)", returncode=1
         )
+    peers = [_peer(options["peer"])] if options["peer"] else list(peers_enabled())
+    if not peers:
+        raise CommandError(
+            f"no peers for deployment mode {cycle_mode()}: set CONFIGSYNC_PEERS (or add a peer "
+            "in the admin), EXTERNAL_DATABASE_URL or CONFIGSYNC_R2_*",
+            returncode=1,
+        )
+    for peer in peers:
+        if peer.transport not in mode_transports():
+            raise CommandError(
+                f"peer {peer.name} uses the {peer.transport} transport, which deployment mode "
+                f"{cycle_mode()} does not use (see `configsync mode show`)",
+                returncode=1,
+            )
     failed: list[str] = []
     for peer in peers:
         # The same policy (lock, expiry, summary) as the Celery task (configsync.tasks.sync_peer).

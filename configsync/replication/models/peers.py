@@ -2,7 +2,19 @@ from django.db import models
 
 
 class Peer(models.Model):
-    """Another node of this replication group, synced full-duplex. Seeded from CONFIGSYNC_PEERS."""
+    """Another node of this replication group, or a shared medium, synced full-duplex.
+
+    ``transport`` says how it is reached: ``http`` (another configsync node at ``base_url``,
+    seeded from ``CONFIGSYNC_PEERS``), ``database`` (the shared external database of
+    ``EXTERNAL_DATABASE_URL``) or ``bucket`` (the S3-compatible bucket of ``CONFIGSYNC_R2_*``).
+    The two media are seeded from their settings under the reserved names ``external-db`` and
+    ``r2``; the deployment mode decides which transports a cycle uses.
+    """
+
+    class TransportKind(models.TextChoices):
+        HTTP = "http", "HTTP peer (another configsync node)"
+        DATABASE = "database", "External database (EXTERNAL_DATABASE_URL)"
+        BUCKET = "bucket", "Object storage (CONFIGSYNC_R2_*)"
 
     name = models.SlugField(
         verbose_name="name",
@@ -10,10 +22,20 @@ class Peer(models.Model):
         unique=True,
         help_text="Local name of the peer, e.g. cloud.",
     )
+    transport = models.CharField(
+        verbose_name="transport",
+        max_length=16,
+        choices=TransportKind.choices,
+        default=TransportKind.HTTP,
+        help_text="How the peer is reached: another node over HTTP, the external database, or "
+        "the bucket.",
+    )
     base_url = models.URLField(
         verbose_name="base URL",
         max_length=500,
-        help_text="The peer's root URL, e.g. https://cfg.example.com.",
+        blank=True,
+        default="",
+        help_text="The peer's root URL, e.g. https://cfg.example.com (HTTP peers only).",
     )
     enabled = models.BooleanField(
         verbose_name="enabled", default=True, help_text="Disabled peers are not synced."
@@ -57,10 +79,10 @@ class PeerCheckpoint(models.Model):
     )
     cursor = models.CharField(
         verbose_name="cursor",
-        max_length=100,
+        max_length=2000,
         blank=True,
         default="",
-        help_text="Opaque feed cursor.",
+        help_text="Opaque feed cursor (a shared medium's holds one position per writer).",
     )
     session = models.CharField(
         verbose_name="session",
@@ -112,7 +134,7 @@ class ReplicationLog(models.Model):
     )
     cursor = models.CharField(
         verbose_name="cursor",
-        max_length=100,
+        max_length=2000,
         blank=True,
         default="",
         help_text="The cursor that checkpoint recorded.",

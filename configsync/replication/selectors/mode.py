@@ -58,7 +58,30 @@ def strategy_matrix(*, mode: str | None = None) -> dict[str, StrategyRow]:
     )
 
 
+def transport_problems(mode: str, *, peers_in_database: bool = True) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` about the transports ``mode`` needs, from the settings (and, with
+    ``peers_in_database``, the HTTP peers added in the admin)."""
+    http_peers = bool(app_settings.PEERS)
+    if peers_in_database and not http_peers:
+        http_peers = Peer.objects.filter(enabled=True, transport=Peer.TransportKind.HTTP).exists()
+    return strategies.transport_problems(
+        mode,
+        bucket={
+            name: bool(getattr(app_settings, name.removeprefix("CONFIGSYNC_")))
+            for name in strategies.R2_SETTINGS
+        },
+        external_database=bool(app_settings.external_database_url),
+        http_peers=http_peers,
+    )
+
+
 def mode_problems(*, mode: str | None = None) -> list[str]:
     """What ``status`` says about the transports the mode needs (errors first, then warnings)."""
-    errors, warnings = strategies.transport_problems(mode or deployment_mode())
+    errors, warnings = transport_problems(mode or deployment_mode())
     return [*errors, *warnings]
+
+
+def mode_transports(*, mode: str | None = None) -> tuple[str, ...]:
+    """The ``Peer.transport`` kinds a cycle uses under ``mode`` (default: this node's cycle mode,
+    read now)."""
+    return strategies.MODE_TRANSPORTS.get(mode or cycle_mode(), ())

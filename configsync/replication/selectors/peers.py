@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from configsync.exceptions import ConfigsyncError
 from configsync.models import Peer
+from configsync.replication.selectors.mode import mode_transports
 
 
 class UnknownPeerError(ConfigsyncError):
@@ -17,8 +18,10 @@ class UnknownPeerError(ConfigsyncError):
 
 
 def peers_enabled() -> QuerySet[Peer]:
-    """The peers to sync with, by name."""
-    return Peer.objects.filter(enabled=True).order_by("name")
+    """The enabled peers whose transport this node's deployment mode uses (read now), by name:
+    none in ``LOCAL_ONLY``, HTTP peers and the external database in ``LOCAL_EXTERNAL``, the
+    bucket in ``LOCAL_R2``, all of them in ``LOCAL_EXTERNAL_R2``."""
+    return Peer.objects.filter(enabled=True, transport__in=mode_transports()).order_by("name")
 
 
 def peers_to_sync(*, peer_name: str | None = None) -> list[Peer]:

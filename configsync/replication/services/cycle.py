@@ -109,8 +109,9 @@ MAX_PUSH_BYTES = 1_000_000
 _DIRECTIONS = (PeerCheckpoint.Direction.PULL, PeerCheckpoint.Direction.PUSH)
 _NODE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 """A node id as the HLC's node part (and ``Peer.node_id``) holds it."""
-_CURSOR_TEXT = re.compile(r"[\x21-\x7e]{0,100}")
-"""A cursor ``PeerCheckpoint.cursor`` can keep on every backend (and the peer's log accepts)."""
+_CURSOR_TEXT = re.compile(r"[\x21-\x7e]*")
+"""A cursor ``PeerCheckpoint.cursor`` can keep on every backend (printable ASCII), at most the
+transport's ``max_cursor_length`` long (what the peer's log accepts)."""
 _CLOCK_LIMIT_MS = 10**WALL_DIGITS
 """A clock (ms since the epoch) or a skew beyond this is garbage: no HLC can carry it, and a
 ``SyncRun`` could not record it (a 64-bit column)."""
@@ -246,6 +247,9 @@ def sync_cycle(
                     _push(peer, link, result, directions[PeerCheckpoint.Direction.PUSH])
                 for direction, state in directions.items():
                     _record(peer, link, direction, state)
+                if link.faults:
+                    # What could be read was applied and checkpointed; the rest waits.
+                    raise TransportError(f"{peer.name}: " + "; ".join(link.faults[:5]))
             finally:
                 if result.skew_ms is None and _plausible_ms(link.last_skew_ms):
                     result.skew_ms = link.last_skew_ms
@@ -425,7 +429,10 @@ def _fetch(
     page = link.pull(cursor, limit, echoes=echoes, with_log=log)
     _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
     _learn_node(peer, page.node)
-    if not _CURSOR_TEXT.fullmatch(page.next_cursor):
+    if (
+        not _CURSOR_TEXT.fullmatch(page.next_cursor)
+        or len(page.next_cursor) > link.max_cursor_length
+    ):
         raise TransportError(f"peer {peer.name} answered garbage (not a cursor)")
     if page.has_more and page.next_cursor == cursor and not page.changes:
         raise TransportError(f"peer {peer.name} answered garbage (feed does not advance)")

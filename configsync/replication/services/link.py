@@ -1,4 +1,4 @@
-"""Reaching a peer: the transport a cycle or a diff uses."""
+"""Reaching a peer: the transport a cycle or a diff uses, by the peer's ``transport`` kind."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ from contextlib import contextmanager
 
 from configsync.models import Peer
 from configsync.replication.transports.base import Transport
-from configsync.replication.transports.http import HttpPeerTransport
 from configsync.services.node import node_id
 
 
 def transport_for(peer: Peer) -> Transport:
-    """The transport that reaches ``peer`` (HTTP, signed with ``CONFIGSYNC_SYNC_SECRET``)."""
+    """The transport that reaches ``peer``: HTTP (signed with ``CONFIGSYNC_SYNC_SECRET``), the
+    external database (``EXTERNAL_DATABASE_URL``) or the bucket (``CONFIGSYNC_R2_*``)."""
+    if peer.transport == Peer.TransportKind.DATABASE:
+        from configsync.replication.transports.database import DatabaseTransport
+
+        return DatabaseTransport(name=peer.name, node=node_id())
+    if peer.transport == Peer.TransportKind.BUCKET:
+        from configsync.replication.transports.bucket import BucketTransport
+
+        return BucketTransport(name=peer.name, node=node_id())
+    from configsync.replication.transports.http import HttpPeerTransport
+
     return HttpPeerTransport(name=peer.name, base_url=peer.base_url, node=node_id())
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -26,9 +27,27 @@ tombstone is gone; a week covers the usual time to wire a new node in.
 """
 
 
+EXTERNAL_DATABASE_PEER = "external-db"
+"""The peer that stands for the shared database of ``EXTERNAL_DATABASE_URL``."""
+BUCKET_PEER = "r2"
+"""The peer that stands for the bucket of ``CONFIGSYNC_R2_*``."""
+
+
+def media_wanted() -> dict[str, str]:
+    """The shared media the settings configure, as ``{peer name: transport kind}``."""
+    media: dict[str, str] = {}
+    if app_settings.external_database_url:
+        media[EXTERNAL_DATABASE_PEER] = Peer.TransportKind.DATABASE
+    if app_settings.bucket_configured:
+        media[BUCKET_PEER] = Peer.TransportKind.BUCKET
+    return media
+
+
 @transaction.atomic
 def peer_seed_from_settings() -> list[Peer]:
-    """Make the peers match ``CONFIGSYNC_PEERS``; idempotent. Returns the peers it names.
+    """Make the peers match ``CONFIGSYNC_PEERS`` and the media the settings configure
+    (``external-db`` for ``EXTERNAL_DATABASE_URL``, ``r2`` for ``CONFIGSYNC_R2_*``); idempotent.
+    Returns the peers they name.
 
     * A named peer that does not exist is created, enabled and marked ``seeded``.
     * A named peer that exists gets the setting's base URL and is marked ``seeded`` (the
@@ -42,16 +61,23 @@ def peer_seed_from_settings() -> list[Peer]:
     ``ValidationError`` (naming the item, never quoting it) when the setting is malformed; then
     nothing changes.
     """
-    wanted = dict(parse_peers(app_settings.PEERS))
+    wanted = {name: (Peer.TransportKind.HTTP, url) for name, url in parse_peers(app_settings.PEERS)}
+    for name, kind in media_wanted().items():
+        if name in wanted:
+            raise ValidationError(
+                f"CONFIGSYNC_PEERS: the name {name!r} is reserved for the {kind} transport"
+            )
+        wanted[name] = (kind, "")
     peers: list[Peer] = []
-    for name, url in wanted.items():
+    for name, (kind, url) in wanted.items():
         peer, created = Peer.objects.select_for_update().get_or_create(
-            name=name, defaults={"base_url": url, "seeded": True}
+            name=name, defaults={"base_url": url, "seeded": True, "transport": kind}
         )
-        if not created and (peer.base_url != url or not peer.seeded):
+        if not created and (peer.base_url != url or not peer.seeded or peer.transport != kind):
             peer.base_url = url
             peer.seeded = True
-            peer.save(update_fields=["base_url", "seeded", "updated_at"])
+            peer.transport = kind
+            peer.save(update_fields=["base_url", "seeded", "transport", "updated_at"])
         peers.append(peer)
     removed = Peer.objects.select_for_update().filter(seeded=True).exclude(name__in=list(wanted))
     for peer in removed:

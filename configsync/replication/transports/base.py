@@ -7,6 +7,11 @@ and writes the peer's copy of our checkpoints (its replication log, see
 reach the peer, every refusal and every unusable answer is a
 ``configsync.replication.errors.TransportError``.
 
+A shared medium (the external database, a bucket) has no node of its own: its transport answers
+with a stable medium id as ``node`` (``db.<group>``, ``bucket.<group>``), applies nothing
+(``push`` answers ``applied`` for what it stored, readers decide), and reads other writers'
+changes from a cursor that holds one position per writer.
+
 Every answer of a peer carries its clock, and a transport remembers the last one it saw as
 ``last_skew_ms`` (the peer's clock minus ours), refusals included: that is how a node whose own
 clock is wrong learns it from its peers, every cycle, even when they refuse to talk to it.
@@ -49,6 +54,15 @@ class Transport(abc.ABC):
     name: str
     last_skew_ms: int | None = None
     """The peer's clock minus ours (ms) as seen on its last answer, refusals included."""
+    max_cursor_length: int = 100
+    """The longest cursor this transport's pages may carry (``PeerCheckpoint.cursor`` holds
+    2,000; an HTTP peer's replication log accepts 100)."""
+
+    def __init__(self) -> None:
+        self.faults: list[str] = []
+        """Problems met that did not stop the transport (a damaged segment of one writer while
+        the others were read): the cycle applies what it got, then fails the run with these
+        reasons, so ``status`` shows them and the next cycle retries. Never a value."""
 
     @abc.abstractmethod
     def pull(

@@ -38,6 +38,7 @@ class HttpPeerTransport(Transport):
         timeout: float | None = None,
         session: requests.Session | None = None,
     ) -> None:
+        super().__init__()
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.node = node
