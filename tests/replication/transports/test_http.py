@@ -1,4 +1,6 @@
-"""The contract every ``Transport`` keeps, run against each implementation with a real server.
+"""The HTTP peer transport against a real server (the parts of its behaviour a shared medium does
+not have: the peer applies and answers per item, signatures, clocks). The contract every
+transport keeps is ``test_contract.py``.
 
 HTTP: pytest-django's ``live_server`` (a real HTTP server in a thread, sharing the test
 database). The "remote" node is that server; the client signs as another node id, as a peer
