@@ -10,6 +10,7 @@ a message.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from pathlib import Path
@@ -38,14 +39,20 @@ def database_config(url: str) -> dict[str, Any]:
     the URL sets one. ``TransportError`` (never quoting the URL) when it is not one."""
     import environ
 
-    problem = "EXTERNAL_DATABASE_URL is not postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH"
+    problem = (
+        "EXTERNAL_DATABASE_URL is not postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH"
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             config: dict[str, Any] = environ.Env.db_url_config(url.strip())
     except Exception:
         raise TransportError(problem) from None
-    if config.get("ENGINE") not in ENGINES or not config.get("NAME") or config["NAME"] == ":memory:":
+    if (
+        config.get("ENGINE") not in ENGINES
+        or not config.get("NAME")
+        or config["NAME"] == ":memory:"
+    ):
         raise TransportError(problem)
     options = config.setdefault("OPTIONS", {})
     if config["ENGINE"] == "django.db.backends.sqlite3":
@@ -99,14 +106,10 @@ def alias_close(alias: str) -> None:
         connection = connections[alias]
     except Exception:
         return
-    try:
+    with contextlib.suppress(Exception):  # a broken connection is being dropped anyway
         connection.close()
-    except Exception:  # noqa: S110 - a broken connection is being dropped anyway
-        pass
-    try:
+    with contextlib.suppress(AttributeError):
         del connections[alias]
-    except AttributeError:
-        pass
 
 
 def _drop_stale(alias: str) -> None:

@@ -67,7 +67,7 @@ DDL = (
     " log_cursor TEXT NOT NULL,"
     " updated_ms BIGINT NOT NULL,"
     " PRIMARY KEY (grp, node, direction))",
-    f"INSERT INTO {META_TABLE} (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')"
+    f"INSERT INTO {META_TABLE} (name, value) VALUES ('schema_version', '{SCHEMA_VERSION}')"  # noqa: S608
     " ON CONFLICT (name) DO NOTHING",
 )
 

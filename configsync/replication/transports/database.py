@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -84,11 +84,13 @@ def _identity(change: Any) -> tuple[str, str, str] | None:
     """``(model, key, hlc)`` of a change that has them as short enough texts, else ``None``."""
     if not isinstance(change, dict):
         return None
-    values = [change.get(field) for field in ("model", "key", "hlc")]
-    for value, limit in zip(values, _LIMITS.values(), strict=True):
+    texts: list[str] = []
+    for field, limit in _LIMITS.items():
+        value = change.get(field)
         if not isinstance(value, str) or not value or len(value) > limit:
             return None
-    return values[0], values[1], values[2]
+        texts.append(value)
+    return texts[0], texts[1], texts[2]
 
 
 def _parse(text: Any) -> dict[str, Any] | None:
@@ -136,7 +138,15 @@ class DatabaseTransport(Transport):
         alias = external_alias(self.alias)
         self._used = alias
         connection = connections[alias]
-        tables_ensure(connection)
+        try:
+            tables_ensure(connection)
+        except DatabaseFailure as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != "42501":
+                raise
+            raise TransportError(
+                "the tables are missing and this user may not create them: run "
+                "`configsync external init` once as a user that may"
+            ) from None
         return connection
 
     @contextmanager
@@ -245,8 +255,8 @@ class DatabaseTransport(Transport):
         lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {WRITER_TABLE} (grp, writer, head, updated_ms) VALUES (%s, %s, 0, %s)"
-                " ON CONFLICT (grp, writer) DO NOTHING",
+                f"INSERT INTO {WRITER_TABLE} (grp, writer, head, updated_ms)"  # noqa: S608
+                " VALUES (%s, %s, 0, %s) ON CONFLICT (grp, writer) DO NOTHING",
                 [self.group, self.node, now],
             )
             cursor.execute(
@@ -278,7 +288,7 @@ class DatabaseTransport(Transport):
             if not rows:
                 return
             cursor.executemany(
-                f"INSERT INTO {CHANGE_TABLE} (grp, writer, model, record_key, seq, hlc,"
+                f"INSERT INTO {CHANGE_TABLE} (grp, writer, model, record_key, seq, hlc,"  # noqa: S608
                 " change_json, created_ms, updated_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (grp, writer, model, record_key) DO UPDATE SET seq = excluded.seq,"
                 " hlc = excluded.hlc, change_json = excluded.change_json,"
@@ -394,7 +404,8 @@ class DatabaseTransport(Transport):
             connection = self._open()
             with connection.cursor() as db:
                 db.execute(
-                    f"INSERT INTO {LOG_TABLE} (grp, node, direction, log_session, log_cursor,"
+                    f"INSERT INTO {LOG_TABLE} (grp, node, direction, log_session,"  # noqa: S608
+                    " log_cursor,"
                     " updated_ms) VALUES (%s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (grp, node, direction) DO UPDATE SET"
                     " log_session = excluded.log_session, log_cursor = excluded.log_cursor,"
