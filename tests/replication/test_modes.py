@@ -171,7 +171,7 @@ def test_mode_set_and_show_on_the_command_line(cli: Any, settings: Any) -> None:
 def test_the_strategies_endpoint_prints_the_rows_keyed_by_data_type(admin_client: Any) -> None:
     deployment_mode_set(mode="LOCAL_R2", actor="test")
     body = admin_client.get("/api/v1/sync/strategies").json()
-    assert body["mode"] == "LOCAL_R2"
+    assert body["mode"] == "LOCAL_R2" and body["transports"] == ["bucket"]
     assert body["strategies"]["templates"]["strategy"] == "backup_only"
     assert body["strategies"]["system_config"]["directions"] == BOTH
     assert any("LOCAL_R2 needs CONFIGSYNC_R2_ENDPOINT_URL" in p for p in body["problems"])
