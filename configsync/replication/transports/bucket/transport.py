@@ -217,6 +217,10 @@ class BucketTransport(Transport):
         self._own_snapshots: list[_Stored] = []
         self._pruned = False
         self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._in_snapshot: dict[str, tuple[int, Position]] = {}
+        """Per writer, the snapshot a page of this instance stopped inside, and where: the next
+        page goes on in it (from its segments, a stream position is correct too, but may read
+        versions the snapshot already compacted)."""
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -347,22 +351,27 @@ class BucketTransport(Transport):
         listed, truncated = self._segments_after(writer, position.seq - 1)
         items: list[dict[str, Any]] = []
         gap = bool(listed) and listed[0].seq > position.seq
-        if position.fresh or gap:
-            snapshots = self._snapshots(writer)
-            latest = snapshots[-1].seq if snapshots else 0
+        resume = self._in_snapshot.pop(writer, None)
+        if position.fresh or gap or (resume is not None and resume[1] == position):
+            if resume is not None and resume[1] == position:
+                latest = resume[0]  # this instance's previous page stopped inside it
+            else:
+                snapshots = self._snapshots(writer)
+                latest = snapshots[-1].seq if snapshots else 0
             if latest >= position.seq and (not listed or listed[0].seq <= latest + 1):
                 entries = self._snapshot(writer, latest)
                 if entries is None:
                     return [], position, False
                 pending = [e for e in entries if e.origin >= position]
-                taken = pending[: max(room, 0)]
-                items = [e.change for e in taken]
-                if len(taken) < len(pending):
-                    if not taken:
-                        return [], position, True
-                    return items, Position(taken[-1].seq, taken[-1].index + 1), True
+                read = pending[: max(room, 0)]
+                items = [e.change for e in read]
+                if len(read) < len(pending):
+                    if read:
+                        position = Position(read[-1].seq, read[-1].index + 1)
+                    self._in_snapshot[writer] = (latest, position)
+                    return items, position, True
                 position = Position(latest + 1, 0)
-                room -= len(taken)
+                room -= len(read)
                 listed = [s for s in listed if s.seq >= position.seq]
                 if truncated and not listed:
                     return items, position, True  # the listing ended inside the snapshot
@@ -478,12 +487,13 @@ class BucketTransport(Transport):
             return []
         try:
             document = json.loads(body)
-            raw = document["entries"] if document.get("group") == self.group else None
+            raw = document["entries"] if document.get("group") == self.group else []
             entries = [
                 LogEntry(direction=e["direction"], session=e["session"], cursor=e["cursor"])
                 for e in raw
             ]
-            if all(isinstance(v, str) for e in entries for v in (e.direction, e.session, e.cursor)):
+            texts = [v for e in entries for v in (e.direction, e.session, e.cursor)]
+            if document.get("group") == self.group and all(isinstance(v, str) for v in texts):
                 return entries
         except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
             pass
