@@ -46,8 +46,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(params=["http"])
-def transport(request: pytest.FixtureRequest, live_server: Any) -> Factory:
+@pytest.fixture
+def transport(live_server: Any) -> Factory:
     """``transport(secret=..., down=False, garbage=False, node=REMOTE)``: a transport to the
     live node, signing as peer ``node``."""
 
