@@ -22,6 +22,7 @@ from configsync.models import Conflict, Peer, SyncRun, SystemConfig
 from configsync.replication.errors import TransportError
 from configsync.replication.selectors.feed import feed_page
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
+from configsync.replication.services.diff import sync_diff
 from configsync.replication.transports.bucket import BucketTransport
 from configsync.replication.transports.bucket.documents import SEGMENT, seal
 from configsync.services.system_config import system_config_set
@@ -571,6 +572,8 @@ def test_a_sync_cycle_applies_another_writers_change_and_stores_ours(
 
     again = sync_cycle(peer_id=r2_peer.pk)
     assert again.ok and again.pulled == 0 and again.pushed == 0
+    diff = sync_diff(peer_id=r2_peer.pk)
+    assert diff.in_sync and diff.same == 2
 
 
 def bucket_log(kit: BucketKit) -> list[Any]:

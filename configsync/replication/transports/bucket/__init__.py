@@ -34,8 +34,8 @@ applied, that writer's stream stops before it for this read (the cursor does not
 reason naming the key (never a value) goes to ``self.faults`` (the cycle applies the rest, then
 fails the run with it), and the other writers are read as usual. Repaired (the right bytes
 uploaded again), it is delivered by the next cycle's pull (a transport instance remembers what
-it found damaged and does not download it again for its later pages). A missing segment in the middle of a stream,
-or missing ones no snapshot covers, are faults the same way.
+it found damaged and does not download it again for its later pages). A missing segment in the
+middle of a stream, or missing ones no snapshot covers, are faults the same way.
 
 **Writing** (``push``): the batch becomes this node's next segment, one ``PutObject`` with
 ``If-None-Match: *`` (a number already taken, by a second process writing as this node, is
