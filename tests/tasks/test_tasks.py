@@ -79,6 +79,19 @@ def test_beat_runs_the_sync_every_interval() -> None:
     assert entry["schedule"] == timedelta(seconds=30)
 
 
+def test_beat_runs_at_the_matrix_shortest_interval() -> None:
+    overrides = {
+        "templates": {"interval_seconds": 10},
+        "projects": {"interval_seconds": 5, "sync_enabled": False},  # off: does not count
+        "system_config": {"interval_seconds": 300},  # longer: a floor, the beat stays at 30
+    }
+    with override_settings(
+        CONFIGSYNC_SYNC_INTERVAL_SECONDS=30, CONFIGSYNC_SYNC_STRATEGIES=overrides
+    ):
+        entry = tasks.beat_schedule()["configsync-sync-all-peers"]
+    assert entry["schedule"] == timedelta(seconds=10)
+
+
 @override_settings(CONFIGSYNC_SYNC_INTERVAL_SECONDS=0)
 def test_interval_zero_disables_the_periodic_sync() -> None:
     assert "configsync-sync-all-peers" not in tasks.beat_schedule()
