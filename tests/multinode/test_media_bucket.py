@@ -17,10 +17,11 @@ from collections.abc import Iterator
 import pytest
 
 from multinode import Cluster, unique_key, wait_until
-from multinode.media import S3Server, readable, s3_server
+from multinode.media import readable, s3_server
 from tests.factories import CANARY_SECRET
 from tests.support.multinode import (
     TESTAPP_SETTINGS,
+    Medium,
     admin_login,
     create_superuser,
     last_run_id,
@@ -39,23 +40,6 @@ CONVERGE = 120.0
 BUCKET_PEER = "r2"
 SYSTEM_CONFIG = "configsync.systemconfig"
 DAMAGE = re.compile(r"checksum|corrupt|damaged|truncated|invalid|malformed", re.IGNORECASE)
-
-
-class Medium:
-    """The cluster's bucket: its server and name."""
-
-    def __init__(self, server: S3Server, bucket: str) -> None:
-        self.server = server
-        self.bucket = bucket
-
-    def objects(self) -> dict[str, bytes]:
-        return self.server.objects(self.bucket)
-
-    def holding(self, needle: str) -> dict[str, bytes]:
-        """The objects whose (decompressed) bytes contain ``needle``."""
-        return {
-            key: data for key, data in self.objects().items() if needle.encode() in readable(data)
-        }
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +267,7 @@ def test_a_damaged_segment_is_refused_and_reported_and_the_rest_converges(
         middle = len(original) // 2
         damaged = original[:middle] + bytes(x ^ 0xFF for x in original[middle : middle + 8])
         damaged += original[middle + 8 :]
-        medium.server.client().put_object(Bucket=medium.bucket, Key=segment, Body=damaged)
+        medium.put(segment, damaged)
         c.cli("set", other_key, "from-c", check=True)
     finally:
         b.start_celery()
@@ -301,7 +285,7 @@ def test_a_damaged_segment_is_refused_and_reported_and_the_rest_converges(
     assert all(not run.ok and DAMAGE.search(run.error) for run in failed), failed
     assert not b.config_exists(damaged_key), "nothing of the damaged segment is applied"
 
-    medium.server.client().put_object(Bucket=medium.bucket, Key=segment, Body=original)
+    medium.put(segment, original)
     wait_until(
         lambda: b.config_value(damaged_key) == "in-the-damaged-segment",
         timeout=CONVERGE,

@@ -10,6 +10,7 @@ import requests
 
 from multinode import Cluster, wait_until
 from multinode.cluster import PYTHON, REPO, Node
+from multinode.media import S3Server, readable
 
 live_clusters: list[Cluster] = []
 """The clusters started by :func:`run_cluster` and not yet destroyed, in this process."""
@@ -172,3 +173,24 @@ def received_from(node: Node, label: str, key: str) -> str | None:
         [label, key],
     )
     return str(rows[0][0] or "") if rows else None
+
+
+class Medium:
+    """A cluster's shared bucket: its server and name, and what it holds."""
+
+    def __init__(self, server: S3Server, bucket: str) -> None:
+        self.server = server
+        self.bucket = bucket
+
+    def objects(self) -> dict[str, bytes]:
+        return self.server.objects(self.bucket)
+
+    def holding(self, needle: str) -> dict[str, bytes]:
+        """The objects whose (decompressed) bytes contain ``needle``."""
+        return {
+            key: data for key, data in self.objects().items() if needle.encode() in readable(data)
+        }
+
+    def put(self, key: str, data: bytes) -> None:
+        """Overwrite (or create) object ``key`` with ``data``."""
+        self.server.client().put_object(Bucket=self.bucket, Key=key, Body=data)
