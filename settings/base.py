@@ -318,6 +318,14 @@ CONFIGSYNC_R2_SECRET_ACCESS_KEY = env.str(
 )
 CONFIGSYNC_R2_REGION = env.str("CONFIGSYNC_R2_REGION", default=_app_default("R2_REGION"))
 CONFIGSYNC_R2_PREFIX = env.str("CONFIGSYNC_R2_PREFIX", default=_app_default("R2_PREFIX"))
+if env.is_set("CONFIGSYNC_BUCKET_SNAPSHOT_EVERY"):
+    CONFIGSYNC_BUCKET_SNAPSHOT_EVERY = env.int(
+        "CONFIGSYNC_BUCKET_SNAPSHOT_EVERY", minimum=1, maximum=1_000_000, unit="segments"
+    )
+if env.is_set("CONFIGSYNC_BUCKET_RETENTION_DAYS"):
+    CONFIGSYNC_BUCKET_RETENTION_DAYS = env.int(
+        "CONFIGSYNC_BUCKET_RETENTION_DAYS", minimum=0, maximum=36500, unit="days"
+    )
 CONFIGSYNC_GROUP_ID = env.str("CONFIGSYNC_GROUP_ID", default=_app_default("GROUP_ID"))
 if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,40}", CONFIGSYNC_GROUP_ID):
     raise ConfigurationError(

@@ -32,7 +32,7 @@ def run(capsys: Any, *args: str) -> tuple[int, str, str]:
 
 def test_sync_without_peers_says_so(capsys: Any) -> None:
     code, _, err = run(capsys, "sync")
-    assert code == 1 and "no HTTP peers" in err
+    assert code == 1 and "no peers for deployment mode" in err
 
 
 def test_sync_with_a_down_peer_fails_for_it_and_records_the_run(capsys: Any, settings: Any) -> None:

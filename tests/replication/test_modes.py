@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 import configsync
@@ -19,6 +20,7 @@ from configsync.replication.selectors.mode import deployment_mode, strategy_matr
 from configsync.replication.selectors.status import sync_status
 from configsync.replication.services.cycle import sync_cycle
 from configsync.replication.services.mode import deployment_mode_set
+from configsync.replication.services.peers import peer_seed_from_settings
 from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
 from tests.factories import PeerFactory
@@ -169,10 +171,10 @@ def test_mode_set_and_show_on_the_command_line(cli: Any, settings: Any) -> None:
 def test_the_strategies_endpoint_prints_the_rows_keyed_by_data_type(admin_client: Any) -> None:
     deployment_mode_set(mode="LOCAL_R2", actor="test")
     body = admin_client.get("/api/v1/sync/strategies").json()
-    assert body["mode"] == "LOCAL_R2"
+    assert body["mode"] == "LOCAL_R2" and body["transports"] == ["bucket"]
     assert body["strategies"]["templates"]["strategy"] == "backup_only"
     assert body["strategies"]["system_config"]["directions"] == BOTH
-    assert any("not available in this version" in p for p in body["problems"])
+    assert any("LOCAL_R2 needs CONFIGSYNC_R2_ENDPOINT_URL" in p for p in body["problems"])
 
 
 def test_the_mode_is_not_replicated(cli: Any) -> None:
@@ -245,36 +247,80 @@ def test_sync_in_local_only_says_so(peer: Peer, cli: Any) -> None:
     assert result.code == 1 and "LOCAL_ONLY: nothing syncs" in result.err
 
 
-def test_a_bucket_mode_without_its_settings_is_an_error_and_status_says_no_bucket(
+def test_a_bucket_mode_without_its_settings_is_an_error_and_status_names_it(
     settings: Any, cli: Any
 ) -> None:
     settings.CONFIGSYNC_DEPLOYMENT_MODE = "LOCAL_R2"
     found = check_mode_transports()
-    assert [m.id for m in found] == ["configsync.E022", "configsync.W021"]
+    assert [m.id for m in found] == ["configsync.E022"]
     assert "LOCAL_R2 needs CONFIGSYNC_R2_ENDPOINT_URL" in found[0].msg
     report = sync_status(node=node_id())
     assert any("LOCAL_R2 needs CONFIGSYNC_R2_ENDPOINT_URL" in w for w in report.warnings)
-    assert any("bucket transport" in w and "not available" in w for w in report.warnings)
-    assert "not available in this version" in cli("status").out
+    assert "LOCAL_R2 needs CONFIGSYNC_R2_ENDPOINT_URL" in cli("status").out
 
 
-def test_a_bucket_mode_with_its_settings_is_still_warned_about(settings: Any) -> None:
+def test_a_bucket_mode_with_its_settings_passes_and_seeds_the_bucket_peer(settings: Any) -> None:
+    for name, value in R2.items():
+        setattr(settings, name, value)
+    settings.CONFIGSYNC_DEPLOYMENT_MODE = "LOCAL_R2"
+    assert check_mode_transports() == []
+    peer_seed_from_settings()
+    assert list(Peer.objects.values_list("name", "transport", "base_url")) == [("r2", "bucket", "")]
+    from configsync import tasks
+
+    assert tasks._enabled_peer_ids() == [Peer.objects.get(name="r2").pk]
+
+
+def test_an_external_mode_without_an_external_side_is_warned_about(settings: Any) -> None:
     for name, value in R2.items():
         setattr(settings, name, value)
     settings.CONFIGSYNC_DEPLOYMENT_MODE = "LOCAL_EXTERNAL_R2"
     found = check_mode_transports()
     assert [m.id for m in found] == ["configsync.W021"]
-    assert "sk-CANARY" not in found[0].msg
+    assert "no external side" in found[0].msg and "sk-CANARY" not in found[0].msg
+    settings.EXTERNAL_DATABASE_URL = "postgres://u:sk-CANARY-pw@db.example/cfg"
+    assert check_mode_transports() == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "kinds"),
+    [
+        ("LOCAL_ONLY", []),
+        ("LOCAL_EXTERNAL", ["external-db", "http-peer"]),
+        ("LOCAL_R2", ["r2"]),
+        ("LOCAL_EXTERNAL_R2", ["external-db", "http-peer", "r2"]),
+    ],
+)
+def test_the_mode_decides_which_transports_a_cycle_uses(
+    settings: Any, mode: str, kinds: list[str]
+) -> None:
+    from configsync import tasks
+
+    for name, value in R2.items():
+        setattr(settings, name, value)
+    settings.EXTERNAL_DATABASE_URL = "postgres://u:sk-CANARY-pw@db.example/cfg"
+    settings.CONFIGSYNC_PEERS = ["http-peer=https://peer.example"]
+    peer_seed_from_settings()
+    deployment_mode_set(mode=mode, actor="test")
+    names = dict(Peer.objects.values_list("pk", "name"))
+    assert sorted(names[pk] for pk in tasks._enabled_peer_ids()) == kinds
+
+
+def test_a_peer_named_like_a_medium_is_refused(settings: Any) -> None:
+    for name, value in R2.items():
+        setattr(settings, name, value)
+    settings.CONFIGSYNC_PEERS = ["r2=https://peer.example"]
+    with pytest.raises(ValidationError, match="reserved"):
+        peer_seed_from_settings()
+    assert not Peer.objects.exists()
 
 
 def test_a_stored_bucket_mode_is_checked_by_the_database_check(settings: Any) -> None:
     settings.CONFIGSYNC_DEPLOYMENT_MODE = "LOCAL_EXTERNAL"
+    settings.CONFIGSYNC_PEERS = ["cloud=https://cfg.example"]
     assert check_mode_transports() == [] and check_stored_mode_transports() == []
     deployment_mode_set(mode="LOCAL_R2", actor="test")
-    assert [m.id for m in check_stored_mode_transports()] == [
-        "configsync.E022",
-        "configsync.W021",
-    ]
+    assert [m.id for m in check_stored_mode_transports()] == ["configsync.E022"]
 
 
 def test_the_mode_command_is_listed(capsys: Any) -> None:
@@ -300,7 +346,7 @@ def test_the_admin_switches_the_mode_and_shows_the_matrix(admin_client: Any) -> 
     assert response.status_code == 302
     assert deployment_mode() == "LOCAL_R2"
     page = admin_client.get(url).content.decode()
-    assert "backup_only" in page and "not available in this version" in page
+    assert "backup_only" in page and "LOCAL_R2 needs CONFIGSYNC_R2_ENDPOINT_URL" in page
 
 
 def test_the_admin_refuses_an_unknown_mode_and_keeps_the_current_one(admin_client: Any) -> None:

@@ -34,6 +34,9 @@ ALTERED: dict[str, Any] = {
     "R2_BUCKET": "configsync",
     "R2_ACCESS_KEY_ID": "key-id",
     "R2_SECRET_ACCESS_KEY": "sk-CANARY-r2-secret",
+    "R2_REGION": "eu-west-1",
+    "R2_PREFIX": "cfg",
+    "GROUP_ID": "staging",
 }
 FROM_THE_NODE = {"VAR_DIR", "DEV_KEY_FILE"}  # derived from CONFIGSYNC_VAR_DIR, not defaults
 

@@ -49,8 +49,8 @@ class PeerCheckpointInline(admin.TabularInline):
 class PeerAdmin(admin.ModelAdmin):
     """Peers; the list warns about clock skew (per peer) and this node's clock (page message)."""
 
-    list_display = ("name", "base_url", "enabled", "node_id", "clock", "updated_at")
-    list_filter = ("enabled",)
+    list_display = ("name", "transport", "base_url", "enabled", "node_id", "clock", "updated_at")
+    list_filter = ("enabled", "transport")
     search_fields = ("name", "base_url", "node_id")
     readonly_fields = ("node_id", "clock", "created_at", "updated_at")
     inlines = [PeerCheckpointInline]

@@ -135,6 +135,8 @@ class StrategiesView(APIView):
                 {
                     "mode": serializers.CharField(),
                     "source": serializers.CharField(),
+                    "transports": serializers.ListField(child=serializers.CharField()),
+                    "peers": serializers.ListField(child=serializers.DictField()),
                     "problems": serializers.ListField(child=serializers.CharField()),
                     "strategies": serializers.DictField(child=serializers.DictField()),
                 },

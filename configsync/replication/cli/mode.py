@@ -42,6 +42,9 @@ def handle_show(command: BaseCommand, options: dict[str, Any]) -> None:
     for problem in report["problems"]:
         out.write(f"WARNING: {problem}")
     out.write(f"mode {report['mode']} (from {report['source']})")
+    transports = ", ".join(report["transports"]) or "none (nothing syncs)"
+    peers = ", ".join(f"{p['name']} ({p['transport']})" for p in report["peers"]) or "none"
+    out.write(f"transports: {transports}; peers: {peers}")
     for name, row in report["strategies"].items():
         state = "on" if row["sync_enabled"] else "off"
         directions = ", ".join(row["directions"]) or "none"

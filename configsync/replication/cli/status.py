@@ -47,12 +47,14 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
         f"machine's clock; allowed skew {clock.max_skew_ms} ms, warning above {clock.warning_ms} ms"
     )
     if not report.peers:
-        out.write("no HTTP peers")
+        out.write("no peers (HTTP peers, external database or bucket)")
     for peer in report.peers:
         rate = "n/a" if peer.success_rate is None else f"{peer.success_rate:.0%}"
         state = {True: "ok", False: "failing", None: "not synced yet"}[peer.last_run_ok]
+        where = peer.base_url if peer.transport == "http" else f"({peer.transport})"
+        unused = "" if peer.in_mode else " (not used in this deployment mode)"
         out.write(
-            f"peer {peer.name} {peer.base_url}{'' if peer.enabled else ' (disabled)'}: {state}"
+            f"peer {peer.name} {where}{'' if peer.enabled else ' (disabled)'}{unused}: {state}"
         )
         out.write(f"  last success: {_when(peer.last_success_at)}")
         if peer.last_error:

@@ -63,6 +63,13 @@ class Peer(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """An HTTP peer needs its base URL; the media are configured by their settings."""
+        from django.core.exceptions import ValidationError
+
+        if self.transport == self.TransportKind.HTTP and not self.base_url:
+            raise ValidationError({"base_url": "An HTTP peer needs its base URL."})
+
 
 class PeerCheckpoint(models.Model):
     """How far one direction of the exchange with a peer has got; persisted with what it covers."""

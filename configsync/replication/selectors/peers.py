@@ -24,6 +24,11 @@ def peers_enabled() -> QuerySet[Peer]:
     return Peer.objects.filter(enabled=True, transport__in=mode_transports()).order_by("name")
 
 
+def peers_all() -> QuerySet[Peer]:
+    """Every peer, enabled or not, whatever its transport, by name."""
+    return Peer.objects.order_by("name")
+
+
 def peers_to_sync(*, peer_name: str | None = None) -> list[Peer]:
     """Every enabled peer by name, or only ``peer_name`` (none when it is disabled).
 

@@ -33,7 +33,7 @@ from configsync.models import (
 )
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.selectors.feed import clock_hlc_ms, feed_position, records_unreadable
-from configsync.replication.selectors.mode import deployment_mode, mode_problems
+from configsync.replication.selectors.mode import deployment_mode, mode_problems, mode_transports
 from configsync.replication.selectors.quarantine import quarantine_open_count
 
 RECENT_RUNS = 20
@@ -50,8 +50,11 @@ class PeerStatus:
 
     id: int
     name: str
+    transport: str
     base_url: str
     enabled: bool
+    in_mode: bool
+    """Whether this node's deployment mode uses the peer's transport (cycles run with it)."""
     node_id: str
     last_run_at: datetime | None
     last_run_ok: bool | None
@@ -270,8 +273,10 @@ def peer_status(*, peer: Peer, recent: int = RECENT_RUNS, hlc_ahead_ms: int = 0)
     return PeerStatus(
         id=peer.pk,
         name=peer.name,
+        transport=peer.transport,
         base_url=peer.base_url,
         enabled=peer.enabled,
+        in_mode=peer.transport in mode_transports(),
         node_id=peer.node_id,
         last_run_at=last_run.started_at if last_run else None,
         last_run_ok=outcomes[0] if outcomes else None,

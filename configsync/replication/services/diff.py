@@ -7,6 +7,7 @@ from typing import Any
 
 from configsync.models import Peer, ReplicatedRecord
 from configsync.replication.errors import TransportError
+from configsync.replication.hlc import HLC, HLCParseError
 from configsync.replication.services.cycle import MAX_PAGES
 from configsync.replication.services.link import peer_link
 from configsync.replication.transports.base import Transport
@@ -30,8 +31,16 @@ class SyncDiff:
         return {**asdict(self), "in_sync": self.in_sync}
 
 
+def _newer(hlc: str, than: str) -> bool:
+    try:
+        return HLC.parse(hlc) > HLC.parse(than)
+    except HLCParseError:
+        return False
+
+
 def sync_diff(*, peer_id: int, transport: Transport | None = None) -> SyncDiff:
-    """Compare every record's version here with the peer's (its digest endpoint).
+    """Compare every record's version here with the peer's (its digest endpoint; for a shared
+    medium, the winning version among its writers').
 
     A record only one side has is listed unless that side holds a tombstone; records whose HLC
     differs are listed with both timestamps. ``TransportError`` when the peer cannot answer.
@@ -45,10 +54,11 @@ def sync_diff(*, peer_id: int, transport: Transport | None = None) -> SyncDiff:
             for item in page.changes:
                 if not isinstance(item, dict):
                     raise TransportError(f"peer {peer.name} answered garbage (digest)")
-                remote[(str(item.get("model")), str(item.get("key")))] = (
-                    str(item.get("hlc")),
-                    bool(item.get("deleted")),
-                )
+                ident = (str(item.get("model")), str(item.get("key")))
+                version = (str(item.get("hlc")), bool(item.get("deleted")))
+                # A shared medium lists one version per writer: the remote's is the winner.
+                if ident not in remote or _newer(version[0], remote[ident][0]):
+                    remote[ident] = version
             cursor = page.next_cursor
             if not page.has_more:
                 break

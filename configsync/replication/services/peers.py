@@ -61,7 +61,9 @@ def peer_seed_from_settings() -> list[Peer]:
     ``ValidationError`` (naming the item, never quoting it) when the setting is malformed; then
     nothing changes.
     """
-    wanted = {name: (Peer.TransportKind.HTTP, url) for name, url in parse_peers(app_settings.PEERS)}
+    wanted: dict[str, tuple[str, str]] = {
+        name: (Peer.TransportKind.HTTP, url) for name, url in parse_peers(app_settings.PEERS)
+    }
     for name, kind in media_wanted().items():
         if name in wanted:
             raise ValidationError(
