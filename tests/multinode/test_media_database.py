@@ -182,7 +182,7 @@ def test_templates_are_full_duplex(database_world: tuple[Cluster, str]) -> None:
     assert rows["templates"]["strategy"] == "full_duplex"
     assert rows["templates"]["directions"] == ["local_to_external", "external_to_local"]
 
-    slug = unique_key("db-template").lower().replace("_", "-")
+    slug = unique_key("db_template").lower().replace("_", "-")
     template_write(a, slug, "first body, from a")
     wait_until(
         lambda: template_body(b, slug) == "first body, from a",
