@@ -81,6 +81,8 @@ def test_switched_to_local_r2_a_writes_reach_b_through_the_bucket(
     switched = a.cli("mode", "set", "LOCAL_R2", check=True)
     assert "LOCAL_R2" in switched.stdout
     assert mode_of(a) == "LOCAL_R2"
+    # The running beat follows the switch by itself: a cycles with the bucket, nothing written.
+    wait_cycles(a, "r2", after=last_run_id(a), count=1, timeout=CONVERGE)
 
     before = last_run_id(a)
     key = unique_key("MODE_R2")
@@ -99,6 +101,7 @@ def test_switched_to_local_external_a_writes_go_over_http(modes: tuple[Cluster, 
     a, b = cluster["a"], cluster["b"]
     a.cli("mode", "set", "LOCAL_EXTERNAL", check=True)
     assert mode_of(a) == "LOCAL_EXTERNAL"
+    wait_cycles(a, "b", after=last_run_id(a), count=1, timeout=CONVERGE)
 
     before = last_run_id(a)
     key = unique_key("MODE_HTTP")
