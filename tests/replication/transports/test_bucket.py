@@ -22,6 +22,7 @@ from configsync.models import Conflict, Peer, SyncRun, SystemConfig
 from configsync.replication.errors import TransportError
 from configsync.replication.selectors.feed import feed_page
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
+from configsync.replication.services.diff import sync_diff
 from configsync.replication.transports.bucket import BucketTransport
 from configsync.replication.transports.bucket.documents import SEGMENT, seal
 from configsync.services.system_config import system_config_set
@@ -318,6 +319,26 @@ def test_a_missing_segment_in_the_middle_stops_that_writer_only(bucket_kit: Buck
     assert reader.faults and segment_key(A, 2) in reader.faults[0]
 
 
+def test_two_processes_of_one_node_never_overwrite_each_others_segment(
+    bucket_kit: BucketKit,
+) -> None:
+    first, second = bucket_kit.link(node=A), bucket_kit.link(node=A)
+    first.push(batch(A, "A1"))
+    second.push(batch(A, "A2"))  # both now know the head is 2
+    first.push(batch(A, "FROM_FIRST"))
+    seen = counting(second)
+    second.push(batch(A, "FROM_SECOND"))  # number 3 is taken: refused, then 4
+
+    assert seen["PutObject"] == 2
+    assert keys(bucket_kit, f"{ROOT}segments/{A}/") == [segment_key(A, n) for n in (1, 2, 3, 4)]
+    assert read_all(bucket_kit.link(node=C))[0] == [
+        f"{A}:A1",
+        f"{A}:A2",
+        f"{A}:FROM_FIRST",
+        f"{A}:FROM_SECOND",
+    ]
+
+
 # -- snapshots and retention -----------------------------------------------------------------
 
 
@@ -381,6 +402,25 @@ def test_a_snapshot_read_over_several_pages_ends_where_the_segments_begin(
     rest, cursor = read_all(reader, first.next_cursor, limit=2)
     assert rest == [f"{A}:K0", f"{A}:K1", f"{A}:K1"] and cursor == f"{A}=7"
     assert seen["GetObject"] == 3  # the snapshot was downloaded once for all its pages
+
+
+def test_a_damaged_snapshot_is_refused_and_the_other_writers_still_arrive(
+    bucket_kit: BucketKit, settings: Any
+) -> None:
+    settings.CONFIGSYNC_BUCKET_SNAPSHOT_EVERY = 2
+    _history(bucket_kit.link(node=A), A, 3)
+    bucket_kit.link(node=B).push(batch(B, "B1"))
+    key = f"{ROOT}snapshots/{A}/000000000002.json"
+    good = body(bucket_kit, key)
+    upload(bucket_kit, key, good.replace(b'"v2"', b'"v9"'))
+
+    reader = bucket_kit.link(node=C)
+    seen, cursor = read_all(reader)
+    assert seen == [f"{B}:B1"] and cursor == f"{B}=1"  # a new reader starts from the snapshot
+    assert reader.faults == [f"{key}: damaged snapshot, refused: checksum mismatch"]
+
+    upload(bucket_kit, key, good)
+    assert read_all(bucket_kit.link(node=C), cursor)[1] == f"{A}=3,{B}=1"
 
 
 def test_retention_deletes_only_old_segments_a_snapshot_covers(
@@ -532,6 +572,8 @@ def test_a_sync_cycle_applies_another_writers_change_and_stores_ours(
 
     again = sync_cycle(peer_id=r2_peer.pk)
     assert again.ok and again.pulled == 0 and again.pushed == 0
+    diff = sync_diff(peer_id=r2_peer.pk)
+    assert diff.in_sync and diff.same == 2
 
 
 def bucket_log(kit: BucketKit) -> list[Any]:

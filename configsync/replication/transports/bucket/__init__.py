@@ -33,12 +33,15 @@ number than its key says, a wrong count, checksum or signature is damaged: nothi
 applied, that writer's stream stops before it for this read (the cursor does not pass it), a
 reason naming the key (never a value) goes to ``self.faults`` (the cycle applies the rest, then
 fails the run with it), and the other writers are read as usual. Repaired (the right bytes
-uploaded again), it is delivered by the next pull. A missing segment in the middle of a stream,
-or missing ones no snapshot covers, are faults the same way.
+uploaded again), it is delivered by the next cycle's pull (a transport instance remembers what
+it found damaged and does not download it again for its later pages). A missing segment in the
+middle of a stream, or missing ones no snapshot covers, are faults the same way.
 
 **Writing** (``push``): the batch becomes this node's next segment, one ``PutObject`` with
 ``If-None-Match: *`` (a number already taken, by a second process writing as this node, is
-never overwritten: the writer lists after it and takes the next one). The writer learns its
+never overwritten: the writer lists after it and takes the next one; R2, S3 and MinIO support
+conditional writes, and a server answering ``NotImplemented`` gets plain puts, leaving numbers to
+the node's per-peer sync lock). The writer learns its
 head once per instance from what is there, with no separate head object that could go stale:
 its snapshots (one list: few, older ones are pruned) and its segments after the latest snapshot
 (one list: at most about ``BUCKET_SNAPSHOT_EVERY``). After the put, the writer

@@ -146,6 +146,10 @@ def _host(endpoint_url: str | None) -> str:
         return "?"
 
 
+_UNSUPPORTED = object()
+"""What ``_call`` answers for a conditional request the server does not implement."""
+
+
 class _Gone(Exception):
     """A listed object was deleted before it could be read (a writer pruning meanwhile)."""
 
@@ -227,6 +231,10 @@ class BucketTransport(Transport):
         self._own_snapshots: list[_Stored] = []
         self._pruned = False
         self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._conditional = True
+        self._damaged: dict[str, str] = {}
+        """Keys found damaged by this instance and why: not downloaded again by its later pages
+        (a repaired one is read by the next instance, i.e. the next cycle)."""
         self._in_snapshot: dict[str, tuple[int, Position]] = {}
         """Per writer, the snapshot a page of this instance stopped inside, and where: the next
         page goes on in it (from its segments, a stream position is correct too, but may read
@@ -419,6 +427,9 @@ class BucketTransport(Transport):
         key = self.layout.segment(writer, seq)
         if key in self._cache:
             return list(self._cache[key])
+        if key in self._damaged:
+            self._fault(self._damaged[key])
+            return None
         body = self._get(key)
         if body is None:
             raise _Gone
@@ -428,7 +439,8 @@ class BucketTransport(Transport):
             )
             changes = segment_changes(items)
         except Damaged as exc:
-            self._fault(f"{key}: damaged segment, refused: {exc.reason}")
+            self._damaged[key] = f"{key}: damaged segment, refused: {exc.reason}"
+            self._fault(self._damaged[key])
             return None
         self._remember(key, changes)
         return list(changes)
@@ -438,6 +450,9 @@ class BucketTransport(Transport):
         key = self.layout.snapshot(writer, seq)
         if key in self._cache:
             return list(self._cache[key])
+        if key in self._damaged:
+            self._fault(self._damaged[key])
+            return None
         body = self._get(key)
         if body is None:
             self._fault(f"{key}: snapshot vanished while listed")
@@ -448,7 +463,8 @@ class BucketTransport(Transport):
             )
             entries = snapshot_entries(items, upto=seq)
         except Damaged as exc:
-            self._fault(f"{key}: damaged snapshot, refused: {exc.reason}")
+            self._damaged[key] = f"{key}: damaged snapshot, refused: {exc.reason}"
+            self._fault(self._damaged[key])
             return None
         self._remember(key, entries)
         return list(entries)
@@ -656,9 +672,17 @@ class BucketTransport(Transport):
         """Write an object; with ``exclusive`` only when the key is free (``If-None-Match: *``):
         ``False`` when it is taken."""
         params: dict[str, Any] = {"Key": key, "Body": body, "ContentType": "application/json"}
-        if exclusive:
+        if exclusive and self._conditional:
             params["IfNoneMatch"] = "*"
-        return self._call("put_object", precondition_ok=True, **params) is not None
+            answer = self._call("put_object", precondition_ok=True, **params)
+            if answer is not _UNSUPPORTED:
+                return answer is not None
+            # An older server without conditional writes: numbers are then kept apart only by
+            # the per-peer sync lock of the node (one writer process at a time).
+            logger.warning("%s: no conditional writes (If-None-Match)", self._where())
+            self._conditional = False
+            del params["IfNoneMatch"]
+        return self._call("put_object", **params) is not None
 
     def _list(
         self,
@@ -705,6 +729,8 @@ class BucketTransport(Transport):
                 code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412
             ):
                 return None
+            if precondition_ok and (code == "NotImplemented" or status == 501):
+                return _UNSUPPORTED
             raise TransportError(f"{self._where()}: {self._problem(code, status)}") from None
         except _UNREACHABLE as exc:
             raise TransportError(f"{self._where()} unreachable: {type(exc).__name__}") from None
