@@ -54,6 +54,16 @@ class S3Server:
         self.client().create_bucket(Bucket=bucket)
         return bucket
 
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        """Every object of ``bucket``: its key and its bytes (listed page by page, each read)."""
+        client = self.client()
+        found: dict[str, bytes] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                found[key] = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return found
+
     def env(self, bucket: str) -> dict[str, str]:
         """The ``CONFIGSYNC_R2_*`` variables that point a node at ``bucket`` on this server."""
         return {
@@ -111,6 +121,47 @@ def _with_db(url: str, name: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def readable(data: bytes) -> bytes:
+    """``data`` as stored, or decompressed when it is gzip, zlib, bzip2 or xz (a search for a
+    plaintext in an object must see through compression)."""
+    import bz2
+    import gzip
+    import lzma
+    import zlib
+
+    for magic, decompress in (
+        (b"\x1f\x8b", gzip.decompress),
+        (b"BZh", bz2.decompress),
+        (b"\xfd7zXZ", lzma.decompress),
+        (b"\x78", zlib.decompress),
+    ):
+        if data.startswith(magic):
+            with contextlib.suppress(Exception):
+                return bytes(decompress(data))
+    return data
+
+
+def database_text(url: str) -> dict[str, str]:
+    """Every row of every table of the PostgreSQL database ``url`` names, as text, by table
+    (``schema.table``): what a search for a plaintext in a shared database must cover."""
+    import psycopg
+    from psycopg import sql
+
+    found: dict[str, str] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables"
+            " WHERE table_type = 'BASE TABLE'"
+            " AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        for schema, table in tables:
+            query = sql.SQL("SELECT t::text FROM {}.{} AS t").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+            found[f"{schema}.{table}"] = "\n".join(row[0] for row in conn.execute(query))
+    return found
 
 
 @contextlib.contextmanager
