@@ -140,6 +140,12 @@ def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) ->
     if peer is None or not peer.enabled:
         logger.info("sync skipped: peer %s is gone or disabled", peer_id)
         return False
+    from configsync.replication.selectors.mode import mode_transports
+
+    if peer.transport not in mode_transports():
+        # Enqueued (or waiting to retry) before a mode switch that left this transport out.
+        logger.info("sync skipped: the deployment mode no longer uses peer %s", peer.name)
+        return False
     from configsync.replication.services.sync import (
         PUSH_BUSY_RETRY_SECONDS,
         peer_sync,
