@@ -3,13 +3,10 @@ to ``b``'s admin over HTTP with the same password, and a new password set on ``b
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
-import requests
 
 from multinode import Cluster, unique_key, wait_until
-from multinode.cluster import PYTHON, REPO, Node
+from tests.support.multinode import admin_login, create_superuser, set_password
 
 pytestmark = pytest.mark.multinode
 
@@ -18,63 +15,19 @@ PASSWORD = "CANARY-user-password-a1"
 NEW_PASSWORD = "CANARY-user-password-b2"
 
 
-def admin_login(node: Node, username: str, password: str) -> bool:
-    """A real login through ``node``'s admin login form; whether it gave a session."""
-    with requests.Session() as session:
-        login = f"{node.base_url}/admin/login/"
-        session.get(login, timeout=10)
-        response = session.post(
-            login,
-            data={
-                "username": username,
-                "password": password,
-                "csrfmiddlewaretoken": session.cookies.get("csrftoken", ""),
-                "next": "/admin/",
-            },
-            headers={"Referer": login},
-            timeout=10,
-        )
-        response.raise_for_status()
-        if "sessionid" not in session.cookies:
-            return False
-        return session.get(f"{node.base_url}/admin/", timeout=10).url.rstrip("/").endswith("/admin")
-
-
 def test_a_user_made_on_a_logs_in_on_b_and_a_new_password_on_b_reaches_a(
     two_nodes: Cluster,
 ) -> None:
     a, b = two_nodes["a"], two_nodes["b"]
     username = unique_key("user").lower()
-    made = subprocess.run(
-        [
-            PYTHON,
-            "manage.py",
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            username,
-            "--email",
-            f"{username}@example.invalid",
-        ],
-        cwd=REPO,
-        env={**a.env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert made.returncode == 0, made.stderr
+    create_superuser(a, username, PASSWORD)
     assert admin_login(a, username, PASSWORD)
 
     wait_until(
         lambda: admin_login(b, username, PASSWORD), timeout=CONVERGE, what="the user logs in on b"
     )
 
-    b.shell(
-        "from django.contrib.auth.models import User\n"
-        f"user = User.objects.get(username={username!r})\n"
-        f"user.set_password({NEW_PASSWORD!r})\n"
-        "user.save()\n"
-    )
+    set_password(b, username, NEW_PASSWORD)
     wait_until(
         lambda: admin_login(a, username, NEW_PASSWORD),
         timeout=CONVERGE,
