@@ -231,7 +231,7 @@ class ServiceAPIKeyAdmin(APIKeyModelAdmin):
         "_has_expired",
         "revoked",
     )
-    list_filter: Any = ("revoked", "can_write", "can_reveal", "created")
+    list_filter = ("revoked", "can_write", "can_reveal", "created")  # type: ignore[assignment]
     ordering = ("-created",)
     actions = ("revoke_selected",)
 

@@ -89,7 +89,7 @@ def api_key_revoke(*, prefix: str | None = None, name: str | None = None) -> Ser
     else:
         named = list(ServiceAPIKey.objects.filter(name=name).order_by("created"))
         if not named:
-            raise ValidationError({"name": "No API key has this name or prefix."})
+            raise ValidationError("No API key has this name or prefix.")
         live = [record for record in named if not record.revoked]
         if len(live) > 1:
             prefixes = ", ".join(record.prefix for record in live)
