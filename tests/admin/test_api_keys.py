@@ -135,7 +135,7 @@ def test_revoking_in_the_admin_is_final(admin_client: Client) -> None:
 def test_revoke_action(admin_client: Client) -> None:
     first, first_key = api_key_create(name="a")
     second, _ = api_key_create(name="b")
-    kept, kept_key = api_key_create(name="c")
+    _, kept_key = api_key_create(name="c")
     response = admin_client.post(
         url("changelist"),
         {"action": "revoke_selected", "_selected_action": [first.pk, second.pk]},
