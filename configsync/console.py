@@ -114,7 +114,7 @@ def _run_command(argv: list[str]) -> None:
 
     command = ConsoleCommand()
     # As BaseCommand.run_from_argv: a usage error prints the usage and exits 2.
-    command._called_from_command_line = True
+    command._called_from_command_line = True  # type: ignore[attr-defined]
     parser = command.create_parser(PROG, PROG)
     argcomplete.autocomplete(parser)  # returns at once unless the shell is completing
     options = vars(parser.parse_args(argv))
