@@ -64,7 +64,11 @@ def _create(command: BaseCommand, options: dict[str, Any]) -> None:
         can_reveal=options["reveal_secrets"],
         expiry_date=parse_expiry(expires) if expires is not None else None,
     )
-    until = f"expires {record.expiry_date.isoformat()}" if record.expiry_date else "no expiry"
+    until = (
+        f"expires {record.expiry_date.isoformat(timespec='seconds')}"
+        if record.expiry_date
+        else "no expiry"
+    )
     command.stderr.write(
         f"created API key {record.name!r} (prefix {record.prefix}; scopes "
         f"{', '.join(record.scopes)}; {until}); it is shown once, below. "
@@ -90,8 +94,9 @@ def _list(command: BaseCommand, options: dict[str, Any]) -> None:
     if options["json"]:
         command.stdout.write(json.dumps(rows, indent=2))
         return
-    for row in rows:
-        expires = f"  expires {row['expires']}" if row["expires"] else ""
+    for record, row in zip(records, rows, strict=True):
+        expiry = record.expiry_date
+        expires = f"  expires {expiry.isoformat(timespec='seconds')}" if expiry else ""
         state = "" if row["state"] == "usable" else f"  {row['state']}"
         command.stdout.write(
             f"{row['prefix']}  {row['name']}  {','.join(row['scopes'])}{expires}{state}"
