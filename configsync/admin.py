@@ -1,4 +1,4 @@
-"""Django admin for system settings. Thin: forms validate, services write.
+"""Django admin for system settings and API keys. Thin: forms validate, services write.
 
 A sensitive value never reaches the HTML (see ``configsync.forms``); the change list shows
 whether a value is set, never the secret; history and delete pages name records by key only.
@@ -15,17 +15,46 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
 from configsync.api.permissions import user_can_reveal
 from configsync.forms import CONFIRM_MAKE_PLAIN, SystemConfigAdminForm, makes_secret_plain
-from configsync.models import SystemConfig
+from configsync.models import ServiceAPIKey, SystemConfig
+from configsync.models.api_key import GRANT_REVEAL_PERMISSION
+from configsync.services.api_keys import api_key_create, api_key_revoke, api_key_update
 from configsync.services.system_config import system_config_delete, system_config_set
+
+
+def may_grant_reveal(user: Any) -> bool:
+    """Whether ``user`` may give an API key the reveal scope: a user holding the reveal right
+    (``user_can_reveal``) and the ``grant_reveal_serviceapikey`` permission (superusers hold
+    every permission). A key outlives its maker's session and staff status, hence a permission
+    of its own rather than the reveal right alone."""
+    return user_can_reveal(user) and bool(user.has_perm(GRANT_REVEAL_PERMISSION))
+
+
+class ServiceAPIKeyForm(forms.ModelForm):
+    """The API key's admin form: a new key's expiry, when set, is in the future."""
+
+    class Meta:
+        model = ServiceAPIKey
+        fields = ("name", "can_write", "can_reveal", "expiry_date", "revoked")
+
+    def clean_expiry_date(self) -> Any:
+        expiry = self.cleaned_data.get("expiry_date")
+        if self.instance._state.adding and expiry is not None and expiry <= timezone.now():
+            raise forms.ValidationError("The expiry is in the past.")
+        return expiry
 
 
 def adopt_saved(obj: models.Model, saved: models.Model) -> None:
@@ -178,6 +207,108 @@ class SystemConfigAdmin(ServiceWriteAdmin):
         if obj.is_sensitive:
             return "set" if obj.has_value else "not set"
         return obj.value if len(obj.value) <= 80 else obj.value[:77] + "..."
+
+
+@admin.register(ServiceAPIKey)
+class ServiceAPIKeyAdmin(APIKeyModelAdmin):
+    """API keys, the same records as the CLI's ``apikey`` (the ones authentication checks).
+
+    The add page creates the key through ``api_key_create`` and shows it once, in the success
+    message (``<code class="configsync-api-key">``); only its hash is stored. Name, scopes and
+    expiry stay editable; revoking is final and makes the key's page read-only. Giving a key the
+    reveal scope needs the reveal right and the ``grant_reveal_serviceapikey`` permission
+    (superusers hold it): for anyone else the box is read-only.
+    """
+
+    model = ServiceAPIKey
+    form = ServiceAPIKeyForm
+    list_display: Any = (
+        "prefix",
+        "name",
+        "shown_scopes",
+        "created",
+        "expiry_date",
+        "_has_expired",
+        "revoked",
+    )
+    list_filter = ("revoked", "can_write", "can_reveal", "created")  # type: ignore[assignment]
+    ordering = ("-created",)
+    actions = ("revoke_selected",)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["name", "can_write", "can_reveal", "expiry_date"]
+        return ["name", "prefix", "can_write", "can_reveal", "expiry_date", "revoked", "created"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fixed: tuple[str, ...] = ("prefix", "created")
+        if obj is not None and obj.revoked:
+            fixed += ("name", "can_write", "can_reveal", "expiry_date", "revoked")
+        elif not may_grant_reveal(request.user):
+            fixed += ("can_reveal",)
+        return fixed
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A revoked key cannot change any more: its page is a view page.
+        if obj is not None and obj.revoked:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: Any = None, change: bool = False
+    ) -> None:
+        # ``can_reveal`` is not in the form of a user who may not grant it: the instance then
+        # holds the stored value (or the default, False, on the add page).
+        can_reveal = obj.can_reveal if may_grant_reveal(request.user) else None
+        if not change:
+            record, key = api_key_create(
+                name=obj.name,
+                can_write=obj.can_write,
+                can_reveal=bool(can_reveal),
+                expiry_date=obj.expiry_date,
+            )
+            adopt_saved(obj, record)
+            messages.success(
+                request,
+                format_html(
+                    "The API key for “{}” is "
+                    '<code class="configsync-api-key">{}</code> (send it as '
+                    "<code>Authorization: Api-Key &lt;key&gt;</code>). Store it now: it is "
+                    "shown only this once.",
+                    record.name,
+                    key,
+                ),
+            )
+            return
+        stored = ServiceAPIKey.objects.get(pk=obj.pk)
+        adopt_saved(
+            obj,
+            api_key_update(
+                prefix=stored.prefix,
+                name=obj.name,
+                can_write=obj.can_write,
+                can_reveal=stored.can_reveal if can_reveal is None else can_reveal,
+                expiry_date=obj.expiry_date,
+                revoked=obj.revoked,
+            ),
+        )
+
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        prefixes = list(queryset.filter(revoked=False).values_list("prefix", flat=True))
+        for prefix in prefixes:
+            api_key_revoke(prefix=prefix)
+        self.message_user(request, f"Revoked {len(prefixes)} API key(s).", messages.SUCCESS)
+
+    @admin.display(description="scopes")
+    def shown_scopes(self, obj: ServiceAPIKey) -> str:
+        return ", ".join(obj.scopes)
+
+
+# The package's own model is not the one authentication checks: a key made on its page would
+# never work. (Importing ``rest_framework_api_key.admin`` above registered it.)
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
 
 
 import configsync.replication.admin.mode  # noqa: E402  (the deployment mode)

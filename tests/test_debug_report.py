@@ -173,7 +173,7 @@ def test_a_presented_api_key_is_hidden_in_a_debug_500_of_authentication(
     from configsync.services.api_keys import api_key_create
 
     _, key = api_key_create(name="svc", can_write=True)
-    monkeypatch.setattr(type(ServiceAPIKey.objects), "get_usable_keys", _fault)
+    monkeypatch.setattr(type(ServiceAPIKey.objects), "get_queryset", _fault)
     client = Client(raise_request_exception=False)
     response = client.get(
         "/api/v1/configs/system/", HTTP_AUTHORIZATION=f"Api-Key {key}", HTTP_ACCEPT="text/html"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
@@ -13,8 +12,15 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from configsync.models import ServiceAPIKey
+from configsync.models.api_key import KeyState
 
 KEYWORD = "Api-Key"
+
+INVALID = "Invalid API key."
+REVOKED = "API key revoked."
+EXPIRED = "API key expired."
+"""The 401 details: unknown or wrong, revoked, expired. Revoked and expired are told only to a
+caller presenting the whole key (prefix and secret); no message ever holds any part of it."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class ApiKeyPrincipal:
 class ApiKeyAuthentication(BaseAuthentication):
     """Authenticates ``Authorization: Api-Key <prefix>.<secret>``; ``request.auth`` is the key.
 
-    No header: not this scheme (``None``). A wrong, revoked or expired key: 401. Being first in
+    No header: not this scheme (``None``). A wrong key: 401 "Invalid API key."; a revoked one:
+    401 "API key revoked."; an expired one: 401 "API key expired.". Being first in
     ``DEFAULT_AUTHENTICATION_CLASSES`` also makes unauthenticated requests answer 401 (with
     ``WWW-Authenticate: Api-Key``) rather than 403.
     """
@@ -60,13 +67,13 @@ class ApiKeyAuthentication(BaseAuthentication):
         try:
             key = parts[1].decode()
         except UnicodeError:
-            raise AuthenticationFailed("Invalid API key.") from None
+            raise AuthenticationFailed(INVALID) from None
         try:
-            record = cast(ServiceAPIKey, ServiceAPIKey.objects.get_from_key(key))
+            record, state = ServiceAPIKey.objects.check_key(key)
         except ServiceAPIKey.DoesNotExist:
-            raise AuthenticationFailed("Invalid API key.") from None
-        if record.has_expired or record.revoked:
-            raise AuthenticationFailed("Invalid API key.")
+            raise AuthenticationFailed(INVALID) from None
+        if state is not KeyState.USABLE:
+            raise AuthenticationFailed(REVOKED if state is KeyState.REVOKED else EXPIRED)
         return ApiKeyPrincipal(name=record.name, prefix=record.prefix), record
 
     def authenticate_header(self, request: Request) -> str:

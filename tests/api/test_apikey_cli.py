@@ -44,7 +44,7 @@ def test_revoked_key_stops_authenticating(cli: Any) -> None:
     assert client.get("/api/v1/configs/system/").status_code == 401
     assert "revoked" in cli("apikey", "list").out
     unknown = cli("apikey", "revoke", "no-such-prefix")
-    assert unknown.code == 1 and "No API key has this prefix." in unknown.err
+    assert unknown.code == 1 and "No API key has this name or prefix." in unknown.err
 
 
 def test_create_with_empty_name_fails_and_saves_nothing(cli: Any) -> None:
