@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from configsync.models import Conflict, Peer, QuarantinedChange, SystemConfig
+from configsync.replication.errors import TransportError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.services.cycle import sync_cycle
+from configsync.replication.services.diff import sync_diff
 from configsync.replication.transports.base import Transport
 from tests.support.kit_bucket import BucketKit, bucket_kit  # noqa: F401 - fixture
 from tests.support.kit_database import DatabaseKit, database_kit  # noqa: F401 - fixture
@@ -31,6 +33,27 @@ class Medium:
 
     def link(self, node: str) -> Transport:
         return self.kit.link(node=node)  # type: ignore[no-any-return]
+
+    def damage_latest(self, writer: str) -> None:
+        """Overwrite what ``writer`` stored last with garbage."""
+        if self.kind == "database":
+            import psycopg
+
+            with psycopg.connect(self.kit.url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE configsync_ext_change SET change_json = 'garbage' WHERE writer = %s"
+                    " AND seq = (SELECT MAX(seq) FROM configsync_ext_change WHERE writer = %s)",
+                    (writer, writer),
+                )
+            return
+        client = self.kit.server.client()
+        prefix = f"configsync/default/segments/{writer}/"
+        try:
+            listed = client.list_objects_v2(Bucket=self.kit.bucket, Prefix=prefix)
+            last = max(item["Key"] for item in listed["Contents"])
+            client.put_object(Bucket=self.kit.bucket, Key=last, Body=b'{"format":1')
+        finally:
+            client.close()
 
 
 @pytest.fixture(params=("database", "bucket"))
@@ -101,3 +124,17 @@ def test_a_concurrent_edit_by_two_other_writers_is_a_conflict_on_a_third_node(
     assert SystemConfig.objects.get(key="K").value == "remote"  # the later write wins
     conflict = Conflict.objects.get(natural_key="K")
     assert {conflict.local_version["origin"], conflict.remote_version["origin"]} == {OTHER, REMOTE}
+
+
+def test_diff_does_not_call_a_medium_in_sync_when_part_of_it_could_not_be_read(
+    medium: Medium,
+) -> None:
+    now = physical_now_ms()
+    writer = medium.link(OTHER)
+    writer.push([remote_change("K", "one", node=OTHER, hlc=stamp(OTHER, wall=now - 2000))])
+    assert sync_cycle(peer_id=medium.peer.pk).ok
+    writer.push([remote_change("K", "two", node=OTHER, hlc=stamp(OTHER, wall=now - 1000))])
+    medium.damage_latest(OTHER)
+
+    with pytest.raises(TransportError, match="damaged"):
+        sync_diff(peer_id=medium.peer.pk)
