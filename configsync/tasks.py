@@ -331,10 +331,15 @@ def sync_schedule_seconds() -> int:
     one per type), so a type whose row says a longer interval is synced at least that often
     (in practice with the critical types' cycle), never less; a shorter one gets its own pace.
     """
+    from configsync.replication import registry
+    from configsync.replication.strategies import override_errors
+
     interval = app_settings.sync_interval_seconds
     if interval <= 0:
         return 0
     overrides = app_settings.SYNC_STRATEGIES
+    if override_errors(overrides, registry.data_types()):
+        return interval  # ignored whole, as the matrix ignores it (a system check error)
     shorter = [
         row["interval_seconds"]
         for row in (overrides.values() if isinstance(overrides, dict) else ())

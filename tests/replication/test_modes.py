@@ -377,3 +377,24 @@ def test_a_cycle_already_queued_for_a_peer_the_new_mode_does_not_use_does_not_ru
 
     assert not SyncRun.objects.exists() and remote.pushed == []
     assert not PeerCheckpoint.objects.exclude(cursor="").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"templates": {"interval_seconds": True}},
+        {"no_such_type": {"interval_seconds": 1}},
+        {"templates": {"interval_seconds": 1, "strategy": "sometimes"}},
+    ],
+)
+def test_a_bad_override_does_not_set_the_beat_either(settings: Any, overrides: Any) -> None:
+    """The matrix ignores a bad ``CONFIGSYNC_SYNC_STRATEGIES`` whole (a system check error): so
+    must the beat, which would otherwise run every second."""
+    from configsync import tasks
+
+    settings.CONFIGSYNC_SYNC_INTERVAL_SECONDS = 30
+    settings.CONFIGSYNC_SYNC_STRATEGIES = overrides
+    assert check_sync_strategies()
+    assert tasks.sync_schedule_seconds() == 30
+    settings.CONFIGSYNC_SYNC_STRATEGIES = {"templates": {"interval_seconds": 10}}
+    assert tasks.sync_schedule_seconds() == 10
