@@ -129,10 +129,11 @@ def _retry_quarantine() -> None:
 def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) -> bool:
     """One cycle (pull, push or both) with the peer ``peer_id``; ``True`` when it succeeded.
 
-    Skips quietly when the peer is gone, disabled, or already being synced by another worker
-    (a push-only cycle then tries again a second later, since the running cycle may have read
-    our feed before the change that enqueued it). Failures are retried with backoff and end,
-    after ``SYNC_MAX_RETRIES``, as a logged error: the next beat tries again.
+    Skips quietly when the peer is gone, disabled, not used by this node's deployment mode (read
+    now: a task enqueued before a switch follows the new mode), or already being synced by
+    another worker (a push-only cycle then tries again a second later, since the running cycle
+    may have read our feed before the change that enqueued it). Failures are retried with
+    backoff and end, after ``SYNC_MAX_RETRIES``, as a logged error: the next beat tries again.
     """
     from configsync.models import Peer
 
@@ -140,11 +141,12 @@ def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) ->
     if peer is None or not peer.enabled:
         logger.info("sync skipped: peer %s is gone or disabled", peer_id)
         return False
-    from configsync.replication.selectors.mode import mode_transports
+    from configsync.replication.selectors.mode import cycle_mode, mode_transports
 
     if peer.transport not in mode_transports():
-        # Enqueued (or waiting to retry) before a mode switch that left this transport out.
-        logger.info("sync skipped: the deployment mode no longer uses peer %s", peer.name)
+        # Enqueued (or retrying) from before a mode switch: the new mode's matrix would move
+        # this peer's checkpoints past everything it leaves out, for good.
+        logger.info("sync skipped: mode %s does not use peer %s", cycle_mode(), peer.name)
         return False
     from configsync.replication.services.sync import (
         PUSH_BUSY_RETRY_SECONDS,
@@ -329,10 +331,15 @@ def sync_schedule_seconds() -> int:
     one per type), so a type whose row says a longer interval is synced at least that often
     (in practice with the critical types' cycle), never less; a shorter one gets its own pace.
     """
+    from configsync.replication import registry
+    from configsync.replication.strategies import override_errors
+
     interval = app_settings.sync_interval_seconds
     if interval <= 0:
         return 0
     overrides = app_settings.SYNC_STRATEGIES
+    if override_errors(overrides, registry.data_types()):
+        return interval  # ignored whole, as the matrix ignores it (a system check error)
     shorter = [
         row["interval_seconds"]
         for row in (overrides.values() if isinstance(overrides, dict) else ())

@@ -356,3 +356,45 @@ def test_the_admin_refuses_an_unknown_mode_and_keeps_the_current_one(admin_clien
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
     assert deployment_mode() == "LOCAL_EXTERNAL"
+
+
+@pytest.mark.parametrize("mode", ["LOCAL_ONLY", "LOCAL_R2"])
+def test_a_cycle_already_queued_for_a_peer_the_new_mode_does_not_use_does_not_run(
+    peer: Peer, settings: Any, monkeypatch: Any, mode: str
+) -> None:
+    """A ``sync_peer`` enqueued (or being retried) before a switch must not run under the new
+    mode: its matrix would move the peer's checkpoints past what it leaves out, for good."""
+    from configsync import tasks
+    from configsync.models import PeerCheckpoint, SyncRun
+
+    settings.CONFIGSYNC_DEPLOYMENT_MODE = "LOCAL_EXTERNAL"
+    remote = ScriptedPeer(node=REMOTE, feed=[remote_change("THEIRS")])
+    monkeypatch.setattr("configsync.replication.services.link.transport_for", lambda _peer: remote)
+    Template.objects.create(slug="t1", body="x")
+    deployment_mode_set(mode=mode, actor="test")
+
+    assert tasks.sync_peer.apply(args=[peer.pk]).get() is False
+
+    assert not SyncRun.objects.exists() and remote.pushed == []
+    assert not PeerCheckpoint.objects.exclude(cursor="").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"templates": {"interval_seconds": True}},
+        {"no_such_type": {"interval_seconds": 1}},
+        {"templates": {"interval_seconds": 1, "strategy": "sometimes"}},
+    ],
+)
+def test_a_bad_override_does_not_set_the_beat_either(settings: Any, overrides: Any) -> None:
+    """The matrix ignores a bad ``CONFIGSYNC_SYNC_STRATEGIES`` whole (a system check error): so
+    must the beat, which would otherwise run every second."""
+    from configsync import tasks
+
+    settings.CONFIGSYNC_SYNC_INTERVAL_SECONDS = 30
+    settings.CONFIGSYNC_SYNC_STRATEGIES = overrides
+    assert check_sync_strategies()
+    assert tasks.sync_schedule_seconds() == 30
+    settings.CONFIGSYNC_SYNC_STRATEGIES = {"templates": {"interval_seconds": 10}}
+    assert tasks.sync_schedule_seconds() == 10

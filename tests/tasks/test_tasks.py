@@ -149,15 +149,6 @@ def test_sync_peer_of_a_missing_or_disabled_peer_does_nothing() -> None:
     assert not SyncRun.objects.exists()
 
 
-def test_sync_peer_enqueued_before_a_mode_switch_does_nothing(settings: Any) -> None:
-    from configsync.replication.services.mode import deployment_mode_set
-
-    peer = PeerFactory(name="r2", transport="bucket", base_url="")
-    deployment_mode_set(mode="LOCAL_EXTERNAL", actor="test")
-    assert tasks.sync_peer.apply(args=[peer.pk]).get() is False
-    assert not SyncRun.objects.exists()
-
-
 def test_a_down_peer_is_retried_with_backoff_then_logged_never_raised(caplog) -> None:
     peer = PeerFactory(name="cloud")
     system_config_set(key="PENDING", value="x")

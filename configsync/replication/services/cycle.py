@@ -457,13 +457,19 @@ def _pull(
         else:
             page = _fetch(peer, link, result, cursor, echoes=state.restart)
         if page.changes or page.next_cursor != state.before or state.restart:
-            items = changes_apply(
-                changes=_strategy_filter(page.changes, allowed, result),
-                source_node=page.node,
-                source_name=peer.name,
-                checkpoint=(checkpoint.pk, page.next_cursor),
-                source_skew_ms=_source_skew(result, page.hlc_ms, page.changes),
-            )
+            skew = _source_skew(result, page.hlc_ms, page.changes)
+            runs = _runs(_strategy_filter(page.changes, allowed, result))
+            items = []
+            for number, run in enumerate(runs, start=1):
+                # The checkpoint moves with the last run only: an interruption before it
+                # re-applies the earlier runs next time (they answer ``stale``).
+                items += changes_apply(
+                    changes=run,
+                    source_node=page.node,
+                    source_name=peer.name,
+                    checkpoint=(checkpoint.pk, page.next_cursor) if number == len(runs) else None,
+                    source_skew_ms=skew,
+                )
             state.after = page.next_cursor
         else:
             items = []  # idle: nothing to apply and the checkpoint already says so
@@ -480,6 +486,29 @@ def _pull(
         if not page.has_more:
             return
     raise TransportError(f"peer {peer.name}: feed did not end after {MAX_PAGES} pages")
+
+
+def _runs(changes: list[Any]) -> list[list[Any]]:
+    """``changes`` cut, in order, into runs that name each record at most once (at least one
+    run, maybe empty).
+
+    ``changes_apply`` quarantines the second item of a batch naming a record twice; a shared
+    medium's page may hold one version per writer of a record (and, from a bucket, several of
+    one writer), each of which must be decided in turn: a successor applied, a concurrent one
+    kept as a conflict."""
+    runs: list[list[Any]] = [[]]
+    seen: set[tuple[str, str]] = set()
+    for change in changes:
+        ident = (
+            (str(change.get("model")), str(change.get("key"))) if isinstance(change, dict) else None
+        )
+        if ident is not None and ident in seen:
+            runs.append([])
+            seen = set()
+        if ident is not None:
+            seen.add(ident)
+        runs[-1].append(change)
+    return runs
 
 
 def _allowed_types(direction: str) -> set[str]:

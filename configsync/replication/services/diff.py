@@ -43,7 +43,8 @@ def sync_diff(*, peer_id: int, transport: Transport | None = None) -> SyncDiff:
     medium, the winning version among its writers').
 
     A record only one side has is listed unless that side holds a tombstone; records whose HLC
-    differs are listed with both timestamps. ``TransportError`` when the peer cannot answer.
+    differs are listed with both timestamps. ``TransportError`` when the peer cannot answer, or
+    when part of a shared medium cannot be read (its ``faults``).
     """
     peer = Peer.objects.get(pk=peer_id)
     remote: dict[tuple[str, str], tuple[str, bool]] = {}
@@ -62,6 +63,10 @@ def sync_diff(*, peer_id: int, transport: Transport | None = None) -> SyncDiff:
             cursor = page.next_cursor
             if not page.has_more:
                 break
+        if link.faults:
+            # Part of a shared medium could not be read (a damaged segment or row): what was
+            # read may hold an older version than the medium does, so no comparison is true.
+            raise TransportError(f"{peer.name}: " + "; ".join(link.faults[:5]))
     local = {
         (label, key): (hlc, deleted)
         for label, key, hlc, deleted in ReplicatedRecord.objects.values_list(

@@ -16,7 +16,10 @@ import re
 from configsync.replication.errors import TransportError
 
 MAX_CURSOR_LENGTH = 2000
-_PAIR = re.compile(r"([A-Za-z0-9_\-]{1,64}(?:\.[A-Za-z0-9_\-]+)*)=(\d{1,18}(?:\.\d{1,9})?)")
+_PAIR = re.compile(r"([A-Za-z0-9_.\-]{1,64})=(\d{1,18}(?:\.\d{1,9})?)")
+"""``writer=position``: a writer is any node id (``CONFIGSYNC_NODE_ID``: 1-64 letters, digits,
+``_``, ``.``, ``-``, which ``=`` and ``,`` never are); one the cursor could not carry back would
+stop every reader of the medium."""
 
 
 def vector_decode(cursor: str) -> dict[str, str]:

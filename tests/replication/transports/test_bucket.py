@@ -612,3 +612,22 @@ def test_a_damaged_segment_fails_the_run_after_applying_the_rest(
     assert not SystemConfig.objects.filter(key="A1").exists()
     run = SyncRun.objects.get()
     assert not run.ok and segment_key(A, 1) in run.error
+
+
+def test_a_full_page_downloads_nothing_of_the_writers_it_has_no_room_for(
+    bucket_kit: BucketKit, settings: Any
+) -> None:
+    """A new node reading a group of many writers, each with a snapshot, downloads each
+    snapshot once, not once per page for every writer after the page filled up."""
+    settings.CONFIGSYNC_BUCKET_SNAPSHOT_EVERY = 1
+    writers = [f"node-w{n}" for n in range(6)]
+    for writer in writers:
+        bucket_kit.link(node=writer).push(batch(writer, "X", "Y", "Z"))
+    reader = bucket_kit.link(node=C)
+    seen = counting(reader)
+
+    got, cursor = read_all(reader, limit=2)
+
+    assert sorted(got) == sorted(f"{w}:{k}" for w in writers for k in "XYZ")
+    assert cursor == ",".join(f"{w}=1" for w in writers) and reader.faults == []
+    assert seen["GetObject"] == 1 + len(writers)  # the manifest, then each snapshot once

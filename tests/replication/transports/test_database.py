@@ -496,3 +496,17 @@ def test_an_sqlite_external_database_works_too(settings: Any, tmp_path: Path) ->
         assert one.pull("", 10, with_log=True).log == []
     finally:
         kit.close()
+
+
+@pytest.mark.parametrize("writer", ["node-a.", ".node-a", "node..a", "x" * 64])
+def test_a_writer_with_any_valid_node_id_does_not_wedge_the_other_readers(
+    kit: DatabaseKit, writer: str
+) -> None:
+    """Node ids are 1-64 of letters, digits, '_', '.' and '-' (``CONFIGSYNC_NODE_ID``): every
+    reader's cursor must carry such a writer and read back, or the whole group stops."""
+    DatabaseTransport(name="external-db", node=writer).push([remote_change("A", node=writer)])
+    reader = DatabaseTransport(name="external-db", node=OTHER)
+    page = reader.pull("", 10)
+    assert keys(page.changes) == ["A"]
+    DatabaseTransport(name="external-db", node=writer).push([remote_change("B", node=writer)])
+    assert keys(reader.pull(page.next_cursor, 10).changes) == ["B"]

@@ -20,7 +20,8 @@ SEQ_DIGITS = 12
 MAX_SEQ = 10**SEQ_DIGITS - 1
 _MAC_DOMAIN = "configsync-bucket/1"
 NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}(?:\.[A-Za-z0-9_\-]+)*")
-"""A writer (node id) the cursor can carry and a key can name: what ``vector`` accepts."""
+"""A writer (node id) an object key can name safely: no leading, trailing or doubled dot (a key
+part such as ``..``); a node whose id is not one refuses to use the bucket, naming the reason."""
 _SEQ_NAME = re.compile(rf"(\d{{{SEQ_DIGITS}}})\.json")
 
 

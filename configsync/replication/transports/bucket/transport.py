@@ -328,6 +328,13 @@ class BucketTransport(Transport):
             if writer == self.node and not echoes:
                 continue
             before = Position.parse(vector[writer]) if writer in vector else Position()
+            if len(changes) >= room:
+                # The page is full: only whether this writer has more (one list request), never
+                # its snapshot or segments, which the next page downloads.
+                if self._segments_after(writer, before.seq - 1)[0]:
+                    more = True
+                    break
+                continue
             got, after, writer_more = self._read_writer(writer, before, room - len(changes))
             changes.extend(got)
             more = more or writer_more
