@@ -398,3 +398,22 @@ def test_a_bad_override_does_not_set_the_beat_either(settings: Any, overrides: A
     assert tasks.sync_schedule_seconds() == 30
     settings.CONFIGSYNC_SYNC_STRATEGIES = {"templates": {"interval_seconds": 10}}
     assert tasks.sync_schedule_seconds() == 10
+
+
+@pytest.mark.parametrize(
+    ("name", "transport", "base_url", "field"),
+    [
+        ("cloud", "http", "", "base_url"),
+        ("r2", "http", "https://peer.example", "name"),
+        ("second-bucket", "bucket", "", "transport"),
+        ("r2", "database", "", "transport"),
+    ],
+)
+def test_the_admin_refuses_a_peer_that_is_not_one_of_a_kind(
+    name: str, transport: str, base_url: str, field: str
+) -> None:
+    peer = Peer(name=name, transport=transport, base_url=base_url)
+    with pytest.raises(ValidationError) as info:
+        peer.full_clean()
+    assert field in info.value.message_dict
+    Peer(name="r2", transport="bucket").full_clean()

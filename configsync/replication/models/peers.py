@@ -63,12 +63,22 @@ class Peer(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    MEDIA_NAMES = {"database": "external-db", "bucket": "r2"}
+    """The one peer each shared medium is (seeded from its settings under this name)."""
+
     def clean(self) -> None:
-        """An HTTP peer needs its base URL; the media are configured by their settings."""
+        """An HTTP peer needs its base URL; a medium is one peer under its reserved name (its
+        settings configure it: a second one would share this node's log entries there)."""
         from django.core.exceptions import ValidationError
 
-        if self.transport == self.TransportKind.HTTP and not self.base_url:
-            raise ValidationError({"base_url": "An HTTP peer needs its base URL."})
+        if self.transport == self.TransportKind.HTTP:
+            if not self.base_url:
+                raise ValidationError({"base_url": "An HTTP peer needs its base URL."})
+            if self.name in self.MEDIA_NAMES.values():
+                raise ValidationError({"name": "This name is reserved for a shared medium."})
+        elif self.name != (reserved := self.MEDIA_NAMES.get(self.transport)):
+            message = f"The {self.transport} peer is {reserved!r}, seeded from its settings."
+            raise ValidationError({"transport": message})
 
 
 class PeerCheckpoint(models.Model):

@@ -27,9 +27,9 @@ tombstone is gone; a week covers the usual time to wire a new node in.
 """
 
 
-EXTERNAL_DATABASE_PEER = "external-db"
+EXTERNAL_DATABASE_PEER = Peer.MEDIA_NAMES["database"]
 """The peer that stands for the shared database of ``EXTERNAL_DATABASE_URL``."""
-BUCKET_PEER = "r2"
+BUCKET_PEER = Peer.MEDIA_NAMES["bucket"]
 """The peer that stands for the bucket of ``CONFIGSYNC_R2_*``."""
 
 
