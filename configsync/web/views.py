@@ -14,6 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularRedocView
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from configsync.api.permissions import HasReadScope
 from configsync.replication.selectors.mode import deployment_mode
@@ -43,11 +45,30 @@ def landing(request: HttpRequest) -> HttpResponse:
     return render(request, "configsync/landing.html", context)
 
 
+REDOC_CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",  # the inline Redoc.init
+        "style-src 'self' 'unsafe-inline'",  # Redoc's styled-components
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "worker-src 'self' blob:",  # Redoc's search index
+        "connect-src 'self'",  # the schema
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    )
+)
+"""Redoc's bundle draws Redocly's logo from their CDN in its footer, with no option to turn it
+off: the page's policy keeps every load on this node."""
+
+
 class ApiRedocView(SpectacularRedocView):
     """The Redoc reference of the API, from this node's static files (drf-spectacular-sidecar).
 
     Same access as the schema it renders (the read scope). Its template drops the stock one's
-    Google Fonts links, so the page loads nothing from another host.
+    Google Fonts links, and its Content-Security-Policy blocks the one image the bundle would load
+    from another host, so the page loads nothing from anywhere but this node.
     """
 
     permission_classes = [HasReadScope]
@@ -55,3 +76,10 @@ class ApiRedocView(SpectacularRedocView):
     metadata_class = None
     template_name = "configsync/redoc.html"
     url_name = "api-schema"
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Content-Security-Policy"] = REDOC_CONTENT_SECURITY_POLICY
+        return response

@@ -100,8 +100,8 @@ def test_the_landing_page_is_served_in_production(server: ProductionServer) -> N
 
 @pytest.mark.parametrize("path", ["/api/v1/docs/", "/api/v1/redoc/"])
 def test_the_api_docs_load_only_this_nodes_files(server: ProductionServer, path: str) -> None:
-    key = server.manage("configsync", "apikey", "create", f"docs-{path.strip('/').replace('/', '-')}")
-    key = key.rstrip("\n").split("\n")[-1]
+    name = "docs-" + path.strip("/").replace("/", "-")
+    key = server.manage("configsync", "apikey", "create", name).rstrip("\n").split("\n")[-1]
     headers = {"Authorization": f"Api-Key {key}"}
     assert requests.get(server.url(path), timeout=10).status_code in (401, 403)
     page = requests.get(server.url(path), headers=headers, timeout=10)
