@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from playwright.sync_api import Browser, Page, Request, Response, sync_playwright
 
 from tests.support.production_server import ProductionServer, production_server
 
@@ -52,9 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionServe
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
+def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
@@ -66,65 +66,82 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object, server: ProductionServer) -> Iterator[object]:
-    """A fresh browser context (no cookies) whose page records every request it makes."""
-    context = browser.new_context(base_url=server.base_url)  # type: ignore[attr-defined]
-    page = context.new_page()
-    page.requested = []
-    page.blocked = []
-    page.on("request", lambda request: page.requested.append(request.url))
-    page.on(
-        "requestfailed",
-        lambda request: page.blocked.append(request.url)
-        if (request.failure or "").lower() in ("csp", "net::err_blocked_by_csp")
-        else None,
-    )
+def page(browser: Browser, server: ProductionServer) -> Iterator[Page]:
+    """A fresh browser context (no cookies) on the server."""
+    context = browser.new_context(base_url=server.base_url)
     try:
-        yield page
+        yield context.new_page()
     finally:
         context.close()
 
 
-def sign_in(page: object) -> None:
-    page.goto("/admin/login/")  # type: ignore[attr-defined]
-    page.fill("#id_username", ADMIN_USER)  # type: ignore[attr-defined]
-    page.fill("#id_password", ADMIN_PASSWORD)  # type: ignore[attr-defined]
-    page.click("input[type=submit]")  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(r"/admin/$"))  # type: ignore[attr-defined]
+@dataclass
+class Traffic:
+    """Every request a page made, and those its Content-Security-Policy stopped."""
+
+    requested: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+    def _failed(self, request: Request) -> None:
+        if (request.failure or "").lower() in ("csp", "net::err_blocked_by_csp"):
+            self.blocked.append(request.url)
+
+
+def record_traffic(page: Page) -> Traffic:
+    traffic = Traffic()
+    page.on("request", lambda request: traffic.requested.append(request.url))
+    page.on("requestfailed", traffic._failed)
+    return traffic
+
+
+def sign_in(page: Page) -> None:
+    page.goto("/admin/login/")
+    page.fill("#id_username", ADMIN_USER)
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/$"))
 
 
 def test_sign_in_styled_admin_create_an_api_key_and_read_a_setting_with_it(
-    page: object, server: ProductionServer
+    page: Page, server: ProductionServer
 ) -> None:
     stylesheets: dict[str, int] = {}
-    page.on(  # type: ignore[attr-defined]
-        "response",
-        lambda response: stylesheets.__setitem__(response.url, response.status)
-        if response.url.endswith(".css")
-        else None,
-    )
+
+    def note_stylesheet(response: Response) -> None:
+        if urlsplit(response.url).path.endswith(".css"):
+            stylesheets[response.url] = response.status
+
+    page.on("response", note_stylesheet)
     sign_in(page)
-    assert page.locator("#user-tools").inner_text().upper().find(ADMIN_USER.upper()) >= 0  # type: ignore[attr-defined]
+    assert ADMIN_USER.upper() in page.locator("#user-tools").inner_text().upper()
 
     # Styled: the admin's stylesheets (hashed names, WhiteNoise) answered 200 and apply.
-    base_css = [url for url in stylesheets if re.search(r"/admin/css/base\.[0-9a-f]{12}\.css$", url)]
+    base_css = [
+        url for url in stylesheets if re.search(r"/admin/css/base\.[0-9a-f]{12}\.css$", url)
+    ]
     assert base_css, stylesheets
     assert all(status == 200 for status in stylesheets.values()), stylesheets
-    header_background = page.evaluate(  # type: ignore[attr-defined]
+    header_background = page.evaluate(
         "getComputedStyle(document.querySelector('#header')).backgroundColor"
     )
     assert header_background not in ("", "rgba(0, 0, 0, 0)", "transparent"), header_background
 
-    # An API key, created on the admin's add page of the model authentication checks.
-    page.goto("/admin/configsync/serviceapikey/add/")  # type: ignore[attr-defined]
-    page.fill("#id_name", "browser-proof")  # type: ignore[attr-defined]
-    page.click("input[name=_save]")  # type: ignore[attr-defined]
-    message = page.locator(".messagelist").inner_text()  # type: ignore[attr-defined]
+    # An API key, created in the admin: its one "API keys" link leads to the model that
+    # authentication checks (ServiceAPIKey), not the package's stock model.
+    api_keys = page.get_by_role("link", name="API keys", exact=True)
+    assert api_keys.count() == 1
+    api_keys.click()
+    page.wait_for_url(re.compile(r"/admin/configsync/serviceapikey/$"))
+    page.click(".object-tools a.addlink")
+    page.wait_for_url(re.compile(r"/admin/configsync/serviceapikey/add/$"))
+    page.fill("#id_name", "browser-proof")
+    page.click("input[name=_save]")
+    message = page.locator(".messagelist").inner_text()
     found = API_KEY.search(message)
     assert found, message
     key = found.group(0)
-    page.reload()  # type: ignore[attr-defined]
-    assert key not in page.content()  # type: ignore[attr-defined]  # shown once only
+    page.reload()
+    assert key not in page.content()  # shown once only
 
     # The key reads the setting over REST (no browser session: the key alone).
     response = requests.get(
@@ -136,7 +153,7 @@ def test_sign_in_styled_admin_create_an_api_key_and_read_a_setting_with_it(
     assert response.json()["value"] == "Browser proof"
     refused = requests.get(
         server.url("/api/v1/configs/system/SITE_NAME/"),
-        headers={"Authorization": f"Api-Key {key[:-1]}x"},
+        headers={"Authorization": f"Api-Key {key[:-1]}{'y' if key.endswith('x') else 'x'}"},
         timeout=10,
     )
     assert refused.status_code == 401
@@ -144,27 +161,27 @@ def test_sign_in_styled_admin_create_an_api_key_and_read_a_setting_with_it(
 
 @pytest.mark.parametrize("path", ["/api/v1/docs/", "/api/v1/redoc/"])
 def test_the_api_docs_render_from_this_node_alone(
-    page: object, server: ProductionServer, path: str
+    page: Page, server: ProductionServer, path: str
 ) -> None:
     sign_in(page)
-    page.requested.clear()  # type: ignore[attr-defined]
-    page.goto(path, wait_until="networkidle")  # type: ignore[attr-defined]
+    traffic = record_traffic(page)
+    page.goto(path, wait_until="networkidle")
     # Rendered: the operations of the schema are on the page (Swagger UI or Redoc drew them).
-    page.get_by_text("/api/v1/configs/system/", exact=False).first.wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    page.get_by_text("/api/v1/configs/system/", exact=False).first.wait_for(timeout=30_000)
     own = urlsplit(server.base_url).netloc
     elsewhere = [
         url
-        for url in page.requested  # type: ignore[attr-defined]
+        for url in traffic.requested
         if urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc != own
     ]
     # Nothing left for another host: the page's policy stopped what the bundle tried (Redoc's
     # footer logo from Redocly's CDN), in the browser, before any connection.
-    assert set(elsewhere) <= set(page.blocked), elsewhere  # type: ignore[attr-defined]
-    assert any("/static/drf_spectacular_sidecar/" in url for url in page.requested)  # type: ignore[attr-defined]
+    assert set(elsewhere) <= set(traffic.blocked), elsewhere
+    assert any("/static/drf_spectacular_sidecar/" in url for url in traffic.requested)
 
 
-def test_the_landing_page_signed_out(page: object, server: ProductionServer) -> None:
-    page.goto("/")  # type: ignore[attr-defined]
-    assert page.locator("#node-id").inner_text().strip()  # type: ignore[attr-defined]
-    page.click("text=Admin")  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(r"/admin/login/"))  # type: ignore[attr-defined]
+def test_the_landing_page_signed_out(page: Page) -> None:
+    page.goto("/")
+    assert page.locator("#node-id").inner_text().strip()
+    page.click("text=Admin")
+    page.wait_for_url(re.compile(r"/admin/login/"))
