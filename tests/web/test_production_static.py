@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -14,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
-from tests.support.production_server import ProductionServer, production_server
+from tests.support.production_server import ProductionServer
 
 
 class Assets(HTMLParser):
@@ -40,10 +39,9 @@ def assets(html: str) -> Assets:
     return parser
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionServer]:
-    with production_server(tmp_path_factory.mktemp("production")) as running:
-        yield running
+@pytest.fixture
+def server(production: ProductionServer) -> ProductionServer:
+    return production
 
 
 def test_the_admin_stylesheet_is_served(server: ProductionServer) -> None:
