@@ -8,6 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app \
     DJANGO_SETTINGS_MODULE=settings.production \
     CONFIGSYNC_VAR_DIR=/app/var \
     PORT=8000
@@ -19,7 +20,8 @@ RUN groupadd --system --gid 10001 configsync \
     && useradd --system --uid 10001 --gid configsync --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin configsync
 
-# Dependencies first (a layer that changes only with pyproject.toml), then the code.
+# The project and its dependencies. PYTHONPATH makes the copy in /app (templates included) the
+# one every process imports; the installed one adds the `configsync` command.
 COPY pyproject.toml README.md ./
 COPY configsync ./configsync
 COPY providers ./providers
