@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck migrations-check migrations install bench clean
+.PHONY: run test lint typecheck migrations-check install bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,9 +18,18 @@ install: $(STAMP)
 
 # honcho gives the first Procfile entry (web) the port -p, so PORT (default 8000) reaches it; the
 # venv's bin/ goes first on PATH so the Procfile's `python` and `celery` are the venv's.
+# The settings create this node's folder (CONFIGSYNC_VAR_DIR, default var/) themselves.
 run: $(STAMP)
-	mkdir -p var
 	$(PY) manage.py migrate --noinput
+	@url="http://127.0.0.1:$${PORT:-8000}"; \
+	vars="$${CONFIGSYNC_VAR_DIR:+CONFIGSYNC_VAR_DIR=$$CONFIGSYNC_VAR_DIR }"; \
+	echo ""; \
+	echo "configsync: $$url/"; \
+	echo "  admin:     $$url/admin/"; \
+	echo "  API docs:  $$url/api/v1/docs/"; \
+	echo "  no admin account yet? in another terminal, once:"; \
+	echo "    $$vars$(PY) manage.py createsuperuser"; \
+	echo ""
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $${PORT:-8000}
 
 lint: $(STAMP)
@@ -30,16 +39,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy configsync providers settings multinode
 
+# 0.1.0 is released: a model change gets an ordinary numbered migration
+# (`python manage.py makemigrations`), never a regenerated 0001. This fails when one is missing
+# (so does tests/test_migrations.py).
 migrations-check: $(STAMP)
 	DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py makemigrations --check --dry-run
 
 test: $(STAMP) lint typecheck migrations-check
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
-
-# Pre-release: the initial migrations are regenerated from the models (no deployed databases yet).
-migrations: $(STAMP)
-	rm -f configsync/migrations/0*.py providers/migrations/0*.py
-	DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py makemigrations configsync providers
 
 bench: $(STAMP)
 	$(PY) -m bench

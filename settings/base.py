@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "configsync",
     "providers",
 ]
@@ -217,6 +218,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # The docs pages load Swagger UI and Redoc from this node's static files (the sidecar package,
+    # installed with the other dependencies): no CDN, no "@latest" script in a page holding an admin
+    # session, and the docs work offline. No online validator either (Swagger UI's default).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Conflict.winner, Conflict.resolution and a resolve request's choice share one enum.
     "ENUM_NAME_OVERRIDES": {
         "ConflictSideEnum": "configsync.replication.models.conflicts.Conflict.Winner"

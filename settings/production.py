@@ -9,7 +9,7 @@ from .environment import ConfigurationError, startup_guard
 
 with startup_guard():
     from .base import *  # noqa: F403
-    from .base import CONFIGSYNC_PEERS, SECRET_KEY, env
+    from .base import CONFIGSYNC_PEERS, MIDDLEWARE, SECRET_KEY, env
 
     if SECRET_KEY.startswith("django-insecure-"):
         raise ConfigurationError(
@@ -26,3 +26,18 @@ with startup_guard():
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Static files (the admin's, the API docs'), served by gunicorn itself through WhiteNoise, right
+# after SecurityMiddleware: compressed (gzip, Brotli when installed) and with content-hashed names
+# cached for a year. `manage.py collectstatic` must run first (the README's production steps, the
+# Dockerfile): the hashed names come from the manifest it writes into STATIC_ROOT
+# (CONFIGSYNC_VAR_DIR/static), and a page naming a file missing from it is an error.
+MIDDLEWARE = list(MIDDLEWARE)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
