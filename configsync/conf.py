@@ -7,8 +7,10 @@ Values are read on every access, so ``override_settings`` in tests just works.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -128,6 +130,23 @@ PEER_NAME_MAX_LENGTH = 64
 PEER_URL_MAX_LENGTH = 500
 
 
+_SINGLE_LABEL_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?::\d{1,5})?$")
+
+
+def _validate_peer_url(url: str) -> None:
+    """An http(s) URL, as Django's ``URLValidator`` takes one, or with a single-label host such
+    as ``http://node-b:8000`` (a Compose service or a Kubernetes service name), which it refuses
+    for want of a dot."""
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not _SINGLE_LABEL_HOST.match(parts.netloc):
+            raise
+        if parts.query or parts.fragment or any(c.isspace() for c in url):
+            raise
+
+
 def parse_peers(entries: list[str] | str) -> list[tuple[str, str]]:
     """Parse ``CONFIGSYNC_PEERS`` (``name=base_url`` items) into ``(name, base URL)`` pairs.
 
@@ -152,7 +171,7 @@ def parse_peers(entries: list[str] | str) -> list[tuple[str, str]]:
             raise ValidationError(f"CONFIGSYNC_PEERS: item {position} is not name=base_url")
         try:
             validate_slug(name)
-            URLValidator(schemes=["http", "https"])(url)
+            _validate_peer_url(url)
         except ValidationError:
             raise ValidationError(
                 f"CONFIGSYNC_PEERS: item {position} needs a slug name and an http(s) URL"

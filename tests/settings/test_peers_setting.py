@@ -110,3 +110,26 @@ def test_system_check_reports_a_malformed_setting(settings: Any) -> None:
     assert [e.msg for e in errors] == ["CONFIGSYNC_PEERS: items 1 and 2 have the same name"]
     settings.CONFIGSYNC_PEERS = ["a=http://a.example"]
     assert not [m for m in checks.run_checks() if m.id == "configsync.E030"]
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("http://node-b:8000", True),  # a Compose / Kubernetes service name
+        ("https://cfg.example.com", True),
+        ("http://node-b", True),
+        ("ftp://node-b:8000", False),
+        ("http://-bad-:8000", False),
+        ("http://user:sk-CANARY@node-b:8000", False),
+        ("http://node b:8000", False),
+    ],
+)
+def test_a_peer_url_may_name_a_single_label_host(url: str, ok: bool) -> None:
+    from configsync.conf import parse_peers
+
+    if ok:
+        assert parse_peers([f"b={url}"]) == [("b", url)]
+    else:
+        with pytest.raises(ValidationError) as info:
+            parse_peers([f"b={url}"])
+        assert "CANARY" not in str(info.value)
