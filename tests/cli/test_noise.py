@@ -89,7 +89,7 @@ def test_the_line_comes_once_per_process_however_many_secrets_it_encrypts(node: 
     script = (
         "from configsync.services.system_config import system_config_set\n"
         "for n in range(3):\n"
-        "    system_config_set(key=f'SECRET_{n}', value=f'sk-CANARY-noise-{n}', is_sensitive=True)\n"
+        "    system_config_set(key=f'S_{n}', value=f'sk-CANARY-noise-{n}', is_sensitive=True)\n"
     )
     result = node.run("shell", "-c", script)
     assert result.returncode == 0, result.stderr
