@@ -310,6 +310,14 @@ class Transport(filesystem.Transport):
         super().__init__(client, **kwargs)
         self.state = filesystem.virtual.BrokerState()
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        """No host and no port: the broker is a folder. kombu's virtual transports default the
+        host to ``localhost``, and kombu then warns "No hostname was supplied. Reverting to
+        default 'localhost'" every time a ``configsync-fs://`` connection describes itself (each
+        publish from ``configsync sync``, the web process, beat): nothing was missing."""
+        return {"hostname": None, "port": None}
+
 
 def register() -> None:
     """Make ``configsync-fs://`` a kombu transport alias for :class:`Transport` (idempotent)."""

@@ -22,13 +22,14 @@ Replication scheduling:
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
 from celery.exceptions import Retry
-from celery.signals import worker_ready
+from celery.signals import beat_embedded_init, beat_init, before_task_publish, worker_ready
 from celery.utils.time import get_exponential_backoff_interval
 from django.db import transaction
 
@@ -308,6 +309,49 @@ def _sync_when_the_worker_starts(sender: Any = None, **kwargs: Any) -> None:
         logger.warning("could not enqueue the start-up sync: %s", type(exc).__name__)
 
 
+@shared_task(name="configsync.tasks.heartbeat", ignore_result=True)
+def heartbeat() -> None:
+    """Beat, every heartbeat interval: the worker that runs this records its heartbeat (what
+    ``GET /api/v1/health`` reports; see ``configsync.services.health``)."""
+    from configsync.services.health import heartbeat_record
+
+    heartbeat_record(role="worker")
+
+
+_beat_thread: int | None = None
+"""The thread running Celery beat in this process (none in web and worker processes)."""
+
+
+@beat_init.connect
+@beat_embedded_init.connect
+def _beat_heartbeat_on_start(sender: Any = None, **kwargs: Any) -> None:
+    """Beat starts (standalone, or embedded in a worker with ``--beat``): its first heartbeat."""
+    global _beat_thread
+    _beat_thread = threading.get_ident()
+    from configsync.services.health import heartbeat_record
+
+    heartbeat_record(role="beat")
+
+
+@before_task_publish.connect
+def _beat_heartbeat_on_send(sender: Any = None, **kwargs: Any) -> None:
+    """Beat sends a task of its schedule (the heartbeat task at least every interval): its
+    heartbeat. Other processes and threads publish too and record nothing."""
+    if _beat_thread is not None and threading.get_ident() == _beat_thread:
+        from configsync.services.health import heartbeat_record
+
+        heartbeat_record(role="beat")
+
+
+@worker_ready.connect
+def _heartbeat_when_the_worker_starts(sender: Any = None, **kwargs: Any) -> None:
+    """A worker that starts reports at once, through the broker, instead of after one interval."""
+    try:
+        heartbeat.delay()
+    except Exception as exc:
+        logger.warning("could not enqueue the start-up heartbeat: %s", type(exc).__name__)
+
+
 def _is_transport_error(exc: BaseException) -> bool:
     try:
         from configsync.replication.errors import TransportError
@@ -363,6 +407,15 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             # A beat that could not be delivered in time is dropped, not piled up.
             "options": {"expires": max(sync_every, 5)},
         }
+    from configsync.services.health import heartbeat_interval_seconds
+
+    every = heartbeat_interval_seconds()
+    schedule["configsync-heartbeat"] = {
+        "task": "configsync.tasks.heartbeat",
+        "schedule": timedelta(seconds=every),
+        # A heartbeat the worker gets late says nothing of now: dropped.
+        "options": {"expires": max(every, 5)},
+    }
     if interval > 0 and app_settings.ENV_FILE:
         schedule["configsync-env-sync"] = {
             "task": "configsync.tasks.env_sync",

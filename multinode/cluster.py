@@ -12,6 +12,10 @@ Backends follow the test run:
 - ``REDIS_URL`` set: one Redis DB per node, the URL's DB number replaced by one from
   ``MULTINODE_REDIS_DBS`` (comma-separated, default ``10,11,12,13,14,15``), flushed at start;
   otherwise the filesystem broker and file locks in the node's own ``CONFIGSYNC_VAR_DIR``.
+- ``MULTINODE_BROKER_URL`` set (RabbitMQ, ``amqp://USER:PASSWORD@HOST:PORT/``): the Celery broker
+  of every node (``CELERY_BROKER_URL``), each node in a virtual host of its own, made with
+  ``rabbitmqctl`` before the nodes start and deleted with the cluster, so that no node ever
+  consumes another's tasks; Redis (when set) keeps the cache, locks and notifications.
 
 Every process is bound to 127.0.0.1, logs to a file in the node's directory, and is stopped by
 :meth:`Cluster.stop` (terminate, wait, kill), which fixtures call on teardown, failures included.
@@ -80,6 +84,26 @@ def wait_until(
         time.sleep(interval)
 
 
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    """``rabbitmqctl ARGS`` (the harness runs where RabbitMQ runs, as a user allowed to)."""
+    result = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {args[0]} failed: {result.stderr.strip()[-500:]}")
+
+
+def node_broker_url(url: str, *, vhost: str) -> str:
+    """``url`` (a RabbitMQ URL) with its virtual host replaced by ``vhost``."""
+    parts = urlsplit(url)
+    if parts.scheme not in AMQP_SCHEMES or not parts.hostname:
+        raise RuntimeError("MULTINODE_BROKER_URL must be amqp://USER:PASSWORD@HOST:PORT/")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", parts.query, parts.fragment))
+
+
 def _replace_db(url: str, *, db: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
@@ -116,6 +140,8 @@ class Node:
     env: dict[str, str]
     database_url: str
     redis_url: str = ""
+    broker_vhost: str = ""
+    """This node's RabbitMQ virtual host (``MULTINODE_BROKER_URL``); empty otherwise."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _session: requests.Session | None = None
 
@@ -393,6 +419,9 @@ class Cluster:
         if redis_url and len(redis_dbs) < len(self.names):
             raise RuntimeError(f"need {len(self.names)} Redis DBs, MULTINODE_REDIS_DBS has fewer")
         ports = {name: free_port() for name in self.names}
+        broker_url = os.environ.get("MULTINODE_BROKER_URL", "").strip()
+        self.broker_user = (urlsplit(broker_url).username or "guest") if broker_url else ""
+        run_id = f"{os.getpid()}-{time.monotonic_ns() % 10**9}"
         base_env = {
             k: v
             for k, v in os.environ.items()
@@ -439,6 +468,9 @@ class Cluster:
             }
             if node_redis:
                 env["REDIS_URL"] = node_redis
+            vhost = f"multinode-{run_id}-{name}" if broker_url else ""
+            if vhost:
+                env["CELERY_BROKER_URL"] = node_broker_url(broker_url, vhost=vhost)
             self.nodes[name] = Node(
                 name=name,
                 directory=directory,
@@ -446,6 +478,7 @@ class Cluster:
                 env=env,
                 database_url=database_url,
                 redis_url=node_redis,
+                broker_vhost=vhost,
             )
 
     def _prepare_backends(self) -> None:
@@ -458,6 +491,11 @@ class Cluster:
                 client = redis.Redis.from_url(node.redis_url)
                 client.flushdb()
                 client.close()
+            if node.broker_vhost:
+                _rabbitmqctl("add_vhost", node.broker_vhost)
+                _rabbitmqctl(
+                    "set_permissions", "-p", node.broker_vhost, self.broker_user, ".*", ".*", ".*"
+                )
 
     def migrate(self) -> None:
         """Migrate every node (in parallel) and create its admin user.
@@ -512,6 +550,9 @@ class Cluster:
         for node in self:
             if node.database_url.startswith("postgres"):
                 pg_drop(node.database_url)
+            if node.broker_vhost:
+                with contextlib.suppress(Exception):
+                    _rabbitmqctl("delete_vhost", node.broker_vhost)
 
     def logs_tail(self, lines: int = 60) -> str:
         return "\n".join(node.logs_tail(lines) for node in self)

@@ -31,10 +31,14 @@ _dotenv = BASE_DIR / ".env"
 if _dotenv.is_file():
     # read_env never overrides a variable that is already set, so OS variables win.
     environ.Env.read_env(str(_dotenv), overwrite=False)
-# Each node of a multi-node test (or a second node on one host) keeps its own var/. This node's
-# local state (SQLite, broker, beat schedule, dev key, locks) all lives here, and Celery beat and
-# kombu's filesystem transport do not create their folders themselves.
-VAR_DIR = env.directory("CONFIGSYNC_VAR_DIR", VAR_DIR)
+# One folder per node: a second node on one host (or each node of a multi-node test) gives its
+# own CONFIGSYNC_VAR_DIR, and every piece of this node's local state follows it: the default
+# SQLite database, the development key, the embedded broker's folders, Celery beat's schedule,
+# the file locks, the worker and beat heartbeats (without Redis) and collectstatic's STATIC_ROOT.
+# A relative path is taken from the project directory (like a relative SQLite path), so web,
+# worker and beat agree wherever they were started. Created here (Celery beat and kombu's
+# filesystem transport do not create their folders) and proven writable, else start-up stops.
+VAR_DIR = env.directory("CONFIGSYNC_VAR_DIR", VAR_DIR, base_dir=BASE_DIR)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
@@ -148,29 +152,26 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
 # --- Celery (read by settings/celery.py with namespace "CELERY") -------------------------------
-# Celery reads CELERY_BROKER_URL from the environment itself, ahead of these settings.
-_broker_url = env.url(
-    "CELERY_BROKER_URL",
-    default="",
-    schemes=("amqp", "amqps", "pyamqp", "redis", "rediss"),
-    example="amqp://USER:PASSWORD@HOST:5672// or redis://HOST:6379/0",
-)
-if _broker_url:
-    CELERY_BROKER_URL = _broker_url
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
-elif REDIS_URL:
-    CELERY_BROKER_URL = REDIS_URL
+# The broker is chosen on its own (CELERY_BROKER_URL: RabbitMQ, Redis, or configsync-fs:// for
+# the embedded one); without it, REDIS_URL's server is the broker too, else the embedded broker.
+# REDIS_URL keeps the cache, locks and notifications whichever broker runs the tasks. Celery reads
+# CELERY_BROKER_URL from the environment itself, ahead of these settings: validated here first.
+_broker_url = env.broker_url("CELERY_BROKER_URL")
+if not _broker_url:
+    _broker_url = REDIS_URL or "configsync-fs://"
+CELERY_BROKER_URL = _broker_url
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
+if _broker_url.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-else:
-    # Embedded default (no server): kombu's filesystem transport with whole-file writes
-    # (configsync.broker explains why), every folder under this node's var/celery/.
+elif _broker_url.startswith("configsync-fs:"):
+    # Embedded (no server): kombu's filesystem transport with whole-file writes
+    # (configsync.broker explains why), every folder under this node's CONFIGSYNC_VAR_DIR.
     _celery_dir = VAR_DIR / "celery"
     for _folder in ("broker", "control"):
         (_celery_dir / _folder).mkdir(parents=True, exist_ok=True)
     from configsync import broker as _broker
 
     _broker.register()
-    CELERY_BROKER_URL = f"{_broker.SCHEME}://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "broker"),
         "data_folder_out": str(_celery_dir / "broker"),

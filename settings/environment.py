@@ -22,6 +22,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -42,6 +43,11 @@ _DATABASE_ENGINES = {
     "django.db.backends.postgresql": "postgres",
     "django.db.backends.sqlite3": "sqlite",
 }
+
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "configsync-fs", "memory")
+"""Celery broker URL schemes ``CELERY_BROKER_URL`` accepts (RabbitMQ, Redis, the embedded one)."""
+LOCAL_BROKER_SCHEMES = frozenset({"configsync-fs", "memory"})
+"""Schemes of brokers without a server: nothing follows ``scheme://``."""
 
 REQUIRED: Any = object()
 """Default of a variable that must be set."""
@@ -283,15 +289,58 @@ class Environment:
             raise ConfigurationError(problem)
         return value
 
-    def directory(self, name: builtins.str, default: Path) -> Path:
-        """A directory, created when missing; an error names the variable and the OS reason."""
-        path = Path(self.raw(name, default))
+    def broker_url(self, name: builtins.str, default: builtins.str = "") -> builtins.str:
+        """A Celery broker URL whose transport configsync supports; empty means unset.
+
+        Schemes: :data:`BROKER_SCHEMES`. A network broker needs a host (and a numeric port when
+        one is given); a Redis broker's database is a number; ``configsync-fs://`` (the embedded
+        broker, its folders under ``CONFIGSYNC_VAR_DIR``) and ``memory://`` (one process only, for
+        tests) take nothing after the scheme.
+        """
+        value = builtins.str(self.raw(name, default)).strip()
+        if not value:
+            return value
+        problem = (
+            f"{name} must be a URL such as amqp://USER:PASSWORD@HOST:5672/VHOST or "
+            f"redis://HOST:6379/0 (schemes: {', '.join(BROKER_SCHEMES)})"
+        )
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ConfigurationError(problem) from None
+        if "://" not in value or parts.scheme not in BROKER_SCHEMES:
+            raise ConfigurationError(problem)
+        if parts.scheme in LOCAL_BROKER_SCHEMES:
+            if parts.netloc or parts.path.strip("/") or parts.query:
+                raise ConfigurationError(problem)
+            return value
+        if not parts.hostname:
+            raise ConfigurationError(problem)
+        if parts.scheme in {"redis", "rediss"}:
+            database = parts.path.lstrip("/")
+            if database and not database.isdigit():
+                raise ConfigurationError(problem)
+        return value
+
+    def directory(self, name: builtins.str, default: Path, *, base_dir: Path | None = None) -> Path:
+        """A directory, created when missing and proven writable; an absolute path (a relative
+        one is taken from ``base_dir``). An error names the variable and the OS reason."""
+        path = Path(self.raw(name, default)).expanduser()
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(
                 f"{name}: cannot create the directory ({exc.strerror or type(exc).__name__})"
             ) from None
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ConfigurationError(f"{name}: the directory is not writable")
+        try:
+            # os.access is no proof: root passes it on a read-only filesystem.
+            with tempfile.TemporaryFile(dir=path, prefix=".configsync-write-test-"):
+                pass
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{name}: the directory is not writable ({exc.strerror or type(exc).__name__})"
+            ) from None
         return path

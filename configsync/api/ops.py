@@ -111,7 +111,19 @@ _component = inline_serializer(
     name="HealthComponent",
     fields={
         "ok": serializers.BooleanField(),
-        "error": serializers.CharField(required=False),
+        "error": serializers.CharField(
+            required=False, help_text="The failure's exception class (never a URL or host)."
+        ),
+        "age_seconds": serializers.FloatField(
+            required=False,
+            allow_null=True,
+            help_text="worker and beat: seconds since the heartbeat; null when never seen.",
+        ),
+        "max_age_seconds": serializers.IntegerField(
+            required=False,
+            help_text="worker and beat: the age beyond which the heartbeat is stale (two "
+            "heartbeat intervals: CONFIGSYNC_SYNC_INTERVAL_SECONDS, at most 60 s).",
+        ),
     },
 )
 
@@ -119,7 +131,9 @@ _component = inline_serializer(
 class HealthView(APIView):
     """``GET /api/v1/health``: 200 when database, cache and broker answer, 503 otherwise.
 
-    The clock out of bounds makes it ``degraded`` (still 200) and, with ``?strict=1``, 503.
+    The clock out of bounds, or a worker or beat heartbeat older than two intervals (or never
+    seen), makes it ``degraded`` (still 200) and, with ``?strict=1``, 503: what a load balancer
+    or orchestrator polls to take out or restart a node that no longer replicates.
     """
 
     authentication_classes: list[Any] = []
@@ -142,7 +156,10 @@ class HealthView(APIView):
                 "strict",
                 bool,
                 required=False,
-                description="Answer 503 also when this node's clock is out of bounds.",
+                description=(
+                    "Answer 503 also when this node's clock is out of bounds, or when the "
+                    "worker's or beat's heartbeat is older than two intervals (or missing)."
+                ),
             )
         ],
         auth=[],

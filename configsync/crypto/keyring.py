@@ -135,6 +135,8 @@ class Keyring:
         self.keys = list(keys)
         self.primary = keys[0]
         self._by_id = {key.kid: key for key in keys}
+        self.development_key_file: Path | None = None
+        """Set when this keyring is the generated development key (see :func:`get_keyring`)."""
 
     def __contains__(self, kid: object) -> bool:
         return kid in self._by_id
@@ -145,6 +147,8 @@ class Keyring:
 
     def encrypt(self, plaintext: str, *, context: str) -> str:
         """Encrypt ``plaintext`` with the primary key, bound to ``context``."""
+        if self.development_key_file is not None:
+            _development_key_notice(self.development_key_file)
         key = self.primary
         nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(key.material).encrypt(
@@ -209,17 +213,36 @@ def _dev_key(path: Path) -> str:
             except FileExistsError:
                 pass  # another process won the race; use its key
             else:
-                logger.warning(
-                    "No CONFIGSYNC_ENCRYPTION_KEYS set: generated a development key into %s. "
-                    "Do not use it in production; back it up or every encrypted value is lost.",
-                    path,
-                )
+                _development_key_notice(path, generated=True)
         finally:
             temporary.unlink(missing_ok=True)
     text = path.read_text().strip()
     if not text:
         raise KeyringError(f"the development key file {path} is empty; delete it to regenerate")
     return text
+
+
+_notice_given = False
+
+
+def _development_key_notice(path: Path, *, generated: bool = False) -> None:
+    """The development-key warning: one line, at most once per process, and only where it
+    helps: when the key is generated (always: that happens once per ``CONFIGSYNC_VAR_DIR``),
+    else when this process first encrypts a value with it, i.e. a secret is being protected by
+    a key that is not for production. Building the keyring or decrypting says nothing: every
+    management command's system checks do both (W001 is shown by ``runserver``, ``migrate``
+    and ``check``)."""
+    global _notice_given
+    if _notice_given and not generated:
+        return
+    _notice_given = True
+    what = "generated a development key into" if generated else "using the development key in"
+    logger.warning(
+        "No CONFIGSYNC_ENCRYPTION_KEYS set: %s %s (not for production; back it up or the "
+        "values encrypted with it are lost)",
+        what,
+        path,
+    )
 
 
 def configured_key_texts() -> list[str]:
@@ -243,7 +266,10 @@ def get_keyring() -> Keyring:
     if _cached is None:
         with _lock:
             if _cached is None:
-                _cached = Keyring([parse_key(text) for text in configured_key_texts()])
+                keyring = Keyring([parse_key(text) for text in configured_key_texts()])
+                if not [text for text in app_settings.ENCRYPTION_KEYS if text.strip()]:
+                    keyring.development_key_file = Path(app_settings.DEV_KEY_FILE)
+                _cached = keyring
     return _cached
 
 
