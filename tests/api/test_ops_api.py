@@ -21,6 +21,7 @@ from configsync.models import (
     ReplicatedRecord,
     SyncRun,
 )
+from configsync.services.health import heartbeat_record
 from settings.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
@@ -54,12 +55,15 @@ def _run(
 # --- health ----------------------------------------------------------------------------------
 
 
-def test_health_is_open_and_reports_each_component(client) -> None:
+def test_health_is_open_and_reports_each_component(client, settings, tmp_path) -> None:
+    settings.CONFIGSYNC_VAR_DIR = tmp_path  # heartbeats of this test's own (without Redis)
+    heartbeat_record(role="worker")
+    heartbeat_record(role="beat")
     response = client.get("/api/v1/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["components"]) == {"database", "cache", "broker", "clock"}
+    assert set(body["components"]) == {"database", "cache", "broker", "clock", "worker", "beat"}
     assert all(component["ok"] for component in body["components"].values())
 
 

@@ -22,6 +22,7 @@ from configsync.replication.selectors.status import sync_status
 from configsync.replication.services import cycle as sync_service
 from configsync.replication.services.cycle import sync_cycle
 from configsync.replication.transports.base import PushResult
+from configsync.services.health import heartbeat_record
 from configsync.services.node import node_id
 from configsync.services.system_config import system_config_set
 from tests.factories import PeerFactory
@@ -104,7 +105,10 @@ def test_a_clock_set_back_after_running_ahead_is_out_of_bounds_everywhere(
     assert "OUT OF BOUNDS" in page
 
 
-def test_health_stays_ok_with_a_sound_clock(client: Client) -> None:
+def test_health_stays_ok_with_a_sound_clock(client: Client, settings: Any, tmp_path: Any) -> None:
+    settings.CONFIGSYNC_VAR_DIR = tmp_path  # heartbeats of this test's own (without Redis)
+    heartbeat_record(role="worker")  # a worker and beat that run (strict checks them too)
+    heartbeat_record(role="beat")
     system_config_set(key="ANY", value="1")
     for path in ("/api/v1/health", "/api/v1/health?strict=1"):
         response = client.get(path)

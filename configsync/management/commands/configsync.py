@@ -8,13 +8,14 @@ Any ``ValidationError`` or configsync error becomes a one-line reason on stderr 
 from __future__ import annotations
 
 import importlib
+import io
 import pkgutil
 import sys
 from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from configsync.crypto.errors import ConfigsyncError
 from configsync.validation import validate_storable_texts
@@ -56,6 +57,18 @@ class Command(BaseCommand):
         subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
         for name in cli_modules():
             importlib.import_module(name).register(subparsers)
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        """System checks before every subcommand: an error still stops it; warnings are left to
+        ``runserver``, ``migrate`` and ``check``, which show them at start, instead of being
+        repeated on every call (W001, the development key: the keyring says so in one line
+        when a subcommand encrypts with it)."""
+        shown = self.stderr
+        self.stderr = OutputWrapper(io.StringIO())
+        try:
+            super().check(*args, **kwargs)
+        finally:
+            self.stderr = shown
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
