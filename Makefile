@@ -45,8 +45,18 @@ typecheck: $(STAMP)
 migrations-check: $(STAMP)
 	DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py makemigrations --check --dry-run
 
+# The whole suite: the single-process tests on TEST_JOBS pytest-xdist workers (each with its own
+# test database, Redis DB and var/), then the multi-node tests, which start real node processes and
+# run one cluster at a time. PYTEST_ARGS runs exactly what it names, in one process.
+TEST_JOBS ?= 2
+
 test: $(STAMP) lint typecheck migrations-check
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(VENV)/bin/pytest -n $(TEST_JOBS) -m "not multinode"
+	$(VENV)/bin/pytest -m multinode
+else
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+endif
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -12,6 +12,7 @@ through ``configsync.conf``.
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ValidationError
@@ -48,6 +49,18 @@ for _host in ALLOWED_HOSTS:
         raise ConfigurationError(
             "DJANGO_ALLOWED_HOSTS lists host names (e.g. cfg.example.com), not URLs"
         )
+# Behind a proxy that terminates TLS: the origins browsers use (the admin's forms post with the
+# https origin) and whether to trust the proxy's X-Forwarded-Proto (set it only when the proxy
+# always sets or strips that header: otherwise a client could claim https).
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+for _origin in CSRF_TRUSTED_ORIGINS:
+    _parts = urlsplit(_origin)
+    if _parts.scheme not in ("http", "https") or not _parts.netloc or _parts.path.strip("/"):
+        raise ConfigurationError(
+            "DJANGO_CSRF_TRUSTED_ORIGINS lists origins such as https://cfg.example.com"
+        )
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
