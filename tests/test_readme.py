@@ -50,9 +50,9 @@ def variables_read() -> set[str]:
                 first = node.args[0] if node.args else None
                 is_env = re.fullmatch(r"env\.\w+", func) and path.parent.name == "settings"
                 is_os = func in ("os.environ.get", "os.getenv", "os.environ.setdefault")
-                if (is_env or is_os) and isinstance(first, ast.Constant):
-                    if isinstance(first.value, str) and NAME.fullmatch(first.value):
-                        found.add(first.value)
+                value = first.value if isinstance(first, ast.Constant) else None
+                if (is_env or is_os) and isinstance(value, str) and NAME.fullmatch(value):
+                    found.add(value)
             elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
                 found |= _literal_names(node.slice)
             elif isinstance(node, ast.For) and path.parent.name == "settings":
