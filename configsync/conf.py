@@ -80,6 +80,19 @@ DEFAULTS: dict[str, Any] = {
         "PORT",
     ],
     "ENV_SECRET_PATTERNS": ["*_KEY", "*_SECRET", "*_TOKEN", "*_PASSWORD"],
+    # The one secret rule (configsync.sensitivity): key names stored as sensitive unless the
+    # caller says otherwise, and whether a URL carrying credentials is too.
+    "SECRET_PATTERNS": [
+        "*_KEY",
+        "*_SECRET",
+        "*_TOKEN",
+        "*_PASSWORD",
+        "*_PASS",
+        "*_DSN",
+        "*_CREDENTIALS",
+        "*_PRIVATE_KEY",
+    ],
+    "SECRET_URL_CREDENTIALS": True,
     "ENV_SECRET_URL_CREDENTIALS": True,
     "LOOKUP_CHECK_INTERVAL_SECONDS": 0.5,
     "LOOKUP_MAX_AGE_SECONDS": 300,
