@@ -14,12 +14,15 @@ if TYPE_CHECKING:
 from configsync.exceptions import ConfigKeyError, ConfigsyncError, DecryptionError, KeyringError
 from configsync.lookup import MISSING as _NOT_FOUND
 from configsync.lookup import lookup_cache as _lookup_cache
+from configsync.schema import declare
 
 __all__ = [
     "ConfigKeyError",
     "ConfigsyncError",
     "DecryptionError",
     "KeyringError",
+    "config",
+    "declare",
     "get_system_config",
     "replicate",
 ]
@@ -30,16 +33,70 @@ _MISSING: Any = object()
 def get_system_config(key: str, default: Any = _MISSING) -> Any:
     """The typed, decrypted value of setting ``key``, from this process's lookup cache.
 
-    Returns ``default`` when the key does not exist and a default was given; raises
-    ``ConfigKeyError`` (a ``KeyError``) naming the key otherwise. A warm lookup costs about a
-    dictionary lookup; a change committed anywhere is seen within a second (``configsync.lookup``).
+    When no value is stored: the declared default of a declared key (``configsync.schema``:
+    ``CONFIGSYNC_SCHEMA`` or ``configsync.declare``) — the declaration is the one source of a
+    default, so it wins over a call-site ``default``; else ``default`` when given; else
+    ``ConfigKeyError`` (a ``KeyError``) naming the key. ``ImproperlyConfigured`` naming the key
+    when its declared default does not parse as its type (the system check E050 says so at
+    start-up). A warm lookup costs about a dictionary lookup; a change committed anywhere is seen
+    within a second (``configsync.lookup``).
     """
     value = _lookup_cache.get("system", key, _load_system_config)
     if value is _NOT_FOUND:
-        if default is _MISSING:
-            raise ConfigKeyError(key)
-        return default
+        return _declared_default(key, default)
     return value
+
+
+def _declared_default(key: str, default: Any) -> Any:
+    from django.core.exceptions import ImproperlyConfigured, ValidationError
+
+    from configsync.schema import declaration_get
+
+    declaration = declaration_get(key)
+    if declaration is not None and declaration.has_default:
+        try:
+            return declaration.default_value()
+        except ValidationError:
+            raise ImproperlyConfigured(
+                f"The declared default of {key} does not parse as {declaration.value_type} "
+                "(configsync.E050)."
+            ) from None
+    if default is _MISSING:
+        raise ConfigKeyError(key)
+    return default
+
+
+class _Config:
+    """``config.KEY``: ``get_system_config("KEY")`` as an attribute, in the manner of
+    django-constance. A key neither stored nor declared with a default is an ``AttributeError``
+    naming it (so ``getattr(config, "KEY", fallback)`` and ``hasattr`` work). Read-only."""
+
+    __slots__ = ()
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        try:
+            return get_system_config(key)
+        except ConfigKeyError:
+            raise AttributeError(f"configsync has no setting {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(
+            "config is read-only: use configsync.services.system_config.system_config_set"
+        )
+
+    def __dir__(self) -> list[str]:
+        from configsync.schema import declarations
+
+        return sorted(declarations())
+
+    def __repr__(self) -> str:
+        return "<configsync.config>"
+
+
+config = _Config()
+"""Attribute access to the settings (``from configsync import config; config.SITE_NAME``)."""
 
 
 def _load_system_config(key: Any) -> Any:

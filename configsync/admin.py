@@ -17,13 +17,16 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -31,6 +34,7 @@ from configsync.api.permissions import user_can_reveal
 from configsync.forms import CONFIRM_MAKE_PLAIN, SystemConfigAdminForm, makes_secret_plain
 from configsync.models import ServiceAPIKey, SystemConfig
 from configsync.models.api_key import GRANT_REVEAL_PERMISSION
+from configsync.schema import Declaration, declaration_get, declarations
 from configsync.services.api_keys import api_key_create, api_key_revoke, api_key_update
 from configsync.services.system_config import system_config_delete, system_config_set
 
@@ -160,6 +164,114 @@ class SystemConfigAdmin(ServiceWriteAdmin):
 
     def service_options(self, request: HttpRequest) -> dict[str, Any]:
         return {**super().service_options(request), "actor": f"user:{request.user.get_username()}"}
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        decision = getattr(form, "sensitivity_decision", None)
+        if decision is not None:  # the add page: say which secret rule applied
+            messages.info(request, f"{obj.key} is stored {decision.describe()}.")
+
+    # --- declared settings (configsync.schema) ----------------------------------------------
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/reset/",
+                self.admin_site.admin_view(self.reset_view),
+                name="{}_{}_reset".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    @staticmethod
+    def shown_default(declaration: Declaration) -> str:
+        """The declared default as the admin shows it (never a sensitive one)."""
+        if not declaration.has_default:
+            return "no default"
+        if declaration.sensitive:
+            return "set (sensitive)"
+        try:
+            text = declaration.default_text()
+        except ValidationError:
+            return "invalid (see configsync.E050)"
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    def declared_unset(self, request: HttpRequest) -> list[dict[str, Any]]:
+        """The declared settings that have no stored value yet, each with its "set" link."""
+        declared = declarations()
+        stored = set(
+            SystemConfig.objects.filter(key__in=list(declared)).values_list("key", flat=True)
+        )
+        can_add = self.has_add_permission(request)
+        add_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_add")
+        return [
+            {
+                "key": key,
+                "value_type": declaration.value_type,
+                "category": declaration.category,
+                "default": self.shown_default(declaration),
+                "help_text": declaration.help_text,
+                "set_url": f"{add_url}?{urlencode({'key': key})}" if can_add else "",
+            }
+            for key, declaration in declared.items()
+            if key not in stored
+        ]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        context = {**(extra_context or {}), "declared_unset": self.declared_unset(request)}
+        return super().changelist_view(request, context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        context = dict(extra_context or {})
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and self._resettable(request, obj) is not None:
+            context["reset_url"] = reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_reset",
+                args=[quote(obj.pk)],
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def _resettable(self, request: HttpRequest, obj: SystemConfig) -> Declaration | None:
+        """The declaration of ``obj`` when it has a default and the user may delete ``obj``."""
+        declaration = declaration_get(obj.key)
+        if declaration is None or not declaration.has_default:
+            return None
+        return declaration if self.has_delete_permission(request, obj) else None
+
+    def reset_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """ "Reset to default": a confirmation page (GET), then the stored value is deleted (POST)
+        so the declared default is served again everywhere."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(f"No setting with id {object_id}")
+        declaration = self._resettable(request, obj)
+        if declaration is None:
+            raise PermissionDenied
+        if request.method == "POST":
+            self.log_deletions(request, SystemConfig.objects.filter(pk=obj.pk))
+            system_config_delete(key=obj.key)
+            messages.success(request, f"{obj.key} was reset: its declared default is served again.")
+            return HttpResponseRedirect(
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reset {obj.key} to its default?",
+            "object": obj,
+            "opts": self.opts,
+            "default": self.shown_default(declaration),
+        }
+        return TemplateResponse(
+            request, "admin/configsync/systemconfig/reset_confirmation.html", context
+        )
 
     def changeform_view(
         self,

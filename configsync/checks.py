@@ -10,6 +10,11 @@
   at start-up; this catches a value set in a settings module or by ``override_settings``).
 * E031 — ``CONFIGSYNC_SYNC_INTERVAL_SECONDS`` is not a whole number from 0 to 86400, and E032 —
   ``CONFIGSYNC_DEPLOYMENT_MODE`` is not one of the modes (both likewise set in code).
+* E050 — a declared setting (``configsync.schema``) is unusable: its default does not parse as
+  its type (or is not among its choices, or fails its validators), its type is unknown, or a
+  validator cannot be imported; E051 — ``CONFIGSYNC_SCHEMA`` itself is malformed.
+* W050 — a stored value no longer parses under its declared type (database check); lookups
+  still return it as stored.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ def checks_register() -> None:
     checks.register(check_stored_key_ids, checks.Tags.database)
     checks.register(check_peers)
     checks.register(check_sync_settings)
+    checks.register(check_declared_settings)
+    checks.register(check_stored_declared_values, checks.Tags.database)
 
 
 def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -143,4 +150,75 @@ def check_sync_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 id="configsync.E032",
             )
         )
+    return problems
+
+
+def check_declared_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E050 for each unusable declaration, naming its key; E051 for a malformed schema."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from configsync.schema import declarations
+
+    try:
+        declared = declarations()
+    except ImproperlyConfigured as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint="Each entry is KEY: {type, default, help_text, category, sensitive, "
+                "choices, validators}.",
+                id="configsync.E051",
+            )
+        ]
+    return [
+        checks.Error(
+            problem,
+            hint="Fix the declaration (CONFIGSYNC_SCHEMA or configsync.declare).",
+            obj=key,
+            id="configsync.E050",
+        )
+        for key, declaration in declared.items()
+        for problem in declaration.problems()
+    ]
+
+
+def check_stored_declared_values(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W050 for each stored value that does not parse under its key's declared type (the
+    message names the key and the types, never the value)."""
+    if not databases or "default" not in databases:
+        return []
+    from django.core.exceptions import ImproperlyConfigured
+
+    from configsync.crypto.errors import DecryptionError
+    from configsync.models import SystemConfig
+    from configsync.schema import declarations
+    from configsync.value_types import ValueType, value_parse
+
+    try:
+        declared = {key: d for key, d in declarations().items() if d.value_type in ValueType.values}
+        records = list(SystemConfig.objects.filter(key__in=list(declared)))
+    except (ImproperlyConfigured, DatabaseError):
+        return []  # E051 says so, or the tables are not migrated yet
+    problems: list[checks.CheckMessage] = []
+    for record in records:
+        declaration = declared[record.key]
+        try:
+            raw = record.raw_value()
+        except (DecryptionError, KeyringError):
+            continue  # unreadable here: W002 names the missing key
+        try:
+            value_parse(raw, declaration.value_type)
+        except ValidationError:
+            problems.append(
+                checks.Warning(
+                    f"The stored value of {record.key} (stored as {record.value_type}) does not "
+                    f"parse as its declared type {declaration.value_type}.",
+                    hint="Set it again with the declared type, or reset it to the default in "
+                    "the admin.",
+                    obj=record.key,
+                    id="configsync.W050",
+                )
+            )
     return problems

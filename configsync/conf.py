@@ -96,6 +96,8 @@ DEFAULTS: dict[str, Any] = {
     "ENV_SECRET_URL_CREDENTIALS": True,
     "LOOKUP_CHECK_INTERVAL_SECONDS": 0.5,
     "LOOKUP_MAX_AGE_SECONDS": 300,
+    # Declared settings (configsync.schema): key -> {type, default, help_text, category, ...}.
+    "SCHEMA": {},
 }
 
 

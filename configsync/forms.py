@@ -21,17 +21,20 @@ same rule again.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils.html import format_html
 
 from configsync.crypto.errors import DecryptionError
 from configsync.logging import register_secret
 from configsync.models import SystemConfig
+from configsync.schema import Declaration, declaration_get
+from configsync.sensitivity import SensitivityDecision, sensitivity_decide
 from configsync.services.system_config import MAKE_PLAIN_NEEDS_REVEAL, RETYPE_NEEDS_REVEAL
-from configsync.value_types import value_serialize
+from configsync.value_types import ValueType, value_parse, value_serialize
 from configsync.versioning import record_etag
 
 CONFIRM_MAKE_PLAIN = "_confirm_make_plain"
@@ -161,11 +164,94 @@ class VersionedModelForm(forms.ModelForm):
         return cleaned
 
 
+_TRUE_TEXTS = ("true", "1", "yes", "on")
+
+
+def _is_true_text(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in _TRUE_TEXTS
+
+
+def typed_value_widget(value_type: str, declaration: Declaration | None = None) -> forms.Widget:
+    """The widget editing a plain value of ``value_type``: a checkbox for bool, a number input
+    for int and float, a URL input for url, a JSON text area for json, a select for a declared
+    setting with choices, a text area otherwise. Each submits text that ``value_parse`` reads."""
+    if declaration is not None and declaration.choices is not None and value_type != "bool":
+        texts = []
+        for choice in declaration.choices:
+            try:
+                texts.append(value_serialize(choice, value_type))
+            except ValidationError:
+                texts.append(str(choice))
+        return forms.Select(choices=[(text, text) for text in texts])
+    if value_type == ValueType.BOOL:
+        return forms.CheckboxInput(check_test=_is_true_text)
+    if value_type == ValueType.INT:
+        return forms.NumberInput(attrs={"step": "1"})
+    if value_type == ValueType.FLOAT:
+        return forms.NumberInput(attrs={"step": "any"})
+    if value_type == ValueType.URL:
+        return forms.URLInput(attrs={"class": "vURLField", "size": 60})
+    if value_type == ValueType.JSON:
+        return forms.Textarea(
+            attrs={
+                "rows": 8,
+                "cols": 60,
+                "class": "vLargeTextField configsync-json",
+                "spellcheck": "false",
+                "data-value-type": "json",
+            }
+        )
+    return forms.Textarea(attrs={"rows": 3, "cols": 60})
+
+
+def _initial_text(value: str, value_type: str) -> str:
+    """The stored text as the typed widget shows it (JSON indented for editing)."""
+    if value_type == ValueType.JSON:
+        try:
+            import json
+
+            return json.dumps(value_parse(value, value_type), indent=2, ensure_ascii=False)
+        except ValidationError:
+            return value
+    return value
+
+
+class SensitivityChoiceField(forms.Field):
+    """The add form's "sensitive": yes, no, or left to the secret rule (``None``)."""
+
+    widget = forms.Select(
+        choices=[
+            ("", "Decide by the secret rule (names like *_KEY, URLs with a password)"),
+            ("true", "Yes: store encrypted, write-only"),
+            ("false", "No: plain"),
+        ]
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("label", "Is sensitive")
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        if _is_true_text(value):
+            return True
+        if str(value).strip().lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValidationError("Select yes, no or the secret rule.", code="invalid")
+
+
 class SystemConfigAdminForm(VersionedModelForm):
     """One ``value`` input for every setting; write-only when the setting is sensitive.
 
-    A non-sensitive setting shows its value in a text area; a sensitive one (or one being made
-    sensitive in this submission), and every new setting, gets a :class:`SecretInput`.
+    A non-sensitive setting's value is edited with its type's widget (:func:`typed_value_widget`);
+    a sensitive one (or one being made sensitive in this submission), and every new setting, gets
+    a :class:`SecretInput`. A declared setting (``configsync.schema``) shows its help text; on
+    the add page its type, category and description start from the declaration, and a blank
+    value stores the declared default. The add page's "sensitive" is yes, no or "decide by the
+    secret rule" (``configsync.sensitivity.sensitivity_decide``; a declared ``sensitive=True``
+    counts as an explicit yes); ``sensitivity_decision`` then says which rule applied.
     """
 
     value = forms.CharField(
@@ -184,27 +270,85 @@ class SystemConfigAdminForm(VersionedModelForm):
         # field keeps the ModelForm from ever copying it onto the instance.
         exclude = ("value", "secret_value")  # noqa: DJ006
 
+    sensitivity_decision: SensitivityDecision | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         instance: SystemConfig = self.instance
         adding = instance.pk is None
-        submitted_sensitive = self.is_bound and self.data.get(self.add_prefix("is_sensitive"))
+        self.declaration = self._declaration(adding)
+        if adding:
+            self.fields["is_sensitive"] = SensitivityChoiceField()
+            self._initial_from_declaration()
+        submitted_sensitive = self.is_bound and _is_true_text(
+            self.data.get(self.add_prefix("is_sensitive"), "")
+        )
         self.write_only = adding or instance.is_sensitive or bool(submitted_sensitive)
+        help_text = str(self.fields["value"].help_text)
         if self.write_only:
+            if adding and self.declaration is not None and self.declaration.has_default:
+                help_text += " Leave it blank to store the declared default."
             self.fields["value"] = SecretField(
                 label="Value",
                 widget=SecretInput(is_set=not adding and instance.has_value),
-                help_text=self.fields["value"].help_text,
+                help_text=help_text,
             )
         else:
-            self.fields["value"].initial = instance.value
+            self.fields["value"].widget = typed_value_widget(instance.value_type, self.declaration)
+            self.fields["value"].initial = _initial_text(instance.value, instance.value_type)
+        if self.declaration is not None:
+            self.fields["value"].help_text = self._declared_help(help_text)
+
+    def _declaration(self, adding: bool) -> Declaration | None:
+        if not adding:
+            key = self.instance.key
+        elif self.is_bound:
+            key = self.data.get(self.add_prefix("key"), "")
+        else:
+            key = self.initial.get("key", "")
+        return declaration_get(str(key)) if key else None
+
+    def _initial_from_declaration(self) -> None:
+        declaration = self.declaration
+        if declaration is None or self.is_bound:
+            return
+        self.initial.setdefault("value_type", declaration.value_type)
+        self.initial.setdefault("category", declaration.category)
+        self.initial.setdefault("description", declaration.help_text)
+        if declaration.sensitive:
+            self.initial.setdefault("is_sensitive", "true")
+
+    def _declared_help(self, help_text: str) -> str:
+        declaration = self.declaration
+        assert declaration is not None
+        parts = [declaration.help_text] if declaration.help_text else []
+        if declaration.has_default and not declaration.sensitive:
+            with contextlib.suppress(ValidationError):  # E050 names a bad default
+                parts.append(f"Default: {declaration.default_text()}.")
+        elif declaration.has_default:
+            parts.append("A default is declared.")
+        parts.append(help_text)
+        return " ".join(parts)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         instance: SystemConfig = self.instance
         value = cleaned.get("value")
+        declaration = self.declaration
         if value is CLEAR or (value is None and instance.pk is None):
             value = cleaned["value"] = ""  # a new setting's blank value is the empty text
+            if instance.pk is None and declaration is not None and declaration.has_default:
+                # ... or, for a declared setting, its declared default (E050 names a bad one)
+                with contextlib.suppress(ValidationError):
+                    value = cleaned["value"] = declaration.default_text()
+        if instance.pk is None:
+            explicit = cleaned.get("is_sensitive")
+            if explicit is None and declaration is not None and declaration.sensitive:
+                explicit = True
+            self.sensitivity_decision = sensitivity_decide(
+                key=str(cleaned.get("key") or ""), value=value, explicit=explicit
+            )
+            cleaned["is_sensitive"] = self.sensitivity_decision.sensitive
         if value and cleaned.get("is_sensitive"):
             # Masked from here on (logs, a DEBUG report's POST data of a fault before the save).
             register_secret(value)
@@ -235,6 +379,14 @@ class SystemConfigAdminForm(VersionedModelForm):
                 value_serialize(value, value_type)
             except ValidationError as exc:
                 self.add_error("value", exc.messages)
+                return cleaned
+            if declaration is not None and value_type == declaration.value_type:
+                try:
+                    declaration.validate(value_parse(value, value_type))
+                except ValidationError as exc:
+                    self.add_error("value", exc.messages)
+                except ImproperlyConfigured as exc:
+                    self.add_error("value", str(exc))
         return cleaned
 
     def service_arguments(self) -> dict[str, Any]:
