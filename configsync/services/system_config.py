@@ -13,7 +13,8 @@ from configsync.models import SystemConfig
 from configsync.services.audit import RevealRequired, audit_reveal
 from configsync.services.retry import retry_on_concurrent_create
 from configsync.validation import validate_storable_texts
-from configsync.value_types import value_serialize
+from configsync.schema import declaration_get
+from configsync.value_types import value_parse, value_serialize
 
 _UNSET: Any = object()
 ALREADY_EXISTS = "A record with this key already exists."
@@ -104,6 +105,13 @@ def system_config_set(
             raise ValidationError({field: exc.messages}) from None
         if len(text.encode("utf-8", "surrogatepass")) > app_settings.MAX_VALUE_BYTES:
             raise ValidationError({"value": f"Longer than {app_settings.MAX_VALUE_BYTES} bytes."})
+        declaration = declaration_get(key)
+        if declaration is not None and declaration.value_type == record.value_type:
+            # Declared choices and validators hold at every edge (CLI, API, admin, .env bridge).
+            try:
+                declaration.validate(value_parse(text, record.value_type))
+            except ValidationError as exc:
+                raise ValidationError({"value": exc.messages}) from None
         if record.is_sensitive:
             record.value = ""
             record.secret_value = text

@@ -175,3 +175,12 @@ def test_a_stored_value_that_no_longer_parses_is_a_warning_naming_the_key(
     assert "LIMIT" in text and "API_TOKEN" in text and "RATIO" not in text
     assert canary not in text and "lots" not in text
     assert check_stored_declared_values(databases=None) == []
+
+
+def test_declared_choices_hold_at_every_edge_not_only_the_admin(settings: Any) -> None:
+    settings.CONFIGSYNC_SCHEMA = {
+        "THEME_X": {"type": "str", "default": "light", "choices": ["light", "dark"]}
+    }
+    with pytest.raises(ValidationError):
+        system_config_set(key="THEME_X", value="purple")
+    system_config_set(key="THEME_X", value="dark")
