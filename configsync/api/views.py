@@ -43,11 +43,11 @@ from configsync.api.serializers import (
     django_error_detail,
 )
 from configsync.exceptions import ConfigKeyError
+from configsync.logging import register_secret
 from configsync.models import SystemConfig
 from configsync.selectors.system_config import system_config_get, system_config_list
-from configsync.services.audit import audit_reveals
-from configsync.logging import register_secret
 from configsync.sensitivity import NO_RULE
+from configsync.services.audit import audit_reveals
 from configsync.services.system_config import (
     EXISTING,
     system_config_delete,
@@ -166,7 +166,7 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
     """
 
     permission_classes = [HasScope]
-    write_context: dict[str, Any] = {}  # noqa: RUF012 - replaced per request, never mutated
+    write_context: dict[str, Any] = {}
     model: ClassVar[type[models.Model]]
     serializer_class: type[serializers.Serializer]
     update_serializer_class: ClassVar[type[serializers.Serializer]]

@@ -27,8 +27,8 @@ from django.core.management.base import BaseCommand, CommandError
 from configsync.logging import MASK
 from configsync.models import SystemConfig
 from configsync.selectors.system_config import system_config_get, system_config_list
-from configsync.services.audit import audit_reveal
 from configsync.sensitivity import EXPLICIT, NAME_PATTERN, URL_CREDENTIALS, SensitivityDecision
+from configsync.services.audit import audit_reveal
 from configsync.services.system_config import (
     EXISTING,
     system_config_delete,

@@ -10,8 +10,8 @@ from django.db import transaction
 from configsync.conf import app_settings
 from configsync.exceptions import ConfigKeyError
 from configsync.models import SystemConfig
-from configsync.services.audit import RevealRequired, audit_reveal
 from configsync.sensitivity import SensitivityDecision, sensitivity_decide
+from configsync.services.audit import RevealRequired, audit_reveal
 from configsync.services.retry import retry_on_concurrent_create
 from configsync.validation import validate_storable_texts
 from configsync.value_types import value_serialize
