@@ -43,9 +43,20 @@ def closest(word: str, choices: list[str]) -> str:
     return matches[0] if matches else ""
 
 
+def closest_field(name: str, known: list[str]) -> str:
+    """The known field nearest to ``name``, comparing whole names and their ``_`` parts
+    (``type`` → ``value_type``, ``modle`` → ``default_model``); ``""`` when none is close."""
+    whole = closest(name, known)
+    if whole:
+        return whole
+    parts = {part: field for field in known for part in field.split("_") if part}
+    part = closest(name, list(parts))
+    return parts[part] if part else ""
+
+
 def unknown_field_message(name: str, known: list[str]) -> str:
     """``Unknown field; did you mean value_type?`` or ``Unknown field; known fields: …``."""
-    suggestion = closest(name, known)
+    suggestion = closest_field(name, known)
     if suggestion:
         return f"Unknown field; did you mean {suggestion}?"
     return f"Unknown field; known fields: {', '.join(known)}."

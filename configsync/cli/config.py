@@ -22,8 +22,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from configsync.cli import validation_sentences
 from configsync.logging import MASK
 from configsync.models import SystemConfig
 from configsync.selectors.system_config import system_config_get, system_config_list
@@ -112,16 +114,19 @@ def _set(command: BaseCommand, options: dict[str, Any]) -> None:
             )
     value = read_value_argument(options["value"])
     decision = system_config_sensitivity(key=options["key"], value=value, explicit=explicit)
-    record = system_config_set(
-        key=options["key"],
-        value=value,
-        value_type=options["type"],
-        is_sensitive=decision.sensitive,
-        category=options["category"],
-        description=options["description"],
-        allow_reveal=options["yes"],
-        actor=cli_actor(),
-    )
+    try:
+        record = system_config_set(
+            key=options["key"],
+            value=value,
+            value_type=options["type"],
+            is_sensitive=decision.sensitive,
+            category=options["category"],
+            description=options["description"],
+            allow_reveal=options["yes"],
+            actor=cli_actor(),
+        )
+    except ValidationError as exc:
+        raise CommandError(validation_sentences(exc), returncode=1) from None
     if options["json"]:
         body = {**record_as_dict(record), "sensitivity_rule": decision.rule}
         command.stdout.write(json.dumps(body, indent=2))
