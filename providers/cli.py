@@ -51,11 +51,11 @@ def provider_as_dict(record: AIProviderConfig) -> dict[str, Any]:
 
 
 def unknown_kind_message(kind: str) -> str:
-    """``kind: 'azure' is not a provider kind; did you mean azure_openai?`` (the kind is a
-    name, never a secret)."""
+    """``kind: Unknown provider kind; did you mean azure_openai?`` — never echoing the input
+    (a key pasted into the wrong option must not be printed)."""
     suggestion = closest(kind, list(KINDS))
-    hint = f"did you mean {suggestion}?" if suggestion else f"use one of: {', '.join(KINDS)}."
-    return f"kind: {kind!r} is not a provider kind; {hint}"
+    hint = f"did you mean {suggestion}?" if suggestion else f"use one of {', '.join(KINDS)}."
+    return f"kind: Unknown provider kind; {hint}"
 
 
 def _set(command: BaseCommand, options: dict[str, Any]) -> None:

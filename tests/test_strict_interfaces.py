@@ -200,7 +200,7 @@ def test_provider_errors_read_as_sentences(cli: Any) -> None:
         "https://x.openai.azure.com",
     )
     assert result.code == 1
-    assert result.err.strip() == "configsync: deployment: required for Azure OpenAI."
+    assert result.err.strip() == "configsync: deployment: Required for Azure OpenAI."
     assert CANARY not in result.err
     result = cli("set", "N", "abc", "--type", "int")
     assert result.code == 1 and result.err.strip().startswith("configsync: value: ")

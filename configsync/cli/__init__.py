@@ -12,22 +12,21 @@ from django.core.exceptions import ValidationError
 
 
 def sentence(message: str) -> str:
-    """``message`` with a lower-case first letter (for ``field: message``), ending in a stop."""
+    """``message`` ending in a stop (a full sentence after ``field:``)."""
     text = message.strip()
     if text and not text.endswith((".", "?", "!")):
         text += "."
-    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
-        text = text[0].lower() + text[1:]
     return text
 
 
 def validation_sentences(exc: ValidationError) -> str:
-    """A ``ValidationError`` as sentences: ``deployment: required for Azure OpenAI.`` — one per
-    field, fields in order, separated by a space; messages never carry values."""
+    """A ``ValidationError`` as sentences: ``deployment: Required for Azure OpenAI.`` — the field
+    first, then its messages, each ending in a stop; fields in order, separated by a space.
+    Messages never carry values."""
     if not hasattr(exc, "error_dict"):
-        return " ".join(sentence(m)[:1].upper() + sentence(m)[1:] for m in exc.messages)
+        return " ".join(sentence(m) for m in exc.messages)
     parts = []
     for field, messages in exc.message_dict.items():
         text = " ".join(sentence(m) for m in messages)
-        parts.append(text[:1].upper() + text[1:] if field == "__all__" else f"{field}: {text}")
+        parts.append(text if field == "__all__" else f"{field}: {text}")
     return " ".join(parts)
