@@ -39,8 +39,7 @@ from providers.services import ai_provider_delete, ai_provider_set
 class WriteScope(HasScope):
     """Write scope whatever the method."""
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return request_has_scope(request, "write")
+    scope = "write"
 
 
 @natural_key_schema(

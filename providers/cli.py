@@ -15,8 +15,11 @@ import argparse
 import json
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from configsync.api.serializers import closest
+from configsync.cli import validation_sentences
 from configsync.cli.config import read_value_argument, write_table
 from configsync.logging import MASK
 from configsync.services.audit import RevealRequired
@@ -41,12 +44,23 @@ def provider_as_dict(record: AIProviderConfig) -> dict[str, Any]:
         has_api_key=record.has_api_key,
         enabled=record.enabled,
         is_default=record.is_default,
+        created_at=record.created_at.isoformat(),
         updated_at=record.updated_at.isoformat(),
     )
     return data
 
 
+def unknown_kind_message(kind: str) -> str:
+    """``kind: Unknown provider kind; did you mean azure_openai?`` — never echoing the input
+    (a key pasted into the wrong option must not be printed)."""
+    suggestion = closest(kind, list(KINDS))
+    hint = f"did you mean {suggestion}?" if suggestion else f"use one of {', '.join(KINDS)}."
+    return f"kind: Unknown provider kind; {hint}"
+
+
 def _set(command: BaseCommand, options: dict[str, Any]) -> None:
+    if options["kind"] is not None and options["kind"] not in KINDS:
+        raise CommandError(unknown_kind_message(options["kind"]), returncode=1)
     # Any: the option fields are str | None, and mypy cannot tell them from the service's flags.
     fields: dict[str, Any] = {name: options.get(name) for name in OPTION_FIELDS}
     if fields["api_key"] is not None:
@@ -60,6 +74,8 @@ def _set(command: BaseCommand, options: dict[str, Any]) -> None:
             allow_reveal=options["yes"],
             **fields,
         )
+    except ValidationError as exc:
+        raise CommandError(validation_sentences(exc), returncode=1) from None
     except RevealRequired:
         flags = ", ".join("--" + name.replace("_", "-") for name in DESTINATION_FIELDS)
         raise CommandError(
@@ -67,6 +83,9 @@ def _set(command: BaseCommand, options: dict[str, Any]) -> None:
             "add --yes to send it to the new destination, or give --api-key again",
             returncode=1,
         ) from None
+    if options["json"]:
+        command.stdout.write(json.dumps(provider_as_dict(record), indent=2))
+        return
     flags = ", ".join(
         flag
         for flag, on in (
@@ -104,6 +123,9 @@ def _list(command: BaseCommand, options: dict[str, Any]) -> None:
 
 def _delete(command: BaseCommand, options: dict[str, Any]) -> None:
     ai_provider_delete(name=options["name"])
+    if options["json"]:
+        command.stdout.write(json.dumps({"name": options["name"], "deleted": True}))
+        return
     command.stdout.write(f"deleted {options['name']}")
 
 
@@ -144,6 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="confirm sending the stored API key to a changed --base-url/--endpoint/--kind",
     )
+    set_parser.add_argument("--json", action="store_true", help="machine-readable output")
     set_parser.set_defaults(handler=_set, enabled=None, default=None)
 
     list_parser = actions.add_parser("list", help="list providers (API keys never shown)")
@@ -152,4 +175,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     delete_parser = actions.add_parser("delete", help="delete a provider")
     delete_parser.add_argument("name", metavar="NAME")
+    delete_parser.add_argument("--json", action="store_true", help="machine-readable output")
     delete_parser.set_defaults(handler=_delete)

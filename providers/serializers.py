@@ -11,17 +11,35 @@ from typing import Any
 
 from rest_framework import serializers
 
-from configsync.api.serializers import StrictCharField, choice_errors
+from configsync.api.serializers import (
+    RejectUnknownFieldsMixin,
+    StrictCharField,
+    choice_errors,
+    closest,
+)
 from configsync.logging import MASK, register_secret
 from providers.models import AIProviderConfig
 from providers.registry import KINDS
 
 
-class AIProviderSerializer(serializers.Serializer):
+class KindField(serializers.ChoiceField):
+    """A provider kind; an unknown one is refused with the closest kind suggested."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and data not in KINDS:
+            suggestion = closest(data, list(KINDS))
+            if suggestion:
+                raise serializers.ValidationError(
+                    f"Not a provider kind; did you mean {suggestion}?", code="invalid_choice"
+                )
+        return super().to_internal_value(data)
+
+
+class AIProviderSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """One AI provider account. ``api_key`` is write-only: read back masked unless revealed."""
 
     name = StrictCharField(max_length=64, help_text="Natural key, e.g. openai-main.")
-    kind = serializers.ChoiceField(
+    kind = KindField(
         choices=list(KINDS),
         required=False,
         error_messages=choice_errors(list(KINDS)),

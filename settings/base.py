@@ -298,8 +298,15 @@ CONFIGSYNC_ENV_STRIP_PREFIX = env.bool(
 CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS = env.bool(
     "CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS", default=_app_default("ENV_SECRET_URL_CREDENTIALS")
 )
+# The one secret rule (configsync.sensitivity); default in configsync.conf: set only when given.
+if env.is_set("CONFIGSYNC_SECRET_URL_CREDENTIALS"):
+    CONFIGSYNC_SECRET_URL_CREDENTIALS = env.bool("CONFIGSYNC_SECRET_URL_CREDENTIALS")
 # Lists whose defaults live in configsync.conf: set only when given, so the default stays there.
-for _name in ("CONFIGSYNC_ENV_EXCLUDE", "CONFIGSYNC_ENV_SECRET_PATTERNS"):
+for _name in (
+    "CONFIGSYNC_ENV_EXCLUDE",
+    "CONFIGSYNC_ENV_SECRET_PATTERNS",
+    "CONFIGSYNC_SECRET_PATTERNS",
+):
     if env.is_set(_name):
         globals()[_name] = env.list(_name)
 CONFIGSYNC_DATA_CALLBACK_URL = env.url(

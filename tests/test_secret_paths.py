@@ -71,6 +71,7 @@ PROVIDER_FIELDS = {
     "is_default": "a flag; never touches the key",
 }
 CLI_SET_FLAGS = {
+    "json": "output format only",
     "key": "names the setting",
     "value": "the new value: replaces the secret (a new value, never the old one shown)",
     "sensitive": "only raises sensitivity",
@@ -92,6 +93,7 @@ CLI_PROVIDER_FLAGS = {
     "endpoint": "a destination: needs --yes or --api-key",
     "default": "a flag; never touches the key",
     "yes": "the confirmation itself",
+    "json": "output format only",
 }
 OUTWARD_REQUESTS = {
     "provider test-connection (API action)": "GETs the stored destination, which only a caller "

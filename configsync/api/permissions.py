@@ -43,20 +43,33 @@ def request_actor(request: Request) -> str:
     return f"user:{request.user.get_username()}"
 
 
-class HasScope(BasePermission):
-    """Read scope for safe methods, write scope otherwise (a view may set ``required_scope``)."""
+def missing_scope_message(scope: Scope) -> str:
+    """The 403 detail when the caller lacks ``scope``: ``This needs the write scope.``"""
+    return f"This needs the {scope} scope."
 
-    message = "Your credentials do not grant this scope."
+
+class HasScope(BasePermission):
+    """Read scope for safe methods, write scope otherwise (a view may set ``required_scope``;
+    a subclass may fix ``scope``). A refusal's 403 names the missing scope."""
+
+    scope: Scope | None = None
+    message = "Your credentials do not grant the scope this needs."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        scope: Scope = getattr(view, "required_scope", None) or (
-            "read" if request.method in SAFE_METHODS else "write"
+        scope: Scope = (
+            self.scope
+            or getattr(view, "required_scope", None)
+            or ("read" if request.method in SAFE_METHODS else "write")
         )
+        # DRF reads ``message`` off this instance, which lives for one request.
+        self.message = missing_scope_message(scope)
         return request_has_scope(request, scope)
 
 
 class HasReadScope(BasePermission):
     """Read scope whatever the method (e.g. the schema and docs pages)."""
+
+    message = missing_scope_message("read")
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return request_has_scope(request, "read")

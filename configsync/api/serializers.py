@@ -2,13 +2,16 @@
 
 Sensitive values are write-only: a response carries ``MASK`` and ``has_value`` unless the view
 was asked to reveal (and allowed to). No error message echoes the submitted value.
-``StrictCharField`` and ``choice_errors`` serve other apps' serializers too
-(``providers.serializers``).
+``StrictCharField``, ``choice_errors`` and ``RejectUnknownFieldsMixin`` serve other apps'
+serializers too (``providers.serializers``). A body with a field the serializer does not know is
+a 400 naming it (``{"type": ["Unknown field; did you mean value_type?"]}``), nothing stored.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -34,6 +37,52 @@ def choice_errors(choices: list[str]) -> dict[str, Any]:
     return {"invalid_choice": f"Not a valid choice; use one of: {', '.join(choices)}."}
 
 
+def closest(word: str, choices: list[str]) -> str:
+    """The choice nearest to ``word`` (``difflib``), or ``""`` when none is close."""
+    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return matches[0] if matches else ""
+
+
+def closest_field(name: str, known: list[str]) -> str:
+    """The known field nearest to ``name``, comparing whole names and their ``_`` parts
+    (``type`` → ``value_type``, ``modle`` → ``default_model``); ``""`` when none is close."""
+    whole = closest(name, known)
+    if whole:
+        return whole
+    parts = {part: field for field in known for part in field.split("_") if part}
+    part = closest(name, list(parts))
+    return parts[part] if part else ""
+
+
+def unknown_field_message(name: str, known: list[str]) -> str:
+    """``Unknown field; did you mean value_type?`` or ``Unknown field; known fields: …``."""
+    suggestion = closest_field(name, known)
+    if suggestion:
+        return f"Unknown field; did you mean {suggestion}?"
+    return f"Unknown field; known fields: {', '.join(known)}."
+
+
+class RejectUnknownFieldsMixin:
+    """Refuse a body holding a field the serializer does not declare: 400 naming each one.
+
+    Read-only fields are known (a body read back and sent again is accepted; they are ignored).
+    The messages name the field, never its value.
+    """
+
+    fields: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = [str(name) for name in data if name not in self.fields]
+            if unknown:
+                writable = [name for name, field in self.fields.items() if not field.read_only]
+                raise serializers.ValidationError(
+                    {name: [unknown_field_message(name, writable)] for name in sorted(unknown)},
+                    code="unknown_field",
+                )
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
 class StrictCharField(serializers.CharField):
     """A string field that refuses numbers and booleans instead of converting them."""
 
@@ -54,7 +103,7 @@ class TypedValueField(serializers.Field):
         return value
 
 
-class SystemConfigSerializer(serializers.Serializer):
+class SystemConfigSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """One setting. ``value`` is typed by ``value_type``; masked when sensitive (see ``reveal``)."""
 
     key = StrictCharField(max_length=255, help_text="Natural key, e.g. DATABASE_URL (create only).")
@@ -88,6 +137,15 @@ class SystemConfigSerializer(serializers.Serializer):
     )
     revealed = serializers.BooleanField(
         read_only=True, help_text="True when value is the plaintext of a sensitive value."
+    )
+    sensitivity_rule = serializers.CharField(
+        read_only=True,
+        required=False,
+        help_text=(
+            "Write responses only: why is_sensitive is what it is — explicit (the request said), "
+            "name (the key matches a CONFIGSYNC_SECRET_PATTERNS pattern), url_credentials (the "
+            "value is a URL carrying a password), existing (it already was sensitive) or none."
+        ),
     )
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
@@ -139,7 +197,7 @@ class SystemConfigSerializer(serializers.Serializer):
             value: Any = MASK if instance.has_value else None
         else:
             value, problem = instance.typed_value_or_problem()
-        return {
+        body = {
             "key": instance.key,
             "value": value,
             "value_error": problem,
@@ -152,6 +210,9 @@ class SystemConfigSerializer(serializers.Serializer):
             "created_at": serializers.DateTimeField().to_representation(instance.created_at),
             "updated_at": serializers.DateTimeField().to_representation(instance.updated_at),
         }
+        if self.context.get("sensitivity_rule"):
+            body["sensitivity_rule"] = self.context["sensitivity_rule"]
+        return body
 
 
 class SystemConfigUpdateSerializer(SystemConfigSerializer):

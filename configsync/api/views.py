@@ -1,5 +1,7 @@
 """Views of the config API. Thin: serializers validate shapes, services write, selectors read.
 
+A system setting created (or written with a value) without ``is_sensitive`` is judged by the one
+secret rule (``configsync.sensitivity``); write responses carry ``sensitivity_rule``.
 Records are addressed by natural key. Every detail response carries an ``ETag``; writes honour
 ``If-Match`` (412 when stale, see ``configsync.api.concurrency``). ``?reveal=true`` needs the
 reveal scope and writes one ``AuditEvent`` per revealed record before the response is returned.
@@ -29,17 +31,29 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from configsync.api.concurrency import check_if_match
-from configsync.api.permissions import HasScope, request_actor, request_has_scope
+from configsync.api.permissions import (
+    HasScope,
+    missing_scope_message,
+    request_actor,
+    request_has_scope,
+)
 from configsync.api.serializers import (
     SystemConfigSerializer,
     SystemConfigUpdateSerializer,
     django_error_detail,
 )
 from configsync.exceptions import ConfigKeyError
+from configsync.logging import register_secret
 from configsync.models import SystemConfig
 from configsync.selectors.system_config import system_config_get, system_config_list
+from configsync.sensitivity import NO_RULE
 from configsync.services.audit import audit_reveals
-from configsync.services.system_config import system_config_delete, system_config_set
+from configsync.services.system_config import (
+    EXISTING,
+    system_config_delete,
+    system_config_sensitivity,
+    system_config_set,
+)
 from configsync.versioning import record_etag
 
 REVEAL_PARAMETER = OpenApiParameter(
@@ -152,6 +166,7 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
     """
 
     permission_classes = [HasScope]
+    write_context: dict[str, Any] = {}
     model: ClassVar[type[models.Model]]
     serializer_class: type[serializers.Serializer]
     update_serializer_class: ClassVar[type[serializers.Serializer]]
@@ -184,7 +199,7 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
             raise ValidationError({"reveal": "Use true or false."})
         reveal = bool(query.validated_data["reveal"])
         if reveal and not request_has_scope(request, "reveal"):
-            raise PermissionDenied("Revealing secrets needs the reveal permission.")
+            raise PermissionDenied(missing_scope_message("reveal"))
         return reveal
 
     def audited_reveal(self, request: Request, instances: Iterable[Any]) -> None:
@@ -212,7 +227,8 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
     def render(
         self, request: Request, instance: Any, *, reveal: bool = False, code: int = 200
     ) -> Response:
-        body = self.get_serializer_class()(instance, context={"reveal": reveal}).data
+        context = {"reveal": reveal, **getattr(self, "write_context", {})}
+        body = self.get_serializer_class()(instance, context=context).data
         if reveal:
             self.audited_reveal(request, [instance])
         return Response(body, status=code, headers={"ETag": record_etag(instance)})
@@ -322,10 +338,20 @@ class SystemConfigViewSet(NaturalKeyConfigViewSet):
     ) -> SystemConfig:
         # An omitted value is kept by the service as stored (a secret is not decrypted for it).
         optional = {"value": data["value"]} if "value" in data else {}
+        # The one secret rule decides when the request does not (on create, or with a value).
+        is_sensitive = data.get("is_sensitive")
+        if instance is None or "value" in data or is_sensitive is not None:
+            decision = system_config_sensitivity(key=key, explicit=is_sensitive, **optional)
+            is_sensitive, rule = decision.sensitive, decision.rule
+            if decision.sensitive and isinstance(data.get("value"), str):
+                register_secret(data["value"])
+        else:
+            rule = EXISTING if instance.is_sensitive else NO_RULE
+        self.write_context = {"sensitivity_rule": rule}
         return system_config_set(
             key=key,
             value_type=data.get("value_type"),
-            is_sensitive=data.get("is_sensitive"),
+            is_sensitive=is_sensitive,
             category=data.get("category"),
             description=data.get("description"),
             create_only=instance is None,

@@ -5,6 +5,9 @@ the value from standard input (one trailing newline is dropped)::
 
     printf '%s' "$DATABASE_PASSWORD" | python manage.py configsync set DB_PASSWORD - --sensitive
 
+Without ``--sensitive`` or ``--plain``, ``set`` applies the one secret rule
+(``configsync.sensitivity``: a secret-looking name such as ``*_KEY``, or a URL carrying
+credentials, is stored sensitive) and says which rule applied.
 ``set`` never lowers sensitivity by itself: an existing sensitive setting stays sensitive unless
 ``--plain`` is given, and turning a sensitive setting plain also needs ``--yes`` (it then stores
 and replicates VALUE in plain text). The local operator holds the reveal right (``get --reveal``).
@@ -19,13 +22,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from configsync.cli import validation_sentences
 from configsync.logging import MASK
 from configsync.models import SystemConfig
 from configsync.selectors.system_config import system_config_get, system_config_list
+from configsync.sensitivity import EXPLICIT, NAME_PATTERN, URL_CREDENTIALS, SensitivityDecision
 from configsync.services.audit import audit_reveal
-from configsync.services.system_config import system_config_delete, system_config_set
+from configsync.services.system_config import (
+    EXISTING,
+    system_config_delete,
+    system_config_sensitivity,
+    system_config_set,
+)
 from configsync.value_types import ValueType
 
 
@@ -68,7 +79,7 @@ def record_as_dict(record: SystemConfig, *, reveal: bool = False) -> dict[str, A
         "key": record.key,
         "value": value,
         "value_error": problem,
-        "type": record.value_type,
+        "value_type": record.value_type,
         "is_sensitive": record.is_sensitive,
         "has_value": record.has_value,
         "category": record.category,
@@ -78,9 +89,22 @@ def record_as_dict(record: SystemConfig, *, reveal: bool = False) -> dict[str, A
     }
 
 
+def sensitivity_phrase(decision: SensitivityDecision) -> str:
+    """What ``set`` says about sensitivity: ``stored as sensitive (the name matches *_KEY)``."""
+    if decision.rule == NAME_PATTERN:
+        return f"stored as sensitive (the name matches {decision.pattern})"
+    if decision.rule == URL_CREDENTIALS:
+        return "stored as sensitive (the value is a URL carrying credentials)"
+    if decision.rule == EXISTING:
+        return "stored as sensitive (it already was)"
+    if decision.rule == EXPLICIT:
+        return "stored as sensitive (as asked)" if decision.sensitive else "stored plain (as asked)"
+    return "stored plain (no secret rule applies)"
+
+
 def _set(command: BaseCommand, options: dict[str, Any]) -> None:
-    is_sensitive = True if options["sensitive"] else (False if options["plain"] else None)
-    if is_sensitive is False and not options["yes"]:
+    explicit = True if options["sensitive"] else (False if options["plain"] else None)
+    if explicit is False and not options["yes"]:
         current = SystemConfig.objects.filter(key=options["key"]).first()
         if current is not None and current.is_sensitive:
             raise CommandError(
@@ -89,18 +113,27 @@ def _set(command: BaseCommand, options: dict[str, Any]) -> None:
                 returncode=1,
             )
     value = read_value_argument(options["value"])
-    record = system_config_set(
-        key=options["key"],
-        value=value,
-        value_type=options["type"],
-        is_sensitive=is_sensitive,
-        category=options["category"],
-        description=options["description"],
-        allow_reveal=options["yes"],
-        actor=cli_actor(),
+    decision = system_config_sensitivity(key=options["key"], value=value, explicit=explicit)
+    try:
+        record = system_config_set(
+            key=options["key"],
+            value=value,
+            value_type=options["type"],
+            is_sensitive=decision.sensitive,
+            category=options["category"],
+            description=options["description"],
+            allow_reveal=options["yes"],
+            actor=cli_actor(),
+        )
+    except ValidationError as exc:
+        raise CommandError(validation_sentences(exc), returncode=1) from None
+    if options["json"]:
+        body = {**record_as_dict(record), "sensitivity_rule": decision.rule}
+        command.stdout.write(json.dumps(body, indent=2))
+        return
+    command.stdout.write(
+        f"saved {record.key} ({record.value_type}): {sensitivity_phrase(decision)}"
     )
-    flags = f"{record.value_type}, sensitive" if record.is_sensitive else record.value_type
-    command.stdout.write(f"saved {record.key} ({flags})")
 
 
 def cli_actor() -> str:
@@ -147,6 +180,9 @@ def _list(command: BaseCommand, options: dict[str, Any]) -> None:
 
 def _delete(command: BaseCommand, options: dict[str, Any]) -> None:
     system_config_delete(key=options["key"])
+    if options["json"]:
+        command.stdout.write(json.dumps({"key": options["key"], "deleted": True}))
+        return
     command.stdout.write(f"deleted {options['key']}")
 
 
@@ -183,6 +219,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     set_parser.add_argument("--category", default=None, metavar="NAME")
     set_parser.add_argument("--description", default=None, metavar="TEXT")
+    set_parser.add_argument("--json", action="store_true", help="machine-readable output")
     set_parser.set_defaults(handler=_set)
 
     get_parser = subparsers.add_parser("get", help="print one setting's value (masked)")
@@ -200,4 +237,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     delete_parser = subparsers.add_parser("delete", help="delete a setting")
     delete_parser.add_argument("key", metavar="KEY")
+    delete_parser.add_argument("--json", action="store_true", help="machine-readable output")
     delete_parser.set_defaults(handler=_delete)

@@ -10,11 +10,13 @@ Options (``configsync.conf``; each also read from the environment variable of th
   the variables that configure *this node* (``DJANGO_*``, ``CONFIGSYNC_*``, ``DATABASE_URL``,
   ``REDIS_URL``...): replicating them would point every node at one node's database, and the
   bridge file may be the very ``.env`` Django reads at start-up. Set it to empty to manage them.
-* ``CONFIGSYNC_ENV_SECRET_PATTERNS`` — shell-style, case-insensitive name patterns that make a
-  variable a sensitive record (default ``*_KEY,*_SECRET,*_TOKEN,*_PASSWORD``);
-  ``CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS`` (default on) also makes a value that is a URL with
-  credentials (``scheme://user:pass@host``) sensitive. The rule decides on creation and can only
-  ever *raise* a record to sensitive: a record an operator marked sensitive stays so.
+* The secret rule is the one every entry point uses (``configsync.sensitivity``): a name matching
+  ``CONFIGSYNC_SECRET_PATTERNS`` makes a variable a sensitive record.
+  ``CONFIGSYNC_ENV_SECRET_PATTERNS``, when set (in Django settings or the environment), overrides
+  those patterns for the bridge alone. ``CONFIGSYNC_ENV_SECRET_URL_CREDENTIALS`` (default on)
+  also makes a value that is a URL with credentials (``scheme://user:pass@host``) sensitive. The
+  rule decides on creation and can only ever *raise* a record to sensitive: a record an operator
+  marked sensitive stays so.
 
 A config key that is not a valid variable name (``a.b:c`` is a valid key) is never exported.
 """
@@ -24,10 +26,19 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+
+from django.conf import settings
 
 from configsync.conf import app_settings
 from configsync.envbridge.errors import EnvConfigError
+from configsync.sensitivity import (
+    NAME_PATTERN,
+    NO_RULE,
+    URL_CREDENTIALS,
+    SensitivityDecision,
+    secret_name_pattern,
+    url_has_credentials,
+)
 
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,7 +58,8 @@ class BridgePolicy:
     allow: frozenset[str] = frozenset()
     strip_prefix: bool = False
     exclude: tuple[str, ...] = ()
-    secret_patterns: tuple[str, ...] = ()
+    secret_patterns: tuple[str, ...] | None = None
+    """The bridge's own name patterns; ``None``: the general ``CONFIGSYNC_SECRET_PATTERNS``."""
     secret_url_credentials: bool = True
 
     @classmethod
@@ -75,7 +87,11 @@ class BridgePolicy:
             allow=allow,
             strip_prefix=bool(app_settings.ENV_STRIP_PREFIX) and mode == "prefix",
             exclude=tuple(_as_list(app_settings.ENV_EXCLUDE)),
-            secret_patterns=tuple(_as_list(app_settings.ENV_SECRET_PATTERNS)),
+            secret_patterns=(
+                tuple(_as_list(app_settings.ENV_SECRET_PATTERNS))
+                if hasattr(settings, "CONFIGSYNC_ENV_SECRET_PATTERNS")
+                else None
+            ),
             secret_url_credentials=bool(app_settings.ENV_SECRET_URL_CREDENTIALS),
         )
 
@@ -106,20 +122,15 @@ class BridgePolicy:
         return name if self.manages(name) else None
 
     # --- the secret rule ------------------------------------------------------------------------
+    def secret_decision(self, name: str, value: str) -> SensitivityDecision:
+        """The one secret rule (``configsync.sensitivity``) with the bridge's overrides."""
+        pattern = secret_name_pattern(name, self.secret_patterns)
+        if pattern:
+            return SensitivityDecision(sensitive=True, rule=NAME_PATTERN, pattern=pattern)
+        if self.secret_url_credentials and url_has_credentials(value):
+            return SensitivityDecision(sensitive=True, rule=URL_CREDENTIALS)
+        return SensitivityDecision(sensitive=False, rule=NO_RULE)
+
     def is_secret(self, name: str, value: str) -> bool:
         """Whether a variable should be a sensitive record, by its name or its value."""
-        upper = name.upper()
-        if any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in self.secret_patterns):
-            return True
-        return self.secret_url_credentials and url_has_credentials(value)
-
-
-def url_has_credentials(value: str) -> bool:
-    """``scheme://user:pass@host/...`` or ``scheme://token@host/...``."""
-    if "://" not in value or "@" not in value:
-        return False
-    try:
-        parts = urlsplit(value.strip())
-    except ValueError:
-        return False
-    return bool(parts.scheme) and (parts.username is not None or parts.password is not None)
+        return self.secret_decision(name, value).sensitive

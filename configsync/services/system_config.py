@@ -11,6 +11,7 @@ from configsync.conf import app_settings
 from configsync.exceptions import ConfigKeyError
 from configsync.models import SystemConfig
 from configsync.schema import declaration_get
+from configsync.sensitivity import SensitivityDecision, sensitivity_decide
 from configsync.services.audit import RevealRequired, audit_reveal
 from configsync.services.retry import retry_on_concurrent_create
 from configsync.validation import validate_storable_texts
@@ -27,6 +28,32 @@ RETYPE_NEEDS_REVEAL = (
     "which tells something about it: it needs the reveal permission (or give the value again in "
     "the same write). Nothing was changed."
 )
+
+
+EXISTING = "existing"
+
+
+def system_config_sensitivity(
+    *, key: str, value: Any = _UNSET, explicit: bool | None = None
+) -> SensitivityDecision:
+    """Whether a write of ``key`` (= ``value`` when given) stores it sensitive, and by which rule.
+
+    The edges (CLI, REST API, .env bridge) call this and pass ``is_sensitive`` explicitly to
+    :func:`system_config_set`. ``explicit`` wins (rule ``explicit``); otherwise the one secret
+    rule (:func:`configsync.sensitivity.sensitivity_decide`) can only *raise* a setting to
+    sensitive: an existing sensitive setting stays so (rule ``existing``) and an existing plain
+    one the rule does not match stays plain (rule ``none``). Without ``value`` only the name
+    is judged. Reads one row; never decrypts.
+    """
+    decision = sensitivity_decide(
+        key=key, value=None if value is _UNSET else value, explicit=explicit
+    )
+    if explicit is not None or decision.sensitive:
+        return decision
+    current = SystemConfig.objects.filter(key=key).only("is_sensitive").first()
+    if current is not None and current.is_sensitive:
+        return SensitivityDecision(sensitive=True, rule=EXISTING)
+    return decision
 
 
 @retry_on_concurrent_create

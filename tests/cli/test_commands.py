@@ -170,7 +170,7 @@ def test_get_of_an_undecryptable_value_exits_1_naming_record(cli: Any, canary: s
 
 def test_list_prints_aligned_columns_with_secrets_masked(cli: Any, canary: str) -> None:
     assert cli("list").last_line == "no settings"
-    cli("set", "A_RATHER_LONG_KEY", "1", "--type", "int")
+    cli("set", "A_RATHER_LONG_NAME", "1", "--type", "int")
     cli("set", "B", canary, "--sensitive")
     lines = cli("list").out.splitlines()
     assert lines[0].split() == ["KEY", "TYPE", "CATEGORY", "SENSITIVE", "VALUE"]
