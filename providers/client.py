@@ -16,18 +16,33 @@ from typing import Any
 
 import requests
 
+from configsync.crypto.errors import ConfigsyncError
 from providers.lookup import ai_config_cached
 from providers.registry import kind_get
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
 
+class ProviderDisabled(ConfigsyncError):
+    """The provider is disabled: no client is built for it. ``str()`` says which and what to do."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"AI provider {name!r} is disabled: enable it (admin, API, or "
+            f"'configsync provider set {name} --enable') before building a client for it"
+        )
+
+
 def client_settings(name: str) -> dict[str, Any]:
     """Keyword arguments for provider ``name``'s official SDK client (empty values omitted).
 
-    ``ConfigKeyError`` when the provider does not exist.
+    ``ConfigKeyError`` when the provider does not exist; :class:`ProviderDisabled` when it is
+    disabled.
     """
     data = ai_config_cached(name=name)
+    if not data.get("enabled", True):
+        raise ProviderDisabled(name)
     spec = kind_get(data["kind"])
     return {sdk: data[ours] for ours, sdk in spec.sdk_kwargs.items() if data.get(ours)}
 

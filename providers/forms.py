@@ -4,16 +4,41 @@ The widgets and the rules are configsync's (``configsync.forms``): the key is ne
 HTML, the form refuses to save over a change made since it was loaded, and it refuses to redirect
 a stored key (a change of ``base_url``, ``endpoint`` or ``kind`` while a key is kept) unless its
 ``may_reveal`` is true or the key is entered again. ``ai_provider_set`` enforces the same rule.
+
+Every option field's widget carries ``data-provider-kinds`` (the kinds that use it); the admin's
+``providers/kind_fields.js`` shows only the selected kind's fields.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.utils.html import format_html
+
 from configsync.forms import CLEAR, SecretField, SecretInput, VersionedModelForm
 from providers.models import AIProviderConfig
-from providers.registry import OPTION_FIELDS
-from providers.services import DESTINATION_FIELDS, REDIRECT_NEEDS_REVEAL
+from providers.registry import KINDS, OPTION_FIELDS
+from providers.services import DESTINATION_FIELDS, DISABLED_DEFAULT, REDIRECT_NEEDS_REVEAL
+
+
+class KindSecretInput(SecretInput):
+    """:class:`SecretInput` wrapped in an element carrying ``data-provider-kinds`` (the base
+    widget renders no extra attributes)."""
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> Any:
+        return format_html(
+            '<div data-provider-kinds="{}" data-provider-field="{}">{}</div>',
+            self.attrs.get("data-provider-kinds", ""),
+            name,
+            super().render(name, value, attrs, renderer),
+        )
+
+
+def kinds_using(field: str) -> list[str]:
+    """The provider kinds that use option ``field`` (``providers.registry``)."""
+    return [spec.kind for spec in KINDS.values() if field in spec.allowed]
 
 
 class AIProviderConfigAdminForm(VersionedModelForm):
@@ -37,10 +62,15 @@ class AIProviderConfigAdminForm(VersionedModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["api_key"].widget = SecretInput(is_set=self.instance.has_api_key)
+        self.fields["api_key"].widget = KindSecretInput(is_set=self.instance.has_api_key)
+        for name in OPTION_FIELDS:
+            if name in self.fields:
+                self.fields[name].widget.attrs["data-provider-kinds"] = " ".join(kinds_using(name))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if cleaned.get("is_default") and not cleaned.get("enabled"):
+            self.add_error("is_default", DISABLED_DEFAULT)
         # Put the submitted key on the (never saved) instance so that the model's clean(), which
         # holds each kind's rules, judges the submission; the admin saves through the service.
         api_key = cleaned.get("api_key")

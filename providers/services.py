@@ -21,6 +21,11 @@ DESTINATION_FIELDS = ("kind", "base_url", "endpoint")
 """Fields that decide where the stored API key is sent: the URL fields, and the kind, which picks
 the default URL, the header and the SDK (``providers.registry``)."""
 
+DISABLED_DEFAULT = (
+    "A disabled provider cannot be the default. Enable it, or make another provider the "
+    "default first."
+)
+
 REDIRECT_NEEDS_REVEAL = (
     "Changing where a provider's stored API key is sent ({fields}) needs the reveal permission, "
     "or give the API key again in the same write. Nothing was changed."
@@ -44,7 +49,9 @@ def ai_provider_set(
     ...). ``None`` keeps the current value, ``""`` clears it; a kind's defaults fill fields left
     empty on create. Making one provider the default clears the flag on the others. Raises
     ``ValidationError`` (nothing saved) for an unknown kind, an unknown option or a field the kind
-    requires or does not use; messages never contain the API key. With ``create_only`` an
+    requires or does not use, and for a provider that would be both disabled and the default
+    (``is_default``: :data:`DISABLED_DEFAULT`; disabling the default provider is refused until
+    another one is the default); messages never contain the API key. With ``create_only`` an
     existing ``name`` is a ``ValidationError`` instead of an update. Atomic; when another
     transaction creates ``name`` (or makes another provider the default) between our read and our
     write, the call is retried once (``configsync.services.retry``).
@@ -89,6 +96,8 @@ def ai_provider_set(
         record.enabled = enabled
     if is_default is not None:
         record.is_default = is_default
+    if record.is_default and not record.enabled:
+        raise ValidationError({"is_default": DISABLED_DEFAULT})
     # The name's uniqueness is the database's to enforce (see configsync.services.retry).
     record.full_clean(exclude=["api_key"], validate_unique=False)
     ai_provider_default_claim(provider=record)
