@@ -98,6 +98,8 @@ DEFAULTS: dict[str, Any] = {
     "LOOKUP_MAX_AGE_SECONDS": 300,
     # Declared settings (configsync.schema): key -> {type, default, help_text, category, ...}.
     "SCHEMA": {},
+    # Whether the local operator holds the reveal right (get/export --reveal, run with secrets).
+    "CLI_REVEAL": True,
 }
 
 

@@ -314,6 +314,7 @@ CONFIGSYNC_DATA_CALLBACK_URL = env.url(
     default=_app_default("DATA_CALLBACK_URL"),
     schemes=("http", "https"),
 )
+CONFIGSYNC_CLI_REVEAL = env.bool("CONFIGSYNC_CLI_REVEAL", default=_app_default("CLI_REVEAL"))
 CONFIGSYNC_PUSH_ON_WRITE = env.bool(
     "CONFIGSYNC_PUSH_ON_WRITE", default=_app_default("PUSH_ON_WRITE")
 )

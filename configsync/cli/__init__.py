@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
+from configsync.conf import app_settings
+
 
 def sentence(message: str) -> str:
     """``message`` ending in a stop (a full sentence after ``field:``)."""
@@ -30,3 +32,14 @@ def validation_sentences(exc: ValidationError) -> str:
         text = " ".join(sentence(m) for m in messages)
         parts.append(text if field == "__all__" else f"{field}: {text}")
     return " ".join(parts)
+
+
+REVEAL_REFUSED = (
+    "the reveal right is turned off for the command line on this node (CONFIGSYNC_CLI_REVEAL)"
+)
+
+
+def cli_may_reveal() -> bool:
+    """Whether the local operator holds the reveal right (``get --reveal``, ``export --reveal``,
+    ``run`` with secrets): ``CONFIGSYNC_CLI_REVEAL``, true unless the node sets it false."""
+    return bool(app_settings.CLI_REVEAL)

@@ -25,7 +25,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from configsync.cli import validation_sentences
+from configsync.cli import REVEAL_REFUSED, cli_may_reveal, validation_sentences
 from configsync.logging import MASK
 from configsync.models import SystemConfig
 from configsync.selectors.system_config import system_config_get, system_config_list
@@ -148,6 +148,8 @@ def _get(command: BaseCommand, options: dict[str, Any]) -> None:
     record = system_config_get(key=options["key"])
     reveal = options["reveal"]
     if reveal and record.is_sensitive and record.has_value:
+        if not cli_may_reveal():
+            raise CommandError(f"get --reveal refused: {REVEAL_REFUSED}", returncode=1)
         record.raw_value()  # decrypt first: a value that cannot be read is not a reveal
         audit_reveal(actor=cli_actor(), instance=record)
     if options["json"]:

@@ -28,9 +28,9 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from configsync.cli import REVEAL_REFUSED, cli_may_reveal
 from configsync.cli.config import cli_actor
 from configsync.selectors.system_config import system_config_list
 from configsync.services.exchange import (
@@ -47,15 +47,6 @@ EXTENSIONS: dict[str, Format] = {
     ".yaml": "yaml",
     ".yml": "yaml",
 }
-REVEAL_REFUSED = (
-    "the reveal right is turned off for the command line on this node (CONFIGSYNC_CLI_REVEAL)"
-)
-
-
-def cli_may_reveal() -> bool:
-    """Whether the local operator holds the reveal right (``get --reveal``, ``export --reveal``,
-    ``run`` with secrets): ``CONFIGSYNC_CLI_REVEAL``, true unless the node sets it false."""
-    return bool(getattr(settings, "CONFIGSYNC_CLI_REVEAL", True))
 
 
 def _export(command: BaseCommand, options: dict[str, Any]) -> None:

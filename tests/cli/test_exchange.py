@@ -239,3 +239,13 @@ def test_yaml_export_is_plain_yaml(cli: Any) -> None:
     system_config_set(key="FLAG", value="no")
     loaded = yaml.safe_load(cli("export", "--format", "yaml").out)
     assert loaded[0]["value"] == "no"  # quoted: not read back as False
+
+
+def test_get_reveal_obeys_the_same_right_as_export(cli: Any, settings: Any, canary: str) -> None:
+    cli("set", "API_TOKEN", canary, "--sensitive")
+    settings.CONFIGSYNC_CLI_REVEAL = False
+    refused = cli("get", "API_TOKEN", "--reveal")
+    assert refused.code == 1 and "CONFIGSYNC_CLI_REVEAL" in refused.err
+    assert canary not in refused.out + refused.err
+    settings.CONFIGSYNC_CLI_REVEAL = True
+    assert cli("get", "API_TOKEN", "--reveal").out.strip().splitlines()[-1] == canary

@@ -30,6 +30,7 @@ ALTERED: dict[str, Any] = {
     "ENV_SECRET_URL_CREDENTIALS": False,
     "DATA_CALLBACK_URL": "https://hooks.example/configsync",
     "PUSH_ON_WRITE": False,
+    "CLI_REVEAL": False,
     "R2_ENDPOINT_URL": "https://r2.example.com",
     "R2_BUCKET": "configsync",
     "R2_ACCESS_KEY_ID": "key-id",
