@@ -16,6 +16,8 @@ errors are tracebacks, hence the readers here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import builtins
 import contextlib
 import math
@@ -77,6 +79,24 @@ def startup_guard() -> Iterator[None]:
         yield
     except ImproperlyConfigured as exc:
         stop_on_configuration_error(exc)
+
+
+_PLACEHOLDER = re.compile(r"placeholder|change[-_ ]?me|replace[-_ ]?me", re.IGNORECASE)
+
+
+def is_placeholder(value: builtins.str) -> bool:
+    """Whether a secret says it is an example rather than a secret: its text, or the bytes of its
+    base64url form (an encryption key such as ``base64("placeholder-key-...")``), reads
+    "placeholder", "change me" or "replace me". Such a value has been published (compose.yaml,
+    a tutorial): a production node must not run on it."""
+    if _PLACEHOLDER.search(value):
+        return True
+    text = value.strip()
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return bool(_PLACEHOLDER.search(decoded.decode("latin-1")))
 
 
 class Environment:

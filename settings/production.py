@@ -5,11 +5,11 @@ message naming it on stderr and exit status 3, never a traceback
 (``settings.environment.startup_guard``; ``settings.base`` validates every variable it reads).
 """
 
-from .environment import ConfigurationError, startup_guard
+from .environment import ConfigurationError, is_placeholder, startup_guard
 
 with startup_guard():
     from .base import *  # noqa: F403
-    from .base import CONFIGSYNC_PEERS, MIDDLEWARE, SECRET_KEY, env
+    from .base import CONFIGSYNC_PEERS, CONFIGSYNC_SYNC_SECRET, MIDDLEWARE, SECRET_KEY, env
 
     if SECRET_KEY.startswith("django-insecure-"):
         raise ConfigurationError(
@@ -21,6 +21,18 @@ with startup_guard():
     CONFIGSYNC_ENCRYPTION_KEYS = env.list("CONFIGSYNC_ENCRYPTION_KEYS")
     if CONFIGSYNC_PEERS:
         CONFIGSYNC_SYNC_SECRET = env.str("CONFIGSYNC_SYNC_SECRET")
+    # An example value (compose.yaml's were) that works would run the node on a secret anyone
+    # can read: the published encryption key opens every backup of the database.
+    for _name, _values in (
+        ("DJANGO_SECRET_KEY", [SECRET_KEY]),
+        ("CONFIGSYNC_SYNC_SECRET", [CONFIGSYNC_SYNC_SECRET]),
+        ("CONFIGSYNC_ENCRYPTION_KEYS", CONFIGSYNC_ENCRYPTION_KEYS),
+    ):
+        if any(is_placeholder(_value) for _value in _values if _value):
+            raise ConfigurationError(
+                f"{_name} is a placeholder (an example published with configsync): set a "
+                "value of your own"
+            )
     SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=True)
 

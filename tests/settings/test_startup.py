@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -99,6 +100,42 @@ def test_production_starts_with_valid_keys(tmp_path: Path) -> None:
     result = manage(production(tmp_path, CONFIGSYNC_ENCRYPTION_KEYS=keys), "check")
     assert result.returncode == 0, result.stderr
     assert keys.split(",")[0] not in result.stdout + result.stderr
+
+
+PUBLISHED_KEY = base64.urlsafe_b64encode(b"placeholder-key-replace-me------").rstrip(b"=").decode()
+"""The encryption key compose.yaml once shipped as its default: valid base64url, 32 bytes, and
+readable by anyone who ever saw the file."""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DJANGO_SECRET_KEY", "placeholder-node-a-secret-key-change-me"),
+        ("DJANGO_SECRET_KEY", "CHANGEME"),
+        ("CONFIGSYNC_SYNC_SECRET", "placeholder-sync-secret-change-me"),
+        ("CONFIGSYNC_ENCRYPTION_KEYS", PUBLISHED_KEY),
+        ("CONFIGSYNC_ENCRYPTION_KEYS", f"{generate_key()},{PUBLISHED_KEY}"),
+    ],
+)
+def test_production_refuses_a_published_placeholder(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    """A value that says it is a placeholder (an example from compose.yaml, the README) would
+    otherwise run a production node on a secret anyone can read."""
+    env = production(
+        tmp_path,
+        CONFIGSYNC_ENCRYPTION_KEYS=generate_key(),
+        CONFIGSYNC_PEERS="b=https://b.example",
+        CONFIGSYNC_SYNC_SECRET="a-real-sync-secret-0123456789abcdef",
+    )
+    env[variable] = value
+    result = manage(env, "check")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert variable in result.stderr and "placeholder" in result.stderr
+    assert "Traceback" not in result.stderr
+    for part in value.split(","):
+        assert part not in result.stderr
 
 
 def test_malformed_key_outside_production_stops_start_up_too(tmp_path: Path) -> None:

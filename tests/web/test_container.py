@@ -5,12 +5,13 @@ environments loaded by the production settings."""
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import json
 import os
 import re
+import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from configsync.conf import parse_peers
-from configsync.crypto.keyring import validate_key_texts
+from configsync.crypto.keyring import generate_key, validate_key_texts
 from tests.support.production_server import ProductionServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,23 +145,49 @@ def test_the_health_check_passes_on_a_healthy_node(production: ProductionServer)
 
 # --- compose.yaml --------------------------------------------------------------------------------
 
-_INTERPOLATION = re.compile(r"\$\{(\w+):-([^}]*)\}")
+_INTERPOLATION = re.compile(r"\$\{(\w+):([-?])([^}]*)\}")
+
+SECRETS_FROM_ENV = (
+    "CONFIGSYNC_ENCRYPTION_KEYS",
+    "CONFIGSYNC_SYNC_SECRET",
+    "NODE_A_SECRET_KEY",
+    "NODE_B_SECRET_KEY",
+)
+"""What compose.yaml takes from the user's .env, with no default in the file."""
 
 
-def compose_file() -> dict[str, Any]:
-    """compose.yaml as ``docker compose config`` resolves it (interpolation defaults, merges)."""
+def dot_env() -> dict[str, str]:
+    """A .env as compose.yaml's header says to make one (fresh values, of the same shapes)."""
+    return {
+        "CONFIGSYNC_ENCRYPTION_KEYS": generate_key(),
+        "CONFIGSYNC_SYNC_SECRET": secrets.token_hex(32),
+        "NODE_A_SECRET_KEY": secrets.token_hex(32),
+        "NODE_B_SECRET_KEY": secrets.token_hex(32),
+    }
+
+
+def compose_file(env: dict[str, str]) -> dict[str, Any]:
+    """compose.yaml as ``docker compose config`` resolves it with ``env`` (as from .env)."""
     if _docker_compose_available():
         result = subprocess.run(
             ["docker", "compose", "-f", str(COMPOSE), "config", "--format", "json"],
             capture_output=True,
             text=True,
             timeout=60,
-            env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")},
+            env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env},
         )
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
-    text = _INTERPOLATION.sub(lambda m: m.group(2), COMPOSE.read_text())
-    assert "${" not in text.replace("$$", "")  # every variable has a default
+
+    def interpolate(match: re.Match[str]) -> str:
+        name, kind, rest = match.groups()
+        if env.get(name):
+            return env[name]
+        assert kind == "-", f"compose.yaml needs {name}: {rest}"
+        return rest
+
+    text = _INTERPOLATION.sub(interpolate, COMPOSE.read_text())
+    assert "${" not in text.replace("$$", "")  # every variable is one of these forms
     return yaml.safe_load(text)
 
 
@@ -197,7 +224,7 @@ def settings_variables() -> set[str]:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return compose_file()
+    return compose_file(dot_env())
 
 
 def test_two_nodes_each_with_web_and_worker_and_the_backends(compose: dict[str, Any]) -> None:
@@ -267,19 +294,37 @@ def test_each_node_has_its_own_database_on_the_one_server(compose: dict[str, Any
     assert databases == created and len(databases) == 2
 
 
-def test_the_placeholders_say_so(compose: dict[str, Any]) -> None:
+def test_no_secret_is_published_in_the_file() -> None:
+    """Each secret comes from the user's .env, required: compose.yaml once shipped working
+    defaults, so a pair deployed from it ran on an encryption key anyone could read."""
     text = COMPOSE.read_text()
-    for name in ("DJANGO_SECRET_KEY", "CONFIGSYNC_SYNC_SECRET", "CONFIGSYNC_ENCRYPTION_KEYS"):
-        # Each can be replaced from the environment (or .env) without editing the file...
-        assert re.search(rf"{name}: \$\{{\w+:-", text), name
-    for name in NODES:
-        env = environment(compose["services"][name])
-        # ...and its default says it is a placeholder.
-        assert "placeholder" in env["DJANGO_SECRET_KEY"]
-        assert "placeholder" in env["CONFIGSYNC_SYNC_SECRET"]
-        key = env["CONFIGSYNC_ENCRYPTION_KEYS"]
-        assert b"placeholder" in base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
-    assert "PLACEHOLDER" in text
+    for name in SECRETS_FROM_ENV:
+        assert re.search(rf": \$\{{{name}:\?", text), name
+        assert not re.search(rf"\$\{{{name}:-", text), name
+    with pytest.raises(AssertionError, match=r"compose\.yaml needs"):
+        compose_file({})
+
+
+def test_the_headers_recipe_makes_values_the_nodes_accept() -> None:
+    """The .env recipe in compose.yaml's header, run here: the key it makes is a valid key."""
+    lines = [
+        line.lstrip("# ").strip()
+        for line in COMPOSE.read_text().splitlines()
+        if re.match(r"#\s+[A-Z_]+=\$\(", line)
+    ]
+    assert {line.split("=", 1)[0] for line in lines} == set(SECRETS_FROM_ENV)
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    values = {}
+    for line in lines:
+        name, command = line.split("=", 1)
+        result = subprocess.run(
+            ["sh", "-c", f"printf '%s' {command}"], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 0, result.stderr
+        values[name] = result.stdout
+    validate_key_texts([values["CONFIGSYNC_ENCRYPTION_KEYS"]])
+    assert all(len(value) >= 32 for value in values.values())
 
 
 @pytest.mark.parametrize("node", list(NODES))
