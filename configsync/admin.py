@@ -25,8 +25,10 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.http import urlencode
+from django.views.decorators.debug import sensitive_variables
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -366,6 +368,7 @@ class ServiceAPIKeyAdmin(APIKeyModelAdmin):
             return False
         return super().has_change_permission(request, obj)
 
+    @method_decorator(sensitive_variables("key"))
     def save_model(
         self, request: HttpRequest, obj: Any, form: Any = None, change: bool = False
     ) -> None:

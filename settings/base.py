@@ -55,7 +55,13 @@ for _host in ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 for _origin in CSRF_TRUSTED_ORIGINS:
     _parts = urlsplit(_origin)
-    if _parts.scheme not in ("http", "https") or not _parts.netloc or _parts.path.strip("/"):
+    if (
+        _parts.scheme not in ("http", "https")
+        or not _parts.netloc
+        or _parts.path.strip("/")
+        or _parts.query
+        or _parts.fragment
+    ):
         raise ConfigurationError(
             "DJANGO_CSRF_TRUSTED_ORIGINS lists origins such as https://cfg.example.com"
         )

@@ -49,7 +49,9 @@ def test_a_proxy_setup_reaches_the_settings(tmp_path: Path) -> None:
     assert base.SECURE_PROXY_SSL_HEADER == ("HTTP_X_FORWARDED_PROTO", "https")
 
 
-@pytest.mark.parametrize("origin", ["cfg.example.com", "https://cfg.example.com/admin", "ftp://x"])
+@pytest.mark.parametrize(
+    "origin", ["cfg.example.com", "https://cfg.example.com/admin", "ftp://x", "https://x.io?a=1"]
+)
 def test_a_malformed_origin_stops_start_up_in_one_line(tmp_path: Path, origin: str) -> None:
     status, stderr = load_settings("production", tmp_path, DJANGO_CSRF_TRUSTED_ORIGINS=origin)
     assert status == 3
