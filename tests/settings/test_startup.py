@@ -116,6 +116,7 @@ readable by anyone who ever saw the file."""
         ("CONFIGSYNC_ENCRYPTION_KEYS", PUBLISHED_KEY),
         ("CONFIGSYNC_ENCRYPTION_KEYS", f"{generate_key()},{PUBLISHED_KEY}"),
     ],
+    ids=["django-long", "django-changeme", "sync-secret", "key", "second-key"],
 )
 def test_production_refuses_a_published_placeholder(
     tmp_path: Path, variable: str, value: str
