@@ -2,6 +2,9 @@
 
 ``create`` prints the new key once, as the last line on its own; only its hash is stored. Keys
 made here and in the admin are the same records (``ServiceAPIKey``): each lists the other's.
+
+``--json`` on each action prints one document with the fields of ``apikey list --json``:
+``create`` adds ``key`` (the key itself, shown this once), ``revoke`` adds ``already_revoked``.
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ def _state(record: ServiceAPIKey) -> str:
     return record.state.value
 
 
+def _row(record: ServiceAPIKey) -> dict[str, Any]:
+    """A key as ``apikey list --json`` shows it (never the key: only its prefix)."""
+    return {
+        "name": record.name,
+        "prefix": record.prefix,
+        "scopes": record.scopes,
+        "state": _state(record),
+        "revoked": record.revoked,
+        "expires": record.expiry_date.isoformat() if record.expiry_date else None,
+        "created": record.created.isoformat(),
+    }
+
+
 def _create(command: BaseCommand, options: dict[str, Any]) -> None:
     expires = options["expires"]
     record, key = api_key_create(
@@ -64,6 +80,9 @@ def _create(command: BaseCommand, options: dict[str, Any]) -> None:
         can_reveal=options["reveal_secrets"],
         expiry_date=parse_expiry(expires) if expires is not None else None,
     )
+    if options["json"]:
+        command.stdout.write(json.dumps({**_row(record), "key": key}, indent=2))
+        return
     until = (
         f"expires {record.expiry_date.isoformat(timespec='seconds')}"
         if record.expiry_date
@@ -79,18 +98,7 @@ def _create(command: BaseCommand, options: dict[str, Any]) -> None:
 
 def _list(command: BaseCommand, options: dict[str, Any]) -> None:
     records = list(ServiceAPIKey.objects.order_by("created"))
-    rows: list[dict[str, Any]] = [
-        {
-            "name": record.name,
-            "prefix": record.prefix,
-            "scopes": record.scopes,
-            "state": _state(record),
-            "revoked": record.revoked,
-            "expires": record.expiry_date.isoformat() if record.expiry_date else None,
-            "created": record.created.isoformat(),
-        }
-        for record in records
-    ]
+    rows = [_row(record) for record in records]
     if options["json"]:
         command.stdout.write(json.dumps(rows, indent=2))
         return
@@ -111,6 +119,9 @@ def _revoke(command: BaseCommand, options: dict[str, Any]) -> None:
     else:
         was_revoked = not ServiceAPIKey.objects.filter(name=target, revoked=False).exists()
         record = api_key_revoke(name=target)
+    if options["json"]:
+        command.stdout.write(json.dumps({**_row(record), "already_revoked": was_revoked}, indent=2))
+        return
     already = " (it already was)" if was_revoked else ""
     command.stdout.write(f"revoked API key {record.name!r} ({record.prefix}){already}")
 
@@ -135,16 +146,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="when the key stops working: 30d, 12h, 2w, 90m from now, or an ISO date "
         "(2026-12-31: at 00:00 UTC) or date and time; default: never",
     )
+    create.add_argument(
+        "--json", action="store_true", help="one JSON document: the key's fields and the key"
+    )
     create.set_defaults(handler=_create)
 
     listing = actions.add_parser(
         "list", help="list keys (prefix, name, scopes, expiry, revoked/expired; never the key)"
     )
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=_list)
 
     revoke = actions.add_parser(
         "revoke", help="revoke a key, by prefix or by name (final: it cannot be undone)"
     )
     revoke.add_argument("key", metavar="NAME|PREFIX")
+    revoke.add_argument("--json", action="store_true", help="machine-readable output")
     revoke.set_defaults(handler=_revoke)

@@ -6,22 +6,33 @@ Rotating to a new key::
     CONFIGSYNC_ENCRYPTION_KEYS=NEW,OLD  (restart)      # NEW encrypts, both decrypt
     python manage.py configsync keys rotate            # re-encrypts everything with NEW
     CONFIGSYNC_ENCRYPTION_KEYS=NEW      (restart)      # OLD is no longer needed
+
+``--json`` on each: ``generate`` prints ``{"key", "key_id"}`` (the key is what it exists to print;
+its id is the one ``status`` and the tokens show), ``rotate`` the ``RotationReport``'s fields
+(``unreadable``: model, field, record and reason of each value left as it was, never a value),
+``status`` the counts per key id.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from configsync.crypto.keyring import parse_key
 from configsync.crypto.rotation import keys_generate, keys_rotate, keys_status
 from configsync.locks import named_lock
 
 
 def _generate(command: BaseCommand, options: dict[str, Any]) -> None:
-    command.stdout.write(keys_generate())
+    key = keys_generate()
+    if options["json"]:
+        command.stdout.write(json.dumps({"key": key, "key_id": parse_key(key).kid}, indent=2))
+        return
+    command.stdout.write(key)
 
 
 def _rotate(command: BaseCommand, options: dict[str, Any]) -> None:
@@ -29,17 +40,23 @@ def _rotate(command: BaseCommand, options: dict[str, Any]) -> None:
         if not acquired:
             raise CommandError("another key rotation is running", returncode=1)
         report = keys_rotate(batch_size=options["batch_size"], max_batches=options["max_batches"])
-    for item in report.unreadable:
-        command.stderr.write(f"cannot rotate {item}")
-    command.stdout.write(
-        f"rotated {report.rotated} value(s) to key {report.primary_key_id}; "
-        f"{report.already_current} already on it; {report.scanned} record(s) in "
-        f"{report.batches} batch(es)" + ("" if report.complete else "; stopped early, run again")
-    )
+    if options["json"]:
+        # The unreadable values are in the document; stderr keeps only the one-line failure.
+        command.stdout.write(json.dumps(asdict(report), indent=2))
+    else:
+        for item in report.unreadable:
+            command.stderr.write(f"cannot rotate {item}")
+        command.stdout.write(
+            f"rotated {report.rotated} value(s) to key {report.primary_key_id}; "
+            f"{report.already_current} already on it; {report.scanned} record(s) in "
+            f"{report.batches} batch(es)"
+            + ("" if report.complete else "; stopped early, run again")
+        )
     if report.unreadable:
+        where = "in the JSON document" if options["json"] else "listed above"
         raise CommandError(
             f"{len(report.unreadable)} value(s) could not be decrypted with any configured key "
-            "(listed above); they were left as they are",
+            f"({where}); they were left as they are",
             returncode=1,
         )
 
@@ -79,6 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = keys_parser.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
 
     generate = actions.add_parser("generate", help="print one new key")
+    generate.add_argument(
+        "--json", action="store_true", help="machine-readable output: the key and its id"
+    )
     generate.set_defaults(handler=_generate)
 
     rotate = actions.add_parser(
@@ -91,6 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rotate.add_argument(
         "--max-batches", type=_positive, default=None, metavar="N", help="stop after N batches"
     )
+    rotate.add_argument("--json", action="store_true", help="machine-readable output")
     rotate.set_defaults(handler=_rotate)
 
     status = actions.add_parser("status", help="count stored values per key id")

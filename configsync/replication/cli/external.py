@@ -3,6 +3,8 @@ database (``EXTERNAL_DATABASE_URL``), idempotently; ``configsync external status
 medium's writers, their heads and rows, and each node's replication-log entries there.
 
 Neither prints the URL or a password: the database is named by engine, name and host.
+``init --json``: ``database``, ``medium`` and ``group`` as ``status --json`` names them, and
+``created`` (the tables this call created; ``[]`` when they were all there).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from configsync.replication.external.connection import database_describe, external_alias
 from configsync.replication.services.peers import EXTERNAL_DATABASE_PEER
 from configsync.replication.transports.database import DatabaseTransport
 from configsync.services.node import node_id
@@ -26,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init = actions.add_parser(
         "init", help="Create the transport's tables there (idempotent; also done on first use)."
     )
+    init.add_argument("--json", action="store_true", help="Machine-readable output.")
     init.set_defaults(handler=handle_init)
     status = actions.add_parser("status", help="Writers, their heads and rows; the nodes' logs.")
     status.add_argument("--json", action="store_true", help="Machine-readable output.")
@@ -41,8 +45,18 @@ def handle_init(command: BaseCommand, options: dict[str, Any]) -> None:
     try:
         created = link.tables_init()
         where = link.describe()
+        database = database_describe(external_alias(link.alias))
     finally:
         link.close()
+    if options["json"]:
+        report = {
+            "database": database,
+            "medium": link.medium,
+            "group": link.group,
+            "created": created,
+        }
+        command.stdout.write(json.dumps(report, indent=2))
+        return
     if created:
         command.stdout.write(f"{where}: created {', '.join(created)}")
     else:

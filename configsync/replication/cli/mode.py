@@ -1,5 +1,6 @@
-"""``configsync mode show [--json]``, ``configsync mode set MODE``: this node's deployment mode
-and the effective strategy matrix."""
+"""``configsync mode show [--json]``, ``configsync mode set MODE [--json]``: this node's deployment
+mode and the effective strategy matrix (``--json``: the document of ``GET /api/v1/sync/strategies``,
+after the change for ``set``)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'settings' goes back to CONFIGSYNC_DEPLOYMENT_MODE).",
     )
     set_.add_argument("mode", metavar="MODE", help="One of the modes, or 'settings'.")
+    set_.add_argument(
+        "--json", action="store_true", help="Machine-readable output (as `mode show --json`)."
+    )
     set_.set_defaults(handler=handle_set)
 
 
@@ -63,6 +67,9 @@ def handle_set(command: BaseCommand, options: dict[str, Any]) -> None:
             "; ".join(exc.messages) + " (the current mode is kept)", returncode=1
         ) from None
     report = sync_strategies()
+    if options["json"]:
+        command.stdout.write(json.dumps(report, indent=2))
+        return
     command.stdout.write(
         f"mode {report['mode']} (from {report['source']})"
         if mode

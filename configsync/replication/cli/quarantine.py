@@ -1,5 +1,8 @@
-"""``configsync quarantine [--json] [--all]``, ``quarantine retry ID``, ``quarantine drop ID``:
-replicated changes this node could not store (never values: the payload is not shown)."""
+"""``configsync quarantine [--json] [--all]``, ``quarantine retry ID [--json]``,
+``quarantine drop ID [--json]``: replicated changes this node could not store (never values: the
+payload is not shown). ``--json`` prints what ``/api/v1/sync/quarantine/`` answers: the listing and
+``drop`` the quarantined changes' fields, ``retry`` the outcome (``id``, ``status``, ``reason``).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retry.add_argument("id", type=int, help="Quarantined change id (see `configsync quarantine`).")
     drop = actions.add_parser("drop", help="Stop retrying a quarantined change.")
     drop.add_argument("id", type=int, help="Quarantined change id (see `configsync quarantine`).")
+    for action in (retry, drop):
+        # After the action as well as before it (`quarantine --json drop 3`): SUPPRESS keeps the
+        # parent's value when the option is not given here.
+        action.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="Machine-readable output.",
+        )
     parser.set_defaults(handler=handle)
 
 
@@ -38,10 +50,12 @@ def _row(item: QuarantinedChange) -> dict[str, Any]:
         "key": item.natural_key,
         "hlc": item.hlc,
         "source": item.source,
+        "source_node": item.source_node,
         "reason": item.reason,
         "status": item.status,
         "attempts": item.attempts,
         "received_at": item.received_at,
+        "updated_at": item.updated_at,
     }
 
 
@@ -50,7 +64,10 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     if action in ("retry", "drop"):
         try:
             if action == "drop":
-                quarantine_drop(quarantine_id=options["id"])
+                dropped = quarantine_drop(quarantine_id=options["id"])
+                if options["json"]:
+                    command.stdout.write(json.dumps(_row(dropped), cls=DjangoJSONEncoder, indent=2))
+                    return
                 command.stdout.write(f"quarantined change {options['id']} dropped")
                 return
             (outcome,) = quarantine_retry(quarantine_id=options["id"])
@@ -61,6 +78,9 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
                 f"quarantined change {outcome.id} still cannot be stored: {outcome.reason}",
                 returncode=1,
             )
+        if options["json"]:
+            command.stdout.write(json.dumps(outcome.as_dict(), indent=2))
+            return
         command.stdout.write(f"quarantined change {outcome.id}: {outcome.status}")
         return
     rows = [_row(item) for item in quarantine_list(status=None if options["all"] else "open")]

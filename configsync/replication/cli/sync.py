@@ -1,5 +1,11 @@
-"""``configsync sync [--peer NAME]``, ``diff --peer NAME [--json]``, ``conflicts [--json]``,
-``resolve ID local|remote``: replication from the command line (``status`` is in ``cli/status``).
+"""``configsync sync [--peer NAME] [--json]``, ``diff --peer NAME [--json]``,
+``conflicts [--json]``, ``resolve ID local|remote [--json]``: replication from the command line
+(``status`` is in ``cli/status``).
+
+``--json`` uses the API's names: ``sync`` prints ``{"warnings": [...], "results": [...]}`` with one
+``SyncResult.as_dict()`` per peer (a failed cycle ``ok: false`` with its ``error``; a busy peer
+``ok: false``, ``error: "busy: ..."``; the failure is still the one line on stderr and exit 1);
+``conflicts`` and ``resolve`` print conflicts as ``/api/v1/sync/conflicts/`` does.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from configsync.models import Peer
+from configsync.models import Conflict, Peer
 from configsync.replication.errors import ConflictResolveError, TransportError
 from configsync.replication.selectors.conflicts import conflicts_list
 from configsync.replication.selectors.mode import (
@@ -33,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sync", help="Run one full-duplex cycle now with every enabled peer (or one)."
     )
     sync.add_argument("--peer", metavar="NAME", help="Only this peer.")
+    sync.add_argument("--json", action="store_true", help="Machine-readable output.")
     sync.set_defaults(handler=handle_sync)
 
     diff = subparsers.add_parser("diff", help="Compare this node's records with a peer's.")
@@ -50,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     resolve.add_argument("id", type=int, help="Conflict id (see `configsync conflicts`).")
     resolve.add_argument("choice", choices=["local", "remote"], help="The version to keep.")
+    resolve.add_argument("--json", action="store_true", help="Machine-readable output.")
     resolve.set_defaults(handler=handle_resolve)
 
 
@@ -64,11 +72,17 @@ def _summary(result: SyncResult) -> str:
     return f"peer {result.peer}: {sync_summary(result)}"
 
 
+_BUSY = "busy: another cycle holds it"
+
+
 def handle_sync(command: BaseCommand, options: dict[str, Any]) -> None:
     peer_seed_from_settings()
     mode = deployment_mode()
-    for problem in mode_problems(mode=mode):
-        command.stdout.write(f"WARNING: {problem}")
+    as_json = options["json"]
+    warnings = mode_problems(mode=mode)
+    if not as_json:
+        for problem in warnings:
+            command.stdout.write(f"WARNING: {problem}")
     if cycle_mode() == "LOCAL_ONLY":
         raise CommandError(
             "deployment mode LOCAL_ONLY: nothing syncs (see `configsync mode show`)", returncode=1
@@ -88,19 +102,29 @@ def handle_sync(command: BaseCommand, options: dict[str, Any]) -> None:
                 returncode=1,
             )
     failed: list[str] = []
+    results: list[SyncResult] = []
     for peer in peers:
         # The same policy (lock, expiry, summary) as the Celery task (configsync.tasks.sync_peer).
         try:
             result = peer_sync(peer_id=peer.pk, wait_seconds=BUSY_WAIT_SECONDS)
         except SyncCycleError as exc:
             failed.append(f"{peer.name} ({exc})")
-            command.stdout.write(f"{_summary(exc.result)}; FAILED")
+            results.append(exc.result)
+            if not as_json:
+                command.stdout.write(f"{_summary(exc.result)}; FAILED")
             continue
         if result is None:
-            failed.append(f"{peer.name} (busy: another cycle holds it)")
-            command.stdout.write(f"peer {peer.name}: busy, skipped")
+            failed.append(f"{peer.name} ({_BUSY})")
+            results.append(SyncResult(peer=peer.name, peer_id=peer.pk, error=_BUSY))
+            if not as_json:
+                command.stdout.write(f"peer {peer.name}: busy, skipped")
             continue
-        command.stdout.write(_summary(result))
+        results.append(result)
+        if not as_json:
+            command.stdout.write(_summary(result))
+    if as_json:
+        document = {"warnings": warnings, "results": [r.as_dict() for r in results]}
+        command.stdout.write(json.dumps(document, indent=2))
     if failed:
         raise CommandError(f"sync failed with {'; '.join(failed)}", returncode=1)
 
@@ -131,25 +155,30 @@ def handle_diff(command: BaseCommand, options: dict[str, Any]) -> None:
             )
 
 
+def _conflict_row(conflict: Conflict) -> dict[str, Any]:
+    """A conflict with the fields of the API's ``ConflictSerializer`` (never a value)."""
+    return {
+        "id": conflict.pk,
+        "model": conflict.model_label,
+        "key": conflict.natural_key,
+        "source": conflict.source,
+        "status": conflict.status,
+        "winner": conflict.winner,
+        "resolution": conflict.resolution,
+        "detected_at": conflict.detected_at,
+        "resolved_at": conflict.resolved_at,
+        "skew_affected": conflict.skew_affected,
+        "local": conflict.local.summary(),
+        "remote": conflict.remote.summary(),
+        "changed_fields": conflict.changed_fields(),
+    }
+
+
 def handle_conflicts(command: BaseCommand, options: dict[str, Any]) -> None:
-    rows: list[dict[str, Any]] = []
-    for conflict in conflicts_list(status=None if options["all"] else "open"):
-        rows.append(
-            {
-                "id": conflict.pk,
-                "model": conflict.model_label,
-                "key": conflict.natural_key,
-                "source": conflict.source,
-                "status": conflict.status,
-                "winner": conflict.winner,
-                "resolution": conflict.resolution,
-                "detected_at": conflict.detected_at,
-                "skew_affected": conflict.skew_affected,
-                "local": conflict.local.summary(),
-                "remote": conflict.remote.summary(),
-                "changed_fields": conflict.changed_fields(),
-            }
-        )
+    rows = [
+        _conflict_row(conflict)
+        for conflict in conflicts_list(status=None if options["all"] else "open")
+    ]
     if options["json"]:
         command.stdout.write(json.dumps(rows, cls=DjangoJSONEncoder, indent=2))
         return
@@ -174,6 +203,9 @@ def handle_resolve(command: BaseCommand, options: dict[str, Any]) -> None:
         conflict = conflict_resolve(conflict_id=options["id"], choice=options["choice"])
     except ConflictResolveError as exc:
         raise CommandError(str(exc), returncode=1) from None
+    if options["json"]:
+        command.stdout.write(json.dumps(_conflict_row(conflict), cls=DjangoJSONEncoder, indent=2))
+        return
     command.stdout.write(
         f"conflict {conflict.pk} resolved: kept the {conflict.resolution} version of "
         f"{conflict.model_label} {conflict.natural_key} as a new change"
