@@ -410,9 +410,11 @@ class ServiceAPIKeyAdmin(APIKeyModelAdmin):
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        prefixes = list(queryset.filter(revoked=False).values_list("prefix", flat=True))
-        for prefix in prefixes:
-            api_key_revoke(prefix=prefix)
+        keys = list(queryset.filter(revoked=False))
+        for key in keys:
+            api_key_revoke(prefix=key.prefix)
+            self.log_change(request, key, "Revoked.")  # the admin's history names who did it
+        prefixes = [key.prefix for key in keys]
         self.message_user(request, f"Revoked {len(prefixes)} API key(s).", messages.SUCCESS)
 
     @admin.display(description="scopes")

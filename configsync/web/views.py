@@ -31,8 +31,9 @@ def _version() -> str:
 
 @require_safe
 def landing(request: HttpRequest) -> HttpResponse:
-    """``GET /``: this node's id, deployment mode and version, and links to the admin, the API
-    docs, health, status and metrics. Works signed out; never reads a secret."""
+    """``GET /``: this node's id and deployment mode (and, to staff, its version: a version helps
+    an attacker pick exploits), and links to the admin, the API docs, health, status and
+    metrics. Works signed out; never reads a secret."""
     try:
         this_node: str | None = node_id()
     except NodeIdentityMissing:
@@ -40,7 +41,7 @@ def landing(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "node_id": this_node,
         "mode": deployment_mode(),
-        "version": _version(),
+        "version": _version() if getattr(request.user, "is_staff", False) else "",
     }
     return render(request, "configsync/landing.html", context)
 

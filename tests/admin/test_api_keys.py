@@ -148,6 +148,11 @@ def test_revoke_action(admin_client: Client) -> None:
     }
     assert rest_status(first_key) == (401, "API key revoked.")
     assert rest_status(kept_key) == (200, "")
+    from django.contrib.admin.models import LogEntry
+
+    logged = LogEntry.objects.filter(object_id__in=[str(first.pk), str(second.pk)])
+    assert sorted(entry.get_change_message() for entry in logged) == ["Revoked.", "Revoked."]
+    assert first_key not in str(list(logged.values()))
 
 
 def test_superuser_may_give_the_reveal_scope(admin_client: Client) -> None:

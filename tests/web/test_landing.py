@@ -92,3 +92,14 @@ def test_without_a_stored_identity_it_says_to_migrate() -> None:
 def test_only_get_and_head() -> None:
     assert Client().head("/").status_code == 200
     assert Client().post("/").status_code == 405
+
+
+def test_the_version_is_shown_to_staff_only() -> None:
+    from importlib import metadata
+
+    version = metadata.version("configsync")
+    assert 'id="version"' not in Client().get("/").content.decode()
+    staff = get_user_model().objects.create_user("staffer", password="x", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    assert f'<dd id="version">{version}</dd>' in client.get("/").content.decode()
