@@ -66,6 +66,15 @@ DEFAULTS: dict[str, Any] = {
     "SIGNATURE_MAX_AGE_SECONDS": 300,
     "PEER_TIMEOUT_SECONDS": 10,
     "ROTATION_BATCH_SIZE": 200,
+    # How many versions of each replicated record the history keeps (configsync.replication
+    # .services.history); rollback can go back this far.
+    "HISTORY_VERSIONS": 20,
+    # Scheduled snapshots to the bucket in the R2 modes (configsync.snapshots): every this many
+    # seconds (0: never), keeping this many per node.
+    "SNAPSHOT_INTERVAL_SECONDS": 86400,
+    "SNAPSHOT_KEEP": 14,
+    # Per data type additions to the promotion rules (configsync.snapshots.promotion).
+    "PROMOTION_RULES": {},
     "MAX_VALUE_BYTES": 64 * 1024,
     # The .env bridge (configsync.envbridge.policy documents each).
     "ENV_MANAGE": "all",

@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from rest_framework.request import Request
 
+from configsync.actor import ADMIN, API, PEER, Acting, acting_lazily
 from configsync.api.parsers import storable_text_problem
 
 
@@ -49,3 +51,36 @@ class EdgeMiddleware:
                 return JsonResponse({"detail": problem}, status=400)
             return HttpResponseBadRequest(problem, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
+
+
+class ActorMiddleware:
+    """Names the caller of every request for the audit trail (``configsync.actor``).
+
+    The actor is resolved when a change asks for it, not here: DRF authenticates API keys inside
+    the view (and sets ``request.auth`` on the Django request too). Admin pages are ``via="admin"``,
+    everything else ``via="api"``. Put it after ``AuthenticationMiddleware``.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with acting_lazily(lambda: request_acting(request)):
+            return self.get_response(request)
+
+
+def request_acting(request: HttpRequest | Request) -> Acting:
+    """Who made ``request`` (``user:<name>``, ``api-key:<name> (<prefix>)``, ``anonymous``) and
+    through which entry point (``admin`` or ``api``)."""
+    from configsync.models import ServiceAPIKey
+
+    via = ADMIN if request.path_info.startswith("/admin/") else API
+    auth = getattr(request, "auth", None)
+    if isinstance(auth, ServiceAPIKey):
+        return Acting(actor=f"api-key:{auth.name} ({auth.prefix})", via=via)
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        if not hasattr(user, "get_username"):  # a signed peer (SyncPeerUser): names itself
+            return Acting(actor=str(user.pk), via=PEER)
+        return Acting(actor=f"user:{user.get_username()}", via=via)
+    return Acting(actor="anonymous", via=via)

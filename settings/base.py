@@ -91,6 +91,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Names the caller of every change and reveal for the audit trail (configsync.actor).
+    "configsync.middleware.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -361,6 +363,18 @@ if env.is_set("CONFIGSYNC_BUCKET_SNAPSHOT_EVERY"):
 if env.is_set("CONFIGSYNC_BUCKET_RETENTION_DAYS"):
     CONFIGSYNC_BUCKET_RETENTION_DAYS = env.int(
         "CONFIGSYNC_BUCKET_RETENTION_DAYS", minimum=0, maximum=36500, unit="days"
+    )
+if env.is_set("CONFIGSYNC_HISTORY_VERSIONS"):
+    CONFIGSYNC_HISTORY_VERSIONS = env.int(
+        "CONFIGSYNC_HISTORY_VERSIONS", minimum=1, maximum=10_000, unit="versions"
+    )
+if env.is_set("CONFIGSYNC_SNAPSHOT_INTERVAL_SECONDS"):
+    CONFIGSYNC_SNAPSHOT_INTERVAL_SECONDS = env.int(
+        "CONFIGSYNC_SNAPSHOT_INTERVAL_SECONDS", minimum=0, maximum=30 * 86400, unit="seconds"
+    )
+if env.is_set("CONFIGSYNC_SNAPSHOT_KEEP"):
+    CONFIGSYNC_SNAPSHOT_KEEP = env.int(
+        "CONFIGSYNC_SNAPSHOT_KEEP", minimum=1, maximum=10_000, unit="snapshots"
     )
 CONFIGSYNC_GROUP_ID = env.str("CONFIGSYNC_GROUP_ID", default=_app_default("GROUP_ID"))
 if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,40}", CONFIGSYNC_GROUP_ID):

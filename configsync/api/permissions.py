@@ -38,9 +38,9 @@ def request_has_scope(request: Request, scope: Scope) -> bool:
 
 def request_actor(request: Request) -> str:
     """Who made ``request``, for the audit: ``user:<name>`` or ``api-key:<name> (<prefix>)``."""
-    if isinstance(request.auth, ServiceAPIKey):
-        return f"api-key:{request.auth.name} ({request.auth.prefix})"
-    return f"user:{request.user.get_username()}"
+    from configsync.middleware import request_acting
+
+    return request_acting(request).actor
 
 
 def missing_scope_message(scope: Scope) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from configsync.actor import ENVBRIDGE, acting
 from configsync.envbridge.envfile import EnvDocument
 from configsync.envbridge.files import FileState
 from configsync.envbridge.merge import Action, outcome
@@ -45,7 +46,7 @@ def plan_apply(
     if action is Action.NONE and _base_is_current(plan, row, agreed):
         return False  # the common case on every beat: no savepoint, no query
     try:
-        with transaction.atomic():
+        with transaction.atomic(), acting(via=ENVBRIDGE):
             if action in (Action.SET_DB, Action.DELETE_DB) and _record_moved(plan):
                 report.deferred.append(plan.name)
                 return False

@@ -7,6 +7,7 @@ from configsync.models.lookup import LookupVersion
 from configsync.models.node import NodeIdentity
 from configsync.models.system_config import SystemConfig
 from configsync.replication.models.conflicts import Conflict
+from configsync.replication.models.history import RecordVersion
 from configsync.replication.models.nonces import SyncNonce
 from configsync.replication.models.peers import Peer, PeerCheckpoint, ReplicationLog, SyncRun
 from configsync.replication.models.quarantine import QuarantinedChange
@@ -22,6 +23,7 @@ __all__ = [
     "Peer",
     "PeerCheckpoint",
     "QuarantinedChange",
+    "RecordVersion",
     "ReplicatedRecord",
     "ReplicationLog",
     "ServiceAPIKey",

@@ -1,6 +1,17 @@
 """Writes of the audit trail, and the rule that guards reveals in the services.
 
-An audit event names who, what and when — never a value. A write that would reveal a stored secret
+An audit event names who, what and when — never a value: a sensitive value appears only as a
+keyed hash (:func:`audit_value_hash`). Events are written in the transaction of what they record,
+so a change, a reveal or an action whose event cannot be written fails with it (fail closed).
+
+Why our own trail rather than django-simple-history or django-auditlog: both copy field values
+into their tables (auditlog's ``changes``, simple-history's shadow rows), which for our encrypted
+fields would mean either plaintext in the trail or tokens bound to the wrong record; both hook
+``post_save`` outside the replication apply path (which writes the feed in bulk) and neither
+records the replication actor (a peer) or the entry point. The version history that rollback
+needs is kept by replication in wire form (``RecordVersion``).
+
+A write that would reveal a stored secret
 to its caller (turn a sensitive setting plain, re-check a kept secret under another type) or send
 it to a destination the caller chose (a provider's URL or kind) takes ``allow_reveal=True``, which
 only callers holding the reveal right pass; the default refuses with :class:`RevealRequired`, so a
@@ -9,13 +20,22 @@ caller that forgets cannot leak.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Sequence
+from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.core.exceptions import PermissionDenied
 from django.db import models
 
+from configsync.actor import acting_now
 from configsync.crypto.errors import ConfigsyncError
+from configsync.crypto.keyring import Keyring, get_keyring
 from configsync.models import AuditEvent
+
+VALUE_HASH_PREFIX = "hmac1"
 
 
 class RevealRequired(PermissionDenied, ConfigsyncError):
@@ -26,10 +46,87 @@ class RevealRequired(PermissionDenied, ConfigsyncError):
     """
 
 
-def _reveal_event(actor: str, instance: models.Model) -> AuditEvent:
-    natural_key = getattr(instance, type(instance).natural_key_field)  # type: ignore[attr-defined]
+def _hash_key(keyring: Keyring, kid: str) -> bytes:
+    key = next(k for k in keyring.keys if k.kid == kid)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"configsync audit value hash v1"
+    ).derive(key.material)
+
+
+def audit_value_hash(value: str) -> str:
+    """A keyed hash of a sensitive ``value``: ``hmac1:<key id>:<hex>``.
+
+    HMAC-SHA256 under a key derived (HKDF, its own label) from the keyring's primary key, so it
+    tells nothing to whoever lacks the key — unlike a plain hash, which a dictionary of likely
+    secrets would open — yet the same value always gives the same hash under one key.
+    """
+    keyring = get_keyring()
+    kid = keyring.primary.kid
+    digest = hmac.new(_hash_key(keyring, kid), value.encode(), hashlib.sha256).hexdigest()
+    return f"{VALUE_HASH_PREFIX}:{kid}:{digest}"
+
+
+def audit_value_matches(stored: str, value: str) -> bool | None:
+    """Whether ``value`` is the value ``stored`` (an :func:`audit_value_hash`) was made from;
+    ``None`` when this node lacks the key it was made under (or ``stored`` is no such hash)."""
+    prefix, _, rest = (stored or "").partition(":")
+    kid, _, digest = rest.partition(":")
+    keyring = get_keyring()
+    if prefix != VALUE_HASH_PREFIX or kid not in keyring or not digest:
+        return None
+    expected = hmac.new(_hash_key(keyring, kid), value.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, digest)
+
+
+def audit_event_build(
+    *,
+    action: str,
+    model_label: str = "",
+    natural_key: str = "",
+    actor: str | None = None,
+    via: str | None = None,
+    **fields: Any,
+) -> AuditEvent:
+    """An unsaved event stamped with this node's id and, unless given, the acting caller
+    (``configsync.actor.acting_now``). ``fields``: ``origin_node``, ``hlc``, ``changed_fields``,
+    ``value_hashes``, ``details``."""
+    from configsync.services.node import node_id
+
+    if actor is None or via is None:
+        now = acting_now()
+        actor = now.actor if actor is None else actor
+        via = now.via if via is None else via
     return AuditEvent(
         actor=actor[:200],
+        via=via,
+        action=action,
+        model_label=model_label,
+        natural_key=natural_key[:255],
+        node_id=node_id(),
+        **fields,
+    )
+
+
+def audit_record(*, events: Sequence[AuditEvent]) -> None:
+    """Write ``events`` in one insert, in the caller's transaction: if it fails, so does the
+    caller's write (fail closed)."""
+    if events:
+        AuditEvent.objects.bulk_create(events)
+
+
+def audit_action(
+    *, action: str, details: dict[str, Any] | None = None, actor: str | None = None
+) -> AuditEvent:
+    """Record a node-wide action (a key rotation, a mode switch, an API key revoked)."""
+    event = audit_event_build(action=action, actor=actor, details=details or {})
+    event.save()
+    return event
+
+
+def _reveal_event(actor: str, instance: models.Model) -> AuditEvent:
+    natural_key = getattr(instance, type(instance).natural_key_field)  # type: ignore[attr-defined]
+    return audit_event_build(
+        actor=actor,
         action=AuditEvent.Action.REVEAL,
         model_label=instance._meta.label_lower,
         natural_key=str(natural_key),

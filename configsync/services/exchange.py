@@ -29,6 +29,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from configsync.actor import IMPORT, acting
 from configsync.envbridge.envfile import NAME_RE, EnvDocument, format_assignment
 from configsync.envbridge.errors import EnvSyntaxError
 from configsync.logging import MASK
@@ -271,7 +272,7 @@ def config_import(
     right, ``RevealRequired`` otherwise)."""
     entries = config_import_parse(text=text, fmt=fmt, path=path)
     report = ImportReport(dry_run=dry_run)
-    with transaction.atomic():
+    with transaction.atomic(), acting(via=IMPORT):
         for entry in entries:
             if entry.value == MASK:
                 report.skipped.append(

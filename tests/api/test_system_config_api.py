@@ -222,7 +222,9 @@ def test_a_secret_this_node_cannot_decrypt_is_a_json_500_and_not_a_reveal(
         detail = response.json()["detail"]
         assert "OPENAI_API_KEY" in detail and "secret_value" in detail
         assert b"enc1:" not in response.content and b"sk-CANARY" not in response.content
-    assert not AuditEvent.objects.exists(), "nothing was revealed, so nothing is audited"
+    assert not AuditEvent.objects.filter(action="reveal").exists(), (
+        "nothing was revealed, so nothing is audited"
+    )
     # Masked reads and metadata writes need no decryption and keep the stored token.
     assert revealer.get(url).json()["value"] == "********"
     patched = client_for("write").patch(url, {"description": "kept"}, format="json")
@@ -243,7 +245,9 @@ def test_a_listing_with_reveal_audits_each_secret_once(
     response = client_for("reveal").get(SYSTEM, {"reveal": "true"})
     assert response.status_code == 200
     assert {row["key"]: row["value"] for row in response.json()}["OPENAI_API_KEY"] == canary
-    assert sorted(AuditEvent.objects.values_list("natural_key", flat=True)) == [
+    assert sorted(
+        AuditEvent.objects.filter(action="reveal").values_list("natural_key", flat=True)
+    ) == [
         "OPENAI_API_KEY",
         "SECOND_SECRET",
     ]

@@ -35,10 +35,10 @@ def test_sensitive_value_is_masked_unless_revealed(cli: Any, canary: str) -> Non
     assert cli("set", "API_TOKEN", canary, "--sensitive").code == 0
     masked = cli("get", "API_TOKEN")
     assert masked.code == 0 and canary not in masked.out and masked.last_line == "********"
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.filter(action="reveal").exists()
     revealed = cli("get", "API_TOKEN", "--reveal")
     assert revealed.last_line == canary
-    event = AuditEvent.objects.get()
+    event = AuditEvent.objects.filter(action="reveal").get()
     assert (event.action, event.natural_key) == (AuditEvent.Action.REVEAL, "API_TOKEN")
     assert event.actor.startswith("cli")
     for output in (

@@ -102,7 +102,7 @@ def test_export_masks_secrets_without_reveal_and_audits_nothing(cli: Any, canary
     for fmt in ("json", "yaml", "env"):
         result = cli("export", "--format", fmt)
         assert result.code == 0 and canary not in result.out and "********" in result.out
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.filter(action="reveal").exists()
     only_jobs = json.loads(cli("export", "--category", "jobs").out)
     assert [e["key"] for e in only_jobs] == ["WORKERS"]
 
@@ -113,7 +113,7 @@ def test_export_reveal_without_the_right_is_refused(cli: Any, canary: str) -> No
         result = cli("export", "--reveal")
     assert result.code == 1 and "CONFIGSYNC_CLI_REVEAL" in result.err
     assert canary not in result.out + result.err
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.filter(action="reveal").exists()
 
 
 def test_masked_values_are_never_imported(cli: Any, canary: str, tmp_path: Path) -> None:
@@ -225,7 +225,7 @@ def test_run_without_the_right_refuses_secrets_or_leaves_them_out(
         code, out, _ = _run(capfd, "--no-secrets", "--", sys.executable, "-c", CHILD)
     environment = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and "API_TOKEN" not in environment and environment["WORKERS"] == "4"
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.filter(action="reveal").exists()
 
 
 def test_run_without_a_command_is_a_usage_error(capfd: pytest.CaptureFixture[str]) -> None:

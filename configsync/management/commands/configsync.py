@@ -17,6 +17,8 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
+from configsync.actor import CLI, acting
+from configsync.cli.config import cli_actor
 from configsync.crypto.errors import ConfigsyncError
 from configsync.validation import validate_storable_texts
 
@@ -91,7 +93,8 @@ class Command(BaseCommand):
                     if isinstance(value, str) and name not in ("settings", "pythonpath")
                 }
             )
-            handler(self, options)
+            with acting(actor=cli_actor(), via=CLI):
+                handler(self, options)
         except ValidationError as exc:
             raise CommandError(validation_reason(exc), returncode=1) from None
         except ConfigsyncError as exc:

@@ -13,6 +13,7 @@ decrypts.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from django.db import (
 )
 from django.utils import timezone
 
+from configsync.actor import PEER
 from configsync.models import PeerCheckpoint, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.context import applying_remote
@@ -41,6 +43,7 @@ from configsync.replication.services.conflicts import (
     conflict_keep_loser,
     conflict_skew_affected,
 )
+from configsync.replication.services.history import Changed, history_record
 from configsync.replication.services.local import change_notify_after_commit, data_unreadable
 from configsync.replication.services.quarantine_store import quarantine_keep
 from configsync.replication.services.wire import (
@@ -208,6 +211,7 @@ class _Pending:
     key: str
     deleted: bool
     notify: bool
+    history: Changed | None = None
 
 
 def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[ItemResult]:
@@ -237,7 +241,16 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
                 _write_model(rm, change.key, instance, remote)
             record = _set_version(record, rm.label, change.key, remote, change.vv)
             record.received_from = source_node
-            pending.append(_Pending(record, rm.label, change.key, remote.deleted, True))
+            pending.append(
+                _Pending(
+                    record,
+                    rm.label,
+                    change.key,
+                    remote.deleted,
+                    True,
+                    _history_entry(local, record),
+                )
+            )
         elif local is not None and record is not None and local.hlc == remote.hlc:
             # The same version reached us and the sender along different paths (each merged
             # with other losers): nothing to decide, only the vectors join.
@@ -258,7 +271,16 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
             # The merged version differs from what the source sent: it goes back to it too,
             # carrying the loser, so the source keeps the same conflict.
             record.received_from = ""
-            pending.append(_Pending(record, rm.label, change.key, record.deleted, remote_wins))
+            pending.append(
+                _Pending(
+                    record,
+                    rm.label,
+                    change.key,
+                    record.deleted,
+                    remote_wins,
+                    _history_entry(local, record) if remote_wins else None,
+                )
+            )
             conflict_keep(
                 label=rm.label,
                 key=change.key,
@@ -316,7 +338,21 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
         ReplicatedRecord.objects.bulk_create(created)
         ReplicatedRecord.objects.bulk_update(updated, _RECORD_FIELDS)
         clock.save()
+        history_record(
+            changes=[item.history for item in pending if item.history is not None],
+            actor=f"peer:{source_name}",
+            via=PEER,
+        )
     return results
+
+
+def _history_entry(local: Version | None, record: ReplicatedRecord) -> Changed | None:
+    """The history entry of a received version that replaced ``local`` (``None``: the same
+    version, only its vector grew). A copy: a later item of the batch may change ``record``."""
+    if local is not None and local.hlc == HLC.parse(record.hlc) and local.deleted == record.deleted:
+        return None
+    before = None if local is None or local.deleted else local.data
+    return Changed(record=copy.copy(record), before=before)
 
 
 _RECORD_FIELDS = [

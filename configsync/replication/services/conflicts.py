@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from configsync.actor import RESOLVE, acting
 from configsync.conf import app_settings
 from configsync.models import Conflict
 from configsync.replication.errors import ConflictResolveError
@@ -59,7 +60,7 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
     """
     if choice not in (Conflict.Winner.LOCAL, Conflict.Winner.REMOTE):
         raise ConflictResolveError("choice must be 'local' or 'remote'")
-    with transaction.atomic():
+    with transaction.atomic(), acting(via=RESOLVE):
         conflict = Conflict.objects.select_for_update().filter(pk=conflict_id).first()
         if conflict is None:
             raise ConflictResolveError(f"no conflict with id {conflict_id}")

@@ -20,6 +20,7 @@ from configsync.crypto.keyring import get_keyring, token_key_id
 from configsync.models import ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.services.clock import clock_issue
+from configsync.replication.services.history import Changed, history_record
 from configsync.signals import change_committed
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def replication_record_local_change(
         record.received_from = ""
         record.unreadable = data_unreadable(data, rm)
         record.save()
+        history_record(changes=[Changed(record=record, before=previous)])
         change_notify_after_commit(rm.label, key, record.seq, deleted, local=True)
     return record
 

@@ -1,0 +1,166 @@
+"""The history and the audit trail of every change of a replicated record.
+
+:func:`history_record` is called in the transaction of every change of a record's current version
+on this node — a local write (``services.local``, which restore, rollback, conflict resolution,
+the ``.env`` bridge, the admin, the API and the CLI all go through) and a change applied from a
+peer (``services.apply``) — so no entry point can change a record without leaving its version in
+the history (``RecordVersion``, the newest ``CONFIGSYNC_HISTORY_VERSIONS`` kept) and an
+``AuditEvent``. Both are written with the change: if either insert fails, the change fails
+(fail closed). Who acted comes from ``configsync.actor`` unless the caller names it (a peer).
+
+Values stay in wire form (ciphertext for secrets) in the history. The audit event holds the names
+of the changed fields and, for each sensitive field of the new version, a keyed hash of its
+value (``configsync.services.audit.audit_value_hash``); the plaintext is decrypted for that in
+memory only, and a token this node cannot read is hashed as ``"unreadable"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Max, Q
+
+from configsync.actor import acting_now
+from configsync.conf import app_settings
+from configsync.crypto.fields import encryption_context_for
+from configsync.crypto.keyring import get_keyring
+from configsync.logging import register_secret
+from configsync.models import AuditEvent, RecordVersion, ReplicatedRecord
+from configsync.replication import registry
+from configsync.services.audit import audit_event_build, audit_record, audit_value_hash
+
+UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class Changed:
+    """One change of a record's current version: ``record`` holds the new version (its ``hlc``,
+    ``origin_node``, ``deleted`` and ``data``); ``before`` is the wire form of the version it
+    replaced (``None`` when there was no live one: a create, or a write over a tombstone)."""
+
+    record: ReplicatedRecord
+    before: dict[str, Any] | None
+
+
+def changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+    """The wire fields whose values differ between two versions (all of ``after``'s for a
+    create, none for a delete). A sensitive field's token is kept while its value is unchanged
+    (``registry.ReplicatedModel.serialize``), so comparing tokens compares values."""
+    if after is None:
+        return []
+    before = before or {}
+    return sorted(name for name, value in after.items() if before.get(name) != value)
+
+
+def value_hashes(
+    rm: registry.ReplicatedModel, key: str, data: dict[str, Any] | None
+) -> dict[str, str]:
+    """Per sensitive field of ``data`` holding a value: its keyed hash (never the value)."""
+    if not data:
+        return {}
+    hashes: dict[str, str] = {}
+    keyring = None
+    for name in rm.encrypted_field_names():
+        token = data.get(name)
+        if not token:
+            continue
+        try:
+            keyring = keyring or get_keyring()
+            plain = keyring.decrypt(
+                str(token),
+                context=encryption_context_for(
+                    model_label=rm.label, field_name=name, natural_key=key
+                ),
+            )
+        except Exception:  # a key this node lacks, or no keyring: still recorded, unhashed
+            hashes[name] = UNREADABLE
+            continue
+        register_secret(plain)
+        hashes[name] = audit_value_hash(plain)
+    return hashes
+
+
+def _action(change: Changed) -> str:
+    if change.record.deleted:
+        return AuditEvent.Action.DELETE
+    return AuditEvent.Action.UPDATE if change.before is not None else AuditEvent.Action.CREATE
+
+
+def history_record(
+    *, changes: Sequence[Changed], actor: str | None = None, via: str | None = None
+) -> None:
+    """Keep the new version of every record in ``changes`` and audit each change.
+
+    Runs in the caller's transaction, which must hold the records' replication rows locked
+    (both callers do), so version numbers are issued without races: three queries for the
+    whole batch (the latest numbers, the inserts, the pruning) plus the audit insert.
+    ``actor``/``via`` default to ``configsync.actor.acting_now()``.
+    """
+    if not changes:
+        return
+    if actor is None or via is None:
+        now = acting_now()
+        actor = now.actor if actor is None else actor
+        via = now.via if via is None else via
+    actor = actor[:200]
+    by_label: dict[str, list[str]] = {}
+    for change in changes:
+        by_label.setdefault(change.record.model_label, []).append(change.record.natural_key)
+    latest: dict[tuple[str, str], int] = {}
+    for label, keys in by_label.items():
+        for row in (
+            RecordVersion.objects.filter(model_label=label, natural_key__in=keys)
+            .values("natural_key")
+            .annotate(n=Max("number"))
+            .order_by()
+        ):
+            latest[(label, row["natural_key"])] = row["n"]
+    keep = max(1, int(app_settings.HISTORY_VERSIONS))
+    versions: list[RecordVersion] = []
+    events: list[AuditEvent] = []
+    prune = Q()
+    for change in changes:
+        record = change.record
+        ident = (record.model_label, record.natural_key)
+        number = latest.get(ident, 0) + 1
+        latest[ident] = number
+        versions.append(
+            RecordVersion(
+                model_label=record.model_label,
+                natural_key=record.natural_key,
+                number=number,
+                hlc=record.hlc,
+                origin_node=record.origin_node,
+                deleted=record.deleted,
+                data=record.data,
+                actor=actor,
+                via=via,
+            )
+        )
+        if number > keep:
+            prune |= Q(
+                model_label=record.model_label,
+                natural_key=record.natural_key,
+                number__lte=number - keep,
+            )
+        rm = registry.get(record.model_label)
+        events.append(
+            audit_event_build(
+                action=_action(change),
+                model_label=record.model_label,
+                natural_key=record.natural_key,
+                actor=actor,
+                via=via,
+                origin_node=record.origin_node,
+                hlc=record.hlc,
+                changed_fields=changed_fields(change.before, record.data),
+                value_hashes=value_hashes(rm, record.natural_key, record.data),
+                details={"version": number},
+            )
+        )
+    RecordVersion.objects.bulk_create(versions)
+    if prune:
+        RecordVersion.objects.filter(prune).delete()
+    audit_record(events=events)
