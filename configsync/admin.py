@@ -36,6 +36,7 @@ from configsync.api.permissions import user_can_reveal
 from configsync.forms import CONFIRM_MAKE_PLAIN, SystemConfigAdminForm, makes_secret_plain
 from configsync.models import ServiceAPIKey, SystemConfig
 from configsync.models.api_key import GRANT_REVEAL_PERMISSION
+from configsync.replication.admin.history import RecordVersionsAdminMixin, auth_admin_register
 from configsync.schema import Declaration, declaration_get, declarations
 from configsync.services.api_keys import api_key_create, api_key_revoke, api_key_update
 from configsync.services.system_config import system_config_delete, system_config_set
@@ -138,7 +139,7 @@ class ServiceWriteAdmin(admin.ModelAdmin):
 
 
 @admin.register(SystemConfig)
-class SystemConfigAdmin(ServiceWriteAdmin):
+class SystemConfigAdmin(RecordVersionsAdminMixin, ServiceWriteAdmin):
     form = SystemConfigAdminForm
     set_service = staticmethod(system_config_set)
     delete_service = staticmethod(system_config_delete)
@@ -431,3 +432,5 @@ if admin.site.is_registered(APIKey):
 import configsync.replication.admin.mode  # noqa: E402  (the deployment mode)
 import configsync.replication.admin.quarantine  # noqa: E402  (quarantined changes)
 import configsync.replication.admin.records  # noqa: E402, F401  (peers, conflicts, sync runs)
+
+auth_admin_register()  # Django's users and groups replicate: their admins get "Versions" too

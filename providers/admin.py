@@ -19,6 +19,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from configsync.admin import ServiceWriteAdmin
+from configsync.replication.admin.history import RecordVersionsAdminMixin
 from providers.client import admin_test_connection, provider_test_connection
 from providers.forms import AIProviderConfigAdminForm
 from providers.models import AIProviderConfig
@@ -26,7 +27,7 @@ from providers.services import ai_provider_delete, ai_provider_set
 
 
 @admin.register(AIProviderConfig)
-class AIProviderConfigAdmin(ServiceWriteAdmin):
+class AIProviderConfigAdmin(RecordVersionsAdminMixin, ServiceWriteAdmin):
     form = AIProviderConfigAdminForm
     set_service = staticmethod(ai_provider_set)
     delete_service = staticmethod(ai_provider_delete)

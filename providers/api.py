@@ -24,6 +24,7 @@ from configsync.api.views import (
     NaturalKeyConfigViewSet,
     natural_key_schema,
 )
+from configsync.replication.api.history import RecordHistoryMixin, history_schema
 from providers.client import provider_test_connection
 from providers.models import AIProviderConfig
 from providers.registry import OPTION_FIELDS
@@ -51,10 +52,13 @@ class WriteScope(HasScope):
         "or null api_key are kept."
     ),
 )
-class AIProviderViewSet(NaturalKeyConfigViewSet):
-    """AI provider accounts by name: credentials masked unless revealed."""
+@history_schema(tag="AI providers")
+class AIProviderViewSet(RecordHistoryMixin, NaturalKeyConfigViewSet):
+    """AI provider accounts by name: credentials masked unless revealed; their kept versions
+    (``history/``) and rollback (``rollback/``)."""
 
     model = AIProviderConfig
+    history_label = "providers.aiproviderconfig"
     serializer_class = AIProviderSerializer
     update_serializer_class = AIProviderUpdateSerializer
     lookup_field = "name"

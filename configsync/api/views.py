@@ -45,6 +45,7 @@ from configsync.api.serializers import (
 from configsync.exceptions import ConfigKeyError
 from configsync.logging import register_secret
 from configsync.models import SystemConfig
+from configsync.replication.api.history import RecordHistoryMixin, history_schema
 from configsync.selectors.system_config import system_config_get, system_config_list
 from configsync.sensitivity import NO_RULE
 from configsync.services.audit import audit_reveals
@@ -317,10 +318,13 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
     ],
     update_description="Update the value and any given attributes; omitted attributes are kept.",
 )
-class SystemConfigViewSet(NaturalKeyConfigViewSet):
-    """System settings by key: typed values, sensitive ones masked unless revealed."""
+@history_schema(tag="system settings")
+class SystemConfigViewSet(RecordHistoryMixin, NaturalKeyConfigViewSet):
+    """System settings by key: typed values, sensitive ones masked unless revealed; their kept
+    versions (``history/``) and rollback (``rollback/``)."""
 
     model = SystemConfig
+    history_label = "configsync.systemconfig"
     serializer_class = SystemConfigSerializer
     update_serializer_class = SystemConfigUpdateSerializer
     lookup_field = "key"

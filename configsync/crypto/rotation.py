@@ -16,12 +16,18 @@ Rotation re-encrypts each token that is not on the primary (first) key of
   the record, so it must still be readable once the old key is dropped. A kept version's token
   is bound to the record it belongs to (the conflict's model label and natural key and the wire
   form's field name), exactly as if the record held it;
+* the versions kept in the history (``RecordVersion.data``, wire form, what ``configsync
+  rollback`` writes back) are re-encrypted the same way, bound to their record like the record's
+  own tokens, in their own batches; within a batch one old token gets one new token, so versions
+  that shared a token (an unchanged secret) still share one;
 * the feed copies of registered models' *sensitive* fields (``auth.user.password``: plain in
   its row, sealed only in the feed) are walked in their own batches and rotated the same way;
 * it is idempotent: a token already on the primary key is left alone, so an interrupted run is
   resumed by running it again;
 * a token no configured key can decrypt is reported (model, field, natural key and the reason,
-  never a value) and skipped; the rest is still rotated.
+  never a value) and skipped; the rest is still rotated;
+* every run (complete or stopped early) writes one ``AuditEvent`` (``action="rotate_keys"``)
+  whose details hold the counts, the primary key id and whether it completed.
 
 Every model with an :class:`~configsync.crypto.fields.EncryptedTextField` is found through
 ``django.apps``, so models added later (users, a deployment's own models) rotate too.
@@ -47,8 +53,9 @@ from configsync.crypto.fields import (
     encryption_context_for,
 )
 from configsync.crypto.keyring import TokenError, generate_key, get_keyring, token_key_id
-from configsync.models import Conflict, ReplicatedRecord
+from configsync.models import AuditEvent, Conflict, RecordVersion, ReplicatedRecord
 from configsync.replication import registry
+from configsync.services.audit import audit_action
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +173,9 @@ def keys_status() -> KeyUsageReport:
                     count(token)
     for conflict in _conflicts().iterator():
         for _side, _name, token in _conflict_tokens(conflict):
+            count(token)
+    for version in _versions().iterator():
+        for _name, token in _version_tokens(version):
             count(token)
     sealed = _sealed_fields()
     for record in _sealed_records().iterator():
@@ -327,6 +337,91 @@ def _rotate_conflict_batch(
     return conflicts[-1].pk
 
 
+def _versions() -> models.QuerySet[RecordVersion]:
+    return (
+        RecordVersion.objects.filter(deleted=False, model_label__in=_encrypted_labels())
+        .order_by("pk")
+        .only("pk", "model_label", "natural_key", "data")
+    )
+
+
+def _encrypted_labels() -> list[str]:
+    return [rm.label for rm in registry.all_registered() if rm.encrypted_field_names()]
+
+
+def _version_tokens(version: RecordVersion) -> Iterator[tuple[str, str]]:
+    """``(field name, token)`` of each encrypted value kept in a history version."""
+    try:
+        names = registry.get(version.model_label).encrypted_field_names()
+    except LookupError:
+        return
+    data = version.data if isinstance(version.data, dict) else {}
+    for name in names:
+        token = data.get(name)
+        if isinstance(token, str) and token:
+            yield name, token
+
+
+_RENEWED_MAX = 10_000
+
+
+def _rotate_version_batch(
+    *,
+    after_pk: object,
+    batch_size: int,
+    report: RotationReport,
+    renewed: dict[tuple[str, str, str, str], str],
+) -> object | None:
+    """Rotate the tokens kept in the next ``batch_size`` history versions; the last pk, or
+    ``None``. Not a change of any value: ``update()`` of ``data`` only. ``renewed`` (shared by the
+    run's batches, bounded) maps an old token to its new one, so versions that shared a token
+    (an unchanged secret) keep sharing one and the history still shows them as the same value
+    without decrypting."""
+    queryset = _versions()
+    if after_pk is not None:
+        queryset = queryset.filter(pk__gt=after_pk)
+    if len(renewed) > _RENEWED_MAX:
+        renewed.clear()
+    with transaction.atomic():
+        versions = list(queryset.select_for_update()[:batch_size])
+        for version in versions:
+            report.scanned += 1
+            data = dict(version.data) if isinstance(version.data, dict) else {}
+            changed = False
+            for name, token in _version_tokens(version):
+                memo = (version.model_label, version.natural_key, name, token)
+                new = renewed.get(memo)
+                if new is None:
+                    new = _rotated(
+                        token,
+                        context=encryption_context_for(
+                            model_label=version.model_label,
+                            field_name=name,
+                            natural_key=version.natural_key,
+                        ),
+                        report=report,
+                        where=(
+                            version.model_label,
+                            name,
+                            f"{version.natural_key}, history version {version.number}",
+                        ),
+                    )
+                    if new is None:
+                        continue
+                    renewed[memo] = new
+                else:
+                    report.rotated += 1
+                data[name] = new
+                changed = True
+            if changed:
+                RecordVersion.objects.filter(pk=version.pk).update(data=data)
+    if versions:
+        report.batches += 1
+    if len(versions) < batch_size:
+        return None
+    return versions[-1].pk
+
+
 def _sealed_fields() -> dict[str, list[str]]:
     """Registered models' *sensitive* fields (stored plainly, sealed only in the feed copy)."""
     return {rm.label: sorted(rm.sensitive) for rm in registry.all_registered() if rm.sensitive}
@@ -383,10 +478,26 @@ def _rotate_sealed_batch(
     return records[-1].pk
 
 
+def _audit(report: RotationReport) -> None:
+    """One audit event per run, with its counts (never a value)."""
+    audit_action(
+        action=AuditEvent.Action.ROTATE_KEYS,
+        details={
+            "primary_key_id": report.primary_key_id,
+            "scanned": report.scanned,
+            "rotated": report.rotated,
+            "already_current": report.already_current,
+            "unreadable": len(report.unreadable),
+            "batches": report.batches,
+            "complete": report.complete,
+        },
+    )
+
+
 def keys_rotate(*, batch_size: int | None = None, max_batches: int | None = None) -> RotationReport:
     """Re-encrypt every encrypted value not on the primary key; see the module docstring.
 
-    ``batch_size`` rows (or conflicts) per transaction (default
+    ``batch_size`` rows (or conflicts, or history versions) per transaction (default
     ``CONFIGSYNC_ROTATION_BATCH_SIZE``); ``max_batches`` stops early (``report.complete`` is then
     false; run again to resume). Raises ``KeyringError`` when no usable key is configured; never
     raises for one bad value.
@@ -401,15 +512,20 @@ def keys_rotate(*, batch_size: int | None = None, max_batches: int | None = None
     ]
     walks.append(functools.partial(_rotate_sealed_batch, batch_size=size, report=report))
     walks.append(functools.partial(_rotate_conflict_batch, batch_size=size, report=report))
+    walks.append(
+        functools.partial(_rotate_version_batch, batch_size=size, report=report, renewed={})
+    )
     for walk in walks:
         after_pk: object | None = None
         while True:
             if max_batches is not None and report.batches >= max_batches:
+                _audit(report)
                 return report
             after_pk = walk(after_pk=after_pk)
             if after_pk is None:
                 break
     report.complete = True
+    _audit(report)
     logger.info(
         "key rotation to %s: %d value(s) rotated, %d already current, %d unreadable",
         report.primary_key_id,

@@ -147,7 +147,8 @@ def test_keys_rotate_json_has_the_report_fields(cli: Any, canary: str) -> None:
         "unreadable",
     }
     assert body["primary_key_id"] == parse_key(new).kid
-    assert body["rotated"] == 1 and body["complete"] is True and body["unreadable"] == []
+    # The row's token and its copy kept in the history (RecordVersion) are both rotated.
+    assert body["rotated"] == 2 and body["complete"] is True and body["unreadable"] == []
     assert canary not in result.out + result.err and old not in result.out
 
 
@@ -160,7 +161,11 @@ def test_keys_rotate_json_lists_unreadable_values_and_still_fails(cli: Any, cana
     result = cli("keys", "rotate", "--json")
     assert result.code == 1 and len(result.err.splitlines()) == 1
     body = json.loads(result.out)
-    assert [item["record"] for item in body["unreadable"]] == ["ORPHAN"]
+    # The row, and its copy kept in the history (RecordVersion).
+    assert [item["record"] for item in body["unreadable"]] == [
+        "ORPHAN",
+        "ORPHAN, history version 1",
+    ]
     assert set(body["unreadable"][0]) == {"model", "field", "record", "reason"}
     assert canary not in result.out + result.err
 

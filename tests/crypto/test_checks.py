@@ -22,6 +22,6 @@ def test_values_on_an_unknown_key_are_reported_without_values(canary: str) -> No
 
     messages = check_stored_key_ids(databases=["default"])
     assert [m.id for m in messages] == ["configsync.W002"]
-    assert "1 stored encrypted value(s)" in messages[0].msg
+    assert "2 stored encrypted value(s)" in messages[0].msg  # the row and its history version
     assert canary not in messages[0].msg
     assert check_stored_key_ids(databases=None) == []  # only when asked to touch the database

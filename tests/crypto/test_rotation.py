@@ -89,9 +89,12 @@ def test_add_key_rotate_drop_old_key_and_everything_reads(
             signal.disconnect(recorder)
 
     assert report.complete and not report.unreadable
-    assert report.rotated == 9 and report.already_current == 0
+    # Nine rows, and the copy of each kept in the history (RecordVersion).
+    assert report.rotated == 18 and report.already_current == 0
     assert set(stored_key_ids().values()) == {NEW_KID}
-    assert recorder.calls == [], "rotation is not a change: no save, no signal"
+    # Rotation is not a change: no save, no signal — but the run's one audit event.
+    audit = "<class 'configsync.models.audit.AuditEvent'>"
+    assert recorder.calls == [audit, audit], "rotation is not a change: no save, no signal"
     assert dict(SystemConfig.objects.values_list("key", "updated_at")) == updated_before
 
     with use_keys(NEW):  # the old key is gone
@@ -110,14 +113,14 @@ def test_interrupted_rotation_resumes_where_it_stopped(
         assert first.rotated == 4
         ids = stored_key_ids()
         assert sorted(ids.values()).count(NEW_KID) == 4
-        assert keys_status().not_on_primary == 5
+        assert keys_status().not_on_primary == 14  # 5 rows and 9 history versions
 
         second = keys_rotate(batch_size=2)
         assert second.complete
-        assert second.rotated == 5 and second.already_current == 4
+        assert second.rotated == 14 and second.already_current == 4
 
         third = keys_rotate(batch_size=2)
-        assert third.complete and third.rotated == 0 and third.already_current == 9
+        assert third.complete and third.rotated == 0 and third.already_current == 18
 
     assert set(stored_key_ids().values()) == {NEW_KID}
     with use_keys(NEW):
@@ -139,7 +142,7 @@ def test_a_value_no_key_can_read_is_reported_and_the_rest_rotates(
         status = keys_status()
 
     assert report.complete
-    assert report.rotated == 8
+    assert report.rotated == 8 + 9  # the readable rows, and every history version
     assert [(u.model, u.field, u.record) for u in report.unreadable] == [
         ("configsync.systemconfig", "secret_value", "SECRET_0")
     ]
@@ -155,8 +158,8 @@ def test_keys_status_counts_tokens_per_key(secrets_on_old_key: dict[str, str]) -
         status = keys_status()
     assert status.primary_key_id == NEW_KID
     assert status.configured_key_ids == [NEW_KID, OLD_KID]
-    assert status.tokens_by_key_id == {OLD_KID: 9}
-    assert status.not_on_primary == 9 and status.unknown_key_ids == []
+    assert status.tokens_by_key_id == {OLD_KID: 18}  # nine rows and their history versions
+    assert status.not_on_primary == 18 and status.unknown_key_ids == []
 
 
 def test_the_change_feed_copy_gets_the_same_new_token_and_no_new_version(
@@ -227,9 +230,10 @@ def test_tokens_kept_in_conflicts_rotate_and_an_old_conflict_resolves_readably(
         before = keys_status()
         report = keys_rotate(batch_size=1)
         after = keys_status()
-    assert before.tokens_by_key_id == {OLD_KID: 3}  # the row and both kept versions
-    assert report.complete and not report.unreadable and report.rotated == 3
-    assert after.tokens_by_key_id == {NEW_KID: 3}
+    # The row, both conflict versions and the two history versions (local, then the peer's).
+    assert before.tokens_by_key_id == {OLD_KID: 5}
+    assert report.complete and not report.unreadable and report.rotated == 5
+    assert after.tokens_by_key_id == {NEW_KID: 5}
     conflict.refresh_from_db()
     assert conflict.status == "open"
     for version in (conflict.local_version, conflict.remote_version):
@@ -262,7 +266,7 @@ def test_an_unreadable_token_in_a_conflict_is_reported_and_left(
     )
     with use_keys(NEW, OLD):
         report = keys_rotate()
-    assert report.complete and report.rotated == 9
+    assert report.complete and report.rotated == 18
     assert [(u.model, u.field) for u in report.unreadable] == [
         ("configsync.systemconfig", "secret_value")
     ]
@@ -288,10 +292,10 @@ def test_a_user_password_sealed_in_the_feed_rotates_without_a_new_version() -> N
         seq_before, hlc_before, token_before = feed()
         assert token_before.split(":")[1] == OLD_KID
     with use_keys(NEW, OLD):
-        assert keys_status().tokens_by_key_id == {OLD_KID: 1}
+        assert keys_status().tokens_by_key_id == {OLD_KID: 2}  # the feed and the history
         report = keys_rotate()
         seq_after, hlc_after, token_after = feed()
-        assert report.rotated == 1 and (seq_after, hlc_after) == (seq_before, hlc_before)
+        assert report.rotated == 2 and (seq_after, hlc_after) == (seq_before, hlc_before)
         assert token_after.split(":")[1] == NEW_KID
     with use_keys(NEW):
         context = encryption_context_for(
@@ -299,3 +303,52 @@ def test_a_user_password_sealed_in_the_feed_rotates_without_a_new_version() -> N
         )
         assert get_keyring().decrypt(token_after, context=context) == alice.password
     reset_keyring()
+
+
+def test_history_versions_rotate_and_a_rollback_works_after_the_old_key_is_gone() -> None:
+    from configsync.models import AuditEvent, RecordVersion
+    from configsync.replication.selectors.history import CHANGED, record_history
+    from configsync.replication.services.rollback import record_rollback
+
+    with use_keys(OLD):
+        system_config_set(key="ROLLME", value="sk-CANARY-first", is_sensitive=True)
+        system_config_set(key="ROLLME", value="sk-CANARY-second", is_sensitive=True)
+        system_config_set(key="ROLLME", category="x")  # the value is kept: the same token
+    with use_keys(NEW, OLD):
+        assert keys_status().tokens_by_key_id == {OLD_KID: 4}  # the row and three versions
+        report = keys_rotate(batch_size=1)
+    assert report.complete and report.rotated == 4 and not report.unreadable
+    tokens = [v.data["secret_value"] for v in RecordVersion.objects.filter(natural_key="ROLLME")]
+    assert {token.split(":")[1] for token in tokens} == {NEW_KID}
+    # Versions 2 and 3 shared a token (the value did not change): they still share one.
+    by_number = dict(
+        RecordVersion.objects.filter(natural_key="ROLLME").values_list("number", "data")
+    )
+    assert by_number[2]["secret_value"] == by_number[3]["secret_value"]
+    event = AuditEvent.objects.filter(action="rotate_keys").get()
+    assert event.details["rotated"] == 4 and event.details["complete"] is True
+    assert event.details["primary_key_id"] == NEW_KID
+    assert "sk-CANARY" not in str(event.details)
+
+    with use_keys(NEW):  # the old key is gone: history still compares, rollback still works
+        views = record_history(model_label="configsync.systemconfig", natural_key="ROLLME")
+        third = {c.name: c for c in views[0].changes or []}
+        assert set(third) == {"category"}  # one shared token: the secret did not change
+        second = {c.name: c for c in views[1].changes or []}
+        assert second["secret_value"].status == CHANGED  # told by the audit's keyed hashes
+        record_rollback(model_label="configsync.systemconfig", natural_key="ROLLME", number=1)
+        assert SystemConfig.objects.get(key="ROLLME").secret_value == "sk-CANARY-first"
+    reset_keyring()
+
+
+def test_every_run_writes_one_audit_event_even_when_stopped_early(
+    secrets_on_old_key: dict[str, str],
+) -> None:
+    from configsync.models import AuditEvent
+
+    with use_keys(NEW, OLD):
+        keys_rotate(batch_size=2, max_batches=1)
+        keys_rotate()
+    events = list(AuditEvent.objects.filter(action="rotate_keys").order_by("id"))
+    assert [e.details["complete"] for e in events] == [False, True]
+    assert [e.details["rotated"] for e in events] == [2, 16]

@@ -16,7 +16,9 @@ memory only, and a token this node cannot read is hashed as ``"unreadable"``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,20 @@ from configsync.replication import registry
 from configsync.services.audit import audit_event_build, audit_record, audit_value_hash
 
 UNREADABLE = "unreadable"
+
+_details: ContextVar[dict[str, Any] | None] = ContextVar("configsync_history_details", default=None)
+
+
+@contextmanager
+def history_details(**details: Any) -> Iterator[None]:
+    """Add ``details`` (JSON-able, never a value) to the audit event of every change recorded in
+    the block, e.g. ``history_details(rolled_back_to=3)`` around a rollback's write. Nested
+    blocks merge, the inner one winning."""
+    token = _details.set({**(_details.get() or {}), **details})
+    try:
+        yield
+    finally:
+        _details.reset(token)
 
 
 @dataclass(frozen=True)
@@ -96,7 +112,8 @@ def history_record(
     Runs in the caller's transaction, which must hold the records' replication rows locked
     (both callers do), so version numbers are issued without races: three queries for the
     whole batch (the latest numbers, the inserts, the pruning) plus the audit insert.
-    ``actor``/``via`` default to ``configsync.actor.acting_now()``.
+    ``actor``/``via`` default to ``configsync.actor.acting_now()``; the events' ``details`` are
+    ``{"version": number}`` plus whatever an enclosing :func:`history_details` adds.
     """
     if not changes:
         return
@@ -157,7 +174,7 @@ def history_record(
                 hlc=record.hlc,
                 changed_fields=changed_fields(change.before, record.data),
                 value_hashes=value_hashes(rm, record.natural_key, record.data),
-                details={"version": number},
+                details={**(_details.get() or {}), "version": number},
             )
         )
     RecordVersion.objects.bulk_create(versions)
