@@ -139,3 +139,15 @@ def test_the_schema_describes_history_and_rollback(client_for: Callable[[str], A
         rollback = schema["paths"][f"{base}/rollback/"]["post"]
         assert {"200", "400", "403"} <= set(rollback["responses"])
         assert "requestBody" in rollback
+
+
+def test_a_record_older_than_the_history_has_an_empty_one(
+    client_for: Callable[[str], APIClient],
+) -> None:
+    system_config_set(key="OLD", value="from before the history")
+    RecordVersion.objects.filter(natural_key="OLD").delete()
+    client = client_for("write")
+    response = client.get(f"{SETTINGS}/OLD/history/")
+    assert response.status_code == 200 and response.json()["versions"] == []
+    refused = client.post(f"{SETTINGS}/OLD/rollback/", {"version": 1}, format="json")
+    assert refused.status_code == 400 and "no kept version 1" in str(refused.json())

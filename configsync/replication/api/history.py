@@ -26,7 +26,11 @@ from rest_framework.response import Response
 
 from configsync.api.permissions import request_has_scope
 from configsync.models import RecordVersion
-from configsync.replication.selectors.history import record_history, record_versions
+from configsync.replication.selectors.history import (
+    history_model,
+    record_history,
+    record_versions,
+)
 from configsync.replication.services.rollback import RollbackError, record_rollback
 
 
@@ -145,10 +149,14 @@ class RecordHistoryMixin:
     check_key: Callable[[str], None]
 
     def _versions_or_404(self, key: str) -> list[RecordVersion]:
+        """The kept versions; 404 when there are none and no such record (a record older than
+        the history, never changed since, has an empty history)."""
         self.check_key(key)
         versions = record_versions(model_label=self.history_label, natural_key=key)
         if not versions:
-            raise NotFound("No record with this key.")
+            rm = history_model(self.history_label)
+            if not rm.model._default_manager.filter(**{rm.natural_key_field: key}).exists():
+                raise NotFound("No record with this key.")
         return versions
 
     @action(detail=True, methods=["get"], url_path="history")
