@@ -12,7 +12,9 @@ its own first (``make_plain_confirmation.html``) and is audited as a reveal.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any, ClassVar
 
 from django import forms
@@ -34,9 +36,10 @@ from rest_framework_api_key.models import APIKey
 
 from configsync.api.permissions import user_can_reveal
 from configsync.forms import CONFIRM_MAKE_PLAIN, SystemConfigAdminForm, makes_secret_plain
-from configsync.models import ServiceAPIKey, SystemConfig
+from configsync.models import AuditEvent, ServiceAPIKey, SystemConfig
 from configsync.models.api_key import GRANT_REVEAL_PERMISSION
 from configsync.schema import Declaration, declaration_get, declarations
+from configsync.selectors.audit import audit_events_export
 from configsync.services.api_keys import api_key_create, api_key_revoke, api_key_update
 from configsync.services.system_config import system_config_delete, system_config_set
 
@@ -431,3 +434,94 @@ if admin.site.is_registered(APIKey):
 import configsync.replication.admin.mode  # noqa: E402  (the deployment mode)
 import configsync.replication.admin.quarantine  # noqa: E402  (quarantined changes)
 import configsync.replication.admin.records  # noqa: E402, F401  (peers, conflicts, sync runs)
+
+
+def shortened_hash(stored: str) -> str:
+    """A keyed value hash as the admin shows it: its key id and first 12 hex digits
+    (``hmac1:k1:3fa2c9d01b7e…``), enough to compare two events by eye."""
+    prefix, _, rest = stored.partition(":")
+    kid, _, digest = rest.partition(":")
+    if not digest:
+        return stored[:40]
+    return f"{prefix}:{kid}:{digest[:12]}…"
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail, read-only: who changed or revealed what, through which entry point, on
+    which node and when; filters, search on actor and key, and an export of the selected events
+    as JSON lines (``configsync.selectors.audit.AUDIT_EXPORT_FIELDS``, the CLI's ``--jsonl``).
+
+    Append-only for everyone, superusers included: no add, change or delete (no "delete
+    selected" either); the trail is written only by the services, in the transaction of what it
+    records. Seen by users with the view permission on audit events (superusers). Values never
+    appear: sensitive fields are shown as their keyed hash, shortened.
+    """
+
+    list_display = (
+        "shown_when",
+        "actor",
+        "via",
+        "action",
+        "shown_record",
+        "node_id",
+        "shown_changed",
+        "shown_hashes",
+    )
+    list_filter = ("action", "via", "model_label", "node_id", "created_at")
+    search_fields = ("actor", "natural_key")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    list_per_page = 100
+    actions = ("export_jsonl",)
+    fields = (
+        "shown_when",
+        "actor",
+        "via",
+        "action",
+        "model_label",
+        "natural_key",
+        "node_id",
+        "origin_node",
+        "hlc",
+        "shown_changed",
+        "shown_hashes",
+        "details",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="when (UTC)", ordering="created_at")
+    def shown_when(self, obj: AuditEvent) -> str:
+        return obj.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="record", ordering="natural_key")
+    def shown_record(self, obj: AuditEvent) -> str:
+        return f"{obj.model_label}: {obj.natural_key}" if obj.model_label else "—"
+
+    @admin.display(description="changed fields")
+    def shown_changed(self, obj: AuditEvent) -> str:
+        return ", ".join(obj.changed_fields or []) or "—"
+
+    @admin.display(description="value hashes")
+    def shown_hashes(self, obj: AuditEvent) -> str:
+        hashes = obj.value_hashes or {}
+        return ", ".join(f"{f}: {shortened_hash(str(h))}" for f, h in sorted(hashes.items())) or "—"
+
+    @admin.action(description="Export selected as JSON lines", permissions=["view"])
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse:
+        lines = (
+            json.dumps(row, separators=(",", ":")) + "\n" for row in audit_events_export(queryset)
+        )
+        stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        response = HttpResponse("".join(lines), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.jsonl"'
+        return response
