@@ -41,6 +41,7 @@ from configsync.models.api_key import GRANT_REVEAL_PERMISSION
 from configsync.schema import Declaration, declaration_get, declarations
 from configsync.selectors.audit import audit_events_export
 from configsync.services.api_keys import api_key_create, api_key_revoke, api_key_update
+from configsync.services.audit import audit_value_check
 from configsync.services.system_config import system_config_delete, system_config_set
 
 
@@ -436,6 +437,24 @@ import configsync.replication.admin.quarantine  # noqa: E402  (quarantined chang
 import configsync.replication.admin.records  # noqa: E402, F401  (peers, conflicts, sync runs)
 
 
+class AuditValueCheckForm(forms.Form):
+    """The admin's "was it this value?" form: a hashed field of the event and the candidate,
+    typed in a password box that is never filled back."""
+
+    field = forms.ChoiceField(label="field", help_text="The sensitive field to compare.")
+    value = forms.CharField(
+        label="value",
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Compared in memory with the keyed hash; never stored or shown.",
+    )
+
+    def __init__(self, *args: Any, fields: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.field_names = fields
+        self.fields["field"].choices = [(name, name) for name in fields]  # type: ignore[attr-defined]
+
+
 def shortened_hash(stored: str) -> str:
     """A keyed value hash as the admin shows it: its key id and first 12 hex digits
     (``hmac1:k1:3fa2c9d01b7e…``), enough to compare two events by eye."""
@@ -487,6 +506,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "shown_changed",
         "shown_hashes",
         "details",
+        "shown_check",
     )
     readonly_fields = fields
 
@@ -515,6 +535,50 @@ class AuditEventAdmin(admin.ModelAdmin):
     def shown_hashes(self, obj: AuditEvent) -> str:
         hashes = obj.value_hashes or {}
         return ", ".join(f"{f}: {shortened_hash(str(h))}" for f, h in sorted(hashes.items())) or "—"
+
+    @admin.display(description="was it this value?")
+    def shown_check(self, obj: AuditEvent) -> str:
+        if not obj.value_hashes:
+            return "—"
+        link = reverse("admin:configsync_auditevent_check_value", args=[obj.pk])
+        return format_html('<a href="{}" class="button">Compare a value…</a>', link)
+
+    def get_urls(self) -> list[URLPattern]:
+        check = self.admin_site.admin_view(self.check_value_view)
+        return [
+            path("<path:object_id>/check-value/", check, name="configsync_auditevent_check_value"),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(sensitive_variables("value"))
+    def check_value_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Was it this value? A form comparing a typed value with the event's keyed hash
+        (``audit_value_check``, which audits the question). Needs the view permission and the
+        reveal right, as an answer can confirm a guessed secret; the value is never rendered."""
+        event = self.get_object(request, unquote(object_id))
+        if event is None:
+            raise Http404("No such audit event.")
+        if not (self.has_view_permission(request, event) and user_can_reveal(request.user)):
+            raise PermissionDenied
+        form = AuditValueCheckForm(request.POST or None, fields=sorted(event.value_hashes or {}))
+        answer = field = ""
+        if request.method == "POST" and form.is_valid():
+            field = form.cleaned_data["field"]
+            value = form.cleaned_data["value"]
+            answer = {True: "yes", False: "no", None: "unknown"}[
+                audit_value_check(event_id=event.pk, field=field, value=value)
+            ]
+            form = AuditValueCheckForm(initial={"field": field}, fields=form.field_names)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "object": event,
+            "form": form,
+            "answer": answer,
+            "field": field,
+            "title": "Was it this value?",
+        }
+        return TemplateResponse(request, "admin/configsync/auditevent/check_value.html", context)
 
     @admin.action(description="Export selected as JSON lines", permissions=["view"])
     def export_jsonl(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse:

@@ -11,8 +11,10 @@
   never from the command line, which other users of the machine can read in ``ps``. It prints
   ``yes``, ``no`` or ``unknown`` (this node lacks the key the hash was made under, or the value
   was unreadable when recorded) as the last line; ``--json`` prints ``{"event", "field",
-  "answer", "match"}``. The candidate is compared with the event's keyed hash
-  (``audit_value_matches``) in memory and is never printed, logged or stored.
+  "answer", "match"}``. The candidate is compared with the event's keyed hash in memory
+  (``configsync.services.audit.audit_value_check``) and is never printed, logged or stored; the
+  question is itself audited (``check_value``) and needs the command line's reveal right
+  (``CONFIGSYNC_CLI_REVEAL``), as it can confirm a guessed secret.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from configsync import actor as acting
+from configsync.cli import REVEAL_REFUSED, cli_may_reveal
 from configsync.logging import register_secret
 from configsync.models import AuditEvent
 from configsync.selectors.audit import (
@@ -34,8 +37,9 @@ from configsync.selectors.audit import (
     audit_event_get,
     audit_events,
     audit_events_export,
+    audit_hashed_field,
 )
-from configsync.services.audit import audit_value_matches
+from configsync.services.audit import audit_value_check
 
 ANSWERS = {True: "yes", False: "no", None: "unknown"}
 TABLE_COLUMNS = ("when (UTC)", "id", "actor", "via", "action", "record", "node", "changed")
@@ -104,26 +108,13 @@ def _candidate() -> str:
 
 
 def _value_of(command: BaseCommand, options: dict[str, Any]) -> None:
+    if not cli_may_reveal():
+        raise CommandError(f"audit --value-of refused: {REVEAL_REFUSED}")
     event = audit_event_get(event_id=options["value_of"])
     if event is None:
         raise CommandError(f"no audit event with id {options['value_of']}")
-    hashes = dict(event.value_hashes or {})
-    if not hashes:
-        raise CommandError(f"audit event {event.pk} recorded no sensitive value")
-    field = options["field"]
-    if field is None:
-        if len(hashes) > 1:
-            raise CommandError(
-                f"audit event {event.pk} hashed several fields: name one with --field "
-                f"({', '.join(sorted(hashes))})"
-            )
-        field = next(iter(hashes))
-    elif field not in hashes:
-        raise CommandError(
-            f"audit event {event.pk} hashed no field {field[:60]!r} "
-            f"(it hashed: {', '.join(sorted(hashes))})"
-        )
-    match = audit_value_matches(hashes[field], _candidate())
+    field = audit_hashed_field(event=event, field=options["field"])  # before asking the value
+    match = audit_value_check(event_id=event.pk, field=field, value=_candidate())
     answer = ANSWERS[match]
     if options["json"]:
         body = {"event": event.pk, "field": field, "answer": answer, "match": match}

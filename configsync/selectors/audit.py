@@ -128,6 +128,27 @@ def audit_event_get(*, event_id: int) -> AuditEvent | None:
     return AuditEvent.objects.filter(pk=event_id).first()
 
 
+def audit_hashed_field(*, event: AuditEvent, field: str | None) -> str:
+    """The sensitive field of ``event`` to compare a value with: ``field``, or the only one it
+    hashed when ``None``. ``ValidationError`` naming ``event`` (it hashed no value) or ``field``
+    (several were hashed, or not that one)."""
+    hashes = sorted(event.value_hashes or {})
+    if not hashes:
+        raise ValidationError({"event": f"Audit event {event.pk} recorded no sensitive value."})
+    if field is None:
+        if len(hashes) > 1:
+            raise ValidationError(
+                {
+                    "field": f"Audit event {event.pk} hashed several fields: name one of "
+                    f"{', '.join(hashes)}."
+                }
+            )
+        return hashes[0]
+    if field not in hashes:
+        raise ValidationError({"field": f"Audit event {event.pk} hashed only {', '.join(hashes)}."})
+    return field
+
+
 def audit_event_export(event: AuditEvent) -> dict[str, Any]:
     """``event`` in the export format (:data:`AUDIT_EXPORT_FIELDS`, in that order)."""
     return {

@@ -27,13 +27,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, models, transaction
 
 from configsync.actor import acting_now
 from configsync.crypto.errors import ConfigsyncError
 from configsync.crypto.keyring import Keyring, get_keyring
 from configsync.models import AuditEvent
+from configsync.selectors.audit import audit_hashed_field
 
 VALUE_HASH_PREFIX = "hmac1"
 
@@ -104,6 +105,37 @@ def audit_value_matches(stored: str, value: str) -> bool | None:
         return None
     expected = hmac.new(_hash_key(keyring, kid), value.encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, digest)
+
+
+def audit_value_check(*, event_id: int, field: str | None, value: str) -> bool | None:
+    """Answer "was ``field`` set to ``value`` by audit event ``event_id``?" and record the question.
+
+    ``field`` may be ``None`` when the event hashed one field only. Returns
+    :func:`audit_value_matches`' answer (``None``: this node lacks the key). The question is an
+    oracle on a secret, so the caller must hold the reveal right (the CLI's
+    ``CONFIGSYNC_CLI_REVEAL``, the admin's staff rule) and it is itself audited (``check_value``:
+    which event and field, the answer; never the value) before the answer is returned:
+    :class:`AuditWriteError` if that cannot be written. ``ValidationError`` naming ``event`` or
+    ``field`` when there is no such event, it hashed no value, or not that field.
+    """
+    event = AuditEvent.objects.filter(pk=event_id).first()
+    if event is None:
+        raise ValidationError({"event": f"No audit event has id {event_id}."})
+    field = audit_hashed_field(event=event, field=field)
+    match = audit_value_matches(event.value_hashes[field], value)
+    answer = {True: "yes", False: "no", None: "unknown"}[match]
+    _insert(
+        [
+            audit_event_build(
+                action=AuditEvent.Action.CHECK_VALUE,
+                model_label=event.model_label,
+                natural_key=event.natural_key,
+                details={"event": event.pk, "field": field, "answer": answer},
+            )
+        ],
+        "value check",
+    )
+    return match
 
 
 def audit_event_build(

@@ -121,3 +121,41 @@ def test_the_admin_revoke_leaves_a_log_entry_and_an_audit_event(admin_client: Cl
     event = AuditEvent.objects.get(action="revoke_key")
     assert (event.actor, event.via) == ("user:admin", "admin")
     assert event.details["prefix"] == record.prefix and event.details["name"] == "old"
+
+
+def test_was_it_this_value_answers_and_is_itself_audited(
+    admin_client: Client, trail: dict[str, AuditEvent], canary: str
+) -> None:
+    event = trail["token"]
+    detail = admin_client.get(reverse("admin:configsync_auditevent_change", args=[event.pk]))
+    url = reverse("admin:configsync_auditevent_check_value", args=[event.pk])
+    assert url in detail.content.decode()
+    form = admin_client.get(url)
+    assert form.status_code == 200 and 'type="password"' in form.content.decode()
+    yes = admin_client.post(url, {"field": "secret_value", "value": canary})
+    no = admin_client.post(url, {"field": "secret_value", "value": "sk-CANARY-wrong-0000"})
+    assert "yes, it was this value" in yes.content.decode()
+    assert "no, it was another value" in no.content.decode()
+    for response in (form, yes, no):
+        assert canary not in response.content.decode()
+    checks = list(AuditEvent.objects.filter(action="check_value").order_by("id"))
+    assert [(c.actor, c.via, c.details["answer"]) for c in checks] == [
+        ("user:admin", "admin", "yes"),
+        ("user:admin", "admin", "no"),
+    ]
+    assert checks[0].details["event"] == event.pk and checks[0].natural_key == "TOKEN"
+    bad_field = admin_client.post(url, {"field": "value", "value": canary})
+    assert bad_field.status_code == 200 and bad_field.context["answer"] == ""
+    assert "Select a valid choice" in bad_field.content.decode()
+    assert AuditEvent.objects.filter(action="check_value").count() == 2
+
+
+def test_was_it_this_value_needs_the_view_permission(trail: dict[str, AuditEvent]) -> None:
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_user(username="staff", password="x", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    url = reverse("admin:configsync_auditevent_check_value", args=[trail["token"].pk])
+    assert client.post(url, {"field": "secret_value", "value": "x"}).status_code == 403
+    assert not AuditEvent.objects.filter(action="check_value").exists()

@@ -134,6 +134,19 @@ def test_value_of_answers_yes_and_no_from_stdin(cli: Cli, trail: Any, canary: st
     }
     for result in (yes, no):
         assert canary not in result.out + result.err
+    checks = AuditEvent.objects.filter(action="check_value").order_by("id")
+    assert [c.details["answer"] for c in checks] == ["yes", "no", "yes"]
+    assert all(c.via == "cli" and c.details["event"] == trail["token"].pk for c in checks)
+    assert canary not in json.dumps([c.details for c in checks])
+
+
+def test_value_of_needs_the_command_lines_reveal_right(
+    cli: Cli, trail: Any, canary: str, settings: Any
+) -> None:
+    settings.CONFIGSYNC_CLI_REVEAL = False
+    result = cli("audit", "--value-of", str(trail["token"].pk), stdin=canary)
+    assert result.code == 1 and "CONFIGSYNC_CLI_REVEAL" in result.err and result.out == ""
+    assert not AuditEvent.objects.filter(action="check_value").exists()
 
 
 def test_value_of_reads_a_prompt_without_echo_on_a_terminal(

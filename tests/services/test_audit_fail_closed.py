@@ -203,3 +203,17 @@ def test_api_key_create_and_revoke_are_refused() -> None:
         _mend(cursor)
     assert ServiceAPIKey.objects.get(prefix=record.prefix).revoked is False
     assert not ServiceAPIKey.objects.filter(name="new").exists()
+
+
+def test_a_value_check_is_refused_without_an_answer(
+    cli: Callable[..., CliResult], canary: str
+) -> None:
+    system_config_set(key="CHECKED", value=canary, is_sensitive=True)
+    event = AuditEvent.objects.get(natural_key="CHECKED")
+    with connection.cursor() as cursor:
+        _break(cursor)
+    result = cli("audit", "--value-of", str(event.pk), stdin=canary)
+    assert result.code == 1 and "audit trail" in result.err
+    assert "yes" not in result.out and canary not in result.out + result.err
+    with connection.cursor() as cursor:
+        _mend(cursor)

@@ -307,21 +307,23 @@ def every_kind(
     """One change of each kind above, each with its own canary; yields the canaries."""
     secrets = {kind: canary_for(kind) for kind in ("admin", "api", "cli", "peer", "env", "import")}
     record = system_config_set(key="K_ADMIN", value="plain-start", is_sensitive=True)
-    admin_client.post(
+    admin = admin_client.post(
         reverse("admin:configsync_systemconfig_change", args=[record.pk]),
         setting_form(record, value=secrets["admin"]),
     )
-    key_client(write=True).post(
+    assert admin.status_code == 302
+    api = key_client(write=True).post(
         SYSTEM, {"key": "K_API", "value": secrets["api"], "is_sensitive": True}, format="json"
     )
-    cli("set", "K_CLI", "-", "--sensitive", stdin=secrets["cli"])
+    assert api.status_code == 201
+    assert cli("set", "K_CLI", "-", "--sensitive", stdin=secrets["cli"]).code == 0
     token = get_keyring().encrypt(
         secrets["peer"],
         context=encryption_context_for(
             model_label=SETTING_LABEL, field_name="secret_value", natural_key="K_PEER"
         ),
     )
-    changes_apply(
+    applied = changes_apply(
         changes=[
             remote_change(
                 "K_PEER", data=config_data("K_PEER", "", secret_value=token, is_sensitive=True)
@@ -330,6 +332,7 @@ def every_kind(
         source_node=REMOTE,
         source_name="node-b",
     )
+    assert [r.status for r in applied] == ["applied"]
     env = tmp_path / "app.env"
     env.write_text(f"K_ENV_TOKEN={secrets['env']}\n")
     env.chmod(0o600)
@@ -338,10 +341,12 @@ def every_kind(
     imported.write_text(
         json.dumps([{"key": "K_IMPORT", "value": secrets["import"], "is_sensitive": True}])
     )
-    cli("import", str(imported))
+    assert cli("import", str(imported)).code == 0
     reader = key_client(reveal=True, name="reader")
     for key in ("K_API", "K_CLI"):
-        reader.get(f"{SYSTEM}{key}/", {"reveal": "true"})
+        assert reader.get(f"{SYSTEM}{key}/", {"reveal": "true"}).status_code == 200
+    for key in ("K_ADMIN", "K_API", "K_CLI", "K_PEER", "K_ENV_TOKEN", "K_IMPORT"):
+        assert SystemConfig.objects.get(key=key).is_sensitive, key
     deployment_mode_set(mode="LOCAL_ONLY", actor="user:ops")
     yield list(secrets.values())
 
