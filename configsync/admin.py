@@ -40,7 +40,12 @@ from configsync.models import AuditEvent, ServiceAPIKey, SystemConfig
 from configsync.models.api_key import GRANT_REVEAL_PERMISSION
 from configsync.schema import Declaration, declaration_get, declarations
 from configsync.selectors.audit import audit_events_export
-from configsync.services.api_keys import api_key_create, api_key_revoke, api_key_update
+from configsync.services.api_keys import (
+    api_key_create,
+    api_key_delete,
+    api_key_revoke,
+    api_key_update,
+)
 from configsync.services.audit import audit_value_check
 from configsync.services.system_config import system_config_delete, system_config_set
 
@@ -411,6 +416,13 @@ class ServiceAPIKeyAdmin(APIKeyModelAdmin):
                 revoked=obj.revoked,
             ),
         )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        api_key_delete(prefix=obj.prefix)  # audited (delete_key)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for prefix in queryset.values_list("prefix", flat=True):
+            api_key_delete(prefix=prefix)
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:

@@ -30,6 +30,7 @@ class AuditEvent(models.Model):
         REVOKE_KEY = "revoke_key", "API key revoked"
         CREATE_KEY = "create_key", "API key created"
         CHANGE_KEY = "change_key", "API key changed"
+        DELETE_KEY = "delete_key", "API key deleted"
         CHECK_VALUE = "check_value", "Value checked against a hash"
 
     actor = models.CharField(

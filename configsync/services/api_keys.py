@@ -1,9 +1,10 @@
 """Writes of API keys. The plaintext key is returned once and stored only as a hash.
 
 Each write is audited in its transaction (``configsync.services.audit.audit_action``): a key
-created (``create_key``), changed (``change_key``, the names of the fields that changed) or
-revoked (``revoke_key``), naming the key by name and prefix — never the key — with the acting
-caller (``configsync.actor``) as actor. The admin's revoke also leaves its Django ``LogEntry``.
+created (``create_key``), changed (``change_key``, the names of the fields that changed),
+revoked (``revoke_key``) or deleted (``delete_key``, the admin's delete), naming the key by name
+and prefix — never the key — with the acting caller (``configsync.actor``) as actor. The
+admin's revoke also leaves its Django ``LogEntry``.
 If the event cannot be written, nothing is (``AuditWriteError``).
 """
 
@@ -137,3 +138,15 @@ def api_key_revoke(*, prefix: str | None = None, name: str | None = None) -> Ser
         record.save(update_fields=["revoked"])
         audit_action(action=AuditEvent.Action.REVOKE_KEY, details=_described(record))
     return record
+
+
+@transaction.atomic
+def api_key_delete(*, prefix: str) -> None:
+    """Delete the key with this prefix (the admin's delete; revoking keeps the record and is
+    the usual way). Audited as ``delete_key``. ``ValidationError`` when no key matches."""
+    record = ServiceAPIKey.objects.select_for_update().filter(prefix=prefix).first()
+    if record is None:
+        raise ValidationError({"prefix": "No API key has this prefix."})
+    details = _described(record, revoked=record.revoked)
+    record.delete()
+    audit_action(action=AuditEvent.Action.DELETE_KEY, details=details)

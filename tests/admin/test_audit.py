@@ -159,3 +159,25 @@ def test_was_it_this_value_needs_the_view_permission(trail: dict[str, AuditEvent
     url = reverse("admin:configsync_auditevent_check_value", args=[trail["token"].pk])
     assert client.post(url, {"field": "secret_value", "value": "x"}).status_code == 403
     assert not AuditEvent.objects.filter(action="check_value").exists()
+
+
+def test_deleting_an_api_key_in_the_admin_is_audited(admin_client: Client) -> None:
+    record, _ = api_key_create(name="gone")
+    response = admin_client.post(
+        reverse("admin:configsync_serviceapikey_delete", args=[record.pk]), {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not ServiceAPIKey.objects.filter(pk=record.pk).exists()
+    event = AuditEvent.objects.get(action="delete_key")
+    assert (event.actor, event.via, event.details["prefix"]) == (
+        "user:admin",
+        "admin",
+        record.prefix,
+    )
+    other, _ = api_key_create(name="bulk")
+    admin_client.post(
+        reverse("admin:configsync_serviceapikey_changelist"),
+        {"action": "delete_selected", "_selected_action": [other.pk], "post": "yes"},
+    )
+    assert not ServiceAPIKey.objects.filter(pk=other.pk).exists()
+    assert AuditEvent.objects.filter(action="delete_key").count() == 2
