@@ -42,6 +42,7 @@ from configsync.selectors.audit import (
 from configsync.services.audit import audit_value_check
 
 ANSWERS = {True: "yes", False: "no", None: "unknown"}
+LISTING_OPTIONS = ("since", "action", "via", "actor", "model", "key", "limit", "jsonl")
 TABLE_COLUMNS = ("when (UTC)", "id", "actor", "via", "action", "record", "node", "changed")
 
 
@@ -129,6 +130,9 @@ def _value_of(command: BaseCommand, options: dict[str, Any]) -> None:
 
 def _audit(command: BaseCommand, options: dict[str, Any]) -> None:
     if options["value_of"] is not None:
+        listing = [f"--{name}" for name in LISTING_OPTIONS if options[name] not in (None, False)]
+        if listing:
+            raise CommandError(f"--value-of takes no listing options ({', '.join(listing)})")
         _value_of(command, options)
         return
     if options["field"] is not None:

@@ -98,8 +98,9 @@ def test_filters_and_limit(cli: Cli, trail: Any) -> None:
         ("--since", "2026-13-45"),
         ("--field", "secret_value"),
         ("--value-of", "999999"),
+        ("--value-of", "1", "--since", "1h"),
     ],
-    ids=["words", "unit", "bad-date", "field-alone", "no-event"],
+    ids=["words", "unit", "bad-date", "field-alone", "no-event", "value-of-with-filter"],
 )
 def test_bad_input_is_one_line_and_exit_1(cli: Cli, trail: Any, args: tuple[str, ...]) -> None:
     result = cli("audit", *args, stdin="x\n")
