@@ -12,7 +12,9 @@ its own first (``make_plain_confirmation.html``) and is audited as a reveal.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any, ClassVar
 
 from django import forms
@@ -21,7 +23,13 @@ from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -34,11 +42,18 @@ from rest_framework_api_key.models import APIKey
 
 from configsync.api.permissions import user_can_reveal
 from configsync.forms import CONFIRM_MAKE_PLAIN, SystemConfigAdminForm, makes_secret_plain
-from configsync.models import ServiceAPIKey, SystemConfig
+from configsync.models import AuditEvent, ServiceAPIKey, SystemConfig
 from configsync.models.api_key import GRANT_REVEAL_PERMISSION
 from configsync.replication.admin.history import RecordVersionsAdminMixin, auth_admin_register
 from configsync.schema import Declaration, declaration_get, declarations
-from configsync.services.api_keys import api_key_create, api_key_revoke, api_key_update
+from configsync.selectors.audit import audit_events_export
+from configsync.services.api_keys import (
+    api_key_create,
+    api_key_delete,
+    api_key_revoke,
+    api_key_update,
+)
+from configsync.services.audit import audit_value_check
 from configsync.services.system_config import system_config_delete, system_config_set
 
 
@@ -409,6 +424,13 @@ class ServiceAPIKeyAdmin(APIKeyModelAdmin):
             ),
         )
 
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        api_key_delete(prefix=obj.prefix)  # audited (delete_key)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for prefix in queryset.values_list("prefix", flat=True):
+            api_key_delete(prefix=prefix)
+
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         keys = list(queryset.filter(revoked=False))
@@ -432,5 +454,161 @@ if admin.site.is_registered(APIKey):
 import configsync.replication.admin.mode  # noqa: E402  (the deployment mode)
 import configsync.replication.admin.quarantine  # noqa: E402  (quarantined changes)
 import configsync.replication.admin.records  # noqa: E402, F401  (peers, conflicts, sync runs)
+
+
+class AuditValueCheckForm(forms.Form):
+    """The admin's "was it this value?" form: a hashed field of the event and the candidate,
+    typed in a password box that is never filled back."""
+
+    field = forms.ChoiceField(label="field", help_text="The sensitive field to compare.")
+    value = forms.CharField(
+        label="value",
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Compared in memory with the keyed hash; never stored or shown.",
+    )
+
+    def __init__(self, *args: Any, fields: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.field_names = fields
+        self.fields["field"].choices = [(name, name) for name in fields]  # type: ignore[attr-defined]
+
+
+def shortened_hash(stored: str) -> str:
+    """A keyed value hash as the admin shows it: its key id and first 12 hex digits
+    (``hmac1:k1:3fa2c9d01b7e…``), enough to compare two events by eye."""
+    prefix, _, rest = stored.partition(":")
+    kid, _, digest = rest.partition(":")
+    if not digest:
+        return stored[:40]
+    return f"{prefix}:{kid}:{digest[:12]}…"
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail, read-only: who changed or revealed what, through which entry point, on
+    which node and when; filters, search on actor and key, and an export of the selected events
+    as JSON lines (``configsync.selectors.audit.AUDIT_EXPORT_FIELDS``, the CLI's ``--jsonl``).
+
+    Append-only for everyone, superusers included: no add, change or delete (no "delete
+    selected" either); the trail is written only by the services, in the transaction of what it
+    records. Seen by users with the view permission on audit events (superusers). Values never
+    appear: sensitive fields are shown as their keyed hash, shortened.
+    """
+
+    list_display = (
+        "shown_when",
+        "actor",
+        "via",
+        "action",
+        "shown_record",
+        "node_id",
+        "shown_changed",
+        "shown_hashes",
+    )
+    list_filter = ("action", "via", "model_label", "node_id", "created_at")
+    search_fields = ("actor", "natural_key")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    list_per_page = 100
+    actions = ("export_jsonl",)
+    fields = (
+        "shown_when",
+        "actor",
+        "via",
+        "action",
+        "model_label",
+        "natural_key",
+        "node_id",
+        "origin_node",
+        "hlc",
+        "shown_changed",
+        "shown_hashes",
+        "details",
+        "shown_check",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="when (UTC)", ordering="created_at")
+    def shown_when(self, obj: AuditEvent) -> str:
+        return obj.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="record", ordering="natural_key")
+    def shown_record(self, obj: AuditEvent) -> str:
+        return f"{obj.model_label}: {obj.natural_key}" if obj.model_label else "—"
+
+    @admin.display(description="changed fields")
+    def shown_changed(self, obj: AuditEvent) -> str:
+        return ", ".join(obj.changed_fields or []) or "—"
+
+    @admin.display(description="value hashes")
+    def shown_hashes(self, obj: AuditEvent) -> str:
+        hashes = obj.value_hashes or {}
+        return ", ".join(f"{f}: {shortened_hash(str(h))}" for f, h in sorted(hashes.items())) or "—"
+
+    @admin.display(description="was it this value?")
+    def shown_check(self, obj: AuditEvent) -> str:
+        if not obj.value_hashes:
+            return "—"
+        link = reverse("admin:configsync_auditevent_check_value", args=[obj.pk])
+        return format_html('<a href="{}" class="button">Compare a value…</a>', link)
+
+    def get_urls(self) -> list[URLPattern]:
+        check = self.admin_site.admin_view(self.check_value_view)
+        return [
+            path("<path:object_id>/check-value/", check, name="configsync_auditevent_check_value"),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(sensitive_variables("value"))
+    def check_value_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Was it this value? A form comparing a typed value with the event's keyed hash
+        (``audit_value_check``, which audits the question). Needs the view permission and the
+        reveal right, as an answer can confirm a guessed secret; the value is never rendered."""
+        event = self.get_object(request, unquote(object_id))
+        if event is None:
+            raise Http404("No such audit event.")
+        if not (self.has_view_permission(request, event) and user_can_reveal(request.user)):
+            raise PermissionDenied
+        form = AuditValueCheckForm(request.POST or None, fields=sorted(event.value_hashes or {}))
+        answer = field = ""
+        if request.method == "POST" and form.is_valid():
+            field = form.cleaned_data["field"]
+            value = form.cleaned_data["value"]
+            answer = {True: "yes", False: "no", None: "unknown"}[
+                audit_value_check(event_id=event.pk, field=field, value=value)
+            ]
+            form = AuditValueCheckForm(initial={"field": field}, fields=form.field_names)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "object": event,
+            "form": form,
+            "answer": answer,
+            "field": field,
+            "title": "Was it this value?",
+        }
+        return TemplateResponse(request, "admin/configsync/auditevent/check_value.html", context)
+
+    @admin.action(description="Export selected as JSON lines", permissions=["view"])
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[Any]) -> StreamingHttpResponse:
+        # Streamed, read in chunks: "select all" over a long trail stays small in memory.
+        lines = (
+            json.dumps(row, separators=(",", ":")) + "\n" for row in audit_events_export(queryset)
+        )
+        stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.jsonl"'
+        return response
+
 
 auth_admin_register()  # Django's users and groups replicate: their admins get "Versions" too

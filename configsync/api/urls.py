@@ -7,6 +7,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from configsync.api.audit import AuditEventListView
 from configsync.api.permissions import HasReadScope
 from configsync.api.views import SystemConfigViewSet
 
@@ -15,6 +16,7 @@ router.register("configs/system", SystemConfigViewSet, basename="system-config")
 
 urlpatterns = [
     *router.urls,
+    path("audit/", AuditEventListView.as_view(), name="audit-list"),
     path(
         "schema/",
         SpectacularAPIView.as_view(permission_classes=[HasReadScope]),

@@ -28,6 +28,10 @@ class AuditEvent(models.Model):
         ROTATE_KEYS = "rotate_keys", "Key rotation"
         MODE_SWITCH = "mode_switch", "Mode switch"
         REVOKE_KEY = "revoke_key", "API key revoked"
+        CREATE_KEY = "create_key", "API key created"
+        CHANGE_KEY = "change_key", "API key changed"
+        DELETE_KEY = "delete_key", "API key deleted"
+        CHECK_VALUE = "check_value", "Value checked against a hash"
 
     actor = models.CharField(
         verbose_name="actor",

@@ -27,13 +27,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.core.exceptions import PermissionDenied
-from django.db import models
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError, models, transaction
 
 from configsync.actor import acting_now
 from configsync.crypto.errors import ConfigsyncError
 from configsync.crypto.keyring import Keyring, get_keyring
 from configsync.models import AuditEvent
+from configsync.selectors.audit import audit_hashed_field
 
 VALUE_HASH_PREFIX = "hmac1"
 
@@ -44,6 +45,34 @@ class RevealRequired(PermissionDenied, ConfigsyncError):
     A ``PermissionDenied``: DRF answers 403 with the message; the CLI prints it and exits 1. The
     message says why and how to proceed; it never holds a value.
     """
+
+
+class AuditWriteError(ConfigsyncError):
+    """The audit trail could not be written, so what it would have recorded did not happen.
+
+    Raised by every write of this module in place of the database's error (chained as its
+    cause), inside the caller's transaction, which it rolls back: a change, a reveal or an action
+    that cannot be audited fails (fail closed). The API answers it with a JSON ``503``, the
+    command line with one line on stderr and exit 1. Its message names no value.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"the audit trail could not be written ({what}); nothing was done — try again later"
+        )
+
+
+def _insert(events: Sequence[AuditEvent], what: str) -> list[AuditEvent]:
+    """Insert ``events`` in one statement, in a savepoint of the caller's transaction (so on
+    PostgreSQL the caller's transaction stays usable for its own rollback), or raise
+    :class:`AuditWriteError`."""
+    if not events:
+        return []
+    try:
+        with transaction.atomic():
+            return AuditEvent.objects.bulk_create(events)
+    except DatabaseError as exc:
+        raise AuditWriteError(what) from exc
 
 
 def _hash_key(keyring: Keyring, kid: str) -> bytes:
@@ -78,6 +107,37 @@ def audit_value_matches(stored: str, value: str) -> bool | None:
     return hmac.compare_digest(expected, digest)
 
 
+def audit_value_check(*, event_id: int, field: str | None, value: str) -> bool | None:
+    """Answer "was ``field`` set to ``value`` by audit event ``event_id``?" and record the question.
+
+    ``field`` may be ``None`` when the event hashed one field only. Returns
+    :func:`audit_value_matches`' answer (``None``: this node lacks the key). The question is an
+    oracle on a secret, so the caller must hold the reveal right (the CLI's
+    ``CONFIGSYNC_CLI_REVEAL``, the admin's staff rule) and it is itself audited (``check_value``:
+    which event and field, the answer; never the value) before the answer is returned:
+    :class:`AuditWriteError` if that cannot be written. ``ValidationError`` naming ``event`` or
+    ``field`` when there is no such event, it hashed no value, or not that field.
+    """
+    event = AuditEvent.objects.filter(pk=event_id).first()
+    if event is None:
+        raise ValidationError({"event": f"No audit event has id {event_id}."})
+    field = audit_hashed_field(event=event, field=field)
+    match = audit_value_matches(event.value_hashes[field], value)
+    answer = {True: "yes", False: "no", None: "unknown"}[match]
+    _insert(
+        [
+            audit_event_build(
+                action=AuditEvent.Action.CHECK_VALUE,
+                model_label=event.model_label,
+                natural_key=event.natural_key,
+                details={"event": event.pk, "field": field, "answer": answer},
+            )
+        ],
+        "value check",
+    )
+    return match
+
+
 def audit_event_build(
     *,
     action: str,
@@ -109,17 +169,17 @@ def audit_event_build(
 
 def audit_record(*, events: Sequence[AuditEvent]) -> None:
     """Write ``events`` in one insert, in the caller's transaction: if it fails, so does the
-    caller's write (fail closed)."""
-    if events:
-        AuditEvent.objects.bulk_create(events)
+    caller's write (fail closed): :class:`AuditWriteError`."""
+    _insert(events, "change")
 
 
 def audit_action(
     *, action: str, details: dict[str, Any] | None = None, actor: str | None = None
 ) -> AuditEvent:
-    """Record a node-wide action (a key rotation, a mode switch, an API key revoked)."""
+    """Record a node-wide action (a key rotation, a mode switch, an API key created, changed or
+    revoked), in the caller's transaction: :class:`AuditWriteError` if it cannot be written."""
     event = audit_event_build(action=action, actor=actor, details=details or {})
-    event.save()
+    _insert([event], action)
     return event
 
 
@@ -137,13 +197,14 @@ def audit_reveal(*, actor: str, instance: models.Model) -> AuditEvent:
     """Record that ``actor`` was shown the plaintext of ``instance``'s sensitive value.
 
     Called before the plaintext leaves the process (e.g. before an API response is returned), so a
-    reveal that cannot be audited does not happen: a database error propagates to the caller.
+    reveal that cannot be audited does not happen: :class:`AuditWriteError` propagates to the
+    caller.
     """
     event = _reveal_event(actor, instance)
-    event.save()
+    _insert([event], "reveal")
     return event
 
 
 def audit_reveals(*, actor: str, instances: Sequence[models.Model]) -> list[AuditEvent]:
     """:func:`audit_reveal` for many records in one insert (a listing with reveal)."""
-    return AuditEvent.objects.bulk_create([_reveal_event(actor, i) for i in instances])
+    return _insert([_reveal_event(actor, i) for i in instances], "reveal")
