@@ -305,3 +305,20 @@ def test_a_snapshot_claiming_promotion_cannot_smuggle_ciphertext(
     with pytest.raises(SnapshotError, match="carries no ciphertext"):
         snapshot_restore(document=snapshot_load(source=save(tmp_path / "s.json", forged)))
     assert state() == before
+
+
+def test_plain_values_are_only_taken_for_secret_fields(production: None) -> None:
+    from configsync.replication.services.local import replication_write_version
+
+    before = state()
+    data = dict(ReplicatedRecord.objects.get(natural_key="SITE_NAME").data or {})
+
+    with pytest.raises(ValueError, match="not encrypted fields"):
+        replication_write_version(
+            model_label="configsync.systemconfig",
+            natural_key="SITE_NAME",
+            deleted=False,
+            data=data,
+            plain={"value": "sneaky"},
+        )
+    assert state() == before

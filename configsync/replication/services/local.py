@@ -118,8 +118,9 @@ def replication_write_version(
 ) -> ReplicatedRecord | None:
     """Write a version (wire form) as a NEW local change of the record; return its row.
 
-    Used by conflict resolution, rollback and restore: the model row is written (or deleted) through the model, so
-    its ordinary signals fire and the change is stamped with a new timestamp that replicates.
+    Used by conflict resolution, rollback and restore: the model row is written (or deleted)
+    through the model, so its ordinary signals fire and the change is stamped with a new
+    timestamp that replicates.
     With ``force`` a new version is stamped even when the record already holds exactly this
     version (so it replicates and wins everywhere). A tombstone for a record with no model row
     still becomes a new local tombstone. ``ValidationError`` (nothing written) when the version
