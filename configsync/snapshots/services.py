@@ -11,6 +11,7 @@ Every refusal is a ``SnapshotError`` raised before anything is written.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from django.db import IntegrityError, transaction
 
 from configsync.actor import RESTORE, acting
 from configsync.conf import app_settings
+from configsync.crypto.fields import encryption_context_for
 from configsync.crypto.keyring import get_keyring, is_token
+from configsync.logging import register_secret
 from configsync.models import ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.services.local import replication_write_version
@@ -174,8 +177,25 @@ def restore_refusals(document: dict[str, Any]) -> None:
         )
 
 
+def _same_secret(rm: registry.ReplicatedModel, key: str, name: str, a: Any, b: Any) -> bool:
+    """Whether two tokens of one record's field hold the same value (a key rotation re-encrypts
+    without changing it); decrypted in memory only, ``False`` when either cannot be."""
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    context = encryption_context_for(model_label=rm.label, field_name=name, natural_key=key)
+    try:
+        keyring = get_keyring()
+        plain_a = keyring.decrypt(a, context=context)
+        plain_b = keyring.decrypt(b, context=context)
+    except Exception:
+        return False
+    register_secret(plain_a)
+    return hmac.compare_digest(plain_a.encode(), plain_b.encode())
+
+
 def _differences(
     rm: registry.ReplicatedModel,
+    key: str,
     before: dict[str, Any],
     after: dict[str, Any],
     placeholders: dict[str, str],
@@ -184,7 +204,13 @@ def _differences(
     names = sorted(
         name
         for name in set(after) | set(placeholders)
-        if name in placeholders or before.get(name) != after.get(name)
+        if name in placeholders
+        or (
+            before.get(name) != after.get(name)
+            and not (
+                name in secret and _same_secret(rm, key, name, before.get(name), after.get(name))
+            )
+        )
     )
     secrets = [name for name in names if name in secret]
     values = {name: (before.get(name), after.get(name)) for name in names if name not in secret}
@@ -214,7 +240,7 @@ def restore_plan(document: dict[str, Any]) -> tuple[list[RestoreItem], int]:
         placeholders = dict(record.get("placeholders") or {})
         row = current.get(ident)
         before = row.data or {} if row is not None else {}
-        names, secrets, values = _differences(rm, before, data, placeholders)
+        names, secrets, values = _differences(rm, record["key"], before, data, placeholders)
         if row is not None and not names:
             unchanged += 1
             continue

@@ -148,3 +148,17 @@ def test_refused_credentials_are_named_without_the_key(bucket: str, settings: An
         bucket_snapshot_write()
     assert bucket in str(caught.value) and "refused" in str(caught.value)
     assert WRONG_SECRET_KEY not in str(caught.value)
+
+
+def test_a_failing_bucket_is_retried_then_logged_without_the_key(
+    bucket: str, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.CONFIGSYNC_R2_SECRET_ACCESS_KEY = WRONG_SECRET_KEY
+
+    with caplog.at_level("WARNING", logger="configsync.tasks"):
+        snapshot_to_bucket.apply()
+
+    retries = [r for r in caplog.records if "retry in" in r.getMessage()]
+    gave_up = [r for r in caplog.records if "until the next beat" in r.getMessage()]
+    assert len(retries) == 5 and len(gave_up) == 1
+    assert WRONG_SECRET_KEY not in caplog.text

@@ -322,3 +322,25 @@ def test_plain_values_are_only_taken_for_secret_fields(production: None) -> None
             plain={"value": "sneaky"},
         )
     assert state() == before
+
+
+def test_a_secret_reencrypted_with_the_same_value_is_unchanged(
+    tmp_path: Path, canary: str, production: None
+) -> None:
+    from configsync.crypto.keyring import get_keyring
+
+    context = "configsync.systemconfig.secret_value:DB_PASSWORD"
+    fresh = get_keyring().encrypt(canary, context=context)
+
+    def same_value(doc: dict[str, Any]) -> None:
+        record = next(r for r in doc["records"] if r["key"] == "DB_PASSWORD")
+        assert record["data"]["secret_value"] != fresh
+        record["data"]["secret_value"] = fresh
+
+    document = tampered(snapshot_document(), same_value)
+    before = state()
+
+    report = snapshot_restore(document=snapshot_load(source=save(tmp_path / "s.json", document)))
+
+    assert report.items == [] and report.unchanged == 3
+    assert state() == before
