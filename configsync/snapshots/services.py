@@ -289,15 +289,16 @@ def snapshot_restore(*, document: dict[str, Any], dry_run: bool = False) -> Rest
     the rule, never a value): nothing written. The dry run applies and rolls back, so it
     refuses exactly what the restore would.
     """
-    items, unchanged = restore_plan(document)
-    report = RestoreReport(
-        dry_run=dry_run,
-        items=items,
-        unchanged=unchanged,
-        source_node=str(document["node_id"]),
-        promoted=bool(document["promoted"]),
-    )
     with transaction.atomic(), acting(via=RESTORE):
+        # Planned inside the transaction that applies it (each write then locks its rows).
+        items, unchanged = restore_plan(document)
+        report = RestoreReport(
+            dry_run=dry_run,
+            items=items,
+            unchanged=unchanged,
+            source_node=str(document["node_id"]),
+            promoted=bool(document["promoted"]),
+        )
         _apply(items)
         audit_action(
             action=RESTORE_ACTION,
