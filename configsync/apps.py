@@ -20,9 +20,11 @@ class ConfigsyncConfig(AppConfig):
         from configsync.replication import checks as replication_checks
         from configsync.replication import receivers as replication_receivers
         from configsync.replication import registry
+        from configsync.snapshots import checks as snapshot_checks
 
         checks.checks_register()
         replication_checks.checks_register()
+        snapshot_checks.checks_register()  # E060: the promotion rules
         receivers.signals_connect()  # the core: node identity at migrate, the data callback
         crypto_receivers.signals_connect()  # the keyring follows its settings
         lookup.signals_connect()  # lookup caches are invalidated on every committed change

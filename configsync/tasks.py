@@ -17,6 +17,11 @@ Replication scheduling:
 - ``sync_trigger`` (not a task: what ``POST /api/v1/sync/trigger`` calls) enqueues ``sync_peer``
   now. Whatever enqueues a task lives here, next to it: services never import tasks.
 - ``notify_data_callback`` tells ``CONFIGSYNC_DATA_CALLBACK_URL`` of one change (ids only).
+
+Snapshots: ``snapshot_to_bucket`` (beat, every ``CONFIGSYNC_SNAPSHOT_INTERVAL_SECONDS`` when the
+bucket is configured) writes this node's snapshot to the bucket in the R2 modes and applies the
+retention (``configsync.snapshots.bucket``); no arguments, safe to re-run (one object per
+interval), retried with backoff.
 """
 
 from __future__ import annotations
@@ -300,6 +305,42 @@ def env_sync(self: Task) -> bool:
     return report is not None
 
 
+SNAPSHOT_MAX_RETRIES = 5
+
+
+@shared_task(
+    bind=True,
+    name="configsync.tasks.snapshot_to_bucket",
+    ignore_result=True,
+    max_retries=SNAPSHOT_MAX_RETRIES,
+)
+def snapshot_to_bucket(self: Task) -> bool:
+    """Beat: this node's snapshot to the bucket, then retention; ``True`` when written.
+
+    Skips (logged) when not due: not an R2 mode (read now), interval 0, no bucket. A failure
+    (the bucket unreachable, refused) is retried with backoff, then logged until the next beat.
+    """
+    from configsync.snapshots.bucket import bucket_snapshot_due, bucket_snapshot_scheduled
+
+    reason = bucket_snapshot_due()
+    if reason is not None:
+        logger.info("snapshot to the bucket skipped: %s", reason)
+        return False
+    try:
+        backup = bucket_snapshot_scheduled()
+    except Exception as exc:
+        if self.request.retries >= SNAPSHOT_MAX_RETRIES:
+            logger.error("snapshot to the bucket failed, until the next beat: %s", _reason(exc))
+            return False
+        countdown = _backoff(self.request.retries)
+        logger.warning("snapshot to the bucket failed (retry in %ds): %s", countdown, _reason(exc))
+        raise self.retry(countdown=countdown) from None
+    if backup is None:
+        return False
+    logger.info("snapshot written to the bucket: %s (%d bytes)", backup.key, backup.size)
+    return True
+
+
 @worker_ready.connect
 def _sync_when_the_worker_starts(sender: Any = None, **kwargs: Any) -> None:
     """A worker that starts syncs at once (and seeds the peers) instead of after one interval."""
@@ -416,6 +457,14 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         # A heartbeat the worker gets late says nothing of now: dropped.
         "options": {"expires": max(every, 5)},
     }
+    snapshot_every = int(app_settings.SNAPSHOT_INTERVAL_SECONDS or 0)
+    if snapshot_every > 0 and app_settings.bucket_configured:
+        # The mode is read when it runs (a switch to an R2 mode needs no restart).
+        schedule["configsync-snapshot-to-bucket"] = {
+            "task": "configsync.tasks.snapshot_to_bucket",
+            "schedule": timedelta(seconds=snapshot_every),
+            "options": {"expires": max(snapshot_every, 5)},
+        }
     if interval > 0 and app_settings.ENV_FILE:
         schedule["configsync-env-sync"] = {
             "task": "configsync.tasks.env_sync",

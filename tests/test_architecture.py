@@ -118,6 +118,12 @@ RULES: tuple[Rule, ...] = (
         forbidden=package("configsync.envbridge"),
     ),
     Rule(
+        "snapshots are imported by nothing but the entry points (tasks, apps)",
+        importers=package(*PACKAGES),
+        forbidden=package("configsync.snapshots"),
+        exempt=(*package("configsync.snapshots"), "configsync.tasks", "configsync.apps"),
+    ),
+    Rule(
         "crypto's primitives (keyring, fields, errors) import nothing above the foundation",
         importers=(
             "configsync.crypto.keyring",

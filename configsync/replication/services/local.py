@@ -114,17 +114,26 @@ def replication_write_version(
     deleted: bool,
     data: dict[str, Any] | None,
     force: bool = False,
+    plain: dict[str, str] | None = None,
 ) -> ReplicatedRecord | None:
     """Write a version (wire form) as a NEW local change of the record; return its row.
 
-    Used by conflict resolution: the model row is written (or deleted) through the model, so
-    its ordinary signals fire and the change is stamped with a new timestamp that replicates.
+    Used by conflict resolution, rollback and restore: the model row is written (or deleted)
+    through the model, so its ordinary signals fire and the change is stamped with a new
+    timestamp that replicates.
     With ``force`` a new version is stamped even when the record already holds exactly this
     version (so it replicates and wins everywhere). A tombstone for a record with no model row
     still becomes a new local tombstone. ``ValidationError`` (nothing written) when the version
     does not pass a local write's validation (``registry.ReplicatedModel.validate``).
+
+    ``plain`` (a promoted snapshot's placeholders): plaintext values set through the model after
+    the wire form is copied, for encrypted or sensitive fields only, so they are encrypted with
+    this node's key; another field name is a ``ValueError`` (nothing written).
     """
     rm = registry.get(model_label)
+    unknown = sorted(set(plain or {}) - set(rm.encrypted_field_names()))
+    if unknown:
+        raise ValueError(f"not encrypted fields of {rm.label}: {', '.join(unknown)}")
     with transaction.atomic():
         instance = (
             rm.model._default_manager.select_for_update()
@@ -149,6 +158,8 @@ def replication_write_version(
             target = instance if instance is not None else rm.model()
             rm.deserialize_into(target, dict(data or {}))
             setattr(target, rm.natural_key_field, natural_key)
+            for name, value in (plain or {}).items():
+                setattr(target, name, value)
             # A kept version (a conflict's, possibly from before this node validated received
             # versions) is written only if it passes a local write's validation.
             rm.validate(target)
