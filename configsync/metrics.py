@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from importlib import metadata
+from typing import Any
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
 from django.http import HttpRequest, HttpResponse
@@ -115,8 +116,9 @@ class ReplicationCollector(Collector):
                 failures.add_metric(list(labels), row["n"])
             # A failed cycle may have applied pages before failing: its counts are real.
             sums = totals.setdefault(labels, [0, 0, 0])
-            for i, name in enumerate(("pulled", "pushed", "c")):
-                sums[i] += row[name] or 0
+            sums[0] += row["pulled"] or 0
+            sums[1] += row["pushed"] or 0
+            sums[2] += row["c"] or 0
         for labels, (applied, accepted, conflicts) in sorted(totals.items()):
             pulled.add_metric(list(labels), applied)
             pushed.add_metric(list(labels), accepted)
@@ -144,8 +146,9 @@ class ReplicationCollector(Collector):
             .order_by()
         )
         for row in rows:
+            counts: dict[str, Any] = dict(row)
             cumulative = [
-                (_bound(bound), row[f"le{i}"]) for i, bound in enumerate(DURATION_BUCKETS)
+                (_bound(bound), counts[f"le{i}"]) for i, bound in enumerate(DURATION_BUCKETS)
             ]
             cumulative.append(("+Inf", row["n"]))
             family.add_metric(
@@ -258,13 +261,13 @@ class ReplicationCollector(Collector):
             "Records the .env bridge wrote on this node (audit trail), by action.",
             labels=["action"],
         )
-        for row in (
+        for written in (
             AuditEvent.objects.filter(via=ENVBRIDGE)
             .values("action")
             .annotate(n=Count("id"))
             .order_by("action")
         ):
-            bridge.add_metric([row["action"]], row["n"])
+            bridge.add_metric([written["action"]], written["n"])
         yield bridge
 
     def _lookups(self) -> Iterator[Metric]:
