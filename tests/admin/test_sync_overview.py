@@ -281,3 +281,36 @@ def test_an_unknown_mode_is_refused_and_changes_nothing(admin_client: Client) ->
     assert response.status_code == 200  # the form again, with the error
     assert "Select a valid choice" in body(response)
     assert deployment_mode() == before
+
+
+def test_sync_now_with_one_peer_enqueues_that_peer_only(
+    admin_client: Client, django_capture_on_commit_callbacks
+) -> None:
+    PeerFactory(name="cloud")
+    PeerFactory(name="edge")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client.post(reverse("admin:configsync_sync_now"), {"peer": "edge"})
+    assert len(callbacks) == 1
+    assert "Sync enqueued with edge." in body(admin_client.get(response["Location"]))
+
+
+def test_a_secret_this_node_cannot_decrypt_is_cannot_tell_and_a_tombstone_is_deleted(
+    admin_client: Client,
+) -> None:
+    conflict = setting_conflict("API_TOKEN", local=CANARY_SECRET, remote="x", sensitive=True)
+    other = setting_conflict("OTHER_TOKEN", local="y", remote="z", sensitive=True)
+    # a token bound to another record does not open under this one's context
+    remote = dict(conflict.remote_version)
+    remote["data"] = {**remote["data"], "secret_value": other.remote.data["secret_value"]}
+    remote["deleted"] = False
+    Conflict.objects.filter(pk=conflict.pk).update(remote_version=remote)
+    page = body(admin_client.get(reverse("admin:configsync_conflict_change", args=[conflict.pk])))
+    row = page.split('data-field="secret_value"')[1].split("</tr>")[0]
+    assert "cannot tell" in row
+    assert "CANARY" not in page
+
+    gone = {**conflict.remote_version, "deleted": True, "data": None}
+    Conflict.objects.filter(pk=other.pk).update(remote_version=gone)
+    page = body(admin_client.get(reverse("admin:configsync_conflict_change", args=[other.pk])))
+    assert "<td>deleted</td>" in page
+    assert "(absent)" in page  # the tombstone carries no fields
