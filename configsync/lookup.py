@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
+from prometheus_client import Counter
 
 from configsync.conf import app_settings
 
@@ -44,6 +45,17 @@ logger = logging.getLogger(__name__)
 
 MISSING: Any = object()
 """What a loader returns for a record that does not exist (cached, so misses are cheap too)."""
+
+LOOKUPS = Counter(
+    "configsync_lookups",
+    "Lookups through the in-process cache of this process, by result (hit or miss).",
+    labelnames=["result"],
+    registry=None,  # exposed by configsync.metrics.registry
+)
+"""Process-local counters: each process counts its own lookups (``/metrics`` shows the serving
+process's; a worker's are not visible there). Children bound once so a hit costs one add."""
+_HIT = LOOKUPS.labels(result="hit")
+_MISS = LOOKUPS.labels(result="miss")
 
 VERSION_KEY = "configsync:lookup:version"
 _MUTABLE = (dict, list)
@@ -158,7 +170,9 @@ class LookupCache:
             self._check()
         try:
             value = self._data[namespace, key]
+            _HIT.inc()
         except KeyError:
+            _MISS.inc()
             generation = self._generation
             value = loader(key)
             if generation == self._generation:

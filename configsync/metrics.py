@@ -2,97 +2,228 @@
 
 Why a collector over the database rather than counters incremented in code: syncs run in the
 Celery worker while ``/metrics`` is served by the web process, and both may be several processes.
-``SyncRun``/``Conflict``/``ReplicatedRecord`` already hold every figure, so one scrape reads a few
-aggregate queries and every process reports the same numbers.
+``SyncRun``/``Conflict``/``ReplicatedRecord``/``AuditEvent`` already hold every figure, so one
+scrape reads a few aggregate queries and every process reports the same numbers:
 
-The endpoint is open like ``/api/v1/health``: it carries counts, timestamps and peer names only,
-never a value, key name, URL or credential. Restrict it at the proxy if peer names are private.
+* sync runs, failures and duration per peer and transport (``SyncRun``; the duration histogram
+  is bucketed by the database, ``finished_at - started_at`` in seconds);
+* changes behind, last success (timestamp and age in seconds), clock skew, open conflicts;
+* reveals (``AuditEvent`` with action ``reveal``, by entry point);
+* the ``.env`` bridge: the records it wrote (``AuditEvent`` with via ``envbridge``, by action).
+  A bridge run that changed nothing leaves no row anywhere (only its log line), so runs as such
+  are not countable across processes; the changes they made are.
+
+The exceptions are the lookup counters (``configsync_lookups_total``, and the hit ratio derived
+from them): lookups happen in every process, at the cost of a dictionary read, so they are
+process-local prometheus-client counters (``configsync.lookup``) and ``/metrics`` shows those of
+the web process that serves the scrape (each gunicorn worker its own; Prometheus sums them).
+
+The endpoint is open like ``/api/v1/health``: it carries counts, timestamps, peer names,
+transports and the release version only, never a value, key name, URL or credential. Restrict it
+at the proxy if peer names or the version are private.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
+from importlib import metadata
+from typing import Any
 
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from configsync.lookup import LOOKUPS
+
+DURATION_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+"""Upper bounds (seconds) of the sync-duration histogram's buckets (``+Inf`` is added)."""
+
+_PEER_LABELS = ["peer", "transport"]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("configsync")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def _seconds(value: timedelta | None) -> float:
+    return value.total_seconds() if value is not None else 0.0
 
 
 class ReplicationCollector(Collector):
-    """Sync runs, changes applied and pushed, conflicts, lag and clock skew, per peer."""
+    """Sync runs, durations, changes applied and pushed, conflicts, lag and clock skew, per peer
+    and transport; reveals and ``.env`` bridge changes; the build."""
 
     def collect(self) -> Iterator[Metric]:
-        from configsync.models import Conflict, Peer, ReplicatedRecord, SyncRun
-        from configsync.replication.selectors.status import peer_changes_behind, peer_clock_skew
+        yield from self._runs()
+        yield from self._durations()
+        yield from self._peers()
+        yield from self._node()
+        yield from self._audit()
+        yield from self._lookups()
+        build = GaugeMetricFamily(
+            "configsync_build_info", "The running release (always 1).", labels=["version"]
+        )
+        build.add_metric([_version()], 1)
+        yield build
+
+    def _runs(self) -> Iterator[Metric]:
+        from configsync.models import SyncRun
 
         runs = CounterMetricFamily(
             "configsync_sync_runs",
-            "Sync cycles with a peer, by outcome.",
-            labels=["peer", "outcome"],
+            "Finished sync cycles with a peer, by outcome.",
+            labels=[*_PEER_LABELS, "outcome"],
+        )
+        failures = CounterMetricFamily(
+            "configsync_sync_failures", "Failed sync cycles with a peer.", labels=_PEER_LABELS
         )
         pulled = CounterMetricFamily(
-            "configsync_changes_applied", "Changes pulled from a peer and applied.", labels=["peer"]
+            "configsync_changes_applied",
+            "Changes pulled from a peer and applied.",
+            labels=_PEER_LABELS,
         )
         pushed = CounterMetricFamily(
-            "configsync_changes_pushed", "Changes a peer accepted from us.", labels=["peer"]
+            "configsync_changes_pushed", "Changes a peer accepted from us.", labels=_PEER_LABELS
         )
         detected = CounterMetricFamily(
-            "configsync_conflicts_detected", "Conflicts detected while syncing.", labels=["peer"]
+            "configsync_conflicts_detected",
+            "Conflicts detected while syncing.",
+            labels=_PEER_LABELS,
         )
-        for outcome in (
-            SyncRun.objects.values("peer__name", "ok").annotate(n=Count("id")).order_by()
-        ):
-            name = outcome["peer__name"]
-            runs.add_metric([name, "ok" if outcome["ok"] else "error"], outcome["n"])
-        for total in (
-            SyncRun.objects.values("peer__name")
-            .annotate(pulled=Sum("pulled"), pushed=Sum("pushed"), c=Sum("conflicts"))
+        totals: dict[tuple[str, str], list[int]] = {}
+        for row in (
+            SyncRun.objects.filter(finished_at__isnull=False)
+            .values("peer__name", "peer__transport", "ok")
+            .annotate(n=Count("id"), pulled=Sum("pulled"), pushed=Sum("pushed"), c=Sum("conflicts"))
             .order_by()
         ):
-            name = total["peer__name"]
-            pulled.add_metric([name], total["pulled"] or 0)
-            pushed.add_metric([name], total["pushed"] or 0)
-            detected.add_metric([name], total["c"] or 0)
-        yield runs
-        yield pulled
-        yield pushed
-        yield detected
+            labels = (row["peer__name"], row["peer__transport"])
+            runs.add_metric([*labels, "ok" if row["ok"] else "error"], row["n"])
+            if not row["ok"]:
+                failures.add_metric(list(labels), row["n"])
+            # A failed cycle may have applied pages before failing: its counts are real.
+            sums = totals.setdefault(labels, [0, 0, 0])
+            sums[0] += row["pulled"] or 0
+            sums[1] += row["pushed"] or 0
+            sums[2] += row["c"] or 0
+        for labels, (applied, accepted, conflicts) in sorted(totals.items()):
+            pulled.add_metric(list(labels), applied)
+            pushed.add_metric(list(labels), accepted)
+            detected.add_metric(list(labels), conflicts)
+        yield from (runs, failures, pulled, pushed, detected)
+
+    def _durations(self) -> Iterator[Metric]:
+        from configsync.models import SyncRun
+
+        took = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+        buckets = {
+            f"le{i}": Count("id", filter=Q(took__lte=timedelta(seconds=bound)))
+            for i, bound in enumerate(DURATION_BUCKETS)
+        }
+        family = HistogramMetricFamily(
+            "configsync_sync_duration_seconds",
+            "How long finished sync cycles took (started to finished).",
+            labels=_PEER_LABELS,
+        )
+        rows = (
+            SyncRun.objects.filter(finished_at__isnull=False)
+            .annotate(took=took)
+            .values("peer__name", "peer__transport")
+            .annotate(n=Count("id"), total=Sum("took"), **buckets)
+            .order_by()
+        )
+        for row in rows:
+            counts: dict[str, Any] = dict(row)
+            cumulative = [
+                (_bound(bound), counts[f"le{i}"]) for i, bound in enumerate(DURATION_BUCKETS)
+            ]
+            cumulative.append(("+Inf", row["n"]))
+            family.add_metric(
+                [row["peer__name"], row["peer__transport"]],
+                buckets=cumulative,
+                sum_value=_seconds(row["total"]),
+            )
+        yield family
+
+    def _peers(self) -> Iterator[Metric]:
+        from configsync.models import Peer, SyncRun
+        from configsync.replication.selectors.status import peer_changes_behind, peer_clock_skew
 
         last_ok = GaugeMetricFamily(
             "configsync_sync_last_success_timestamp_seconds",
-            "When the latest successful cycle with a peer finished.",
+            "When the latest successful cycle with a peer finished (Unix time).",
             labels=["peer"],
         )
+        age = GaugeMetricFamily(
+            "configsync_sync_last_success_age_seconds",
+            "Seconds since the latest successful cycle with a peer finished.",
+            labels=_PEER_LABELS,
+        )
+        now = timezone.now()
         for latest in (
-            SyncRun.objects.filter(ok=True)
-            .values("peer__name")
+            SyncRun.objects.filter(ok=True, finished_at__isnull=False)
+            .values("peer__name", "peer__transport")
             .annotate(at=Max("finished_at"))
             .order_by()
         ):
-            if latest["at"] is not None:
-                last_ok.add_metric([latest["peer__name"]], latest["at"].timestamp())
+            last_ok.add_metric([latest["peer__name"]], latest["at"].timestamp())
+            age.add_metric(
+                [latest["peer__name"], latest["peer__transport"]],
+                max((now - latest["at"]).total_seconds(), 0.0),
+            )
         yield last_ok
+        yield age
 
         lag = GaugeMetricFamily(
             "configsync_sync_lag_changes",
-            "Our feed entries a peer has not acknowledged yet.",
+            "Changes behind: our feed entries a peer has not acknowledged yet.",
+            labels=_PEER_LABELS,
+        )
+        skew_ms = GaugeMetricFamily(
+            "configsync_sync_clock_skew_milliseconds",
+            "Peer clock minus ours, as last seen (milliseconds; see the _seconds gauge).",
             labels=["peer"],
         )
         skew = GaugeMetricFamily(
-            "configsync_sync_clock_skew_milliseconds",
+            "configsync_sync_clock_skew_seconds",
             "Peer clock minus ours, as last seen.",
-            labels=["peer"],
+            labels=_PEER_LABELS,
         )
-        for peer in Peer.objects.filter(enabled=True).order_by("name"):
-            lag.add_metric([peer.name], peer_changes_behind(peer=peer))
+        enabled = GaugeMetricFamily(
+            "configsync_peer_enabled",
+            "1 when syncing with the peer is enabled.",
+            labels=_PEER_LABELS,
+        )
+        for peer in Peer.objects.order_by("name"):
+            labels = [peer.name, peer.transport]
+            enabled.add_metric(labels, 1 if peer.enabled else 0)
+            if not peer.enabled:
+                continue
+            lag.add_metric(labels, peer_changes_behind(peer=peer))
             seen = peer_clock_skew(peer=peer)
             if seen is not None:
-                skew.add_metric([peer.name], seen)
+                skew_ms.add_metric([peer.name], seen)
+                skew.add_metric(labels, seen / 1000)
+        yield enabled
         yield lag
+        yield skew_ms
         yield skew
+
+    def _node(self) -> Iterator[Metric]:
+        from configsync.models import Conflict, ReplicatedRecord
 
         open_conflicts = GaugeMetricFamily(
             "configsync_conflicts_open", "Conflicts waiting for an operator."
@@ -107,9 +238,60 @@ class ReplicationCollector(Collector):
         feed.add_metric([], last_seq)
         yield feed
 
+    def _audit(self) -> Iterator[Metric]:
+        from configsync.actor import ENVBRIDGE
+        from configsync.models import AuditEvent
+
+        reveals = CounterMetricFamily(
+            "configsync_reveals",
+            "Secrets revealed to a caller on this node (audit trail), by entry point.",
+            labels=["via"],
+        )
+        for row in (
+            AuditEvent.objects.filter(action=AuditEvent.Action.REVEAL)
+            .values("via")
+            .annotate(n=Count("id"))
+            .order_by("via")
+        ):
+            reveals.add_metric([row["via"]], row["n"])
+        yield reveals
+
+        bridge = CounterMetricFamily(
+            "configsync_envbridge_changes",
+            "Records the .env bridge wrote on this node (audit trail), by action.",
+            labels=["action"],
+        )
+        for written in (
+            AuditEvent.objects.filter(via=ENVBRIDGE)
+            .values("action")
+            .annotate(n=Count("id"))
+            .order_by("action")
+        ):
+            bridge.add_metric([written["action"]], written["n"])
+        yield bridge
+
+    def _lookups(self) -> Iterator[Metric]:
+        counts = {"hit": 0.0, "miss": 0.0}
+        for family in LOOKUPS.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["result"]] = sample.value
+        total = counts["hit"] + counts["miss"]
+        ratio = GaugeMetricFamily(
+            "configsync_lookup_cache_hit_ratio",
+            "Share of lookups served from this process's cache since it started (0 to 1).",
+        )
+        ratio.add_metric([], counts["hit"] / total if total else 0.0)
+        yield ratio
+
+
+def _bound(value: float) -> str:
+    return str(float(value))
+
 
 registry = CollectorRegistry(auto_describe=False)
 registry.register(ReplicationCollector())
+registry.register(LOOKUPS)
 
 
 @require_GET

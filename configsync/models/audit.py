@@ -32,6 +32,7 @@ class AuditEvent(models.Model):
         CHANGE_KEY = "change_key", "API key changed"
         DELETE_KEY = "delete_key", "API key deleted"
         CHECK_VALUE = "check_value", "Value checked against a hash"
+        RESTORE = "restore", "Snapshot restored"
 
     actor = models.CharField(
         verbose_name="actor",

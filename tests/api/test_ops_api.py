@@ -199,10 +199,10 @@ def test_metrics_expose_counts_without_values(client, peer: Peer) -> None:
     response = client.get("/metrics")
     assert response.status_code == 200
     text = response.content.decode()
-    assert 'configsync_sync_runs_total{outcome="ok",peer="cloud"} 1.0' in text
-    assert 'configsync_sync_runs_total{outcome="error",peer="cloud"} 1.0' in text
-    assert 'configsync_changes_applied_total{peer="cloud"} 4.0' in text
-    assert 'configsync_sync_lag_changes{peer="cloud"} 1.0' in text
+    assert 'configsync_sync_runs_total{outcome="ok",peer="cloud",transport="http"} 1.0' in text
+    assert 'configsync_sync_runs_total{outcome="error",peer="cloud",transport="http"} 1.0' in text
+    assert 'configsync_changes_applied_total{peer="cloud",transport="http"} 4.0' in text
+    assert 'configsync_sync_lag_changes{peer="cloud",transport="http"} 1.0' in text
     assert 'configsync_sync_clock_skew_milliseconds{peer="cloud"} 7.0' in text
     assert "configsync_feed_last_seq 1.0" in text
     assert "CANARY" not in text

@@ -98,7 +98,7 @@ def test_status_api_and_cli_report_the_peer(two_nodes: Cluster) -> None:
 
     metrics = a.session().get(a.base_url + "/metrics", timeout=15)
     assert metrics.status_code == 200
-    assert 'configsync_sync_runs_total{outcome="ok",peer="b"}' in metrics.text
+    assert 'configsync_sync_runs_total{outcome="ok",peer="b",transport="http"}' in metrics.text
 
 
 def test_concurrent_edits_same_winner_one_conflict(two_nodes: Cluster) -> None:

@@ -1,29 +1,61 @@
 """Django admin for replication: peers (editable), conflicts and sync runs (read-only).
 
-Conflicts never render a value, plaintext or ciphertext: the pages show the record, both
-versions' timestamps and origins, and the names of the fields that differ. Resolving is an admin
-action that calls ``configsync.replication.services.conflicts.conflict_resolve``.
+* **Peers**: the list shows each peer's sync state (healthy / behind / failing / disabled, in
+  colour and words; ``selectors.health``), not only whether it is enabled. The sync overview and
+  "sync now" (``overview.py``) are served under the peer admin's URLs.
+* **Sync runs**: the error's first line, start, finish and duration to the millisecond.
+* **Conflicts**: the conflict page shows the two versions side by side: human times (from the
+  HLC's wall clock), origin nodes and, per field, the values of non-secret fields. A secret
+  (an encrypted or sensitive field) is never rendered, plaintext or ciphertext: it shows
+  ``********`` and a "same value?" answer, computed in memory by decrypting both versions and
+  comparing their keyed hashes (``configsync.services.audit.audit_value_hash``). "Keep local" and
+  "Use remote" (``POST <id>/resolve/``, CSRF-protected, for users who may change conflicts) call
+  ``configsync.replication.services.conflicts.conflict_resolve``, like the list's actions.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.http import require_POST
 
+from configsync.crypto.fields import encryption_context_for
+from configsync.crypto.keyring import get_keyring
+from configsync.logging import MASK
 from configsync.models import Conflict, Peer, PeerCheckpoint, SyncRun
+from configsync.replication import registry
+from configsync.replication.admin.display import (
+    duration_ms,
+    error_summary,
+    hlc_moment,
+    moment_ms,
+    state_badge,
+)
+from configsync.replication.admin.overview import sync_now_view, sync_overview_view
 from configsync.replication.errors import ConflictResolveError
 from configsync.replication.selectors.feed import clock_hlc_ms
+from configsync.replication.selectors.health import peer_health_state
 from configsync.replication.selectors.status import (
     CLOCK_OK,
     CLOCK_OUT_OF_BOUNDS,
     clock_status,
     peer_clock_skew,
     peer_clock_state,
+    peer_status,
 )
 from configsync.replication.services.conflicts import conflict_resolve
+from configsync.services.audit import audit_value_hash
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -49,11 +81,41 @@ class PeerCheckpointInline(admin.TabularInline):
 class PeerAdmin(admin.ModelAdmin):
     """Peers; the list warns about clock skew (per peer) and this node's clock (page message)."""
 
-    list_display = ("name", "transport", "base_url", "enabled", "node_id", "clock", "updated_at")
+    list_display = (
+        "name",
+        "transport",
+        "base_url",
+        "state",
+        "enabled",
+        "node_id",
+        "clock",
+        "updated_at",
+    )
     list_filter = ("enabled", "transport")
     search_fields = ("name", "base_url", "node_id")
-    readonly_fields = ("node_id", "clock", "created_at", "updated_at")
+    readonly_fields = ("node_id", "state", "clock", "created_at", "updated_at")
     inlines = [PeerCheckpointInline]
+    change_list_template = "admin/configsync/peer/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        site = self.admin_site
+        return [
+            path(
+                "overview/",
+                site.admin_view(sync_overview_view),
+                name="configsync_sync_overview",
+            ),
+            path("sync-now/", site.admin_view(sync_now_view), name="configsync_sync_now"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="sync state")
+    def state(self, obj: Peer) -> SafeString:
+        if obj.pk is None:
+            return format_html("{}", "-")
+        status = peer_status(peer=obj)
+        state, reason = peer_health_state(status)
+        return format_html("{} <small>{}</small>", state_badge(state, reason), reason)
 
     @admin.display(description="clock skew")
     def clock(self, obj: Peer) -> str:
@@ -88,6 +150,76 @@ def _now_ms() -> int:
 
 
 _CONFLICT_COLUMNS = ("model_label", "natural_key", "source", "status", "winner", "resolution")
+_ABSENT = object()
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    if value is None:
+        return "(empty)"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+@sensitive_variables("plain")
+def _same_secret(conflict: Conflict, name: str, local: Any, remote: Any) -> str:
+    """Whether the two versions' secret ``name`` hold the same value, in words. Both tokens are
+    decrypted in memory and their keyed hashes compared; no value leaves this function."""
+    if local == remote:
+        return "same value"
+    if not local or not remote or local is _ABSENT or remote is _ABSENT:
+        return "different values"
+    context = encryption_context_for(
+        model_label=conflict.model_label, field_name=name, natural_key=conflict.natural_key
+    )
+    keyring = get_keyring()
+    try:
+        plain = [keyring.decrypt(token, context=context) for token in (local, remote)]
+    except Exception:  # a key this node lacks, or a token bound elsewhere
+        return "cannot tell (this node cannot decrypt both)"
+    same = audit_value_hash(plain[0]) == audit_value_hash(plain[1])
+    return "same value" if same else "different values"
+
+
+def conflict_comparison(conflict: Conflict) -> list[dict[str, Any]]:
+    """One row per field of either version: ``name``, ``local``, ``remote``, ``differs``,
+    ``secret`` and, for a secret, ``same`` ("same value"/"different values"/"cannot tell").
+    Secrets show ``MASK`` (or "(empty)"), never their plaintext or ciphertext."""
+    try:
+        model = registry.get(conflict.model_label)
+        order = model.wire_field_names()
+        secret = set(model.encrypted_field_names())
+    except Exception:  # a model this release does not replicate: every field is masked
+        order, secret = [], None
+    local = conflict.local.data or {}
+    remote = conflict.remote.data or {}
+    names = [n for n in order if n in local or n in remote]
+    names += sorted((set(local) | set(remote)) - set(names))
+    rows = []
+    for name in names:
+        left, right = local.get(name, _ABSENT), remote.get(name, _ABSENT)
+        is_secret = secret is None or name in secret
+        row: dict[str, Any] = {"name": name, "differs": left != right, "secret": is_secret}
+        if is_secret:
+            row["local"] = MASK if left not in (None, "", _ABSENT) else _shown(left)
+            row["remote"] = MASK if right not in (None, "", _ABSENT) else _shown(right)
+            row["same"] = _same_secret(conflict, name, left, right)
+        else:
+            row["local"], row["remote"] = _shown(left), _shown(right)
+        rows.append(row)
+    return rows
+
+
+def _side(conflict: Conflict, which: str) -> dict[str, Any]:
+    version = conflict.local if which == "local" else conflict.remote
+    return {
+        "which": which,
+        "time": hlc_moment(version.hlc),
+        "hlc": version.hlc,
+        "origin": version.origin or "-",
+        "deleted": version.deleted,
+        "winner": conflict.winner == which,
+    }
 
 
 @admin.register(Conflict)
@@ -107,6 +239,68 @@ class ConflictAdmin(_ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = ["resolve_keep_local", "resolve_keep_remote"]
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/resolve/",
+                self.admin_site.admin_view(self.resolve_view),
+                name="configsync_conflict_resolve",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _may_resolve(self, request: HttpRequest) -> bool:
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The two versions side by side, with "keep local" / "use remote" while open."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        conflict = Conflict.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        if conflict is None:
+            raise Http404("no such conflict")
+        context = {
+            **self.admin_site.each_context(request),
+            **(extra_context or {}),
+            "title": f"Conflict {conflict.pk}: {conflict.model_label} {conflict.natural_key}",
+            "opts": self.opts,
+            "conflict": conflict,
+            "sides": [_side(conflict, "local"), _side(conflict, "remote")],
+            "rows": conflict_comparison(conflict),
+            "can_resolve": conflict.status == Conflict.Status.OPEN and self._may_resolve(request),
+            "resolve_url": reverse("admin:configsync_conflict_resolve", args=[conflict.pk]),
+            "resolved_at": moment_ms(conflict.resolved_at),
+            "detected_at": moment_ms(conflict.detected_at),
+        }
+        return TemplateResponse(request, "admin/configsync/conflict/compare.html", context)
+
+    def resolve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """``POST choice=local|remote``: ``conflict_resolve``; back to the conflict page."""
+        return require_POST(self._resolve_one)(request, object_id)
+
+    def _resolve_one(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self._may_resolve(request):
+            raise PermissionDenied
+        page = reverse("admin:configsync_conflict_change", args=[object_id])
+        choice = request.POST.get("choice", "")
+        if not object_id.isdigit():
+            raise Http404("no such conflict")
+        try:
+            conflict_resolve(conflict_id=int(object_id), choice=choice)
+        except ConflictResolveError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(page)
+        kept = "the local version kept" if choice == "local" else "the remote version used"
+        self.message_user(request, f"Conflict {object_id} resolved: {kept}.", messages.SUCCESS)
+        return HttpResponseRedirect(page)
 
     @admin.display(description="local version")
     def local_summary(self, obj: Conflict) -> str:
@@ -144,6 +338,48 @@ _RUN_COUNTS = ("pulled", "pushed", "conflicts", "quarantined", "skew_ms")
 
 @admin.register(SyncRun)
 class SyncRunAdmin(_ReadOnlyAdmin):
-    list_display = ("id", "peer", "started_at", "finished_at", "ok", *_RUN_COUNTS)
-    list_filter = ("ok", "peer")
-    readonly_fields = ("peer", "started_at", "finished_at", "ok", "error", *_RUN_COUNTS)
+    """Runs with their error and their times to the millisecond."""
+
+    list_display = (
+        "id",
+        "peer",
+        "transport",
+        "started",
+        "finished",
+        "duration",
+        "ok",
+        "error_line",
+        *_RUN_COUNTS,
+    )
+    list_filter = ("ok", "peer", "peer__transport")
+    list_select_related = ("peer",)
+    readonly_fields = (
+        "peer",
+        "started",
+        "finished",
+        "duration",
+        "ok",
+        "error",
+        *_RUN_COUNTS,
+    )
+    fields = readonly_fields
+
+    @admin.display(description="transport", ordering="peer__transport")
+    def transport(self, obj: SyncRun) -> str:
+        return obj.peer.transport
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj: SyncRun) -> str:
+        return moment_ms(obj.started_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj: SyncRun) -> str:
+        return moment_ms(obj.finished_at)
+
+    @admin.display(description="duration")
+    def duration(self, obj: SyncRun) -> str:
+        return duration_ms(obj.started_at, obj.finished_at)
+
+    @admin.display(description="error")
+    def error_line(self, obj: SyncRun) -> str:
+        return error_summary(obj.error) or "-"

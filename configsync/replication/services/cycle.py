@@ -262,12 +262,12 @@ def sync_cycle(
             # a measured skew beats an item's lead as the clock's error
             result.skew_ms = exc.skew_ms
         result.error = reason
-        _finish(run, result)
+        _finish(run, result, error_class=type(exc).__name__)
         _clock_check(peer, result)
         raise SyncCycleError(reason, result=result, status=getattr(exc, "status", None)) from None
     except Exception as exc:
         result.error = f"{type(exc).__name__}: internal error"
-        _finish(run, result)
+        _finish(run, result, error_class=type(exc).__name__)
         raise
     result.ok = True
     _finish(run, result)
@@ -275,9 +275,11 @@ def sync_cycle(
     return result
 
 
-def _finish(run: SyncRun, result: SyncResult) -> None:
+def _finish(run: SyncRun, result: SyncResult, *, error_class: str = "") -> None:
+    """Record the run's outcome and log it: one structured line per run (``log_sync_run``)."""
+    finished = timezone.now()
     SyncRun.objects.filter(pk=run.pk).update(
-        finished_at=timezone.now(),
+        finished_at=finished,
         ok=result.ok,
         error=result.error[:2000],
         pulled=result.pulled,
@@ -285,6 +287,42 @@ def _finish(run: SyncRun, result: SyncResult) -> None:
         conflicts=result.conflicts,
         quarantined=result.quarantined,
         skew_ms=result.skew_ms,
+    )
+    log_sync_run(
+        peer=run.peer,
+        result=result,
+        duration_seconds=max((finished - run.started_at).total_seconds(), 0.0),
+        error_class=error_class,
+    )
+
+
+def log_sync_run(
+    *, peer: Peer, result: SyncResult, duration_seconds: float, error_class: str = ""
+) -> None:
+    """One INFO (WARNING when it failed) line per sync run, ``key=value`` in the message and
+    the same fields as ``extra=`` attributes (``sync_peer``, ``sync_transport``,
+    ``sync_outcome``, ``sync_pulled``, ``sync_pushed``, ``sync_conflicts``,
+    ``sync_duration_ms``, ``sync_duration_seconds``, ``sync_error_class``, ``sync_run_id``)
+    for a JSON formatter. Counts, the peer's name, its transport and the error's class only:
+    never the error's text (it may quote what the peer answered), a value, a key or a URL."""
+    outcome = "ok" if result.ok else "error"
+    fields: dict[str, Any] = {
+        "peer": peer.name,
+        "transport": peer.transport,
+        "outcome": outcome,
+        "pulled": result.pulled,
+        "pushed": result.pushed,
+        "conflicts": result.conflicts,
+        "duration_ms": round(duration_seconds * 1000),
+        "duration_seconds": round(duration_seconds, 3),
+        "error_class": error_class or "-",
+        "run_id": result.run_id,
+    }
+    logger.log(
+        logging.INFO if result.ok else logging.WARNING,
+        "sync run " + " ".join(f"{name}=%s" for name in fields),
+        *fields.values(),
+        extra={f"sync_{name}": value for name, value in fields.items()},
     )
 
 
