@@ -146,7 +146,7 @@ def test_every_sync_run_logs_one_structured_line(caplog) -> None:
     assert "error_class=SyncCycleError" not in message  # the cause's class, not the wrapper's
     assert re.search(r"error_class=\w+Error", message)
     assert re.search(r"duration_ms=\d+ duration_seconds=[\d.]+", message)
-    assert record.levelno == logging.WARNING
+    assert record.levelno == logging.INFO
     extra = record.__dict__
     assert extra["sync_peer"] == "deadpeer"
     assert extra["sync_transport"] == "http"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import logging
 import pkgutil
 import sys
 from typing import Any
@@ -83,6 +84,19 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         handler = options["handler"]
+        # A subcommand prints its own outcome; the services' INFO lines (one per sync run, …)
+        # are for the worker's log. ``-v 2`` shows them.
+        quiet = options.get("verbosity", 1) < 2
+        configsync_logger = logging.getLogger("configsync")
+        level = configsync_logger.level
+        if quiet:
+            configsync_logger.setLevel(max(level, logging.WARNING))
+        try:
+            self._dispatch(handler, options)
+        finally:
+            configsync_logger.setLevel(level)
+
+    def _dispatch(self, handler: Any, options: dict[str, Any]) -> None:
         try:
             # An argument that is not UTF-8 arrives with lone surrogates, which no query can
             # carry: refused here for every subcommand (Django's own path options excepted).

@@ -299,7 +299,8 @@ def _finish(run: SyncRun, result: SyncResult, *, error_class: str = "") -> None:
 def log_sync_run(
     *, peer: Peer, result: SyncResult, duration_seconds: float, error_class: str = ""
 ) -> None:
-    """One INFO (WARNING when it failed) line per sync run, ``key=value`` in the message and
+    """One INFO line per sync run (its outcome a field: the failure itself is reported by whoever
+    ran the cycle — the worker's task logs it, the CLI prints it),  ``key=value`` in the message and
     the same fields as ``extra=`` attributes (``sync_peer``, ``sync_transport``,
     ``sync_outcome``, ``sync_pulled``, ``sync_pushed``, ``sync_conflicts``,
     ``sync_duration_ms``, ``sync_duration_seconds``, ``sync_error_class``, ``sync_run_id``)
@@ -318,8 +319,7 @@ def log_sync_run(
         "error_class": error_class or "-",
         "run_id": result.run_id,
     }
-    logger.log(
-        logging.INFO if result.ok else logging.WARNING,
+    logger.info(
         "sync run " + " ".join(f"{name}=%s" for name in fields),
         *fields.values(),
         extra={f"sync_{name}": value for name, value in fields.items()},
