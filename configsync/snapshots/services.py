@@ -26,8 +26,9 @@ from configsync.crypto.keyring import get_keyring, is_token
 from configsync.logging import register_secret
 from configsync.models import ReplicatedRecord
 from configsync.replication import registry
+from configsync.replication.selectors.history import version_unmasks
 from configsync.replication.services.local import replication_write_version
-from configsync.services.audit import audit_action
+from configsync.services.audit import RevealRequired, audit_action
 from configsync.snapshots.document import (
     SnapshotError,
     document_dumps,
@@ -280,9 +281,30 @@ def _write(item: RestoreItem) -> None:
         raise SnapshotError(f"{item.model} {item.key!r}: {exc}") from None
 
 
-def snapshot_restore(*, document: dict[str, Any], dry_run: bool = False) -> RestoreReport:
+def _check_unmasks(items: list[RestoreItem]) -> None:
+    """``RevealRequired`` (naming the record, never a value) when an item would show a value
+    the record's history masks (a setting sensitive now or in a kept version, restored to a
+    plain version): like a rollback to it, that needs the reveal right."""
+    for item in items:
+        if not item.deleted and version_unmasks(
+            model_label=item.model, natural_key=item.key, data=item.data
+        ):
+            raise RevealRequired(
+                f"{item.model} {item.key!r}: the snapshot holds a plain value of a record that "
+                "is, or was since, sensitive here; restoring it shows that value, which needs "
+                "the reveal right"
+            )
+
+
+def snapshot_restore(
+    *, document: dict[str, Any], dry_run: bool = False, allow_reveal: bool = False
+) -> RestoreReport:
     """Restore ``document`` (validated by ``snapshot_load``) on this node, or with ``dry_run``
     only say what would change. Everything is written in one transaction, or nothing.
+
+    Without ``allow_reveal`` (the caller's reveal right), a record the snapshot would make show
+    a value its history masks is refused with ``RevealRequired`` (the dry run too: it would
+    print that value), nothing written.
 
     A write refused by a uniqueness constraint (another record holds what this one claims, e.g.
     the default provider) is retried after the others. ``SnapshotError`` (naming the record and
@@ -292,6 +314,8 @@ def snapshot_restore(*, document: dict[str, Any], dry_run: bool = False) -> Rest
     with transaction.atomic(), acting(via=RESTORE):
         # Planned inside the transaction that applies it (each write then locks its rows).
         items, unchanged = restore_plan(document)
+        if not allow_reveal:
+            _check_unmasks(items)
         report = RestoreReport(
             dry_run=dry_run,
             items=items,

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from configsync.models import AuditEvent, RecordVersion, SystemConfig
-from configsync.services.system_config import system_config_set
+from configsync.services.system_config import system_config_delete, system_config_set
 from providers.models import AIProviderConfig
 from providers.services import ai_provider_set
 
@@ -80,8 +80,9 @@ def test_rollback_to_a_bad_version_is_400_and_writes_nothing(
     body: dict[str, object], client_for: Callable[[str], APIClient]
 ) -> None:
     system_config_set(key="LEVEL", value="a")
+    client = client_for("write")  # creating the key is audited: before counting
     before = (RecordVersion.objects.count(), AuditEvent.objects.count())
-    response = client_for("write").post(f"{SETTINGS}/LEVEL/rollback/", body, format="json")
+    response = client.post(f"{SETTINGS}/LEVEL/rollback/", body, format="json")
     assert response.status_code == 400
     assert "version" in response.json()
     assert (RecordVersion.objects.count(), AuditEvent.objects.count()) == before
@@ -151,3 +152,45 @@ def test_a_record_older_than_the_history_has_an_empty_one(
     assert response.status_code == 200 and response.json()["versions"] == []
     refused = client.post(f"{SETTINGS}/OLD/rollback/", {"version": 1}, format="json")
     assert refused.status_code == 400 and "no kept version 1" in str(refused.json())
+
+
+def test_rollback_of_a_deleted_secret_to_its_plain_version_needs_reveal(
+    client_for: Callable[[str], APIClient], canary: str
+) -> None:
+    """The history masks version 1 (a later kept version is sensitive); with the record deleted
+    there is no current flag to look at, yet the rollback would still show that value."""
+    system_config_set(key="WAS_PLAIN", value=canary)
+    system_config_set(key="WAS_PLAIN", value="sk-CANARY-now", is_sensitive=True, allow_reveal=True)
+    system_config_delete(key="WAS_PLAIN")
+    history = client_for("read").get(f"{SETTINGS}/WAS_PLAIN/history/")
+    assert history.status_code == 200 and canary not in history.content.decode()
+    response = client_for("write").post(
+        f"{SETTINGS}/WAS_PLAIN/rollback/", {"version": 1}, format="json"
+    )
+    assert response.status_code == 403
+    assert canary not in response.content.decode()
+    assert not SystemConfig.objects.filter(key="WAS_PLAIN").exists()
+    assert (
+        client_for("admin")
+        .post(f"{SETTINGS}/WAS_PLAIN/rollback/", {"version": 1}, format="json")
+        .status_code
+        == 200
+    )
+    assert SystemConfig.objects.get(key="WAS_PLAIN").value == canary
+
+
+def test_rollback_to_a_plain_version_the_history_masks_needs_reveal(
+    client_for: Callable[[str], APIClient], canary: str
+) -> None:
+    """Sensitive, then made plain (by someone with the reveal right), then changed: the history
+    masks every kept value, so rolling back to the first plain one shows a masked value."""
+    system_config_set(key="ONCE_SECRET", value="sk-CANARY-first", is_sensitive=True)
+    system_config_set(key="ONCE_SECRET", value=canary, is_sensitive=False, allow_reveal=True)
+    system_config_set(key="ONCE_SECRET", value="now-plain")
+    history = client_for("read").get(f"{SETTINGS}/ONCE_SECRET/history/")
+    assert canary not in history.content.decode()
+    response = client_for("write").post(
+        f"{SETTINGS}/ONCE_SECRET/rollback/", {"version": 2}, format="json"
+    )
+    assert response.status_code == 403
+    assert SystemConfig.objects.get(key="ONCE_SECRET").value == "now-plain"
