@@ -170,6 +170,7 @@ def test_rollback_of_a_deleted_secret_to_its_plain_version_needs_reveal(
     assert response.status_code == 403
     assert canary not in response.content.decode()
     assert not SystemConfig.objects.filter(key="WAS_PLAIN").exists()
+    assert not AuditEvent.objects.filter(action="reveal").exists()
     assert (
         client_for("admin")
         .post(f"{SETTINGS}/WAS_PLAIN/rollback/", {"version": 1}, format="json")
@@ -177,6 +178,11 @@ def test_rollback_of_a_deleted_secret_to_its_plain_version_needs_reveal(
         == 200
     )
     assert SystemConfig.objects.get(key="WAS_PLAIN").value == canary
+    reveal = AuditEvent.objects.get(action="reveal", natural_key="WAS_PLAIN")
+    change = AuditEvent.objects.filter(
+        natural_key="WAS_PLAIN", via="rollback", action="create"
+    ).last()
+    assert change is not None and (reveal.via, reveal.actor) == ("rollback", change.actor)
 
 
 def test_rollback_to_a_plain_version_the_history_masks_needs_reveal(

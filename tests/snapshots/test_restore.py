@@ -371,7 +371,17 @@ def test_restoring_a_plain_version_of_a_setting_now_sensitive_needs_reveal(
     with pytest.raises(PermissionDenied):
         snapshot_restore(document=snapshot_load(source=str(path)))
 
+    assert not AuditEvent.objects.filter(action="reveal").exists()
+
     settings.CONFIGSYNC_CLI_REVEAL = True
+    dry = cli("restore", str(path), "--dry-run")
+    assert dry.code == 0, dry.err
+    assert canary not in dry.out and "value: ******** (secret changed)" in dry.out
+    report = json.loads(cli("restore", str(path), "--dry-run", "--json").out)
+    assert canary not in json.dumps(report)
+    assert not AuditEvent.objects.filter(action="reveal").exists()  # the dry run showed nothing
     assert cli("restore", str(path)).code == 0
     restored = SystemConfig.objects.get(key="API_TOKEN")
     assert (restored.is_sensitive, restored.value) == (False, canary)
+    reveal = AuditEvent.objects.get(action="reveal", natural_key="API_TOKEN")
+    assert reveal.via == "restore"

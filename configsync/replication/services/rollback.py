@@ -16,7 +16,8 @@ A rollback that would make a value the history masks readable again — a system
 sensitive now or in any kept version, rolled back to a version where it was plain
 (``selectors.history.MASKED_WHEN``) —
 shows that old value to whoever can read the setting: like making a setting plain, it needs the
-reveal right (``allow_reveal=True``) and is refused with ``RevealRequired`` otherwise.
+reveal right (``allow_reveal=True``) and is refused with ``RevealRequired`` otherwise; when
+allowed, it is audited as a reveal too, in the rollback's transaction.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from configsync.replication.selectors.history import (
 from configsync.replication.services.history import history_details
 from configsync.replication.services.local import replication_write_version
 from configsync.replication.services.wire import validation_reasons
-from configsync.services.audit import RevealRequired
+from configsync.services.audit import RevealRequired, audit_reveal_written
 
 
 class RollbackError(HistoryError):
@@ -88,13 +89,14 @@ def record_rollback(
         if data is None:
             raise RollbackError(f"version {number} of {rm.label} {natural_key!r} holds no data")
         _check_readable(rm, natural_key, data)
-        if not allow_reveal and version_unmasks(
-            model_label=rm.label, natural_key=natural_key, data=data
-        ):
-            raise RevealRequired(
-                "this version holds a plain value of a record that is, or was since, sensitive; "
-                "rolling back to it shows that value, which needs the reveal right"
-            )
+    reveals = not version.deleted and version_unmasks(
+        model_label=rm.label, natural_key=natural_key, data=data
+    )
+    if reveals and not allow_reveal:
+        raise RevealRequired(
+            "this version holds a plain value of a record that is, or was since, sensitive; "
+            "rolling back to it shows that value, which needs the reveal right"
+        )
     with (
         transaction.atomic(),
         acting(via=ROLLBACK),
@@ -119,4 +121,6 @@ def record_rollback(
             ) from None
         if record is None:  # cannot happen with force=True; kept for the type
             raise RollbackError(f"version {number} of {rm.label} {natural_key!r} was not written")
+        if reveals:  # like making a sensitive setting plain: a reveal, audited with the write
+            audit_reveal_written(model_label=rm.label, natural_key=natural_key)
     return record
