@@ -205,6 +205,17 @@ def audit_reveal(*, actor: str, instance: models.Model) -> AuditEvent:
     return event
 
 
+def audit_reveal_written(*, model_label: str, natural_key: str) -> AuditEvent:
+    """Record that the acting caller made readable a value the record's history masks (a
+    rollback or a restore to a plain version of a setting that is, or was, sensitive), in the
+    write's transaction: :class:`AuditWriteError` refuses the write with it."""
+    event = audit_event_build(
+        action=AuditEvent.Action.REVEAL, model_label=model_label, natural_key=natural_key
+    )
+    _insert([event], "reveal")
+    return event
+
+
 def audit_reveals(*, actor: str, instances: Sequence[models.Model]) -> list[AuditEvent]:
     """:func:`audit_reveal` for many records in one insert (a listing with reveal)."""
     return _insert([_reveal_event(actor, i) for i in instances], "reveal")

@@ -4,7 +4,8 @@
   (atomically, mode 0600; ``--json`` then prints a summary). ``--to-bucket`` writes one to the
   bucket now; ``--list-bucket [--node NODE]`` lists the bucket's snapshots of this node.
 * ``restore PATH|bucket:NAME [--dry-run] [--json]`` — with ``--dry-run`` prints what would be
-  added, changed and removed (secrets only named); without, applies it in one transaction.
+  added, changed and removed (secrets only named); without, applies it in one transaction. A
+  record it would make show a value its history masks needs ``CONFIGSYNC_CLI_REVEAL``.
 * ``promote --from SNAPSHOT --mode full|content-only --output PATH [--json]`` — a promoted
   snapshot for staging or a developer's machine; ``promote --explain`` prints the rules table.
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from configsync.cli import cli_may_reveal
 from configsync.logging import MASK
 from configsync.snapshots.document import document_dumps, file_write_private
 from configsync.snapshots.promotion import explain_lines, promote_document, promotion_rules
@@ -98,7 +100,9 @@ def _snapshot(command: BaseCommand, options: dict[str, Any]) -> None:
 
 def _restore(command: BaseCommand, options: dict[str, Any]) -> None:
     document = snapshot_load(source=options["source"])
-    report = snapshot_restore(document=document, dry_run=options["dry_run"])
+    report = snapshot_restore(
+        document=document, dry_run=options["dry_run"], allow_reveal=cli_may_reveal()
+    )
     if options["json"]:
         command.stdout.write(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
         return

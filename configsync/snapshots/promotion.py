@@ -24,10 +24,13 @@ rules, one per data type, printed by ``configsync promote --explain``:
     (``<SHA-256 hex of the lower-cased address>@anonymized.local``), ``first_name`` /
     ``last_name`` (from Faker, seeded by the record's identity hash, so the same person gets
     the same name in every promotion), ``unusable_password`` (``make_password(None)``, set as a
-    placeholder). A transformed natural-key field renames the record.
+    placeholder), ``url_credentials`` (a URL without its user info, query and fragment, where a
+    plain URL field carries credentials: ``https://u:KEY@proxy/v1?key=KEY`` ->
+    ``https://proxy/v1``). A transformed natural-key field renames the record.
 
 Defaults (``DEFAULT_RULES``): ``users`` anonymizes usernames, emails, names and passwords;
-every type's secrets become placeholders. ``CONFIGSYNC_PROMOTION_RULES`` adds or overrides, per
+``ai_providers`` strips credentials from ``base_url`` and ``endpoint``; every type's secrets
+become placeholders. ``CONFIGSYNC_PROMOTION_RULES`` adds or overrides, per
 data type, any of the four keys (``fields`` is merged field by field); system check
 ``configsync.E060`` refuses an unknown data type, key, value or transform. Tombstones are left
 out of a promoted snapshot.
@@ -39,6 +42,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.contrib.auth.hashers import make_password
 from django.db import models
@@ -70,6 +74,7 @@ FIELD_TRANSFORMS = (
     "first_name",
     "last_name",
     "unusable_password",
+    "url_credentials",
 )
 RULE_KEYS = ("content", "sensitive_only", "secrets", "fields")
 
@@ -82,6 +87,9 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
             "last_name": "last_name",
             "password": "unusable_password",
         },
+    },
+    "ai_providers": {
+        "fields": {"base_url": "url_credentials", "endpoint": "url_credentials"},
     },
 }
 """The project's defaults beyond the generic ones (see the module docstring)."""
@@ -240,7 +248,16 @@ def _transform(
         result = fake.name(transform, seed)
         limit = _max_length(rm, name)
         return result[:limit] if limit else result
+    if transform == "url_credentials":
+        return url_without_credentials(str(value))
     raise AssertionError(transform)  # unusable_password is handled as a placeholder
+
+
+def url_without_credentials(url: str) -> str:
+    """``url`` without the parts that carry credentials: user info, query and fragment."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _placeholder(rm: registry.ReplicatedModel, name: str, data: dict[str, Any]) -> str:

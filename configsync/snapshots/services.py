@@ -26,8 +26,9 @@ from configsync.crypto.keyring import get_keyring, is_token
 from configsync.logging import register_secret
 from configsync.models import ReplicatedRecord
 from configsync.replication import registry
+from configsync.replication.selectors.history import MASKED_WHEN, version_unmasks
 from configsync.replication.services.local import replication_write_version
-from configsync.services.audit import audit_action
+from configsync.services.audit import RevealRequired, audit_action, audit_reveal_written
 from configsync.snapshots.document import (
     SnapshotError,
     document_dumps,
@@ -65,6 +66,9 @@ class RestoreItem:
     deleted: bool = False
     data: dict[str, Any] | None = None
     placeholders: dict[str, str] | None = None
+    reveals: bool = False
+    """Writing it shows a value the record's history masks (``version_unmasks``): needs the
+    reveal right, is audited as a reveal, and its masked fields are reported as secrets."""
 
     def as_dict(self) -> dict[str, Any]:
         """The item for ``--json`` and the API: names and plain values, never a secret."""
@@ -244,6 +248,11 @@ def restore_plan(document: dict[str, Any]) -> tuple[list[RestoreItem], int]:
         if row is not None and not names:
             unchanged += 1
             continue
+        reveals = version_unmasks(model_label=rm.label, natural_key=record["key"], data=data)
+        if reveals:  # the history masks these fields: so does the report
+            masked = MASKED_WHEN[rm.label][1]
+            secrets = [name for name in names if name in secrets or name in masked]
+            values = {name: pair for name, pair in values.items() if name not in masked}
         upserts.append(
             RestoreItem(
                 action=CHANGED if row is not None else ADDED,
@@ -254,6 +263,7 @@ def restore_plan(document: dict[str, Any]) -> tuple[list[RestoreItem], int]:
                 values={} if row is None else values,
                 data=data,
                 placeholders=placeholders or None,
+                reveals=reveals,
             )
         )
     kept_types = KEPT_ON_PROMOTED_RESTORE if document["promoted"] else ()
@@ -280,9 +290,29 @@ def _write(item: RestoreItem) -> None:
         raise SnapshotError(f"{item.model} {item.key!r}: {exc}") from None
 
 
-def snapshot_restore(*, document: dict[str, Any], dry_run: bool = False) -> RestoreReport:
+def _check_unmasks(items: list[RestoreItem]) -> None:
+    """``RevealRequired`` (naming the record, never a value) when an item would show a value
+    the record's history masks (a setting sensitive now or in a kept version, restored to a
+    plain version): like a rollback to it, that needs the reveal right."""
+    for item in items:
+        if item.reveals:
+            raise RevealRequired(
+                f"{item.model} {item.key!r}: the snapshot holds a plain value of a record that "
+                "is, or was since, sensitive here; restoring it shows that value, which needs "
+                "the reveal right"
+            )
+
+
+def snapshot_restore(
+    *, document: dict[str, Any], dry_run: bool = False, allow_reveal: bool = False
+) -> RestoreReport:
     """Restore ``document`` (validated by ``snapshot_load``) on this node, or with ``dry_run``
     only say what would change. Everything is written in one transaction, or nothing.
+
+    Without ``allow_reveal`` (the caller's reveal right), a record the snapshot would make show
+    a value its history masks is refused with ``RevealRequired`` (the dry run too: it would
+    print that value), nothing written; with it, each such record is audited as a reveal and
+    the report still masks those fields.
 
     A write refused by a uniqueness constraint (another record holds what this one claims, e.g.
     the default provider) is retried after the others. ``SnapshotError`` (naming the record and
@@ -292,6 +322,8 @@ def snapshot_restore(*, document: dict[str, Any], dry_run: bool = False) -> Rest
     with transaction.atomic(), acting(via=RESTORE):
         # Planned inside the transaction that applies it (each write then locks its rows).
         items, unchanged = restore_plan(document)
+        if not allow_reveal:
+            _check_unmasks(items)
         report = RestoreReport(
             dry_run=dry_run,
             items=items,
@@ -300,6 +332,9 @@ def snapshot_restore(*, document: dict[str, Any], dry_run: bool = False) -> Rest
             promoted=bool(document["promoted"]),
         )
         _apply(items)
+        for item in items:
+            if item.reveals:  # like making a sensitive setting plain: a reveal
+                audit_reveal_written(model_label=item.model, natural_key=item.key)
         audit_action(
             action=RESTORE_ACTION,
             details={

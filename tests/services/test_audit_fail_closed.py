@@ -26,6 +26,7 @@ from configsync.models import (
 from configsync.replication.selectors.mode import deployment_mode_stored
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.mode import deployment_mode_set
+from configsync.replication.services.rollback import record_rollback
 from configsync.services.api_keys import api_key_create, api_key_revoke
 from configsync.services.audit import AuditWriteError, audit_action
 from configsync.services.system_config import system_config_set
@@ -217,3 +218,69 @@ def test_a_value_check_is_refused_without_an_answer(
     assert "yes" not in result.out and canary not in result.out + result.err
     with connection.cursor() as cursor:
         _mend(cursor)
+
+
+def test_a_rollback_and_a_restore_are_refused_in_one_line(
+    cli: Callable[..., CliResult], canary: str, tmp_path: Any
+) -> None:
+    system_config_set(key="ROLLED", value=canary, is_sensitive=True)
+    path = tmp_path / "backup.json"
+    assert cli("snapshot", "--output", str(path)).code == 0
+    system_config_set(key="ROLLED", value="sk-CANARY-second-0000", is_sensitive=True)
+    before = snapshot()
+    with connection.cursor() as cursor:
+        _break(cursor)
+    try:
+        for args in (("rollback", "ROLLED", "1"), ("restore", str(path))):
+            result = cli(*args)
+            assert result.code == 1, args
+            assert len(result.err.strip().splitlines()) == 1 and "audit trail" in result.err
+            assert canary not in result.out + result.err
+            assert snapshot() == before
+    finally:
+        with connection.cursor() as cursor:
+            _mend(cursor)
+    assert SystemConfig.objects.get(key="ROLLED").raw_value() == "sk-CANARY-second-0000"
+
+
+def _break_reveals(cursor: Any) -> None:
+    """Only reveal events fail (the rollback's own change event would be written)."""
+    if connection.vendor == "postgresql":
+        cursor.execute(
+            "CREATE FUNCTION configsync_test_audit_down() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'audit trail down (test)'; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            f"CREATE TRIGGER configsync_test_audit_down BEFORE INSERT ON {TABLE} FOR EACH ROW "
+            "WHEN (NEW.action = 'reveal') EXECUTE FUNCTION configsync_test_audit_down()"
+        )
+    else:
+        cursor.execute(
+            f"CREATE TRIGGER configsync_test_audit_down BEFORE INSERT ON {TABLE} "
+            "WHEN NEW.action = 'reveal' BEGIN SELECT RAISE(ABORT, 'audit trail down (test)'); END"
+        )
+
+
+def test_a_revealing_rollback_is_refused_when_its_reveal_cannot_be_audited(
+    canary: str,
+) -> None:
+    system_config_set(key="WAS_PLAIN", value=canary)
+    system_config_set(
+        key="WAS_PLAIN", value="sk-CANARY-now-0000", is_sensitive=True, allow_reveal=True
+    )
+    before = snapshot()
+    with connection.cursor() as cursor:
+        _break_reveals(cursor)
+    try:
+        with pytest.raises(AuditWriteError):
+            record_rollback(
+                model_label="configsync.systemconfig",
+                natural_key="WAS_PLAIN",
+                number=1,
+                allow_reveal=True,
+            )
+        assert snapshot() == before
+    finally:
+        with connection.cursor() as cursor:
+            _mend(cursor)
+    assert SystemConfig.objects.get(key="WAS_PLAIN").is_sensitive

@@ -2,8 +2,7 @@
 entry point, and no plaintext secret anywhere in it (plain, base64 or URL-encoded); a sensitive
 change's keyed hash answers "was it this value?".
 
-Every kind writes its own canary so a leak names its path. Restore, rollback and the key
-rotation event are built by other helpers: their tests are stubs, skipped until merged.
+Every kind writes its own canary so a leak names its path.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from django.urls import reverse
 
 from configsync.cli.config import cli_actor
 from configsync.crypto.fields import encryption_context_for
-from configsync.crypto.keyring import get_keyring
+from configsync.crypto.keyring import generate_key, get_keyring, parse_key, reset_keyring
 from configsync.envbridge.service import env_import
 from configsync.models import AuditEvent, RecordVersion, ServiceAPIKey, SystemConfig
 from configsync.replication.services.apply import changes_apply
@@ -280,21 +279,74 @@ def test_api_keys_created_changed_and_revoked_are_audited(cli: Callable[..., Cli
     assert_nowhere(the_trail(), [key])
 
 
-@pytest.mark.skip(reason="merged by lead")
-def test_a_restore_is_audited_via_restore() -> None:
-    """TODO(lead): restore a snapshot holding a changed secret (``configsync restore PATH``):
-    its changes are audited ``via="restore"`` with the CLI's actor, value hashes match."""
+def test_a_restore_is_audited_via_restore(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    saved, later = canary_for("restore"), canary_for("restore-later")
+    system_config_set(key="RESTORED_TOKEN", value=saved, is_sensitive=True)
+    system_config_set(key="RESTORED_PLAIN", value="before")
+    path = tmp_path / "backup.json"
+    assert cli("snapshot", "--output", str(path)).code == 0
+    system_config_set(key="RESTORED_TOKEN", value=later, is_sensitive=True)
+    system_config_set(key="RESTORED_PLAIN", value="after")
+
+    result = cli("restore", str(path))
+
+    assert result.code == 0, result.err
+    event = last_change("RESTORED_TOKEN")
+    assert (event.actor, event.via, event.action) == (cli_actor(), "restore", "update")
+    assert event.changed_fields == ["secret_value"]
+    assert_hash_answers(event, "secret_value", saved)
+    plain = last_change("RESTORED_PLAIN")
+    assert (plain.via, plain.changed_fields, plain.value_hashes) == ("restore", ["value"], {})
+    whole = AuditEvent.objects.get(action="restore")
+    assert (whole.actor, whole.via, whole.details["changed"]) == (cli_actor(), "restore", 2)
+    assert_nowhere(the_trail() | {"output": result.out + result.err}, [saved, later])
 
 
-@pytest.mark.skip(reason="merged by lead")
-def test_a_rollback_is_audited_via_rollback() -> None:
-    """TODO(lead): ``configsync rollback KEY VERSION``: one event ``via="rollback"``, details
-    ``{"rolled_back_to": VERSION}``, value hashes of the restored secret match."""
+def test_a_rollback_is_audited_via_rollback(cli: Callable[..., CliResult]) -> None:
+    first, second = canary_for("rollback-1"), canary_for("rollback-2")
+    system_config_set(key="ROLLED_TOKEN", value=first, is_sensitive=True)
+    system_config_set(key="ROLLED_TOKEN", value=second, is_sensitive=True)
+
+    result = cli("rollback", "ROLLED_TOKEN", "1")
+
+    assert result.code == 0, result.err
+    assert SystemConfig.objects.get(key="ROLLED_TOKEN").raw_value() == first
+    events = events_of("ROLLED_TOKEN", via="rollback")
+    assert len(events) == 1
+    event = events[0]
+    assert (event.actor, event.action) == (cli_actor(), "update")
+    assert event.details == {"rolled_back_to": 1, "version": 3}
+    assert event.changed_fields == ["secret_value"]
+    assert_hash_answers(event, "secret_value", first)
+    assert_nowhere(the_trail() | {"output": result.out + result.err}, [first, second])
 
 
-@pytest.mark.skip(reason="merged by lead")
-def test_a_key_rotation_is_audited() -> None:
-    """TODO(lead): ``configsync keys rotate``: one ``rotate_keys`` event with counts, no value."""
+def test_a_key_rotation_is_audited(cli: Callable[..., CliResult], settings: Any) -> None:
+    secret = canary_for("rotate")
+    old, new = generate_key(), generate_key()
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [old]
+    reset_keyring()
+    try:
+        system_config_set(key="ROTATED_TOKEN", value=secret, is_sensitive=True)
+        changes = AuditEvent.objects.count()
+        settings.CONFIGSYNC_ENCRYPTION_KEYS = [new, old]
+        reset_keyring()
+
+        result = cli("keys", "rotate")
+
+        assert result.code == 0, result.err
+        events = list(AuditEvent.objects.order_by("id"))[changes:]
+        assert [(e.action, e.actor, e.via) for e in events] == [("rotate_keys", cli_actor(), "cli")]
+        details = events[0].details
+        assert details["primary_key_id"] == parse_key(new).kid
+        assert (details["rotated"], details["unreadable"], details["complete"]) == (2, 0, True)
+        assert events[0].model_label == "" and events[0].value_hashes == {}
+        # Not a change: the setting keeps its value and gets no new version or change event.
+        assert SystemConfig.objects.get(key="ROTATED_TOKEN").raw_value() == secret
+        assert RecordVersion.objects.filter(natural_key="ROTATED_TOKEN").count() == 1
+        assert_nowhere(the_trail() | {"output": result.out + result.err}, [secret])
+    finally:
+        reset_keyring()
 
 
 # -- the whole trail --------------------------------------------------------------------------

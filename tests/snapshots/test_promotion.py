@@ -252,3 +252,29 @@ def test_a_promoted_snapshot_restores_under_other_keys_and_another_group(
     # Nothing of production's secrets is anywhere in the feed now.
     feed = json.dumps(list(ReplicatedRecord.objects.values_list("data", flat=True)))
     assert canary not in feed
+
+
+def test_credentials_in_a_provider_url_are_not_promoted(
+    cli: Cli, tmp_path: Path, canary: str
+) -> None:
+    """A provider's base URL is a plain field, yet a proxy's often carries credentials (user
+    info, a query parameter): they stay in production, the rest of the URL goes down."""
+    url_password, url_query = "sk-CANARY-url-password", "sk-CANARY-url-query"
+    ai_provider_set(
+        name="proxied",
+        kind="openai",
+        api_key=canary,
+        base_url=f"https://svc:{url_password}@llm-proxy.example.com/v1?api_key={url_query}#x",
+    )
+    ai_provider_set(name="local", kind="ollama", base_url="http://127.0.0.1:11434")
+    source = tmp_path / "production.json"
+    assert cli("snapshot", "--output", str(source)).code == 0
+    out = tmp_path / "staging.json"
+
+    document = promote(cli, source, "full", out)
+
+    assert_absent(out.read_text(), canary, url_password, url_query, "svc:")
+    providers = {r["key"]: r["data"] for r in document["records"] if r["model"].startswith("prov")}
+    assert providers["proxied"]["base_url"] == "https://llm-proxy.example.com/v1"
+    assert providers["local"]["base_url"] == "http://127.0.0.1:11434"
+    assert "base_url=url_credentials" in cli("promote", "--explain").out

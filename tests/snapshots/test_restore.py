@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import PermissionDenied
 
 from configsync.crypto.keyring import generate_key
 from configsync.models import AuditEvent, RecordVersion, ReplicatedRecord, SystemConfig
@@ -344,3 +345,43 @@ def test_a_secret_reencrypted_with_the_same_value_is_unchanged(
 
     assert report.items == [] and report.unchanged == 3
     assert state() == before
+
+
+def test_restoring_a_plain_version_of_a_setting_now_sensitive_needs_reveal(
+    cli: Cli, tmp_path: Path, canary: str, settings: Any
+) -> None:
+    """The snapshot holds a setting while it was plain; it is a secret since. Restoring it would
+    show that old value (the history masks it), so it needs the reveal right, as a rollback."""
+    system_config_set(key="API_TOKEN", value=canary)
+    path = tmp_path / "backup.json"
+    assert cli("snapshot", "--output", str(path)).code == 0
+    system_config_set(
+        key="API_TOKEN", value="sk-CANARY-rotated-0000", is_sensitive=True, allow_reveal=True
+    )
+    settings.CONFIGSYNC_CLI_REVEAL = False
+    before = state()
+
+    for args in (("--dry-run",), ()):
+        result = cli("restore", str(path), *args)
+        assert result.code == 1, result.out
+        assert "reveal right" in result.err and "API_TOKEN" in result.err
+        assert canary not in result.out + result.err
+        assert state() == before
+        assert SystemConfig.objects.get(key="API_TOKEN").is_sensitive
+    with pytest.raises(PermissionDenied):
+        snapshot_restore(document=snapshot_load(source=str(path)))
+
+    assert not AuditEvent.objects.filter(action="reveal").exists()
+
+    settings.CONFIGSYNC_CLI_REVEAL = True
+    dry = cli("restore", str(path), "--dry-run")
+    assert dry.code == 0, dry.err
+    assert canary not in dry.out and "value: ******** (secret changed)" in dry.out
+    report = json.loads(cli("restore", str(path), "--dry-run", "--json").out)
+    assert canary not in json.dumps(report)
+    assert not AuditEvent.objects.filter(action="reveal").exists()  # the dry run showed nothing
+    assert cli("restore", str(path)).code == 0
+    restored = SystemConfig.objects.get(key="API_TOKEN")
+    assert (restored.is_sensitive, restored.value) == (False, canary)
+    reveal = AuditEvent.objects.get(action="reveal", natural_key="API_TOKEN")
+    assert reveal.via == "restore"

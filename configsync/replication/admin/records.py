@@ -46,6 +46,7 @@ from configsync.replication.admin.overview import sync_now_view, sync_overview_v
 from configsync.replication.errors import ConflictResolveError
 from configsync.replication.selectors.feed import clock_hlc_ms
 from configsync.replication.selectors.health import peer_health_state
+from configsync.replication.selectors.history import MASKED_WHEN
 from configsync.replication.selectors.status import (
     CLOCK_OK,
     CLOCK_OUT_OF_BOUNDS,
@@ -169,6 +170,8 @@ def _same_secret(conflict: Conflict, name: str, local: Any, remote: Any) -> str:
         return "same value"
     if not local or not remote or local is _ABSENT or remote is _ABSENT:
         return "different values"
+    if name not in registry.get(conflict.model_label).encrypted_field_names():
+        return "different values"  # a plain field masked by MASKED_WHEN: its values differ
     context = encryption_context_for(
         model_label=conflict.model_label, field_name=name, natural_key=conflict.natural_key
     )
@@ -184,7 +187,9 @@ def _same_secret(conflict: Conflict, name: str, local: Any, remote: Any) -> str:
 def conflict_comparison(conflict: Conflict) -> list[dict[str, Any]]:
     """One row per field of either version: ``name``, ``local``, ``remote``, ``differs``,
     ``secret`` and, for a secret, ``same`` ("same value"/"different values"/"cannot tell").
-    Secrets show ``MASK`` (or "(empty)"), never their plaintext or ciphertext."""
+    Secrets show ``MASK`` (or "(empty)"), never their plaintext or ciphertext; so do the plain
+    fields ``MASKED_WHEN`` names when either side sets its flag (a setting one node made
+    sensitive: the other side's plain value is that secret, or its predecessor)."""
     try:
         model = registry.get(conflict.model_label)
         order = model.wire_field_names()
@@ -193,6 +198,12 @@ def conflict_comparison(conflict: Conflict) -> list[dict[str, Any]]:
         order, secret = [], None
     local = conflict.local.data or {}
     remote = conflict.remote.data or {}
+    rule = MASKED_WHEN.get(conflict.model_label)
+    if secret is not None and rule is not None:
+        flag, masked = rule
+        if local.get(flag) or remote.get(flag):
+            # A plain value of a record one side keeps secret: masked, as the history does.
+            secret |= set(masked)
     names = [n for n in order if n in local or n in remote]
     names += sorted((set(local) | set(remote)) - set(names))
     rows = []

@@ -26,7 +26,7 @@ from typing import Any
 from configsync.crypto.errors import ConfigsyncError
 from configsync.crypto.fields import encryption_context_for
 from configsync.crypto.keyring import get_keyring, token_key_id
-from configsync.models import AuditEvent, RecordVersion
+from configsync.models import AuditEvent, RecordVersion, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.hlc import HLC, HLCParseError
 
@@ -140,6 +140,29 @@ def record_version_get(*, model_label: str, natural_key: str, number: int) -> Re
     if version is None:
         raise HistoryError(f"{label} {natural_key!r} has no kept version {number}")
     return version
+
+
+def version_unmasks(*, model_label: str, natural_key: str, data: dict[str, Any] | None) -> bool:
+    """Whether writing ``data`` (wire form) as the record's new version would show a value its
+    history masks: a plain value of a :data:`MASKED_WHEN` field in a version without the flag,
+    while the current record or any kept version sets it (a setting that is, or was, sensitive).
+    Rollback and restore ask it: such a write needs the reveal right."""
+    rm = history_model(model_label)
+    rule = MASKED_WHEN.get(rm.label)
+    if rule is None or not isinstance(data, dict) or data.get(rule[0]):
+        return False
+    flag, names = rule
+    if not any(data.get(name) not in (None, "") for name in names):
+        return False
+    current = (
+        ReplicatedRecord.objects.filter(model_label=rm.label, natural_key=natural_key)
+        .values_list("data", flat=True)
+        .first()
+    )
+    kept = RecordVersion.objects.filter(model_label=rm.label, natural_key=natural_key).values_list(
+        "data", flat=True
+    )
+    return any(isinstance(d, dict) and bool(d.get(flag)) for d in [current, *kept])
 
 
 def hlc_time(hlc: str, fallback: dt.datetime) -> str:

@@ -13,9 +13,11 @@ this node cannot decrypt (a key this node lacks: writing it would store a value 
 read or verify).
 
 A rollback that would make a value the history masks readable again — a system setting that is
-sensitive now, rolled back to a version where it was plain (``selectors.history.MASKED_WHEN``) —
+sensitive now or in any kept version, rolled back to a version where it was plain
+(``selectors.history.MASKED_WHEN``) —
 shows that old value to whoever can read the setting: like making a setting plain, it needs the
-reveal right (``allow_reveal=True``) and is refused with ``RevealRequired`` otherwise.
+reveal right (``allow_reveal=True``) and is refused with ``RevealRequired`` otherwise; when
+allowed, it is audited as a reveal too, in the rollback's transaction.
 """
 
 from __future__ import annotations
@@ -31,15 +33,15 @@ from configsync.crypto.keyring import get_keyring
 from configsync.models import ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.selectors.history import (
-    MASKED_WHEN,
     HistoryError,
     history_model,
     record_version_get,
+    version_unmasks,
 )
 from configsync.replication.services.history import history_details
 from configsync.replication.services.local import replication_write_version
 from configsync.replication.services.wire import validation_reasons
-from configsync.services.audit import RevealRequired
+from configsync.services.audit import RevealRequired, audit_reveal_written
 
 
 class RollbackError(HistoryError):
@@ -66,28 +68,6 @@ def _check_readable(rm: registry.ReplicatedModel, natural_key: str, data: dict[s
             ) from None
 
 
-def _check_unmasks(
-    rm: registry.ReplicatedModel, natural_key: str, data: dict[str, Any] | None
-) -> None:
-    """``RevealRequired`` when ``data`` would show a value the record now keeps secret."""
-    rule = MASKED_WHEN.get(rm.label)
-    if rule is None or data is None:
-        return
-    flag, names = rule
-    current = (
-        ReplicatedRecord.objects.filter(model_label=rm.label, natural_key=natural_key)
-        .values_list("data", flat=True)
-        .first()
-    )
-    if not isinstance(current, dict) or not current.get(flag) or data.get(flag):
-        return
-    if any(data.get(name) not in (None, "") for name in names):
-        raise RevealRequired(
-            "this version holds a plain value of a record that is sensitive now; rolling back "
-            "to it shows that value, which needs the reveal right"
-        )
-
-
 def record_rollback(
     *, model_label: str, natural_key: str, number: int, allow_reveal: bool = False
 ) -> ReplicatedRecord:
@@ -109,8 +89,14 @@ def record_rollback(
         if data is None:
             raise RollbackError(f"version {number} of {rm.label} {natural_key!r} holds no data")
         _check_readable(rm, natural_key, data)
-        if not allow_reveal:
-            _check_unmasks(rm, natural_key, data)
+    reveals = not version.deleted and version_unmasks(
+        model_label=rm.label, natural_key=natural_key, data=data
+    )
+    if reveals and not allow_reveal:
+        raise RevealRequired(
+            "this version holds a plain value of a record that is, or was since, sensitive; "
+            "rolling back to it shows that value, which needs the reveal right"
+        )
     with (
         transaction.atomic(),
         acting(via=ROLLBACK),
@@ -135,4 +121,6 @@ def record_rollback(
             ) from None
         if record is None:  # cannot happen with force=True; kept for the type
             raise RollbackError(f"version {number} of {rm.label} {natural_key!r} was not written")
+        if reveals:  # like making a sensitive setting plain: a reveal, audited with the write
+            audit_reveal_written(model_label=rm.label, natural_key=natural_key)
     return record
