@@ -36,11 +36,12 @@ out of a promoted snapshot.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, make_password
 from django.db import models
 
 from configsync.conf import app_settings
@@ -241,6 +242,15 @@ def _transform(
         limit = _max_length(rm, name)
         return result[:limit] if limit else result
     raise AssertionError(transform)  # unusable_password is handled as a placeholder
+
+
+def placeholder_matches(*, placeholder: str, current: str) -> bool:
+    """Whether a secret's ``current`` plaintext already is what ``placeholder`` sets: the same
+    text, or both unusable passwords (``make_password(None)`` is random: every promotion writes
+    another one, all equally unusable)."""
+    if placeholder.startswith(UNUSABLE_PASSWORD_PREFIX):
+        return current.startswith(UNUSABLE_PASSWORD_PREFIX)
+    return hmac.compare_digest(placeholder.encode(), current.encode())
 
 
 def _placeholder(rm: registry.ReplicatedModel, name: str, data: dict[str, Any]) -> str:

@@ -252,3 +252,24 @@ def test_a_promoted_snapshot_restores_under_other_keys_and_another_group(
     # Nothing of production's secrets is anywhere in the feed now.
     feed = json.dumps(list(ReplicatedRecord.objects.values_list("data", flat=True)))
     assert canary not in feed
+
+
+def test_restoring_a_promoted_snapshot_again_writes_nothing(
+    cli: Cli, production: Path, tmp_path: Path, settings: Any
+) -> None:
+    promoted = tmp_path / "staging.json"
+    promote(cli, production, "full", promoted)
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [generate_key()]
+    settings.CONFIGSYNC_GROUP_ID = "staging"
+    document = snapshot_load(source=str(promoted))
+    first = snapshot_restore(document=document)
+    assert first.count("added") >= 1
+    feed = list(ReplicatedRecord.objects.order_by("pk").values_list("pk", "seq", "deleted"))
+
+    again = snapshot_restore(document=document)
+
+    # Placeholders already in place (a text, an unusable password) are no change: a restore
+    # run twice (a retried deploy step) adds no version and nothing to replicate.
+    assert [(i.model, i.key, i.fields) for i in again.items] == []
+    assert again.unchanged == first.count("added") + first.count("changed") + first.unchanged
+    assert list(ReplicatedRecord.objects.order_by("pk").values_list("pk", "seq", "deleted")) == feed

@@ -193,6 +193,15 @@ def tampered(document: dict[str, Any], change: Callable[[dict[str, Any]], None])
     return document_seal(copy)
 
 
+CANARY_LIKE = "sk-CANARY-not-a-choice"
+"""A value Django's own messages would quote back ("Value '...' is not a valid choice")."""
+
+
+def workers(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """A tampering of the WORKERS record of a document."""
+    return lambda doc: change(next(r for r in doc["records"] if r["key"] == "WORKERS"))
+
+
 def other_key_token(document: dict[str, Any]) -> dict[str, Any]:
     from configsync.crypto.keyring import Keyring, parse_key
 
@@ -236,6 +245,34 @@ REFUSALS: dict[str, tuple[Callable[[dict[str, Any]], bytes], str]] = {
         ),
         "does not replicate on this node",
     ),
+    "lone-surrogate": (  # cannot be sealed: UTF-8 cannot encode it
+        lambda d: document_dumps(d).replace(b'"description": ""', b'"description": "\\ud800"', 1),
+        "lone surrogate",
+    ),
+    "nul-in-key": (  # PostgreSQL cannot even look such a key up
+        lambda d: document_dumps(
+            tampered(
+                d, workers(lambda r: r.update(key="W\x00", data={**r["data"], "key": "W\x00"}))
+            )
+        ),
+        "NUL character",
+    ),
+    "data-names-another-key": (
+        lambda d: document_dumps(tampered(d, workers(lambda r: r["data"].update(key="SITE_NAME")))),
+        "is not the record's key",
+    ),
+    "value-quoted-by-django": (
+        lambda d: document_dumps(
+            tampered(d, workers(lambda r: r["data"].update(value_type=CANARY_LIKE)))
+        ),
+        "WORKERS",
+    ),
+    "flag-quoted-by-django": (
+        lambda d: document_dumps(
+            tampered(d, workers(lambda r: r["data"].update(is_sensitive=CANARY_LIKE)))
+        ),
+        "WORKERS",
+    ),
     "invalid-value": (
         lambda d: document_dumps(
             tampered(
@@ -268,7 +305,7 @@ def test_a_bad_snapshot_is_refused_with_the_reason_and_nothing_is_written(
         assert result.code == 1
         assert reason in result.err
         assert result.err.startswith("configsync: ") and result.err.count("\n") == 1
-        assert canary not in result.err and "sk-CANARY-foreign" not in result.err
+        assert canary not in result.err and "sk-CANARY-" not in result.err
         assert result.out == ""
     assert state() == before
     assert AuditEvent.objects.count() == events
