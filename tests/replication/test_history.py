@@ -219,3 +219,21 @@ def test_providers_and_groups_have_history_and_rollback(canary: str) -> None:
     Group.objects.filter(name="ops").get().delete()
     record_rollback(model_label="auth.group", natural_key="ops", number=1)
     assert Group.objects.filter(name="ops").exists()
+
+
+def test_rollback_to_a_default_provider_takes_the_default_over(canary: str) -> None:
+    ai_provider_set(name="first", kind="openai", api_key=canary, is_default=True)
+    ai_provider_set(name="second", kind="openai", api_key=canary)
+    ai_provider_set(name="second", is_default=True)  # first is no longer the default
+    second_seq = ReplicatedRecord.objects.get(natural_key="second").seq
+
+    record_rollback(model_label="providers.aiproviderconfig", natural_key="first", number=1)
+
+    # The rollback wins like any write that makes a provider the default: the other one is
+    # cleared by an ordinary local write (it replicates too), not refused by the database.
+    assert list(AIProviderConfig.objects.filter(is_default=True).values_list("name")) == [
+        ("first",)
+    ]
+    second = ReplicatedRecord.objects.get(natural_key="second")
+    assert second.seq > second_seq and second.data is not None
+    assert second.data["is_default"] is False
