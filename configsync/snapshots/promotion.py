@@ -135,15 +135,17 @@ def rules_problems(overrides: Any, data_types: Mapping[str, bool]) -> list[str]:
             if not isinstance(fields, dict):
                 problems.append(f"{data_type}: fields must be a dict of field -> transform")
                 continue
-            known = {
-                name
-                for rm in registry.all_registered()
-                if rm.data_type == data_type
-                for name in rm.wire_field_names()
-            }
+            models_ = [rm for rm in registry.all_registered() if rm.data_type == data_type]
+            known = {name for rm in models_ for name in rm.wire_field_names()}
+            secret = {name for rm in models_ for name in rm.encrypted_field_names()}
             for name, transform in fields.items():
                 if name not in known:
                     problems.append(f"{data_type}: no model of it has a field {name!r}")
+                elif transform == "unusable_password" and name not in secret:
+                    # Restore sets placeholders only through secret fields: it would refuse it.
+                    problems.append(
+                        f"{data_type}.{name}: unusable_password is for a secret field only"
+                    )
                 if transform not in FIELD_TRANSFORMS:
                     problems.append(
                         f"{data_type}.{name}: unknown transform (use {', '.join(FIELD_TRANSFORMS)})"

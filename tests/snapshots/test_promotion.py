@@ -201,6 +201,8 @@ BAD_RULES: dict[str, Any] = {
     "bad-transform": {"users": {"fields": {"email": "rot13"}}},
     "unknown-field": {"users": {"fields": {"shoe_size": "hash"}}},
     "not-a-dict": ["users"],
+    # Restore takes placeholders for secret fields only: such a snapshot could never restore.
+    "password-on-a-plain-field": {"users": {"fields": {"first_name": "unusable_password"}}},
 }
 
 
