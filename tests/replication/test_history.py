@@ -237,3 +237,16 @@ def test_rollback_to_a_default_provider_takes_the_default_over(canary: str) -> N
     second = ReplicatedRecord.objects.get(natural_key="second")
     assert second.seq > second_seq and second.data is not None
     assert second.data["is_default"] is False
+
+
+def test_rollback_to_the_current_version_writes_it_again_as_the_next_one() -> None:
+    _set("SAME", "one")
+    _set("SAME", "two")
+    before = ReplicatedRecord.objects.get(model_label=LABEL, natural_key="SAME")
+
+    record = record_rollback(model_label=LABEL, natural_key="SAME", number=2)
+
+    assert system_config_get(key="SAME").value == "two"
+    assert HLC.parse(record.hlc) > HLC.parse(before.hlc) and record.seq > before.seq
+    newest = record_versions(model_label=LABEL, natural_key="SAME")[0]
+    assert (newest.number, newest.via, newest.data) == (3, ROLLBACK, before.data)

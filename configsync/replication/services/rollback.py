@@ -5,7 +5,9 @@ copy it) as a NEW local change through ``replication_write_version(force=True)``
 HLC whose version vector dominates every version this node has seen, so it replicates and wins
 on every peer, and it is kept in the history as the next version. Its audit event is made
 ``via="rollback"`` (``configsync.actor``) with ``details={"rolled_back_to": N, "version": M}``.
-Rolling back to a delete deletes the record.
+Rolling back to a delete deletes the record. Rolling back to the current version is not a no-op:
+it writes that version again as the next one (a new timestamp: it re-asserts the value on every
+peer, e.g. over a concurrent change one of them still holds), audited like any rollback.
 
 Refused with :class:`RollbackError` (nothing written) when the version is not kept, no longer
 passes a local write's validation (rules changed since, a related row gone), or holds a secret
