@@ -381,3 +381,30 @@ def test_a_secret_reencrypted_with_the_same_value_is_unchanged(
 
     assert report.items == [] and report.unchanged == 3
     assert state() == before
+
+
+def test_a_restore_run_again_writes_nothing_tombstones_and_group_members_included(
+    tmp_path: Path, canary: str, production: None
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    ops = Group.objects.create(name="ops")
+    get_user_model().objects.create_user(username="bob", password="pw-bob-1").groups.add(ops)
+    path = save(tmp_path / "s.json", snapshot_document())
+    system_config_set(key="OLD_FLAG", value="back")  # a tombstone in the snapshot
+    system_config_set(key="DB_PASSWORD", value="sk-CANARY-new-password", is_sensitive=True)
+    get_user_model().objects.get(username="bob").delete()
+    ops.delete()
+
+    first = snapshot_restore(document=snapshot_load(source=path))
+    after_first = state()
+    again = snapshot_restore(document=snapshot_load(source=path))
+
+    assert (first.count("added"), first.count("changed"), first.count("removed")) == (2, 1, 1)
+    assert not SystemConfig.objects.filter(key="OLD_FLAG").exists()
+    bob = get_user_model().objects.get(username="bob")
+    assert bob.check_password("pw-bob-1") and list(bob.groups.values_list("name", flat=True)) == [
+        "ops"
+    ]
+    assert again.items == [] and state() == after_first
