@@ -250,3 +250,22 @@ def test_rollback_to_the_current_version_writes_it_again_as_the_next_one() -> No
     assert HLC.parse(record.hlc) > HLC.parse(before.hlc) and record.seq > before.seq
     newest = record_versions(model_label=LABEL, natural_key="SAME")[0]
     assert (newest.number, newest.via, newest.data) == (3, ROLLBACK, before.data)
+
+
+def test_a_uniqueness_rule_no_hook_settles_is_a_clear_refusal(
+    canary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from configsync.replication.services import local
+
+    ai_provider_set(name="first", kind="openai", api_key=canary, is_default=True)
+    ai_provider_set(name="second", kind="openai", api_key=canary, is_default=True)
+    monkeypatch.setattr(local, "before_apply", lambda label: None)  # a model with no hook
+    before = list(ReplicatedRecord.objects.values_list("natural_key", "seq"))
+    events = AuditEvent.objects.count()
+
+    with pytest.raises(RollbackError, match="uniqueness rule"):
+        record_rollback(model_label="providers.aiproviderconfig", natural_key="first", number=1)
+
+    assert list(ReplicatedRecord.objects.values_list("natural_key", "seq")) == before
+    assert AuditEvent.objects.count() == events
+    assert AIProviderConfig.objects.get(is_default=True).name == "second"

@@ -10,7 +10,8 @@ it writes that version again as the next one (a new timestamp: it re-asserts the
 peer, e.g. over a concurrent change one of them still holds), audited like any rollback.
 
 Refused with :class:`RollbackError` (nothing written) when the version is not kept, no longer
-passes a local write's validation (rules changed since, a related row gone), or holds a secret
+passes a local write's validation (rules changed since, a related row gone), claims what another
+record holds under a uniqueness rule no before-apply hook settles, or holds a secret
 this node cannot decrypt (a key this node lacks: writing it would store a value nobody here can
 read or verify).
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from configsync.actor import ROLLBACK, acting
 from configsync.crypto.fields import encryption_context_for
@@ -130,6 +131,11 @@ def record_rollback(
             raise RollbackError(
                 f"version {number} of {rm.label} {natural_key!r} no longer passes validation: "
                 + "; ".join(validation_reasons(exc))
+            ) from None
+        except IntegrityError:  # a uniqueness rule no before-apply hook settles
+            raise RollbackError(
+                f"version {number} of {rm.label} {natural_key!r} claims what another record "
+                "holds now (a uniqueness rule of the database); change that record first"
             ) from None
         except ValueError as exc:  # a wire form naming fields the model no longer has
             raise RollbackError(
