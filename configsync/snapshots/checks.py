@@ -1,7 +1,8 @@
 """System checks of snapshots and promotion.
 
 * E060 — ``CONFIGSYNC_PROMOTION_RULES`` names an unknown data type, key, transform or field, or
-  a value of the wrong kind (one error each, naming it, never a value): ``configsync promote``
+  a value of the wrong kind, or ``unusable_password`` on a field that is not secret (restore could
+  not set it) (one error each, naming it, never a value): ``configsync promote``
   refuses to run until it is fixed.
 """
 

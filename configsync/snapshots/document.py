@@ -17,7 +17,7 @@ from typing import Any
 
 from configsync.conf import app_settings
 from configsync.crypto.errors import ConfigsyncError
-from configsync.validation import json_depth_exceeds
+from configsync.validation import json_depth_exceeds, value_problem
 
 FORMAT = "configsync-snapshot/1"
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
@@ -162,6 +162,12 @@ def document_loads(data: bytes) -> dict[str, Any]:
         raise SnapshotError("malformed snapshot: not JSON") from None
     if not isinstance(document, dict):
         raise SnapshotError("malformed snapshot: not a JSON object")
+    # No node stores a NUL or a lone surrogate (``configsync.validation``): a document holding
+    # one was not written by a node, its checksum cannot even be computed (UTF-8), and a restore
+    # would meet it as a database error instead of this reason.
+    problem = value_problem(document)
+    if problem:
+        raise SnapshotError(f"malformed snapshot: a text {problem}")
     if document.get("format") != FORMAT:
         raise SnapshotError(f"unknown snapshot format (this node reads {FORMAT})")
     missing = sorted(TOP_FIELDS - {"promotion"} - set(document))

@@ -39,12 +39,13 @@ out of a promoted snapshot.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, make_password
 from django.db import models
 
 from configsync.conf import app_settings
@@ -142,15 +143,17 @@ def rules_problems(overrides: Any, data_types: Mapping[str, bool]) -> list[str]:
             if not isinstance(fields, dict):
                 problems.append(f"{data_type}: fields must be a dict of field -> transform")
                 continue
-            known = {
-                name
-                for rm in registry.all_registered()
-                if rm.data_type == data_type
-                for name in rm.wire_field_names()
-            }
+            models_ = [rm for rm in registry.all_registered() if rm.data_type == data_type]
+            known = {name for rm in models_ for name in rm.wire_field_names()}
+            secret = {name for rm in models_ for name in rm.encrypted_field_names()}
             for name, transform in fields.items():
                 if name not in known:
                     problems.append(f"{data_type}: no model of it has a field {name!r}")
+                elif transform == "unusable_password" and name not in secret:
+                    # Restore sets placeholders only through secret fields: it would refuse it.
+                    problems.append(
+                        f"{data_type}.{name}: unusable_password is for a secret field only"
+                    )
                 if transform not in FIELD_TRANSFORMS:
                     problems.append(
                         f"{data_type}.{name}: unknown transform (use {', '.join(FIELD_TRANSFORMS)})"
@@ -258,6 +261,15 @@ def url_without_credentials(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def placeholder_matches(*, placeholder: str, current: str) -> bool:
+    """Whether a secret's ``current`` plaintext already is what ``placeholder`` sets: the same
+    text, or both unusable passwords (``make_password(None)`` is random: every promotion writes
+    another one, all equally unusable)."""
+    if placeholder.startswith(UNUSABLE_PASSWORD_PREFIX):
+        return current.startswith(UNUSABLE_PASSWORD_PREFIX)
+    return hmac.compare_digest(placeholder.encode(), current.encode())
 
 
 def _placeholder(rm: registry.ReplicatedModel, name: str, data: dict[str, Any]) -> str:

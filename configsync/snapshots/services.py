@@ -28,6 +28,7 @@ from configsync.models import ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.selectors.history import MASKED_WHEN, version_unmasks
 from configsync.replication.services.local import replication_write_version
+from configsync.replication.services.wire import validation_reasons
 from configsync.services.audit import RevealRequired, audit_action, audit_reveal_written
 from configsync.snapshots.document import (
     SnapshotError,
@@ -36,6 +37,7 @@ from configsync.snapshots.document import (
     file_read,
     file_write_private,
 )
+from configsync.snapshots.promotion import placeholder_matches
 from configsync.snapshots.selectors import snapshot_document, token_key_ids
 
 BUCKET_SOURCE = "bucket:"
@@ -158,6 +160,9 @@ def restore_refusals(document: dict[str, Any]) -> None:
         if rm.data_type not in covered:
             raise SnapshotError(f"{where}: its data type is not among the snapshot's data_types")
         data = record["data"] or {}
+        if data.get(rm.natural_key_field, record["key"]) != record["key"]:
+            # Restore writes the record's key: data naming another would be "changed" forever.
+            raise SnapshotError(f"{where}: its {rm.natural_key_field} is not the record's key")
         secret_names = rm.encrypted_field_names()
         for name in secret_names:
             value = data.get(name)
@@ -181,20 +186,36 @@ def restore_refusals(document: dict[str, Any]) -> None:
         )
 
 
-def _same_secret(rm: registry.ReplicatedModel, key: str, name: str, a: Any, b: Any) -> bool:
-    """Whether two tokens of one record's field hold the same value (a key rotation re-encrypts
-    without changing it); decrypted in memory only, ``False`` when either cannot be."""
-    if not (isinstance(a, str) and isinstance(b, str)):
-        return False
+def _plaintext(rm: registry.ReplicatedModel, key: str, name: str, token: Any) -> str | None:
+    """The value of one record's secret token, in memory only; ``None`` when it cannot be read."""
+    if not isinstance(token, str):
+        return None
     context = encryption_context_for(model_label=rm.label, field_name=name, natural_key=key)
     try:
-        keyring = get_keyring()
-        plain_a = keyring.decrypt(a, context=context)
-        plain_b = keyring.decrypt(b, context=context)
+        plain = get_keyring().decrypt(token, context=context)
     except Exception:
+        return None
+    register_secret(plain)
+    return plain
+
+
+def _same_secret(rm: registry.ReplicatedModel, key: str, name: str, a: Any, b: Any) -> bool:
+    """Whether two tokens of one record's field hold the same value (a key rotation re-encrypts
+    without changing it); ``False`` when either cannot be read."""
+    plain_a = _plaintext(rm, key, name, a)
+    plain_b = _plaintext(rm, key, name, b)
+    if plain_a is None or plain_b is None:
         return False
-    register_secret(plain_a)
     return hmac.compare_digest(plain_a.encode(), plain_b.encode())
+
+
+def _holds_placeholder(
+    rm: registry.ReplicatedModel, key: str, name: str, token: Any, placeholder: str
+) -> bool:
+    """Whether the record's secret already is what a promoted snapshot's placeholder sets (so
+    restoring the same promoted snapshot again writes nothing)."""
+    current = _plaintext(rm, key, name, token)
+    return current is not None and placeholder_matches(placeholder=placeholder, current=current)
 
 
 def _differences(
@@ -205,17 +226,15 @@ def _differences(
     placeholders: dict[str, str],
 ) -> tuple[list[str], list[str], dict[str, tuple[Any, Any]]]:
     secret = set(rm.encrypted_field_names())
-    names = sorted(
-        name
-        for name in set(after) | set(placeholders)
-        if name in placeholders
-        or (
-            before.get(name) != after.get(name)
-            and not (
-                name in secret and _same_secret(rm, key, name, before.get(name), after.get(name))
-            )
+
+    def differs(name: str) -> bool:
+        if name in placeholders:
+            return not _holds_placeholder(rm, key, name, before.get(name), placeholders[name])
+        return before.get(name) != after.get(name) and not (
+            name in secret and _same_secret(rm, key, name, before.get(name), after.get(name))
         )
-    )
+
+    names = sorted(name for name in set(after) | set(placeholders) if differs(name))
     secrets = [name for name in names if name in secret]
     values = {name: (before.get(name), after.get(name)) for name in names if name not in secret}
     return names, secrets, values
@@ -363,9 +382,9 @@ def _apply(items: list[RestoreItem]) -> None:
                 _write(item)
             except IntegrityError:
                 refused.append(item)
-            except ValidationError as exc:
+            except ValidationError as exc:  # the reasons name the rule, never the value
                 raise SnapshotError(
-                    f"{item.model} {item.key!r}: " + "; ".join(_messages(exc))
+                    f"{item.model} {item.key!r}: " + "; ".join(validation_reasons(exc))
                 ) from None
         if len(refused) == len(pending):
             item = refused[0]
@@ -373,9 +392,3 @@ def _apply(items: list[RestoreItem]) -> None:
                 f"{item.model} {item.key!r}: refused by a uniqueness rule of the database"
             )
         pending = refused
-
-
-def _messages(exc: ValidationError) -> list[str]:
-    if hasattr(exc, "error_dict"):
-        return [f"{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items()]
-    return list(exc.messages)

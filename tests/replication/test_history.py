@@ -219,3 +219,53 @@ def test_providers_and_groups_have_history_and_rollback(canary: str) -> None:
     Group.objects.filter(name="ops").get().delete()
     record_rollback(model_label="auth.group", natural_key="ops", number=1)
     assert Group.objects.filter(name="ops").exists()
+
+
+def test_rollback_to_a_default_provider_takes_the_default_over(canary: str) -> None:
+    ai_provider_set(name="first", kind="openai", api_key=canary, is_default=True)
+    ai_provider_set(name="second", kind="openai", api_key=canary)
+    ai_provider_set(name="second", is_default=True)  # first is no longer the default
+    second_seq = ReplicatedRecord.objects.get(natural_key="second").seq
+
+    record_rollback(model_label="providers.aiproviderconfig", natural_key="first", number=1)
+
+    # The rollback wins like any write that makes a provider the default: the other one is
+    # cleared by an ordinary local write (it replicates too), not refused by the database.
+    assert list(AIProviderConfig.objects.filter(is_default=True).values_list("name")) == [
+        ("first",)
+    ]
+    second = ReplicatedRecord.objects.get(natural_key="second")
+    assert second.seq > second_seq and second.data is not None
+    assert second.data["is_default"] is False
+
+
+def test_rollback_to_the_current_version_writes_it_again_as_the_next_one() -> None:
+    _set("SAME", "one")
+    _set("SAME", "two")
+    before = ReplicatedRecord.objects.get(model_label=LABEL, natural_key="SAME")
+
+    record = record_rollback(model_label=LABEL, natural_key="SAME", number=2)
+
+    assert system_config_get(key="SAME").value == "two"
+    assert HLC.parse(record.hlc) > HLC.parse(before.hlc) and record.seq > before.seq
+    newest = record_versions(model_label=LABEL, natural_key="SAME")[0]
+    assert (newest.number, newest.via, newest.data) == (3, ROLLBACK, before.data)
+
+
+def test_a_uniqueness_rule_no_hook_settles_is_a_clear_refusal(
+    canary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from configsync.replication.services import local
+
+    ai_provider_set(name="first", kind="openai", api_key=canary, is_default=True)
+    ai_provider_set(name="second", kind="openai", api_key=canary, is_default=True)
+    monkeypatch.setattr(local, "before_apply", lambda label: None)  # a model with no hook
+    before = list(ReplicatedRecord.objects.values_list("natural_key", "seq"))
+    events = AuditEvent.objects.count()
+
+    with pytest.raises(RollbackError, match="uniqueness rule"):
+        record_rollback(model_label="providers.aiproviderconfig", natural_key="first", number=1)
+
+    assert list(ReplicatedRecord.objects.values_list("natural_key", "seq")) == before
+    assert AuditEvent.objects.count() == events
+    assert AIProviderConfig.objects.get(is_default=True).name == "second"

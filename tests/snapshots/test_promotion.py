@@ -201,6 +201,8 @@ BAD_RULES: dict[str, Any] = {
     "bad-transform": {"users": {"fields": {"email": "rot13"}}},
     "unknown-field": {"users": {"fields": {"shoe_size": "hash"}}},
     "not-a-dict": ["users"],
+    # Restore takes placeholders for secret fields only: such a snapshot could never restore.
+    "password-on-a-plain-field": {"users": {"fields": {"first_name": "unusable_password"}}},
 }
 
 
@@ -278,3 +280,24 @@ def test_credentials_in_a_provider_url_are_not_promoted(
     assert providers["proxied"]["base_url"] == "https://llm-proxy.example.com/v1"
     assert providers["local"]["base_url"] == "http://127.0.0.1:11434"
     assert "base_url=url_credentials" in cli("promote", "--explain").out
+
+
+def test_restoring_a_promoted_snapshot_again_writes_nothing(
+    cli: Cli, production: Path, tmp_path: Path, settings: Any
+) -> None:
+    promoted = tmp_path / "staging.json"
+    promote(cli, production, "full", promoted)
+    settings.CONFIGSYNC_ENCRYPTION_KEYS = [generate_key()]
+    settings.CONFIGSYNC_GROUP_ID = "staging"
+    document = snapshot_load(source=str(promoted))
+    first = snapshot_restore(document=document)
+    assert first.count("added") >= 1
+    feed = list(ReplicatedRecord.objects.order_by("pk").values_list("pk", "seq", "deleted"))
+
+    again = snapshot_restore(document=document)
+
+    # Placeholders already in place (a text, an unusable password) are no change: a restore
+    # run twice (a retried deploy step) adds no version and nothing to replicate.
+    assert [(i.model, i.key, i.fields) for i in again.items] == []
+    assert again.unchanged == first.count("added") + first.count("changed") + first.unchanged
+    assert list(ReplicatedRecord.objects.order_by("pk").values_list("pk", "seq", "deleted")) == feed

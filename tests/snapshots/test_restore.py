@@ -194,6 +194,15 @@ def tampered(document: dict[str, Any], change: Callable[[dict[str, Any]], None])
     return document_seal(copy)
 
 
+CANARY_LIKE = "sk-CANARY-not-a-choice"
+"""A value Django's own messages would quote back ("Value '...' is not a valid choice")."""
+
+
+def workers(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """A tampering of the WORKERS record of a document."""
+    return lambda doc: change(next(r for r in doc["records"] if r["key"] == "WORKERS"))
+
+
 def other_key_token(document: dict[str, Any]) -> dict[str, Any]:
     from configsync.crypto.keyring import Keyring, parse_key
 
@@ -237,6 +246,34 @@ REFUSALS: dict[str, tuple[Callable[[dict[str, Any]], bytes], str]] = {
         ),
         "does not replicate on this node",
     ),
+    "lone-surrogate": (  # cannot be sealed: UTF-8 cannot encode it
+        lambda d: document_dumps(d).replace(b'"description": ""', b'"description": "\\ud800"', 1),
+        "lone surrogate",
+    ),
+    "nul-in-key": (  # PostgreSQL cannot even look such a key up
+        lambda d: document_dumps(
+            tampered(
+                d, workers(lambda r: r.update(key="W\x00", data={**r["data"], "key": "W\x00"}))
+            )
+        ),
+        "NUL character",
+    ),
+    "data-names-another-key": (
+        lambda d: document_dumps(tampered(d, workers(lambda r: r["data"].update(key="SITE_NAME")))),
+        "is not the record's key",
+    ),
+    "value-quoted-by-django": (
+        lambda d: document_dumps(
+            tampered(d, workers(lambda r: r["data"].update(value_type=CANARY_LIKE)))
+        ),
+        "WORKERS",
+    ),
+    "flag-quoted-by-django": (
+        lambda d: document_dumps(
+            tampered(d, workers(lambda r: r["data"].update(is_sensitive=CANARY_LIKE)))
+        ),
+        "WORKERS",
+    ),
     "invalid-value": (
         lambda d: document_dumps(
             tampered(
@@ -269,7 +306,7 @@ def test_a_bad_snapshot_is_refused_with_the_reason_and_nothing_is_written(
         assert result.code == 1
         assert reason in result.err
         assert result.err.startswith("configsync: ") and result.err.count("\n") == 1
-        assert canary not in result.err and "sk-CANARY-foreign" not in result.err
+        assert canary not in result.err and "sk-CANARY-" not in result.err
         assert result.out == ""
     assert state() == before
     assert AuditEvent.objects.count() == events
@@ -385,3 +422,30 @@ def test_restoring_a_plain_version_of_a_setting_now_sensitive_needs_reveal(
     assert (restored.is_sensitive, restored.value) == (False, canary)
     reveal = AuditEvent.objects.get(action="reveal", natural_key="API_TOKEN")
     assert reveal.via == "restore"
+
+
+def test_a_restore_run_again_writes_nothing_tombstones_and_group_members_included(
+    tmp_path: Path, canary: str, production: None
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    ops = Group.objects.create(name="ops")
+    get_user_model().objects.create_user(username="bob", password="pw-bob-1").groups.add(ops)
+    path = save(tmp_path / "s.json", snapshot_document())
+    system_config_set(key="OLD_FLAG", value="back")  # a tombstone in the snapshot
+    system_config_set(key="DB_PASSWORD", value="sk-CANARY-new-password", is_sensitive=True)
+    get_user_model().objects.get(username="bob").delete()
+    ops.delete()
+
+    first = snapshot_restore(document=snapshot_load(source=path))
+    after_first = state()
+    again = snapshot_restore(document=snapshot_load(source=path))
+
+    assert (first.count("added"), first.count("changed"), first.count("removed")) == (2, 1, 1)
+    assert not SystemConfig.objects.filter(key="OLD_FLAG").exists()
+    bob = get_user_model().objects.get(username="bob")
+    assert bob.check_password("pw-bob-1") and list(bob.groups.values_list("name", flat=True)) == [
+        "ops"
+    ]
+    assert again.items == [] and state() == after_first

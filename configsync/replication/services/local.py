@@ -19,6 +19,7 @@ from django.db import connection, models, transaction
 from configsync.crypto.keyring import get_keyring, token_key_id
 from configsync.models import ReplicatedRecord
 from configsync.replication import registry
+from configsync.replication.hooks import before_apply
 from configsync.replication.services.clock import clock_issue
 from configsync.replication.services.history import Changed, history_record
 from configsync.signals import change_committed
@@ -124,7 +125,9 @@ def replication_write_version(
     With ``force`` a new version is stamped even when the record already holds exactly this
     version (so it replicates and wins everywhere). A tombstone for a record with no model row
     still becomes a new local tombstone. ``ValidationError`` (nothing written) when the version
-    does not pass a local write's validation (``registry.ReplicatedModel.validate``).
+    does not pass a local write's validation (``registry.ReplicatedModel.validate``). The
+    model's before-apply hook (``replication.hooks``) runs as for a received version, so a kept
+    version claiming what another row holds now (the default provider) takes it over.
 
     ``plain`` (a promoted snapshot's placeholders): plaintext values set through the model after
     the wire form is copied, for encrypted or sensitive fields only, so they are encrypted with
@@ -163,6 +166,8 @@ def replication_write_version(
             # A kept version (a conflict's, possibly from before this node validated received
             # versions) is written only if it passes a local write's validation.
             rm.validate(target)
+            if (hook := before_apply(rm.label)) is not None:  # e.g. one default provider
+                hook(target)
             target.save()
             rm.save_related(target)
         record = ReplicatedRecord.objects.filter(

@@ -5,10 +5,13 @@ copy it) as a NEW local change through ``replication_write_version(force=True)``
 HLC whose version vector dominates every version this node has seen, so it replicates and wins
 on every peer, and it is kept in the history as the next version. Its audit event is made
 ``via="rollback"`` (``configsync.actor``) with ``details={"rolled_back_to": N, "version": M}``.
-Rolling back to a delete deletes the record.
+Rolling back to a delete deletes the record. Rolling back to the current version is not a no-op:
+it writes that version again as the next one (a new timestamp: it re-asserts the value on every
+peer, e.g. over a concurrent change one of them still holds), audited like any rollback.
 
 Refused with :class:`RollbackError` (nothing written) when the version is not kept, no longer
-passes a local write's validation (rules changed since, a related row gone), or holds a secret
+passes a local write's validation (rules changed since, a related row gone), claims what another
+record holds under a uniqueness rule no before-apply hook settles, or holds a secret
 this node cannot decrypt (a key this node lacks: writing it would store a value nobody here can
 read or verify).
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from configsync.actor import ROLLBACK, acting
 from configsync.crypto.fields import encryption_context_for
@@ -114,6 +117,11 @@ def record_rollback(
             raise RollbackError(
                 f"version {number} of {rm.label} {natural_key!r} no longer passes validation: "
                 + "; ".join(validation_reasons(exc))
+            ) from None
+        except IntegrityError:  # a uniqueness rule no before-apply hook settles
+            raise RollbackError(
+                f"version {number} of {rm.label} {natural_key!r} claims what another record "
+                "holds now (a uniqueness rule of the database); change that record first"
             ) from None
         except ValueError as exc:  # a wire form naming fields the model no longer has
             raise RollbackError(
