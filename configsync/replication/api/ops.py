@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from configsync.api.permissions import request_has_scope
 from configsync.models import Conflict
 from configsync.replication.errors import ConflictResolveError
 from configsync.replication.selectors.conflicts import conflicts_list
@@ -118,7 +119,11 @@ class ConflictResolveView(APIView):
         body.is_valid(raise_exception=True)
         get_object_or_404(Conflict, pk=pk)
         try:
-            conflict = conflict_resolve(conflict_id=pk, choice=body.validated_data["choice"])
+            conflict = conflict_resolve(
+                conflict_id=pk,
+                choice=body.validated_data["choice"],
+                allow_reveal=request_has_scope(request, "reveal"),
+            )
         except ConflictResolveError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(ConflictSerializer(conflict).data)

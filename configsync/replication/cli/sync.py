@@ -17,6 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
+from configsync.cli import cli_may_reveal
 from configsync.models import Conflict, Peer
 from configsync.replication.errors import ConflictResolveError, TransportError
 from configsync.replication.selectors.conflicts import conflicts_list
@@ -200,7 +201,9 @@ def handle_conflicts(command: BaseCommand, options: dict[str, Any]) -> None:
 
 def handle_resolve(command: BaseCommand, options: dict[str, Any]) -> None:
     try:
-        conflict = conflict_resolve(conflict_id=options["id"], choice=options["choice"])
+        conflict = conflict_resolve(
+            conflict_id=options["id"], choice=options["choice"], allow_reveal=cli_may_reveal()
+        )
     except ConflictResolveError as exc:
         raise CommandError(str(exc), returncode=1) from None
     if options["json"]:

@@ -17,8 +17,10 @@ from configsync.actor import RESOLVE, acting
 from configsync.conf import app_settings
 from configsync.models import Conflict
 from configsync.replication.errors import ConflictResolveError
+from configsync.replication.selectors.history import version_unmasks
 from configsync.replication.services.local import replication_write_version
 from configsync.replication.services.wire import Version, validation_reasons
+from configsync.services.audit import RevealRequired, audit_reveal_written
 
 
 def conflict_create(
@@ -48,7 +50,7 @@ def conflict_create(
     )
 
 
-def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
+def conflict_resolve(*, conflict_id: int, choice: str, allow_reveal: bool = False) -> Conflict:
     """Resolve a conflict by writing the chosen version (``local`` or ``remote``) as a new change.
 
     The chosen version is written through the model with a new timestamp, so it replicates to
@@ -57,6 +59,11 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
     conflict kept on other nodes is closed there when the change arrives. Raises
     ``ConflictResolveError`` for an unknown id, a bad choice, a conflict already resolved or a
     chosen version that does not pass a local write's validation; nothing changes then.
+
+    A chosen version holding a plain value of a record that is, or was since, sensitive (the
+    history masks it: ``selectors.history.version_unmasks``) would show that value: it needs the
+    reveal right (``allow_reveal``; ``RevealRequired`` otherwise, nothing written) and is audited
+    as a reveal with the write, as a rollback is.
     """
     if choice not in (Conflict.Winner.LOCAL, Conflict.Winner.REMOTE):
         raise ConflictResolveError("choice must be 'local' or 'remote'")
@@ -67,6 +74,18 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
         if conflict.status == Conflict.Status.RESOLVED:
             raise ConflictResolveError(f"conflict {conflict_id} is already resolved")
         version = conflict.local_version if choice == "local" else conflict.remote_version
+        data = version.get("data")
+        reveals = not version.get("deleted") and version_unmasks(
+            model_label=conflict.model_label,
+            natural_key=conflict.natural_key,
+            data=data if isinstance(data, dict) else None,
+        )
+        if reveals and not allow_reveal:
+            raise RevealRequired(
+                f"the {choice} version of conflict {conflict_id} holds a plain value of a record "
+                "that is, or was since, sensitive; choosing it shows that value, which needs "
+                "the reveal right"
+            )
         try:
             record = replication_write_version(
                 model_label=conflict.model_label,
@@ -80,6 +99,8 @@ def conflict_resolve(*, conflict_id: int, choice: str) -> Conflict:
                 f"the {choice} version of conflict {conflict_id} cannot be stored: "
                 + "; ".join(validation_reasons(exc))
             ) from None
+        if reveals:
+            audit_reveal_written(model_label=conflict.model_label, natural_key=conflict.natural_key)
         conflict.status = Conflict.Status.RESOLVED
         conflict.resolution = choice
         conflict.resolved_at = timezone.now()
