@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
@@ -34,29 +33,32 @@ def state_badge(state: str, title: str = "") -> SafeString:
 
 
 def moment_ms(value: datetime | None) -> str:
-    """``value`` in the current time zone to the millisecond (``-`` when ``None``)."""
+    """``value`` in UTC to the millisecond (``-`` when ``None``): the one way the admin's pages
+    show a moment (sync runs, conflicts, the overview, the audit trail), whatever ``TIME_ZONE``."""
     if value is None:
         return "-"
-    local = timezone.localtime(value)
-    return local.strftime("%Y-%m-%d %H:%M:%S.") + f"{local.microsecond // 1000:03d} {local:%Z}"
+    moment = value.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
 
 
 def moment_ago(value: datetime | None) -> str:
-    """``value`` to the second with how long ago it was (``never`` when ``None``)."""
+    """``value`` as ``moment_ms`` with how long ago it was (``never`` when ``None``)."""
     if value is None:
         return "never"
-    local = timezone.localtime(value)
-    return f"{local:%Y-%m-%d %H:%M:%S %Z} ({timesince(value)} ago)"
+    return f"{moment_ms(value)} ({timesince(value)} ago)"
 
 
 def hlc_moment(text: str) -> str:
-    """The wall-clock time of an HLC stamp to the millisecond, in the current time zone; the text
-    itself when it is no HLC (a version from the ``.env`` file carries none)."""
+    """The wall-clock time of an HLC stamp (``moment_ms``); the text itself when it holds no
+    usable time: no HLC, a wall clock of 0 (a ``.env`` file version without a modification
+    time) or one beyond what a date can hold (a malformed kept version)."""
     try:
-        stamp = HLC.parse(text)
-    except HLCParseError:
+        wall_ms = HLC.parse(text).wall_ms
+        if wall_ms <= 0:
+            raise ValueError("no wall-clock time")
+        return moment_ms(datetime.fromtimestamp(wall_ms / 1000, tz=UTC))
+    except (HLCParseError, OverflowError, ValueError, OSError):
         return text or "-"
-    return moment_ms(datetime.fromtimestamp(stamp.wall_ms / 1000, tz=UTC))
 
 
 def duration_ms(started: datetime | None, finished: datetime | None) -> str:

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
@@ -49,10 +49,10 @@ from configsync.replication.selectors.health import peer_health_state
 from configsync.replication.selectors.status import (
     CLOCK_OK,
     CLOCK_OUT_OF_BOUNDS,
+    PeerStatus,
     clock_status,
-    peer_clock_skew,
-    peer_clock_state,
     peer_status,
+    peer_statuses,
 )
 from configsync.replication.services.conflicts import conflict_resolve
 from configsync.services.audit import audit_value_hash
@@ -75,6 +75,10 @@ class PeerCheckpointInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+_STATUS = "_configsync_status"
+"""The attribute holding a listed peer's ``PeerStatus`` (read once for the page)."""
 
 
 @admin.register(Peer)
@@ -109,23 +113,41 @@ class PeerAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The list's page, each peer with its status read for the whole page at once (the
+        state and clock columns would otherwise query per row)."""
+        changelist = super().get_changelist_instance(request)
+        peers = list(changelist.result_list)
+        ahead = max((clock_hlc_ms() or 0) - _now_ms(), 0)
+        for peer, status in zip(peers, peer_statuses(peers, hlc_ahead_ms=ahead), strict=True):
+            setattr(peer, _STATUS, status)
+        return changelist
+
+    def _status(self, obj: Peer) -> PeerStatus:
+        status = getattr(obj, _STATUS, None)
+        if status is None:  # the change page: one peer
+            ahead = max((clock_hlc_ms() or 0) - _now_ms(), 0)
+            status = peer_status(peer=obj, hlc_ahead_ms=ahead)
+            setattr(obj, _STATUS, status)
+        return cast(PeerStatus, status)
+
     @admin.display(description="sync state")
     def state(self, obj: Peer) -> SafeString:
         if obj.pk is None:
             return format_html("{}", "-")
-        status = peer_status(peer=obj)
-        state, reason = peer_health_state(status)
+        state, reason = peer_health_state(self._status(obj))
         return format_html("{} <small>{}</small>", state_badge(state, reason), reason)
 
     @admin.display(description="clock skew")
     def clock(self, obj: Peer) -> str:
-        skew = peer_clock_skew(peer=obj)
-        if skew is None:
+        if obj.pk is None:
             return "not measured yet"
-        now_ahead = max((clock_hlc_ms() or 0) - _now_ms(), 0)
-        state, _ = peer_clock_state(skew, hlc_ahead_ms=now_ahead)
+        status = self._status(obj)
+        if status.clock_skew_ms is None:
+            return "not measured yet"
+        state = status.clock_state
         label = "" if state == CLOCK_OK else f" — {state.replace('_', ' ').upper()}"
-        return f"{skew:+d} ms{label}"
+        return f"{status.clock_skew_ms:+d} ms{label}"
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         clock = clock_status()
@@ -250,7 +272,9 @@ class ConflictAdmin(_ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def _may_resolve(self, request: HttpRequest) -> bool:
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        """Resolving (the page's buttons and the list's actions) needs the change permission,
+        though nothing here is edited as a form."""
         codename = get_permission_codename("change", self.opts)
         return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
@@ -275,7 +299,8 @@ class ConflictAdmin(_ReadOnlyAdmin):
             "conflict": conflict,
             "sides": [_side(conflict, "local"), _side(conflict, "remote")],
             "rows": conflict_comparison(conflict),
-            "can_resolve": conflict.status == Conflict.Status.OPEN and self._may_resolve(request),
+            "can_resolve": conflict.status == Conflict.Status.OPEN
+            and self.has_resolve_permission(request),
             "resolve_url": reverse("admin:configsync_conflict_resolve", args=[conflict.pk]),
             "resolved_at": moment_ms(conflict.resolved_at),
             "detected_at": moment_ms(conflict.detected_at),
@@ -287,7 +312,7 @@ class ConflictAdmin(_ReadOnlyAdmin):
         return require_POST(self._resolve_one)(request, object_id)
 
     def _resolve_one(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self._may_resolve(request):
+        if not self.has_resolve_permission(request):
             raise PermissionDenied
         page = reverse("admin:configsync_conflict_change", args=[object_id])
         choice = request.POST.get("choice", "")
@@ -324,11 +349,11 @@ class ConflictAdmin(_ReadOnlyAdmin):
                 self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"{done} conflict(s) resolved keeping the {choice} version.")
 
-    @admin.action(description="Resolve: keep the local version")
+    @admin.action(description="Resolve: keep the local version", permissions=["resolve"])
     def resolve_keep_local(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> None:
         self._resolve(request, queryset, "local")
 
-    @admin.action(description="Resolve: keep the remote version")
+    @admin.action(description="Resolve: keep the remote version", permissions=["resolve"])
     def resolve_keep_remote(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> None:
         self._resolve(request, queryset, "remote")
 
