@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
-from configsync.replication.hlc import HLC, HLCParseError
+from configsync.replication.selectors import history
 
 STATE_COLOURS = {
     "healthy": "#1a7f37",
@@ -34,11 +34,9 @@ def state_badge(state: str, title: str = "") -> SafeString:
 
 def moment_ms(value: datetime | None) -> str:
     """``value`` in UTC to the millisecond (``-`` when ``None``): the one way the admin's pages
-    show a moment (sync runs, conflicts, the overview, the audit trail), whatever ``TIME_ZONE``."""
-    if value is None:
-        return "-"
-    moment = value.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
+    show a moment (sync runs, conflicts, the overview, the audit trail, the versions), whatever
+    ``TIME_ZONE``."""
+    return "-" if value is None else history.moment_ms(value)
 
 
 def moment_ago(value: datetime | None) -> str:
@@ -50,15 +48,8 @@ def moment_ago(value: datetime | None) -> str:
 
 def hlc_moment(text: str) -> str:
     """The wall-clock time of an HLC stamp (``moment_ms``); the text itself when it holds no
-    usable time: no HLC, a wall clock of 0 (a ``.env`` file version without a modification
-    time) or one beyond what a date can hold (a malformed kept version)."""
-    try:
-        wall_ms = HLC.parse(text).wall_ms
-        if wall_ms <= 0:
-            raise ValueError("no wall-clock time")
-        return moment_ms(datetime.fromtimestamp(wall_ms / 1000, tz=UTC))
-    except (HLCParseError, OverflowError, ValueError, OSError):
-        return text or "-"
+    usable time (``selectors.history.hlc_time``: a malformed or ``.env`` version's stamp)."""
+    return history.hlc_time(text)
 
 
 def duration_ms(started: datetime | None, finished: datetime | None) -> str:

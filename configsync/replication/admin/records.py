@@ -7,10 +7,11 @@
 * **Conflicts**: the conflict page shows the two versions side by side: human times (from the
   HLC's wall clock), origin nodes and, per field, the values of non-secret fields. A secret
   (an encrypted or sensitive field) is never rendered, plaintext or ciphertext: it shows
-  ``********`` and a "same value?" answer, computed in memory by decrypting both versions and
-  comparing their keyed hashes (``configsync.services.audit.audit_value_hash``). "Keep local" and
-  "Use remote" (``POST <id>/resolve/``, CSRF-protected, for users who may change conflicts) call
-  ``configsync.replication.services.conflicts.conflict_resolve``, like the list's actions.
+  ``********`` and a "same value?" answer, computed in memory as the versions page does
+  (``selectors.history.secret_status``: equal tokens, else both decrypted and compared).
+  "Keep local" and "Use remote" (``POST <id>/resolve/``, CSRF-protected, for users who may
+  change conflicts) call ``configsync.replication.services.conflicts.conflict_resolve``, like
+  the list's actions (which need the same permission).
 """
 
 from __future__ import annotations
@@ -27,11 +28,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
-from configsync.crypto.fields import encryption_context_for
-from configsync.crypto.keyring import get_keyring
 from configsync.logging import MASK
 from configsync.models import Conflict, Peer, PeerCheckpoint, SyncRun
 from configsync.replication import registry
@@ -46,6 +44,7 @@ from configsync.replication.admin.overview import sync_now_view, sync_overview_v
 from configsync.replication.errors import ConflictResolveError
 from configsync.replication.selectors.feed import clock_hlc_ms
 from configsync.replication.selectors.health import peer_health_state
+from configsync.replication.selectors.history import CHANGED, SAME, secret_status
 from configsync.replication.selectors.status import (
     CLOCK_OK,
     CLOCK_OUT_OF_BOUNDS,
@@ -55,7 +54,6 @@ from configsync.replication.selectors.status import (
     peer_statuses,
 )
 from configsync.replication.services.conflicts import conflict_resolve
-from configsync.services.audit import audit_value_hash
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -183,24 +181,26 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-@sensitive_variables("plain")
+_SAME_WORDS = {SAME: "same value", CHANGED: "different values"}
+
+
 def _same_secret(conflict: Conflict, name: str, local: Any, remote: Any) -> str:
-    """Whether the two versions' secret ``name`` hold the same value, in words. Both tokens are
-    decrypted in memory and their keyed hashes compared; no value leaves this function."""
+    """Whether the two versions' secret ``name`` hold the same value, in words
+    (``selectors.history.secret_status``, which the versions page uses too)."""
     if local == remote:
-        return "same value"
-    if not local or not remote or local is _ABSENT or remote is _ABSENT:
-        return "different values"
-    context = encryption_context_for(
-        model_label=conflict.model_label, field_name=name, natural_key=conflict.natural_key
-    )
-    keyring = get_keyring()
+        return _SAME_WORDS[SAME]
     try:
-        plain = [keyring.decrypt(token, context=context) for token in (local, remote)]
-    except Exception:  # a key this node lacks, or a token bound elsewhere
-        return "cannot tell (this node cannot decrypt both)"
-    same = audit_value_hash(plain[0]) == audit_value_hash(plain[1])
-    return "same value" if same else "different values"
+        model = registry.get(conflict.model_label)
+    except LookupError:  # a model this release does not replicate: nothing to decrypt under
+        return "cannot tell (this model does not replicate here)"
+    status = secret_status(
+        model,
+        conflict.natural_key,
+        name,
+        None if local is _ABSENT else local,
+        None if remote is _ABSENT else remote,
+    )
+    return _SAME_WORDS.get(status, "cannot tell (this node cannot decrypt both)")
 
 
 def conflict_comparison(conflict: Conflict) -> list[dict[str, Any]]:
