@@ -483,3 +483,18 @@ def test_the_bulk_peer_status_matches_each_peers_own_reading() -> None:
     assert by_name["running"].last_run_ok is False  # the unfinished run does not count
     assert by_name["running"].last_error.startswith("TransportError")
     assert peer_health_state(by_name["running"])[0] == FAILING
+
+
+@override_settings(CONFIGSYNC_DEPLOYMENT_MODE="LOCAL_R2")
+def test_no_sync_now_button_for_a_peer_whose_transport_the_mode_does_not_use(
+    admin_client: Client, django_capture_on_commit_callbacks
+) -> None:
+    PeerFactory(name="cloud")  # http: LOCAL_R2 syncs only with the bucket
+    page = body(admin_client.get(reverse("admin:configsync_sync_overview")))
+    assert 'data-peer="cloud" data-state="disabled"' in page
+    assert 'class="cs-sync-peer"' not in page  # no button that would do nothing
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post(reverse("admin:configsync_sync_now"), {"peer": "cloud"})
+    page = body(admin_client.get(response["Location"]))
+    assert "Sync enqueued with cloud" not in page
+    assert "nothing was enqueued" in page
