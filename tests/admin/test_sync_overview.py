@@ -498,3 +498,16 @@ def test_no_sync_now_button_for_a_peer_whose_transport_the_mode_does_not_use(
     page = body(admin_client.get(response["Location"]))
     assert "Sync enqueued with cloud" not in page
     assert "nothing was enqueued" in page
+
+
+def test_staff_who_may_only_view_the_mode_get_no_switch_and_cannot_switch(client: Client) -> None:
+    _staff(client, "watcher", "view_nodeidentity")
+    row = NodeIdentity.objects.get()
+    before = deployment_mode()
+    url = reverse("admin:configsync_nodeidentity_change", args=[row.pk])
+    page = body(client.get(url))
+    assert f'id="cs-current-mode">{before}<' in page
+    assert 'id="cs-switch-mode"' not in page
+    target = "LOCAL_ONLY" if before != "LOCAL_ONLY" else "LOCAL_EXTERNAL"
+    assert client.post(url, {"deployment_mode": target}).status_code == 403
+    assert deployment_mode() == before
