@@ -44,6 +44,7 @@ from configsync.api.permissions import user_can_reveal
 from configsync.forms import CONFIRM_MAKE_PLAIN, SystemConfigAdminForm, makes_secret_plain
 from configsync.models import AuditEvent, ServiceAPIKey, SystemConfig
 from configsync.models.api_key import GRANT_REVEAL_PERMISSION
+from configsync.replication.admin.display import moment_ms
 from configsync.replication.admin.history import RecordVersionsAdminMixin, auth_admin_register
 from configsync.schema import Declaration, declaration_get, declarations
 from configsync.selectors.audit import audit_events_export
@@ -540,7 +541,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="when (UTC)", ordering="created_at")
     def shown_when(self, obj: AuditEvent) -> str:
-        return obj.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return moment_ms(obj.created_at)
 
     @admin.display(description="record", ordering="natural_key")
     def shown_record(self, obj: AuditEvent) -> str:

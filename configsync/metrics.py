@@ -160,7 +160,7 @@ class ReplicationCollector(Collector):
 
     def _peers(self) -> Iterator[Metric]:
         from configsync.models import Peer, SyncRun
-        from configsync.replication.selectors.status import peer_changes_behind, peer_clock_skew
+        from configsync.replication.selectors.status import peers_changes_behind, peers_clock_skew
 
         last_ok = GaugeMetricFamily(
             "configsync_sync_last_success_timestamp_seconds",
@@ -207,13 +207,17 @@ class ReplicationCollector(Collector):
             "1 when syncing with the peer is enabled.",
             labels=_PEER_LABELS,
         )
-        for peer in Peer.objects.order_by("name"):
+        peers = list(Peer.objects.order_by("name"))
+        active = [peer for peer in peers if peer.enabled]
+        behind = peers_changes_behind(active)  # a few queries for every peer, not per peer
+        skews = peers_clock_skew(active)
+        for peer in peers:
             labels = [peer.name, peer.transport]
             enabled.add_metric(labels, 1 if peer.enabled else 0)
             if not peer.enabled:
                 continue
-            lag.add_metric(labels, peer_changes_behind(peer=peer))
-            seen = peer_clock_skew(peer=peer)
+            lag.add_metric(labels, behind[peer.pk])
+            seen = skews[peer.pk]
             if seen is not None:
                 skew_ms.add_metric([peer.name], seen)
                 skew.add_metric(labels, seen / 1000)

@@ -13,14 +13,17 @@ register = template.Library()
 @register.inclusion_tag("admin/configsync/health_summary.html", takes_context=True)
 def sync_health_summary(context: template.Context) -> dict[str, Any]:
     """This node's id, deployment mode and overall sync state, with a link to the overview.
-    Shown to staff who may view peers; nothing for others (and no query then)."""
+    Shown to staff who may view (or change) peers; nothing for others (and no query then)."""
     from configsync.replication.admin.display import state_badge
     from configsync.replication.selectors.health import sync_health
     from configsync.selectors.node import NodeIdentityMissing, node_id
 
     request = context.get("request")
     user = getattr(request, "user", None)
-    if user is None or not user.has_perm("configsync.view_peer"):
+    # The overview's own rule: who may view or change peers sees the node's state.
+    if user is None or not (
+        user.has_perm("configsync.view_peer") or user.has_perm("configsync.change_peer")
+    ):
         return {"shown": False}
     try:
         this_node = node_id()

@@ -8,11 +8,22 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from configsync.models import Conflict, NodeIdentity, Peer, ReplicatedRecord, SyncRun, SystemConfig
+from configsync.models import (
+    AuditEvent,
+    Conflict,
+    NodeIdentity,
+    Peer,
+    ReplicatedRecord,
+    SyncRun,
+    SystemConfig,
+)
 from configsync.replication.selectors.health import (
     BEHIND,
     DEGRADED,
@@ -23,7 +34,7 @@ from configsync.replication.selectors.health import (
     sync_health,
 )
 from configsync.replication.selectors.mode import deployment_mode
-from configsync.replication.selectors.status import peer_status
+from configsync.replication.selectors.status import peer_status, peer_statuses
 from tests.factories import CANARY_SECRET, PeerFactory
 from tests.support.conflicts import setting_conflict
 
@@ -314,3 +325,189 @@ def test_a_secret_this_node_cannot_decrypt_is_cannot_tell_and_a_tombstone_is_del
     page = body(admin_client.get(reverse("admin:configsync_conflict_change", args=[other.pk])))
     assert "<td>deleted</td>" in page
     assert "(absent)" in page  # the tombstone carries no fields
+
+
+# --- permissions, malformed versions, times, query counts ------------------------------------
+
+
+def _staff(client: Client, name: str, *codenames: str) -> Any:
+    user = get_user_model().objects.create_user(name, password="pw-test-only", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    return user
+
+
+def test_a_user_who_may_only_view_conflicts_cannot_resolve_them_from_the_list(
+    client: Client,
+) -> None:
+    conflict = setting_conflict("COLOUR", local="blue", remote="green")
+    _staff(client, "viewer", "view_conflict")
+    changelist = reverse("admin:configsync_conflict_changelist")
+    assert "resolve_keep_remote" not in body(client.get(changelist))
+    client.post(changelist, {"action": "resolve_keep_remote", "_selected_action": [conflict.pk]})
+    assert Conflict.objects.get(pk=conflict.pk).status == Conflict.Status.OPEN
+    assert SystemConfig.objects.get(key="COLOUR").value == "blue"
+    page = body(client.get(reverse("admin:configsync_conflict_change", args=[conflict.pk])))
+    assert 'id="cs-use-remote"' not in page
+
+
+def test_a_user_who_may_change_conflicts_resolves_them_from_the_list(client: Client) -> None:
+    conflict = setting_conflict("COLOUR", local="blue", remote="green")
+    _staff(client, "resolver", "view_conflict", "change_conflict")
+    changelist = reverse("admin:configsync_conflict_changelist")
+    assert "resolve_keep_remote" in body(client.get(changelist))
+    client.post(changelist, {"action": "resolve_keep_remote", "_selected_action": [conflict.pk]})
+    assert Conflict.objects.get(pk=conflict.pk).resolution == "remote"
+    assert SystemConfig.objects.get(key="COLOUR").value == "green"
+
+
+def test_staff_who_may_change_peers_see_the_node_state_on_the_index(client: Client) -> None:
+    _staff(client, "operator", "change_peer")
+    assert client.get(reverse("admin:configsync_sync_overview")).status_code == 200
+    assert "cs-node-health" in body(client.get(reverse("admin:index")))
+
+
+@pytest.mark.parametrize(
+    ("local", "remote"),
+    [
+        ({"hlc": "999999999999999:00000000:far-node", "data": {"value": "blue"}}, ["junk"]),
+        ("not a version", {"hlc": 12, "origin": None, "data": "text"}),
+    ],
+    ids=["year-out-of-range-and-a-list", "text-and-wrong-types"],
+)
+def test_a_malformed_kept_version_shows_what_it_holds_not_a_server_error(
+    admin_client: Client, local: Any, remote: Any
+) -> None:
+    conflict = setting_conflict("COLOUR", local="blue", remote="green")
+    Conflict.objects.filter(pk=conflict.pk).update(local_version=local, remote_version=remote)
+    url = reverse("admin:configsync_conflict_change", args=[conflict.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    if isinstance(local, dict):
+        assert local["hlc"] in body(response)  # no time to show: the stamp itself
+    assert admin_client.get(reverse("admin:configsync_conflict_changelist")).status_code == 200
+
+
+def test_the_env_files_version_shows_the_files_time(admin_client: Client) -> None:
+    conflict = setting_conflict("COLOUR", local="blue", remote="green")
+    mtime = datetime(2026, 3, 4, 5, 6, 7, 891000, tzinfo=UTC)
+    remote = {
+        **conflict.remote_version,
+        "hlc": f"{int(mtime.timestamp() * 1000):015d}:00000000:env-file",
+        "origin": "env-file:/srv/app/.env",
+    }
+    Conflict.objects.filter(pk=conflict.pk).update(remote_version=remote)
+    page = body(admin_client.get(reverse("admin:configsync_conflict_change", args=[conflict.pk])))
+    assert "2026-03-04 05:06:07.891 UTC" in page
+    assert "env-file:/srv/app/.env" in page
+
+
+def test_a_version_without_a_time_shows_its_stamp_not_1970(admin_client: Client) -> None:
+    conflict = setting_conflict("COLOUR", local="blue", remote="green")
+    remote = {**conflict.remote_version, "hlc": "000000000000000:00000000:env-file"}
+    Conflict.objects.filter(pk=conflict.pk).update(remote_version=remote)
+    page = body(admin_client.get(reverse("admin:configsync_conflict_change", args=[conflict.pk])))
+    assert "1970-01-01" not in page
+    assert "000000000000000:00000000:env-file" in page
+
+
+@override_settings(TIME_ZONE="America/New_York")
+def test_times_are_shown_in_utc_to_the_millisecond_whatever_the_time_zone(
+    admin_client: Client,
+) -> None:
+    run = _run(PeerFactory(name="cloud"), ok=False, error="TransportError: refused")
+    started = run.started_at.astimezone(UTC)
+    stamp = started.strftime("%Y-%m-%d %H:%M:%S.") + f"{started.microsecond // 1000:03d} UTC"
+    assert stamp in body(admin_client.get(reverse("admin:configsync_syncrun_changelist")))
+    failed = run.finished_at.astimezone(UTC)
+    failed_at = failed.strftime("%Y-%m-%d %H:%M:%S.") + f"{failed.microsecond // 1000:03d} UTC"
+    assert failed_at in body(admin_client.get(reverse("admin:configsync_sync_overview")))
+    event = AuditEvent.objects.order_by("-id").first()
+    assert event is not None
+    when = event.created_at.astimezone(UTC)
+    shown = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
+    assert shown in body(admin_client.get(reverse("admin:configsync_auditevent_changelist")))
+
+
+def _busy_peers(first: int, count: int) -> None:
+    for number in range(first, first + count):
+        peer = PeerFactory(name=f"peer{number}", node_id=f"node{number}")
+        for ok in (True, False, True):
+            _run(peer, ok=ok, error="" if ok else "TransportError: refused")
+        SyncRun.objects.filter(peer=peer).update(skew_ms=number)
+        setting_conflict(f"KEY_{number}", local="a", remote="b", peer=peer.name)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "admin:configsync_sync_overview",
+        "admin:configsync_peer_changelist",
+        "admin:index",
+        "admin:configsync_syncrun_changelist",
+        "admin:configsync_conflict_changelist",
+    ],
+    ids=["overview", "peers", "index", "runs", "conflicts"],
+)
+def test_pages_cost_the_same_queries_for_one_peer_or_many(
+    admin_client: Client, django_assert_max_num_queries: Any, url: str
+) -> None:
+    _busy_peers(0, 1)
+    with CaptureQueriesContext(connection) as one:
+        assert admin_client.get(reverse(url)).status_code == 200
+    _busy_peers(1, 12)
+    with django_assert_max_num_queries(len(one)):
+        assert admin_client.get(reverse(url)).status_code == 200
+
+
+def test_the_bulk_peer_status_matches_each_peers_own_reading() -> None:
+    """The overview reads every peer at once: the same figures as peer by peer."""
+    _busy_peers(0, 3)
+    quiet = PeerFactory(name="quiet")
+    running = PeerFactory(name="running")
+    _run(running, ok=False, error="TransportError: refused")
+    SyncRun.objects.create(peer=running)  # started, not finished
+    peers = list(Peer.objects.order_by("name"))
+    assert [s.name for s in peer_statuses(peers)] == [p.name for p in peers]
+    for status in peer_statuses(peers):
+        peer = Peer.objects.get(pk=status.id)
+        assert status == peer_statuses([peer])[0]
+    by_name = {s.name: s for s in peer_statuses(peers)}
+    assert by_name["peer2"].clock_skew_ms == 2
+    assert by_name["peer2"].open_conflicts == 1
+    assert by_name["peer2"].recent_runs == 3
+    assert by_name["peer2"].success_rate == pytest.approx(2 / 3)
+    assert by_name["peer2"].last_run_ok is True
+    assert by_name["quiet"].last_run_at is None and by_name["quiet"].recent_runs == 0
+    assert quiet.pk == by_name["quiet"].id
+    assert by_name["running"].last_run_ok is False  # the unfinished run does not count
+    assert by_name["running"].last_error.startswith("TransportError")
+    assert peer_health_state(by_name["running"])[0] == FAILING
+
+
+@override_settings(CONFIGSYNC_DEPLOYMENT_MODE="LOCAL_R2")
+def test_no_sync_now_button_for_a_peer_whose_transport_the_mode_does_not_use(
+    admin_client: Client, django_capture_on_commit_callbacks
+) -> None:
+    PeerFactory(name="cloud")  # http: LOCAL_R2 syncs only with the bucket
+    page = body(admin_client.get(reverse("admin:configsync_sync_overview")))
+    assert 'data-peer="cloud" data-state="disabled"' in page
+    assert 'class="cs-sync-peer"' not in page  # no button that would do nothing
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post(reverse("admin:configsync_sync_now"), {"peer": "cloud"})
+    page = body(admin_client.get(response["Location"]))
+    assert "Sync enqueued with cloud" not in page
+    assert "nothing was enqueued" in page
+
+
+def test_staff_who_may_only_view_the_mode_get_no_switch_and_cannot_switch(client: Client) -> None:
+    _staff(client, "watcher", "view_nodeidentity")
+    row = NodeIdentity.objects.get()
+    before = deployment_mode()
+    url = reverse("admin:configsync_nodeidentity_change", args=[row.pk])
+    page = body(client.get(url))
+    assert f'id="cs-current-mode">{before}<' in page
+    assert 'id="cs-switch-mode"' not in page
+    target = "LOCAL_ONLY" if before != "LOCAL_ONLY" else "LOCAL_EXTERNAL"
+    assert client.post(url, {"deployment_mode": target}).status_code == 403
+    assert deployment_mode() == before

@@ -8,13 +8,16 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client import generate_latest
 
 from configsync.actor import ENVBRIDGE, acting
 from configsync.lookup import lookup_cache
 from configsync.metrics import registry
-from configsync.models import AuditEvent, Peer, SyncRun
+from configsync.models import AuditEvent, Peer, PeerCheckpoint, ReplicatedRecord, SyncRun
+from configsync.replication.selectors.feed import feed_last_cursor
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.services.audit import audit_record
 from configsync.services.system_config import system_config_set
@@ -154,3 +157,39 @@ def test_every_sync_run_logs_one_structured_line(caplog) -> None:
     assert extra["sync_pulled"] == 0
     assert extra["sync_run_id"] == SyncRun.objects.get(peer=peer).pk
     assert "127.0.0.1" not in message
+
+
+def _records(count: int) -> None:
+    for number in range(count):
+        system_config_set(key=f"METRICS_{number}", value="plain-value")
+
+
+def test_lag_is_per_peer_and_a_scrape_costs_the_same_for_one_peer_or_many(
+    client, django_assert_max_num_queries
+) -> None:
+    _records(3)
+    last = ReplicatedRecord.objects.order_by("-seq").values_list("seq", flat=True)[0]
+    caught_up = PeerFactory(name="caught-up")
+    PeerCheckpoint.objects.create(
+        peer=caught_up, direction=PeerCheckpoint.Direction.PUSH, cursor=feed_last_cursor()
+    )
+    halfway = PeerFactory(name="halfway")
+    PeerCheckpoint.objects.create(
+        peer=halfway, direction=PeerCheckpoint.Direction.PUSH, cursor=str(last - 1)
+    )
+    for peer in (caught_up, halfway):
+        run = _run(peer, ok=True, seconds=1)
+        SyncRun.objects.filter(pk=run.pk).update(skew_ms=250)
+    with CaptureQueriesContext(connection) as two:
+        text = client.get("/metrics").content.decode()
+    labels = {"transport": "http"}
+    assert _sample(text, "configsync_sync_lag_changes", peer="caught-up", **labels) == 0
+    assert _sample(text, "configsync_sync_lag_changes", peer="halfway", **labels) == 1
+    assert _sample(text, "configsync_sync_clock_skew_seconds", peer="halfway", **labels) == 0.25
+    for number in range(12):
+        peer = PeerFactory(name=f"many{number}")
+        _run(peer, ok=number % 2 == 0, seconds=number)
+    with django_assert_max_num_queries(len(two)):
+        text = client.get("/metrics").content.decode()
+    assert _sample(text, "configsync_sync_lag_changes", peer="many11", **labels) == last
+    assert _sample(text, "configsync_sync_runs_total", peer="many11", outcome="error", **labels)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
-from configsync.replication.hlc import HLC, HLCParseError
+from configsync.replication.selectors import history
 
 STATE_COLOURS = {
     "healthy": "#1a7f37",
@@ -34,29 +33,23 @@ def state_badge(state: str, title: str = "") -> SafeString:
 
 
 def moment_ms(value: datetime | None) -> str:
-    """``value`` in the current time zone to the millisecond (``-`` when ``None``)."""
-    if value is None:
-        return "-"
-    local = timezone.localtime(value)
-    return local.strftime("%Y-%m-%d %H:%M:%S.") + f"{local.microsecond // 1000:03d} {local:%Z}"
+    """``value`` in UTC to the millisecond (``-`` when ``None``): the one way the admin's pages
+    show a moment (sync runs, conflicts, the overview, the audit trail, the versions), whatever
+    ``TIME_ZONE``."""
+    return "-" if value is None else history.moment_ms(value)
 
 
 def moment_ago(value: datetime | None) -> str:
-    """``value`` to the second with how long ago it was (``never`` when ``None``)."""
+    """``value`` as ``moment_ms`` with how long ago it was (``never`` when ``None``)."""
     if value is None:
         return "never"
-    local = timezone.localtime(value)
-    return f"{local:%Y-%m-%d %H:%M:%S %Z} ({timesince(value)} ago)"
+    return f"{moment_ms(value)} ({timesince(value)} ago)"
 
 
 def hlc_moment(text: str) -> str:
-    """The wall-clock time of an HLC stamp to the millisecond, in the current time zone; the text
-    itself when it is no HLC (a version from the ``.env`` file carries none)."""
-    try:
-        stamp = HLC.parse(text)
-    except HLCParseError:
-        return text or "-"
-    return moment_ms(datetime.fromtimestamp(stamp.wall_ms / 1000, tz=UTC))
+    """The wall-clock time of an HLC stamp (``moment_ms``); the text itself when it holds no
+    usable time (``selectors.history.hlc_time``: a malformed or ``.env`` version's stamp)."""
+    return history.hlc_time(text)
 
 
 def duration_ms(started: datetime | None, finished: datetime | None) -> str:

@@ -81,6 +81,8 @@ def overview_rows(peers: list[PeerHealth]) -> list[dict[str, Any]]:
             "clock_skew": _skew(peer),
             "open_conflicts": peer.status.open_conflicts,
             "enabled": peer.status.enabled,
+            # "sync now" does nothing with a peer the deployment mode does not use
+            "syncable": peer.status.enabled and peer.status.in_mode,
         }
         for peer in peers
     ]

@@ -7,16 +7,17 @@
 * **Conflicts**: the conflict page shows the two versions side by side: human times (from the
   HLC's wall clock), origin nodes and, per field, the values of non-secret fields. A secret
   (an encrypted or sensitive field) is never rendered, plaintext or ciphertext: it shows
-  ``********`` and a "same value?" answer, computed in memory by decrypting both versions and
-  comparing their keyed hashes (``configsync.services.audit.audit_value_hash``). "Keep local" and
-  "Use remote" (``POST <id>/resolve/``, CSRF-protected, for users who may change conflicts) call
-  ``configsync.replication.services.conflicts.conflict_resolve``, like the list's actions.
+  ``********`` and a "same value?" answer, computed in memory as the versions page does
+  (``selectors.history.secret_status``: equal tokens, else both decrypted and compared).
+  "Keep local" and "Use remote" (``POST <id>/resolve/``, CSRF-protected, for users who may
+  change conflicts) call ``configsync.replication.services.conflicts.conflict_resolve``, like
+  the list's actions (which need the same permission).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
@@ -27,11 +28,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
-from configsync.crypto.fields import encryption_context_for
-from configsync.crypto.keyring import get_keyring
+from configsync.api.permissions import user_can_reveal
 from configsync.logging import MASK
 from configsync.models import Conflict, Peer, PeerCheckpoint, SyncRun
 from configsync.replication import registry
@@ -46,17 +45,17 @@ from configsync.replication.admin.overview import sync_now_view, sync_overview_v
 from configsync.replication.errors import ConflictResolveError
 from configsync.replication.selectors.feed import clock_hlc_ms
 from configsync.replication.selectors.health import peer_health_state
-from configsync.replication.selectors.history import MASKED_WHEN
+from configsync.replication.selectors.history import CHANGED, MASKED_WHEN, SAME, secret_status
 from configsync.replication.selectors.status import (
     CLOCK_OK,
     CLOCK_OUT_OF_BOUNDS,
+    PeerStatus,
     clock_status,
-    peer_clock_skew,
-    peer_clock_state,
     peer_status,
+    peer_statuses,
 )
 from configsync.replication.services.conflicts import conflict_resolve
-from configsync.services.audit import audit_value_hash
+from configsync.services.audit import RevealRequired
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -76,6 +75,10 @@ class PeerCheckpointInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+_STATUS = "_configsync_status"
+"""The attribute holding a listed peer's ``PeerStatus`` (read once for the page)."""
 
 
 @admin.register(Peer)
@@ -110,23 +113,41 @@ class PeerAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The list's page, each peer with its status read for the whole page at once (the
+        state and clock columns would otherwise query per row)."""
+        changelist = super().get_changelist_instance(request)
+        peers = list(changelist.result_list)
+        ahead = max((clock_hlc_ms() or 0) - _now_ms(), 0)
+        for peer, status in zip(peers, peer_statuses(peers, hlc_ahead_ms=ahead), strict=True):
+            setattr(peer, _STATUS, status)
+        return changelist
+
+    def _status(self, obj: Peer) -> PeerStatus:
+        status = getattr(obj, _STATUS, None)
+        if status is None:  # the change page: one peer
+            ahead = max((clock_hlc_ms() or 0) - _now_ms(), 0)
+            status = peer_status(peer=obj, hlc_ahead_ms=ahead)
+            setattr(obj, _STATUS, status)
+        return cast(PeerStatus, status)
+
     @admin.display(description="sync state")
     def state(self, obj: Peer) -> SafeString:
         if obj.pk is None:
             return format_html("{}", "-")
-        status = peer_status(peer=obj)
-        state, reason = peer_health_state(status)
+        state, reason = peer_health_state(self._status(obj))
         return format_html("{} <small>{}</small>", state_badge(state, reason), reason)
 
     @admin.display(description="clock skew")
     def clock(self, obj: Peer) -> str:
-        skew = peer_clock_skew(peer=obj)
-        if skew is None:
+        if obj.pk is None:
             return "not measured yet"
-        now_ahead = max((clock_hlc_ms() or 0) - _now_ms(), 0)
-        state, _ = peer_clock_state(skew, hlc_ahead_ms=now_ahead)
+        status = self._status(obj)
+        if status.clock_skew_ms is None:
+            return "not measured yet"
+        state = status.clock_state
         label = "" if state == CLOCK_OK else f" — {state.replace('_', ' ').upper()}"
-        return f"{skew:+d} ms{label}"
+        return f"{status.clock_skew_ms:+d} ms{label}"
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         clock = clock_status()
@@ -162,26 +183,26 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-@sensitive_variables("plain")
+_SAME_WORDS = {SAME: "same value", CHANGED: "different values"}
+
+
 def _same_secret(conflict: Conflict, name: str, local: Any, remote: Any) -> str:
-    """Whether the two versions' secret ``name`` hold the same value, in words. Both tokens are
-    decrypted in memory and their keyed hashes compared; no value leaves this function."""
+    """Whether the two versions' secret ``name`` hold the same value, in words
+    (``selectors.history.secret_status``, which the versions page uses too)."""
     if local == remote:
-        return "same value"
-    if not local or not remote or local is _ABSENT or remote is _ABSENT:
-        return "different values"
-    if name not in registry.get(conflict.model_label).encrypted_field_names():
-        return "different values"  # a plain field masked by MASKED_WHEN: its values differ
-    context = encryption_context_for(
-        model_label=conflict.model_label, field_name=name, natural_key=conflict.natural_key
-    )
-    keyring = get_keyring()
+        return _SAME_WORDS[SAME]
     try:
-        plain = [keyring.decrypt(token, context=context) for token in (local, remote)]
-    except Exception:  # a key this node lacks, or a token bound elsewhere
-        return "cannot tell (this node cannot decrypt both)"
-    same = audit_value_hash(plain[0]) == audit_value_hash(plain[1])
-    return "same value" if same else "different values"
+        model = registry.get(conflict.model_label)
+    except LookupError:  # a model this release does not replicate: nothing to decrypt under
+        return "cannot tell (this model does not replicate here)"
+    status = secret_status(
+        model,
+        conflict.natural_key,
+        name,
+        None if local is _ABSENT else local,
+        None if remote is _ABSENT else remote,
+    )
+    return _SAME_WORDS.get(status, "cannot tell (this node cannot decrypt both)")
 
 
 def conflict_comparison(conflict: Conflict) -> list[dict[str, Any]]:
@@ -261,7 +282,9 @@ class ConflictAdmin(_ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def _may_resolve(self, request: HttpRequest) -> bool:
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        """Resolving (the page's buttons and the list's actions) needs the change permission,
+        though nothing here is edited as a form."""
         codename = get_permission_codename("change", self.opts)
         return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
@@ -286,7 +309,8 @@ class ConflictAdmin(_ReadOnlyAdmin):
             "conflict": conflict,
             "sides": [_side(conflict, "local"), _side(conflict, "remote")],
             "rows": conflict_comparison(conflict),
-            "can_resolve": conflict.status == Conflict.Status.OPEN and self._may_resolve(request),
+            "can_resolve": conflict.status == Conflict.Status.OPEN
+            and self.has_resolve_permission(request),
             "resolve_url": reverse("admin:configsync_conflict_resolve", args=[conflict.pk]),
             "resolved_at": moment_ms(conflict.resolved_at),
             "detected_at": moment_ms(conflict.detected_at),
@@ -298,15 +322,19 @@ class ConflictAdmin(_ReadOnlyAdmin):
         return require_POST(self._resolve_one)(request, object_id)
 
     def _resolve_one(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self._may_resolve(request):
+        if not self.has_resolve_permission(request):
             raise PermissionDenied
         page = reverse("admin:configsync_conflict_change", args=[object_id])
         choice = request.POST.get("choice", "")
         if not object_id.isdigit():
             raise Http404("no such conflict")
         try:
-            conflict_resolve(conflict_id=int(object_id), choice=choice)
-        except ConflictResolveError as exc:
+            conflict_resolve(
+                conflict_id=int(object_id),
+                choice=choice,
+                allow_reveal=user_can_reveal(request.user),
+            )
+        except (ConflictResolveError, RevealRequired) as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(page)
         kept = "the local version kept" if choice == "local" else "the remote version used"
@@ -329,17 +357,19 @@ class ConflictAdmin(_ReadOnlyAdmin):
         done = 0
         for pk in queryset.values_list("pk", flat=True):
             try:
-                conflict_resolve(conflict_id=pk, choice=choice)
+                conflict_resolve(
+                    conflict_id=pk, choice=choice, allow_reveal=user_can_reveal(request.user)
+                )
                 done += 1
-            except ConflictResolveError as exc:
+            except (ConflictResolveError, RevealRequired) as exc:
                 self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"{done} conflict(s) resolved keeping the {choice} version.")
 
-    @admin.action(description="Resolve: keep the local version")
+    @admin.action(description="Resolve: keep the local version", permissions=["resolve"])
     def resolve_keep_local(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> None:
         self._resolve(request, queryset, "local")
 
-    @admin.action(description="Resolve: keep the remote version")
+    @admin.action(description="Resolve: keep the remote version", permissions=["resolve"])
     def resolve_keep_remote(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> None:
         self._resolve(request, queryset, "remote")
 

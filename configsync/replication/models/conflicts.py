@@ -21,7 +21,7 @@ class KeptVersion:
 
     @classmethod
     def from_stored(cls, raw: dict[str, Any] | None) -> KeptVersion:
-        raw = raw or {}
+        raw = raw if isinstance(raw, dict) else {}  # a malformed stored version: nothing known
         data = raw.get("data")
         return cls(
             hlc=str(raw.get("hlc", "")),

@@ -181,13 +181,23 @@ def feed_position(cursor: str | None) -> int:
     ``0`` (the start) when the cursor is empty, does not parse, or belongs to another epoch of
     this feed (the database was reset or restored since): nothing is known to be covered.
     """
-    try:
-        position = cursor_parse(cursor)
-    except CursorError:
-        return 0
-    if position.epoch and position.epoch != _clock_state()[0]:
-        return 0
-    return position.seq
+    return feed_positions([cursor])[0]
+
+
+def feed_positions(cursors: list[str | None]) -> list[int]:
+    """``feed_position`` of each cursor, reading this feed's epoch once (for many peers)."""
+    epoch: str | None = None
+    positions = []
+    for cursor in cursors:
+        try:
+            position = cursor_parse(cursor)
+        except CursorError:
+            positions.append(0)
+            continue
+        if position.epoch and epoch is None:
+            epoch = _clock_state()[0]
+        positions.append(0 if position.epoch and position.epoch != epoch else position.seq)
+    return positions
 
 
 def clock_hlc_ms() -> int | None:

@@ -26,11 +26,11 @@ from typing import Any
 from configsync.crypto.errors import ConfigsyncError
 from configsync.crypto.fields import encryption_context_for
 from configsync.crypto.keyring import get_keyring, token_key_id
+from configsync.logging import MASK
 from configsync.models import AuditEvent, RecordVersion, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.hlc import HLC, HLCParseError
 
-MASK = "********"
 SAME = "same"
 CHANGED = "changed"
 UNKNOWN = "unknown"
@@ -165,14 +165,26 @@ def version_unmasks(*, model_label: str, natural_key: str, data: dict[str, Any] 
     return any(isinstance(d, dict) and bool(d.get(flag)) for d in [current, *kept])
 
 
-def hlc_time(hlc: str, fallback: dt.datetime) -> str:
-    """The wall time of ``hlc`` for people, to the millisecond in UTC; ``fallback`` (when this
-    node stored it) for a text that is no HLC (a ``.env`` file's pseudo version)."""
-    try:
-        moment = dt.datetime.fromtimestamp(HLC.parse(hlc).wall_ms / 1000, tz=dt.UTC)
-    except (HLCParseError, OverflowError, ValueError, OSError):
-        moment = fallback.astimezone(dt.UTC)
+def moment_ms(moment: dt.datetime) -> str:
+    """``moment`` for people: UTC to the millisecond (the history, and every admin page)."""
+    moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
+
+
+def hlc_time(hlc: str, fallback: dt.datetime | None = None) -> str:
+    """The wall time of ``hlc`` for people (``moment_ms``); for a text that holds no usable time
+    (no HLC, a wall clock of 0 as a ``.env`` file version without a modification time, or one
+    beyond what a date holds), ``fallback`` (when this node stored it), else the text itself."""
+    try:
+        wall_ms = HLC.parse(hlc).wall_ms
+        if wall_ms <= 0:
+            raise ValueError("no wall-clock time")
+        moment = dt.datetime.fromtimestamp(wall_ms / 1000, tz=dt.UTC)
+    except (HLCParseError, OverflowError, ValueError, OSError):
+        if fallback is None:
+            return hlc or "-"
+        moment = fallback
+    return moment_ms(moment)
 
 
 def _masked_fields(rm: registry.ReplicatedModel, versions: list[RecordVersion]) -> set[str]:
@@ -185,14 +197,19 @@ def _masked_fields(rm: registry.ReplicatedModel, versions: list[RecordVersion]) 
     return masked
 
 
-def _secret_status(
+def secret_status(
     rm: registry.ReplicatedModel,
     natural_key: str,
     name: str,
     before: Any,
     after: Any,
-    hashes: tuple[str | None, str | None],
+    hashes: tuple[str | None, str | None] = (None, None),
 ) -> str:
+    """Whether two wire values of the masked field ``name`` hold the same value: ``SAME``,
+    ``CHANGED`` or ``UNKNOWN`` (a token this node cannot open). Equal tokens are the same value;
+    else the keyed ``hashes`` the audit trail recorded, when made under one key; else both tokens
+    are decrypted in memory and compared (the history's diff and the admin's conflict page).
+    No value leaves this function."""
     if before == after:
         return SAME
     if not before or not after:
@@ -272,7 +289,7 @@ def record_history(*, model_label: str, natural_key: str) -> list[VersionView]:
                 if old == new or (name in masked and not old and not new):
                     continue
                 if name in masked:
-                    status = _secret_status(
+                    status = secret_status(
                         rm,
                         natural_key,
                         name,

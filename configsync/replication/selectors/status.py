@@ -2,7 +2,8 @@
 
 Every figure is derived from the database (``SyncRun``, ``PeerCheckpoint``, ``ReplicatedRecord``,
 ``Conflict``, ``QuarantinedChange``, ``NodeClock``), so the web process reports what the Celery
-worker did, and the cost is a few indexed queries per peer whatever the number of records.
+worker did, and the cost is a fixed number of indexed queries whatever the number of peers,
+runs and records (``peer_statuses`` reads every peer at once).
 
 **Clocks.** ``clock_assess`` is the one judgement of this node's clock, used by status, health
 and the sync cycle's log line. Three figures feed it: the last timestamp this node's HLC issued
@@ -22,6 +23,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Count, F, Max, Q, Subquery, Window
+from django.db.models.functions import RowNumber
+
 from configsync.conf import app_settings
 from configsync.models import (
     Conflict,
@@ -32,7 +36,7 @@ from configsync.models import (
     SyncRun,
 )
 from configsync.replication.hlc import physical_now_ms
-from configsync.replication.selectors.feed import clock_hlc_ms, feed_position, records_unreadable
+from configsync.replication.selectors.feed import clock_hlc_ms, feed_positions, records_unreadable
 from configsync.replication.selectors.mode import deployment_mode, mode_problems, mode_transports
 from configsync.replication.selectors.quarantine import quarantine_open_count
 
@@ -200,8 +204,11 @@ def clock_assess(
 
 def latest_peer_skews(*, enabled_only: bool = True) -> dict[str, int | None]:
     """Per peer name, its clock minus ours (ms) as last measured (``None``: never)."""
-    peers = Peer.objects.filter(enabled=True) if enabled_only else Peer.objects.all()
-    return {peer.name: peer_clock_skew(peer=peer) for peer in peers.order_by("name")}
+    peers = list(
+        (Peer.objects.filter(enabled=True) if enabled_only else Peer.objects).order_by("name")
+    )
+    skews = peers_clock_skew(peers)
+    return {peer.name: skews[peer.pk] for peer in peers}
 
 
 def clock_status(*, peer_skews: dict[str, int | None] | None = None) -> ClockStatus:
@@ -236,67 +243,147 @@ class NodeStatus:
 
 def peer_changes_behind(*, peer: Peer) -> int:
     """Our feed entries the peer has not acknowledged, leaving out those it sent us."""
-    cursor = (
-        PeerCheckpoint.objects.filter(peer=peer, direction=PeerCheckpoint.Direction.PUSH)
-        .values_list("cursor", flat=True)
-        .first()
+    return peers_changes_behind([peer])[peer.pk]
+
+
+def peers_changes_behind(peers: list[Peer]) -> dict[int, int]:
+    """``peer_changes_behind`` of each peer (by primary key), in two queries whatever their
+    number."""
+    if not peers:
+        return {}
+    cursors = dict(
+        PeerCheckpoint.objects.filter(
+            peer__in=peers, direction=PeerCheckpoint.Direction.PUSH
+        ).values_list("peer_id", "cursor")
     )
-    pending = ReplicatedRecord.objects.filter(seq__gt=feed_position(cursor))
-    if peer.node_id:
-        pending = pending.exclude(received_from=peer.node_id)
-    return pending.count()
+    positions = feed_positions([cursors.get(peer.pk) for peer in peers])
+    counts = {}
+    for peer, position in zip(peers, positions, strict=True):
+        pending = Q(seq__gt=position)
+        if peer.node_id:
+            pending &= ~Q(received_from=peer.node_id)
+        counts[f"p{peer.pk}"] = Count("pk", filter=pending)
+    found = ReplicatedRecord.objects.aggregate(**counts)
+    return {peer.pk: found[f"p{peer.pk}"] or 0 for peer in peers}
 
 
 def peer_clock_skew(*, peer: Peer) -> int | None:
     """The peer's clock minus ours (ms) as last measured by a run; ``None`` when never."""
-    return (
-        SyncRun.objects.filter(peer=peer, skew_ms__isnull=False)
-        .order_by("-id")
-        .values_list("skew_ms", flat=True)
-        .first()
-    )
+    return peers_clock_skew([peer])[peer.pk]
+
+
+def peers_clock_skew(peers: list[Peer]) -> dict[int, int | None]:
+    """``peer_clock_skew`` of each peer (by primary key), in one query."""
+    latest = SyncRun.objects.filter(
+        pk__in=Subquery(
+            SyncRun.objects.filter(peer__in=peers, skew_ms__isnull=False)
+            .values("peer_id")
+            .annotate(last=Max("id"))
+            .values("last")
+        )
+    ).values_list("peer_id", "skew_ms")
+    found = dict(latest) if peers else {}
+    return {peer.pk: found.get(peer.pk) for peer in peers}
 
 
 def peer_status(*, peer: Peer, recent: int = RECENT_RUNS, hlc_ahead_ms: int = 0) -> PeerStatus:
     """The status of one peer (see ``PeerStatus``); ``hlc_ahead_ms`` as in ``ClockStatus``."""
-    runs = SyncRun.objects.filter(peer=peer)
-    finished = runs.filter(finished_at__isnull=False)
+    return peer_statuses([peer], recent=recent, hlc_ahead_ms=hlc_ahead_ms)[0]
+
+
+def peer_statuses(
+    peers: list[Peer], *, recent: int = RECENT_RUNS, hlc_ahead_ms: int = 0
+) -> list[PeerStatus]:
+    """``peer_status`` of each peer, in order, in a fixed number of queries whatever the number
+    of peers and runs (the admin's overview and peer list, ``/metrics``)."""
+    if not peers:
+        return []
+    finished = Q(finished_at__isnull=False)
     # Newest by id, not by time: a clock set back would otherwise hide every run made since
     # behind the ones stamped while it ran ahead.
-    last_run = runs.order_by("-id").first()
-    last_ok = finished.filter(ok=True).order_by("-id").first()
-    last_failed = finished.filter(ok=False).order_by("-id").first()
-    outcomes = list(finished.order_by("-id").values_list("ok", flat=True)[:recent])
-    skew = peer_clock_skew(peer=peer)
-    clock_state, ours_ahead = peer_clock_state(skew, hlc_ahead_ms=hlc_ahead_ms)
-    last_finished = finished.order_by("-id").first()
-    return PeerStatus(
-        id=peer.pk,
-        name=peer.name,
-        transport=peer.transport,
-        base_url=peer.base_url,
-        enabled=peer.enabled,
-        in_mode=peer.transport in mode_transports(),
-        node_id=peer.node_id,
-        last_run_at=last_run.started_at if last_run else None,
-        last_run_ok=outcomes[0] if outcomes else None,
-        last_success_at=last_ok.finished_at if last_ok else None,
-        last_error=last_failed.error if last_failed else "",
-        last_error_at=last_failed.finished_at if last_failed else None,
-        changes_behind=peer_changes_behind(peer=peer),
-        success_rate=(sum(outcomes) / len(outcomes)) if outcomes else None,
-        recent_runs=len(outcomes),
-        open_conflicts=Conflict.objects.filter(
-            status=Conflict.Status.OPEN, source=peer.name
-        ).count(),
-        clock_skew_ms=skew,
-        clock_state=clock_state,
-        our_clock_ahead_ms=ours_ahead,
-        open_quarantined=QuarantinedChange.objects.filter(
-            status=QuarantinedChange.Status.OPEN, source__in=[peer.name, peer.node_id or peer.name]
-        ).count(),
-        quarantined_last_run=last_finished.quarantined if last_finished else 0,
+    kinds = ("last", "last_finished", "last_ok", "last_failed", "last_skew")
+    latest: dict[int, dict[str, int | None]] = {
+        row[0]: dict(zip(kinds, row[1:], strict=True))
+        for row in SyncRun.objects.filter(peer__in=peers)
+        .values("peer_id")
+        .annotate(
+            last=Max("id"),
+            last_finished=Max("id", filter=finished),
+            last_ok=Max("id", filter=finished & Q(ok=True)),
+            last_failed=Max("id", filter=finished & Q(ok=False)),
+            last_skew=Max("id", filter=Q(skew_ms__isnull=False)),
+        )
+        .values_list("peer_id", *kinds)
+        .order_by()
+    }
+    runs = SyncRun.objects.in_bulk(
+        {run_id for row in latest.values() for run_id in row.values() if run_id is not None}
     )
+    outcomes: dict[int, list[bool]] = {}
+    for peer_id, ok in (
+        SyncRun.objects.filter(finished, peer__in=peers)
+        .annotate(rank=Window(RowNumber(), partition_by=F("peer_id"), order_by=F("id").desc()))
+        .filter(rank__lte=recent)
+        .order_by("peer_id", "-id")
+        .values_list("peer_id", "ok")
+    ):
+        outcomes.setdefault(peer_id, []).append(ok)
+    behind = peers_changes_behind(peers)
+    conflicts = dict(
+        Conflict.objects.filter(
+            status=Conflict.Status.OPEN, source__in=[peer.name for peer in peers]
+        )
+        .values("source")
+        .annotate(n=Count("id"))
+        .values_list("source", "n")
+        .order_by()
+    )
+    sources = {peer.name for peer in peers} | {peer.node_id for peer in peers if peer.node_id}
+    quarantined = dict(
+        QuarantinedChange.objects.filter(status=QuarantinedChange.Status.OPEN, source__in=sources)
+        .values("source")
+        .annotate(n=Count("id"))
+        .values_list("source", "n")
+        .order_by()
+    )
+    transports = mode_transports()
+    statuses = []
+    for peer in peers:
+        ids = latest.get(peer.pk, {})
+        last_run, last_finished, last_ok, last_failed, last_skew = (
+            runs.get(ids[kind]) if ids.get(kind) is not None else None for kind in kinds
+        )
+        done = outcomes.get(peer.pk, [])
+        skew = last_skew.skew_ms if last_skew else None
+        clock_state, ours_ahead = peer_clock_state(skew, hlc_ahead_ms=hlc_ahead_ms)
+        statuses.append(
+            PeerStatus(
+                id=peer.pk,
+                name=peer.name,
+                transport=peer.transport,
+                base_url=peer.base_url,
+                enabled=peer.enabled,
+                in_mode=peer.transport in transports,
+                node_id=peer.node_id,
+                last_run_at=last_run.started_at if last_run else None,
+                last_run_ok=done[0] if done else None,
+                last_success_at=last_ok.finished_at if last_ok else None,
+                last_error=last_failed.error if last_failed else "",
+                last_error_at=last_failed.finished_at if last_failed else None,
+                changes_behind=behind[peer.pk],
+                success_rate=(sum(done) / len(done)) if done else None,
+                recent_runs=len(done),
+                open_conflicts=conflicts.get(peer.name, 0),
+                clock_skew_ms=skew,
+                clock_state=clock_state,
+                our_clock_ahead_ms=ours_ahead,
+                open_quarantined=sum(
+                    quarantined.get(source, 0) for source in {peer.name, peer.node_id or peer.name}
+                ),
+                quarantined_last_run=last_finished.quarantined if last_finished else 0,
+            )
+        )
+    return statuses
 
 
 def unreadable_record_count() -> int:
@@ -314,9 +401,7 @@ def sync_status(
         peers = peers.filter(name=peer_name)
     last_seq = ReplicatedRecord.objects.order_by("-seq").values_list("seq", flat=True).first()
     clock = clock_status()
-    statuses = [
-        peer_status(peer=peer, recent=recent, hlc_ahead_ms=clock.hlc_ahead_ms) for peer in peers
-    ]
+    statuses = peer_statuses(list(peers), recent=recent, hlc_ahead_ms=clock.hlc_ahead_ms)
     open_quarantined = quarantine_open_count()
     unreadable = unreadable_record_count()
     mode = deployment_mode()
