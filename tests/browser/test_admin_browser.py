@@ -12,67 +12,27 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Request, Response, sync_playwright
+from playwright.sync_api import Page, Request, Response
 
-from tests.support.production_server import ProductionServer, production_server
+from tests.support.browser import BROWSER_MARKS, admin_server, sign_in
+from tests.support.production_server import ProductionServer
 
-CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_USER = "first-admin"
-ADMIN_PASSWORD = "a-long-test-only-password-3141"
 API_KEY = re.compile(r"\b[A-Za-z0-9]{8}\.[A-Za-z0-9]{32}\b")
 """djangorestframework-api-key's keys: an 8-character prefix, a dot, a 32-character secret."""
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium;"
-        " .ci/run installs it)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionServer]:
-    with production_server(tmp_path_factory.mktemp("browser")) as running:
-        running.manage(
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            ADMIN_USER,
-            "--email",
-            "admin@example.com",
-            extra_env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-        )
+    with admin_server(tmp_path_factory.mktemp("browser"), username=ADMIN_USER) as running:
         running.manage("configsync", "set", "SITE_NAME", "Browser proof", "--category", "site")
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser, server: ProductionServer) -> Iterator[Page]:
-    """A fresh browser context (no cookies) on the server."""
-    context = browser.new_context(base_url=server.base_url)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 @dataclass
@@ -94,14 +54,6 @@ def record_traffic(page: Page) -> Traffic:
     return traffic
 
 
-def sign_in(page: Page) -> None:
-    page.goto("/admin/login/")
-    page.fill("#id_username", ADMIN_USER)
-    page.fill("#id_password", ADMIN_PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(re.compile(r"/admin/$"))
-
-
 def test_sign_in_styled_admin_create_an_api_key_and_read_a_setting_with_it(
     page: Page, server: ProductionServer
 ) -> None:
@@ -112,7 +64,7 @@ def test_sign_in_styled_admin_create_an_api_key_and_read_a_setting_with_it(
             stylesheets[response.url] = response.status
 
     page.on("response", note_stylesheet)
-    sign_in(page)
+    sign_in(page, ADMIN_USER)
     assert ADMIN_USER.upper() in page.locator("#user-tools").inner_text().upper()
 
     # Styled: the admin's stylesheets (hashed names, WhiteNoise) answered 200 and apply.
@@ -163,7 +115,7 @@ def test_sign_in_styled_admin_create_an_api_key_and_read_a_setting_with_it(
 def test_the_api_docs_render_from_this_node_alone(
     page: Page, server: ProductionServer, path: str
 ) -> None:
-    sign_in(page)
+    sign_in(page, ADMIN_USER)
     traffic = record_traffic(page)
     page.goto(path, wait_until="networkidle")
     # Rendered: the operations of the schema are on the page (Swagger UI or Redoc drew them).

@@ -8,85 +8,31 @@ under ``$BROWSER_ARTIFACTS`` when set, else under the test's temporary directory
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
-from tests.support.production_server import ProductionServer, production_server
+from tests.support.browser import BROWSER_MARKS, admin_server, shot, sign_in
+from tests.support.production_server import ProductionServer
 
-CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_USER = "history-admin"
-ADMIN_PASSWORD = "a-long-test-only-password-2718"
 SECRET = "sk-CANARY-browser-history-secret"
 SECRET_2 = "sk-CANARY-browser-history-newer"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium;"
-        " .ci/run installs it)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionServer]:
-    with production_server(tmp_path_factory.mktemp("browser-history")) as running:
-        running.manage(
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            ADMIN_USER,
-            "--email",
-            "admin@example.com",
-            extra_env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-        )
+    with admin_server(tmp_path_factory.mktemp("browser-history"), username=ADMIN_USER) as running:
         running.manage("configsync", "set", "SITE_TITLE", "The good title")
         running.manage("configsync", "set", "SITE_TITLE", "A bad title")
         running.manage("configsync", "set", "SMTP_PASSWORD", SECRET, "--sensitive")
         running.manage("configsync", "set", "SMTP_PASSWORD", SECRET_2, "--sensitive")
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser, server: ProductionServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=server.base_url)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-@pytest.fixture
-def artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("BROWSER_ARTIFACTS") or tmp_path) / "history"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def sign_in(page: Page) -> None:
-    page.goto("/admin/login/")
-    page.fill("#id_username", ADMIN_USER)
-    page.fill("#id_password", ADMIN_PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(re.compile(r"/admin/$"))
 
 
 def open_change_page(page: Page, key: str) -> None:
@@ -101,24 +47,24 @@ def open_change_page(page: Page, key: str) -> None:
 def test_roll_back_a_setting_with_confirmation(
     page: Page, server: ProductionServer, artifacts: Path
 ) -> None:
-    sign_in(page)
+    sign_in(page, ADMIN_USER)
     open_change_page(page, "SITE_TITLE")
     page.locator(".object-tools a.configsync-versions").click()
     page.wait_for_url(re.compile(r"/admin/configsync/systemconfig/versions/SITE_5FTITLE/$"))
     table = page.locator("#configsync-versions-table")
     assert "The good title" in table.inner_text() and "A bad title" in table.inner_text()
-    page.screenshot(path=str(artifacts / "setting-versions.png"), full_page=True)
+    shot(page, artifacts, "history-setting-versions")
 
     page.locator("tr[data-version='1'] a.configsync-rollback").click()
     page.wait_for_url(re.compile(r"/versions/SITE_5FTITLE/rollback/1/$"))
     assert "Roll SITE_TITLE back to version 1" in page.locator("#content-main").inner_text()
-    page.screenshot(path=str(artifacts / "rollback-confirmation.png"), full_page=True)
+    shot(page, artifacts, "history-rollback-confirmation")
     page.click("#configsync-confirm-rollback")
     page.wait_for_url(re.compile(r"/admin/configsync/systemconfig/versions/SITE_5FTITLE/$"))
     assert "rolled back to version 1" in page.locator(".messagelist").inner_text()
     newest = page.locator("tr[data-version='3']")
     assert "(current)" in newest.inner_text() and "rollback" in newest.inner_text()
-    page.screenshot(path=str(artifacts / "rolled-back.png"), full_page=True)
+    shot(page, artifacts, "history-rolled-back")
 
     # The old value is restored: the command line reads it, and the change page shows it.
     assert server.manage("configsync", "get", "SITE_TITLE").strip().splitlines()[-1] == (
@@ -129,7 +75,7 @@ def test_roll_back_a_setting_with_confirmation(
 
 
 def test_a_secrets_versions_page_never_shows_the_secret(page: Page, artifacts: Path) -> None:
-    sign_in(page)
+    sign_in(page, ADMIN_USER)
     open_change_page(page, "SMTP_PASSWORD")
     page.locator(".object-tools a.configsync-versions").click()
     page.wait_for_url(re.compile(r"/versions/SMTP_5FPASSWORD/$"))
@@ -138,7 +84,7 @@ def test_a_secrets_versions_page_never_shows_the_secret(page: Page, artifacts: P
     assert "enc1:" not in html
     assert "********" in page.locator("#configsync-versions-table").inner_text()
     assert "value changed" in page.locator("#configsync-versions-table").inner_text()
-    page.screenshot(path=str(artifacts / "secret-versions.png"), full_page=True)
+    shot(page, artifacts, "history-secret-versions")
 
     page.locator("tr[data-version='1'] a.configsync-rollback").click()
     page.wait_for_url(re.compile(r"/versions/SMTP_5FPASSWORD/rollback/1/$"))

@@ -15,7 +15,6 @@ under ``$BROWSER_ARTIFACTS``, default: pytest's temporary folder; their paths ar
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import sys
@@ -23,85 +22,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
-from tests.support.production_server import ProductionServer, _command, production_server
+from tests.support.browser import BROWSER_MARKS, admin_server, shot, sign_in
+from tests.support.production_server import ProductionServer, _command
 
-CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_USER = "ops-admin"
-ADMIN_PASSWORD = "a-long-test-only-password-2718"
 CANARY = "sk-CANARY-browser-ops-0001"
 EDITED = "sk-CANARY-browser-ops-0002"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium;"
-        " .ci/run installs it)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionServer]:
-    with production_server(tmp_path_factory.mktemp("ops-browser")) as running:
-        running.manage(
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            ADMIN_USER,
-            "--email",
-            "ops@example.com",
-            extra_env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-        )
+    with admin_server(tmp_path_factory.mktemp("ops-browser"), username=ADMIN_USER) as running:
         running.manage("configsync", "set", "API_TOKEN", CANARY, "--sensitive")
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser, server: ProductionServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=server.base_url, viewport={"width": 1400, "height": 900})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the screenshots go: ``$BROWSER_ARTIFACTS``, else a temporary folder."""
-    configured = os.environ.get("BROWSER_ARTIFACTS")
-    folder = Path(configured) if configured else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def shot(page: Page, artifacts: Path, name: str) -> Path:
-    path = artifacts / f"ops-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-    return path
-
-
-def sign_in(page: Page) -> None:
-    page.goto("/admin/login/")
-    page.fill("#id_username", ADMIN_USER)
-    page.fill("#id_password", ADMIN_PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(re.compile(r"/admin/$"))
 
 
 def dead_port() -> int:
@@ -119,7 +56,7 @@ def run_shell(server: ProductionServer, code: str) -> str:
 def test_operate_sync_health_conflicts_and_mode_in_the_admin(
     page: Page, server: ProductionServer, artifacts: Path
 ) -> None:
-    sign_in(page)
+    sign_in(page, ADMIN_USER)
 
     # 1. A secret edited in the admin is never shown back.
     page.goto("/admin/configsync/systemconfig/")
@@ -132,7 +69,7 @@ def test_operate_sync_health_conflicts_and_mode_in_the_admin(
     for html in (page.content(),):
         assert EDITED not in html and CANARY not in html
     assert page.locator("#id_value").input_value() == ""
-    shot(page, artifacts, "1-secret-edited")
+    shot(page, artifacts, "ops-1-secret-edited")
     page.goto("/admin/configsync/systemconfig/")
     assert EDITED not in page.content() and CANARY not in page.content()
     assert "API_TOKEN" in page.content()
@@ -154,7 +91,7 @@ def test_operate_sync_health_conflicts_and_mode_in_the_admin(
     page.goto("/admin/")
     summary = page.locator("#cs-node-health")
     assert "FAILING" in summary.inner_text()
-    shot(page, artifacts, "2-index-failing")
+    shot(page, artifacts, "ops-2-index-failing")
     page.click("#cs-overview-link")
     page.wait_for_url(re.compile(r"/admin/configsync/peer/overview/$"))
     row = page.locator('tr.cs-peer[data-peer="deadpeer"]')
@@ -165,13 +102,13 @@ def test_operate_sync_health_conflicts_and_mode_in_the_admin(
     assert colour == "rgb(207, 34, 46)", colour  # red, and the word says it too
     last_error = row.locator("td").nth(4).inner_text()
     assert last_error.strip() not in ("", "-"), last_error
-    shot(page, artifacts, "3-overview-failing")
+    shot(page, artifacts, "ops-3-overview-failing")
 
     # 3. Sync now: enqueued (the embedded broker holds it; no worker runs in this test).
     page.click("#cs-sync-now")
     page.wait_for_url(re.compile(r"/admin/configsync/peer/overview/$"))
     assert "Sync enqueued with deadpeer." in page.locator(".messagelist").inner_text()
-    shot(page, artifacts, "4-sync-now")
+    shot(page, artifacts, "ops-4-sync-now")
 
     # 4. A conflict, side by side; use the remote version.
     conflict_id = run_shell(
@@ -190,19 +127,19 @@ def test_operate_sync_health_conflicts_and_mode_in_the_admin(
     assert "********" in secret_row.inner_text()
     assert "same value" in secret_row.inner_text()
     assert CANARY not in page.content()
-    shot(page, artifacts, "5-conflict-secret")
+    shot(page, artifacts, "ops-5-conflict-secret")
     page.goto(f"/admin/configsync/conflict/{conflict_id}/change/")
     value_row = page.locator('tr[data-field="value"]')
     assert value_row.locator(".cs-local").inner_text() == "blue"
     assert value_row.locator(".cs-remote").inner_text() == "green"
     assert "far-node" in page.locator("#cs-conflict").inner_text()
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", page.content())
-    shot(page, artifacts, "6-conflict-side-by-side")
+    shot(page, artifacts, "ops-6-conflict-side-by-side")
     page.click("#cs-use-remote")
     page.wait_for_url(re.compile(rf"/admin/configsync/conflict/{conflict_id}/change/$"))
     assert "the remote version used" in page.locator(".messagelist").inner_text()
     assert page.locator("#cs-conflict-status").inner_text() == "Resolved"
-    shot(page, artifacts, "7-conflict-resolved")
+    shot(page, artifacts, "ops-7-conflict-resolved")
     value = server.manage("configsync", "get", "COLOUR").strip()
     assert value.endswith("green"), value
 
@@ -217,6 +154,6 @@ def test_operate_sync_health_conflicts_and_mode_in_the_admin(
     page.wait_for_url(re.compile(r"/admin/configsync/nodeidentity/\d+/change/$"))
     assert f"switched from {before} to {target}" in page.locator(".messagelist").inner_text()
     assert page.locator("#cs-current-mode").inner_text() == target
-    shot(page, artifacts, "8-mode-switched")
+    shot(page, artifacts, "ops-8-mode-switched")
     assert target in server.manage("configsync", "mode", "show")
     assert CANARY not in server.logs() and EDITED not in server.logs()
