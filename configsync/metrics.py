@@ -139,7 +139,8 @@ class ReplicationCollector(Collector):
             labels=_PEER_LABELS,
         )
         rows = (
-            SyncRun.objects.filter(finished_at__isnull=False)
+            # A run whose clock was set back while it ran has no duration to tell.
+            SyncRun.objects.filter(finished_at__isnull=False, finished_at__gte=F("started_at"))
             .annotate(took=took)
             .values("peer__name", "peer__transport")
             .annotate(n=Count("id"), total=Sum("took"), **buckets)

@@ -189,16 +189,23 @@ def bucket_snapshot_read(*, name: str) -> bytes:
 
 def bucket_snapshots_prune(*, keep: int | None = None) -> list[str]:
     """Delete this node's snapshots but the newest ``keep`` (default ``SNAPSHOT_KEEP``); the
-    names deleted."""
+    names deleted. ``SnapshotError`` naming how many were not when the store refuses some (a
+    ``DeleteObjects`` answer lists per-object errors with a 200); the next run tries again."""
     keep = max(1, int(app_settings.SNAPSHOT_KEEP if keep is None else keep))
     store = _Bucket()
     try:
         doomed = store.backups(node_id())[:-keep]
+        refused = 0
         for start in range(0, len(doomed), 1000):
             batch = doomed[start : start + 1000]
-            store.call(
+            answer = store.call(
                 "delete_objects",
                 Delete={"Objects": [{"Key": b.key} for b in batch], "Quiet": True},
+            )
+            refused += len((answer or {}).get("Errors") or [])
+        if refused:
+            raise SnapshotError(
+                f"bucket {store.bucket}: {refused} of {len(doomed)} old snapshots were not deleted"
             )
     finally:
         store.close()

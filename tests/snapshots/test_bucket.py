@@ -13,9 +13,11 @@ import pytest
 from configsync.models import SystemConfig
 from configsync.services.system_config import system_config_set
 from configsync.snapshots.bucket import (
+    _Bucket,
     bucket_snapshot_scheduled,
     bucket_snapshot_write,
     bucket_snapshots_list,
+    bucket_snapshots_prune,
 )
 from configsync.snapshots.document import SnapshotError, document_loads
 from configsync.snapshots.services import snapshot_load
@@ -162,3 +164,25 @@ def test_a_failing_bucket_is_retried_then_logged_without_the_key(
     gave_up = [r for r in caplog.records if "until the next beat" in r.getMessage()]
     assert len(retries) == 5 and len(gave_up) == 1
     assert WRONG_SECRET_KEY not in caplog.text
+
+
+def test_old_snapshots_the_store_refuses_to_delete_are_reported_not_counted(
+    bucket: str, bucket_server: BucketServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DeleteObjects`` answers 200 with per-object errors: a refused deletion is an error
+    (the task logs it and retries), not a deletion."""
+    start = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    for hours in range(2):  # SNAPSHOT_KEEP = 2: both kept
+        bucket_snapshot_scheduled(now=start + timedelta(hours=hours))
+    real_call = _Bucket.call
+
+    def refusing(self: _Bucket, operation: str, **params: Any) -> Any:
+        if operation == "delete_objects":  # the store keeps them and says so
+            objects = params["Delete"]["Objects"]
+            return {"Errors": [{"Key": o["Key"], "Code": "AccessDenied"} for o in objects]}
+        return real_call(self, operation, **params)
+
+    monkeypatch.setattr(_Bucket, "call", refusing)
+    with pytest.raises(SnapshotError, match="1 of 1 old snapshots were not deleted"):
+        bucket_snapshots_prune(keep=1)
+    assert len(keys(bucket_server, bucket)) == 2

@@ -72,6 +72,17 @@ def test_runs_failures_and_durations_per_peer_and_transport(client) -> None:
     assert "127.0.0.1" not in text
 
 
+def test_a_run_whose_clock_went_back_adds_no_negative_duration(client) -> None:
+    peer = PeerFactory(name="cloud", base_url="http://127.0.0.1:9")
+    _run(peer, ok=True, seconds=2)
+    _run(peer, ok=True, seconds=-30)  # the wall clock was set back while it ran
+    text = client.get("/metrics").content.decode()
+    labels = {"peer": "cloud", "transport": "http"}
+    assert _sample(text, "configsync_sync_runs_total", outcome="ok", **labels) == 2
+    assert _sample(text, "configsync_sync_duration_seconds_count", **labels) == 1
+    assert _sample(text, "configsync_sync_duration_seconds_sum", **labels) == pytest.approx(2)
+
+
 def test_last_success_age_lag_skew_and_disabled_peers(client) -> None:
     peer = PeerFactory(name="cloud")
     PeerFactory(name="idle", enabled=False)
