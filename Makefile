@@ -52,8 +52,8 @@ TEST_JOBS ?= 2
 
 test: $(STAMP) lint typecheck migrations-check
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(VENV)/bin/pytest -n $(TEST_JOBS) -m "not multinode"
-	$(VENV)/bin/pytest -m multinode
+	$(VENV)/bin/pytest -n $(TEST_JOBS) -m "not multinode" --durations=15
+	$(VENV)/bin/pytest -m multinode --durations=15
 else
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 endif
