@@ -53,6 +53,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     # migrate runs every system check, so the development key was generated there, with W001.
     assert "generated a development key" in migrated.stderr
     assert "configsync.W001" in migrated.stderr
+    # What ``get PLAIN_SETTING`` reads: set here, not by another case, which pytest-xdist may
+    # run in another process (on another node).
+    stored = node.cli("set", "PLAIN_SETTING", "value")
+    assert stored.returncode == 0, stored.stderr
     yield node
 
 
