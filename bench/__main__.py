@@ -7,6 +7,8 @@ import pkgutil
 import sys
 from pathlib import Path
 
+from bench import _report as report
+
 
 def available() -> list[str]:
     here = Path(__file__).parent
@@ -22,6 +24,9 @@ def main(argv: list[str]) -> int:
     for name in names:
         print(f"== bench {name} ==", flush=True)
         importlib.import_module(f"bench.{name}").main()
+    if report.goals():
+        print("\n== goals (same-run floors and peers) ==", flush=True)
+        print(report.table(), flush=True)
     return 0
 
 

@@ -106,6 +106,15 @@ class ReplicatedRecord(models.Model):
                 fields=["model_label", "natural_key"], name="configsync_replicated_record_key"
             )
         ]
+        indexes = [
+            # The beat's tombstone pass (``tombstones_collect``) reads only tombstones older than
+            # a bound: a partial index keeps it flat however many live records there are.
+            models.Index(
+                fields=["updated_at"],
+                condition=models.Q(deleted=True),
+                name="configsync_rr_tombstone_age",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_label}:{self.natural_key}@{self.hlc}"
