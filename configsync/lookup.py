@@ -1,15 +1,18 @@
 """In-process cache behind ``get_system_config`` and ``get_ai_config``, invalidated everywhere.
 
+It also holds what the REST API reads most: the masked body and ETag of a retrieved setting or
+provider (``configsync.api.views``) and verified API keys (``configsync.api.authentication``).
+
 Why our own cache rather than Django's cache framework: a warm lookup must cost about a
-dictionary lookup (no network, no pickling), and the values are decrypted plaintext, which must
-never be written to a shared cache such as Redis.
+dictionary lookup (no network, no pickling), and the values are decrypted plaintext (and API-key
+hashes), which must never be written to a shared cache such as Redis.
 
 How it stays current in every process (gunicorn and Celery workers, on every node):
 
-* every committed change of ``SystemConfig`` or ``AIProviderConfig`` — a local write or an
-  applied replicated change, both of which go through ``save()``/``delete()`` and so send
-  ``post_save``/``post_delete`` — clears this process's cache and, once per transaction after it
-  commits, bumps a global version counter (a replicated batch of 500 changes bumps once);
+* every committed change of ``SystemConfig``, ``AIProviderConfig`` or ``ServiceAPIKey`` — a local
+  write or an applied replicated change, both of which go through ``save()``/``delete()`` and so
+  send ``post_save``/``post_delete`` — clears this process's cache and, once per transaction after
+  it commits, bumps a global version counter (a replicated batch of 500 changes bumps once);
 * with ``REDIS_URL`` the counter is a Redis key, and the bump is also published on a pub/sub
   channel; a daemon listener thread in each process clears its cache as soon as a message
   arrives (and whenever it (re)subscribes, since messages may have been missed);
@@ -160,11 +163,21 @@ class LookupCache:
         self._stop = threading.Event()
 
     # --- reads -----------------------------------------------------------------------------
-    def get(self, namespace: str, key: Hashable, loader: Callable[[Hashable], Any]) -> Any:
+    def get(
+        self,
+        namespace: str,
+        key: Hashable,
+        loader: Callable[[Hashable], Any],
+        *,
+        keep: Callable[[Any], bool] | None = None,
+    ) -> Any:
         """The cached value of ``(namespace, key)``, loading it with ``loader(key)`` on a miss.
 
-        ``loader`` returns the value, or ``MISSING`` when the record does not exist. Mutable
-        values (dicts, lists) are returned as deep copies so callers cannot alter the cache.
+        ``loader`` returns the value, or ``MISSING`` when the record does not exist; an exception
+        it raises propagates and nothing is cached. ``keep(value)``, when given, decides whether a
+        loaded value is cached (e.g. not ``MISSING``, where callers could otherwise fill memory
+        with keys of their choosing). Mutable values (dicts, lists) are returned as deep copies so
+        callers cannot alter the cache.
         """
         if _monotonic() >= self._next_check:
             self._check()
@@ -175,7 +188,7 @@ class LookupCache:
             _MISS.inc()
             generation = self._generation
             value = loader(key)
-            if generation == self._generation:
+            if generation == self._generation and (keep is None or keep(value)):
                 self._data[namespace, key] = value
         if value.__class__ in _MUTABLE:
             return copy.deepcopy(value)
@@ -287,5 +300,8 @@ def invalidate_on_change(label: str) -> None:
 
 
 def signals_connect() -> None:
-    """Connect the receivers that invalidate lookups (from ``ConfigsyncConfig.ready()``)."""
+    """Connect the receivers that invalidate lookups (from ``ConfigsyncConfig.ready()``): a
+    changed setting, and a created, changed, revoked or deleted API key (whose verification
+    ``configsync.api.authentication`` caches here)."""
     invalidate_on_change("configsync.SystemConfig")
+    invalidate_on_change("configsync.ServiceAPIKey")

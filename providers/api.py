@@ -59,6 +59,7 @@ class AIProviderViewSet(RecordHistoryMixin, NaturalKeyConfigViewSet):
 
     model = AIProviderConfig
     history_label = "providers.aiproviderconfig"
+    cache_namespace = "api:provider"
     serializer_class = AIProviderSerializer
     update_serializer_class = AIProviderUpdateSerializer
     lookup_field = "name"

@@ -1,7 +1,19 @@
-"""API-key authentication: ``Authorization: Api-Key <key>`` against hashed ``ServiceAPIKey``."""
+"""API-key authentication: ``Authorization: Api-Key <key>`` against hashed ``ServiceAPIKey``.
+
+A verified key is remembered in this process's lookup cache (``configsync.lookup``, namespace
+``api-key``, by prefix): the stored record, hash included — never the key itself. A warm request
+checks the presented key against that hash (one SHA-512, the package's own verification) and
+the record's state (revoked, expired: evaluated now), and touches no database. Every change of
+any key (create, change, revoke, delete: ``post_save``/``post_delete``) clears the cache here at
+once and, on commit, in every other process by the lookup cache's version counter (pub/sub with
+Redis, else within ``CONFIGSYNC_LOOKUP_CHECK_INTERVAL_SECONDS``). Only a usable key that was
+presented whole is cached, so entries are bounded by the usable keys in the database; a wrong,
+unknown, revoked or expired key costs the same query as without a cache and leaves nothing.
+"""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from django.utils.decorators import method_decorator
@@ -11,6 +23,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
+from configsync.lookup import lookup_cache
 from configsync.models import ServiceAPIKey
 from configsync.models.api_key import KeyState
 
@@ -46,6 +59,23 @@ class ApiKeyPrincipal:
         return self.username
 
 
+API_KEY_NAMESPACE = "api-key"
+"""The lookup cache's namespace of verified API keys (keyed by prefix)."""
+
+
+@sensitive_variables()
+def usable_key(key: str) -> ServiceAPIKey:
+    """The stored record of ``key`` (one query) if it is usable; else ``AuthenticationFailed``
+    with the 401 detail (invalid, revoked, expired)."""
+    try:
+        record, state = ServiceAPIKey.objects.check_key(key)
+    except ServiceAPIKey.DoesNotExist:
+        raise AuthenticationFailed(INVALID) from None
+    if state is not KeyState.USABLE:
+        raise AuthenticationFailed(REVOKED if state is KeyState.REVOKED else EXPIRED)
+    return record
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """Authenticates ``Authorization: Api-Key <prefix>.<secret>``; ``request.auth`` is the key.
 
@@ -68,13 +98,14 @@ class ApiKeyAuthentication(BaseAuthentication):
             key = parts[1].decode()
         except UnicodeError:
             raise AuthenticationFailed(INVALID) from None
-        try:
-            record, state = ServiceAPIKey.objects.check_key(key)
-        except ServiceAPIKey.DoesNotExist:
-            raise AuthenticationFailed(INVALID) from None
-        if state is not KeyState.USABLE:
-            raise AuthenticationFailed(REVOKED if state is KeyState.REVOKED else EXPIRED)
-        return ApiKeyPrincipal(name=record.name, prefix=record.prefix), record
+        prefix, _, _ = key.partition(".")
+        record = lookup_cache.get(API_KEY_NAMESPACE, prefix, lambda _prefix: usable_key(key))
+        if record.state is not KeyState.USABLE or not record.is_valid(key):
+            # Expired since it was cached, or another secret under a cached prefix: decide as
+            # an uncached request would (and cache nothing).
+            record = usable_key(key)
+        # A copy: request.auth must not be an object shared with other requests and threads.
+        return ApiKeyPrincipal(name=record.name, prefix=record.prefix), copy.copy(record)
 
     def authenticate_header(self, request: Request) -> str:
         return KEYWORD

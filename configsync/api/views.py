@@ -5,6 +5,9 @@ secret rule (``configsync.sensitivity``); write responses carry ``sensitivity_ru
 Records are addressed by natural key. Every detail response carries an ``ETag``; writes honour
 ``If-Match`` (412 when stale, see ``configsync.api.concurrency``). ``?reveal=true`` needs the
 reveal scope and writes one ``AuditEvent`` per revealed record before the response is returned.
+A retrieve without reveal is served from the lookup cache (``configsync.lookup``): the masked body
+and the ETag of the record as last loaded, dropped in every process when any record of the model
+changes (see ``NaturalKeyConfigViewSet.retrieve``).
 A write that would reveal or redirect a stored secret (making a sensitive setting plain, a
 provider's URL or kind) is passed ``allow_reveal`` only with the reveal scope; without it the
 service refuses (``RevealRequired``: 403 with the reason, nothing changed).
@@ -12,7 +15,8 @@ service refuses (``RevealRequired``: 403 with the reason, nothing changed).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import copy
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, ClassVar
 
 from django.core.exceptions import ObjectDoesNotExist
@@ -44,6 +48,7 @@ from configsync.api.serializers import (
 )
 from configsync.exceptions import ConfigKeyError
 from configsync.logging import register_secret
+from configsync.lookup import MISSING, lookup_cache
 from configsync.models import SystemConfig
 from configsync.replication.api.history import RecordHistoryMixin, history_schema
 from configsync.selectors.system_config import system_config_get, system_config_list
@@ -160,14 +165,25 @@ class RevealQuerySerializer(serializers.Serializer):
     reveal = serializers.BooleanField(required=False, default=False)
 
 
+_MUTABLE = (dict, list)
+
+
+def _found(entry: Any) -> bool:
+    return entry is not MISSING
+
+
 class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
     """List, create, retrieve, update and delete records of ``model`` by natural key.
 
-    Subclasses bind the model's selectors and services through the hooks below.
+    Subclasses bind the model's selectors and services through the hooks below. With
+    ``cache_namespace`` set, a retrieve without reveal is answered from the lookup cache; the
+    model must then invalidate it (``configsync.lookup.invalidate_on_change``), and its masked
+    representation must depend on its own row only.
     """
 
     permission_classes = [HasScope]
     write_context: dict[str, Any] = {}
+    cache_namespace: ClassVar[str | None] = None
     model: ClassVar[type[models.Model]]
     serializer_class: type[serializers.Serializer]
     update_serializer_class: ClassVar[type[serializers.Serializer]]
@@ -195,6 +211,8 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
 
     # --- helpers -------------------------------------------------------------------------
     def wants_reveal(self, request: Request) -> bool:
+        if "reveal" not in request.query_params:
+            return False  # what the serializer below says, without building it
         query = RevealQuerySerializer(data=request.query_params)
         if not query.is_valid():
             raise ValidationError({"reveal": "Use true or false."})
@@ -277,10 +295,32 @@ class NaturalKeyConfigViewSet(viewsets.GenericViewSet):
         instance = self.save(key, data, None)
         return self.render(request, instance, code=status.HTTP_201_CREATED)
 
+    def masked_entry(self, key: Hashable) -> tuple[dict[str, Any], str] | Any:
+        """The masked body and ETag of record ``key`` as loaded now, or ``MISSING``."""
+        try:
+            instance = self.record_get(str(key))
+        except ConfigKeyError:
+            return MISSING
+        body = self.serializer_class(instance, context={"reveal": False}).data
+        return dict(body), record_etag(instance)
+
     def retrieve(self, request: Request, **kwargs: str) -> Response:
+        """The record, masked unless revealed. Without reveal and with ``cache_namespace``, from
+        the lookup cache: the masked body holds no secret by construction; a reveal always reads
+        the row, decrypts and audits. A missing key is not cached (any reader could fill memory
+        with keys of their choosing): a 404 costs a query."""
         reveal = self.wants_reveal(request)
-        instance = self.get_object_or_404(kwargs[self.lookup_field])
-        return self.render(request, instance, reveal=reveal)
+        key = kwargs[self.lookup_field]
+        if reveal or self.cache_namespace is None:
+            return self.render(request, self.get_object_or_404(key), reveal=reveal)
+        self.check_key(key)
+        entry = lookup_cache.get(self.cache_namespace, key, self.masked_entry, keep=_found)
+        if entry is MISSING:
+            raise NotFound("No record with this key.")
+        body, etag = entry
+        # A copy, so nothing downstream can alter the cached body (nested JSON values included).
+        data = {k: copy.deepcopy(v) if v.__class__ in _MUTABLE else v for k, v in body.items()}
+        return Response(data, headers={"ETag": etag})
 
     def _update(self, request: Request, key: str, *, partial: bool) -> Response:
         def write(current: Any) -> Any:
@@ -325,6 +365,7 @@ class SystemConfigViewSet(RecordHistoryMixin, NaturalKeyConfigViewSet):
 
     model = SystemConfig
     history_label = "configsync.systemconfig"
+    cache_namespace = "api:system"
     serializer_class = SystemConfigSerializer
     update_serializer_class = SystemConfigUpdateSerializer
     lookup_field = "key"
