@@ -6,6 +6,12 @@ revoked (``revoke_key``) or deleted (``delete_key``, the admin's delete), naming
 and prefix — never the key — with the acting caller (``configsync.actor``) as actor. The
 admin's revoke also leaves its Django ``LogEntry``.
 If the event cannot be written, nothing is (``AuditWriteError``).
+
+Each write goes through the model's ``save()``/``delete()``, whose signals drop the verified keys
+the REST API caches (``configsync.api.authentication``) in this process at once and, once the
+transaction commits, in every other one (``configsync.lookup``). Write keys only through these
+services (or ``save()``/``delete()``): a ``QuerySet.update()`` would be seen by other processes
+only after ``CONFIGSYNC_LOOKUP_MAX_AGE_SECONDS``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """A change made through the API in one process is seen by the lookups of another.
 
-Covers a setting (``get_system_config``) and the rotation of an OpenAI key (``get_ai_config``).
+Covers a setting (``get_system_config``) and the rotation of an OpenAI key (``get_ai_config``),
+and the API keys whose verification the REST API caches in the same way: a key revoked, or its
+reveal scope taken away, by one process is refused by another that had it cached.
 
 Both processes are real (subprocesses under ``settings.test``) and share one file database: a
 temporary SQLite file, migrated once for the module, since the in-memory test database of the
@@ -179,3 +181,107 @@ def test_api_change_is_seen_by_another_process(
         write(value, "patch")
         seen = _wait_for(lines, value)
         assert "<missing>" not in seen
+
+
+KEY_SETUP = """
+import django
+django.setup()
+from configsync.services.api_keys import api_key_create
+from configsync.services.system_config import system_config_set
+system_config_set(key="KEYED", value="visible")
+record, key = api_key_create(name="cross-process-reader", can_reveal=True)
+print(record.prefix, key, flush=True)
+"""
+
+KEY_CALLER = """
+import sys, time, django
+django.setup()
+from django.test import Client
+path, key = sys.argv[1], sys.stdin.readline().strip()
+client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Api-Key {key}")
+last = None
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    status = client.get(path).status_code
+    if status != last:
+        print(status, flush=True)
+        last = status
+    time.sleep(0.005)
+"""
+
+KEY_CHANGE = """
+import sys, django
+django.setup()
+from configsync.models import ServiceAPIKey
+from configsync.services.api_keys import api_key_revoke, api_key_update
+prefix, change = sys.argv[1], sys.argv[2]
+if change == "revoke":
+    api_key_revoke(prefix=prefix)
+else:
+    record = ServiceAPIKey.objects.get(prefix=prefix)
+    api_key_update(prefix=prefix, name=record.name, can_write=record.can_write,
+                   can_reveal=False, expiry_date=record.expiry_date, revoked=False)
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "refused"),
+    [
+        ("revoke", "/api/v1/configs/system/KEYED/", "401"),
+        # The audit trail needs the reveal scope and writes nothing when read.
+        ("drop-reveal", "/api/v1/audit/?limit=1", "403"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+def test_api_key_change_is_enforced_by_another_process(
+    backend: str, change: str, path: str, refused: str, shared_database: Path
+) -> None:
+    """The caller process has the key verified and cached; another process revokes it (or
+    takes its reveal scope): the caller is refused within the lookup cache's bound."""
+    redis_url = os.environ.get("REDIS_URL", "") if backend == "redis" else ""
+    if backend == "redis" and not redis_url:
+        pytest.skip("REDIS_URL is not set")
+    env = _env(shared_database, redis_url)
+    setup = subprocess.run(
+        [sys.executable, "-c", KEY_SETUP],
+        cwd=settings.BASE_DIR,
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    prefix, key = setup.stdout.split()
+    caller = subprocess.Popen(
+        [sys.executable, "-c", KEY_CALLER, path],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert caller.stdin is not None and caller.stdout is not None
+        caller.stdin.write(key + "\n")
+        caller.stdin.close()
+        lines: queue.Queue = queue.Queue()
+        stdout = caller.stdout
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line.strip())
+
+        threading.Thread(target=pump, daemon=True).start()
+        _wait_for(lines, "200", deadline_seconds=60)  # verified, and cached from now on
+        subprocess.run(
+            [sys.executable, "-c", KEY_CHANGE, prefix, change],
+            cwd=settings.BASE_DIR,
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        seen = _wait_for(lines, refused)
+        assert seen == [refused], f"the caller answered {seen!r} after the change"
+    finally:
+        caller.kill()
+        caller.wait(timeout=10)
