@@ -16,7 +16,6 @@ DRF's own path.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -43,11 +42,11 @@ if count >= tonumber(ARGV[3]) then
   return {0, count, oldest or false}
 end
 redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {1, count + 1, oldest or ARGV[1]}
 """
-"""KEYS[1]: the window; ARGV: now, duration, allowed requests, expiry (whole seconds).
-Returns {allowed (1/0), requests in the window (the new one included when allowed), the oldest
+"""KEYS[1]: the window; ARGV: now, duration (whole seconds, also the list's expiry), allowed
+requests. Returns {allowed (1/0), requests in the window (the new one included when allowed), the oldest
 timestamp in the window (as stored)}. Timestamps travel as text (Lua numbers would be truncated
 to integers on the way back)."""
 
@@ -70,8 +69,8 @@ class CallerRateThrottle(SimpleRateThrottle):
 
     def __init__(self) -> None:
         # The rate is resolved per request in allow_request, not frozen at import.
-        self.count = 0
-        self.oldest: float | None = None
+        self.window: tuple[int, int, int, float | None] | None = None
+        """On the Redis path: (allowed requests, duration, requests in the window, oldest)."""
 
     def get_rate(self) -> str | None:
         rate = api_settings.DEFAULT_THROTTLE_RATES.get(str(self.scope))
@@ -82,33 +81,28 @@ class CallerRateThrottle(SimpleRateThrottle):
             return True
         self.scope = "user" if request.user and request.user.is_authenticated else "anon"
         self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
+        limit, duration = self.num_requests, self.duration = self.parse_rate(self.rate)
         backend = caches[DEFAULT_CACHE_ALIAS]
-        if self.rate is None or not isinstance(backend, RedisCache):
+        if limit is None or duration is None or not isinstance(backend, RedisCache):
             return super().allow_request(request, view)
         self.key = self.get_cache_key(request, view)
         self.now = self.timer()
         # A key of its own: the window is a Redis list, not a cache value DRF's path could read.
-        window = backend.make_and_validate_key(f"{self.key}:window")
+        key = backend.make_and_validate_key(f"{self.key}:window")
         allowed, count, oldest = _script(
-            keys=[window],
-            args=[repr(self.now), self.duration, self.num_requests, math.ceil(self.duration)],
-            client=_redis_client(backend),
+            keys=[key], args=[repr(self.now), duration, limit], client=_redis_client(backend)
         )
-        self.count = int(count)
-        self.oldest = float(oldest) if oldest is not None else None
+        self.window = (limit, duration, int(count), float(oldest) if oldest else None)
         return bool(allowed)
 
     def wait(self) -> float | None:
-        """Seconds until the next request may be allowed (DRF's formula, over the window the
-        script reported on the Redis path)."""
-        if not isinstance(caches[DEFAULT_CACHE_ALIAS], RedisCache):
+        """Seconds until the next request may be allowed: DRF's formula, over the window the
+        script reported on the Redis path."""
+        if self.window is None:
             return super().wait()
-        if self.oldest is not None:
-            remaining = self.duration - (self.now - self.oldest)
-        else:
-            remaining = self.duration
-        available = self.num_requests - self.count + 1
+        limit, duration, count, oldest = self.window
+        remaining = duration - (self.now - oldest) if oldest is not None else duration
+        available = limit - count + 1
         if available <= 0:
             return None
         return remaining / float(available)
