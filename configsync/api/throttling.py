@@ -46,9 +46,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {1, count + 1, oldest or ARGV[1]}
 """
 """KEYS[1]: the window; ARGV: now, duration (whole seconds, also the list's expiry), allowed
-requests. Returns {allowed (1/0), requests in the window (the new one included when allowed), the oldest
-timestamp in the window (as stored)}. Timestamps travel as text (Lua numbers would be truncated
-to integers on the way back)."""
+requests. Returns {allowed (1/0), requests in the window (the new one included when allowed),
+the oldest timestamp in the window (as stored)}. Timestamps travel as text (Lua numbers would be
+truncated to integers on the way back)."""
 
 _script = Script(None, WINDOW_SCRIPT.encode())  # type: ignore[arg-type]
 _clients: WeakKeyDictionary[Any, Redis] = WeakKeyDictionary()
