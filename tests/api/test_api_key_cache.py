@@ -37,6 +37,8 @@ SETTING = "/api/v1/configs/system/PLAIN/"
 def _setting(settings) -> None:  # type: ignore[no-untyped-def]
     settings.REDIS_URL = ""  # no listener whose (re)subscribe would clear the cache meanwhile
     settings.CONFIGSYNC_LOOKUP_CHECK_INTERVAL_SECONDS = 3600
+    lookup_cache._next_check = 0.0
+    lookup_cache.get("warm-up", "", lambda key: None)  # the version check: now, not in a call
     system_config_set(key="PLAIN", value="visible")
 
 
