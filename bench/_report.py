@@ -24,7 +24,7 @@ class Goal:
     measured: str
     """The figure as printed, with its unit: ``23,400 records/s``."""
     target: str
-    """The goal as printed, including the same-run floor: ``>= 20,000/s and >= 0.5x COPY (31,000/s)``."""
+    """The goal as printed, with the same-run floor: ``>= 20,000/s and >= 0.5x COPY (31,000/s)``."""
     met: bool
 
 

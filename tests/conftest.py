@@ -19,6 +19,7 @@ from providers.models import AIProviderConfig
 from providers.services import ai_provider_set
 from tests.factories import CANARY_SECRET
 from tests.support.api import role_client
+from tests.support.audit import audit_trail_down
 from tests.support.cli import CliResult
 from tests.support.providers import StubProvider, serve_stub_provider
 from tests.support.xdist import isolate_worker
@@ -41,6 +42,13 @@ def _fresh_process_caches() -> Iterator[None]:
     reset_keyring()
     node_id_reset_cache()
     lookup_cache.invalidate_local()
+
+
+@pytest.fixture
+def audit_down(db: None) -> Iterator[None]:
+    """Every insert into the audit table fails until the test ends (``tests/support/audit.py``)."""
+    with audit_trail_down():
+        yield
 
 
 @pytest.fixture

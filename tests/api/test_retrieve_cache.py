@@ -19,7 +19,6 @@ from configsync.models import AuditEvent, LookupVersion, SystemConfig
 from configsync.services.system_config import system_config_set
 from configsync.versioning import record_etag
 from providers.models import AIProviderConfig
-from tests.services.test_audit_fail_closed import audit_down  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 

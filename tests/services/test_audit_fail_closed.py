@@ -8,7 +8,7 @@ The trail is broken for real, by a database trigger refusing every insert into t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from configsync.services.audit import AuditWriteError, audit_action
 from configsync.services.system_config import system_config_set
 from tests.support.admin import setting_form
 from tests.support.api import key_client
+from tests.support.audit import audit_break, audit_mend
 from tests.support.cli import CliResult
 from tests.support.replication import remote_change, use_replication_settings
 
@@ -39,43 +40,6 @@ pytestmark = pytest.mark.django_db
 
 SYSTEM = "/api/v1/configs/system/"
 TABLE = AuditEvent._meta.db_table
-
-
-def _break(cursor: Any) -> None:
-    if connection.vendor == "postgresql":
-        cursor.execute(
-            "CREATE FUNCTION configsync_test_audit_down() RETURNS trigger AS $$ BEGIN "
-            "RAISE EXCEPTION 'audit trail down (test)'; END $$ LANGUAGE plpgsql"
-        )
-        cursor.execute(
-            f"CREATE TRIGGER configsync_test_audit_down BEFORE INSERT ON {TABLE} "
-            "FOR EACH ROW EXECUTE FUNCTION configsync_test_audit_down()"
-        )
-    else:
-        cursor.execute(
-            f"CREATE TRIGGER configsync_test_audit_down BEFORE INSERT ON {TABLE} "
-            "BEGIN SELECT RAISE(ABORT, 'audit trail down (test)'); END"
-        )
-
-
-def _mend(cursor: Any) -> None:
-    cursor.execute(
-        f"DROP TRIGGER configsync_test_audit_down ON {TABLE}"
-        if connection.vendor == "postgresql"
-        else "DROP TRIGGER configsync_test_audit_down"
-    )
-    if connection.vendor == "postgresql":
-        cursor.execute("DROP FUNCTION configsync_test_audit_down()")
-
-
-@pytest.fixture
-def audit_down() -> Iterator[None]:
-    """Every insert into the audit table fails until the test ends."""
-    with connection.cursor() as cursor:
-        _break(cursor)
-    yield
-    with connection.cursor() as cursor:
-        _mend(cursor)
 
 
 def snapshot() -> tuple[list[Any], int, int, int]:
@@ -100,7 +64,7 @@ def test_an_admin_write_is_refused(admin_user: Any, canary: str) -> None:
     client.force_login(admin_user)
     before = snapshot()
     with connection.cursor() as cursor:
-        _break(cursor)
+        audit_break(cursor)
     response = client.post(
         reverse("admin:configsync_systemconfig_change", args=[record.pk]),
         setting_form(record, value=canary),
@@ -108,7 +72,7 @@ def test_an_admin_write_is_refused(admin_user: Any, canary: str) -> None:
     assert response.status_code == 500
     assert canary.encode() not in response.content
     with connection.cursor() as cursor:
-        _mend(cursor)
+        audit_mend(cursor)
     assert snapshot() == before
     assert SystemConfig.objects.get(key="ADMIN_TOKEN").raw_value() == "old"
 
@@ -117,7 +81,7 @@ def test_an_api_write_is_refused_with_a_clean_503(canary: str) -> None:
     client = key_client(write=True)
     before = snapshot()
     with connection.cursor() as cursor:
-        _break(cursor)
+        audit_break(cursor)
     response = client.post(
         SYSTEM, {"key": "API_TOKEN", "value": canary, "is_sensitive": True}, format="json"
     )
@@ -126,7 +90,7 @@ def test_an_api_write_is_refused_with_a_clean_503(canary: str) -> None:
     assert "audit trail could not be written" in response.json()["detail"]
     assert canary.encode() not in response.content
     with connection.cursor() as cursor:
-        _mend(cursor)
+        audit_mend(cursor)
     assert snapshot() == before
     assert not SystemConfig.objects.filter(key="API_TOKEN").exists()
 
@@ -135,7 +99,7 @@ def test_an_api_reveal_is_refused_without_the_value(canary: str) -> None:
     system_config_set(key="REVEALED", value=canary, is_sensitive=True)
     client = key_client(reveal=True)
     with connection.cursor() as cursor:
-        _break(cursor)
+        audit_break(cursor)
     single = client.get(f"{SYSTEM}REVEALED/", {"reveal": "true"})
     listing = client.get(SYSTEM, {"reveal": "true"})
     for response in (single, listing):
@@ -145,7 +109,7 @@ def test_an_api_reveal_is_refused_without_the_value(canary: str) -> None:
     masked = client.get(f"{SYSTEM}REVEALED/")  # no reveal asked: nothing to audit, answered
     assert masked.status_code == 200 and canary.encode() not in masked.content
     with connection.cursor() as cursor:
-        _mend(cursor)
+        audit_mend(cursor)
     assert not AuditEvent.objects.filter(action="reveal").exists()
 
 
@@ -163,13 +127,13 @@ def test_a_cli_write_and_reveal_are_refused_in_one_line(
 def test_a_cli_reveal_is_refused(cli: Callable[..., CliResult], canary: str) -> None:
     system_config_set(key="CLI_SECRET", value=canary, is_sensitive=True)
     with connection.cursor() as cursor:
-        _break(cursor)
+        audit_break(cursor)
     result = cli("get", "CLI_SECRET", "--reveal")
     assert result.code == 1
     assert canary not in result.out and canary not in result.err
     assert "audit trail" in result.err
     with connection.cursor() as cursor:
-        _mend(cursor)
+        audit_mend(cursor)
 
 
 def test_a_peer_change_is_not_applied_nor_quarantined(audit_down: None, settings: Any) -> None:
@@ -195,13 +159,13 @@ def test_a_mode_switch_is_refused(audit_down: None) -> None:
 def test_api_key_create_and_revoke_are_refused() -> None:
     record, _ = api_key_create(name="keep")
     with connection.cursor() as cursor:
-        _break(cursor)
+        audit_break(cursor)
     with pytest.raises(AuditWriteError):
         api_key_revoke(prefix=record.prefix)
     with pytest.raises(AuditWriteError):
         api_key_create(name="new")
     with connection.cursor() as cursor:
-        _mend(cursor)
+        audit_mend(cursor)
     assert ServiceAPIKey.objects.get(prefix=record.prefix).revoked is False
     assert not ServiceAPIKey.objects.filter(name="new").exists()
 
@@ -212,12 +176,12 @@ def test_a_value_check_is_refused_without_an_answer(
     system_config_set(key="CHECKED", value=canary, is_sensitive=True)
     event = AuditEvent.objects.get(natural_key="CHECKED")
     with connection.cursor() as cursor:
-        _break(cursor)
+        audit_break(cursor)
     result = cli("audit", "--value-of", str(event.pk), stdin=canary)
     assert result.code == 1 and "audit trail" in result.err
     assert "yes" not in result.out and canary not in result.out + result.err
     with connection.cursor() as cursor:
-        _mend(cursor)
+        audit_mend(cursor)
 
 
 def test_a_rollback_and_a_restore_are_refused_in_one_line(
@@ -229,7 +193,7 @@ def test_a_rollback_and_a_restore_are_refused_in_one_line(
     system_config_set(key="ROLLED", value="sk-CANARY-second-0000", is_sensitive=True)
     before = snapshot()
     with connection.cursor() as cursor:
-        _break(cursor)
+        audit_break(cursor)
     try:
         for args in (("rollback", "ROLLED", "1"), ("restore", str(path))):
             result = cli(*args)
@@ -239,7 +203,7 @@ def test_a_rollback_and_a_restore_are_refused_in_one_line(
             assert snapshot() == before
     finally:
         with connection.cursor() as cursor:
-            _mend(cursor)
+            audit_mend(cursor)
     assert SystemConfig.objects.get(key="ROLLED").raw_value() == "sk-CANARY-second-0000"
 
 
@@ -282,5 +246,5 @@ def test_a_revealing_rollback_is_refused_when_its_reveal_cannot_be_audited(
         assert snapshot() == before
     finally:
         with connection.cursor() as cursor:
-            _mend(cursor)
+            audit_mend(cursor)
     assert SystemConfig.objects.get(key="WAS_PLAIN").is_sensitive
