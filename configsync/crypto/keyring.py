@@ -134,12 +134,14 @@ class Keyring:
             raise KeyringError("no encryption key: set CONFIGSYNC_ENCRYPTION_KEYS")
         self.keys = list(keys)
         self.primary = keys[0]
-        self._by_id = {key.kid: key for key in keys}
+        # One AEAD object per key, made once: building one per token costs as much as the
+        # encryption itself (key rotation handles tens of thousands of tokens a second).
+        self._aead = {key.kid: AESGCM(key.material) for key in keys}
         self.development_key_file: Path | None = None
         """Set when this keyring is the generated development key (see :func:`get_keyring`)."""
 
     def __contains__(self, kid: object) -> bool:
-        return kid in self._by_id
+        return kid in self._aead
 
     @staticmethod
     def _aad(kid: str, context: str) -> bytes:
@@ -151,16 +153,14 @@ class Keyring:
             _development_key_notice(self.development_key_file)
         key = self.primary
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(key.material).encrypt(
-            nonce, plaintext.encode(), self._aad(key.kid, context)
-        )
+        sealed = self._aead[key.kid].encrypt(nonce, plaintext.encode(), self._aad(key.kid, context))
         return f"{TOKEN_PREFIX}:{key.kid}:{_b64encode(nonce + sealed)}"
 
     def decrypt(self, token: str, *, context: str) -> str:
         """Decrypt ``token`` made for ``context``; raise ``TokenError`` with a reason otherwise."""
         kid = token_key_id(token)
-        key = self._by_id.get(kid)
-        if key is None:
+        aead = self._aead.get(kid)
+        if aead is None:
             raise TokenError(f"unknown key id {kid!r} (not in CONFIGSYNC_ENCRYPTION_KEYS)")
         try:
             blob = _b64decode(token.split(":", 2)[2])
@@ -169,9 +169,7 @@ class Keyring:
         if len(blob) < NONCE_BYTES + 16:
             raise TokenError("ciphertext is truncated")
         try:
-            plain = AESGCM(key.material).decrypt(
-                blob[:NONCE_BYTES], blob[NONCE_BYTES:], self._aad(kid, context)
-            )
+            plain = aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], self._aad(kid, context))
         except InvalidTag:
             raise TokenError(
                 "authentication failed (tampered, or copied from another record or field)"

@@ -3,25 +3,26 @@
 Rotation re-encrypts each token that is not on the primary (first) key of
 ``CONFIGSYNC_ENCRYPTION_KEYS``. It is maintenance, not a change of the value:
 
-* rows are written with ``QuerySet.update()`` of the new token only, so no ``save()`` runs, no
-  signal fires, ``updated_at`` and the record's version token stay as they were, and nothing
+* rows are written with plain ``UPDATE`` statements of the new token only, so no ``save()`` runs,
+  no signal fires, ``updated_at`` and the record's version token stay as they were, and nothing
   replicates because of it;
 * rows are walked by primary key in batches, one transaction per batch, each batch's rows locked
-  (``select_for_update``) so a concurrent write is never overwritten with the older value;
+  by one ``SELECT … FOR UPDATE`` so a concurrent write is never overwritten with the older value
+  (it waits for the batch, or the batch waits for it and reads its value);
 * the change feed's stored wire form of the record (``ReplicatedRecord.data``) gets the same new
-  token, again by ``update()`` and without a new version, so peers are never served tokens of a
-  key about to be removed;
+  token, in the same transaction and without a new version, so peers are never served tokens of
+  a key about to be removed and the row and its feed copy stay byte-identical;
 * the versions kept in conflicts (``Conflict.local_version``/``remote_version``, wire form) are
-  re-encrypted too, in their own batches: resolving an old conflict writes its token back into
-  the record, so it must still be readable once the old key is dropped. A kept version's token
-  is bound to the record it belongs to (the conflict's model label and natural key and the wire
-  form's field name), exactly as if the record held it;
-* the versions kept in the history (``RecordVersion.data``, wire form, what ``configsync
-  rollback`` writes back) are re-encrypted the same way, bound to their record like the record's
-  own tokens, in their own batches; within a batch one old token gets one new token, so versions
-  that shared a token (an unchanged secret) still share one;
+  re-encrypted too: resolving an old conflict writes its token back into the record, so it must
+  still be readable once the old key is dropped. A kept version's token is bound to the record
+  it belongs to (the conflict's model label and natural key and the wire form's field name),
+  exactly as if the record held it;
+* the versions kept in the history (``RecordVersion.data``, what ``configsync rollback`` writes
+  back) are re-encrypted the same way; within a run one old token gets one new token (up to
+  ``_MEMO_MAX`` remembered), so versions that shared a token (an unchanged secret) still share
+  one, and the current version usually gets the very token its row got;
 * the feed copies of registered models' *sensitive* fields (``auth.user.password``: plain in
-  its row, sealed only in the feed) are walked in their own batches and rotated the same way;
+  its row, sealed only in the feed) are rotated the same way;
 * it is idempotent: a token already on the primary key is left alone, so an interrupted run is
   resumed by running it again;
 * a token no configured key can decrypt is reported (model, field, natural key and the reason,
@@ -29,37 +30,65 @@ Rotation re-encrypts each token that is not on the primary (first) key of
 * every run (complete or stopped early) writes one ``AuditEvent`` (``action="rotate_keys"``)
   whose details hold the counts, the primary key id and whether it completed.
 
+**Set-based.** A batch of a model's rows costs three statements whatever its size: the locking
+select, one ``UPDATE`` of the rows from the set of new tokens and one of the feed copies (per
+encrypted field), each from a set (PostgreSQL: ``UPDATE … FROM unnest(…)``, one array parameter
+per column; SQLite: ``executemany``, in process). The feed copy is updated in the database
+(``jsonb_set``/``json_set``) only where it still holds the token just rotated, so it is never
+read into Python. The kept versions (the three tables above) are one walk: a locking select and
+one ``UPDATE`` of the changed wire forms per batch. Decryption and encryption use the keyring's
+AEAD object per key (built once, not per token).
+
+**Why the feed keeps its own copy of each token** (issue 14 asked whether the feed could serve
+the model row's token instead, storing it once). It would not store it once: every live record's
+current version is also kept, with the same token, in the history (``RecordVersion``, at least
+one version per record), which rotation must rewrite anyway — dropping the feed copy turns three
+writes per record into two, not one. And ``ReplicatedRecord.data`` is the version, not a cache:
+a local save is a new version only when its wire form differs from it (``services.local``), the
+history diffs versions by comparing their tokens, the unreadable flag and snapshots read it, and
+a tombstone or an item received with a key this node lacks has no readable row behind it. Serving
+the row's token would make every feed page join each model table named on the page, in the same
+snapshot as the metadata (else an item pairs one version's HLC with another's token), on the
+feed's hot path; ``python -m bench rotation`` prints what that join costs a feed page next to
+what the feed copy costs rotation.
+
 Every model with an :class:`~configsync.crypto.fields.EncryptedTextField` is found through
 ``django.apps``, so models added later (users, a deployment's own models) rotate too.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
+import json
 import logging
+import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.apps import apps
-from django.db import models, transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, models, transaction
+from django.db.models.expressions import RawSQL
 
 from configsync.conf import app_settings
-from configsync.crypto.fields import (
-    Ciphertext,
-    EncryptedTextField,
-    encryption_context,
-    encryption_context_for,
+from configsync.crypto.fields import EncryptedTextField, encryption_context_for
+from configsync.crypto.keyring import (
+    TOKEN_PREFIX,
+    TokenError,
+    generate_key,
+    get_keyring,
+    token_key_id,
 )
-from configsync.crypto.keyring import TokenError, generate_key, get_keyring, token_key_id
 from configsync.models import AuditEvent, Conflict, RecordVersion, ReplicatedRecord
 from configsync.replication import registry
 from configsync.services.audit import audit_action
 
 logger = logging.getLogger(__name__)
 
-_CONFLICT_SIDES = ("local_version", "remote_version")
+_MEMO_MAX = 200_000
+"""How many old token → new token pairs a run remembers (about 100 MB at most)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +108,9 @@ class UnreadableValue:
 class RotationReport:
     """What one ``keys_rotate`` run did. ``complete`` is false when stopped by ``max_batches``.
 
-    ``scanned`` counts records (rows and conflicts); ``rotated``, ``already_current`` and
-    ``unreadable`` count tokens, those of kept conflict versions included.
+    ``scanned`` counts records (rows, feed copies of sealed fields, conflicts and history
+    versions); ``rotated``, ``already_current`` and ``unreadable`` count tokens, those of kept
+    versions included (a row's feed copy is the row's token, not counted again).
     """
 
     primary_key_id: str
@@ -133,29 +163,145 @@ def _with_any_token(
     return model._base_manager.filter(condition)
 
 
-def _conflict_tokens(conflict: Conflict) -> Iterator[tuple[str, str, str]]:
-    """``(side, field name, token)`` of each encrypted value kept in ``conflict``'s versions.
+def _json_path(path: Sequence[str]) -> tuple[str, str]:
+    """``path`` as PostgreSQL (``{a,b}``) and SQLite (``$.a.b``) write a JSON path."""
+    for part in path:
+        if not part.isidentifier() or not part.isascii():
+            raise ValueError(f"not a field name: {part!r}")
+    return "{" + ",".join(path) + "}", "$." + ".".join(path)
 
-    Which wire-form fields are encrypted comes from the replication registry (a plain value that
-    happens to look like a token is not one); a conflict of a model no longer registered has none.
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one wire field's token sits: a JSON column and the key path in it. The SQL below
+    reads and writes that one string in the database, so no wire form is parsed in Python."""
+
+    column: str
+    path: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+    def read(self, table: str) -> str:
+        """SQL of the string at the path of ``table``'s column (``NULL`` when it is not one)."""
+        column = f"{connection.ops.quote_name(table)}.{connection.ops.quote_name(self.column)}"
+        pg, lite = _json_path(self.path)
+        if connection.vendor == "postgresql":
+            string, text = f"jsonb_typeof({column} #> '{pg}') = 'string'", f"{column} #>> '{pg}'"
+        else:
+            string = f"json_type({column}, '{lite}') = 'text'"
+            text = f"json_extract({column}, '{lite}')"
+        return f"CASE WHEN {string} THEN {text} END"
+
+    def replace(self) -> tuple[str, str]:
+        """``(assignment, condition)`` of an update from a set (``t``: the row, ``v``: the set):
+        the string becomes ``v.new`` where it still is ``v.old``; nothing else changes."""
+        column = connection.ops.quote_name(self.column)
+        pg, lite = _json_path(self.path)
+        if connection.vendor == "postgresql":
+            return (
+                f"{column} = jsonb_set(t.{column}, '{pg}', to_jsonb(v.new))",
+                f"t.{column} #>> '{pg}' = v.old",
+            )
+        return (
+            f"{column} = json_set(t.{column}, '{lite}', v.new)",
+            f"json_extract(t.{column}, '{lite}') = v.old",
+        )
+
+
+@dataclass(frozen=True)
+class _KeptVersions:
+    """A table that keeps versions of records in wire form (JSON), with their tokens.
+
+    The feed copies of sealed fields, the conflicts' two versions and the history's versions
+    are all walked (and counted by ``keys status``) as one of these.
     """
-    try:
-        names = registry.get(conflict.model_label).encrypted_field_names()
-    except LookupError:
-        return
-    for side in _CONFLICT_SIDES:
-        version = getattr(conflict, side)
-        data = version.get("data") if isinstance(version, dict) else None
-        if not isinstance(data, dict):
-            continue
-        for name in names:
-            token = data.get(name)
-            if isinstance(token, str) and token:
-                yield side, name, token
+
+    model: type[models.Model]
+    columns: tuple[str, ...]
+    """The JSON columns holding a version each."""
+    nested: bool
+    """A column holds a kept version (``{"hlc", …, "data": wire form}``), not the wire form."""
+    names: dict[str, list[str]]
+    """Per model label: the wire fields holding tokens (labels not here are not walked)."""
+    detail: str
+    """The field that tells one row of a record from another in a report."""
+    where: str
+    """How a report names a token's place: ``{key}``, ``{detail}`` and ``{column}`` filled in."""
+    condition: models.Q = field(default_factory=models.Q)
+
+    @functools.cached_property
+    def slots(self) -> list[_Slot]:
+        names = sorted({name for label_names in self.names.values() for name in label_names})
+        prefix = ("data",) if self.nested else ()
+        return [_Slot(column, (*prefix, name)) for column in self.columns for name in names]
+
+    def rows(self) -> models.QuerySet[Any]:
+        """``(pk, model label, natural key, detail, *one token or None per slot)`` of each row,
+        by primary key."""
+        table = self.model._meta.db_table
+        tokens = {
+            f"token_{i}": RawSQL(slot.read(table), [])  # noqa: S611 (names from _meta)
+            for i, slot in enumerate(self.slots)
+        }
+        return (
+            self.model._base_manager.filter(self.condition, model_label__in=list(self.names))
+            .annotate(**tokens)
+            .order_by("pk")
+            .values_list("pk", "model_label", "natural_key", self.detail, *tokens)
+        )
+
+    def tokens(self, row: Sequence[Any]) -> Iterator[tuple[int, str]]:
+        """``(slot index, token)`` of each token of one row of :meth:`rows`."""
+        names = self.names.get(row[1], ())
+        for i, slot in enumerate(self.slots):
+            token = row[4 + i]
+            if token and slot.name in names:
+                yield i, token
+
+
+def _kept_versions() -> list[_KeptVersions]:
+    """Where tokens are kept besides the model rows (which registered fields hold them comes
+    from the replication registry: a plain value that looks like a token is not one)."""
+    encrypted = {
+        rm.label: rm.encrypted_field_names()
+        for rm in registry.all_registered()
+        if rm.encrypted_field_names()
+    }
+    sealed = {rm.label: sorted(rm.sensitive) for rm in registry.all_registered() if rm.sensitive}
+    return [
+        _KeptVersions(
+            model=ReplicatedRecord,
+            columns=("data",),
+            nested=False,
+            names=sealed,
+            detail="seq",
+            where="{key}",
+            condition=models.Q(deleted=False),
+        ),
+        _KeptVersions(
+            model=Conflict,
+            columns=("local_version", "remote_version"),
+            nested=True,
+            names=encrypted,
+            detail="pk",
+            where="{key}, conflict {detail} {column}",
+        ),
+        _KeptVersions(
+            model=RecordVersion,
+            columns=("data",),
+            nested=False,
+            names=encrypted,
+            detail="number",
+            where="{key}, history version {detail}",
+            condition=models.Q(deleted=False),
+        ),
+    ]
 
 
 def keys_status() -> KeyUsageReport:
-    """Count stored tokens per key id (conflict versions included), without decrypting."""
+    """Count stored tokens per key id (kept versions included), without decrypting."""
     keyring = get_keyring()
     counts: Counter[str] = Counter()
 
@@ -171,18 +317,10 @@ def keys_status() -> KeyUsageReport:
             for token in row:
                 if token is not None:
                     count(token)
-    for conflict in _conflicts().iterator():
-        for _side, _name, token in _conflict_tokens(conflict):
-            count(token)
-    for version in _versions().iterator():
-        for _name, token in _version_tokens(version):
-            count(token)
-    sealed = _sealed_fields()
-    for record in _sealed_records().iterator():
-        data = record.data if isinstance(record.data, dict) else {}
-        for name in sealed.get(record.model_label, []):
-            if isinstance(data.get(name), str) and data[name]:
-                count(data[name])
+    for kept in _kept_versions():
+        for row in kept.rows().iterator():
+            for _slot, token in kept.tokens(row):
+                count(token)
     return KeyUsageReport(
         primary_key_id=keyring.primary.kid,
         configured_key_ids=[key.kid for key in keyring.keys],
@@ -190,292 +328,222 @@ def keys_status() -> KeyUsageReport:
     )
 
 
-def _rotated(
-    token: str, *, context: str, report: RotationReport, where: tuple[str, str, str]
-) -> str | None:
-    """``token`` re-encrypted with the primary key, or ``None`` when it stays as it is.
+class _Renewal:
+    """One run's re-encryption: the keyring, the report it counts into, and the tokens renewed
+    so far (one old token gets one new token, so tokens shared between copies stay shared)."""
 
-    A token already on the primary key is counted as current; one no key can read is reported
-    (``where`` = model, field, record; never a value) and left alone.
-    """
-    keyring = get_keyring()
-    try:
-        if token_key_id(token) == keyring.primary.kid:
-            report.already_current += 1
+    def __init__(self, report: RotationReport) -> None:
+        self.keyring = get_keyring()
+        self.current = f"{TOKEN_PREFIX}:{self.keyring.primary.kid}:"
+        self.report = report
+        self.renewed: dict[tuple[str, str], str] = {}
+
+    def renew(self, token: str, *, label: str, name: str, key: str, where: str) -> str | None:
+        """``token`` re-encrypted with the primary key, or ``None`` when it stays as it is.
+
+        A token already on the primary key is counted as current; one no key can read is
+        reported (``where`` names the record; never a value) and left alone.
+        """
+        if token.startswith(self.current):
+            self.report.already_current += 1
             return None
-        plaintext = keyring.decrypt(token, context=context)
-    except TokenError as exc:
-        model, field_name, record = where
-        report.unreadable.append(
-            UnreadableValue(model=model, field=field_name, record=record, reason=str(exc))
-        )
-        return None
-    report.rotated += 1
-    return keyring.encrypt(plaintext, context=context)
+        context = encryption_context_for(model_label=label, field_name=name, natural_key=key)
+        new = self.renewed.get((context, token))
+        if new is None:
+            try:
+                plaintext = self.keyring.decrypt(token, context=context)
+            except TokenError as exc:
+                self.report.unreadable.append(
+                    UnreadableValue(model=label, field=name, record=where, reason=str(exc))
+                )
+                return None
+            new = self.keyring.encrypt(plaintext, context=context)
+            self.renewed[(context, token)] = new
+        self.report.rotated += 1
+        return new
+
+    def batch_starts(self) -> None:
+        if len(self.renewed) > _MEMO_MAX:
+            self.renewed.clear()
 
 
-def _mirror_into_replication_record(
-    model: type[models.Model], *, natural_key: str, tokens: dict[str, tuple[str, str]]
+_COLUMN_REFERENCE = re.compile(r"\bv\.([a-z_][a-z0-9_]*)\b")
+
+
+def _update_from_set(
+    table: str,
+    *,
+    assignments: str,
+    condition: str,
+    columns: dict[str, str],
+    rows: Sequence[Sequence[object]],
 ) -> None:
-    """Give the record's stored wire form (the change feed's copy) the same new tokens.
+    """``UPDATE <table> AS t SET <assignments> WHERE <condition>`` for every row of ``rows``.
 
-    Without it the feed would keep serving tokens of a key about to be removed, and the next
-    unchanged save would look like a change (row token != feed token). Only a token equal to the
-    one just rotated is replaced; the version (seq, HLC) is untouched: not a change of the value.
-    A model that does not replicate (the .env bridge's bases) has no feed copy.
+    In ``assignments`` and ``condition``, ``v.<name>`` is the row's value of column ``<name>``;
+    ``columns`` names the columns in row order with their PostgreSQL types. PostgreSQL runs one
+    statement for the whole set, sent as one JSON array of rows (one parameter, encoded and
+    parsed in C: psycopg's client-side binding quotes array parameters element by element in
+    Python, 3x slower); SQLite runs the statement row by row with ``executemany`` (in process,
+    no round trips).
     """
-    if registry.for_model(model) is None:
+    if not rows:
         return
-    record = (
-        ReplicatedRecord.objects.select_for_update()
-        .filter(model_label=model._meta.label_lower, natural_key=natural_key)
-        .first()
-    )
-    data = getattr(record, "data", None)
-    if record is None or not isinstance(data, dict):
-        return
-    updated = dict(data)
-    for name, (old, new) in tokens.items():
-        if updated.get(name) == str(old):
-            updated[name] = str(new)
-    if updated != data:
-        ReplicatedRecord.objects.filter(pk=record.pk).update(data=updated)
+    table = connection.ops.quote_name(table)
+    names = list(columns)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            values = ", ".join(
+                f"e ->> {i} AS {name}" if kind == "text" else f"(e ->> {i})::{kind} AS {name}"
+                for i, (name, kind) in enumerate(columns.items())
+            )
+            cursor.execute(
+                f"UPDATE {table} AS t SET {assignments} "  # noqa: S608 (names from _meta)
+                f"FROM (SELECT {values} FROM json_array_elements(%s::json) AS e) AS v "
+                f"WHERE {condition}",
+                [json.dumps(rows, cls=DjangoJSONEncoder)],
+            )
+            return
+        order: list[int] = []
+
+        def placeholder(match: re.Match[str]) -> str:
+            order.append(names.index(match.group(1)))
+            return "%s"
+
+        sql = _COLUMN_REFERENCE.sub(
+            placeholder,
+            f"UPDATE {table} AS t SET {assignments} WHERE {condition}",  # noqa: S608 (as above)
+        )
+        cursor.executemany(sql, [[row[i] for i in order] for row in rows])
 
 
-def _rotate_batch(
+def _rotate_rows_batch(
     model: type[models.Model],
     fields: list[EncryptedTextField],
     *,
     after_pk: object,
     batch_size: int,
-    report: RotationReport,
+    renewal: _Renewal,
 ) -> object | None:
-    """Rotate the next ``batch_size`` rows after ``after_pk``; the last pk seen, or ``None``."""
+    """Rotate the next ``batch_size`` rows after ``after_pk`` and their feed copies; the last pk
+    seen, or ``None`` when the model is done."""
     natural_key_field: str = model.natural_key_field  # type: ignore[attr-defined]
     label = model._meta.label_lower
     queryset = _with_any_token(model, fields).order_by("pk")
     if after_pk is not None:
         queryset = queryset.filter(pk__gt=after_pk)
+    renewal.batch_starts()
     with transaction.atomic():
         rows = list(
-            queryset.select_for_update().only(
+            queryset.select_for_update().values_list(
                 "pk", natural_key_field, *(f.attname for f in fields)
             )[:batch_size]
         )
-        for row in rows:
-            report.scanned += 1
-            natural_key = str(getattr(row, natural_key_field))
-            updates: dict[str, Ciphertext] = {}
-            changes: dict[str, tuple[str, str]] = {}
-            for f in fields:
-                token = row.__dict__.get(f.attname)
-                if token is None:
-                    continue
-                new = _rotated(
-                    token,
-                    context=encryption_context(row, f.name),
-                    report=report,
-                    where=(label, f.name, natural_key),
+        changed: list[list[object]] = []
+        copies: list[list[list[object]]] = [[] for _ in fields]
+        for pk, natural_key, *tokens in rows:
+            key = str(natural_key)
+            update: list[object] = [pk]
+            for i, (f, token) in enumerate(zip(fields, tokens, strict=True)):
+                new = None
+                if token is not None:
+                    token = str(token)
+                    new = renewal.renew(token, label=label, name=f.name, key=key, where=key)
+                if new is None:
+                    update += [None, None]
+                else:
+                    update += [token, new]
+                    copies[i].append([label, key, token, new])
+            if len(update) > 1 and any(update[1:]):
+                changed.append(update)
+        _write_rows(model, fields, changed)
+        if registry.for_model(model) is not None:
+            for f, field_copies in zip(fields, copies, strict=True):
+                # The feed's copy: the same new token where it holds the row's old one.
+                assignment, holds_old = _Slot("data", (f.name,)).replace()
+                _update_from_set(
+                    ReplicatedRecord._meta.db_table,
+                    assignments=assignment,
+                    condition=(
+                        "t.model_label = v.label AND t.natural_key = v.natural_key AND " + holds_old
+                    ),
+                    columns={"label": "text", "natural_key": "text", "old": "text", "new": "text"},
+                    rows=field_copies,
                 )
-                if new is not None:
-                    updates[f.attname] = Ciphertext(new)
-                    changes[f.name] = (str(token), new)
-            if updates:
-                # update(), not save(): no signal, no updated_at, nothing to replicate.
-                model._base_manager.filter(pk=row.pk).update(**updates)
-                _mirror_into_replication_record(model, natural_key=natural_key, tokens=changes)
+    renewal.report.scanned += len(rows)
     if rows:
-        report.batches += 1
+        renewal.report.batches += 1
     if len(rows) < batch_size:
         return None
-    return rows[-1].pk
+    return rows[-1][0]
 
 
-def _conflicts() -> models.QuerySet[Conflict]:
-    return Conflict.objects.order_by("pk").only(
-        "pk", "model_label", "natural_key", *_CONFLICT_SIDES
+def _write_rows(
+    model: type[models.Model], fields: list[EncryptedTextField], rows: list[list[object]]
+) -> None:
+    """Write ``(pk, old, new, old, new, …)`` per row: each field gets its new token where it
+    still holds the old one (a field not rotated has ``None`` for both)."""
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    assert pk is not None
+    columns = {"pk": pk.rel_db_type(connection)}
+    assignments = []
+    for i, f in enumerate(fields):
+        columns[f"old{i}"] = columns[f"new{i}"] = "text"
+        column = quote(f.column)
+        assignments.append(
+            f"{column} = CASE WHEN t.{column} = v.old{i} THEN v.new{i} ELSE t.{column} END"
+        )
+    _update_from_set(
+        model._meta.db_table,
+        assignments=", ".join(assignments),
+        condition=f"t.{quote(pk.column)} = v.pk",
+        columns=columns,
+        rows=rows,
     )
 
 
-def _rotate_conflict_batch(
-    *, after_pk: object, batch_size: int, report: RotationReport
+def _rotate_kept_batch(
+    kept: _KeptVersions, *, after_pk: object, batch_size: int, renewal: _Renewal
 ) -> object | None:
-    """Rotate the tokens kept in the next ``batch_size`` conflicts; the last pk, or ``None``."""
-    queryset = _conflicts()
+    """Rotate the tokens in the next ``batch_size`` rows of ``kept``; the last pk, or ``None``."""
+    queryset = kept.rows()
     if after_pk is not None:
         queryset = queryset.filter(pk__gt=after_pk)
+    renewal.batch_starts()
     with transaction.atomic():
-        conflicts = list(queryset.select_for_update()[:batch_size])
-        for conflict in conflicts:
-            report.scanned += 1
-            versions = {side: copy.deepcopy(getattr(conflict, side)) for side in _CONFLICT_SIDES}
-            changed = False
-            for side, name, token in _conflict_tokens(conflict):
-                new = _rotated(
+        rows = list(queryset.select_for_update()[:batch_size])
+        changed: list[list[list[object]]] = [[] for _ in kept.slots]
+        for row in rows:
+            pk, label, key = row[:3]
+            for i, token in kept.tokens(row):
+                slot = kept.slots[i]
+                new = renewal.renew(
                     token,
-                    context=encryption_context_for(
-                        model_label=conflict.model_label,
-                        field_name=name,
-                        natural_key=conflict.natural_key,
-                    ),
-                    report=report,
-                    where=(
-                        conflict.model_label,
-                        name,
-                        f"{conflict.natural_key}, conflict {conflict.pk} {side}",
-                    ),
+                    label=label,
+                    name=slot.name,
+                    key=key,
+                    where=kept.where.format(key=key, detail=row[3], column=slot.column),
                 )
                 if new is not None:
-                    versions[side]["data"][name] = new
-                    changed = True
-            if changed:
-                Conflict.objects.filter(pk=conflict.pk).update(**versions)
-    if conflicts:
-        report.batches += 1
-    if len(conflicts) < batch_size:
+                    changed[i].append([pk, token, new])
+        pk_field = kept.model._meta.pk
+        assert pk_field is not None
+        for slot, slot_rows in zip(kept.slots, changed, strict=True):
+            assignment, holds_old = slot.replace()
+            _update_from_set(
+                kept.model._meta.db_table,
+                assignments=assignment,
+                condition=f"t.{connection.ops.quote_name(pk_field.column)} = v.pk AND {holds_old}",
+                columns={"pk": pk_field.rel_db_type(connection), "old": "text", "new": "text"},
+                rows=slot_rows,
+            )
+    renewal.report.scanned += len(rows)
+    if rows:
+        renewal.report.batches += 1
+    if len(rows) < batch_size:
         return None
-    return conflicts[-1].pk
-
-
-def _versions() -> models.QuerySet[RecordVersion]:
-    return (
-        RecordVersion.objects.filter(deleted=False, model_label__in=_encrypted_labels())
-        .order_by("pk")
-        .only("pk", "model_label", "natural_key", "data")
-    )
-
-
-def _encrypted_labels() -> list[str]:
-    return [rm.label for rm in registry.all_registered() if rm.encrypted_field_names()]
-
-
-def _version_tokens(version: RecordVersion) -> Iterator[tuple[str, str]]:
-    """``(field name, token)`` of each encrypted value kept in a history version."""
-    try:
-        names = registry.get(version.model_label).encrypted_field_names()
-    except LookupError:
-        return
-    data = version.data if isinstance(version.data, dict) else {}
-    for name in names:
-        token = data.get(name)
-        if isinstance(token, str) and token:
-            yield name, token
-
-
-_RENEWED_MAX = 10_000
-
-
-def _rotate_version_batch(
-    *,
-    after_pk: object,
-    batch_size: int,
-    report: RotationReport,
-    renewed: dict[tuple[str, str, str, str], str],
-) -> object | None:
-    """Rotate the tokens kept in the next ``batch_size`` history versions; the last pk, or
-    ``None``. Not a change of any value: ``update()`` of ``data`` only. ``renewed`` (shared by the
-    run's batches, bounded) maps an old token to its new one, so versions that shared a token
-    (an unchanged secret) keep sharing one and the history still shows them as the same value
-    without decrypting."""
-    queryset = _versions()
-    if after_pk is not None:
-        queryset = queryset.filter(pk__gt=after_pk)
-    if len(renewed) > _RENEWED_MAX:
-        renewed.clear()
-    with transaction.atomic():
-        versions = list(queryset.select_for_update()[:batch_size])
-        for version in versions:
-            report.scanned += 1
-            data = dict(version.data) if isinstance(version.data, dict) else {}
-            changed = False
-            for name, token in _version_tokens(version):
-                memo = (version.model_label, version.natural_key, name, token)
-                new = renewed.get(memo)
-                if new is None:
-                    new = _rotated(
-                        token,
-                        context=encryption_context_for(
-                            model_label=version.model_label,
-                            field_name=name,
-                            natural_key=version.natural_key,
-                        ),
-                        report=report,
-                        where=(
-                            version.model_label,
-                            name,
-                            f"{version.natural_key}, history version {version.number}",
-                        ),
-                    )
-                    if new is None:
-                        continue
-                    renewed[memo] = new
-                else:
-                    report.rotated += 1
-                data[name] = new
-                changed = True
-            if changed:
-                RecordVersion.objects.filter(pk=version.pk).update(data=data)
-    if versions:
-        report.batches += 1
-    if len(versions) < batch_size:
-        return None
-    return versions[-1].pk
-
-
-def _sealed_fields() -> dict[str, list[str]]:
-    """Registered models' *sensitive* fields (stored plainly, sealed only in the feed copy)."""
-    return {rm.label: sorted(rm.sensitive) for rm in registry.all_registered() if rm.sensitive}
-
-
-def _sealed_records() -> models.QuerySet[ReplicatedRecord]:
-    return (
-        ReplicatedRecord.objects.filter(model_label__in=list(_sealed_fields()), deleted=False)
-        .order_by("pk")
-        .only("pk", "model_label", "natural_key", "data")
-    )
-
-
-def _rotate_sealed_batch(
-    *, after_pk: object, batch_size: int, report: RotationReport
-) -> object | None:
-    """Rotate the tokens of sensitive fields (``auth.user.password``) in the feed's copies.
-
-    Their model row holds the plain value, so only the feed copy has a token; it is rotated in
-    place like a mirrored token (same seq and HLC: not a change of the value)."""
-    fields = _sealed_fields()
-    queryset = _sealed_records()
-    if after_pk is not None:
-        queryset = queryset.filter(pk__gt=after_pk)
-    with transaction.atomic():
-        records = list(queryset.select_for_update()[:batch_size])
-        for record in records:
-            report.scanned += 1
-            data = dict(record.data) if isinstance(record.data, dict) else {}
-            changed = False
-            for name in fields.get(record.model_label, []):
-                token = data.get(name)
-                if not isinstance(token, str) or not token:
-                    continue
-                new = _rotated(
-                    token,
-                    context=encryption_context_for(
-                        model_label=record.model_label,
-                        field_name=name,
-                        natural_key=record.natural_key,
-                    ),
-                    report=report,
-                    where=(record.model_label, name, record.natural_key),
-                )
-                if new is not None:
-                    data[name] = new
-                    changed = True
-            if changed:
-                ReplicatedRecord.objects.filter(pk=record.pk).update(data=data)
-    if records:
-        report.batches += 1
-    if len(records) < batch_size:
-        return None
-    return records[-1].pk
+    return rows[-1][0]
 
 
 def _audit(report: RotationReport) -> None:
@@ -506,15 +574,15 @@ def keys_rotate(*, batch_size: int | None = None, max_batches: int | None = None
     if size < 1:
         raise ValueError("batch_size must be at least 1")
     report = RotationReport(primary_key_id=get_keyring().primary.kid)
+    renewal = _Renewal(report)
     walks: list[functools.partial[object | None]] = [
-        functools.partial(_rotate_batch, model, fields, batch_size=size, report=report)
+        functools.partial(_rotate_rows_batch, model, fields, batch_size=size, renewal=renewal)
         for model, fields in encrypted_models()
     ]
-    walks.append(functools.partial(_rotate_sealed_batch, batch_size=size, report=report))
-    walks.append(functools.partial(_rotate_conflict_batch, batch_size=size, report=report))
-    walks.append(
-        functools.partial(_rotate_version_batch, batch_size=size, report=report, renewed={})
-    )
+    walks += [
+        functools.partial(_rotate_kept_batch, kept, batch_size=size, renewal=renewal)
+        for kept in _kept_versions()
+    ]
     for walk in walks:
         after_pk: object | None = None
         while True:
