@@ -65,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PUSH_BATCH": 1000,
     "SIGNATURE_MAX_AGE_SECONDS": 300,
     "PEER_TIMEOUT_SECONDS": 10,
-    "ROTATION_BATCH_SIZE": 200,
+    "ROTATION_BATCH_SIZE": 1000,
     # How many versions of each replicated record the history keeps (configsync.replication
     # .services.history); rollback can go back this far.
     "HISTORY_VERSIONS": 20,

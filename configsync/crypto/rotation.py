@@ -30,27 +30,32 @@ Rotation re-encrypts each token that is not on the primary (first) key of
 * every run (complete or stopped early) writes one ``AuditEvent`` (``action="rotate_keys"``)
   whose details hold the counts, the primary key id and whether it completed.
 
-**Set-based.** A batch of a model's rows costs three statements whatever its size: the locking
-select, one ``UPDATE`` of the rows from the set of new tokens and one of the feed copies (per
-encrypted field), each from a set (PostgreSQL: ``UPDATE … FROM unnest(…)``, one array parameter
-per column; SQLite: ``executemany``, in process). The feed copy is updated in the database
-(``jsonb_set``/``json_set``) only where it still holds the token just rotated, so it is never
-read into Python. The kept versions (the three tables above) are one walk: a locking select and
-one ``UPDATE`` of the changed wire forms per batch. Decryption and encryption use the keyring's
-AEAD object per key (built once, not per token).
+**Set-based.** A batch of a model's rows is three statements whatever its size: the locking
+select, one ``UPDATE`` of the rows from the set of ``(pk, old token, new token)`` and one of the
+feed copies (per encrypted field; ``jsonb_set``/``json_set`` in the database, matched by model
+and natural key). Every ``UPDATE`` writes a token only where the copy still holds the token read
+(``_update_from_set``: PostgreSQL gets the set as one JSON array parameter, SQLite one
+``executemany``). The kept versions are one walk (:class:`_KeptVersions`): a locking select that
+reads each token-holding field's string in the database (``#>>``/``json_extract``, no wire form
+parsed in Python) and one ``UPDATE`` per such field per batch. The keyring keeps one AES-GCM
+object per key (built once, not per token).
 
 **Why the feed keeps its own copy of each token** (issue 14 asked whether the feed could serve
-the model row's token instead, storing it once). It would not store it once: every live record's
-current version is also kept, with the same token, in the history (``RecordVersion``, at least
-one version per record), which rotation must rewrite anyway — dropping the feed copy turns three
-writes per record into two, not one. And ``ReplicatedRecord.data`` is the version, not a cache:
-a local save is a new version only when its wire form differs from it (``services.local``), the
-history diffs versions by comparing their tokens, the unreadable flag and snapshots read it, and
-a tombstone or an item received with a key this node lacks has no readable row behind it. Serving
-the row's token would make every feed page join each model table named on the page, in the same
-snapshot as the metadata (else an item pairs one version's HLC with another's token), on the
-feed's hot path; ``python -m bench rotation`` prints what that join costs a feed page next to
-what the feed copy costs rotation.
+the model row's token instead, storing it once). It would not store it once: the history keeps
+the current version with the same token (at least one version per record, and rotation rewrites
+it anyway), so dropping the feed copy turns three writes per record into two, not one. A
+sensitive field (``auth.user.password``) has no token in its row at all, so the feed copy stays
+for it either way. And ``ReplicatedRecord.data`` is the version, not a cache of the row: a local
+save is a new version only when its wire form differs from it (``services.local``; without the
+token there, a save changing only a secret would have to read the row's old token first, on
+every write), the history's changed fields, snapshots and the unreadable flag read it, and
+serving the row's token would make every feed page join each model table it names, in the same
+statement as the metadata (two queries under READ COMMITTED could pair one version's HLC with the
+next version's token), on the replication hot path. ``python -m bench rotation`` measures both
+sides in one run: the feed copy's ``UPDATE`` is about a third of rotation's time, and joining a
+page of 1,000 feed rows to their model rows for the tokens makes the page read 1.4-2x slower
+(see docs/architecture.md, "Rotation"). Rotation is rare maintenance; the feed is read on every
+sync cycle.
 
 Every model with an :class:`~configsync.crypto.fields.EncryptedTextField` is found through
 ``django.apps``, so models added later (users, a deployment's own models) rotate too.
@@ -87,8 +92,8 @@ from configsync.services.audit import audit_action
 
 logger = logging.getLogger(__name__)
 
-_MEMO_MAX = 200_000
-"""How many old token → new token pairs a run remembers (about 100 MB at most)."""
+_MEMO_MAX = 100_000
+"""How many old token → new token pairs a run remembers (about 50 MB)."""
 
 
 @dataclass(frozen=True)
@@ -338,29 +343,27 @@ class _Renewal:
         self.report = report
         self.renewed: dict[tuple[str, str], str] = {}
 
-    def renew(self, token: str, *, label: str, name: str, key: str, where: str) -> str | None:
-        """``token`` re-encrypted with the primary key, or ``None`` when it stays as it is.
-
-        A token already on the primary key is counted as current; one no key can read is
-        reported (``where`` names the record; never a value) and left alone.
-        """
+    def renew(self, token: str, *, label: str, name: str, key: str) -> str | None:
+        """``token`` re-encrypted with the primary key, or ``None`` (counted as current) when it
+        is on it already; ``TokenError`` when no configured key can read it."""
         if token.startswith(self.current):
             self.report.already_current += 1
             return None
         context = encryption_context_for(model_label=label, field_name=name, natural_key=key)
         new = self.renewed.get((context, token))
         if new is None:
-            try:
-                plaintext = self.keyring.decrypt(token, context=context)
-            except TokenError as exc:
-                self.report.unreadable.append(
-                    UnreadableValue(model=label, field=name, record=where, reason=str(exc))
-                )
-                return None
-            new = self.keyring.encrypt(plaintext, context=context)
+            new = self.keyring.encrypt(
+                self.keyring.decrypt(token, context=context), context=context
+            )
             self.renewed[(context, token)] = new
         self.report.rotated += 1
         return new
+
+    def unreadable(self, error: TokenError, *, label: str, name: str, record: str) -> None:
+        """Report a token no key can read (``record`` names where it is; never a value)."""
+        self.report.unreadable.append(
+            UnreadableValue(model=label, field=name, record=record, reason=str(error))
+        )
 
     def batch_starts(self) -> None:
         if len(self.renewed) > _MEMO_MAX:
@@ -414,7 +417,18 @@ def _update_from_set(
             placeholder,
             f"UPDATE {table} AS t SET {assignments} WHERE {condition}",  # noqa: S608 (as above)
         )
-        cursor.executemany(sql, [[row[i] for i in order] for row in rows])
+        params: list[list[Any]] = [[row[i] for i in order] for row in rows]
+        cursor.executemany(sql, params)
+
+
+def _primary_key(model: type[models.Model]) -> tuple[str, str]:
+    """The primary key's quoted column and its database type (a set's ``pk`` column)."""
+    pk = model._meta.pk
+    column = getattr(pk, "column", None)
+    kind = pk.rel_db_type(connection) if pk is not None else None
+    if not column or not kind:
+        raise TypeError(f"{model._meta.label} has no primary key column")
+    return connection.ops.quote_name(column), kind
 
 
 def _rotate_rows_batch(
@@ -448,13 +462,16 @@ def _rotate_rows_batch(
                 new = None
                 if token is not None:
                     token = str(token)
-                    new = renewal.renew(token, label=label, name=f.name, key=key, where=key)
+                    try:
+                        new = renewal.renew(token, label=label, name=f.name, key=key)
+                    except TokenError as exc:
+                        renewal.unreadable(exc, label=label, name=f.name, record=key)
                 if new is None:
                     update += [None, None]
                 else:
                     update += [token, new]
                     copies[i].append([label, key, token, new])
-            if len(update) > 1 and any(update[1:]):
+            if any(update[1:]):
                 changed.append(update)
         _write_rows(model, fields, changed)
         if registry.for_model(model) is not None:
@@ -484,20 +501,19 @@ def _write_rows(
     """Write ``(pk, old, new, old, new, …)`` per row: each field gets its new token where it
     still holds the old one (a field not rotated has ``None`` for both)."""
     quote = connection.ops.quote_name
-    pk = model._meta.pk
-    assert pk is not None
-    columns = {"pk": pk.rel_db_type(connection)}
+    pk_column, pk_type = _primary_key(model)
+    columns = {"pk": pk_type}
     assignments = []
     for i, f in enumerate(fields):
         columns[f"old{i}"] = columns[f"new{i}"] = "text"
-        column = quote(f.column)
+        column = quote(f.column or f.attname)
         assignments.append(
             f"{column} = CASE WHEN t.{column} = v.old{i} THEN v.new{i} ELSE t.{column} END"
         )
     _update_from_set(
         model._meta.db_table,
         assignments=", ".join(assignments),
-        condition=f"t.{quote(pk.column)} = v.pk",
+        condition=f"t.{pk_column} = v.pk",
         columns=columns,
         rows=rows,
     )
@@ -518,24 +534,22 @@ def _rotate_kept_batch(
             pk, label, key = row[:3]
             for i, token in kept.tokens(row):
                 slot = kept.slots[i]
-                new = renewal.renew(
-                    token,
-                    label=label,
-                    name=slot.name,
-                    key=key,
-                    where=kept.where.format(key=key, detail=row[3], column=slot.column),
-                )
+                try:
+                    new = renewal.renew(token, label=label, name=slot.name, key=key)
+                except TokenError as exc:
+                    where = kept.where.format(key=key, detail=row[3], column=slot.column)
+                    renewal.unreadable(exc, label=label, name=slot.name, record=where)
+                    continue
                 if new is not None:
                     changed[i].append([pk, token, new])
-        pk_field = kept.model._meta.pk
-        assert pk_field is not None
+        pk_column, pk_type = _primary_key(kept.model)
         for slot, slot_rows in zip(kept.slots, changed, strict=True):
             assignment, holds_old = slot.replace()
             _update_from_set(
                 kept.model._meta.db_table,
                 assignments=assignment,
-                condition=f"t.{connection.ops.quote_name(pk_field.column)} = v.pk AND {holds_old}",
-                columns={"pk": pk_field.rel_db_type(connection), "old": "text", "new": "text"},
+                condition=f"t.{pk_column} = v.pk AND {holds_old}",
+                columns={"pk": pk_type, "old": "text", "new": "text"},
                 rows=slot_rows,
             )
     renewal.report.scanned += len(rows)

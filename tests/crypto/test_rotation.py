@@ -352,3 +352,31 @@ def test_every_run_writes_one_audit_event_even_when_stopped_early(
     events = list(AuditEvent.objects.filter(action="rotate_keys").order_by("id"))
     assert [e.details["complete"] for e in events] == [False, True]
     assert [e.details["rotated"] for e in events] == [2, 16]
+
+
+def test_a_batch_costs_the_same_queries_however_many_records_it_holds(
+    secrets_on_old_key: dict[str, str],
+) -> None:
+    """Set-based: a locking select and one UPDATE per copy per batch, not queries per record."""
+    from django.test.utils import CaptureQueriesContext
+
+    from configsync.models import ReplicatedRecord
+
+    def rotate(*keys: str) -> tuple[int, int]:
+        with use_keys(*keys), CaptureQueriesContext(connection) as queries:
+            report = keys_rotate(batch_size=1000)
+        assert report.complete and not report.unreadable
+        return report.rotated, len(queries.captured_queries)
+
+    small = rotate(NEW, OLD)
+    with use_keys(NEW):
+        for n in range(40):
+            system_config_set(key=f"MORE_{n}", value=f"sk-CANARY-more-{n}", is_sensitive=True)
+    large = rotate(OLD, NEW)  # everything back, five times as many records
+    assert (small[0], large[0]) == (18, 98)
+    assert large[1] == small[1]
+    with use_keys(OLD):
+        row = SystemConfig.objects.values_list("secret_value", flat=True).get(key="MORE_7")
+        feed = ReplicatedRecord.objects.get(natural_key="MORE_7").data["secret_value"]
+        assert feed == str(row) and str(row).split(":")[1] == OLD_KID
+        assert SystemConfig.objects.get(key="MORE_7").secret_value == "sk-CANARY-more-7"
