@@ -52,8 +52,8 @@ every write), the history's changed fields, snapshots and the unreadable flag re
 serving the row's token would make every feed page join each model table it names, in the same
 statement as the metadata (two queries under READ COMMITTED could pair one version's HLC with the
 next version's token), on the replication hot path. ``python -m bench rotation`` measures both
-sides in one run: the feed copy's ``UPDATE`` is about a third of rotation's time, and joining a
-page of 1,000 feed rows to their model rows for the tokens makes the page read 1.4-2x slower
+sides in one run: the feed copy's ``UPDATE`` is about a quarter of rotation's time, and joining
+a page of 1,000 feed rows to their model rows for the tokens makes the page read 1.3-2x slower
 (see docs/architecture.md, "Rotation"). Rotation is rare maintenance; the feed is read on every
 sync cycle.
 

@@ -380,3 +380,26 @@ def test_a_batch_costs_the_same_queries_however_many_records_it_holds(
         feed = ReplicatedRecord.objects.get(natural_key="MORE_7").data["secret_value"]
         assert feed == str(row) and str(row).split(":")[1] == OLD_KID
         assert SystemConfig.objects.get(key="MORE_7").secret_value == "sk-CANARY-more-7"
+
+
+def test_an_unreadable_history_token_is_reported_with_its_version_and_a_non_string_ignored(
+    secrets_on_old_key: dict[str, str],
+) -> None:
+    from configsync.models import RecordVersion
+
+    lost = Keyring([parse_key(generate_key())]).encrypt(
+        "sk-CANARY-lost", context="configsync.systemconfig.secret_value:SECRET_1"
+    )
+    version = RecordVersion.objects.get(natural_key="SECRET_1", number=1)
+    RecordVersion.objects.filter(pk=version.pk).update(data={**version.data, "secret_value": lost})
+    other = RecordVersion.objects.get(natural_key="SECRET_2", number=1)
+    RecordVersion.objects.filter(pk=other.pk).update(data={**other.data, "secret_value": 5})
+
+    with use_keys(NEW, OLD):
+        report = keys_rotate(batch_size=4)
+    assert report.complete and report.rotated == 9 + 7
+    assert [(u.model, u.field, u.record) for u in report.unreadable] == [
+        ("configsync.systemconfig", "secret_value", "SECRET_1, history version 1")
+    ]
+    assert RecordVersion.objects.get(pk=version.pk).data["secret_value"] == lost
+    assert RecordVersion.objects.get(pk=other.pk).data["secret_value"] == 5
