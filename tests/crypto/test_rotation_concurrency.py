@@ -16,19 +16,23 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.test import override_settings
 
-from configsync.crypto.keyring import generate_key, parse_key, reset_keyring
+from configsync.crypto.keyring import generate_key, reset_keyring
 from configsync.crypto.rotation import RotationReport, keys_rotate, keys_status
 from configsync.models import ReplicatedRecord, SystemConfig
 from configsync.services.system_config import system_config_set
-from tests.crypto.test_rotation import use_keys
 from tests.support.concurrency import run_threads
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 DEADLINE = 60
 OLD = generate_key()
 NEW = generate_key()
-NEW_KID = parse_key(NEW).kid
+
+
+def use_keys(*keys: str) -> Any:
+    reset_keyring()
+    return override_settings(CONFIGSYNC_ENCRYPTION_KEYS=list(keys))
 
 
 @pytest.fixture(autouse=True)
