@@ -101,9 +101,9 @@ def _seed(node: Node, *, prefix: str, start: int, count: int) -> float:
 
 def _peer_id(node: Node, name: str) -> int:
     out = node.shell(
-        "from configsync.replication.services.peers import (\n"
-        "    peer_get_by_name, peer_seed_from_settings)\n"
-        f"peer_seed_from_settings(); print(peer_get_by_name({name!r}).pk)\n"
+        "from configsync.models import Peer\n"
+        "from configsync.replication.services.peers import peer_seed_from_settings\n"
+        f"peer_seed_from_settings(); print(Peer.objects.get(name={name!r}).pk)\n"
     )
     return int(out.strip().splitlines()[-1])
 

@@ -23,15 +23,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Max, Q
+from django.utils import timezone
 
 from configsync.actor import acting_now
+from configsync.bulk import rows_insert
 from configsync.conf import app_settings
 from configsync.crypto.fields import encryption_context_for
 from configsync.crypto.keyring import get_keyring
 from configsync.logging import register_secret
 from configsync.models import AuditEvent, RecordVersion, ReplicatedRecord
 from configsync.replication import registry
-from configsync.services.audit import audit_event_build, audit_record, audit_value_hash
+from configsync.services.audit import audit_changes_record, audit_value_hash
+from configsync.services.node import node_id
 
 UNREADABLE = "unreadable"
 
@@ -111,7 +114,8 @@ def history_record(
 
     Runs in the caller's transaction, which must hold the records' replication rows locked
     (both callers do), so version numbers are issued without races: three queries for the
-    whole batch (the latest numbers, the inserts, the pruning) plus the audit insert.
+    whole batch (the latest numbers, the inserts, the pruning) plus the audit insert, both
+    inserts set-wise (``configsync.bulk``).
     ``actor``/``via`` default to ``configsync.actor.acting_now()``; the events' ``details`` are
     ``{"version": number}`` plus whatever an enclosing :func:`history_details` adds.
     """
@@ -135,49 +139,70 @@ def history_record(
         ):
             latest[(label, row["natural_key"])] = row["n"]
     keep = max(1, int(app_settings.HISTORY_VERSIONS))
-    versions: list[RecordVersion] = []
-    events: list[AuditEvent] = []
+    now = timezone.now()
+    here = node_id()
+    extra = _details.get() or {}
+    versions: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
     prune = Q()
     for change in changes:
         record = change.record
-        ident = (record.model_label, record.natural_key)
+        label, key = record.model_label, record.natural_key
+        ident = (label, key)
         number = latest.get(ident, 0) + 1
         latest[ident] = number
         versions.append(
-            RecordVersion(
-                model_label=record.model_label,
-                natural_key=record.natural_key,
-                number=number,
-                hlc=record.hlc,
-                origin_node=record.origin_node,
-                deleted=record.deleted,
-                data=record.data,
-                actor=actor,
-                via=via,
+            (
+                label,
+                key,
+                number,
+                record.hlc,
+                record.origin_node,
+                record.deleted,
+                record.data,
+                actor,
+                via,
+                now,
             )
         )
         if number > keep:
-            prune |= Q(
-                model_label=record.model_label,
-                natural_key=record.natural_key,
-                number__lte=number - keep,
-            )
-        rm = registry.get(record.model_label)
+            prune |= Q(model_label=label, natural_key=key, number__lte=number - keep)
         events.append(
-            audit_event_build(
-                action=_action(change),
-                model_label=record.model_label,
-                natural_key=record.natural_key,
-                actor=actor,
-                via=via,
-                origin_node=record.origin_node,
-                hlc=record.hlc,
-                changed_fields=changed_fields(change.before, record.data),
-                value_hashes=value_hashes(rm, record.natural_key, record.data),
-                details={**(_details.get() or {}), "version": number},
+            (
+                actor,
+                via,
+                _action(change),
+                label,
+                key[:255],
+                here,
+                record.origin_node,
+                record.hlc,
+                changed_fields(change.before, record.data),
+                value_hashes(registry.get(label), key, record.data),
+                {**extra, "version": number},
+                now,
             )
         )
-    RecordVersion.objects.bulk_create(versions)
+    meta = RecordVersion._meta
+    rows_insert(
+        model=RecordVersion,
+        fields=[meta.get_field(name) for name in _VERSION_FIELDS],  # type: ignore[misc]
+        rows=versions,
+    )
     if prune:
         RecordVersion.objects.filter(prune).delete()
-    audit_record(events=events)
+    audit_changes_record(rows=events)
+
+
+_VERSION_FIELDS = (
+    "model_label",
+    "natural_key",
+    "number",
+    "hlc",
+    "origin_node",
+    "deleted",
+    "data",
+    "actor",
+    "via",
+    "recorded_at",
+)

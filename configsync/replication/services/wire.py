@@ -9,11 +9,16 @@ form (ciphertext for secrets): this module never decrypts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from django.core import validators as django_validators
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -139,8 +144,14 @@ class _Bound:
 
 
 def _is_node_id(value: Any) -> bool:
+    return isinstance(value, str) and _is_node_text(value)
+
+
+@lru_cache(maxsize=1024)
+def _is_node_text(value: str) -> bool:
+    # A batch names a handful of nodes, thousands of times.
     try:
-        HLC.parse(str(HLC(0, 0, value)) if isinstance(value, str) else None)
+        HLC.parse(str(HLC(0, 0, value)))
     except HLCParseError:
         return False
     return True
@@ -213,6 +224,9 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
     _require(not key.endswith("\n"), "key must not end with a newline")
     field_ = rm.model._meta.get_field(rm.natural_key_field)
     assert isinstance(field_, models.Field)
+    check = _compiled(rm).key_check
+    if check is not None and check(key):
+        return str(key)
     try:
         field_.clean(key, None)
     except ValidationError as exc:
@@ -223,7 +237,7 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
 def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[str, Any]:
     """The wire form, validated exactly like a local write of the record (see the registry)."""
     _require(isinstance(data, dict), "data must be an object (or null for a tombstone)")
-    fields = {f.name: f for f in rm.fields()}
+    fields = rm.field_map
     unknown = sorted(set(data) - set(fields) - set(rm.many_to_many))
     _require(
         not unknown,
@@ -245,6 +259,15 @@ def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[st
         problems.append(f"{rm.natural_key_field} does not match the item's key")
     if problems:
         raise _Refused(*problems)
+    fast = _compiled(rm).clean_fields
+    if fast is not None and not registry.has_validation_hook(rm.label):
+        instance = rm.model()
+        with contextlib.suppress(Exception):  # anything: the ordinary validation below decides
+            rm.deserialize_into(instance, dict(data))
+            setattr(instance, rm.natural_key_field, key)
+            instance.clean_fields = fast.bind(instance)  # type: ignore[method-assign]
+            rm.validate(instance)
+            return dict(data)
     instance = rm.model()
     try:
         rm.deserialize_into(instance, dict(data))
@@ -255,6 +278,152 @@ def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[st
     except (TypeError, ValueError) as exc:
         raise _Refused(f"data: invalid ({type(exc).__name__})") from None
     return dict(data)
+
+
+class _NotFast(Exception):
+    """A compiled check could not vouch for a value: the ordinary validation decides."""
+
+
+TextCheck = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class _CompiledFields:
+    """``Model.clean_fields`` for one model, with each plain text field's ``Field.clean``
+    replaced by a check compiled from the field (see :func:`_text_check`); any other field is
+    cleaned by Django as usual. Exact where it passes: a value it cannot vouch for raises
+    ``_NotFast`` so the caller validates the item the ordinary way (and reports its reasons)."""
+
+    fields: tuple[tuple[models.Field, TextCheck | None], ...]
+
+    def bind(self, instance: models.Model) -> Callable[..., None]:
+        def clean_fields(exclude: Collection[str] | None = None) -> None:
+            skip = exclude or ()
+            for f, check in self.fields:
+                if f.name in skip:
+                    continue
+                raw = getattr(instance, f.attname)
+                if f.blank and raw in f.empty_values:
+                    continue
+                if check is None:
+                    try:
+                        setattr(instance, f.attname, f.clean(raw, instance))
+                    except ValidationError:
+                        raise _NotFast from None
+                elif not check(raw):
+                    raise _NotFast
+
+        return clean_fields
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    key_check: TextCheck | None
+    """The natural-key field's ``clean`` as a check (``None``: not a plain text field)."""
+    clean_fields: _CompiledFields | None
+    """``None``: the model's own ``clean_fields`` (or relations, or sensitive fields) apply.
+    Unused while the model has a validation hook (checked per item: tests swap hooks)."""
+
+
+_COMPILED: dict[registry.ReplicatedModel, _Compiled] = {}
+
+
+def _compiled(rm: registry.ReplicatedModel) -> _Compiled:
+    compiled = _COMPILED.get(rm)
+    if compiled is None:
+        model = rm.model
+        key_field = model._meta.get_field(rm.natural_key_field)
+        assert isinstance(key_field, models.Field)
+        fast = None
+        if (
+            not rm.many_to_many
+            and not rm.sensitive
+            and model.clean_fields is models.Model.clean_fields
+        ):
+            fast = _CompiledFields(
+                tuple(
+                    (f, _text_check(f))
+                    for f in model._meta.fields
+                    if not f.generated and not f.primary_key
+                )
+            )
+        compiled = _Compiled(key_check=_text_check(key_field), clean_fields=fast)
+        _COMPILED[rm] = compiled
+    return compiled
+
+
+def _text_check(f: models.Field) -> TextCheck | None:
+    """``f.clean(value, instance)`` of a text field (``CharField``/``TextField`` and subclasses
+    that override none of it) as a predicate: true exactly when ``clean`` returns ``value``
+    itself without raising. ``None`` for any other field, and for a validator it cannot mirror
+    exactly (then that validator is called as ``clean`` would)."""
+    if not isinstance(f, models.CharField | models.TextField):
+        return None
+    base = models.CharField if isinstance(f, models.CharField) else models.TextField
+    cls = type(f)
+    if any(getattr(cls, name) is not getattr(base, name) for name in ("to_python", "clean")):
+        return None
+    if any(
+        getattr(cls, name) is not getattr(models.Field, name)
+        for name in ("validate", "run_validators")
+    ):
+        return None
+    empty = f.empty_values
+    choices: frozenset[Any] | None = None
+    if f.choices is not None:
+        keys: list[Any] = []
+        for option_key, option_value in f.choices:
+            if isinstance(option_value, list | tuple):
+                keys += [group_key for group_key, _ in option_value]
+            else:
+                keys.append(option_key)
+        try:
+            choices = frozenset(keys)
+        except TypeError:
+            return None
+    checks = [_validator_check(validator) for validator in f.validators]
+    editable, null, blank = f.editable, f.null, f.blank
+
+    def check(value: Any) -> bool:
+        if value is not None and type(value) is not str:
+            return False  # to_python would convert it: not vouched for
+        if editable:
+            if choices is not None and value not in empty:
+                if value not in choices:
+                    return False
+            else:
+                if value is None and not null:
+                    return False
+                if not blank and value in empty:
+                    return False
+        if value in empty:
+            return True
+        return all(c(value) for c in checks)
+
+    return check
+
+
+def _validator_check(validator: Any) -> TextCheck:
+    """One validator of a text field as a predicate over a ``str`` value."""
+    kind = type(validator)
+    if kind is django_validators.MaxLengthValidator and isinstance(validator.limit_value, int):
+        limit = validator.limit_value
+        return lambda value: len(value) <= limit
+    if kind is django_validators.ProhibitNullCharactersValidator:
+        return lambda value: "\x00" not in value
+    if kind is django_validators.RegexValidator:
+        pattern = re.compile(validator.regex.pattern, validator.regex.flags)
+        inverse = validator.inverse_match
+        return lambda value: (pattern.search(value) is None) == inverse
+
+    def call(value: Any) -> bool:
+        try:
+            validator(value)
+        except ValidationError:
+            return False
+        return True
+
+    return call
 
 
 def _parse_version(
