@@ -155,7 +155,7 @@ class _recorded:
 
     def __init__(self, cursor: Any, sql: str, count: int) -> None:
         self.context = (
-            cursor.debug_sql(f"{sql} -- {count} rows", many=True)
+            cursor.debug_sql(f"{sql} -- {count} rows")
             if isinstance(cursor, CursorDebugWrapper)
             else None
         )

@@ -13,10 +13,10 @@ decrypts.
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -29,6 +29,7 @@ from django.db import (
     transaction,
 )
 from django.db.models import signals as model_signals
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from configsync.actor import PEER
@@ -45,7 +46,7 @@ from configsync.replication.services.conflicts import (
     conflict_keep_loser,
     conflict_skew_affected,
 )
-from configsync.replication.services.history import Changed, history_record
+from configsync.replication.services.history import Changed, VersionRow, history_record
 from configsync.replication.services.local import data_unreadable
 from configsync.replication.services.quarantine_store import quarantine_keep
 from configsync.replication.services.wire import (
@@ -207,9 +208,43 @@ def _apply_checked(
     return [results[i] for i in range(len(checked))]
 
 
+@dataclass(slots=True)
+class _Record:
+    """A replication row as this module reads and writes it (``ReplicatedRecord``'s columns;
+    ``pk`` ``None`` for a row to insert): plain attributes, no model instance per record."""
+
+    pk: int | None
+    model_label: str
+    natural_key: str
+    hlc: str = ""
+    origin_node: str = ""
+    version_vector: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+    data: dict[str, Any] | None = None
+    seq: int = 0
+    received_from: str = ""
+    unreadable: bool = False
+    updated_at: Any = None
+
+
+_RECORD_COLUMNS = (
+    "pk",
+    "model_label",
+    "natural_key",
+    "hlc",
+    "origin_node",
+    "version_vector",
+    "deleted",
+    "data",
+    "seq",
+    "received_from",
+    "unreadable",
+)
+
+
 @dataclass
 class _Pending:
-    record: ReplicatedRecord
+    record: _Record
     label: str
     key: str
     deleted: bool
@@ -234,7 +269,7 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
     pending: list[_Pending] = []
     newest: HLC | None = None
     by_index: dict[int, ItemResult] = {}
-    set_written = {change.model.label for change in parsed if _set_written(change.model)}
+    set_written = {rm.label for rm in {change.model for change in parsed} if _set_written(rm)}
     instances, records = _lock_batch(parsed, set_written)
     rows: list[_RowWrite] = []
 
@@ -386,34 +421,45 @@ _RECORD_FIELDS = [
 ]
 
 
-def _records_write(created: list[ReplicatedRecord], updated: list[ReplicatedRecord]) -> None:
+def _records_write(created: list[_Record], updated: list[_Record]) -> None:
     """Insert the new replication rows and update the changed ones, one statement each."""
     meta = ReplicatedRecord._meta
     fields = [meta.get_field(name) for name in ["model_label", "natural_key", *_RECORD_FIELDS]]
     rows_insert(
         model=ReplicatedRecord,
         fields=fields,  # type: ignore[arg-type]
-        rows=[[getattr(r, f.attname) for f in fields] for r in created],
+        rows=[[getattr(r, f.name) for f in fields] for r in created],
     )
     rows_update(
         model=ReplicatedRecord,
         fields=fields[2:],  # type: ignore[arg-type]
-        rows=[[r.pk, *(getattr(r, f.attname) for f in fields[2:])] for r in updated],
+        rows=[[r.pk, *(getattr(r, f.name) for f in fields[2:])] for r in updated],
     )
 
 
-def _history_entry(local: Version | None, record: ReplicatedRecord) -> Changed | None:
+def _history_entry(local: Version | None, record: _Record) -> Changed | None:
     """The history entry of a received version that replaced ``local`` (``None``: the same
-    version, only its vector grew). A copy: a later item of the batch may change ``record``."""
+    version, only its vector grew). A snapshot: the row is changed again before it is written
+    (its sequence number)."""
     if local is not None and local.hlc == HLC.parse(record.hlc) and local.deleted == record.deleted:
         return None
     before = None if local is None or local.deleted else local.data
-    return Changed(record=copy.copy(record), before=before)
+    return Changed(
+        record=VersionRow(
+            record.model_label,
+            record.natural_key,
+            record.hlc,
+            record.origin_node,
+            record.deleted,
+            record.data,
+        ),
+        before=before,
+    )
 
 
 def _lock_batch(
     parsed: list[ParsedChange], set_written: set[str]
-) -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], ReplicatedRecord]]:
+) -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], _Record]]:
     """Lock the model rows, then the replication rows, of every record of the batch.
 
     Same order as a local write (model row, replication row, then the clock), so a batch and a
@@ -426,39 +472,56 @@ def _lock_batch(
         keys.setdefault(change.model.label, []).append(change.key)
         models_by_label[change.model.label] = change.model
     instances: dict[tuple[str, str], Any] = {}
-    records: dict[tuple[str, str], ReplicatedRecord] = {}
+    records: dict[tuple[str, str], _Record] = {}
     for label, names in keys.items():
         rm = models_by_label[label]
         field_name = rm.natural_key_field
-        rows = rm.model._default_manager.select_for_update().filter(**{f"{field_name}__in": names})
+        rows = rm.model._default_manager.select_for_update().filter(
+            **{f"{field_name}__in": _key_set(names)}
+        )
         if label in set_written:
             for pk, key in rows.values_list("pk", field_name):
                 instances[(label, str(key))] = pk
         else:
             for instance in rows:
                 instances[(label, rm.natural_key(instance))] = instance
-        for record in ReplicatedRecord.objects.select_for_update().filter(
-            model_label=label, natural_key__in=names
+        for values in (
+            ReplicatedRecord.objects.select_for_update()
+            .filter(model_label=label, natural_key__in=_key_set(names))
+            .values_list(*_RECORD_COLUMNS)
         ):
+            record = _Record(*values)
             records[(label, record.natural_key)] = record
     return instances, records
 
 
-def _version_of(record: ReplicatedRecord | None) -> Version | None:
+def _key_set(keys: list[str]) -> Any:
+    """``keys`` as the right side of an ``__in`` lookup: one JSON parameter the database
+    expands, rather than a placeholder per key (a page names up to ``MAX_PUSH_BATCH``)."""
+    if len(keys) < 20:
+        return keys
+    if connection.vendor == "postgresql":
+        sql = "SELECT jsonb_array_elements_text(%s::jsonb)"
+    else:
+        sql = "SELECT value FROM json_each(%s)"
+    return RawSQL(sql, [json.dumps(keys)])  # noqa: S611 - a constant query, the keys bound
+
+
+def _version_of(record: _Record | None) -> Version | None:
     if record is None:
         return None
     return Version(HLC.parse(record.hlc), record.origin_node, record.deleted, record.data)
 
 
 def _set_version(
-    record: ReplicatedRecord | None,
+    record: _Record | None,
     label: str,
     key: str,
     version: Version,
     vv: dict[str, str],
-) -> ReplicatedRecord:
+) -> _Record:
     if record is None:
-        record = ReplicatedRecord(model_label=label, natural_key=key)
+        record = _Record(None, label, key)
     record.hlc = str(version.hlc)
     record.origin_node = version.origin
     record.deleted = version.deleted

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -53,13 +53,25 @@ def history_details(**details: Any) -> Iterator[None]:
         _details.reset(token)
 
 
+class VersionRow(NamedTuple):
+    """A record's version as the history keeps it (what ``Changed.record`` must carry)."""
+
+    model_label: str
+    natural_key: str
+    hlc: str
+    origin_node: str
+    deleted: bool
+    data: dict[str, Any] | None
+
+
 @dataclass(frozen=True)
 class Changed:
     """One change of a record's current version: ``record`` holds the new version (its ``hlc``,
-    ``origin_node``, ``deleted`` and ``data``); ``before`` is the wire form of the version it
-    replaced (``None`` when there was no live one: a create, or a write over a tombstone)."""
+    ``origin_node``, ``deleted`` and ``data``: a ``ReplicatedRecord`` or a :class:`VersionRow`);
+    ``before`` is the wire form of the version it replaced (``None`` when there was no live one:
+    a create, or a write over a tombstone)."""
 
-    record: ReplicatedRecord
+    record: ReplicatedRecord | VersionRow
     before: dict[str, Any] | None
 
 
