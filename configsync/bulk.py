@@ -28,6 +28,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.db.backends.utils import CursorDebugWrapper
+from django.db.models.expressions import RawSQL
 
 Row = Sequence[Any]
 
@@ -147,6 +148,19 @@ def rows_delete(*, model: type[models.Model], pks: Sequence[Any]) -> None:
     (for models nothing references)."""
     if pks:
         model._default_manager.filter(pk__in=list(pks))._raw_delete(connection.alias)
+
+
+def value_set(values: Sequence[str]) -> Sequence[str] | RawSQL:
+    """``values`` as the right side of an ``__in`` lookup: beyond a few, one JSON parameter
+    the database expands (``jsonb_array_elements_text``, SQLite's ``json_each``) rather than a
+    placeholder per value, which Django and the driver would each process in Python."""
+    if len(values) < 20:
+        return values
+    if connection.vendor == "postgresql":
+        sql = "SELECT jsonb_array_elements_text(%s::jsonb)"
+    else:
+        sql = "SELECT value FROM json_each(%s)"
+    return RawSQL(sql, [json.dumps(list(values))])  # noqa: S611 - a constant query, values bound
 
 
 class _recorded:

@@ -72,15 +72,21 @@ def feed_page(
     position = cursor_parse(cursor)
     limit = max(limit, 1)
     since = position.seq
-    epoch, last_seq, rows = _page_rows(since, limit)
+    epoch, last_seq, rows = _page_rows(since, limit, exclude_node)
     reset = False
     if position.epoch and (position.epoch != epoch or since > last_seq):
         since, reset = 0, True
-        epoch, last_seq, rows = _page_rows(since, limit)
+        epoch, last_seq, rows = _page_rows(since, limit, exclude_node)
     has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_seq = rows[-1][_SEQ] if rows else since
-    kept = [row for row in rows if not exclude_node or row[_RECEIVED_FROM] != exclude_node]
+    kept = rows[:limit]
+    if has_more:
+        next_seq = kept[-1][_SEQ]
+    elif exclude_node:
+        # Every row up to the clock's last sequence (read in the same snapshot: a row's
+        # sequence commits with the clock's) was read or left out: the cursor passes them all.
+        next_seq = max(since, last_seq)
+    else:
+        next_seq = kept[-1][_SEQ] if kept else since
     if digest:
         changes = [
             {"model": r[0], "key": r[1], "hlc": r[2], "deleted": bool(r[_DELETED])} for r in kept
@@ -124,7 +130,7 @@ _PAGE_COLUMNS = (
     "seq",
     "received_from",
 )
-_DELETED, _SEQ, _RECEIVED_FROM, _CONFLICTED = 5, 7, 8, 9
+_DELETED, _SEQ, _CONFLICTED = 5, 7, 9
 
 
 def _json(value: Any) -> Any:
@@ -132,9 +138,10 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _page_rows(since: int, limit: int) -> tuple[str, int, list[tuple[Any, ...]]]:
-    """This feed's epoch and last sequence, and up to ``limit + 1`` rows after ``since``, each
-    ``_PAGE_COLUMNS`` plus whether a conflict is kept for its record; one query.
+def _page_rows(since: int, limit: int, exclude_node: str) -> tuple[str, int, list[tuple[Any, ...]]]:
+    """This feed's epoch and last sequence, and up to ``limit + 1`` rows after ``since`` (but
+    those received from ``exclude_node``), each ``_PAGE_COLUMNS`` plus whether a conflict is
+    kept for its record; one query.
 
     The rows come from a subquery that reads the unique index on ``seq`` (``ORDER BY … LIMIT``),
     joined to one constant row so that an empty page still carries the clock (and a missing
@@ -153,11 +160,13 @@ def _page_rows(since: int, limit: int) -> tuple[str, int, list[tuple[Any, ...]]]
         "FROM (SELECT 1 AS one) AS one LEFT JOIN ("
         f"SELECT {inner}, EXISTS (SELECT 1 FROM {conflicts} c "
         "WHERE c.model_label = r.model_label AND c.natural_key = r.natural_key) AS conflicted "
-        f"FROM {records} r WHERE r.seq > %s ORDER BY r.seq LIMIT %s"
-        ") AS page ON 1 = 1 ORDER BY page.seq"
+        f"FROM {records} r WHERE r.seq > %s {'AND r.received_from <> %s ' if exclude_node else ''}"
+        "ORDER BY r.seq LIMIT %s) AS page ON 1 = 1 ORDER BY page.seq"
     )
+    params: list[Any] = [NodeClock.ROW_ID, NodeClock.ROW_ID, since]
+    params += [exclude_node] if exclude_node else []
     with connection.cursor() as cursor:
-        cursor.execute(sql, [NodeClock.ROW_ID, NodeClock.ROW_ID, since, limit + 1])
+        cursor.execute(sql, [*params, limit + 1])
         fetched = cursor.fetchall()
     epoch, last_seq = fetched[0][0] or "", fetched[0][1] or 0
     rows = [row[2:] for row in fetched if row[2 + _SEQ] is not None]

@@ -13,7 +13,6 @@ decrypts.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,11 +28,10 @@ from django.db import (
     transaction,
 )
 from django.db.models import signals as model_signals
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from configsync.actor import PEER
-from configsync.bulk import rows_delete, rows_insert, rows_update
+from configsync.bulk import rows_delete, rows_insert, rows_update, value_set
 from configsync.models import PeerCheckpoint, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.context import applying_remote
@@ -476,8 +474,10 @@ def _lock_batch(
     for label, names in keys.items():
         rm = models_by_label[label]
         field_name = rm.natural_key_field
+        key_field = rm.model._meta.get_field(field_name)
+        textual = isinstance(key_field, models.CharField | models.TextField)
         rows = rm.model._default_manager.select_for_update().filter(
-            **{f"{field_name}__in": _key_set(names)}
+            **{f"{field_name}__in": value_set(names) if textual else names}
         )
         if label in set_written:
             for pk, key in rows.values_list("pk", field_name):
@@ -487,24 +487,12 @@ def _lock_batch(
                 instances[(label, rm.natural_key(instance))] = instance
         for values in (
             ReplicatedRecord.objects.select_for_update()
-            .filter(model_label=label, natural_key__in=_key_set(names))
+            .filter(model_label=label, natural_key__in=value_set(names))
             .values_list(*_RECORD_COLUMNS)
         ):
             record = _Record(*values)
             records[(label, record.natural_key)] = record
     return instances, records
-
-
-def _key_set(keys: list[str]) -> Any:
-    """``keys`` as the right side of an ``__in`` lookup: one JSON parameter the database
-    expands, rather than a placeholder per key (a page names up to ``MAX_PUSH_BATCH``)."""
-    if len(keys) < 20:
-        return keys
-    if connection.vendor == "postgresql":
-        sql = "SELECT jsonb_array_elements_text(%s::jsonb)"
-    else:
-        sql = "SELECT value FROM json_each(%s)"
-    return RawSQL(sql, [json.dumps(keys)])  # noqa: S611 - a constant query, the keys bound
 
 
 def _version_of(record: _Record | None) -> Version | None:

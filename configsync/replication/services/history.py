@@ -26,7 +26,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from configsync.actor import acting_now
-from configsync.bulk import rows_insert
+from configsync.bulk import rows_insert, value_set
 from configsync.conf import app_settings
 from configsync.crypto.fields import encryption_context_for
 from configsync.crypto.keyring import get_keyring
@@ -144,7 +144,7 @@ def history_record(
     latest: dict[tuple[str, str], int] = {}
     for label, keys in by_label.items():
         for row in (
-            RecordVersion.objects.filter(model_label=label, natural_key__in=keys)
+            RecordVersion.objects.filter(model_label=label, natural_key__in=value_set(keys))
             .values("natural_key")
             .annotate(n=Max("number"))
             .order_by()
