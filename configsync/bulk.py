@@ -163,6 +163,62 @@ def value_set(values: Sequence[str]) -> Sequence[str] | RawSQL:
     return RawSQL(sql, [json.dumps(list(values))])  # noqa: S611 - a constant query, values bound
 
 
+def rows_by_keys(
+    *,
+    model: type[models.Model],
+    key_field: str,
+    keys: Sequence[str],
+    fields: Sequence[str],
+    where: dict[str, str] | None = None,
+    lock: bool = False,
+) -> list[tuple[Any, ...]]:
+    """The values of ``fields`` (as ``values_list`` gives them) of every row of ``model`` whose
+    text column ``key_field`` is one of ``keys`` (and whose columns in ``where`` hold those
+    values); with ``lock``, the rows are locked until the transaction ends (``FOR UPDATE``).
+
+    One index probe per key, whatever the table's statistics say: on PostgreSQL a ``LATERAL``
+    lookup per key of one JSON parameter (a table growing through a first sync has statistics
+    of an empty one, and the planner would then scan every row per page), locking in the order
+    of the sorted keys; elsewhere an ``__in`` lookup (SQLite's planner probes the index).
+    """
+    if not keys:
+        return []
+    meta = model._meta
+    if connection.vendor != "postgresql":
+        rows = model._default_manager.filter(
+            **(where or {}), **{f"{key_field}__in": value_set(keys)}
+        )
+        if lock:
+            rows = rows.select_for_update()
+        return list(rows.values_list(*fields))
+    quote = connection.ops.quote_name
+    columns = [meta.pk if name == "pk" else meta.get_field(name) for name in fields]
+    conditions = [f"t.{quote(meta.get_field(key_field).column)} = k.key"]  # type: ignore[union-attr]
+    params: list[Any] = [json.dumps(sorted(set(keys)))]
+    for name, value in (where or {}).items():
+        conditions.append(f"t.{quote(meta.get_field(name).column)} = %s")  # type: ignore[union-attr]
+        params.append(value)
+    selected = ", ".join(f"t.{quote(f.column)}" for f in columns)  # type: ignore[union-attr]
+    sql = (
+        f"SELECT m.* FROM jsonb_array_elements_text(%s::jsonb) AS k(key) "  # noqa: S608
+        f"CROSS JOIN LATERAL (SELECT {selected} FROM {quote(meta.db_table)} t "
+        f"WHERE {' AND '.join(conditions)} LIMIT 1{' FOR UPDATE' if lock else ''}) AS m"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    convert = [getattr(f, "from_db_value", None) for f in columns]
+    if not any(convert):
+        return fetched
+    return [
+        tuple(
+            value if c is None or value is None else c(value, None, connection)
+            for c, value in zip(convert, row, strict=True)
+        )
+        for row in fetched
+    ]
+
+
 class _recorded:
     """Record a statement the driver runs outside Django's cursor (``COPY``) in
     ``connection.queries`` when queries are being logged, as Django's debug cursor does."""

@@ -31,7 +31,7 @@ from django.db.models import signals as model_signals
 from django.utils import timezone
 
 from configsync.actor import PEER
-from configsync.bulk import rows_delete, rows_insert, rows_update, value_set
+from configsync.bulk import rows_by_keys, rows_delete, rows_insert, rows_update
 from configsync.models import PeerCheckpoint, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.context import applying_remote
@@ -475,20 +475,28 @@ def _lock_batch(
         rm = models_by_label[label]
         field_name = rm.natural_key_field
         key_field = rm.model._meta.get_field(field_name)
-        textual = isinstance(key_field, models.CharField | models.TextField)
-        rows = rm.model._default_manager.select_for_update().filter(
-            **{f"{field_name}__in": value_set(names) if textual else names}
-        )
-        if label in set_written:
-            for pk, key in rows.values_list("pk", field_name):
+        if label in set_written and isinstance(key_field, models.CharField | models.TextField):
+            for key, pk in rows_by_keys(
+                model=rm.model,
+                key_field=field_name,
+                keys=names,
+                fields=[field_name, "pk"],
+                lock=True,
+            ):
                 instances[(label, str(key))] = pk
         else:
-            for instance in rows:
-                instances[(label, rm.natural_key(instance))] = instance
-        for values in (
-            ReplicatedRecord.objects.select_for_update()
-            .filter(model_label=label, natural_key__in=value_set(names))
-            .values_list(*_RECORD_COLUMNS)
+            for instance in rm.model._default_manager.select_for_update().filter(
+                **{f"{field_name}__in": names}
+            ):
+                key = rm.natural_key(instance)
+                instances[(label, key)] = instance.pk if label in set_written else instance
+        for values in rows_by_keys(
+            model=ReplicatedRecord,
+            key_field="natural_key",
+            keys=names,
+            fields=_RECORD_COLUMNS,
+            where={"model_label": label},
+            lock=True,
         ):
             record = _Record(*values)
             records[(label, record.natural_key)] = record
