@@ -37,14 +37,6 @@ def _is_json(f: models.Field) -> bool:
     return isinstance(f, models.JSONField)
 
 
-def _dumps(value: Any, f: models.Field) -> str | None:
-    """A JSON field's value as the text the column stores (``None``: SQL NULL, as Django
-    stores a Python ``None`` in a JSON field), encoded as the field encodes it."""
-    if value is None:
-        return None
-    return json.dumps(value, cls=f.encoder)  # type: ignore[attr-defined]
-
-
 class _RowEncoder(DjangoJSONEncoder):
     """Rows as ``jsonb_to_recordset`` reads them: date-times to the microsecond."""
 
@@ -59,22 +51,30 @@ def _columns(fields: Sequence[models.Field]) -> str:
     return ", ".join(quote(f.column) for f in fields)
 
 
-def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Row]:
     """Rows as the driver takes them: JSON as text; date-times as the backend adapts them."""
-    convert: list[Any] = []
-    for f in fields:
+    convert: list[tuple[int, Any]] = []
+    for index, f in enumerate(fields):
         if _is_json(f):
-            convert.append(lambda value, f=f: _dumps(value, f))
+            encoder = f.encoder  # type: ignore[attr-defined]
+            convert.append((index, json.dumps if encoder is None else _encoding(encoder)))
         elif isinstance(f, models.DateTimeField) and connection.vendor != "postgresql":
-            convert.append(connection.ops.adapt_datetimefield_value)
-        else:
-            convert.append(None)
-    if not any(convert):
-        return [tuple(row) for row in rows]
-    return [
-        tuple(value if c is None else c(value) for c, value in zip(convert, row, strict=True))
-        for row in rows
-    ]
+            convert.append((index, connection.ops.adapt_datetimefield_value))
+    if not convert:
+        return rows
+    adapted = []
+    for row in rows:
+        values = list(row)
+        for index, function in convert:
+            value = values[index]
+            if value is not None:
+                values[index] = function(value)
+        adapted.append(values)
+    return adapted
+
+
+def _encoding(encoder: type[json.JSONEncoder]) -> Any:
+    return lambda value: json.dumps(value, cls=encoder)
 
 
 def rows_insert(
