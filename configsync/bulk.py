@@ -46,9 +46,14 @@ class _RowEncoder(DjangoJSONEncoder):
         return super().default(o)
 
 
+def _column(f: models.Field) -> str:
+    """``f``'s column, quoted by the backend."""
+    assert f.column is not None
+    return connection.ops.quote_name(f.column)
+
+
 def _columns(fields: Sequence[models.Field]) -> str:
-    quote = connection.ops.quote_name
-    return ", ".join(quote(f.column) for f in fields)
+    return ", ".join(_column(f) for f in fields)
 
 
 def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Row]:
@@ -59,7 +64,7 @@ def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Ro
             encoder = f.encoder  # type: ignore[attr-defined]
             convert.append((index, json.dumps if encoder is None else _encoding(encoder)))
         elif isinstance(f, models.DateTimeField) and connection.vendor != "postgresql":
-            convert.append((index, connection.ops.adapt_datetimefield_value))
+            convert.append((index, _once(connection.ops.adapt_datetimefield_value)))
     if not convert:
         return rows
     adapted = []
@@ -71,6 +76,18 @@ def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Ro
                 values[index] = function(value)
         adapted.append(values)
     return adapted
+
+
+def _once(function: Any) -> Any:
+    """``function`` remembering its last argument (the rows of a page share one time)."""
+    last: list[Any] = [object(), None]
+
+    def adapt(value: Any) -> Any:
+        if value is not last[0]:
+            last[:] = [value, function(value)]
+        return last[1]
+
+    return adapt
 
 
 def _encoding(encoder: type[json.JSONEncoder]) -> Any:
@@ -125,20 +142,20 @@ def rows_update(
             + [f"{name} {f.db_type(connection)}" for name, f in zip(names, fields, strict=True)]
         )
         assignments = ", ".join(
-            f"{quote(f.column)} = v.{name}" for name, f in zip(names, fields, strict=True)
+            f"{_column(f)} = v.{name}" for name, f in zip(names, fields, strict=True)
         )
         sql = (
             f"UPDATE {table} SET {assignments} FROM jsonb_to_recordset(%s::jsonb) AS v({types}) "  # noqa: S608
-            f"WHERE {table}.{quote(pk.column)} = v.pk"
+            f"WHERE {table}.{_column(pk)} = v.pk"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [json.dumps(payload, cls=_RowEncoder)])
         return
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    assignments = ", ".join(f"{_column(f)} = %s" for f in fields)
     adapted = _adapted(fields, [row[1:] for row in rows])
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {table} SET {assignments} WHERE {quote(pk.column)} = %s",  # noqa: S608
+            f"UPDATE {table} SET {assignments} WHERE {_column(pk)} = %s",  # noqa: S608
             [(*values, row[0]) for values, row in zip(adapted, rows, strict=True)],
         )
 
@@ -193,12 +210,12 @@ def rows_by_keys(
         return list(rows.values_list(*fields))
     quote = connection.ops.quote_name
     columns = [meta.pk if name == "pk" else meta.get_field(name) for name in fields]
-    conditions = [f"t.{quote(meta.get_field(key_field).column)} = k.key"]  # type: ignore[union-attr]
+    conditions = [f"t.{_column(meta.get_field(key_field))} = k.key"]  # type: ignore[arg-type]
     params: list[Any] = [json.dumps(sorted(set(keys)))]
     for name, value in (where or {}).items():
-        conditions.append(f"t.{quote(meta.get_field(name).column)} = %s")  # type: ignore[union-attr]
+        conditions.append(f"t.{_column(meta.get_field(name))} = %s")  # type: ignore[arg-type]
         params.append(value)
-    selected = ", ".join(f"t.{quote(f.column)}" for f in columns)  # type: ignore[union-attr]
+    selected = ", ".join(f"t.{_column(f)}" for f in columns)  # type: ignore[arg-type]
     sql = (
         f"SELECT m.* FROM jsonb_array_elements_text(%s::jsonb) AS k(key) "  # noqa: S608
         f"CROSS JOIN LATERAL (SELECT {selected} FROM {quote(meta.db_table)} t "

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models.signals import post_migrate
@@ -64,7 +65,7 @@ def data_callback_on_change(
 def data_callback_on_applied(
     sender: Any,
     *,
-    changes: list[AppliedChange] = (),
+    changes: Sequence[AppliedChange] = (),
     **kwargs: Any,  # type: ignore[assignment]
 ) -> None:
     """A batch of received changes committed: each one's notification, as for a local change."""

@@ -13,6 +13,7 @@ Connected by :func:`signals_connect` from ``ConfigsyncConfig.ready()``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.cache import cache
@@ -32,7 +33,9 @@ def signals_connect() -> None:
     changes_applied.connect(env_sync_on_applied, dispatch_uid="configsync.env_sync_on_applied")
 
 
-def env_sync_on_applied(sender: Any, *, changes: list[AppliedChange] = (), **kwargs: Any) -> None:  # type: ignore[assignment]
+def env_sync_on_applied(
+    sender: Any, *, changes: Sequence[AppliedChange] = (), **kwargs: Any
+) -> None:
     """``changes_applied`` receiver: a batch holding a system setting counts as one change."""
     label = "configsync.systemconfig"
     if any(change.model_label == label for change in changes):

@@ -123,10 +123,11 @@ class ReplicatedModel:
 
     def encrypted_field_names(self) -> list[str]:
         """Fields whose wire form is a ciphertext token: encrypted fields and sensitive ones."""
-        return list(self._encrypted)
+        return list(self.encrypted_fields)
 
     @cached_property
-    def _encrypted(self) -> tuple[str, ...]:
+    def encrypted_fields(self) -> tuple[str, ...]:
+        """:meth:`encrypted_field_names`, read only (computed once)."""
         return tuple(
             f.name for f in self._fields if is_encrypted_field(f) or f.name in self.sensitive
         )

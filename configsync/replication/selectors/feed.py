@@ -151,7 +151,7 @@ def _page_rows(since: int, limit: int, exclude_node: str) -> tuple[str, int, lis
     records = quote(ReplicatedRecord._meta.db_table)
     clock = quote(NodeClock._meta.db_table)
     conflicts = quote(Conflict._meta.db_table)
-    pk = quote(NodeClock._meta.pk.column)  # type: ignore[union-attr]
+    pk = quote(NodeClock._meta.pk.column)  # type: ignore[union-attr,arg-type]
     inner = ", ".join(f"r.{quote(name)}" for name in _PAGE_COLUMNS)
     outer = ", ".join(f"page.{quote(name)}" for name in _PAGE_COLUMNS)
     sql = (

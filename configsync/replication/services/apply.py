@@ -362,16 +362,13 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
             conflict_close(
                 label=rm.label, key=change.key, versions=versions, chosen=chosen, by=str(remote.hlc)
             )
-        result = ItemResult(
-            index=index,
-            model=rm.label,
-            key=change.key,
-            status=status,
-            unreadable=data_unreadable(remote.data, rm) if status != STALE else False,
-        )
+        unreadable = data_unreadable(remote.data, rm) if status != STALE else False
         if record is not None and status != STALE:
-            record.unreadable = data_unreadable(record.data, rm)
-        by_index[index] = result
+            same = record.data is remote.data
+            record.unreadable = unreadable if same else data_unreadable(record.data, rm)
+        by_index[index] = ItemResult(
+            index=index, model=rm.label, key=change.key, status=status, unreadable=unreadable
+        )
     results = [by_index[i] for i in range(len(parsed))]
     now = timezone.now()
     _write_rows(rows, now)
@@ -382,8 +379,8 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
             clock.last_wall_ms, clock.last_logical = receive(
                 clock.last_wall_ms, clock.last_logical, newest, now_ms=physical_now_ms()
             )
-        created: list[ReplicatedRecord] = []
-        updated: list[ReplicatedRecord] = []
+        created: list[_Record] = []
+        updated: list[_Record] = []
         notices: list[AppliedChange] = []
         for item in pending:
             clock.last_seq += 1
@@ -613,8 +610,8 @@ def _write_rows(rows: list[_RowWrite], now: Any) -> None:
     """Write received versions to their models' rows: per model one insert of the new rows,
     one update of the existing ones (per set of fields the versions carry) and one delete."""
     by_model: dict[registry.ReplicatedModel, list[_RowWrite]] = {}
-    for row in rows:
-        by_model.setdefault(row.rm, []).append(row)
+    for write in rows:
+        by_model.setdefault(write.rm, []).append(write)
     for rm, writes in by_model.items():
         model = rm.model
         columns = _columns(rm)

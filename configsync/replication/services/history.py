@@ -95,7 +95,7 @@ def value_hashes(
         return {}
     hashes: dict[str, str] = {}
     keyring = None
-    for name in rm.encrypted_field_names():
+    for name in rm.encrypted_fields:
         token = data.get(name)
         if not token:
             continue
@@ -170,7 +170,7 @@ def history_record(
         for key, number in _latest_numbers(label, keys):
             latest[(label, key)] = number
     keep = max(1, int(app_settings.HISTORY_VERSIONS))
-    now = timezone.now()
+    stamped = timezone.now()
     here = node_id()
     extra = _details.get() or {}
     versions: list[tuple[Any, ...]] = []
@@ -193,7 +193,7 @@ def history_record(
                 record.data,
                 actor,
                 via,
-                now,
+                stamped,
             )
         )
         if number > keep:
@@ -211,7 +211,7 @@ def history_record(
                 changed_fields(change.before, record.data),
                 value_hashes(registry.get(label), key, record.data),
                 {**extra, "version": number},
-                now,
+                stamped,
             )
         )
     meta = RecordVersion._meta

@@ -125,6 +125,8 @@ class _Bound:
 
     now_ms: int
     limit_ms: int
+    parsed: dict[str, HLC] = field(default_factory=dict)
+    """Texts parsed so far (an item's version is also its vector's entry for its node)."""
 
     @classmethod
     def now(cls) -> _Bound:
@@ -133,10 +135,13 @@ class _Bound:
 
     def stamp(self, text: Any, what: str) -> HLC:
         """Parse an HLC field; refused when malformed or beyond the bound (clock skew)."""
-        try:
-            stamp = HLC.parse(text)
-        except HLCParseError as exc:
-            raise _Refused(f"{what}: {exc}") from None
+        stamp = self.parsed.get(text) if isinstance(text, str) else None
+        if stamp is None:
+            try:
+                stamp = HLC.parse(text)
+            except HLCParseError as exc:
+                raise _Refused(f"{what}: {exc}") from None
+            self.parsed[text] = stamp
         if stamp.wall_ms > self.limit_ms:
             raise _Refused(
                 f"{CLOCK_SKEW}: {what} is {stamp.wall_ms - self.now_ms} ms ahead of this node's "
@@ -215,6 +220,31 @@ def _wire_type_problem(f: models.Field, value: Any) -> str | None:
     if isinstance(f, models.JSONField):
         return None
     return None if isinstance(value, str) else "must be a string"
+
+
+def _wire_type_check(f: models.Field) -> Callable[[Any], str | None]:
+    """``_wire_type_problem`` of ``f``, with the field's kind decided once."""
+    if is_encrypted_field(f) or not isinstance(
+        f, models.BooleanField | models.IntegerField | models.JSONField
+    ):
+        return functools.partial(_wire_type_problem, f)
+    if isinstance(f, models.JSONField):
+        return lambda value: "must not be null" if value is None and not f.null else None
+    if isinstance(f, models.BooleanField):
+        wanted: tuple[type, ...] = (bool,)
+        problem = "must be true or false"
+    else:
+        wanted, problem = (int,), "must be an integer"
+    null = None if f.null else "must not be null"
+
+    def check(value: Any) -> str | None:
+        if value is None:
+            return null
+        if isinstance(value, wanted) and (wanted[0] is bool or not isinstance(value, bool)):
+            return None
+        return problem
+
+    return check
 
 
 def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
@@ -367,11 +397,7 @@ def _compiled(rm: registry.ReplicatedModel) -> _Compiled:
         key_field = model._meta.get_field(rm.natural_key_field)
         assert isinstance(key_field, models.Field)
         wire_problems: dict[str, Callable[[Any], str | None]] = {
-            name: (
-                _sensitive_problem
-                if name in rm.sensitive
-                else functools.partial(_wire_type_problem, f)
-            )
+            name: _sensitive_problem if name in rm.sensitive else _wire_type_check(f)
             for name, f in rm.field_map.items()
         }
         compiled = _Compiled(
@@ -449,7 +475,23 @@ def _text_check(f: models.Field) -> TextCheck | None:
             choices = frozenset(keys)
         except TypeError:
             return None
-    checks = [_validator_check(validator) for validator in f.validators]
+    limits: list[int] = []
+    no_nul = False
+    patterns: list[tuple[re.Pattern[str], bool]] = []
+    others: list[Any] = []
+    validators: list[Any] = list(f.validators)
+    for validator in validators:
+        kind = type(validator)
+        if kind is django_validators.MaxLengthValidator and isinstance(validator.limit_value, int):
+            limits.append(validator.limit_value)
+        elif kind is django_validators.ProhibitNullCharactersValidator:
+            no_nul = True
+        elif kind is django_validators.RegexValidator:
+            regex = validator.regex
+            patterns.append((re.compile(regex.pattern, regex.flags), validator.inverse_match))
+        else:
+            others.append(validator)
+    limit = min(limits) if limits else None
     editable, null, blank = f.editable, f.null, f.blank
 
     def check(value: Any) -> bool:
@@ -466,32 +508,24 @@ def _text_check(f: models.Field) -> TextCheck | None:
                     return False
         if value in empty:
             return True
-        return all(c(value) for c in checks)
-
-    return check
-
-
-def _validator_check(validator: Any) -> TextCheck:
-    """One validator of a text field as a predicate over a ``str`` value."""
-    kind = type(validator)
-    if kind is django_validators.MaxLengthValidator and isinstance(validator.limit_value, int):
-        limit = validator.limit_value
-        return lambda value: len(value) <= limit
-    if kind is django_validators.ProhibitNullCharactersValidator:
-        return lambda value: "\x00" not in value
-    if kind is django_validators.RegexValidator:
-        pattern = re.compile(validator.regex.pattern, validator.regex.flags)
-        inverse = validator.inverse_match
-        return lambda value: (pattern.search(value) is None) == inverse
-
-    def call(value: Any) -> bool:
-        try:
-            validator(value)
-        except ValidationError:
+        assert isinstance(value, str)
+        # The validators' own tests, in their own terms: MaxLengthValidator (len > limit),
+        # ProhibitNullCharactersValidator ("\x00" in it), RegexValidator (search, inverse).
+        if limit is not None and len(value) > limit:
             return False
+        if no_nul and "\x00" in value:
+            return False
+        for pattern, inverse in patterns:
+            if (pattern.search(value) is None) != inverse:
+                return False
+        for validator in others:
+            try:
+                validator(value)
+            except ValidationError:
+                return False
         return True
 
-    return call
+    return check
 
 
 def _parse_version(
@@ -535,7 +569,8 @@ def _check_item(item: Any, bound: _Bound) -> ParsedChange:
         _require(_is_node_id(node), "vv: every entry must be keyed by a node id")
         parsed = bound.stamp(node_stamp, f"vv entry {node}")
         _require(parsed.node == node, f"vv entry {node} is a timestamp of another node")
-    _require(vv.get(version.hlc.node, "") >= str(version.hlc), "vv does not include the version")
+    # The item's own text of the version: it parsed, so it is the canonical form.
+    _require(vv.get(version.hlc.node, "") >= item["hlc"], "vv does not include the version")
     raw_losers = item.get("losers", [])
     _require(isinstance(raw_losers, list), "losers must be a list")
     losers: list[Version] = []
