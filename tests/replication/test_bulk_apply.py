@@ -18,7 +18,6 @@ from django.db import DataError, connection
 from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext, override_settings
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from configsync import tasks
 from configsync.crypto.keyring import Keyring, generate_key, get_keyring, parse_key
@@ -55,9 +54,7 @@ def at(node: str, offset: int) -> str:
     return str(HLC(WALL + offset, 0, node))
 
 
-def apply(
-    changes: list[dict[str, Any]], source: str = REMOTE, **kwargs: Any
-) -> list[ItemResult]:
+def apply(changes: list[dict[str, Any]], source: str = REMOTE, **kwargs: Any) -> list[ItemResult]:
     return changes_apply(changes=changes, source_node=source, source_name="peer", **kwargs)
 
 
@@ -145,8 +142,10 @@ def state() -> dict[str, Any]:
             )
         ),
         "records": sorted(
-            (r.natural_key, r.hlc, r.origin_node, r.version_vector, r.deleted, r.data)
-            + (r.seq, r.received_from, r.unreadable)
+            (
+                *(r.natural_key, r.hlc, r.origin_node, r.version_vector, r.deleted, r.data),
+                *(r.seq, r.received_from, r.unreadable),
+            )
             for r in ReplicatedRecord.objects.all()
         ),
         "conflicts": sorted(
@@ -162,18 +161,28 @@ def state() -> dict[str, Any]:
             (v.natural_key, v.number, v.data) for v in RecordVersion.objects.all()
         ),
         "audit": sorted(
-            (e.natural_key, e.action, e.actor, e.via, e.origin_node, e.hlc, e.node_id)
-            + (e.changed_fields, sorted(e.value_hashes.items()), sorted(e.details.items()))
+            (
+                *(e.natural_key, e.action, e.actor, e.via, e.origin_node, e.hlc, e.node_id),
+                *(e.changed_fields, sorted(e.value_hashes.items()), sorted(e.details.items())),
+            )
             for e in AuditEvent.objects.filter(model_label=LABEL)
         ),
         "quarantine": sorted(QuarantinedChange.objects.values_list("model_label", "reason")),
     }
 
 
-def run(pages: list[Page]) -> dict[str, Any]:
-    for page, source, statuses in pages:
-        assert [r.status for r in apply(page, source)] == statuses
-    return state()
+def run(pages: list[Page]) -> tuple[dict[str, Any], int]:
+    """Apply ``pages``; the state they leave and how many statements inserted settings."""
+    with CaptureQueriesContext(connection) as queries:
+        for page, source, statuses in pages:
+            assert [r.status for r in apply(page, source)] == statuses
+    inserts = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'INTO "configsync_systemconfig"' in q["sql"]
+        or 'COPY "configsync_systemconfig"' in q["sql"]
+    ]
+    return state(), len(inserts)
 
 
 def forget_everything() -> None:
@@ -218,17 +227,17 @@ def test_a_mixed_page_leaves_the_state_the_per_record_path_leaves(
     twice in one page and across pages: the set-wise writes and ``save()`` per record agree."""
     pages = mixed_pages(canary)
     post_save.disconnect(dispatch_uid="test-bulk-watch", sender=SystemConfig)
-    by_set = run(pages)
-    assert watched == []  # nothing went through save()
+    by_set, set_inserts = run(pages)
+    assert set_inserts == 3  # one statement per page
 
     forget_everything()
     post_save.connect(_watch, sender=SystemConfig, dispatch_uid="test-bulk-watch")
-    by_record = run(pages)
-    assert sorted(watched) == sorted(
-        ["UPD", "DEL", "WIN", "LOSE", "SAME"]
-        + ["NEW", "SECRET", "FOREIGN", "UPD", "WIN", "DUP"]
-        + ["NEW", "DUP", "DEL"]
-    )
+    by_record, record_inserts = run(pages)
+    assert record_inserts == 10  # one per row created (DEL twice)
+    first, second, third = ["UPD", "DEL", "WIN", "LOSE", "SAME"], ["NEW", "SECRET"], ["NEW"]
+    second += ["FOREIGN", "UPD", "WIN", "DUP"]
+    third += ["DUP", "DEL"]
+    assert sorted(watched) == sorted([*first, *second, *third])  # every write through save()
 
     assert by_set == by_record
     models = {key: (value, secret) for key, _, value, secret, *_ in by_set["models"]}
@@ -249,10 +258,8 @@ def test_a_mixed_page_leaves_the_state_the_per_record_path_leaves(
 
 def test_re_delivering_a_page_is_stale_and_changes_nothing(canary: str) -> None:
     pages = mixed_pages(canary)
+    once, _ = run(pages)
     for page, source, _ in pages:
-        apply(page, source)
-    once = state()
-    for page, source, statuses in pages:
         again = [r.status for r in apply(page, source)]
         assert all(s in ("stale", "quarantined") for s in again), again
     assert {k: v for k, v in state().items() if k != "quarantine"} == {

@@ -554,7 +554,8 @@ def _set_written(rm: registry.ReplicatedModel) -> bool:
         return False
     model = rm.model
     for signal in _MODEL_SIGNALS:
-        for receiver in (*signal._live_receivers(model)[0], *signal._live_receivers(model)[1]):
+        sync, asynchronous = signal._live_receivers(model)
+        for receiver in (*sync, *asynchronous):
             if not getattr(receiver, "__module__", "").startswith("configsync."):
                 return False
     return True
