@@ -11,7 +11,9 @@ Prints, measured in one run on this machine (no assertions):
    rows b stored (the settings and their ``ReplicatedRecord`` rows, keys renamed): PostgreSQL's
    ``COPY`` of them (psycopg's ``copy``, rows built from Python values, the JSON columns
    encoded), or on SQLite ``executemany`` of one ``INSERT`` per table; and Django's
-   ``bulk_create`` of the same rows as a peer. Each floor runs in a transaction rolled back.
+   ``bulk_create`` of the same rows as a peer; and the floor of everything a page writes (the
+   same two tables plus the records' history versions and audit events, which applying keeps
+   too). Each floor runs in a transaction rolled back.
 
 Then records the goal rows (``bench._report.goal``): on PostgreSQL, first sync and catch-up at
 least 20,000 records/s and at least half the same run's ``COPY`` floor, and a number of queries
@@ -163,7 +165,7 @@ _FLOOR = """
 import json, time
 from django.db import connection, transaction
 from django.utils import timezone
-from configsync.models import ReplicatedRecord, SystemConfig
+from configsync.models import AuditEvent, RecordVersion, ReplicatedRecord, SystemConfig
 
 prefix, offset = {prefix!r}, 10**12
 configs = list(SystemConfig.objects.filter(key__startswith=prefix + "_").values_list(
@@ -171,22 +173,43 @@ configs = list(SystemConfig.objects.filter(key__startswith=prefix + "_").values_
 records = list(ReplicatedRecord.objects.filter(natural_key__startswith=prefix + "_").values_list(
     "model_label", "natural_key", "hlc", "origin_node", "version_vector", "deleted", "data",
     "seq", "received_from", "unreadable"))
+versions = list(RecordVersion.objects.filter(natural_key__startswith=prefix + "_").values_list(
+    "model_label", "natural_key", "number", "hlc", "origin_node", "deleted", "data", "actor",
+    "via"))
+events = list(AuditEvent.objects.filter(natural_key__startswith=prefix + "_").values_list(
+    "actor", "via", "action", "model_label", "natural_key", "node_id", "origin_node", "hlc",
+    "changed_fields", "value_hashes", "details"))
 CONFIG = ["key", "value_type", "value", "secret_value", "is_sensitive", "category",
           "description", "created_at", "updated_at"]
 RECORD = ["model_label", "natural_key", "hlc", "origin_node", "version_vector", "deleted", "data",
           "seq", "received_from", "unreadable", "updated_at"]
+VERSION = ["model_label", "natural_key", "number", "hlc", "origin_node", "deleted", "data",
+           "actor", "via", "recorded_at"]
+EVENT = ["actor", "via", "action", "model_label", "natural_key", "node_id", "origin_node", "hlc",
+         "changed_fields", "value_hashes", "details", "created_at"]
 
 
-def rows():
+def rows(everything=False):
     # The rows as an applier builds them from Python values: keys renamed, JSON encoded.
     now = timezone.now()
-    config_rows = [("F" + c[0], *c[1:], now, now) for c in configs]
-    record_rows = [
-        (r[0], "F" + r[1], r[2], r[3], json.dumps(r[4]), r[5], json.dumps(r[6]), r[7] + offset,
-         r[8], r[9], now)
-        for r in records
+    tables = [
+        ("configsync_systemconfig", CONFIG, [("F" + c[0], *c[1:], now, now) for c in configs]),
+        ("configsync_replicatedrecord", RECORD, [
+            (r[0], "F" + r[1], r[2], r[3], json.dumps(r[4]), r[5], json.dumps(r[6]),
+             r[7] + offset, r[8], r[9], now)
+            for r in records
+        ]),
     ]
-    return config_rows, record_rows
+    if everything:  # and what the history and the audit trail keep of each
+        tables.append(("configsync_recordversion", VERSION, [
+            (v[0], "F" + v[1], *v[2:6], json.dumps(v[6]), v[7], v[8], now) for v in versions
+        ]))
+        tables.append(("configsync_auditevent", EVENT, [
+            (*e[:4], "F" + e[4], *e[5:8], json.dumps(e[8]), json.dumps(e[9]), json.dumps(e[10]),
+             now)
+            for e in events
+        ]))
+    return tables
 
 
 def timed(write):
@@ -198,27 +221,19 @@ def timed(write):
     return seconds
 
 
-def copy():
-    config_rows, record_rows = rows()
+def copy(everything=False):
     with connection.cursor() as cursor:
         raw = cursor.cursor
-        for table, columns, data in (
-            ("configsync_systemconfig", CONFIG, config_rows),
-            ("configsync_replicatedrecord", RECORD, record_rows),
-        ):
+        for table, columns, data in rows(everything):
             with raw.copy(f"COPY {{table}} ({{', '.join(columns)}}) FROM STDIN") as stream:
                 for row in data:
                     stream.write_row(row)
 
 
-def executemany():
-    config_rows, record_rows = rows()
+def executemany(everything=False):
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
-        for table, columns, data in (
-            ("configsync_systemconfig", CONFIG, config_rows),
-            ("configsync_replicatedrecord", RECORD, record_rows),
-        ):
+        for table, columns, data in rows(everything):
             marks = ", ".join(["%s"] * len(columns))
             cursor.executemany(
                 f"INSERT INTO {{table}} ({{', '.join(columns)}}) VALUES ({{marks}})",
@@ -242,6 +257,7 @@ floor = copy if connection.vendor == "postgresql" else executemany
 print("FIGURES " + json.dumps({{
     "rows": len(configs),
     "floor": min(timed(floor) for _ in range(2)),
+    "floor_all": timed(lambda: floor(everything=True)),
     "bulk_create": timed(bulk_create),
 }}))
 """
@@ -296,12 +312,15 @@ def bench_sync(root: Path, *, backend: str) -> None:
         rate = _rate(count, sync["seconds"])
         floor = _rate(floors["rows"], floors["floor"])
         peer = _rate(floors["rows"], floors["bulk_create"])
+        everything = _rate(floors["rows"], floors["floor_all"])
         per_page.append((sync["queries"] / sync["pages"], int(sync["page"])))
         print(
             f"{what} ({count:,} records a -> b): {rate:,.0f} records/s; the same rows: "
             f"{floor_name} {floor:,.0f}/s ({rate / floor:.2f}x), Django bulk_create "
-            f"{peer:,.0f}/s ({rate / peer:.2f}x); {sync['queries'] / sync['pages']:.1f} queries "
-            f"per page of {int(sync['page']):,} on b",
+            f"{peer:,.0f}/s ({rate / peer:.2f}x); {floor_name} of everything a page writes "
+            f"(with its history versions and audit events) {everything:,.0f}/s "
+            f"({rate / everything:.2f}x); {sync['queries'] / sync['pages']:.1f} queries per "
+            f"page of {int(sync['page']):,} on b",
             flush=True,
         )
         if backend == "PostgreSQL":
