@@ -21,6 +21,7 @@ write models' rows tell their receivers themselves (``configsync.signals.changes
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -56,13 +57,19 @@ def _columns(fields: Sequence[models.Field]) -> str:
     return ", ".join(_column(f) for f in fields)
 
 
+class JSONText(str):
+    """A JSON field's value already encoded (as the field encodes it): written as it is, so a
+    value going to several rows (a version's wire form, to the feed and to the history) is
+    encoded once, and a common one (``[]``, ``{}``) never."""
+
+
 def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Row]:
     """Rows as the driver takes them: JSON as text; date-times as the backend adapts them."""
     convert: list[tuple[int, Any]] = []
     for index, f in enumerate(fields):
         if _is_json(f):
             encoder = f.encoder  # type: ignore[attr-defined]
-            convert.append((index, json.dumps if encoder is None else _encoding(encoder)))
+            convert.append((index, _encoding(encoder)))
         elif isinstance(f, models.DateTimeField) and connection.vendor != "postgresql":
             convert.append((index, _once(connection.ops.adapt_datetimefield_value)))
     if not convert:
@@ -90,8 +97,9 @@ def _once(function: Any) -> Any:
     return adapt
 
 
-def _encoding(encoder: type[json.JSONEncoder]) -> Any:
-    return lambda value: json.dumps(value, cls=encoder)
+def _encoding(encoder: type[json.JSONEncoder] | None) -> Any:
+    dumps = json.dumps if encoder is None else functools.partial(json.dumps, cls=encoder)
+    return lambda value: value if type(value) is JSONText else dumps(value)
 
 
 def rows_insert(
@@ -134,7 +142,13 @@ def rows_update(
     if connection.vendor == "postgresql":
         names = [f"c{i}" for i in range(len(fields))]
         payload = [
-            {"pk": row[0], **{name: value for name, value in zip(names, row[1:], strict=True)}}
+            {
+                "pk": row[0],
+                **{
+                    name: json.loads(value) if type(value) is JSONText else value
+                    for name, value in zip(names, row[1:], strict=True)
+                },
+            }
             for row in rows
         ]
         types = ", ".join(

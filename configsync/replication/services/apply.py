@@ -13,6 +13,7 @@ decrypts.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from django.db.models import signals as model_signals
 from django.utils import timezone
 
 from configsync.actor import PEER
-from configsync.bulk import rows_by_keys, rows_delete, rows_insert, rows_update
+from configsync.bulk import JSONText, rows_by_keys, rows_delete, rows_insert, rows_update
 from configsync.models import PeerCheckpoint, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.context import applying_remote
@@ -223,6 +224,8 @@ class _Record:
     received_from: str = ""
     unreadable: bool = False
     updated_at: Any = None
+    encoded: JSONText | None = None
+    """``data`` as JSON, when it was encoded for the history too (written as it is)."""
 
 
 _RECORD_COLUMNS = (
@@ -420,11 +423,14 @@ def _records_write(created: list[_Record], updated: list[_Record]) -> None:
     """Insert the new replication rows and update the changed ones, one statement each."""
     meta = ReplicatedRecord._meta
     fields = [meta.get_field(name) for name in ["model_label", "natural_key", *_RECORD_FIELDS]]
-    rows_insert(
-        model=ReplicatedRecord,
-        fields=fields,  # type: ignore[arg-type]
-        rows=[[getattr(r, f.name) for f in fields] for r in created],
-    )
+    data = fields.index(ReplicatedRecord._meta.get_field("data"))  # type: ignore[arg-type]
+    inserted = []
+    for r in created:
+        row = [getattr(r, f.name) for f in fields]
+        if r.encoded is not None:
+            row[data] = r.encoded
+        inserted.append(row)
+    rows_insert(model=ReplicatedRecord, fields=fields, rows=inserted)  # type: ignore[arg-type]
     rows_update(
         model=ReplicatedRecord,
         fields=fields[2:],  # type: ignore[arg-type]
@@ -439,6 +445,8 @@ def _history_entry(local: Version | None, record: _Record) -> Changed | None:
     if local is not None and local.hlc == HLC.parse(record.hlc) and local.deleted == record.deleted:
         return None
     before = None if local is None or local.deleted else local.data
+    if record.data is not None:
+        record.encoded = JSONText(json.dumps(record.data))
     return Changed(
         record=VersionRow(
             record.model_label,
@@ -447,6 +455,7 @@ def _history_entry(local: Version | None, record: _Record) -> Changed | None:
             record.origin_node,
             record.deleted,
             record.data,
+            record.encoded,
         ),
         before=before,
     )

@@ -16,6 +16,7 @@ memory only, and a token this node cannot read is hashed as ``"unreadable"``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from configsync.actor import acting_now
-from configsync.bulk import rows_insert, value_set
+from configsync.bulk import JSONText, rows_insert, value_set
 from configsync.conf import app_settings
 from configsync.crypto.fields import encryption_context_for
 from configsync.crypto.keyring import get_keyring
@@ -64,6 +65,8 @@ class VersionRow(NamedTuple):
     origin_node: str
     deleted: bool
     data: dict[str, Any] | None
+    encoded: JSONText | None = None
+    """``data`` already encoded as JSON, when the caller has it (written as it is)."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ def history_record(
                 record.hlc,
                 record.origin_node,
                 record.deleted,
-                record.data,
+                getattr(record, "encoded", None) or record.data,
                 actor,
                 via,
                 stamped,
@@ -208,9 +211,9 @@ def history_record(
                 here,
                 record.origin_node,
                 record.hlc,
-                changed_fields(change.before, record.data),
-                value_hashes(registry.get(label), key, record.data),
-                {**extra, "version": number},
+                _encoded_names(changed_fields(change.before, record.data)),
+                value_hashes(registry.get(label), key, record.data) or _EMPTY,
+                {**extra, "version": number} if extra else JSONText(f'{{"version": {number}}}'),
                 stamped,
             )
         )
@@ -223,6 +226,19 @@ def history_record(
     if prune:
         RecordVersion.objects.filter(prune).delete()
     audit_changes_record(rows=events)
+
+
+_EMPTY = JSONText("{}")
+
+
+@functools.lru_cache(maxsize=256)
+def _encoded_names_of(names: tuple[str, ...]) -> JSONText:
+    return JSONText(json.dumps(list(names)))
+
+
+def _encoded_names(names: list[str]) -> JSONText:
+    """A list of field names as JSON (a page's changes name the same few lists)."""
+    return _encoded_names_of(tuple(names))
 
 
 _VERSION_FIELDS = (

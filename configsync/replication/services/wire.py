@@ -270,13 +270,12 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
 def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[str, Any]:
     """The wire form, validated exactly like a local write of the record (see the registry)."""
     _require(isinstance(data, dict), "data must be an object (or null for a tombstone)")
-    fields = rm.field_map
-    unknown = sorted(set(data) - set(fields) - set(rm.many_to_many))
+    compiled = _compiled(rm)
+    unknown = sorted(name for name in data if name not in compiled.names)
     _require(
         not unknown,
         f"unknown fields: {', '.join(escaped(name, 64) for name in unknown[:20])}",
     )
-    compiled = _compiled(rm)
     wire_problems = compiled.wire_problems
     problems = [
         f"{name}: {problem}"
@@ -377,6 +376,8 @@ class _FastModel:
 
 @dataclass(frozen=True)
 class _Compiled:
+    names: frozenset[str]
+    """Every name the wire form may carry (``ReplicatedModel.wire_field_names``)."""
     wire_problems: dict[str, Callable[[Any], str | None]]
     """Per wire field: its JSON type check (``_wire_type_problem``, ``_sensitive_problem``)."""
     key_check: TextCheck | None
@@ -401,7 +402,10 @@ def _compiled(rm: registry.ReplicatedModel) -> _Compiled:
             for name, f in rm.field_map.items()
         }
         compiled = _Compiled(
-            wire_problems=wire_problems, key_check=_text_check(key_field), fast=_fast_model(rm)
+            names=frozenset(rm.wire_field_names()),
+            wire_problems=wire_problems,
+            key_check=_text_check(key_field),
+            fast=_fast_model(rm),
         )
         _COMPILED[rm] = compiled
     return compiled
