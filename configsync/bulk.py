@@ -20,6 +20,7 @@ write models' rows tell their receivers themselves (``configsync.signals.changes
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
@@ -205,7 +206,8 @@ def rows_by_keys(
 ) -> list[tuple[Any, ...]]:
     """The values of ``fields`` (as ``values_list`` gives them) of every row of ``model`` whose
     text column ``key_field`` is one of ``keys`` (and whose columns in ``where`` hold those
-    values); with ``lock``, the rows are locked until the transaction ends (``FOR UPDATE``).
+    values: together a unique key); with ``lock``, the rows are locked until the transaction
+    ends (``FOR UPDATE``).
 
     One index probe per key, whatever the table's statistics say: on PostgreSQL a ``LATERAL``
     lookup per key of one JSON parameter (a table growing through a first sync has statistics
@@ -250,21 +252,9 @@ def rows_by_keys(
     ]
 
 
-class _recorded:
+def _recorded(cursor: Any, sql: str, count: int) -> Any:
     """Record a statement the driver runs outside Django's cursor (``COPY``) in
     ``connection.queries`` when queries are being logged, as Django's debug cursor does."""
-
-    def __init__(self, cursor: Any, sql: str, count: int) -> None:
-        self.context = (
-            cursor.debug_sql(f"{sql} -- {count} rows")
-            if isinstance(cursor, CursorDebugWrapper)
-            else None
-        )
-
-    def __enter__(self) -> None:
-        if self.context is not None:
-            self.context.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.context is not None:
-            self.context.__exit__(*exc)
+    if isinstance(cursor, CursorDebugWrapper):
+        return cursor.debug_sql(f"{sql} -- {count} rows")
+    return contextlib.nullcontext()

@@ -141,10 +141,11 @@ class ReplicatedModel:
         ``save_related`` and decryption), no own ``save``/``delete``, a database-generated
         primary key, every other column a plain one whose ``save()`` writes the attribute as it
         is (text, flags, integers, JSON, date-times, ciphertext tokens: see
-        :func:`plain_column`), no unique field or constraint beyond the natural key (so the order
-        of writes within a page cannot matter), nothing that references its rows (a delete
-        cascades nowhere) and no parent model. What is decided at apply time (a before-apply
-        hook, model-signal receivers outside configsync) is ``changes_apply``'s part.
+        :func:`plain_column`), a unique natural key and no other unique field or constraint (so
+        a key names one row and the order of writes within a page cannot matter), nothing that
+        references its rows (a delete cascades nowhere) and no parent model. What is decided at
+        apply time (a before-apply hook, model-signal receivers outside configsync) is
+        ``changes_apply``'s part.
         """
         model = self.model
         meta = model._meta
@@ -159,6 +160,7 @@ class ReplicatedModel:
             and not meta.related_objects
             and not meta.unique_together
             and not meta.constraints
+            and getattr(meta.get_field(self.natural_key_field), "unique", False)
             and all(
                 plain_column(f) and (not f.unique or f.name == self.natural_key_field)
                 for f in meta.concrete_fields
