@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "SKEW_WARNING_SECONDS": 2,
     # Deepest nesting of a JSON body or value accepted at any edge (REST, push, .env, CLI).
     "MAX_JSON_DEPTH": 64,
-    "SYNC_BATCH_SIZE": 500,
+    "SYNC_BATCH_SIZE": 1000,
     "MAX_PUSH_BATCH": 1000,
     "SIGNATURE_MAX_AGE_SECONDS": 300,
     "PEER_TIMEOUT_SECONDS": 10,

@@ -9,10 +9,11 @@ hashes), which must never be written to a shared cache such as Redis.
 
 How it stays current in every process (gunicorn and Celery workers, on every node):
 
-* every committed change of ``SystemConfig``, ``AIProviderConfig`` or ``ServiceAPIKey`` — a local
-  write or an applied replicated change, both of which go through ``save()``/``delete()`` and so
-  send ``post_save``/``post_delete`` — clears this process's cache and, once per transaction after
-  it commits, bumps a global version counter (a replicated batch of 500 changes bumps once);
+* every committed change of ``SystemConfig``, ``AIProviderConfig`` or ``ServiceAPIKey`` clears
+  this process's cache and, once per transaction after it commits, bumps a global version
+  counter: a local write sends ``post_save``/``post_delete``; a replicated batch, whose rows may
+  be written set-wise without ``save()``, sends one ``changes_applied`` after commit (it bumps
+  once);
 * with ``REDIS_URL`` the counter is a Redis key, and the bump is also published on a pub/sub
   channel; a daemon listener thread in each process clears its cache as soon as a message
   arrives (and whenever it (re)subscribes, since messages may have been missed);
@@ -289,14 +290,29 @@ def _on_model_change(sender: Any, **kwargs: Any) -> None:
     transaction.on_commit(_Broadcast(), using=using, robust=True)
 
 
+_WATCHED: set[str] = set()
+"""Labels (``app_label.modelname``) whose changes invalidate lookups."""
+
+
+def _on_changes_applied(sender: Any, *, changes: Any = (), **kwargs: Any) -> None:
+    """A batch of replicated changes committed: one broadcast if it changed a watched model."""
+    if any(change.model_label in _WATCHED for change in changes):
+        lookup_cache.notify_change()
+
+
 def invalidate_on_change(label: str) -> None:
     """Invalidate lookups in every process whenever a row of model ``label`` (``app.Model``) is
-    saved or deleted. An app whose values are read through ``lookup_cache`` calls it from its
-    ``ready()`` (``providers`` does for ``AIProviderConfig``); calling it twice connects once."""
+    saved or deleted, or changed by an applied replicated batch. An app whose values are read
+    through ``lookup_cache`` calls it from its ``ready()`` (``providers`` does for
+    ``AIProviderConfig``); calling it twice connects once."""
     from django.db.models.signals import post_delete, post_save
 
+    from configsync.signals import changes_applied
+
+    _WATCHED.add(label.lower())
     post_save.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-save-{label}")
     post_delete.connect(_on_model_change, sender=label, dispatch_uid=f"lookup-del-{label}")
+    changes_applied.connect(_on_changes_applied, dispatch_uid="lookup-changes-applied")
 
 
 def signals_connect() -> None:

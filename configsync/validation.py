@@ -11,6 +11,7 @@ Messages name the rule, never the value.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -105,20 +106,29 @@ def validate_storable_texts(**texts: str | None) -> None:
 def storable_text_errors(instance: models.Model, *, exclude: set[str] | None = None) -> dict:
     """Per text field of ``instance`` (``CharField``/``TextField``, encrypted ones excepted), the
     storable-text problem of its value. Reads attributes raw: never decrypts."""
-    from configsync.crypto.fields import is_encrypted_field
-
     errors: dict[str, str] = {}
-    for f in instance._meta.concrete_fields:
-        if f.name in (exclude or set()) or is_encrypted_field(f):
+    for name, attname in _text_fields(type(instance)):
+        if exclude and name in exclude:
             continue
-        if not isinstance(f, models.CharField | models.TextField):
-            continue
-        value = instance.__dict__.get(f.attname)
+        value = instance.__dict__.get(attname)
         if isinstance(value, str):
             problem = text_problem(value)
             if problem:
-                errors[f.name] = f"The value {problem}."
+                errors[name] = f"The value {problem}."
     return errors
+
+
+@functools.cache
+def _text_fields(model: type[models.Model]) -> tuple[tuple[str, str], ...]:
+    """``(name, attname)`` of the model's text fields but encrypted ones (read once per model:
+    this runs for every record validated)."""
+    from configsync.crypto.fields import is_encrypted_field
+
+    return tuple(
+        (f.name, f.attname)
+        for f in model._meta.concrete_fields
+        if not is_encrypted_field(f) and isinstance(f, models.CharField | models.TextField)
+    )
 
 
 def token_plaintext(instance: models.Model, field_name: str) -> str | None:

@@ -1,5 +1,8 @@
 """Prompt export: a committed ``SystemConfig`` change (local or replicated) enqueues ``env_sync``.
 
+Local changes arrive one by one (``change_committed``), replicated ones a batch at a time
+(``changes_applied``); either way one enqueue at most per debounce window.
+
 The beat task catches everything anyway; this only shortens the delay. Changes the bridge itself
 makes are ignored (its run already wrote the file), and enqueues are debounced to one per
 ``ENV_SYNC_DEBOUNCE_SECONDS`` window — the task runs after the window, so a change whose enqueue
@@ -10,12 +13,13 @@ Connected by :func:`signals_connect` from ``ConfigsyncConfig.ready()``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.cache import cache
 
 from configsync.conf import app_settings
-from configsync.signals import change_committed
+from configsync.signals import AppliedChange, change_committed, changes_applied
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +30,16 @@ _PENDING_KEY = "configsync:env-sync-pending"
 def signals_connect() -> None:
     """Connect the .env bridge's receivers (idempotent: each has a ``dispatch_uid``)."""
     change_committed.connect(env_sync_on_change, dispatch_uid="configsync.env_sync_on_change")
+    changes_applied.connect(env_sync_on_applied, dispatch_uid="configsync.env_sync_on_applied")
+
+
+def env_sync_on_applied(
+    sender: Any, *, changes: Sequence[AppliedChange] = (), **kwargs: Any
+) -> None:
+    """``changes_applied`` receiver: a batch holding a system setting counts as one change."""
+    label = "configsync.systemconfig"
+    if any(change.model_label == label for change in changes):
+        env_sync_on_change(sender, model_label=label)
 
 
 def env_sync_on_change(sender: Any, *, model_label: str = "", **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from configsync.crypto.fields import Ciphertext, EncryptedTextField
-from configsync.value_types import ValueType, value_canonical, value_parse
+from configsync.value_types import ValueType, value_canonical, value_parse, value_type_known
 
 KEY_VALIDATOR = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_.\-:]{0,254}$",
@@ -144,7 +144,7 @@ class SystemConfig(models.Model):
         errors: dict[str, Any] = storable_text_errors(self)
         if str(self.key).endswith("\n"):  # the pattern's "$" also matches before a final "\n"
             errors.setdefault("key", KEY_VALIDATOR.message)
-        if self.value_type not in ValueType.values:
+        if not value_type_known(self.value_type):
             errors.setdefault("value_type", "Unknown type.")
             raise ValidationError(errors)
         if "value" in getattr(self, "_clean_exclude", ()):

@@ -49,6 +49,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.apps import apps
@@ -91,16 +92,25 @@ class ReplicatedModel:
     sensitive: frozenset[str] = field(default_factory=frozenset)
     many_to_many: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def model(self) -> type[models.Model]:
         return apps.get_model(self.label)
 
-    def fields(self) -> list[models.Field]:
-        return [
+    @cached_property
+    def _fields(self) -> tuple[models.Field, ...]:
+        return tuple(
             f
             for f in self.model._meta.concrete_fields
             if not f.primary_key and f.name not in _SKIPPED and f.name not in self.exclude
-        ]
+        )
+
+    @cached_property
+    def field_map(self) -> dict[str, models.Field]:
+        """The wire form's concrete fields by name (read only: shared by every caller)."""
+        return {f.name: f for f in self._fields}
+
+    def fields(self) -> list[models.Field]:
+        return list(self._fields)
 
     def wire_field_names(self) -> list[str]:
         """Every name the wire form may carry: concrete fields, then many-to-many fields."""
@@ -113,7 +123,50 @@ class ReplicatedModel:
 
     def encrypted_field_names(self) -> list[str]:
         """Fields whose wire form is a ciphertext token: encrypted fields and sensitive ones."""
-        return [f.name for f in self.fields() if is_encrypted_field(f) or f.name in self.sensitive]
+        return list(self.encrypted_fields)
+
+    @cached_property
+    def encrypted_fields(self) -> tuple[str, ...]:
+        """:meth:`encrypted_field_names`, read only (computed once)."""
+        return tuple(
+            f.name for f in self._fields if is_encrypted_field(f) or f.name in self.sensitive
+        )
+
+    @cached_property
+    def set_writable(self) -> bool:
+        """Whether received versions of this model may be written as a set of rows (one insert,
+        one update, one delete per page) rather than through ``save()``/``delete()`` per record.
+
+        Only what saving would do anyway: no many-to-many or sensitive fields (they need
+        ``save_related`` and decryption), no own ``save``/``delete``, a database-generated
+        primary key, every other column a plain one whose ``save()`` writes the attribute as it
+        is (text, flags, integers, JSON, date-times, ciphertext tokens: see
+        :func:`plain_column`), a unique natural key and no other unique field or constraint (so
+        a key names one row and the order of writes within a page cannot matter), nothing that
+        references its rows (a delete cascades nowhere) and no parent model. What is decided at
+        apply time (a before-apply hook, model-signal receivers outside configsync) is
+        ``changes_apply``'s part.
+        """
+        model = self.model
+        meta = model._meta
+        pk = meta.pk
+        return (
+            not self.many_to_many
+            and not self.sensitive
+            and model.save is models.Model.save
+            and model.delete is models.Model.delete
+            and isinstance(pk, models.AutoField | models.BigAutoField | models.SmallAutoField)
+            and not meta.parents
+            and not meta.related_objects
+            and not meta.unique_together
+            and not meta.constraints
+            and getattr(meta.get_field(self.natural_key_field), "unique", False)
+            and all(
+                plain_column(f) and (not f.unique or f.name == self.natural_key_field)
+                for f in meta.concrete_fields
+                if not f.primary_key
+            )
+        )
 
     def _context(self, name: str, instance: models.Model) -> str:
         return encryption_context_for(
@@ -277,6 +330,38 @@ class ReplicatedModel:
             delattr(instance, _PENDING_M2M)
 
 
+_PLAIN_BASES: tuple[type[models.Field], ...] = (
+    models.CharField,
+    models.TextField,
+    models.BooleanField,
+    models.IntegerField,
+    models.JSONField,
+    models.DateTimeField,
+)
+_WRITE_METHODS = (
+    "pre_save",
+    "get_db_prep_save",
+    "get_db_prep_value",
+    "get_prep_value",
+    "to_python",
+)
+
+
+def plain_column(f: models.Field) -> bool:
+    """Whether ``save()`` writes field ``f`` as its (``to_python``-ed) attribute: one of
+    Django's text, flag, integer, JSON or date-time fields (subclasses too, e.g. ``SlugField``)
+    that overrides none of the methods a write goes through, or an ``EncryptedTextField`` (its
+    token is written as is). A date-time field with ``auto_now``/``auto_now_add`` is stamped
+    with the write's time, as ``pre_save`` does."""
+    if is_encrypted_field(f):
+        return True
+    cls = type(f)
+    base = next((b for b in cls.__mro__ if b in _PLAIN_BASES), None)
+    if base is None or f.generated or f.db_returning or f.has_db_default():
+        return False
+    return all(getattr(cls, name) is getattr(base, name) for name in _WRITE_METHODS)
+
+
 def _parse_keys(name: str, value: Any) -> list[WireKey]:
     """A many-to-many wire value: a list of strings or of non-empty lists of strings."""
     if not isinstance(value, list) or len(value) > 10_000:
@@ -342,6 +427,11 @@ def register_validation(label: str, hook: Validate) -> None:
     """Validate received versions of ``label`` with ``hook`` (the same rules its local writes
     pass); it gets the unsaved instance and raises ``ValidationError``."""
     _validators[label.lower()] = hook
+
+
+def has_validation_hook(label: str) -> bool:
+    """Whether ``label`` validates received versions through a hook of its app."""
+    return label.lower() in _validators
 
 
 def get(label: str) -> ReplicatedModel:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,11 +76,20 @@ def _insert(events: Sequence[AuditEvent], what: str) -> list[AuditEvent]:
         raise AuditWriteError(what) from exc
 
 
+_hash_keys: weakref.WeakKeyDictionary[Keyring, dict[str, bytes]] = weakref.WeakKeyDictionary()
+
+
 def _hash_key(keyring: Keyring, kid: str) -> bytes:
-    key = next(k for k in keyring.keys if k.kid == kid)
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"configsync audit value hash v1"
-    ).derive(key.material)
+    """The HMAC key derived from key ``kid`` of ``keyring``: derived once per keyring (HKDF per
+    call was what hashing a page of received secrets cost), afresh for a new keyring (the
+    setting changed)."""
+    derived = _hash_keys.setdefault(keyring, {})
+    if kid not in derived:
+        key = next(k for k in keyring.keys if k.kid == kid)
+        derived[kid] = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"configsync audit value hash v1"
+        ).derive(key.material)
+    return derived[kid]
 
 
 def audit_value_hash(value: str) -> str:
@@ -171,6 +181,44 @@ def audit_record(*, events: Sequence[AuditEvent]) -> None:
     """Write ``events`` in one insert, in the caller's transaction: if it fails, so does the
     caller's write (fail closed): :class:`AuditWriteError`."""
     _insert(events, "change")
+
+
+CHANGE_ROW_FIELDS = (
+    "actor",
+    "via",
+    "action",
+    "model_label",
+    "natural_key",
+    "node_id",
+    "origin_node",
+    "hlc",
+    "changed_fields",
+    "value_hashes",
+    "details",
+    "created_at",
+)
+"""The fields of a change event as :func:`audit_changes_record` takes it, in this order."""
+
+
+def audit_changes_record(*, rows: Sequence[Sequence[Any]]) -> None:
+    """Write change events given as rows of :data:`CHANGE_ROW_FIELDS` in one statement
+    (``configsync.bulk``: the history of a page of received changes), in a savepoint of the
+    caller's transaction: if it fails, so does the caller's write (fail closed):
+    :class:`AuditWriteError`. ``actor`` is at most 200 characters, ``natural_key`` 255."""
+    if not rows:
+        return
+    from configsync.bulk import rows_insert
+
+    meta = AuditEvent._meta
+    try:
+        with transaction.atomic():
+            rows_insert(
+                model=AuditEvent,
+                fields=[meta.get_field(name) for name in CHANGE_ROW_FIELDS],  # type: ignore[misc]
+                rows=rows,
+            )
+    except DatabaseError as exc:
+        raise AuditWriteError("change") from exc
 
 
 def audit_action(

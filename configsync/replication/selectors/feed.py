@@ -10,9 +10,12 @@ missing everything up to its old position.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from django.db import connection
 
 from configsync.crypto.keyring import get_keyring, token_key_id
 from configsync.models import Conflict, NodeClock, ReplicatedRecord, ReplicationLog
@@ -61,29 +64,52 @@ def feed_page(
     Rows received from ``exclude_node`` (the requesting peer) are left out, but the cursor still
     advances over them: a peer is never sent back what it sent. With ``digest`` the items carry
     only model, key, hlc and the tombstone flag. ``CursorError`` when the cursor does not parse.
+
+    One query reads the clock and the page (``_page_rows``); a second only for rows of records
+    holding a kept conflict (their losers and resolutions) and when the cursor is of another
+    epoch or beyond the feed (the page starts over). An empty page costs one query.
     """
     position = cursor_parse(cursor)
-    epoch, last_seq = _clock_state()
+    limit = max(limit, 1)
     since = position.seq
+    epoch, last_seq, rows = _page_rows(since, limit, exclude_node)
     reset = False
     if position.epoch and (position.epoch != epoch or since > last_seq):
         since, reset = 0, True
-    rows = list(ReplicatedRecord.objects.filter(seq__gt=since).order_by("seq")[: max(limit, 1) + 1])
+        epoch, last_seq, rows = _page_rows(since, limit, exclude_node)
     has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_seq = rows[-1].seq if rows else since
-    kept = [row for row in rows if not exclude_node or row.received_from != exclude_node]
+    kept = rows[:limit]
+    if has_more:
+        next_seq = kept[-1][_SEQ]
+    elif exclude_node:
+        # Every row up to the clock's last sequence (read in the same snapshot: a row's
+        # sequence commits with the clock's) was read or left out: the cursor passes them all.
+        next_seq = max(since, last_seq)
+    else:
+        next_seq = kept[-1][_SEQ] if kept else since
     if digest:
         changes = [
-            {"model": r.model_label, "key": r.natural_key, "hlc": r.hlc, "deleted": r.deleted}
-            for r in kept
+            {"model": r[0], "key": r[1], "hlc": r[2], "deleted": bool(r[_DELETED])} for r in kept
         ]
     else:
-        losers, resolved = _conflict_notes_for(kept)
+        losers, resolved = _conflict_notes_for({(r[0], r[1]) for r in kept if r[_CONFLICTED]})
         changes = []
-        for r in kept:
-            ident = (r.model_label, r.natural_key, r.hlc)
-            changes.append(record_as_change(r, losers.get(ident), resolved.get(ident)))
+        for label, key, hlc, origin, vv, deleted, data, seq, _, _ in kept:
+            ident = (label, key, hlc)
+            item: dict[str, Any] = {
+                "model": label,
+                "key": key,
+                "hlc": hlc,
+                "origin": origin,
+                "vv": _json(vv),
+                "deleted": bool(deleted),
+                "data": None if deleted else _json(data),
+                "seq": seq,
+                "losers": losers.get(ident) or [],
+            }
+            if ident in resolved:
+                item["resolved"] = resolved[ident]
+            changes.append(item)
     return FeedPage(
         node=node,
         changes=changes,
@@ -91,6 +117,60 @@ def feed_page(
         has_more=has_more,
         reset=reset,
     )
+
+
+_PAGE_COLUMNS = (
+    "model_label",
+    "natural_key",
+    "hlc",
+    "origin_node",
+    "version_vector",
+    "deleted",
+    "data",
+    "seq",
+    "received_from",
+)
+_DELETED, _SEQ, _CONFLICTED = 5, 7, 9
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as the driver returns it (text on both backends, as Django asks)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _page_rows(since: int, limit: int, exclude_node: str) -> tuple[str, int, list[tuple[Any, ...]]]:
+    """This feed's epoch and last sequence, and up to ``limit + 1`` rows after ``since`` (but
+    those received from ``exclude_node``), each ``_PAGE_COLUMNS`` plus whether a conflict is
+    kept for its record; one query.
+
+    The rows come from a subquery that reads the unique index on ``seq`` (``ORDER BY … LIMIT``),
+    joined to one constant row so that an empty page still carries the clock (and a missing
+    clock row reads as epoch ``""``, sequence 0, as before anything was written).
+    """
+    quote = connection.ops.quote_name
+    records = quote(ReplicatedRecord._meta.db_table)
+    clock = quote(NodeClock._meta.db_table)
+    conflicts = quote(Conflict._meta.db_table)
+    pk = quote(NodeClock._meta.pk.column)  # type: ignore[union-attr,arg-type]
+    inner = ", ".join(f"r.{quote(name)}" for name in _PAGE_COLUMNS)
+    outer = ", ".join(f"page.{quote(name)}" for name in _PAGE_COLUMNS)
+    sql = (
+        f"SELECT (SELECT epoch FROM {clock} WHERE {pk} = %s), "  # noqa: S608
+        f"(SELECT last_seq FROM {clock} WHERE {pk} = %s), {outer}, page.conflicted "
+        "FROM (SELECT 1 AS one) AS one LEFT JOIN ("
+        f"SELECT {inner}, EXISTS (SELECT 1 FROM {conflicts} c "
+        "WHERE c.model_label = r.model_label AND c.natural_key = r.natural_key) AS conflicted "
+        f"FROM {records} r WHERE r.seq > %s {'AND r.received_from <> %s ' if exclude_node else ''}"
+        "ORDER BY r.seq LIMIT %s) AS page ON 1 = 1 ORDER BY page.seq"
+    )
+    params: list[Any] = [NodeClock.ROW_ID, NodeClock.ROW_ID, since]
+    params += [exclude_node] if exclude_node else []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit + 1])
+        fetched = cursor.fetchall()
+    epoch, last_seq = fetched[0][0] or "", fetched[0][1] or 0
+    rows = [row[2:] for row in fetched if row[2 + _SEQ] is not None]
+    return epoch, int(last_seq), rows
 
 
 def record_as_change(
@@ -124,12 +204,13 @@ Ident = tuple[str, str, str]
 
 
 def _conflict_notes_for(
-    records: list[ReplicatedRecord],
+    records: set[tuple[str, str]],
 ) -> tuple[dict[Ident, list[dict[str, Any]]], dict[Ident, list[dict[str, Any]]]]:
-    """Per ``(model, key, hlc)``: the versions that lost to it, the conflicts it resolved."""
+    """Per ``(model, key, hlc)``: the versions that lost to it, the conflicts it resolved, for
+    the records ``(model, key)`` holding a kept conflict (no query when there is none)."""
     if not records:
         return {}, {}
-    keys = {r.natural_key for r in records}
+    keys = {key for _, key in records}
     losers: dict[Ident, list[dict[str, Any]]] = {}
     resolved: dict[Ident, list[dict[str, Any]]] = {}
     for conflict in Conflict.objects.filter(natural_key__in=keys).only(

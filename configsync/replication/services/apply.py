@@ -13,10 +13,10 @@ decrypts.
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -28,9 +28,11 @@ from django.db import (
     models,
     transaction,
 )
+from django.db.models import signals as model_signals
 from django.utils import timezone
 
 from configsync.actor import PEER
+from configsync.bulk import JSONText, rows_by_keys, rows_delete, rows_insert, rows_update
 from configsync.models import PeerCheckpoint, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.context import applying_remote
@@ -43,8 +45,8 @@ from configsync.replication.services.conflicts import (
     conflict_keep_loser,
     conflict_skew_affected,
 )
-from configsync.replication.services.history import Changed, history_record
-from configsync.replication.services.local import change_notify_after_commit, data_unreadable
+from configsync.replication.services.history import Changed, VersionRow, history_record
+from configsync.replication.services.local import data_unreadable
 from configsync.replication.services.quarantine_store import quarantine_keep
 from configsync.replication.services.wire import (
     APPLIED,
@@ -58,6 +60,7 @@ from configsync.replication.services.wire import (
     changes_check,
     escaped,
 )
+from configsync.signals import AppliedChange, changes_applied
 
 logger = logging.getLogger(__name__)
 
@@ -204,14 +207,61 @@ def _apply_checked(
     return [results[i] for i in range(len(checked))]
 
 
+@dataclass(slots=True)
+class _Record:
+    """A replication row as this module reads and writes it (``ReplicatedRecord``'s columns;
+    ``pk`` ``None`` for a row to insert): plain attributes, no model instance per record."""
+
+    pk: int | None
+    model_label: str
+    natural_key: str
+    hlc: str = ""
+    origin_node: str = ""
+    version_vector: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+    data: dict[str, Any] | None = None
+    seq: int = 0
+    received_from: str = ""
+    unreadable: bool = False
+    updated_at: Any = None
+    encoded: JSONText | None = None
+    """``data`` as JSON, when it was encoded for the history too (written as it is)."""
+
+
+_RECORD_COLUMNS = (
+    "pk",
+    "model_label",
+    "natural_key",
+    "hlc",
+    "origin_node",
+    "version_vector",
+    "deleted",
+    "data",
+    "seq",
+    "received_from",
+    "unreadable",
+)
+
+
 @dataclass
 class _Pending:
-    record: ReplicatedRecord
+    record: _Record
     label: str
     key: str
     deleted: bool
     notify: bool
     history: Changed | None = None
+
+
+@dataclass(frozen=True)
+class _RowWrite:
+    """A received version to write to a model row set-wise (see ``_set_written``)."""
+
+    rm: registry.ReplicatedModel
+    key: str
+    pk: Any
+    """The primary key of the existing row (``None``: no row yet)."""
+    version: Version
 
 
 def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[ItemResult]:
@@ -220,15 +270,25 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
     pending: list[_Pending] = []
     newest: HLC | None = None
     by_index: dict[int, ItemResult] = {}
-    instances, records = _lock_batch(parsed)
+    set_written = {rm.label for rm in {change.model for change in parsed} if _set_written(rm)}
+    instances, records = _lock_batch(parsed, set_written)
+    rows: list[_RowWrite] = []
+
+    def write(rm: registry.ReplicatedModel, key: str, version: Version) -> None:
+        found = instances.get((rm.label, key))
+        if rm.label in set_written:
+            rows.append(_RowWrite(rm, key, found, version))
+        else:
+            _write_model(rm, key, found, version)
+
     # Batch order is the sender's feed order: a change that depends on an earlier one (e.g. a
-    # provider made default after the previous default was cleared) applies after it.
+    # provider made default after the previous default was cleared) applies after it. Models
+    # written set-wise have no such dependency (``registry.ReplicatedModel.set_writable``).
     for index in range(len(parsed)):
         change = parsed[index]
         rm = change.model
         remote = change.version
         newest = remote.hlc if newest is None or remote.hlc > newest else newest
-        instance = instances.get((rm.label, change.key))
         record = records.get((rm.label, change.key))
         local = _version_of(record)
         local_vv: dict[str, str] = dict(record.version_vector) if record is not None else {}
@@ -238,7 +298,7 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
         elif record is None or vv_leq(local_vv, change.vv):
             status = APPLIED
             if local is None or local.hlc != remote.hlc or local.deleted != remote.deleted:
-                _write_model(rm, change.key, instance, remote)
+                write(rm, change.key, remote)
             record = _set_version(record, rm.label, change.key, remote, change.vv)
             record.received_from = source_node
             pending.append(
@@ -264,7 +324,7 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
             remote_wins = lww_wins(remote.hlc, remote.deleted, local.hlc, local.deleted)
             merged = vv_merge(local_vv, change.vv)
             if remote_wins:
-                _write_model(rm, change.key, instance, remote)
+                write(rm, change.key, remote)
                 record = _set_version(record, rm.label, change.key, remote, merged)
             else:
                 record.version_vector = merged
@@ -305,17 +365,16 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
             conflict_close(
                 label=rm.label, key=change.key, versions=versions, chosen=chosen, by=str(remote.hlc)
             )
-        result = ItemResult(
-            index=index,
-            model=rm.label,
-            key=change.key,
-            status=status,
-            unreadable=data_unreadable(remote.data, rm) if status != STALE else False,
-        )
+        unreadable = data_unreadable(remote.data, rm) if status != STALE else False
         if record is not None and status != STALE:
-            record.unreadable = data_unreadable(record.data, rm)
-        by_index[index] = result
+            same = record.data is remote.data
+            record.unreadable = unreadable if same else data_unreadable(record.data, rm)
+        by_index[index] = ItemResult(
+            index=index, model=rm.label, key=change.key, status=status, unreadable=unreadable
+        )
     results = [by_index[i] for i in range(len(parsed))]
+    now = timezone.now()
+    _write_rows(rows, now)
 
     if pending:
         clock = clock_locked()
@@ -323,36 +382,28 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
             clock.last_wall_ms, clock.last_logical = receive(
                 clock.last_wall_ms, clock.last_logical, newest, now_ms=physical_now_ms()
             )
-        created: list[ReplicatedRecord] = []
-        updated: list[ReplicatedRecord] = []
-        now = timezone.now()
+        created: list[_Record] = []
+        updated: list[_Record] = []
+        notices: list[AppliedChange] = []
         for item in pending:
             clock.last_seq += 1
             item.record.seq = clock.last_seq
             item.record.updated_at = now
             (updated if item.record.pk else created).append(item.record)
             if item.notify:
-                change_notify_after_commit(
-                    item.label, item.key, item.record.seq, item.deleted, local=False
-                )
-        ReplicatedRecord.objects.bulk_create(created)
-        ReplicatedRecord.objects.bulk_update(updated, _RECORD_FIELDS)
+                notices.append(AppliedChange(item.label, item.key, item.record.seq, item.deleted))
+        _records_write(created, updated)
         clock.save()
         history_record(
             changes=[item.history for item in pending if item.history is not None],
             actor=f"peer:{source_name}",
             via=PEER,
         )
+        if notices:
+            transaction.on_commit(
+                lambda: changes_applied.send(sender=ReplicatedRecord, changes=notices)
+            )
     return results
-
-
-def _history_entry(local: Version | None, record: ReplicatedRecord) -> Changed | None:
-    """The history entry of a received version that replaced ``local`` (``None``: the same
-    version, only its vector grew). A copy: a later item of the batch may change ``record``."""
-    if local is not None and local.hlc == HLC.parse(record.hlc) and local.deleted == record.deleted:
-        return None
-    before = None if local is None or local.deleted else local.data
-    return Changed(record=copy.copy(record), before=before)
 
 
 _RECORD_FIELDS = [
@@ -368,50 +419,111 @@ _RECORD_FIELDS = [
 ]
 
 
+def _records_write(created: list[_Record], updated: list[_Record]) -> None:
+    """Insert the new replication rows and update the changed ones, one statement each."""
+    meta = ReplicatedRecord._meta
+    fields = [meta.get_field(name) for name in ["model_label", "natural_key", *_RECORD_FIELDS]]
+    data = fields.index(ReplicatedRecord._meta.get_field("data"))  # type: ignore[arg-type]
+    inserted = []
+    for r in created:
+        row = [getattr(r, f.name) for f in fields]
+        if r.encoded is not None:
+            row[data] = r.encoded
+        inserted.append(row)
+    rows_insert(model=ReplicatedRecord, fields=fields, rows=inserted)  # type: ignore[arg-type]
+    rows_update(
+        model=ReplicatedRecord,
+        fields=fields[2:],  # type: ignore[arg-type]
+        rows=[[r.pk, *(getattr(r, f.name) for f in fields[2:])] for r in updated],
+    )
+
+
+def _history_entry(local: Version | None, record: _Record) -> Changed | None:
+    """The history entry of a received version that replaced ``local`` (``None``: the same
+    version, only its vector grew). A snapshot: the row is changed again before it is written
+    (its sequence number)."""
+    if local is not None and local.hlc == HLC.parse(record.hlc) and local.deleted == record.deleted:
+        return None
+    before = None if local is None or local.deleted else local.data
+    if record.data is not None:
+        record.encoded = JSONText(json.dumps(record.data))
+    return Changed(
+        record=VersionRow(
+            record.model_label,
+            record.natural_key,
+            record.hlc,
+            record.origin_node,
+            record.deleted,
+            record.data,
+            record.encoded,
+        ),
+        before=before,
+    )
+
+
 def _lock_batch(
-    parsed: list[ParsedChange],
-) -> tuple[dict[tuple[str, str], models.Model], dict[tuple[str, str], ReplicatedRecord]]:
+    parsed: list[ParsedChange], set_written: set[str]
+) -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], _Record]]:
     """Lock the model rows, then the replication rows, of every record of the batch.
 
     Same order as a local write (model row, replication row, then the clock), so a batch and a
     concurrent local write of one record never deadlock; two queries per model, not per item.
+    Per record: its model instance, or only its primary key for models in ``set_written``.
     """
     keys: dict[str, list[str]] = {}
     models_by_label: dict[str, registry.ReplicatedModel] = {}
     for change in parsed:
         keys.setdefault(change.model.label, []).append(change.key)
         models_by_label[change.model.label] = change.model
-    instances: dict[tuple[str, str], models.Model] = {}
-    records: dict[tuple[str, str], ReplicatedRecord] = {}
+    instances: dict[tuple[str, str], Any] = {}
+    records: dict[tuple[str, str], _Record] = {}
     for label, names in keys.items():
         rm = models_by_label[label]
         field_name = rm.natural_key_field
-        for instance in rm.model._default_manager.select_for_update().filter(
-            **{f"{field_name}__in": names}
+        key_field = rm.model._meta.get_field(field_name)
+        if label in set_written and isinstance(key_field, models.CharField | models.TextField):
+            for key, pk in rows_by_keys(
+                model=rm.model,
+                key_field=field_name,
+                keys=names,
+                fields=[field_name, "pk"],
+                lock=True,
+            ):
+                instances[(label, str(key))] = pk
+        else:
+            for instance in rm.model._default_manager.select_for_update().filter(
+                **{f"{field_name}__in": names}
+            ):
+                key = rm.natural_key(instance)
+                instances[(label, key)] = instance.pk if label in set_written else instance
+        for values in rows_by_keys(
+            model=ReplicatedRecord,
+            key_field="natural_key",
+            keys=names,
+            fields=_RECORD_COLUMNS,
+            where={"model_label": label},
+            lock=True,
         ):
-            instances[(label, rm.natural_key(instance))] = instance
-        for record in ReplicatedRecord.objects.select_for_update().filter(
-            model_label=label, natural_key__in=names
-        ):
+            record = _Record(*values)
             records[(label, record.natural_key)] = record
     return instances, records
 
 
-def _version_of(record: ReplicatedRecord | None) -> Version | None:
+def _version_of(record: _Record | None) -> Version | None:
     if record is None:
         return None
     return Version(HLC.parse(record.hlc), record.origin_node, record.deleted, record.data)
 
 
 def _set_version(
-    record: ReplicatedRecord | None,
+    record: _Record | None,
     label: str,
     key: str,
     version: Version,
     vv: dict[str, str],
-) -> ReplicatedRecord:
+) -> _Record:
     if record is None:
-        record = ReplicatedRecord(model_label=label, natural_key=key)
+        record = _Record(None, label, key)
     record.hlc = str(version.hlc)
     record.origin_node = version.origin
     record.deleted = version.deleted
@@ -438,3 +550,127 @@ def _write_model(
     with applying_remote():
         target.save()
         rm.save_related(target)
+
+
+def _set_written(rm: registry.ReplicatedModel) -> bool:
+    """Whether this page writes ``rm``'s rows set-wise (``_write_rows``) rather than through
+    ``save()``/``delete()`` per record: the model allows it (``ReplicatedModel.set_writable``),
+    no before-apply hook must see each version, and no receiver outside configsync listens to
+    its model signals (configsync's own — the lookup cache's — take ``changes_applied``, the
+    replication receivers do nothing while applying). Decided per page: hooks and receivers
+    may be connected at any time."""
+    if not rm.set_writable or before_apply(rm.label) is not None:
+        return False
+    model = rm.model
+    for signal in _MODEL_SIGNALS:
+        sync, asynchronous = signal._live_receivers(model)
+        for receiver in (*sync, *asynchronous):
+            if not getattr(receiver, "__module__", "").startswith("configsync."):
+                return False
+    return True
+
+
+_MODEL_SIGNALS = (
+    model_signals.pre_save,
+    model_signals.post_save,
+    model_signals.pre_delete,
+    model_signals.post_delete,
+)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """How a received version becomes a row of its model, as ``save()`` would write it."""
+
+    fields: tuple[models.Field, ...]
+    """Every column but the primary key, in the model's order."""
+    stamped: frozenset[str]
+    """Date-times ``save()`` sets to the write's time on insert (``auto_now``/``auto_now_add``)."""
+    touched: frozenset[str]
+    """Date-times ``save()`` sets to the write's time on update (``auto_now``)."""
+
+
+_COLUMNS: dict[registry.ReplicatedModel, _Columns] = {}
+
+
+def _columns(rm: registry.ReplicatedModel) -> _Columns:
+    columns = _COLUMNS.get(rm)
+    if columns is None:
+        fields = tuple(f for f in rm.model._meta.concrete_fields if not f.primary_key)
+        stamped = frozenset(
+            f.name
+            for f in fields
+            if isinstance(f, models.DateTimeField) and (f.auto_now or f.auto_now_add)
+        )
+        touched = frozenset(
+            f.name for f in fields if isinstance(f, models.DateTimeField) and f.auto_now
+        )
+        columns = _COLUMNS[rm] = _Columns(fields, stamped, touched)
+    return columns
+
+
+def _column_value(f: models.Field, value: Any) -> Any:
+    """A wire value (checked by ``changes_check``) as the attribute ``save()`` would write."""
+    if isinstance(f, models.DateTimeField):
+        return f.get_prep_value(f.to_python(value))
+    return value
+
+
+def _write_rows(rows: list[_RowWrite], now: Any) -> None:
+    """Write received versions to their models' rows: per model one insert of the new rows,
+    one update of the existing ones (per set of fields the versions carry) and one delete."""
+    by_model: dict[registry.ReplicatedModel, list[_RowWrite]] = {}
+    for write in rows:
+        by_model.setdefault(write.rm, []).append(write)
+    for rm, writes in by_model.items():
+        model = rm.model
+        columns = _columns(rm)
+        wire = rm.field_map
+        key_name = rm.natural_key_field
+        inserts: list[list[Any]] = []
+        updates: dict[tuple[str, ...], list[list[Any]]] = {}
+        deletes: list[Any] = []
+        for w in writes:
+            if w.version.deleted:
+                if w.pk is not None:
+                    deletes.append(w.pk)
+                continue
+            data = w.version.data or {}
+            if w.pk is None:
+                row: list[Any] = []
+                for f in columns.fields:
+                    if f.name in columns.stamped:
+                        row.append(now)
+                    elif f.name == key_name:
+                        row.append(w.key)
+                    elif f.name in data and f.name in wire:
+                        row.append(_column_value(f, data[f.name]))
+                    else:
+                        row.append(f.get_default())
+                inserts.append(row)
+            else:
+                names = tuple(
+                    f.name
+                    for f in columns.fields
+                    if f.name in columns.touched or (f.name in data and f.name in wire)
+                )
+                updates.setdefault(names, []).append(
+                    [
+                        w.pk,
+                        *(
+                            now
+                            if name in columns.touched
+                            else _column_value(wire[name], data[name])
+                            for name in names
+                        ),
+                    ]
+                )
+        rows_delete(model=model, pks=deletes)
+        for names, changed in updates.items():
+            meta = model._meta
+            rows_update(
+                model=model,
+                fields=[meta.get_field(name) for name in names],  # type: ignore[misc]
+                rows=changed,
+            )
+        rows_insert(model=model, fields=columns.fields, rows=inserts)

@@ -16,22 +16,28 @@ memory only, and a token this node cannot read is hashed as ``"unreadable"``.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from django.db import connection
 from django.db.models import Max, Q
+from django.utils import timezone
 
 from configsync.actor import acting_now
+from configsync.bulk import JSONText, rows_insert, value_set
 from configsync.conf import app_settings
 from configsync.crypto.fields import encryption_context_for
 from configsync.crypto.keyring import get_keyring
 from configsync.logging import register_secret
 from configsync.models import AuditEvent, RecordVersion, ReplicatedRecord
 from configsync.replication import registry
-from configsync.services.audit import audit_event_build, audit_record, audit_value_hash
+from configsync.services.audit import audit_changes_record, audit_value_hash
+from configsync.services.node import node_id
 
 UNREADABLE = "unreadable"
 
@@ -50,13 +56,27 @@ def history_details(**details: Any) -> Iterator[None]:
         _details.reset(token)
 
 
+class VersionRow(NamedTuple):
+    """A record's version as the history keeps it (what ``Changed.record`` must carry)."""
+
+    model_label: str
+    natural_key: str
+    hlc: str
+    origin_node: str
+    deleted: bool
+    data: dict[str, Any] | None
+    encoded: JSONText | None = None
+    """``data`` already encoded as JSON, when the caller has it (written as it is)."""
+
+
 @dataclass(frozen=True)
 class Changed:
     """One change of a record's current version: ``record`` holds the new version (its ``hlc``,
-    ``origin_node``, ``deleted`` and ``data``); ``before`` is the wire form of the version it
-    replaced (``None`` when there was no live one: a create, or a write over a tombstone)."""
+    ``origin_node``, ``deleted`` and ``data``: a ``ReplicatedRecord`` or a :class:`VersionRow`);
+    ``before`` is the wire form of the version it replaced (``None`` when there was no live one:
+    a create, or a write over a tombstone)."""
 
-    record: ReplicatedRecord
+    record: ReplicatedRecord | VersionRow
     before: dict[str, Any] | None
 
 
@@ -78,7 +98,7 @@ def value_hashes(
         return {}
     hashes: dict[str, str] = {}
     keyring = None
-    for name in rm.encrypted_field_names():
+    for name in rm.encrypted_fields:
         token = data.get(name)
         if not token:
             continue
@@ -98,6 +118,28 @@ def value_hashes(
     return hashes
 
 
+def _latest_numbers(label: str, keys: list[str]) -> list[tuple[str, int]]:
+    """``(natural key, latest version number)`` of the records of ``keys`` that have versions:
+    one index probe per key (on PostgreSQL whatever the table's statistics say, as
+    ``configsync.bulk.rows_by_keys``)."""
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(RecordVersion._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT k.key, (SELECT max(v.number) FROM {table} v "  # noqa: S608
+                "WHERE v.model_label = %s AND v.natural_key = k.key) AS n "
+                "FROM jsonb_array_elements_text(%s::jsonb) AS k(key)",
+                [label, json.dumps(sorted(set(keys)))],
+            )
+            return [(key, number) for key, number in cursor.fetchall() if number is not None]
+    return list(
+        RecordVersion.objects.filter(model_label=label, natural_key__in=value_set(keys))
+        .values_list("natural_key")
+        .annotate(n=Max("number"))
+        .order_by()
+    )
+
+
 def _action(change: Changed) -> str:
     if change.record.deleted:
         return AuditEvent.Action.DELETE
@@ -111,7 +153,8 @@ def history_record(
 
     Runs in the caller's transaction, which must hold the records' replication rows locked
     (both callers do), so version numbers are issued without races: three queries for the
-    whole batch (the latest numbers, the inserts, the pruning) plus the audit insert.
+    whole batch (the latest numbers, the inserts, the pruning) plus the audit insert, both
+    inserts set-wise (``configsync.bulk``).
     ``actor``/``via`` default to ``configsync.actor.acting_now()``; the events' ``details`` are
     ``{"version": number}`` plus whatever an enclosing :func:`history_details` adds.
     """
@@ -127,57 +170,86 @@ def history_record(
         by_label.setdefault(change.record.model_label, []).append(change.record.natural_key)
     latest: dict[tuple[str, str], int] = {}
     for label, keys in by_label.items():
-        for row in (
-            RecordVersion.objects.filter(model_label=label, natural_key__in=keys)
-            .values("natural_key")
-            .annotate(n=Max("number"))
-            .order_by()
-        ):
-            latest[(label, row["natural_key"])] = row["n"]
+        for key, number in _latest_numbers(label, keys):
+            latest[(label, key)] = number
     keep = max(1, int(app_settings.HISTORY_VERSIONS))
-    versions: list[RecordVersion] = []
-    events: list[AuditEvent] = []
+    stamped = timezone.now()
+    here = node_id()
+    extra = _details.get() or {}
+    versions: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
     prune = Q()
     for change in changes:
         record = change.record
-        ident = (record.model_label, record.natural_key)
+        label, key = record.model_label, record.natural_key
+        ident = (label, key)
         number = latest.get(ident, 0) + 1
         latest[ident] = number
         versions.append(
-            RecordVersion(
-                model_label=record.model_label,
-                natural_key=record.natural_key,
-                number=number,
-                hlc=record.hlc,
-                origin_node=record.origin_node,
-                deleted=record.deleted,
-                data=record.data,
-                actor=actor,
-                via=via,
+            (
+                label,
+                key,
+                number,
+                record.hlc,
+                record.origin_node,
+                record.deleted,
+                getattr(record, "encoded", None) or record.data,
+                actor,
+                via,
+                stamped,
             )
         )
         if number > keep:
-            prune |= Q(
-                model_label=record.model_label,
-                natural_key=record.natural_key,
-                number__lte=number - keep,
-            )
-        rm = registry.get(record.model_label)
+            prune |= Q(model_label=label, natural_key=key, number__lte=number - keep)
         events.append(
-            audit_event_build(
-                action=_action(change),
-                model_label=record.model_label,
-                natural_key=record.natural_key,
-                actor=actor,
-                via=via,
-                origin_node=record.origin_node,
-                hlc=record.hlc,
-                changed_fields=changed_fields(change.before, record.data),
-                value_hashes=value_hashes(rm, record.natural_key, record.data),
-                details={**(_details.get() or {}), "version": number},
+            (
+                actor,
+                via,
+                _action(change),
+                label,
+                key[:255],
+                here,
+                record.origin_node,
+                record.hlc,
+                _encoded_names(changed_fields(change.before, record.data)),
+                value_hashes(registry.get(label), key, record.data) or _EMPTY,
+                {**extra, "version": number} if extra else JSONText(f'{{"version": {number}}}'),
+                stamped,
             )
         )
-    RecordVersion.objects.bulk_create(versions)
+    meta = RecordVersion._meta
+    rows_insert(
+        model=RecordVersion,
+        fields=[meta.get_field(name) for name in _VERSION_FIELDS],  # type: ignore[misc]
+        rows=versions,
+    )
     if prune:
         RecordVersion.objects.filter(prune).delete()
-    audit_record(events=events)
+    audit_changes_record(rows=events)
+
+
+_EMPTY = JSONText("{}")
+
+
+@functools.lru_cache(maxsize=256)
+def _encoded_names_of(names: tuple[str, ...]) -> JSONText:
+    return JSONText(json.dumps(list(names)))
+
+
+def _encoded_names(names: list[str]) -> JSONText:
+    """A list of field names as JSON (a page's changes name the same few lists)."""
+    return _encoded_names_of(tuple(names))
+
+
+_VERSION_FIELDS = (
+    "model_label",
+    "natural_key",
+    "number",
+    "hlc",
+    "origin_node",
+    "deleted",
+    "data",
+    "actor",
+    "via",
+    "recorded_at",
+)

@@ -9,16 +9,24 @@ form (ciphertext for secrets): this module never decrypts.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from django.core import validators as django_validators
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 from configsync.conf import app_settings
-from configsync.crypto.fields import is_encrypted_field
+from configsync.crypto.fields import Ciphertext, is_encrypted_field
 from configsync.crypto.keyring import is_token
 from configsync.replication import registry
 from configsync.replication.errors import ChangeValidationError
@@ -117,6 +125,8 @@ class _Bound:
 
     now_ms: int
     limit_ms: int
+    parsed: dict[str, HLC] = field(default_factory=dict)
+    """Texts parsed so far (an item's version is also its vector's entry for its node)."""
 
     @classmethod
     def now(cls) -> _Bound:
@@ -125,10 +135,13 @@ class _Bound:
 
     def stamp(self, text: Any, what: str) -> HLC:
         """Parse an HLC field; refused when malformed or beyond the bound (clock skew)."""
-        try:
-            stamp = HLC.parse(text)
-        except HLCParseError as exc:
-            raise _Refused(f"{what}: {exc}") from None
+        stamp = self.parsed.get(text) if isinstance(text, str) else None
+        if stamp is None:
+            try:
+                stamp = HLC.parse(text)
+            except HLCParseError as exc:
+                raise _Refused(f"{what}: {exc}") from None
+            self.parsed[text] = stamp
         if stamp.wall_ms > self.limit_ms:
             raise _Refused(
                 f"{CLOCK_SKEW}: {what} is {stamp.wall_ms - self.now_ms} ms ahead of this node's "
@@ -139,8 +152,14 @@ class _Bound:
 
 
 def _is_node_id(value: Any) -> bool:
+    return isinstance(value, str) and _is_node_text(value)
+
+
+@lru_cache(maxsize=1024)
+def _is_node_text(value: str) -> bool:
+    # A batch names a handful of nodes, thousands of times.
     try:
-        HLC.parse(str(HLC(0, 0, value)) if isinstance(value, str) else None)
+        HLC.parse(str(HLC(0, 0, value)))
     except HLCParseError:
         return False
     return True
@@ -203,6 +222,31 @@ def _wire_type_problem(f: models.Field, value: Any) -> str | None:
     return None if isinstance(value, str) else "must be a string"
 
 
+def _wire_type_check(f: models.Field) -> Callable[[Any], str | None]:
+    """``_wire_type_problem`` of ``f``, with the field's kind decided once."""
+    if is_encrypted_field(f) or not isinstance(
+        f, models.BooleanField | models.IntegerField | models.JSONField
+    ):
+        return functools.partial(_wire_type_problem, f)
+    if isinstance(f, models.JSONField):
+        return lambda value: "must not be null" if value is None and not f.null else None
+    if isinstance(f, models.BooleanField):
+        wanted: tuple[type, ...] = (bool,)
+        problem = "must be true or false"
+    else:
+        wanted, problem = (int,), "must be an integer"
+    null = None if f.null else "must not be null"
+
+    def check(value: Any) -> str | None:
+        if value is None:
+            return null
+        if isinstance(value, wanted) and (wanted[0] is bool or not isinstance(value, bool)):
+            return None
+        return problem
+
+    return check
+
+
 def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
     _require(
         isinstance(key, str) and 0 < len(key) <= 255,
@@ -213,6 +257,9 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
     _require(not key.endswith("\n"), "key must not end with a newline")
     field_ = rm.model._meta.get_field(rm.natural_key_field)
     assert isinstance(field_, models.Field)
+    check = _compiled(rm).key_check
+    if check is not None and check(key):
+        return str(key)
     try:
         field_.clean(key, None)
     except ValidationError as exc:
@@ -223,28 +270,29 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
 def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[str, Any]:
     """The wire form, validated exactly like a local write of the record (see the registry)."""
     _require(isinstance(data, dict), "data must be an object (or null for a tombstone)")
-    fields = {f.name: f for f in rm.fields()}
-    unknown = sorted(set(data) - set(fields) - set(rm.many_to_many))
+    compiled = _compiled(rm)
+    unknown = sorted(name for name in data if name not in compiled.names)
     _require(
         not unknown,
         f"unknown fields: {', '.join(escaped(name, 64) for name in unknown[:20])}",
     )
+    wire_problems = compiled.wire_problems
     problems = [
         f"{name}: {problem}"
         for name, value in data.items()
-        if name in fields
-        and (
-            problem := (
-                _sensitive_problem(value)
-                if name in rm.sensitive
-                else _wire_type_problem(fields[name], value)
-            )
-        )
+        if name in wire_problems and (problem := wire_problems[name](value))
     ]
     if rm.natural_key_field in data and data[rm.natural_key_field] != key:
         problems.append(f"{rm.natural_key_field} does not match the item's key")
     if problems:
         raise _Refused(*problems)
+    fast = compiled.fast
+    if fast is not None and not registry.has_validation_hook(rm.label):
+        with contextlib.suppress(Exception):  # anything: the ordinary validation below decides
+            instance = fast.build(key, data)
+            if instance is not None:
+                rm.validate(instance)
+                return dict(data)
     instance = rm.model()
     try:
         rm.deserialize_into(instance, dict(data))
@@ -255,6 +303,233 @@ def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[st
     except (TypeError, ValueError) as exc:
         raise _Refused(f"data: invalid ({type(exc).__name__})") from None
     return dict(data)
+
+
+class _NotFast(Exception):
+    """A compiled check could not vouch for a value: the ordinary validation decides."""
+
+
+TextCheck = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class _FastModel:
+    """Validation of a received version of one model, compiled once, for models validated by
+    ``full_clean`` (no validation hook) whose wire form is plain (no relations, no sensitive
+    fields). Exactly what the ordinary path does, cheaper, where it passes:
+
+    * :meth:`build` makes the unsaved instance ``model()`` + ``deserialize_into`` would make
+      (the fields' defaults, the wire values through ``to_python`` where that is not the
+      identity for the value's checked JSON type, tokens as ``Ciphertext``), without
+      ``Model.__init__`` — so only while nothing listens to ``pre_init``/``post_init``;
+    * the instance's ``clean_fields`` is Django's loop with each text field's ``Field.clean``
+      replaced by a check compiled from the field (:func:`_text_check`); other fields are
+      cleaned by Django. A value it cannot vouch for raises ``_NotFast`` and the caller
+      validates the item the ordinary way (and reports its reasons). The model's ``clean()``
+      and constraints run unchanged (``full_clean``).
+    """
+
+    model: type[models.Model]
+    defaults: tuple[tuple[str, models.Field], ...]
+    setters: dict[str, tuple[str, Callable[[Any], Any] | None]]
+    key_attname: str
+    fields: tuple[tuple[models.Field, TextCheck | None], ...]
+
+    def build(self, key: str, data: dict[str, Any]) -> models.Model | None:
+        model = self.model
+        if pre_init.has_listeners(model) or post_init.has_listeners(model):
+            return None
+        instance = model.__new__(model)
+        values = instance.__dict__
+        for attname, f in self.defaults:
+            values[attname] = f.get_default()
+        instance._state = ModelState()
+        setters = self.setters
+        for name, value in data.items():
+            attname, convert = setters[name]
+            values[attname] = value if convert is None or value is None else convert(value)
+        values[self.key_attname] = key
+        instance.clean_fields = self._clean_fields(instance)  # type: ignore[method-assign]
+        return instance
+
+    def _clean_fields(self, instance: models.Model) -> Callable[..., None]:
+        fields = self.fields
+
+        def clean_fields(exclude: Collection[str] | None = None) -> None:
+            skip = exclude or ()
+            for f, check in fields:
+                if f.name in skip:
+                    continue
+                raw = getattr(instance, f.attname)
+                if f.blank and raw in f.empty_values:
+                    continue
+                if check is None:
+                    try:
+                        setattr(instance, f.attname, f.clean(raw, instance))
+                    except ValidationError:
+                        raise _NotFast from None
+                elif not check(raw):
+                    raise _NotFast
+
+        return clean_fields
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    names: frozenset[str]
+    """Every name the wire form may carry (``ReplicatedModel.wire_field_names``)."""
+    wire_problems: dict[str, Callable[[Any], str | None]]
+    """Per wire field: its JSON type check (``_wire_type_problem``, ``_sensitive_problem``)."""
+    key_check: TextCheck | None
+    """The natural-key field's ``clean`` as a check (``None``: not a plain text field)."""
+    fast: _FastModel | None
+    """``None``: relations, sensitive or not plain fields, or the model's own
+    ``clean_fields``: the ordinary path only. Unused while the model has a validation hook
+    (checked per item: tests swap hooks)."""
+
+
+_COMPILED: dict[registry.ReplicatedModel, _Compiled] = {}
+
+
+def _compiled(rm: registry.ReplicatedModel) -> _Compiled:
+    compiled = _COMPILED.get(rm)
+    if compiled is None:
+        model = rm.model
+        key_field = model._meta.get_field(rm.natural_key_field)
+        assert isinstance(key_field, models.Field)
+        wire_problems: dict[str, Callable[[Any], str | None]] = {
+            name: _sensitive_problem if name in rm.sensitive else _wire_type_check(f)
+            for name, f in rm.field_map.items()
+        }
+        compiled = _Compiled(
+            names=frozenset(rm.wire_field_names()),
+            wire_problems=wire_problems,
+            key_check=_text_check(key_field),
+            fast=_fast_model(rm),
+        )
+        _COMPILED[rm] = compiled
+    return compiled
+
+
+def _fast_model(rm: registry.ReplicatedModel) -> _FastModel | None:
+    model = rm.model
+    meta = model._meta
+    if (
+        rm.many_to_many
+        or rm.sensitive
+        or model.clean_fields is not models.Model.clean_fields
+        or type(meta.pk) not in (models.AutoField, models.BigAutoField)
+        or not all(registry.plain_column(f) for f in meta.concrete_fields if not f.primary_key)
+        or any(f.is_relation for f in meta.fields)
+    ):
+        return None
+    defaults = []
+    for f in meta.concrete_fields:
+        if is_encrypted_field(f) and f.get_default() is not None:
+            return None  # its descriptor would turn the default into pending plaintext
+        defaults.append((f.attname, f))
+    setters: dict[str, tuple[str, Callable[[Any], Any] | None]] = {}
+    for name, f in rm.field_map.items():
+        if is_encrypted_field(f):
+            setters[name] = (f.attname, Ciphertext)
+        elif isinstance(f, models.DateTimeField):
+            setters[name] = (f.attname, f.to_python)
+        else:
+            # The wire type is checked first: to_python of a str for a text field, a bool for
+            # a flag, an int for an integer, any JSON for a JSON field returns it unchanged.
+            setters[name] = (f.attname, None)
+    key_field = meta.get_field(rm.natural_key_field)
+    return _FastModel(
+        model=model,
+        defaults=tuple(defaults),
+        setters=setters,
+        key_attname=key_field.attname,  # type: ignore[union-attr]
+        fields=tuple(
+            (f, _text_check(f)) for f in meta.fields if not f.generated and not f.primary_key
+        ),
+    )
+
+
+def _text_check(f: models.Field) -> TextCheck | None:
+    """``f.clean(value, instance)`` of a text field (``CharField``/``TextField`` and subclasses
+    that override none of it) as a predicate: true exactly when ``clean`` returns ``value``
+    itself without raising. ``None`` for any other field, and for a validator it cannot mirror
+    exactly (then that validator is called as ``clean`` would)."""
+    if not isinstance(f, models.CharField | models.TextField):
+        return None
+    base = models.CharField if isinstance(f, models.CharField) else models.TextField
+    cls = type(f)
+    if any(getattr(cls, name) is not getattr(base, name) for name in ("to_python", "clean")):
+        return None
+    if any(
+        getattr(cls, name) is not getattr(models.Field, name)
+        for name in ("validate", "run_validators")
+    ):
+        return None
+    empty = f.empty_values
+    choices: frozenset[Any] | None = None
+    if f.choices is not None:
+        keys: list[Any] = []
+        for option_key, option_value in f.choices:
+            if isinstance(option_value, list | tuple):
+                keys += [group_key for group_key, _ in option_value]
+            else:
+                keys.append(option_key)
+        try:
+            choices = frozenset(keys)
+        except TypeError:
+            return None
+    limits: list[int] = []
+    no_nul = False
+    patterns: list[tuple[re.Pattern[str], bool]] = []
+    others: list[Any] = []
+    validators: list[Any] = list(f.validators)
+    for validator in validators:
+        kind = type(validator)
+        if kind is django_validators.MaxLengthValidator and isinstance(validator.limit_value, int):
+            limits.append(validator.limit_value)
+        elif kind is django_validators.ProhibitNullCharactersValidator:
+            no_nul = True
+        elif kind is django_validators.RegexValidator:
+            regex = validator.regex
+            patterns.append((re.compile(regex.pattern, regex.flags), validator.inverse_match))
+        else:
+            others.append(validator)
+    limit = min(limits) if limits else None
+    editable, null, blank = f.editable, f.null, f.blank
+
+    def check(value: Any) -> bool:
+        if value is not None and type(value) is not str:
+            return False  # to_python would convert it: not vouched for
+        if editable:
+            if choices is not None and value not in empty:
+                if value not in choices:
+                    return False
+            else:
+                if value is None and not null:
+                    return False
+                if not blank and value in empty:
+                    return False
+        if value in empty:
+            return True
+        assert isinstance(value, str)
+        # The validators' own tests, in their own terms: MaxLengthValidator (len > limit),
+        # ProhibitNullCharactersValidator ("\x00" in it), RegexValidator (search, inverse).
+        if limit is not None and len(value) > limit:
+            return False
+        if no_nul and "\x00" in value:
+            return False
+        for pattern, inverse in patterns:
+            if (pattern.search(value) is None) != inverse:
+                return False
+        for validator in others:
+            try:
+                validator(value)
+            except ValidationError:
+                return False
+        return True
+
+    return check
 
 
 def _parse_version(
@@ -298,7 +573,8 @@ def _check_item(item: Any, bound: _Bound) -> ParsedChange:
         _require(_is_node_id(node), "vv: every entry must be keyed by a node id")
         parsed = bound.stamp(node_stamp, f"vv entry {node}")
         _require(parsed.node == node, f"vv entry {node} is a timestamp of another node")
-    _require(vv.get(version.hlc.node, "") >= str(version.hlc), "vv does not include the version")
+    # The item's own text of the version: it parsed, so it is the canonical form.
+    _require(vv.get(version.hlc.node, "") >= item["hlc"], "vv does not include the version")
     raw_losers = item.get("losers", [])
     _require(isinstance(raw_losers, list), "losers must be a list")
     losers: list[Version] = []
