@@ -76,21 +76,25 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from configsync.conf import app_settings
+from configsync.exceptions import ConfigsyncError
 from configsync.models import (
     Conflict,
+    NodeClock,
+    NodeIdentity,
     Peer,
     PeerCheckpoint,
     SyncRun,
 )
 from configsync.replication import registry
-from configsync.replication.errors import ChangeValidationError, TransportError
+from configsync.replication.errors import ChangeValidationError, CursorError, TransportError
 from configsync.replication.hlc import HLC, WALL_DIGITS, HLCParseError, physical_now_ms
-from configsync.replication.page import FeedPage
-from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
-from configsync.replication.selectors.mode import cycle_mode, strategy_matrix
+from configsync.replication.page import FeedPage, LogEntry
+from configsync.replication.selectors.feed import clock_hlc_ms, cursor_parse, feed_page
+from configsync.replication.selectors.mode import mode_transports, strategy_matrix
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.link import peer_link
@@ -165,9 +169,114 @@ class SyncCycleError(TransportError):
         self.result = result
 
 
-def _checkpoint(peer: Peer, direction: str) -> PeerCheckpoint:
-    checkpoint, _ = PeerCheckpoint.objects.get_or_create(peer=peer, direction=direction)
-    return checkpoint
+class SyncSkipped(ConfigsyncError):
+    """``sync_cycle(enabled_only=True)``: the peer is gone, disabled or not used by this node's
+    deployment mode; nothing ran and nothing was recorded."""
+
+
+@dataclass
+class _Head:
+    """What a cycle reads before anything else, in one query (see :func:`_head_read`)."""
+
+    peer: Peer
+    checkpoints: dict[str, PeerCheckpoint]
+    """The peer's checkpoints that exist (a first cycle creates the missing ones)."""
+    epoch: str
+    """This node's feed: its epoch and last sequence (``""``, ``0`` before the first change)."""
+    last_seq: int
+    hlc_ms: int | None
+    """``NodeClock.last_wall_ms`` (``selectors.feed.clock_hlc_ms``)."""
+    mode: str
+    """The mode this cycle runs under (``selectors.mode.cycle_mode``), read once per cycle."""
+    moved: bool = False
+    """This cycle applied pulled changes: our feed and clock have moved since the read."""
+
+    def checkpoint(self, direction: str) -> PeerCheckpoint:
+        if direction not in self.checkpoints:
+            self.checkpoints[direction], _ = PeerCheckpoint.objects.get_or_create(
+                peer=self.peer, direction=direction
+            )
+        return self.checkpoints[direction]
+
+    def at_end(self, cursor: str) -> bool:
+        """Whether ``cursor`` (one of this node's feed) stands at its last change: nothing to
+        push. A cursor of another epoch, or past the end (a restored database), is not; nor
+        is any once this cycle applied pulled changes (a merged version goes back at once)."""
+        if self.moved:
+            return False
+        try:
+            position = cursor_parse(cursor)
+        except CursorError:
+            return False
+        return bool(self.epoch) and position.epoch == self.epoch and position.seq == self.last_seq
+
+
+_HEAD_CHECKPOINT_FIELDS = ("id", "cursor", "session")
+
+
+def _head_read(peer_id: int) -> _Head | None:
+    """The peer, its checkpoints, this node's feed position and clock, and its stored mode, in
+    one query (scalar subqueries); ``None`` when there is no such peer.
+
+    An idle cycle costs this query, one request and the run's row: reading them one by one was
+    most of the nine queries an idle cycle used to cost.
+    """
+    clock = NodeClock.objects.filter(pk=NodeClock.ROW_ID)
+    checkpoints = {
+        f"cp_{direction}_{name}": Subquery(
+            PeerCheckpoint.objects.filter(peer=OuterRef("pk"), direction=direction).values(name)[:1]
+        )
+        for direction in _DIRECTIONS
+        for name in _HEAD_CHECKPOINT_FIELDS
+    }
+    peer = (
+        Peer.objects.filter(pk=peer_id)
+        .annotate(
+            **checkpoints,
+            clock_epoch=Subquery(clock.values("epoch")[:1]),
+            clock_seq=Subquery(clock.values("last_seq")[:1]),
+            clock_wall_ms=Subquery(clock.values("last_wall_ms")[:1]),
+            stored_mode=Subquery(NodeIdentity.objects.order_by("pk").values("deployment_mode")[:1]),
+        )
+        .first()
+    )
+    if peer is None:
+        return None
+    found: dict[str, PeerCheckpoint] = {}
+    for direction in _DIRECTIONS:
+        pk, cursor, session = (
+            getattr(peer, f"cp_{direction}_{name}") for name in _HEAD_CHECKPOINT_FIELDS
+        )
+        if pk is not None:
+            found[direction] = PeerCheckpoint(
+                pk=pk, peer=peer, direction=direction, cursor=cursor, session=session
+            )
+    stored = getattr(peer, "stored_mode", None) or ""
+    return _Head(
+        peer=peer,
+        checkpoints=found,
+        epoch=getattr(peer, "clock_epoch", None) or "",
+        last_seq=int(getattr(peer, "clock_seq", None) or 0),
+        hlc_ms=getattr(peer, "clock_wall_ms", None),
+        # as selectors.mode.cycle_mode, from the stored mode read with the rest
+        mode=stored or str(app_settings.DEPLOYMENT_MODE or "") or "LOCAL_EXTERNAL",
+    )
+
+
+class _Run:
+    """The cycle's ``SyncRun`` row: written once at the end (one ``INSERT``), or, for a cycle of
+    more than one page, opened when the second page starts (so ``status`` shows a long cycle
+    running, and a killed one leaves its row unfinished) and completed at the end."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.row = SyncRun(peer=peer, started_at=timezone.now())
+        self.saved = False
+
+    def open(self) -> None:
+        if not self.saved:
+            # raw: keep ``started_at`` (its auto_now_add would stamp the time of this INSERT)
+            self.row.save_base(raw=True, force_insert=True)
+            self.saved = True
 
 
 def _learn_node(peer: Peer, remote_node: str) -> None:
@@ -209,6 +318,7 @@ def sync_cycle(
     pull: bool = True,
     push: bool = True,
     transport: Transport | None = None,
+    enabled_only: bool = False,
 ) -> SyncResult:
     """Run one cycle with the peer ``peer_id`` (log, pull, push, record); record a ``SyncRun``.
 
@@ -218,35 +328,37 @@ def sync_cycle(
     ``result`` and the recorded run carry the reason and what was done before the failure.
     ``Peer.DoesNotExist`` when there is no such peer. Either way, when this node's own clock is
     out of bounds, one ERROR is logged naming the recovery.
+
+    ``enabled_only`` (the scheduled task): :class:`SyncSkipped` instead when the peer is gone,
+    disabled or not used by this node's deployment mode (read now). A push-only cycle that finds
+    nothing new in our feed since its checkpoint (its change went with an earlier push) makes no
+    request and records no run.
     """
-    peer = Peer.objects.get(pk=peer_id)
-    run = SyncRun.objects.create(peer=peer)
-    result = SyncResult(peer=peer.name, peer_id=peer.pk, run_id=run.pk)
+    head = _head_read(peer_id)
+    if head is None:
+        if enabled_only:
+            raise SyncSkipped(f"peer {peer_id} is gone")
+        raise Peer.DoesNotExist(f"no peer {peer_id}")
+    peer = head.peer
+    if enabled_only and not peer.enabled:
+        raise SyncSkipped(f"peer {peer.name} is disabled")
+    if enabled_only and peer.transport not in mode_transports(mode=head.mode):
+        # Enqueued (or retrying) from before a mode switch: the new mode's matrix would move
+        # this peer's checkpoints past everything it leaves out, for good.
+        raise SyncSkipped(f"mode {head.mode} does not use peer {peer.name}")
+    result = SyncResult(peer=peer.name, peer_id=peer.pk)
+    pushed_to = head.checkpoints.get(PeerCheckpoint.Direction.PUSH)
+    if not pull and push and pushed_to is not None and head.at_end(pushed_to.cursor):
+        result.ok = True
+        return result
+    run = _Run(peer)
     try:
         with peer_link(peer, transport) as link:
             try:
-                first: FeedPage | None = None
-                if pull:  # the first page carries the log: an idle cycle is one request
-                    first = _fetch(peer, link, result, _checkpoint(peer, "pull").cursor, log=True)
-                if first is not None and first.log is not None:
-                    log: ReplicationLogAnswer | None = ReplicationLogAnswer(
-                        node=first.node, entries=first.log
-                    )
-                else:
-                    log = _log_read(peer, link, result)
-                directions = {
-                    d: _direction(peer, d, log, result)
-                    for d, wanted in zip(_DIRECTIONS, (pull, push), strict=True)
-                    if wanted
-                }
                 if pull:
-                    state = directions[PeerCheckpoint.Direction.PULL]
-                    # Starting over: the page fetched from the old cursor is not used.
-                    _pull(peer, link, result, state, first=None if state.restart else first)
-                if push:
-                    _push(peer, link, result, directions[PeerCheckpoint.Direction.PUSH])
-                for direction, state in directions.items():
-                    _record(peer, link, direction, state)
+                    _full(peer, link, result, head, run, push=push)
+                elif push:
+                    _push_only(peer, link, result, head, run)
                 if link.faults:
                     # What could be read was applied and checkpointed; the rest waits.
                     raise TransportError(f"{peer.name}: " + "; ".join(link.faults[:5]))
@@ -263,7 +375,7 @@ def sync_cycle(
             result.skew_ms = exc.skew_ms
         result.error = reason
         _finish(run, result, error_class=type(exc).__name__)
-        _clock_check(peer, result)
+        _clock_check(peer, result, head)
         raise SyncCycleError(reason, result=result, status=getattr(exc, "status", None)) from None
     except Exception as exc:
         result.error = f"{type(exc).__name__}: internal error"
@@ -271,27 +383,91 @@ def sync_cycle(
         raise
     result.ok = True
     _finish(run, result)
-    _clock_check(peer, result)
+    _clock_check(peer, result, head)
     return result
 
 
-def _finish(run: SyncRun, result: SyncResult, *, error_class: str = "") -> None:
+def _full(
+    peer: Peer, link: Transport, result: SyncResult, head: _Head, run: _Run, *, push: bool
+) -> None:
+    """Log, pull, push (when ``push``), record: the first pull page carries the log, so an idle
+    cycle is one request."""
+    first = _fetch(peer, link, result, head.checkpoint("pull").cursor, log=True)
+    if first.log is not None:
+        log: ReplicationLogAnswer | None = ReplicationLogAnswer(node=first.node, entries=first.log)
+    else:
+        log = _log_read(peer, link, result)
+    directions = {
+        d: _direction(peer, d, log, result, head.checkpoint(d))
+        for d, wanted in zip(_DIRECTIONS, (True, push), strict=True)
+        if wanted
+    }
+    state = directions[PeerCheckpoint.Direction.PULL]
+    # Starting over: the page fetched from the old cursor is not used.
+    _pull(peer, link, result, state, head, run, first=None if state.restart else first)
+    if push:
+        _push(peer, link, result, directions[PeerCheckpoint.Direction.PUSH], head, run)
+    for direction, direction_state in directions.items():
+        _record(peer, link, direction, direction_state)
+
+
+def _push_only(peer: Peer, link: Transport, result: SyncResult, head: _Head, run: _Run) -> None:
+    """Push first, then check the log (carried by the first push's answer when the peer sends
+    it, else ``log_get``), then record: the change reaches the peer after one round trip.
+
+    Pushing before the check is safe: re-delivery is idempotent, and a mismatch found after it
+    starts the direction over from the beginning, echoes included, exactly as if found before.
+    A cycle that sent nothing (it only moved past what the peer sent us) neither checks nor
+    records: it put nothing of ours on the peer that a restore could lose.
+    """
+    checkpoint = head.checkpoint("push")
+    state = _Direction(
+        checkpoint,
+        checkpoint.cursor,
+        restart=False,
+        logged=False,
+        before=checkpoint.cursor,
+        session_before=checkpoint.session,
+    )
+    sent, entries = _push(peer, link, result, state, head, run, want_log=True)
+    if not sent:
+        return
+    if entries is not None:
+        log: ReplicationLogAnswer | None = ReplicationLogAnswer(node=peer.node_id, entries=entries)
+    else:
+        log = _log_read(peer, link, result)
+    checked = _direction(peer, PeerCheckpoint.Direction.PUSH, log, result, checkpoint)
+    if checked.restart:
+        _push(peer, link, result, checked, head, run)
+    else:
+        checked.after = state.after
+    _record(peer, link, PeerCheckpoint.Direction.PUSH, checked)
+
+
+def _finish(run: _Run, result: SyncResult, *, error_class: str = "") -> None:
     """Record the run's outcome and log it: one structured line per run (``log_sync_run``)."""
     finished = timezone.now()
-    SyncRun.objects.filter(pk=run.pk).update(
-        finished_at=finished,
-        ok=result.ok,
-        error=result.error[:2000],
-        pulled=result.pulled,
-        pushed=result.pushed,
-        conflicts=result.conflicts,
-        quarantined=result.quarantined,
-        skew_ms=result.skew_ms,
-    )
+    outcome = {
+        "finished_at": finished,
+        "ok": result.ok,
+        "error": result.error[:2000],
+        "pulled": result.pulled,
+        "pushed": result.pushed,
+        "conflicts": result.conflicts,
+        "quarantined": result.quarantined,
+        "skew_ms": result.skew_ms,
+    }
+    if run.saved:
+        SyncRun.objects.filter(pk=run.row.pk).update(**outcome)
+    else:
+        for name, value in outcome.items():
+            setattr(run.row, name, value)
+        run.open()
+    result.run_id = run.row.pk
     log_sync_run(
-        peer=run.peer,
+        peer=run.row.peer,
         result=result,
-        duration_seconds=max((finished - run.started_at).total_seconds(), 0.0),
+        duration_seconds=max((finished - run.row.started_at).total_seconds(), 0.0),
         error_class=error_class,
     )
 
@@ -326,10 +502,15 @@ def log_sync_run(
     )
 
 
-def _clock_check(peer: Peer, result: SyncResult) -> None:
-    """Judge this node's clock after a cycle; one ERROR (with the recovery) when out of bounds."""
+def _clock_check(peer: Peer, result: SyncResult, head: _Head) -> None:
+    """Judge this node's clock after a cycle; one ERROR (with the recovery) when out of bounds.
+
+    The clock as the cycle's first query read it, unless the cycle pulled changes (receiving
+    them may have moved it): then read again."""
     clock = clock_assess(
-        now_ms=physical_now_ms(), hlc_ms=clock_hlc_ms(), peer_skews={peer.name: result.skew_ms}
+        now_ms=physical_now_ms(),
+        hlc_ms=clock_hlc_ms() if head.moved else head.hlc_ms,
+        peer_skews={peer.name: result.skew_ms},
     )
     if result.skew_ms is not None:
         result.clock_ahead_ms = clock.hlc_ahead_ms - result.skew_ms
@@ -379,9 +560,12 @@ def _log_read(peer: Peer, link: Transport, result: SyncResult) -> ReplicationLog
 
 
 def _direction(
-    peer: Peer, direction: str, log: ReplicationLogAnswer | None, result: SyncResult
+    peer: Peer,
+    direction: str,
+    log: ReplicationLogAnswer | None,
+    result: SyncResult,
+    checkpoint: PeerCheckpoint,
 ) -> _Direction:
-    checkpoint = _checkpoint(peer, direction)
     before = {"before": checkpoint.cursor, "session_before": checkpoint.session}
     if log is None:
         return _Direction(checkpoint, checkpoint.cursor, restart=False, logged=False, **before)
@@ -482,14 +666,18 @@ def _pull(
     link: Transport,
     result: SyncResult,
     state: _Direction,
+    head: _Head,
+    run: _Run,
     *,
     first: FeedPage | None = None,
 ) -> None:
     """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched)."""
     checkpoint = state.checkpoint
     cursor = state.start
-    allowed = _allowed_types(EXTERNAL_TO_LOCAL)
-    for _ in range(MAX_PAGES):
+    allowed = _allowed_types(EXTERNAL_TO_LOCAL, head)
+    for page_number in range(MAX_PAGES):
+        if page_number:
+            run.open()
         if first is not None:
             page, first = first, None
         else:
@@ -497,15 +685,16 @@ def _pull(
         if page.changes or page.next_cursor != state.before or state.restart:
             skew = _source_skew(result, page.hlc_ms, page.changes)
             runs = _runs(_strategy_filter(page.changes, allowed, result))
+            head.moved = True
             items = []
-            for number, run in enumerate(runs, start=1):
+            for index, part in enumerate(runs, start=1):
                 # The checkpoint moves with the last run only: an interruption before it
                 # re-applies the earlier runs next time (they answer ``stale``).
                 items += changes_apply(
-                    changes=run,
+                    changes=part,
                     source_node=page.node,
                     source_name=peer.name,
-                    checkpoint=(checkpoint.pk, page.next_cursor) if number == len(runs) else None,
+                    checkpoint=(checkpoint.pk, page.next_cursor) if index == len(runs) else None,
                     source_skew_ms=skew,
                 )
             state.after = page.next_cursor
@@ -549,9 +738,9 @@ def _runs(changes: list[Any]) -> list[list[Any]]:
     return runs
 
 
-def _allowed_types(direction: str) -> set[str]:
-    """The data types whose row of the matrix (this node's mode, read now) allows ``direction``."""
-    rows = strategy_matrix(mode=cycle_mode())
+def _allowed_types(direction: str, head: _Head) -> set[str]:
+    """The data types whose row of the matrix (this cycle's mode) allows ``direction``."""
+    rows = strategy_matrix(mode=head.mode)
     return {name for name, row in rows.items() if row.allows(direction)}
 
 
@@ -578,21 +767,42 @@ def _is_skew_hold(item: dict[str, Any]) -> bool:
     return CLOCK_SKEW in str(item.get("reason", "")).lower()
 
 
-def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) -> None:
+def _push(
+    peer: Peer,
+    link: Transport,
+    result: SyncResult,
+    state: _Direction,
+    head: _Head,
+    run: _Run,
+    *,
+    want_log: bool = False,
+) -> tuple[bool, list[LogEntry] | None]:
+    """Send our feed from ``state.start``; whether any request was sent, and the peer's log for
+    us when ``want_log`` and the first answer carried it (``Transport.push_with_log``).
+
+    Reads nothing when the checkpoint already stands at our feed's last change (the first
+    query's position): an idle cycle's push costs no query and no request.
+    """
     checkpoint = state.checkpoint
     cursor = state.start
+    if not state.restart and head.at_end(cursor):
+        return False, None
     # Starting over after a restore sends what the peer sent us too: we may be the one restored.
     exclude = "" if state.restart else peer.node_id
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
-    allowed = _allowed_types(LOCAL_TO_EXTERNAL)
-    for _ in range(MAX_PAGES):
+    allowed = _allowed_types(LOCAL_TO_EXTERNAL, head)
+    sent = False
+    entries: list[LogEntry] | None = None
+    for page_number in range(MAX_PAGES):
+        if page_number:
+            run.open()
         page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
         pending = _chunks(_strategy_filter(page.changes, allowed, result))
         while pending:
             chunk = pending.pop(0)
-            sent = physical_now_ms()
+            sent_ms = physical_now_ms()
             try:
-                answer = link.push(chunk)
+                answer = link.push_with_log(chunk) if want_log and not sent else link.push(chunk)
             except TransportError as exc:
                 # A peer with a smaller batch or upload limit refuses the whole batch (400/413,
                 # applying nothing): halve it until it takes it, or every cycle fails the same.
@@ -601,7 +811,9 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
                     pending[:0] = [chunk[:half], chunk[half:]]
                     continue
                 raise
-            _observe_skew(result, answer.clock_ms, sent, link)
+            if not sent:
+                sent, entries = True, answer.log
+            _observe_skew(result, answer.clock_ms, sent_ms, link)
             _learn_node(peer, answer.node)
             for item in answer.results:
                 status = item.get("status") if isinstance(item, dict) else None
@@ -623,7 +835,7 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
             state.after = page.next_cursor
         cursor = page.next_cursor
         if not page.has_more:
-            return
+            return sent, entries
     raise TransportError(f"peer {peer.name}: our feed did not end after {MAX_PAGES} pages")
 
 

@@ -33,6 +33,8 @@ class PushResult:
     node: str
     results: list[dict[str, Any]] = field(default_factory=list)
     clock_ms: int | None = None
+    log: list[LogEntry] | None = None
+    """With ``push_with_log``: the peer's replication log for us (``None``: not sent)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def push(self, changes: list[dict[str, Any]]) -> PushResult:
         """Send a batch; the peer answers per item (``applied|stale|conflict|quarantined``)."""
+
+    def push_with_log(self, changes: list[dict[str, Any]]) -> PushResult:
+        """:meth:`push`, the answer also carrying the peer's replication log for us
+        (``PushResult.log``; ``None`` when this transport or the peer does not send it), sparing
+        a push-only cycle the ``log_get`` request before the change reaches the peer."""
+        return self.push(changes)
 
     @abc.abstractmethod
     def digest(self, cursor: str, limit: int) -> FeedPage:
