@@ -3,11 +3,11 @@
 Model signals turn every local write of a replicated model into a change. Thin: they call
 ``configsync.replication.services.local``. The model signals are connected **per model**
 (``model_connect``, for every model registered before or after ``signals_connect``, through
-``registry.on_register``, so a model registered later replicates without more wiring): a receiver connected without a sender would
-listen to every model, and Django cannot fast-delete (one ``DELETE``, no rows fetched) any model
-with a delete receiver, e.g. ``SyncNonce`` rows pruned by the beat. Imports of models, services
-and tasks are deferred to call time, so this module is safe to import before the app registry
-is ready (and importing it connects nothing).
+``registry.on_register``, so a model registered later replicates without more wiring): a
+receiver connected without a sender would listen to every model, and Django cannot fast-delete
+(one ``DELETE``, no rows fetched) any model with a delete receiver, e.g. ``SyncNonce`` rows
+pruned by the beat. Imports of models, services and tasks are deferred to call time, so this
+module is safe to import before the app registry is ready (and importing it connects nothing).
 
 ``pre_save``/``pre_delete`` lock the record's replication row first (inside a transaction), so a
 local writer and a concurrent application of a remote change of the same record always take

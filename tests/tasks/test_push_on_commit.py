@@ -34,13 +34,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 class ScriptedHttpPeer(ThreadingHTTPServer):
     """Another node at ``url``: applies nothing, answers every item ``applied``, keeps a
-    replication log, and runs ``hooks[path]`` once before answering the first request to it."""
+    replication log (recording a push's checkpoint with it, unless ``records_with_push`` is off,
+    as on a peer of an earlier release), and runs ``hooks["METHOD path"]`` once before
+    answering the first such request."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.pushes: list[list[str]] = []
+        self.requests: list[str] = []
         self.log: dict[str, dict[str, str]] = {}
         self.hooks: dict[str, Callable[[], None]] = {}
+        self.records_with_push = True
         self.lock = threading.Lock()
 
     @property
@@ -73,6 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             connections.close_all()  # this thread's writes used their own connection
         with self.server.lock:
+            self.server.requests.append(f"{method} {parts.path}")
             answer = self._payload(method, parts.path, query, body)
         raw = json.dumps(answer).encode()
         self.send_response(200)
@@ -94,6 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
                 {"index": i, "model": c["model"], "key": c["key"], "status": "applied"}
                 for i, c in enumerate(changes)
             ]
+            record = body.get("record") if peer.records_with_push else None
+            if record is not None:
+                held = peer.log.get("push", {}).get("session", "")
+                answer["recorded"] = held == record["replaces"]
+                if answer["recorded"]:
+                    peer.log["push"] = {"direction": "push", **record}
+                    entries = list(peer.log.values())
             if query.get("log") == ["true"]:
                 answer["log"] = entries
         elif path.endswith("/log") and method == "POST":
@@ -164,12 +176,26 @@ def test_a_burst_landing_during_a_push_is_carried_by_one_more_push(
     assert not push_flag_raised(peer.pk)
 
 
+def test_a_push_on_write_is_one_request_that_records_the_checkpoint(
+    remote: ScriptedHttpPeer, peer: Peer, eager: None
+) -> None:
+    system_config_set(key="FIRST", value="1")
+    system_config_set(key="SECOND", value="2")
+    assert remote.pushes == [["FIRST"], ["SECOND"]]
+    assert remote.requests == ["POST /api/v1/sync/push"] * 2  # the log rides on the push
+    checkpoint = PeerCheckpoint.objects.get(peer=peer, direction="push")
+    assert remote.log["push"]["session"] == checkpoint.session
+    assert remote.log["push"]["cursor"] == checkpoint.cursor
+
+
 def test_a_write_landing_after_the_pushers_last_read_is_still_pushed(
     remote: ScriptedHttpPeer, peer: Peer, eager: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The lost wakeup: the write commits after the pusher read our feed and took the flag,
-    while it still holds the peer (recording the cycle's session, its last step). Its own push
-    finds the peer held and leaves; the flag it raised is seen when the pusher lets go."""
+    while it still holds the peer (here recording the cycle's session with a peer of an earlier
+    release, the cycle's last step). Its own push finds the peer held and leaves; the flag it
+    raised is seen when the pusher lets go."""
+    remote.records_with_push = False
     remote.hooks["POST /api/v1/sync/log"] = lambda: system_config_set(key="LATE", value="x")
     with caplog.at_level(logging.INFO, logger="configsync.tasks"):
         system_config_set(key="FIRST", value="1")
@@ -178,6 +204,20 @@ def test_a_write_landing_after_the_pushers_last_read_is_still_pushed(
     assert _busy_tasks(caplog) == 1
     assert not push_flag_raised(peer.pk)
     # Both cycles recorded their session on the peer, as any cycle that moves its cursor does.
+    checkpoint = PeerCheckpoint.objects.get(peer=peer, direction="push")
+    assert remote.log["push"]["session"] == checkpoint.session
+
+
+def test_a_peer_whose_log_disagrees_gets_everything_again(
+    remote: ScriptedHttpPeer, peer: Peer, eager: None
+) -> None:
+    """The peer was restored: its log lost our session. The push's record is refused, and the
+    cycle starts the direction over (everything, once more) before recording a new session."""
+    system_config_set(key="FIRST", value="1")
+    remote.log.clear()  # the peer's database went back to before it ever met us
+    remote.pushes.clear()
+    system_config_set(key="SECOND", value="2")
+    assert remote.pushes == [["SECOND"], ["FIRST", "SECOND"]]
     checkpoint = PeerCheckpoint.objects.get(peer=peer, direction="push")
     assert remote.log["push"]["session"] == checkpoint.session
 

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from configsync.conf import app_settings
-from configsync.models import Peer
+from configsync.models import Peer, PeerCheckpoint
 from configsync.replication.errors import ChangeValidationError, CursorError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.selectors.feed import (
@@ -29,6 +29,11 @@ from configsync.replication.selectors.feed import (
     replication_log_for,
 )
 from configsync.replication.services.receive import changes_receive
+from configsync.replication.services.replog import (
+    ReplicationLogError,
+    replication_log_check,
+    replication_log_replace,
+)
 from configsync.replication.services.wire import APPLIED, CONFLICT, QUARANTINED, STALE
 from configsync.replication.signing import (
     HEADER_TIMESTAMP,
@@ -128,8 +133,30 @@ class FeedPageSerializer(serializers.Serializer):
     )
 
 
+class PushRecordSerializer(serializers.Serializer):
+    session = serializers.CharField(
+        max_length=32, help_text="The push checkpoint's new session (8 to 32 lowercase hex)."
+    )
+    cursor = serializers.CharField(
+        max_length=100, allow_blank=True, help_text="The cursor this batch takes it to."
+    )
+    replaces = serializers.CharField(
+        max_length=32,
+        allow_blank=True,
+        help_text="Recorded only if this node's entry holds this session (empty: no entry).",
+    )
+
+
 class PushSerializer(serializers.Serializer):
     changes = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
+    record = PushRecordSerializer(
+        required=False,
+        help_text=(
+            "Once the batch is applied, record the caller's push checkpoint in its replication "
+            "log (as POST /sync/log does) if the entry still holds ``replaces``; the answer's "
+            "``recorded`` says whether it did."
+        ),
+    )
 
 
 class PushQuerySerializer(serializers.Serializer):
@@ -168,7 +195,10 @@ class PushResultSerializer(serializers.Serializer):
         child=serializers.DictField(),
         required=False,
         help_text="With ?log=true: the caller's replication log entries (direction, session, "
-        "cursor).",
+        "cursor), after ``record``.",
+    )
+    recorded = serializers.BooleanField(
+        required=False, help_text="With ``record``: whether the checkpoint was recorded."
     )
 
 
@@ -294,6 +324,17 @@ class SyncPushView(PeerView):
         body = PushSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         source = self._requester(request)
+        record = body.validated_data.get("record")
+        if record is not None:
+            try:  # refused before anything is applied
+                replication_log_check(
+                    node=source,
+                    direction=PeerCheckpoint.Direction.PUSH,
+                    session=record["session"],
+                    cursor=record["cursor"],
+                )
+            except ReplicationLogError as exc:
+                return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         peer_name = (
             Peer.objects.filter(node_id=source).values_list("name", flat=True).first() or source
         )
@@ -314,6 +355,10 @@ class SyncPushView(PeerView):
             "results": [r.as_dict() for r in results],
             "clock_ms": physical_now_ms(),
         }
+        if record is not None:
+            answer["recorded"] = replication_log_replace(
+                node=source, direction=PeerCheckpoint.Direction.PUSH, **record
+            )
         if query.validated_data["log"]:
             answer["log"] = [
                 {"direction": row.direction, "session": row.session, "cursor": row.cursor}

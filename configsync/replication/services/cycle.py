@@ -76,7 +76,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db.models import OuterRef, Subquery
+from django.db import connection
 from django.utils import timezone
 
 from configsync.conf import app_settings
@@ -92,7 +92,7 @@ from configsync.models import (
 from configsync.replication import registry
 from configsync.replication.errors import ChangeValidationError, CursorError, TransportError
 from configsync.replication.hlc import HLC, WALL_DIGITS, HLCParseError, physical_now_ms
-from configsync.replication.page import FeedPage, LogEntry
+from configsync.replication.page import FeedPage
 from configsync.replication.selectors.feed import clock_hlc_ms, cursor_parse, feed_page
 from configsync.replication.selectors.mode import mode_transports, strategy_matrix
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
@@ -100,7 +100,12 @@ from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.link import peer_link
 from configsync.replication.services.wire import APPLIED, CLOCK_SKEW, CONFLICT, QUARANTINED, STALE
 from configsync.replication.strategies import EXTERNAL_TO_LOCAL, LOCAL_TO_EXTERNAL
-from configsync.replication.transports.base import ReplicationLogAnswer, Transport
+from configsync.replication.transports.base import (
+    PushRecord,
+    PushResult,
+    ReplicationLogAnswer,
+    Transport,
+)
 from configsync.services.node import node_id
 
 logger = logging.getLogger(__name__)
@@ -211,53 +216,67 @@ class _Head:
         return bool(self.epoch) and position.epoch == self.epoch and position.seq == self.last_seq
 
 
-_HEAD_CHECKPOINT_FIELDS = ("id", "cursor", "session")
-
-
 def _head_read(peer_id: int) -> _Head | None:
     """The peer, its checkpoints, this node's feed position and clock, and its stored mode, in
-    one query (scalar subqueries); ``None`` when there is no such peer.
+    one query; ``None`` when there is no such peer.
 
     An idle cycle costs this query, one request and the run's row: reading them one by one was
-    most of the nine queries an idle cycle used to cost.
+    most of the nine queries an idle cycle used to cost. Plain SQL (left joins of single rows):
+    the ORM took longer to build it than the database to answer it.
     """
-    clock = NodeClock.objects.filter(pk=NodeClock.ROW_ID)
-    checkpoints = {
-        f"cp_{direction}_{name}": Subquery(
-            PeerCheckpoint.objects.filter(peer=OuterRef("pk"), direction=direction).values(name)[:1]
-        )
-        for direction in _DIRECTIONS
-        for name in _HEAD_CHECKPOINT_FIELDS
-    }
-    peer = (
-        Peer.objects.filter(pk=peer_id)
-        .annotate(
-            **checkpoints,
-            clock_epoch=Subquery(clock.values("epoch")[:1]),
-            clock_seq=Subquery(clock.values("last_seq")[:1]),
-            clock_wall_ms=Subquery(clock.values("last_wall_ms")[:1]),
-            stored_mode=Subquery(NodeIdentity.objects.order_by("pk").values("deployment_mode")[:1]),
-        )
-        .first()
+    quote = connection.ops.quote_name
+
+    def column(model: Any, name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    def table(model: Any) -> str:
+        return quote(model._meta.db_table)
+
+    peer_fields = Peer._meta.concrete_fields
+    checkpoint_fields = ("id", "cursor", "session")
+    select = [f"p.{quote(field.column)}" for field in peer_fields]
+    select += [f"{d}.{column(PeerCheckpoint, f)}" for d in _DIRECTIONS for f in checkpoint_fields]
+    select += [f"c.{column(NodeClock, f)}" for f in ("epoch", "last_seq", "last_wall_ms")]
+    select.append(
+        f"(SELECT {column(NodeIdentity, 'deployment_mode')} FROM {table(NodeIdentity)}"  # noqa: S608
+        f" ORDER BY {column(NodeIdentity, 'id')} LIMIT 1)"
     )
-    if peer is None:
+    joins = "".join(
+        f" LEFT JOIN {table(PeerCheckpoint)} {d} ON {d}.{column(PeerCheckpoint, 'peer')}"
+        f" = p.{column(Peer, 'id')} AND {d}.{column(PeerCheckpoint, 'direction')} = %s"
+        for d in _DIRECTIONS
+    )
+    # Identifiers come from the models' metadata (quoted); values are parameters.
+    sql = (
+        f"SELECT {', '.join(select)} FROM {table(Peer)} p{joins}"  # noqa: S608
+        f" LEFT JOIN {table(NodeClock)} c ON c.{column(NodeClock, 'id')} = %s"
+        f" WHERE p.{column(Peer, 'id')} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*_DIRECTIONS, NodeClock.ROW_ID, peer_id])
+        row = cursor.fetchone()
+    if row is None:
         return None
+    values = iter(row)
+    peer = Peer.from_db(
+        connection.alias,
+        [field.attname for field in peer_fields],
+        [next(values) for _ in peer_fields],
+    )
     found: dict[str, PeerCheckpoint] = {}
     for direction in _DIRECTIONS:
-        pk, cursor, session = (
-            getattr(peer, f"cp_{direction}_{name}") for name in _HEAD_CHECKPOINT_FIELDS
-        )
+        pk, cursor_text, session = (next(values) for _ in checkpoint_fields)
         if pk is not None:
             found[direction] = PeerCheckpoint(
-                pk=pk, peer=peer, direction=direction, cursor=cursor, session=session
+                pk=pk, peer=peer, direction=direction, cursor=cursor_text, session=session
             )
-    stored = getattr(peer, "stored_mode", None) or ""
+    epoch, last_seq, wall_ms, stored = values
     return _Head(
         peer=peer,
         checkpoints=found,
-        epoch=getattr(peer, "clock_epoch", None) or "",
-        last_seq=int(getattr(peer, "clock_seq", None) or 0),
-        hlc_ms=getattr(peer, "clock_wall_ms", None),
+        epoch=epoch or "",
+        last_seq=int(last_seq or 0),
+        hlc_ms=wall_ms,
         # as selectors.mode.cycle_mode, from the stored mode read with the rest
         mode=stored or str(app_settings.DEPLOYMENT_MODE or "") or "LOCAL_EXTERNAL",
     )
@@ -412,12 +431,15 @@ def _full(
 
 
 def _push_only(peer: Peer, link: Transport, result: SyncResult, head: _Head, run: _Run) -> None:
-    """Push first, then check the log (carried by the first push's answer when the peer sends
-    it, else ``log_get``), then record: the change reaches the peer after one round trip.
+    """Push first, checking the log with it: the change reaches the peer after one round trip.
 
-    Pushing before the check is safe: re-delivery is idempotent, and a mismatch found after it
-    starts the direction over from the beginning, echoes included, exactly as if found before.
-    A cycle that sent nothing (it only moved past what the peer sent us) neither checks nor
+    The first request asks for the peer's log (``Transport.push_with_log``) and, when it is the
+    cycle's only one, has the peer record our new push checkpoint if its entry still holds our
+    session: an agreeing log and a recorded checkpoint in one request, the usual push-on-write
+    cycle. Otherwise the log (from the answer, else ``log_get``) is compared after the push: a
+    mismatch starts the direction over from the beginning, echoes included, exactly as if found
+    before (re-delivery is idempotent); then the checkpoint is recorded as any cycle does. A
+    cycle that sent nothing (it only moved past what the peer sent us) neither checks nor
     records: it put nothing of ours on the peer that a restore could lose.
     """
     checkpoint = head.checkpoint("push")
@@ -429,11 +451,13 @@ def _push_only(peer: Peer, link: Transport, result: SyncResult, head: _Head, run
         before=checkpoint.cursor,
         session_before=checkpoint.session,
     )
-    sent, entries = _push(peer, link, result, state, head, run, want_log=True)
-    if not sent:
+    answer = _push(peer, link, result, state, head, run, first_asks=True)
+    if answer is None or answer.recorded:
         return
-    if entries is not None:
-        log: ReplicationLogAnswer | None = ReplicationLogAnswer(node=peer.node_id, entries=entries)
+    if answer.log is not None:
+        log: ReplicationLogAnswer | None = ReplicationLogAnswer(
+            node=peer.node_id, entries=answer.log
+        )
     else:
         log = _log_read(peer, link, result)
     checked = _direction(peer, PeerCheckpoint.Direction.PUSH, log, result, checkpoint)
@@ -775,34 +799,44 @@ def _push(
     head: _Head,
     run: _Run,
     *,
-    want_log: bool = False,
-) -> tuple[bool, list[LogEntry] | None]:
-    """Send our feed from ``state.start``; whether any request was sent, and the peer's log for
-    us when ``want_log`` and the first answer carried it (``Transport.push_with_log``).
+    first_asks: bool = False,
+) -> PushResult | None:
+    """Send our feed from ``state.start``; the first request's answer (``None``: nothing sent).
 
     Reads nothing when the checkpoint already stands at our feed's last change (the first
-    query's position): an idle cycle's push costs no query and no request.
+    query's position): an idle cycle's push costs no query and no request. ``first_asks``: the
+    first request asks for the peer's log, and, when it is the only request (one page, one
+    chunk), for the new push checkpoint to be recorded with it (``_push_only``); the
+    checkpoint's cursor and session are then saved in one update.
     """
     checkpoint = state.checkpoint
     cursor = state.start
     if not state.restart and head.at_end(cursor):
-        return False, None
+        return None
     # Starting over after a restore sends what the peer sent us too: we may be the one restored.
     exclude = "" if state.restart else peer.node_id
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
     allowed = _allowed_types(LOCAL_TO_EXTERNAL, head)
-    sent = False
-    entries: list[LogEntry] | None = None
+    first: PushResult | None = None
     for page_number in range(MAX_PAGES):
         if page_number:
             run.open()
         page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
         pending = _chunks(_strategy_filter(page.changes, allowed, result))
+        session = ""
         while pending:
             chunk = pending.pop(0)
             sent_ms = physical_now_ms()
             try:
-                answer = link.push_with_log(chunk) if want_log and not sent else link.push(chunk)
+                if first_asks and first is None:
+                    only = not pending and not page.has_more
+                    session = uuid.uuid4().hex if only else ""
+                    record = (
+                        PushRecord(session, page.next_cursor, checkpoint.session) if only else None
+                    )
+                    answer = link.push_with_log(chunk, record=record)
+                else:
+                    answer = link.push(chunk)
             except TransportError as exc:
                 # A peer with a smaller batch or upload limit refuses the whole batch (400/413,
                 # applying nothing): halve it until it takes it, or every cycle fails the same.
@@ -811,8 +845,7 @@ def _push(
                     pending[:0] = [chunk[:half], chunk[half:]]
                     continue
                 raise
-            if not sent:
-                sent, entries = True, answer.log
+            first = first or answer
             _observe_skew(result, answer.clock_ms, sent_ms, link)
             _learn_node(peer, answer.node)
             for item in answer.results:
@@ -829,13 +862,16 @@ def _push(
                 else:
                     raise TransportError(f"peer {peer.name} answered garbage (push result)")
         if page.next_cursor != checkpoint.cursor or state.restart:
-            PeerCheckpoint.objects.filter(pk=checkpoint.pk).update(
-                cursor=page.next_cursor, updated_at=timezone.now()
-            )
+            saved: dict[str, Any] = {"cursor": page.next_cursor, "updated_at": timezone.now()}
+            if first is not None and first.recorded:
+                # The peer recorded it: ours now agrees (a crash before this update leaves the
+                # sessions different, and the next cycle starts the direction over).
+                saved["session"] = session
+            PeerCheckpoint.objects.filter(pk=checkpoint.pk).update(**saved)
             state.after = page.next_cursor
         cursor = page.next_cursor
         if not page.has_more:
-            return sent, entries
+            return first
     raise TransportError(f"peer {peer.name}: our feed did not end after {MAX_PAGES} pages")
 
 

@@ -35,6 +35,21 @@ class PushResult:
     clock_ms: int | None = None
     log: list[LogEntry] | None = None
     """With ``push_with_log``: the peer's replication log for us (``None``: not sent)."""
+    recorded: bool = False
+    """With ``push_with_log(record=)``: the peer recorded the new push checkpoint."""
+
+
+@dataclass(frozen=True)
+class PushRecord:
+    """A push checkpoint for the peer to record with a batch: the new ``session`` and ``cursor``,
+    recorded only if the peer's entry still holds the session ``replaces`` (``""``: none)."""
+
+    session: str
+    cursor: str
+    replaces: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"session": self.session, "cursor": self.cursor, "replaces": self.replaces}
 
 
 @dataclass(frozen=True)
@@ -82,10 +97,15 @@ class Transport(abc.ABC):
     def push(self, changes: list[dict[str, Any]]) -> PushResult:
         """Send a batch; the peer answers per item (``applied|stale|conflict|quarantined``)."""
 
-    def push_with_log(self, changes: list[dict[str, Any]]) -> PushResult:
+    def push_with_log(
+        self, changes: list[dict[str, Any]], *, record: PushRecord | None = None
+    ) -> PushResult:
         """:meth:`push`, the answer also carrying the peer's replication log for us
         (``PushResult.log``; ``None`` when this transport or the peer does not send it), sparing
-        a push-only cycle the ``log_get`` request before the change reaches the peer."""
+        a push-only cycle the ``log_get`` request. With ``record``, the peer also records our
+        push checkpoint once the batch is applied, only if its entry still holds
+        ``record.replaces`` (``PushResult.recorded``), sparing the ``log_record`` request. This
+        default does neither (a transport that cannot: the cycle asks separately)."""
         return self.push(changes)
 
     @abc.abstractmethod

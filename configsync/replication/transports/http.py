@@ -11,13 +11,22 @@ URL, reused by every cycle the thread runs (a worker's pushes skip the TCP hands
 after a fork (a child opens its own) and closed when the process exits. A request that fails to
 connect, e.g. on a kept-alive connection the peer has just closed, is signed again (a new
 nonce) and sent once more: every sync request is idempotent.
+
+**Delayed ACKs.** A server that writes an answer's headers and body in two sends without
+``TCP_NODELAY`` (Django's ``runserver``, which ``make run`` and the multi-node harness use)
+holds the body until the headers are acknowledged, and Linux delays that acknowledgement on a
+kept-alive connection by 40 ms: every request would take 40 ms more. The sessions' connections
+ask the kernel to acknowledge at once before reading each answer (``TCP_QUICKACK``, where the
+platform has it). gunicorn sets ``TCP_NODELAY`` and is not affected.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
+import socket
 import threading
 from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
@@ -25,19 +34,74 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from configsync.conf import app_settings
 from configsync.replication.errors import TransportError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.page import FeedPage, LogEntry
 from configsync.replication.signing import sign
-from configsync.replication.transports.base import PushResult, ReplicationLogAnswer, Transport
+from configsync.replication.transports.base import (
+    PushRecord,
+    PushResult,
+    ReplicationLogAnswer,
+    Transport,
+)
 
 API_PREFIX = "/api/v1/sync"
 
 _sessions = threading.local()
 _opened: list[requests.Session] = []
 _opened_lock = threading.Lock()
+
+
+def _ack_at_once(sock: socket.socket | None) -> None:
+    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+class _QuickAckHTTPConnection(HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _ack_at_once(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _QuickAckHTTPSConnection(HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _ack_at_once(self.sock)  # type: ignore[arg-type]
+        return super().getresponse(*args, **kwargs)
+
+
+class _QuickAckHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _QuickAckHTTPConnection
+
+
+class _QuickAckHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _QuickAckHTTPSConnection
+
+
+class _PeerAdapter(HTTPAdapter):
+    """requests' adapter whose connections acknowledge answers at once (module docstring)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {  # type: ignore[assignment]
+            "http": _QuickAckHTTPPool,
+            "https": _QuickAckHTTPSPool,
+        }
+
+
+def kept_alive_session() -> requests.Session:
+    """A new ``requests.Session`` whose kept-alive connections acknowledge each answer at once
+    (see the module docstring) and that keeps no cookies."""
+    session = requests.Session()
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, _PeerAdapter())
+    return session
 
 
 def peer_session(base_url: str) -> requests.Session:
@@ -48,9 +112,7 @@ def peer_session(base_url: str) -> requests.Session:
     by_url: dict[str, requests.Session] = _sessions.by_url
     session = by_url.get(base_url)
     if session is None:
-        session = requests.Session()
-        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # none kept
-        by_url[base_url] = session
+        session = by_url[base_url] = kept_alive_session()
         with _opened_lock:
             _opened.append(session)
     return session
@@ -215,11 +277,18 @@ class HttpPeerTransport(Transport):
     def push(self, changes: list[dict[str, Any]]) -> PushResult:
         return self._push(changes, with_log=False)
 
-    def push_with_log(self, changes: list[dict[str, Any]]) -> PushResult:
-        return self._push(changes, with_log=True)
+    def push_with_log(
+        self, changes: list[dict[str, Any]], *, record: PushRecord | None = None
+    ) -> PushResult:
+        return self._push(changes, with_log=True, record=record)
 
-    def _push(self, changes: list[dict[str, Any]], *, with_log: bool) -> PushResult:
-        body = json.dumps({"changes": changes}, separators=(",", ":")).encode()
+    def _push(
+        self, changes: list[dict[str, Any]], *, with_log: bool, record: PushRecord | None = None
+    ) -> PushResult:
+        document: dict[str, Any] = {"changes": changes}
+        if record is not None:
+            document["record"] = record.as_dict()
+        body = json.dumps(document, separators=(",", ":")).encode()
         path = f"{API_PREFIX}/push" + ("?log=true" if with_log else "")
         payload = self._request("POST", path, body)
         results = payload.get("results")
@@ -235,6 +304,7 @@ class HttpPeerTransport(Transport):
             results=results,
             clock_ms=_int_or_none(payload.get("clock_ms")),
             log=self._entries(payload["log"]) if with_log and "log" in payload else None,
+            recorded=record is not None and payload.get("recorded") is True,
         )
 
     def log_get(self) -> ReplicationLogAnswer:
