@@ -147,14 +147,14 @@ def nonce_remember(*, nonce: str, node: str) -> bool:
     """
     from configsync.models import SyncNonce
 
-    meta = SyncNonce._meta
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in ("nonce", "node", "seen_at"))
-    seen_at = meta.get_field("seen_at").get_db_prep_value(timezone.now(), connection)
+    fields = [SyncNonce._meta.get_field(name) for name in ("nonce", "node", "seen_at")]
+    columns = [quote(str(getattr(field, "column", ""))) for field in fields]
+    seen_at = SyncNonce._meta.get_field("seen_at").get_db_prep_value(timezone.now(), connection)
     # Identifiers come from the model's metadata (quoted), values are parameters.
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES (%s, %s, %s) "  # noqa: S608
-        f"ON CONFLICT ({quote(meta.get_field('nonce').column)}) DO NOTHING"
+        f"INSERT INTO {quote(SyncNonce._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"VALUES (%s, %s, %s) ON CONFLICT ({columns[0]}) DO NOTHING"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [nonce, node, seen_at])

@@ -234,7 +234,7 @@ def _head_read(peer_id: int) -> _Head | None:
 
     peer_fields = Peer._meta.concrete_fields
     checkpoint_fields = ("id", "cursor", "session")
-    select = [f"p.{quote(field.column)}" for field in peer_fields]
+    select = [f"p.{quote(str(field.column))}" for field in peer_fields]
     select += [f"{d}.{column(PeerCheckpoint, f)}" for d in _DIRECTIONS for f in checkpoint_fields]
     select += [f"c.{column(NodeClock, f)}" for f in ("epoch", "last_seq", "last_wall_ms")]
     select.append(
