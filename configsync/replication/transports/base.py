@@ -71,6 +71,9 @@ class Transport(abc.ABC):
     name: str
     last_skew_ms: int | None = None
     """The peer's clock minus ours (ms) as seen on its last answer, refusals included."""
+    prefetches: bool = False
+    """Whether the cycle may call ``pull`` in another thread while it applies the previous page
+    (``pull`` touches no database and the transport is not used meanwhile)."""
     max_cursor_length: int = 100
     """The longest cursor this transport's pages may carry (``PeerCheckpoint.cursor`` holds
     2,000; an HTTP peer's replication log accepts 100)."""

@@ -141,6 +141,8 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 class HttpPeerTransport(Transport):
     """Talks to a peer at ``base_url``; signs every request with the group's secret."""
 
+    prefetches = True
+
     def __init__(
         self,
         *,
