@@ -112,9 +112,7 @@ def peer(remote: FeedPeer) -> Peer:
     return PeerFactory(name="remote", base_url=remote.url)
 
 
-def test_the_next_page_is_asked_for_while_this_one_is_applied(
-    remote: FeedPeer, peer: Peer
-) -> None:
+def test_the_next_page_is_asked_for_while_this_one_is_applied(remote: FeedPeer, peer: Peer) -> None:
     result = sync_cycle(peer_id=peer.pk, push=False)
     assert result.ok and result.pulled == FEED and result.stale == 0
     assert [start for start, _ in remote.asked] == [0, 40, 80, 120, 160]
