@@ -7,7 +7,8 @@ idempotent and every checkpoint is saved only with, or after, the work it covers
 of the log is ``configsync.replication.services.replog``; ``configsync diff`` is
 ``configsync.replication.services.diff``.
 
-Order of a cycle:
+Order of a cycle (after one query reading the peer, its checkpoints, this node's feed position,
+clock and mode, ``_head_read``):
 
 0. **Replication log**: read the peer's record of our checkpoints (carried by the first pull
    page, ``?log=true``; ``GET /api/v1/sync/log`` for a push-only cycle or a peer whose page does
@@ -32,6 +33,13 @@ Order of a cycle:
    the peer lags ours), a new random session is recorded on the peer (``POST /api/v1/sync/log``)
    and then saved in our checkpoint. An idle cycle records nothing: one request in all (the
    pull of an empty page, carrying the log), as before the log existed.
+
+A **push-only cycle** (push on write, ``_push_only``) runs 2 before 0 and 3: its first push asks
+for the log and, when it is the only request, carries the new push checkpoint for the peer to
+record if its entry still holds our session (a compare-and-set); a log that disagrees starts the
+direction over after that push, as it would have before it. Pushing first is safe because
+re-delivery is idempotent; the crash points below are unchanged (a checkpoint recorded on the
+peer but not yet here differs, and the direction starts over).
 
 **Restores (replication log).** In the manner of CouchDB's replication log, each direction's
 checkpoint is kept on both sides with the same random session. A database restored from a backup
