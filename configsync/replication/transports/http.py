@@ -28,6 +28,7 @@ import json
 import os
 import socket
 import threading
+import weakref
 from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
@@ -53,7 +54,8 @@ from configsync.replication.transports.base import (
 API_PREFIX = "/api/v1/sync"
 
 _sessions = threading.local()
-_opened: list[requests.Session] = []
+_opened: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+"""Every live session, to close at exit (a thread's sessions go with the thread)."""
 _opened_lock = threading.Lock()
 
 
@@ -114,7 +116,7 @@ def peer_session(base_url: str) -> requests.Session:
     if session is None:
         session = by_url[base_url] = kept_alive_session()
         with _opened_lock:
-            _opened.append(session)
+            _opened.add(session)
     return session
 
 
