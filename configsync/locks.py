@@ -15,10 +15,25 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
 
 from configsync.conf import app_settings
+
+_clients: dict[tuple[int, str], Any] = {}
+
+
+def _redis_client(url: str) -> Any:
+    """One Redis client (its own connection pool, thread-safe) per URL and process: a lock
+    taken per push must not open a connection each time."""
+    import redis
+
+    key = (os.getpid(), url)  # a forked child opens its own
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = redis.Redis.from_url(url)
+    return client
 
 
 @contextmanager
@@ -30,7 +45,7 @@ def named_lock(
     if redis_url:
         import redis
 
-        client = redis.Redis.from_url(redis_url)
+        client = _redis_client(redis_url)
         lock = client.lock(
             f"configsync:lock:{name}", timeout=timeout, blocking_timeout=wait if blocking else 0
         )
@@ -42,7 +57,6 @@ def named_lock(
                 # It may have expired while held; then another holder may already have it.
                 with contextlib.suppress(redis.exceptions.LockError):
                     lock.release()
-            client.close()
         return
 
     directory = app_settings.var_dir / "locks"

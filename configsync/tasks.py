@@ -10,12 +10,21 @@ Replication scheduling:
 - ``sync_peer`` runs one cycle with one peer through the per-peer policy
   (``configsync.replication.services.sync.peer_sync``: the lock ``sync-peer-<id>``, Redis when
   configured, a file lock otherwise), so two beats, workers or ``configsync sync`` never run the
-  same peer at once. A failure is logged with the peer's name and the reason, retried with
-  exponential backoff and jitter a bounded number of times, and never propagates out of the task.
-- ``push_to_peers`` is enqueued when a local change commits (see ``configsync.receivers``) and
-  runs a push-only cycle with every enabled peer, so a write reaches them in about a second.
+  same peer at once, and the holder keeps pushing while the peer's push flag is raised. A
+  failure is logged with the peer's name and the reason, retried with exponential backoff and
+  jitter a bounded number of times, and never propagates out of the task.
+- ``push_on_commit`` (not a task: what the push-on-write receiver calls when a local change
+  commits) raises each enabled peer's push flag and enqueues ``sync_peer(peer, pull=False)``
+  for the peers whose flag it raised, so a write reaches them within milliseconds and a burst
+  of writes is carried by a few pushes. ``push_to_peers`` (a push-only cycle with every enabled
+  peer) is kept for messages enqueued by an earlier release.
 - ``sync_trigger`` (not a task: what ``POST /api/v1/sync/trigger`` calls) enqueues ``sync_peer``
   now. Whatever enqueues a task lives here, next to it: services never import tasks.
+- ``nonces_prune`` (beat, every ``CONFIGSYNC_SIGNATURE_MAX_AGE_SECONDS``) forgets the nonces of
+  signed sync requests too old to be accepted anyway.
+
+Database connections are kept between tasks (``CONN_MAX_AGE``) and closed before and after each
+task when broken or expired, as Django does around a request (``close_old_connections``).
 - ``notify_data_callback`` tells ``CONFIGSYNC_DATA_CALLBACK_URL`` of one change (ids only).
 
 Snapshots: ``snapshot_to_bucket`` (beat, every ``CONFIGSYNC_SNAPSHOT_INTERVAL_SECONDS`` when the
@@ -34,9 +43,16 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
 from celery.exceptions import Retry
-from celery.signals import beat_embedded_init, beat_init, before_task_publish, worker_ready
+from celery.signals import (
+    beat_embedded_init,
+    beat_init,
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_ready,
+)
 from celery.utils.time import get_exponential_backoff_interval
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 from configsync.conf import app_settings
 
@@ -48,8 +64,6 @@ logger = logging.getLogger(__name__)
 SYNC_MAX_RETRIES = 5
 """Retries of one failed cycle before waiting for the next beat."""
 SYNC_BACKOFF_MAX_SECONDS = 300
-PUSH_LOCK_RETRIES = 10
-"""How often a push that found the peer busy tries again (one second apart)."""
 CALLBACK_MAX_RETRIES = 8
 
 
@@ -133,43 +147,32 @@ def _retry_quarantine() -> None:
     acks_late=True,
 )
 def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) -> bool:
-    """One cycle (pull, push or both) with the peer ``peer_id``; ``True`` when it succeeded.
+    """One cycle (pull, push or both) with the peer ``peer_id``, then pushes while its push flag
+    is raised; ``True`` when it ran and succeeded.
 
     Skips quietly when the peer is gone, disabled, not used by this node's deployment mode (read
     now: a task enqueued before a switch follows the new mode), or already being synced by
-    another worker (a push-only cycle then tries again a second later, since the running cycle
-    may have read our feed before the change that enqueued it). Failures are retried with
-    backoff and end, after ``SYNC_MAX_RETRIES``, as a logged error: the next beat tries again.
+    another worker (which pushes whatever is pending when it releases the peer). Failures are
+    retried with backoff and end, after ``SYNC_MAX_RETRIES``, as a logged error: the next beat
+    tries again.
     """
-    from configsync.models import Peer
-
-    peer = Peer.objects.filter(pk=peer_id).first()
-    if peer is None or not peer.enabled:
-        logger.info("sync skipped: peer %s is gone or disabled", peer_id)
-        return False
-    from configsync.replication.selectors.mode import cycle_mode, mode_transports
-
-    if peer.transport not in mode_transports():
-        # Enqueued (or retrying) from before a mode switch: the new mode's matrix would move
-        # this peer's checkpoints past everything it leaves out, for good.
-        logger.info("sync skipped: mode %s does not use peer %s", cycle_mode(), peer.name)
-        return False
-    from configsync.replication.services.sync import (
-        PUSH_BUSY_RETRY_SECONDS,
-        peer_sync,
-        sync_summary,
-    )
+    from configsync.replication.services.cycle import SyncCycleError, SyncSkipped
+    from configsync.replication.services.sync import peer_sync, sync_summary
 
     mode = "full" if pull and push else ("pull" if pull else "push")
     try:
-        result = peer_sync(peer_id=peer_id, pull=pull, push=push)
+        result = peer_sync(peer_id=peer_id, pull=pull, push=push, enabled_only=True)
+    except SyncSkipped as exc:
+        logger.info("sync skipped: %s", exc)
+        return False
     except Exception as exc:
+        name = exc.result.peer if isinstance(exc, SyncCycleError) else str(peer_id)
         reason = _reason(exc)
         if self.request.retries >= SYNC_MAX_RETRIES:
             logger.error(
                 "sync (%s) with peer %s failed, giving up until the next beat: %s",
                 mode,
-                peer.name,
+                name,
                 reason,
             )
             return False
@@ -177,30 +180,56 @@ def sync_peer(self: Task, peer_id: int, pull: bool = True, push: bool = True) ->
         logger.warning(
             "sync (%s) with peer %s failed (retry %d in %ds): %s",
             mode,
-            peer.name,
+            name,
             self.request.retries + 1,
             retry_countdown,
             reason,
             exc_info=not _is_transport_error(exc),
         )
-    else:
-        if result is not None:
-            logger.info("sync (%s) with peer %s done: %s", mode, peer.name, sync_summary(result))
-            return True
-        if pull or self.request.retries >= PUSH_LOCK_RETRIES:
-            logger.info("sync with peer %s skipped: another cycle holds it", peer.name)
+        try:
+            raise self.retry(countdown=retry_countdown)
+        except Retry:
+            raise
+        except Exception:
+            # The broker refused the retry: the next beat (or write) tries again.
+            logger.warning("could not schedule a retry of the sync with peer %s", name)
             return False
-        retry_countdown = PUSH_BUSY_RETRY_SECONDS
-    try:
-        raise self.retry(
-            countdown=retry_countdown, max_retries=PUSH_LOCK_RETRIES + SYNC_MAX_RETRIES
-        )
-    except Retry:
-        raise
-    except Exception:
-        # The broker refused the retry: the next beat (or write) tries again.
-        logger.warning("could not schedule a retry of the sync with peer %s", peer.name)
+    if result is None:
+        logger.info("sync with peer %s skipped: another cycle holds it", peer_id)
         return False
+    logger.info("sync (%s) with peer %s done: %s", mode, result.peer, sync_summary(result))
+    return True
+
+
+def push_on_commit() -> list[int]:
+    """A local change committed: push it to every enabled peer now; the ids of the peers whose
+    push was enqueued.
+
+    Raises each peer's push flag and enqueues ``sync_peer(peer, pull=False)`` only when the flag
+    was not raised yet: a raised flag means a push is queued, or a pusher holds the peer and
+    will see the flag when it releases it (``configsync.replication.services.sync``). Never
+    raises (it runs after the writer's commit): a failure is logged and the change waits in the
+    feed for the next beat; a message the broker refused lowers the flag again.
+    """
+    from configsync.replication.services.sync import push_flag_raise, push_flag_take
+
+    enqueued: list[int] = []
+    try:
+        peer_ids = _enabled_peer_ids()
+        for peer_id in peer_ids:
+            if not push_flag_raise(peer_id):
+                continue
+            try:
+                sync_peer.apply_async(args=[peer_id], kwargs={"pull": False})
+            except Exception:
+                push_flag_take(peer_id)  # the next write asks again
+                raise
+            enqueued.append(peer_id)
+    except Exception as exc:
+        logger.warning(
+            "push on write not enqueued (the next beat carries it): %s", type(exc).__name__
+        )
+    return enqueued
 
 
 def sync_trigger(*, peer_name: str | None = None) -> list[Peer]:
@@ -226,6 +255,14 @@ def push_to_peers() -> list[int]:
     for peer_id in peer_ids:
         transaction.on_commit(partial(sync_peer.delay, peer_id, pull=False))
     return peer_ids
+
+
+@shared_task(name="configsync.tasks.nonces_prune", ignore_result=True)
+def nonces_prune() -> int:
+    """Beat: forget the nonces of signed sync requests too old to be accepted; how many."""
+    from configsync.replication.signing import nonces_prune as prune
+
+    return prune()
 
 
 @shared_task(
@@ -341,6 +378,19 @@ def snapshot_to_bucket(self: Task) -> bool:
     return True
 
 
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_fresh(sender: Any = None, **kwargs: Any) -> None:
+    """Before and after every task, as Django does around a request: close the database
+    connections that are broken or older than ``CONN_MAX_AGE`` and keep the others (a kept
+    connection spares each task a new one). Not for a task run in the caller's process
+    (``apply``, eager): its connection, maybe inside a transaction, is the caller's."""
+    task = kwargs.get("task") or sender
+    if getattr(getattr(task, "request", None), "is_eager", False):
+        return
+    close_old_connections()
+
+
 @worker_ready.connect
 def _sync_when_the_worker_starts(sender: Any = None, **kwargs: Any) -> None:
     """A worker that starts syncs at once (and seeds the peers) instead of after one interval."""
@@ -448,6 +498,12 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             # A beat that could not be delivered in time is dropped, not piled up.
             "options": {"expires": max(sync_every, 5)},
         }
+    prune_every = max(int(app_settings.SIGNATURE_MAX_AGE_SECONDS), 60)
+    schedule["configsync-nonces-prune"] = {
+        "task": "configsync.tasks.nonces_prune",
+        "schedule": timedelta(seconds=prune_every),
+        "options": {"expires": prune_every},
+    }
     from configsync.services.health import heartbeat_interval_seconds
 
     every = heartbeat_interval_seconds()

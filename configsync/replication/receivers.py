@@ -1,14 +1,22 @@
 """Replication's receivers, connected by :func:`signals_connect` from ``ConfigsyncConfig.ready()``.
 
-Model signals turn every local write of a replicated model into a change. Thin: they look the
-sender up in the registry and call ``configsync.replication.services.apply``. Connected without a
-sender (any model) and filtered by the registry, so a model registered later replicates without
-more wiring. Imports of models, services and tasks are deferred to call time, so this module is
-safe to import before the app registry is ready (and importing it connects nothing).
+Model signals turn every local write of a replicated model into a change. Thin: they call
+``configsync.replication.services.local``. The model signals are connected **per model**
+(``model_connect``, for every model registered before or after ``signals_connect``, through
+``registry.on_register``, so a model registered later replicates without more wiring): a
+receiver connected without a sender would listen to every model, and Django cannot fast-delete
+(one ``DELETE``, no rows fetched) any model with a delete receiver, e.g. ``SyncNonce`` rows
+pruned by the beat. Imports of models, services and tasks are deferred to call time, so this
+module is safe to import before the app registry is ready (and importing it connects nothing).
 
 ``pre_save``/``pre_delete`` lock the record's replication row first (inside a transaction), so a
 local writer and a concurrent application of a remote change of the same record always take
 their locks in the same order (model row, replication row, node clock) and never deadlock.
+
+**Push on commit** (:func:`push_on_write`): a committed local change raises each enabled peer's
+push flag and, when the flag was not raised yet, enqueues that peer's push at once
+(``configsync.tasks.push_on_commit``); the pusher holding the peer's lock pushes until the flag
+is clear (``configsync.replication.services.sync``).
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.cache import cache
 from django.db import models
 from django.db.models.signals import (
     m2m_changed,
@@ -34,24 +41,31 @@ from configsync.signals import change_committed
 
 logger = logging.getLogger(__name__)
 
-PUSH_DEBOUNCE_SECONDS = 1
-"""At most one push is enqueued per window (per process with a local cache, per node with Redis).
-
-The push is delayed by the window itself, so every change whose enqueue was skipped committed
-before the push reads the feed: the debounce can delay a change by one window, never drop it.
-"""
-_PUSH_PENDING_KEY = "configsync:push-pending"
-
 
 def signals_connect() -> None:
-    """Connect replication's receivers (idempotent: each has a ``dispatch_uid``)."""
-    pre_save.connect(_lock, dispatch_uid="configsync_replication_pre_save")
-    pre_delete.connect(_lock, dispatch_uid="configsync_replication_pre_delete")
-    post_save.connect(_saved, dispatch_uid="configsync_replication_post_save")
-    post_delete.connect(_deleted, dispatch_uid="configsync_replication_post_delete")
+    """Connect replication's receivers (idempotent: each has a ``dispatch_uid``); the model
+    signals of every model registered so far (later ones: ``model_connect``)."""
     m2m_changed.connect(_relation_changed, dispatch_uid="configsync_replication_m2m_changed")
     post_migrate.connect(_migrated, dispatch_uid="configsync_replication_backfill")
     change_committed.connect(push_on_write, dispatch_uid="configsync.push_on_write")
+    registry.on_register(model_connect)
+    for rm in registry.all_registered():
+        model_connect(rm.label)
+
+
+def model_connect(label: str) -> None:
+    """Connect the save and delete receivers to the model ``label`` (``app_label.modelname``;
+    resolved lazily, so the model need not be loaded yet). Idempotent."""
+    pre_save.connect(_lock, sender=label, dispatch_uid=f"configsync_replication_pre_save:{label}")
+    pre_delete.connect(
+        _lock, sender=label, dispatch_uid=f"configsync_replication_pre_delete:{label}"
+    )
+    post_save.connect(
+        _saved, sender=label, dispatch_uid=f"configsync_replication_post_save:{label}"
+    )
+    post_delete.connect(
+        _deleted, sender=label, dispatch_uid=f"configsync_replication_post_delete:{label}"
+    )
 
 
 def _replicated(sender: Any) -> bool:
@@ -128,24 +142,14 @@ def _migrated(sender: Any, **kwargs: Any) -> None:
 
 
 def push_on_write(sender: Any, *, local: bool = False, **kwargs: Any) -> None:
-    """``change_committed``: a local change committed, enqueue one push to the peers.
+    """``change_committed``: a local change committed, push it to the peers now.
 
-    Debounced (see ``PUSH_DEBOUNCE_SECONDS``). The signal is sent after the transaction commits,
-    so enqueuing here is already ``on_commit``. A broker that refuses the message loses nothing:
-    the change is in the feed and the next beat carries it; the failure is logged.
+    The signal is sent after the transaction commits, so this is already ``on_commit``; the
+    enqueue (``tasks.push_on_commit``) logs a broker that refuses the message and loses
+    nothing: the change is in the feed and the next beat carries it.
     """
     if not local or not app_settings.PUSH_ON_WRITE:
         return
-    if not cache.add(_PUSH_PENDING_KEY, 1, timeout=PUSH_DEBOUNCE_SECONDS):
-        return
-    from configsync.models import Peer
-    from configsync.tasks import push_to_peers
+    from configsync.tasks import push_on_commit
 
-    try:
-        if not app_settings.PEERS and not Peer.objects.filter(enabled=True).exists():
-            return
-        push_to_peers.apply_async(countdown=PUSH_DEBOUNCE_SECONDS + 0.2)
-    except Exception as exc:
-        logger.warning(
-            "push on write not enqueued (the next beat carries it): %s", type(exc).__name__
-        )
+    push_on_commit()

@@ -421,6 +421,18 @@ def register(
         sensitive=frozenset(sensitive),
         many_to_many=tuple(many_to_many),
     )
+    for listener in _listeners:
+        listener(label)
+
+
+_listeners: list[Callable[[str], None]] = []
+
+
+def on_register(listener: Callable[[str], None]) -> None:
+    """Call ``listener(label)`` for every model registered from now on (once per listener):
+    replication's receivers connect to each registered model this way."""
+    if listener not in _listeners:
+        _listeners.append(listener)
 
 
 def register_validation(label: str, hook: Validate) -> None:

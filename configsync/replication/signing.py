@@ -19,7 +19,8 @@ the headers are missing or malformed (a node id that is not one, a timestamp tha
 seconds), the timestamp is further than ``SIGNATURE_MAX_AGE_SECONDS`` from its
 clock or the nonce was seen before, and 403 when the signature does not match; refused requests
 change nothing. Nonces are remembered in the database (``SyncNonce``), shared by every process of
-the node, for the maximum age (older requests are refused as stale anyway).
+the node, with one ``INSERT … ON CONFLICT DO NOTHING``; the beat forgets those older than twice
+the maximum age (``nonces_prune``: older requests are refused as stale anyway).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -131,23 +132,43 @@ class SyncSignatureAuthentication(BaseAuthentication):
         # Bytes, not str: compare_digest refuses non-ASCII text, and a header may carry any.
         if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
             raise exceptions.PermissionDenied("bad signature")
-        if not nonce_remember(nonce=nonce, node=node, max_age=max_age):
+        if not nonce_remember(nonce=nonce, node=node):
             raise exceptions.AuthenticationFailed("replayed request: nonce already used")
         return SyncPeerUser(node_id=node), "signature"
 
 
-def nonce_remember(*, nonce: str, node: str, max_age: int) -> bool:
-    """Remember ``nonce``; ``False`` when it was already seen. Forgets nonces past twice the age."""
+def nonce_remember(*, nonce: str, node: str) -> bool:
+    """Remember ``nonce``; ``False`` when it was already seen (a replay).
+
+    One statement, ``INSERT … ON CONFLICT (nonce) DO NOTHING`` (PostgreSQL and SQLite alike):
+    whether a row was inserted is the answer, so two processes receiving the same request at
+    once cannot both accept it. Old nonces are pruned by the beat (:func:`nonces_prune`), not
+    here.
+    """
     from configsync.models import SyncNonce
 
-    now = timezone.now()
-    SyncNonce.objects.filter(seen_at__lt=now - timedelta(seconds=2 * max_age)).delete()
-    try:
-        with transaction.atomic():
-            SyncNonce.objects.create(nonce=nonce, node=node, seen_at=now)
-    except IntegrityError:
-        return False
-    return True
+    quote = connection.ops.quote_name
+    fields = [SyncNonce._meta.get_field(name) for name in ("nonce", "node", "seen_at")]
+    columns = [quote(str(getattr(field, "column", ""))) for field in fields]
+    seen_at = SyncNonce._meta.get_field("seen_at").get_db_prep_value(timezone.now(), connection)
+    # Identifiers come from the model's metadata (quoted), values are parameters.
+    sql = (
+        f"INSERT INTO {quote(SyncNonce._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"VALUES (%s, %s, %s) ON CONFLICT ({columns[0]}) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [nonce, node, seen_at])
+        return bool(cursor.rowcount == 1)
+
+
+def nonces_prune() -> int:
+    """Forget nonces older than twice ``SIGNATURE_MAX_AGE_SECONDS`` (a request that old is
+    refused as stale before its nonce is looked at); how many. Run by the beat."""
+    from configsync.models import SyncNonce
+
+    horizon = timezone.now() - timedelta(seconds=2 * int(app_settings.SIGNATURE_MAX_AGE_SECONDS))
+    deleted, _ = SyncNonce.objects.filter(seen_at__lt=horizon).delete()
+    return deleted
 
 
 class IsSyncPeer(BasePermission):

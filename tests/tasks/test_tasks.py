@@ -24,6 +24,7 @@ from django.utils import timezone
 from configsync import tasks
 from configsync.locks import named_lock
 from configsync.models import Peer, SyncRun
+from configsync.replication.services.sync import push_flag_raised, push_flag_take
 from configsync.services.system_config import system_config_set
 from tests.factories import PeerFactory
 
@@ -173,22 +174,52 @@ def test_backoff_grows_and_is_capped() -> None:
 # --- push on write ---------------------------------------------------------------------------
 
 
-def test_a_local_write_enqueues_one_push_per_window(django_capture_on_commit_callbacks) -> None:
-    PeerFactory(name="cloud")
+def test_a_local_write_enqueues_its_peers_push_at_once_and_a_raised_flag_coalesces(
+    django_capture_on_commit_callbacks,
+) -> None:
+    cloud = PeerFactory(name="cloud")
+    PeerFactory(name="off", base_url="http://127.0.0.1:8", enabled=False)
     with (
-        mock.patch.object(tasks.push_to_peers, "apply_async") as enqueue,
+        mock.patch.object(tasks.sync_peer, "apply_async") as enqueue,
         django_capture_on_commit_callbacks(execute=True),
     ):
         system_config_set(key="FIRST", value="1")
+        system_config_set(key="SECOND", value="2")  # the flag is raised: its push is queued
+    assert enqueue.call_count == 1
+    assert enqueue.call_args.kwargs == {"args": [cloud.pk], "kwargs": {"pull": False}}
+    # A pusher took the flag (before reading the feed): the next write enqueues again.
+    assert push_flag_take(cloud.pk)
+    with (
+        mock.patch.object(tasks.sync_peer, "apply_async") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        system_config_set(key="THIRD", value="3")
+    assert enqueue.call_count == 1
+
+
+def test_a_push_the_broker_refused_is_asked_again_by_the_next_write(
+    django_capture_on_commit_callbacks, caplog: pytest.LogCaptureFixture
+) -> None:
+    cloud = PeerFactory(name="cloud")
+    with (
+        mock.patch.object(tasks.sync_peer, "apply_async", side_effect=OSError("down")),
+        django_capture_on_commit_callbacks(execute=True),
+        caplog.at_level(logging.WARNING, logger="configsync.tasks"),
+    ):
+        system_config_set(key="FIRST", value="1")  # committed, whatever the broker says
+    assert "next beat carries it" in caplog.text
+    assert not push_flag_raised(cloud.pk)
+    with (
+        mock.patch.object(tasks.sync_peer, "apply_async") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         system_config_set(key="SECOND", value="2")
     assert enqueue.call_count == 1
-    assert enqueue.call_args.kwargs["countdown"] > 0
-    assert enqueue.call_args.args == ()  # nothing but ids ever travels; here not even those
 
 
 def test_no_push_without_peers(django_capture_on_commit_callbacks) -> None:
     with (
-        mock.patch.object(tasks.push_to_peers, "apply_async") as enqueue,
+        mock.patch.object(tasks.sync_peer, "apply_async") as enqueue,
         django_capture_on_commit_callbacks(execute=True),
     ):
         system_config_set(key="ALONE", value="1")
@@ -199,7 +230,7 @@ def test_remote_changes_are_not_pushed_back() -> None:
     from configsync.signals import change_committed
 
     PeerFactory(name="cloud")
-    with mock.patch.object(tasks.push_to_peers, "apply_async") as enqueue:
+    with mock.patch.object(tasks.sync_peer, "apply_async") as enqueue:
         change_committed.send(
             sender=None,
             model_label="configsync.systemconfig",

@@ -20,8 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from configsync.models import PeerCheckpoint, ReplicationLog
-from configsync.replication.api.peer import PeerView, clocks
-from configsync.replication.selectors.feed import replication_log_for
+from configsync.replication.api.peer import PeerView, clocks, log_entries
+from configsync.replication.selectors.feed import feed_head
 from configsync.replication.services.replog import ReplicationLogError, replication_log_record
 from configsync.services.node import node_id
 
@@ -68,8 +68,8 @@ class SyncLogView(PeerView):
         description="This node's record of the calling peer's checkpoints. Signed peers only.",
     )
     def get(self, request: Request) -> Response:
-        rows = replication_log_for(node=self._requester(request))
-        return Response({"node": node_id(), "entries": [_entry(row) for row in rows], **clocks()})
+        head = feed_head(log_node=self._requester(request))
+        return Response({"node": node_id(), "entries": log_entries(head), **clocks(head)})
 
     @extend_schema(
         operation_id="sync_log_record",

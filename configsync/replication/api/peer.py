@@ -18,11 +18,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from configsync.conf import app_settings
-from configsync.models import Peer
+from configsync.models import Peer, PeerCheckpoint
 from configsync.replication.errors import ChangeValidationError, CursorError
 from configsync.replication.hlc import physical_now_ms
-from configsync.replication.selectors.feed import clock_hlc_ms, feed_page, replication_log_for
+from configsync.replication.selectors.feed import (
+    FeedHead,
+    clock_hlc_ms,
+    feed_head,
+    feed_page,
+    replication_log_for,
+)
 from configsync.replication.services.receive import changes_receive
+from configsync.replication.services.replog import (
+    ReplicationLogError,
+    replication_log_check,
+    replication_log_replace,
+)
 from configsync.replication.services.wire import APPLIED, CONFLICT, QUARANTINED, STALE
 from configsync.replication.signing import (
     HEADER_TIMESTAMP,
@@ -122,8 +133,41 @@ class FeedPageSerializer(serializers.Serializer):
     )
 
 
+class PushRecordSerializer(serializers.Serializer):
+    session = serializers.CharField(
+        max_length=32, help_text="The push checkpoint's new session (8 to 32 lowercase hex)."
+    )
+    cursor = serializers.CharField(
+        max_length=100, allow_blank=True, help_text="The cursor this batch takes it to."
+    )
+    replaces = serializers.CharField(
+        max_length=32,
+        allow_blank=True,
+        help_text="Recorded only if this node's entry holds this session (empty: no entry).",
+    )
+
+
 class PushSerializer(serializers.Serializer):
     changes = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
+    record = PushRecordSerializer(
+        required=False,
+        help_text=(
+            "Once the batch is applied, record the caller's push checkpoint in its replication "
+            "log (as POST /sync/log does) if the entry still holds ``replaces``; the answer's "
+            "``recorded`` says whether it did."
+        ),
+    )
+
+
+class PushQuerySerializer(serializers.Serializer):
+    log = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Also answer the caller's replication log entries (as GET /sync/log does), so a "
+            "push-only cycle checks it without a second request."
+        ),
+    )
 
 
 class ItemResultSerializer(serializers.Serializer):
@@ -147,6 +191,15 @@ class PushResultSerializer(serializers.Serializer):
     node = serializers.CharField()
     results = ItemResultSerializer(many=True)
     clock_ms = serializers.IntegerField()
+    log = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="With ?log=true: the caller's replication log entries (direction, session, "
+        "cursor), after ``record``.",
+    )
+    recorded = serializers.BooleanField(
+        required=False, help_text="With ``record``: whether the checkpoint was recorded."
+    )
 
 
 class BatchErrorSerializer(serializers.Serializer):
@@ -158,9 +211,21 @@ class BatchErrorSerializer(serializers.Serializer):
 # --- endpoints ------------------------------------------------------------------------------
 
 
-def clocks() -> dict[str, int | None]:
-    """This node's clocks as every peer answer carries them (``clock_ms``, ``hlc_ms``)."""
-    return {"clock_ms": physical_now_ms(), "hlc_ms": clock_hlc_ms()}
+def clocks(head: FeedHead | None = None) -> dict[str, int | None]:
+    """This node's clocks as every peer answer carries them (``clock_ms``, ``hlc_ms``; the
+    latter from ``head`` when the view read it)."""
+    return {
+        "clock_ms": physical_now_ms(),
+        "hlc_ms": head.hlc_ms if head is not None else clock_hlc_ms(),
+    }
+
+
+def log_entries(head: FeedHead) -> list[dict[str, str]]:
+    """The caller's replication log entries as the peer endpoints answer them."""
+    return [
+        {"direction": entry.direction, "session": entry.session, "cursor": entry.cursor}
+        for entry in head.log
+    ]
 
 
 class PeerView(APIView):
@@ -187,24 +252,26 @@ class PeerView(APIView):
         query.is_valid(raise_exception=True)
         cap = int(app_settings.MAX_PUSH_BATCH)
         limit = min(query.validated_data.get("limit") or int(app_settings.SYNC_BATCH_SIZE), cap)
+        cursor = query.validated_data["since"]
+        # One query for the head, the clock and the log: an idle page needs nothing more.
+        head = feed_head(log_node=self._requester(request))
         try:
-            page = feed_page(
-                node=node_id(),
-                cursor=query.validated_data["since"],
-                limit=limit,
-                exclude_node=(
-                    "" if digest or query.validated_data["echoes"] else self._requester(request)
-                ),
-                digest=digest,
-            )
+            page = None if digest else head.empty_page(node=node_id(), cursor=cursor)
+            if page is None:
+                page = feed_page(
+                    node=node_id(),
+                    cursor=cursor,
+                    limit=limit,
+                    exclude_node=(
+                        "" if digest or query.validated_data["echoes"] else self._requester(request)
+                    ),
+                    digest=digest,
+                )
         except CursorError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        answer: dict[str, Any] = {**page.as_dict(), **clocks()}
+        answer: dict[str, Any] = {**page.as_dict(), **clocks(head)}
         if query.validated_data["log"] and not digest:
-            answer["log"] = [
-                {"direction": row.direction, "session": row.session, "cursor": row.cursor}
-                for row in replication_log_for(node=self._requester(request))
-            ]
+            answer["log"] = log_entries(head)
         return Response(answer)
 
 
@@ -241,6 +308,7 @@ class SyncPushView(PeerView):
 
     @extend_schema(
         operation_id="sync_push",
+        parameters=[PushQuerySerializer],
         request=PushSerializer,
         responses={200: PushResultSerializer, 400: BatchErrorSerializer},
         description=(
@@ -251,9 +319,22 @@ class SyncPushView(PeerView):
         ),
     )
     def post(self, request: Request) -> Response:
+        query = PushQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         body = PushSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         source = self._requester(request)
+        record = body.validated_data.get("record")
+        if record is not None:
+            try:  # refused before anything is applied
+                replication_log_check(
+                    node=source,
+                    direction=PeerCheckpoint.Direction.PUSH,
+                    session=record["session"],
+                    cursor=record["cursor"],
+                )
+            except ReplicationLogError as exc:
+                return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         peer_name = (
             Peer.objects.filter(node_id=source).values_list("name", flat=True).first() or source
         )
@@ -269,13 +350,21 @@ class SyncPushView(PeerView):
                 {"detail": str(exc), "errors": exc.errors[:100], "skew_ms": exc.skew_ms},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        return Response(
-            {
-                "node": node_id(),
-                "results": [r.as_dict() for r in results],
-                "clock_ms": physical_now_ms(),
-            }
-        )
+        answer: dict[str, Any] = {
+            "node": node_id(),
+            "results": [r.as_dict() for r in results],
+            "clock_ms": physical_now_ms(),
+        }
+        if record is not None:
+            answer["recorded"] = replication_log_replace(
+                node=source, direction=PeerCheckpoint.Direction.PUSH, **record
+            )
+        if query.validated_data["log"]:
+            answer["log"] = [
+                {"direction": row.direction, "session": row.session, "cursor": row.cursor}
+                for row in replication_log_for(node=source)
+            ]
+        return Response(answer)
 
 
 def _pusher_skew_ms(request: Request) -> int | None:

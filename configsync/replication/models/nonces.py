@@ -5,8 +5,8 @@ class SyncNonce(models.Model):
     """A nonce of a signed sync request, remembered for the signature's maximum age.
 
     Kept in the database so every process of a node (web workers, Celery) sees the same set: a
-    replayed request is refused whichever process receives it. Old rows are purged as new ones
-    arrive (``configsync.replication.signing``).
+    replayed request is refused whichever process receives it. Old rows are pruned by the beat
+    (``configsync.replication.signing.nonces_prune``).
     """
 
     nonce = models.CharField(

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.models import Subquery
 
 from configsync.crypto.keyring import get_keyring, token_key_id
 from configsync.models import Conflict, NodeClock, ReplicatedRecord, ReplicationLog
 from configsync.replication import registry
 from configsync.replication.errors import CursorError
 from configsync.replication.hlc import HLC, HLCParseError
-from configsync.replication.page import FeedPage
+from configsync.replication.page import FeedPage, LogEntry
 
 _CURSOR = re.compile(r"^(?:([0-9a-f]{1,32})\.)?(\d{1,18})\Z")
 
@@ -331,3 +332,71 @@ def records_unreadable() -> list[dict[str, Any]]:
         if fields:
             found.append({"model": label, "key": key, "fields": fields})
     return found
+
+
+# --- The head of the feed with the caller's log, for the peer endpoints (issue 14, H2) ---------
+
+
+@dataclass(frozen=True)
+class FeedHead:
+    """This node's feed position and clock, and a caller's replication log, read in one query
+    (:func:`feed_head`): all a peer's idle request needs besides its nonce."""
+
+    epoch: str
+    last_seq: int
+    hlc_ms: int | None
+    """``NodeClock.last_wall_ms`` (as :func:`clock_hlc_ms`)."""
+    log: list[LogEntry]
+    """The caller's entries (as :func:`replication_log_for`), by direction."""
+
+    def empty_page(self, *, node: str, cursor: str | None) -> FeedPage | None:
+        """The page :func:`feed_page` answers for ``cursor`` when it stands at the feed's last
+        change (no row can follow it: nothing committed is numbered past ``last_seq``), else
+        ``None``. ``CursorError`` when the cursor does not parse."""
+        position = cursor_parse(cursor)
+        if not self.epoch or position.epoch != self.epoch or position.seq != self.last_seq:
+            return None
+        return FeedPage(
+            node=node,
+            changes=[],
+            next_cursor=str(Cursor(self.epoch, self.last_seq)),
+            has_more=False,
+        )
+
+
+def feed_head(*, log_node: str) -> FeedHead:
+    """The head of this node's feed, its clock and ``log_node``'s replication log entries."""
+    log = {
+        f"{direction}_{name}": Subquery(
+            ReplicationLog.objects.filter(node_id=log_node, direction=direction).values(name)[:1]
+        )
+        for direction in ("pull", "push")
+        for name in ("session", "cursor")
+    }
+    row = (
+        NodeClock.objects.filter(pk=NodeClock.ROW_ID)
+        .annotate(**log)
+        .values("epoch", "last_seq", "last_wall_ms", *log)
+        .first()
+    )
+    if row is None:  # no change yet: no clock row, but the log may exist
+        return FeedHead(epoch="", last_seq=0, hlc_ms=None, log=_log_entries(log_node))
+    entries = [
+        LogEntry(
+            direction=direction,
+            session=row[f"{direction}_session"],
+            cursor=row[f"{direction}_cursor"],
+        )
+        for direction in ("pull", "push")
+        if row[f"{direction}_session"] is not None
+    ]
+    return FeedHead(
+        epoch=row["epoch"], last_seq=row["last_seq"], hlc_ms=row["last_wall_ms"], log=entries
+    )
+
+
+def _log_entries(node: str) -> list[LogEntry]:
+    return [
+        LogEntry(direction=row.direction, session=row.session, cursor=row.cursor)
+        for row in replication_log_for(node=node)
+    ]

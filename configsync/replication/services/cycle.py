@@ -7,7 +7,8 @@ idempotent and every checkpoint is saved only with, or after, the work it covers
 of the log is ``configsync.replication.services.replog``; ``configsync diff`` is
 ``configsync.replication.services.diff``.
 
-Order of a cycle:
+Order of a cycle (after one query reading the peer, its checkpoints, this node's feed position,
+clock and mode, ``_head_read``):
 
 0. **Replication log**: read the peer's record of our checkpoints (carried by the first pull
    page, ``?log=true``; ``GET /api/v1/sync/log`` for a push-only cycle or a peer whose page does
@@ -32,6 +33,13 @@ Order of a cycle:
    the peer lags ours), a new random session is recorded on the peer (``POST /api/v1/sync/log``)
    and then saved in our checkpoint. An idle cycle records nothing: one request in all (the
    pull of an empty page, carrying the log), as before the log existed.
+
+A **push-only cycle** (push on write, ``_push_only``) runs 2 before 0 and 3: its first push asks
+for the log and, when it is the only request, carries the new push checkpoint for the peer to
+record if its entry still holds our session (a compare-and-set); a log that disagrees starts the
+direction over after that push, as it would have before it. Pushing first is safe because
+re-delivery is idempotent; the crash points below are unchanged (a checkpoint recorded on the
+peer but not yet here differs, and the direction starts over).
 
 **Restores (replication log).** In the manner of CouchDB's replication log, each direction's
 checkpoint is kept on both sides with the same random session. A database restored from a backup
@@ -73,30 +81,40 @@ import json
 import logging
 import re
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from configsync.conf import app_settings
+from configsync.exceptions import ConfigsyncError
 from configsync.models import (
     Conflict,
+    NodeClock,
+    NodeIdentity,
     Peer,
     PeerCheckpoint,
     SyncRun,
 )
 from configsync.replication import registry
-from configsync.replication.errors import ChangeValidationError, TransportError
+from configsync.replication.errors import ChangeValidationError, CursorError, TransportError
 from configsync.replication.hlc import HLC, WALL_DIGITS, HLCParseError, physical_now_ms
 from configsync.replication.page import FeedPage
-from configsync.replication.selectors.feed import clock_hlc_ms, feed_page
-from configsync.replication.selectors.mode import cycle_mode, strategy_matrix
+from configsync.replication.selectors.feed import clock_hlc_ms, cursor_parse, feed_page
+from configsync.replication.selectors.mode import mode_transports, strategy_matrix
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.link import peer_link
 from configsync.replication.services.wire import APPLIED, CLOCK_SKEW, CONFLICT, QUARANTINED, STALE
 from configsync.replication.strategies import EXTERNAL_TO_LOCAL, LOCAL_TO_EXTERNAL
-from configsync.replication.transports.base import ReplicationLogAnswer, Transport
+from configsync.replication.transports.base import (
+    PushRecord,
+    PushResult,
+    ReplicationLogAnswer,
+    Transport,
+)
 from configsync.services.node import node_id
 
 logger = logging.getLogger(__name__)
@@ -165,9 +183,128 @@ class SyncCycleError(TransportError):
         self.result = result
 
 
-def _checkpoint(peer: Peer, direction: str) -> PeerCheckpoint:
-    checkpoint, _ = PeerCheckpoint.objects.get_or_create(peer=peer, direction=direction)
-    return checkpoint
+class SyncSkipped(ConfigsyncError):
+    """``sync_cycle(enabled_only=True)``: the peer is gone, disabled or not used by this node's
+    deployment mode; nothing ran and nothing was recorded."""
+
+
+@dataclass
+class _Head:
+    """What a cycle reads before anything else, in one query (see :func:`_head_read`)."""
+
+    peer: Peer
+    checkpoints: dict[str, PeerCheckpoint]
+    """The peer's checkpoints that exist (a first cycle creates the missing ones)."""
+    epoch: str
+    """This node's feed: its epoch and last sequence (``""``, ``0`` before the first change)."""
+    last_seq: int
+    hlc_ms: int | None
+    """``NodeClock.last_wall_ms`` (``selectors.feed.clock_hlc_ms``)."""
+    mode: str
+    """The mode this cycle runs under (``selectors.mode.cycle_mode``), read once per cycle."""
+    moved: bool = False
+    """This cycle applied pulled changes: our feed and clock have moved since the read."""
+
+    def checkpoint(self, direction: str) -> PeerCheckpoint:
+        if direction not in self.checkpoints:
+            self.checkpoints[direction], _ = PeerCheckpoint.objects.get_or_create(
+                peer=self.peer, direction=direction
+            )
+        return self.checkpoints[direction]
+
+    def at_end(self, cursor: str) -> bool:
+        """Whether ``cursor`` (one of this node's feed) stands at its last change: nothing to
+        push. A cursor of another epoch, or past the end (a restored database), is not; nor
+        is any once this cycle applied pulled changes (a merged version goes back at once)."""
+        if self.moved:
+            return False
+        try:
+            position = cursor_parse(cursor)
+        except CursorError:
+            return False
+        return bool(self.epoch) and position.epoch == self.epoch and position.seq == self.last_seq
+
+
+def _head_read(peer_id: int) -> _Head | None:
+    """The peer, its checkpoints, this node's feed position and clock, and its stored mode, in
+    one query; ``None`` when there is no such peer.
+
+    An idle cycle costs this query, one request and the run's row: reading them one by one was
+    most of the nine queries an idle cycle used to cost. Plain SQL (left joins of single rows):
+    the ORM took longer to build it than the database to answer it.
+    """
+    quote = connection.ops.quote_name
+
+    def column(model: Any, name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    def table(model: Any) -> str:
+        return quote(model._meta.db_table)
+
+    peer_fields = Peer._meta.concrete_fields
+    checkpoint_fields = ("id", "cursor", "session")
+    select = [f"p.{quote(str(field.column))}" for field in peer_fields]
+    select += [f"{d}.{column(PeerCheckpoint, f)}" for d in _DIRECTIONS for f in checkpoint_fields]
+    select += [f"c.{column(NodeClock, f)}" for f in ("epoch", "last_seq", "last_wall_ms")]
+    select.append(
+        f"(SELECT {column(NodeIdentity, 'deployment_mode')} FROM {table(NodeIdentity)}"  # noqa: S608
+        f" ORDER BY {column(NodeIdentity, 'id')} LIMIT 1)"
+    )
+    joins = "".join(
+        f" LEFT JOIN {table(PeerCheckpoint)} {d} ON {d}.{column(PeerCheckpoint, 'peer')}"
+        f" = p.{column(Peer, 'id')} AND {d}.{column(PeerCheckpoint, 'direction')} = %s"
+        for d in _DIRECTIONS
+    )
+    # Identifiers come from the models' metadata (quoted); values are parameters.
+    sql = (
+        f"SELECT {', '.join(select)} FROM {table(Peer)} p{joins}"  # noqa: S608
+        f" LEFT JOIN {table(NodeClock)} c ON c.{column(NodeClock, 'id')} = %s"
+        f" WHERE p.{column(Peer, 'id')} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*_DIRECTIONS, NodeClock.ROW_ID, peer_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = iter(row)
+    peer = Peer.from_db(
+        connection.alias,
+        [field.attname for field in peer_fields],
+        [next(values) for _ in peer_fields],
+    )
+    found: dict[str, PeerCheckpoint] = {}
+    for direction in _DIRECTIONS:
+        pk, cursor_text, session = (next(values) for _ in checkpoint_fields)
+        if pk is not None:
+            found[direction] = PeerCheckpoint(
+                pk=pk, peer=peer, direction=direction, cursor=cursor_text, session=session
+            )
+    epoch, last_seq, wall_ms, stored = values
+    return _Head(
+        peer=peer,
+        checkpoints=found,
+        epoch=epoch or "",
+        last_seq=int(last_seq or 0),
+        hlc_ms=wall_ms,
+        # as selectors.mode.cycle_mode, from the stored mode read with the rest
+        mode=stored or str(app_settings.DEPLOYMENT_MODE or "") or "LOCAL_EXTERNAL",
+    )
+
+
+class _Run:
+    """The cycle's ``SyncRun`` row: written once at the end (one ``INSERT``), or, for a cycle of
+    more than one page, opened when the second page starts (so ``status`` shows a long cycle
+    running, and a killed one leaves its row unfinished) and completed at the end."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.row = SyncRun(peer=peer, started_at=timezone.now())
+        self.saved = False
+
+    def open(self) -> None:
+        if not self.saved:
+            # raw: keep ``started_at`` (its auto_now_add would stamp the time of this INSERT)
+            self.row.save_base(raw=True, force_insert=True)
+            self.saved = True
 
 
 def _learn_node(peer: Peer, remote_node: str) -> None:
@@ -209,6 +346,7 @@ def sync_cycle(
     pull: bool = True,
     push: bool = True,
     transport: Transport | None = None,
+    enabled_only: bool = False,
 ) -> SyncResult:
     """Run one cycle with the peer ``peer_id`` (log, pull, push, record); record a ``SyncRun``.
 
@@ -218,35 +356,37 @@ def sync_cycle(
     ``result`` and the recorded run carry the reason and what was done before the failure.
     ``Peer.DoesNotExist`` when there is no such peer. Either way, when this node's own clock is
     out of bounds, one ERROR is logged naming the recovery.
+
+    ``enabled_only`` (the scheduled task): :class:`SyncSkipped` instead when the peer is gone,
+    disabled or not used by this node's deployment mode (read now). A push-only cycle that finds
+    nothing new in our feed since its checkpoint (its change went with an earlier push) makes no
+    request and records no run.
     """
-    peer = Peer.objects.get(pk=peer_id)
-    run = SyncRun.objects.create(peer=peer)
-    result = SyncResult(peer=peer.name, peer_id=peer.pk, run_id=run.pk)
+    head = _head_read(peer_id)
+    if head is None:
+        if enabled_only:
+            raise SyncSkipped(f"peer {peer_id} is gone")
+        raise Peer.DoesNotExist(f"no peer {peer_id}")
+    peer = head.peer
+    if enabled_only and not peer.enabled:
+        raise SyncSkipped(f"peer {peer.name} is disabled")
+    if enabled_only and peer.transport not in mode_transports(mode=head.mode):
+        # Enqueued (or retrying) from before a mode switch: the new mode's matrix would move
+        # this peer's checkpoints past everything it leaves out, for good.
+        raise SyncSkipped(f"mode {head.mode} does not use peer {peer.name}")
+    result = SyncResult(peer=peer.name, peer_id=peer.pk)
+    pushed_to = head.checkpoints.get(PeerCheckpoint.Direction.PUSH)
+    if not pull and push and pushed_to is not None and head.at_end(pushed_to.cursor):
+        result.ok = True
+        return result
+    run = _Run(peer)
     try:
         with peer_link(peer, transport) as link:
             try:
-                first: FeedPage | None = None
-                if pull:  # the first page carries the log: an idle cycle is one request
-                    first = _fetch(peer, link, result, _checkpoint(peer, "pull").cursor, log=True)
-                if first is not None and first.log is not None:
-                    log: ReplicationLogAnswer | None = ReplicationLogAnswer(
-                        node=first.node, entries=first.log
-                    )
-                else:
-                    log = _log_read(peer, link, result)
-                directions = {
-                    d: _direction(peer, d, log, result)
-                    for d, wanted in zip(_DIRECTIONS, (pull, push), strict=True)
-                    if wanted
-                }
                 if pull:
-                    state = directions[PeerCheckpoint.Direction.PULL]
-                    # Starting over: the page fetched from the old cursor is not used.
-                    _pull(peer, link, result, state, first=None if state.restart else first)
-                if push:
-                    _push(peer, link, result, directions[PeerCheckpoint.Direction.PUSH])
-                for direction, state in directions.items():
-                    _record(peer, link, direction, state)
+                    _full(peer, link, result, head, run, push=push)
+                elif push:
+                    _push_only(peer, link, result, head, run)
                 if link.faults:
                     # What could be read was applied and checkpointed; the rest waits.
                     raise TransportError(f"{peer.name}: " + "; ".join(link.faults[:5]))
@@ -263,7 +403,7 @@ def sync_cycle(
             result.skew_ms = exc.skew_ms
         result.error = reason
         _finish(run, result, error_class=type(exc).__name__)
-        _clock_check(peer, result)
+        _clock_check(peer, result, head)
         raise SyncCycleError(reason, result=result, status=getattr(exc, "status", None)) from None
     except Exception as exc:
         result.error = f"{type(exc).__name__}: internal error"
@@ -271,27 +411,96 @@ def sync_cycle(
         raise
     result.ok = True
     _finish(run, result)
-    _clock_check(peer, result)
+    _clock_check(peer, result, head)
     return result
 
 
-def _finish(run: SyncRun, result: SyncResult, *, error_class: str = "") -> None:
+def _full(
+    peer: Peer, link: Transport, result: SyncResult, head: _Head, run: _Run, *, push: bool
+) -> None:
+    """Log, pull, push (when ``push``), record: the first pull page carries the log, so an idle
+    cycle is one request."""
+    first = _fetch(peer, link, result, head.checkpoint("pull").cursor, log=True)
+    if first.log is not None:
+        log: ReplicationLogAnswer | None = ReplicationLogAnswer(node=first.node, entries=first.log)
+    else:
+        log = _log_read(peer, link, result)
+    directions = {
+        d: _direction(peer, d, log, result, head.checkpoint(d))
+        for d, wanted in zip(_DIRECTIONS, (True, push), strict=True)
+        if wanted
+    }
+    state = directions[PeerCheckpoint.Direction.PULL]
+    # Starting over: the page fetched from the old cursor is not used.
+    _pull(peer, link, result, state, head, run, first=None if state.restart else first)
+    if push:
+        _push(peer, link, result, directions[PeerCheckpoint.Direction.PUSH], head, run)
+    for direction, direction_state in directions.items():
+        _record(peer, link, direction, direction_state)
+
+
+def _push_only(peer: Peer, link: Transport, result: SyncResult, head: _Head, run: _Run) -> None:
+    """Push first, checking the log with it: the change reaches the peer after one round trip.
+
+    The first request asks for the peer's log (``Transport.push_with_log``) and, when it is the
+    cycle's only one, has the peer record our new push checkpoint if its entry still holds our
+    session: an agreeing log and a recorded checkpoint in one request, the usual push-on-write
+    cycle. Otherwise the log (from the answer, else ``log_get``) is compared after the push: a
+    mismatch starts the direction over from the beginning, echoes included, exactly as if found
+    before (re-delivery is idempotent); then the checkpoint is recorded as any cycle does. A
+    cycle that sent nothing (it only moved past what the peer sent us) neither checks nor
+    records: it put nothing of ours on the peer that a restore could lose.
+    """
+    checkpoint = head.checkpoint("push")
+    state = _Direction(
+        checkpoint,
+        checkpoint.cursor,
+        restart=False,
+        logged=False,
+        before=checkpoint.cursor,
+        session_before=checkpoint.session,
+    )
+    answer = _push(peer, link, result, state, head, run, first_asks=True)
+    if answer is None or answer.recorded:
+        return
+    if answer.log is not None:
+        log: ReplicationLogAnswer | None = ReplicationLogAnswer(
+            node=peer.node_id, entries=answer.log
+        )
+    else:
+        log = _log_read(peer, link, result)
+    checked = _direction(peer, PeerCheckpoint.Direction.PUSH, log, result, checkpoint)
+    if checked.restart:
+        _push(peer, link, result, checked, head, run)
+    else:
+        checked.after = state.after
+    _record(peer, link, PeerCheckpoint.Direction.PUSH, checked)
+
+
+def _finish(run: _Run, result: SyncResult, *, error_class: str = "") -> None:
     """Record the run's outcome and log it: one structured line per run (``log_sync_run``)."""
     finished = timezone.now()
-    SyncRun.objects.filter(pk=run.pk).update(
-        finished_at=finished,
-        ok=result.ok,
-        error=result.error[:2000],
-        pulled=result.pulled,
-        pushed=result.pushed,
-        conflicts=result.conflicts,
-        quarantined=result.quarantined,
-        skew_ms=result.skew_ms,
-    )
+    outcome = {
+        "finished_at": finished,
+        "ok": result.ok,
+        "error": result.error[:2000],
+        "pulled": result.pulled,
+        "pushed": result.pushed,
+        "conflicts": result.conflicts,
+        "quarantined": result.quarantined,
+        "skew_ms": result.skew_ms,
+    }
+    if run.saved:
+        SyncRun.objects.filter(pk=run.row.pk).update(**outcome)
+    else:
+        for name, value in outcome.items():
+            setattr(run.row, name, value)
+        run.open()
+    result.run_id = run.row.pk
     log_sync_run(
-        peer=run.peer,
+        peer=run.row.peer,
         result=result,
-        duration_seconds=max((finished - run.started_at).total_seconds(), 0.0),
+        duration_seconds=max((finished - run.row.started_at).total_seconds(), 0.0),
         error_class=error_class,
     )
 
@@ -326,10 +535,15 @@ def log_sync_run(
     )
 
 
-def _clock_check(peer: Peer, result: SyncResult) -> None:
-    """Judge this node's clock after a cycle; one ERROR (with the recovery) when out of bounds."""
+def _clock_check(peer: Peer, result: SyncResult, head: _Head) -> None:
+    """Judge this node's clock after a cycle; one ERROR (with the recovery) when out of bounds.
+
+    The clock as the cycle's first query read it, unless the cycle pulled changes (receiving
+    them may have moved it): then read again."""
     clock = clock_assess(
-        now_ms=physical_now_ms(), hlc_ms=clock_hlc_ms(), peer_skews={peer.name: result.skew_ms}
+        now_ms=physical_now_ms(),
+        hlc_ms=clock_hlc_ms() if head.moved else head.hlc_ms,
+        peer_skews={peer.name: result.skew_ms},
     )
     if result.skew_ms is not None:
         result.clock_ahead_ms = clock.hlc_ahead_ms - result.skew_ms
@@ -379,9 +593,12 @@ def _log_read(peer: Peer, link: Transport, result: SyncResult) -> ReplicationLog
 
 
 def _direction(
-    peer: Peer, direction: str, log: ReplicationLogAnswer | None, result: SyncResult
+    peer: Peer,
+    direction: str,
+    log: ReplicationLogAnswer | None,
+    result: SyncResult,
+    checkpoint: PeerCheckpoint,
 ) -> _Direction:
-    checkpoint = _checkpoint(peer, direction)
     before = {"before": checkpoint.cursor, "session_before": checkpoint.session}
     if log is None:
         return _Direction(checkpoint, checkpoint.cursor, restart=False, logged=False, **before)
@@ -461,10 +678,24 @@ def _fetch(
     log: bool = False,
 ) -> FeedPage:
     """One page of the peer's feed, its clock observed and its node id checked."""
+    sent, page = _fetch_raw(link, cursor, echoes=echoes, log=log)
+    return _fetched(peer, link, result, cursor, sent, page)
+
+
+def _fetch_raw(
+    link: Transport, cursor: str, *, echoes: bool = False, log: bool = False
+) -> tuple[int, FeedPage]:
+    """The request of :func:`_fetch` (no database work: it may run in the prefetch thread)."""
     sent = physical_now_ms()
     # No more than this node applies in one batch, whatever the batch size is set to.
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
-    page = link.pull(cursor, limit, echoes=echoes, with_log=log)
+    return sent, link.pull(cursor, limit, echoes=echoes, with_log=log)
+
+
+def _fetched(
+    peer: Peer, link: Transport, result: SyncResult, cursor: str, sent: int, page: FeedPage
+) -> FeedPage:
+    """The checks of :func:`_fetch`, in the cycle's thread: clock, node id, cursor."""
     _observe_skew(result, getattr(page, "clock_ms", None), sent, link)
     _learn_node(peer, page.node)
     if (
@@ -477,53 +708,113 @@ def _fetch(
     return page
 
 
+class _Prefetch:
+    """Fetches the next page of the peer's feed in a thread while this one applies the current
+    page (``Transport.prefetches``: transports whose ``pull`` touches no database). Started on
+    the first page that has more, so an idle or one-page cycle starts no thread; the pages and
+    every check on them stay in order, and all database work stays in the cycle's thread.
+    Measured on a first sync between two PostgreSQL nodes with the page applied set-wise: about
+    13 % faster (the fetch was about a sixth of a page's time)."""
+
+    def __init__(self, link: Transport) -> None:
+        self.link = link
+        self.executor: ThreadPoolExecutor | None = None
+        self.pending: tuple[str, Future[tuple[int, FeedPage]]] | None = None
+
+    def start(self, cursor: str, *, echoes: bool) -> None:
+        if not self.link.prefetches:
+            return
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="configsync-prefetch")
+        future = self.executor.submit(_fetch_raw, self.link, cursor, echoes=echoes)
+        self.pending = (cursor, future)
+
+    def take(self, cursor: str) -> tuple[int, FeedPage] | None:
+        """The page fetched ahead from ``cursor`` (its failure raised here), else ``None``."""
+        if self.pending is None or self.pending[0] != cursor:
+            return None
+        future, self.pending = self.pending[1], None
+        return future.result()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
 def _pull(
     peer: Peer,
     link: Transport,
     result: SyncResult,
     state: _Direction,
+    head: _Head,
+    run: _Run,
     *,
     first: FeedPage | None = None,
 ) -> None:
-    """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched)."""
+    """Apply the peer's feed from ``state.start`` (``first``: its first page, already fetched);
+    the next page is fetched while one is applied (``_Prefetch``)."""
     checkpoint = state.checkpoint
     cursor = state.start
-    allowed = _allowed_types(EXTERNAL_TO_LOCAL)
-    for _ in range(MAX_PAGES):
-        if first is not None:
-            page, first = first, None
-        else:
-            page = _fetch(peer, link, result, cursor, echoes=state.restart)
-        if page.changes or page.next_cursor != state.before or state.restart:
-            skew = _source_skew(result, page.hlc_ms, page.changes)
-            runs = _runs(_strategy_filter(page.changes, allowed, result))
-            items = []
-            for number, run in enumerate(runs, start=1):
-                # The checkpoint moves with the last run only: an interruption before it
-                # re-applies the earlier runs next time (they answer ``stale``).
-                items += changes_apply(
-                    changes=run,
-                    source_node=page.node,
-                    source_name=peer.name,
-                    checkpoint=(checkpoint.pk, page.next_cursor) if number == len(runs) else None,
-                    source_skew_ms=skew,
-                )
-            state.after = page.next_cursor
-        else:
-            items = []  # idle: nothing to apply and the checkpoint already says so
-        for item in items:
-            if item.status == STALE:
-                result.stale += 1
-            elif item.status == QUARANTINED:
-                result.quarantined += 1
+    allowed = _allowed_types(EXTERNAL_TO_LOCAL, head)
+    prefetch = _Prefetch(link)
+    try:
+        for page_number in range(MAX_PAGES):
+            if page_number:
+                run.open()
+            if first is not None:
+                page, first = first, None
+            elif (ahead := prefetch.take(cursor)) is not None:
+                page = _fetched(peer, link, result, cursor, *ahead)
             else:
-                result.pulled += 1
-                result.conflicts += item.status == CONFLICT
-            result.unreadable += item.unreadable
-        cursor = page.next_cursor
-        if not page.has_more:
-            return
+                page = _fetch(peer, link, result, cursor, echoes=state.restart)
+            if page.has_more:
+                prefetch.start(page.next_cursor, echoes=state.restart)
+            _pull_apply(peer, result, state, head, checkpoint, page, allowed)
+            cursor = page.next_cursor
+            if not page.has_more:
+                return
+    finally:
+        prefetch.close()
     raise TransportError(f"peer {peer.name}: feed did not end after {MAX_PAGES} pages")
+
+
+def _pull_apply(
+    peer: Peer,
+    result: SyncResult,
+    state: _Direction,
+    head: _Head,
+    checkpoint: PeerCheckpoint,
+    page: FeedPage,
+    allowed: set[str],
+) -> None:
+    """Apply one pulled page with its checkpoint and count what it did."""
+    if page.changes or page.next_cursor != state.before or state.restart:
+        skew = _source_skew(result, page.hlc_ms, page.changes)
+        runs = _runs(_strategy_filter(page.changes, allowed, result))
+        head.moved = True
+        items = []
+        for index, part in enumerate(runs, start=1):
+            # The checkpoint moves with the last run only: an interruption before it
+            # re-applies the earlier runs next time (they answer ``stale``).
+            items += changes_apply(
+                changes=part,
+                source_node=page.node,
+                source_name=peer.name,
+                checkpoint=(checkpoint.pk, page.next_cursor) if index == len(runs) else None,
+                source_skew_ms=skew,
+            )
+        state.after = page.next_cursor
+    else:
+        items = []  # idle: nothing to apply and the checkpoint already says so
+    for item in items:
+        if item.status == STALE:
+            result.stale += 1
+        elif item.status == QUARANTINED:
+            result.quarantined += 1
+        else:
+            result.pulled += 1
+            result.conflicts += item.status == CONFLICT
+        result.unreadable += item.unreadable
 
 
 def _runs(changes: list[Any]) -> list[list[Any]]:
@@ -549,9 +840,9 @@ def _runs(changes: list[Any]) -> list[list[Any]]:
     return runs
 
 
-def _allowed_types(direction: str) -> set[str]:
-    """The data types whose row of the matrix (this node's mode, read now) allows ``direction``."""
-    rows = strategy_matrix(mode=cycle_mode())
+def _allowed_types(direction: str, head: _Head) -> set[str]:
+    """The data types whose row of the matrix (this cycle's mode) allows ``direction``."""
+    rows = strategy_matrix(mode=head.mode)
     return {name for name, row in rows.items() if row.allows(direction)}
 
 
@@ -578,21 +869,52 @@ def _is_skew_hold(item: dict[str, Any]) -> bool:
     return CLOCK_SKEW in str(item.get("reason", "")).lower()
 
 
-def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) -> None:
+def _push(
+    peer: Peer,
+    link: Transport,
+    result: SyncResult,
+    state: _Direction,
+    head: _Head,
+    run: _Run,
+    *,
+    first_asks: bool = False,
+) -> PushResult | None:
+    """Send our feed from ``state.start``; the first request's answer (``None``: nothing sent).
+
+    Reads nothing when the checkpoint already stands at our feed's last change (the first
+    query's position): an idle cycle's push costs no query and no request. ``first_asks``: the
+    first request asks for the peer's log, and, when it is the only request (one page, one
+    chunk), for the new push checkpoint to be recorded with it (``_push_only``); the
+    checkpoint's cursor and session are then saved in one update.
+    """
     checkpoint = state.checkpoint
     cursor = state.start
+    if not state.restart and head.at_end(cursor):
+        return None
     # Starting over after a restore sends what the peer sent us too: we may be the one restored.
     exclude = "" if state.restart else peer.node_id
     limit = min(int(app_settings.SYNC_BATCH_SIZE), int(app_settings.MAX_PUSH_BATCH))
-    allowed = _allowed_types(LOCAL_TO_EXTERNAL)
-    for _ in range(MAX_PAGES):
+    allowed = _allowed_types(LOCAL_TO_EXTERNAL, head)
+    first: PushResult | None = None
+    for page_number in range(MAX_PAGES):
+        if page_number:
+            run.open()
         page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
         pending = _chunks(_strategy_filter(page.changes, allowed, result))
+        session = ""
         while pending:
             chunk = pending.pop(0)
-            sent = physical_now_ms()
+            sent_ms = physical_now_ms()
             try:
-                answer = link.push(chunk)
+                if first_asks and first is None:
+                    only = not pending and not page.has_more
+                    session = uuid.uuid4().hex if only else ""
+                    record = (
+                        PushRecord(session, page.next_cursor, checkpoint.session) if only else None
+                    )
+                    answer = link.push_with_log(chunk, record=record)
+                else:
+                    answer = link.push(chunk)
             except TransportError as exc:
                 # A peer with a smaller batch or upload limit refuses the whole batch (400/413,
                 # applying nothing): halve it until it takes it, or every cycle fails the same.
@@ -601,7 +923,8 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
                     pending[:0] = [chunk[:half], chunk[half:]]
                     continue
                 raise
-            _observe_skew(result, answer.clock_ms, sent, link)
+            first = first or answer
+            _observe_skew(result, answer.clock_ms, sent_ms, link)
             _learn_node(peer, answer.node)
             for item in answer.results:
                 status = item.get("status") if isinstance(item, dict) else None
@@ -617,13 +940,16 @@ def _push(peer: Peer, link: Transport, result: SyncResult, state: _Direction) ->
                 else:
                     raise TransportError(f"peer {peer.name} answered garbage (push result)")
         if page.next_cursor != checkpoint.cursor or state.restart:
-            PeerCheckpoint.objects.filter(pk=checkpoint.pk).update(
-                cursor=page.next_cursor, updated_at=timezone.now()
-            )
+            saved: dict[str, Any] = {"cursor": page.next_cursor, "updated_at": timezone.now()}
+            if first is not None and first.recorded:
+                # The peer recorded it: ours now agrees (a crash before this update leaves the
+                # sessions different, and the next cycle starts the direction over).
+                saved["session"] = session
+            PeerCheckpoint.objects.filter(pk=checkpoint.pk).update(**saved)
             state.after = page.next_cursor
         cursor = page.next_cursor
         if not page.has_more:
-            return
+            return first
     raise TransportError(f"peer {peer.name}: our feed did not end after {MAX_PAGES} pages")
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from configsync.conf import app_settings, parse_peers
 from configsync.models import Peer, PeerCheckpoint, ReplicatedRecord
-from configsync.replication.selectors.feed import feed_position
+from configsync.replication.selectors.feed import feed_positions
 from configsync.replication.selectors.quarantine import quarantine_retryable_keys
 
 logger = logging.getLogger(__name__)
@@ -113,9 +113,13 @@ def tombstones_collect() -> int:
             "peer_id", "cursor"
         )
     )
+    # ``deleted`` and ``updated_at`` first: the partial index on the tombstones' age
+    # (migration 0007) serves the pass, whatever the number of live records.
     condition = Q(deleted=True, updated_at__lt=timezone.now() - TOMBSTONE_MIN_AGE)
-    for peer_id, peer_node in Peer.objects.values_list("id", "node_id"):
-        by_peer = Q(seq__lte=feed_position(pushed.get(peer_id)))
+    peers = list(Peer.objects.values_list("id", "node_id"))
+    positions = feed_positions([pushed.get(peer_id) for peer_id, _ in peers])
+    for (_, peer_node), position in zip(peers, positions, strict=True):
+        by_peer = Q(seq__lte=position)
         if peer_node:
             by_peer |= Q(received_from=peer_node)
         condition &= by_peer

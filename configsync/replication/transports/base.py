@@ -33,6 +33,23 @@ class PushResult:
     node: str
     results: list[dict[str, Any]] = field(default_factory=list)
     clock_ms: int | None = None
+    log: list[LogEntry] | None = None
+    """With ``push_with_log``: the peer's replication log for us (``None``: not sent)."""
+    recorded: bool = False
+    """With ``push_with_log(record=)``: the peer recorded the new push checkpoint."""
+
+
+@dataclass(frozen=True)
+class PushRecord:
+    """A push checkpoint for the peer to record with a batch: the new ``session`` and ``cursor``,
+    recorded only if the peer's entry still holds the session ``replaces`` (``""``: none)."""
+
+    session: str
+    cursor: str
+    replaces: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"session": self.session, "cursor": self.cursor, "replaces": self.replaces}
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,9 @@ class Transport(abc.ABC):
     name: str
     last_skew_ms: int | None = None
     """The peer's clock minus ours (ms) as seen on its last answer, refusals included."""
+    prefetches: bool = False
+    """Whether the cycle may call ``pull`` in another thread while it applies the previous page
+    (``pull`` touches no database and the transport is not used meanwhile)."""
     max_cursor_length: int = 100
     """The longest cursor this transport's pages may carry (``PeerCheckpoint.cursor`` holds
     2,000; an HTTP peer's replication log accepts 100)."""
@@ -79,6 +99,17 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def push(self, changes: list[dict[str, Any]]) -> PushResult:
         """Send a batch; the peer answers per item (``applied|stale|conflict|quarantined``)."""
+
+    def push_with_log(
+        self, changes: list[dict[str, Any]], *, record: PushRecord | None = None
+    ) -> PushResult:
+        """:meth:`push`, the answer also carrying the peer's replication log for us
+        (``PushResult.log``; ``None`` when this transport or the peer does not send it), sparing
+        a push-only cycle the ``log_get`` request. With ``record``, the peer also records our
+        push checkpoint once the batch is applied, only if its entry still holds
+        ``record.replaces`` (``PushResult.recorded``), sparing the ``log_record`` request. This
+        default does neither (a transport that cannot: the cycle asks separately)."""
+        return self.push(changes)
 
     @abc.abstractmethod
     def digest(self, cursor: str, limit: int) -> FeedPage:
