@@ -208,6 +208,9 @@ elif _broker_url.startswith("configsync-fs:"):
         # kombu's default is "control" relative to the working directory (the repository).
         "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
+        # How often an idle worker lists the folder (kombu's default, 1 s, delayed every push
+        # on write by half a second on average; a listing costs well under a millisecond).
+        "polling_interval": 0.05,
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

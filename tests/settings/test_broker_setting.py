@@ -116,7 +116,13 @@ def test_without_a_broker_url_redis_is_the_broker_else_the_embedded_one(tmp_path
     embedded = settings_of(tmp_path)
     assert embedded[0] == "configsync-fs://"
     assert embedded[1] == str(
-        ["control_folder", "data_folder_in", "data_folder_out", "store_processed"]
+        [
+            "control_folder",
+            "data_folder_in",
+            "data_folder_out",
+            "polling_interval",
+            "store_processed",
+        ]
     )
     assert embedded[2] == "LocMemCache"
 
