@@ -57,6 +57,7 @@ TEST_ENCRYPTION_KEYS = (
 TEST_SYNC_SECRET = "multinode-test-sync-secret-not-a-real-one"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "multinode-admin-password"  # test-only account
+ADMIN_SALT = "multinodeharnessadmin1"
 DEFAULT_REDIS_DBS = "10,11,12,13,14,15"
 READY_TIMEOUT = 90.0
 FORKSERVER = os.environ.get("MULTINODE_FORKSERVER", "1").strip() != "0"
@@ -612,17 +613,20 @@ class Cluster:
 
         Users replicate: each node's harness admin is created as if applied from a peer (no
         version of it in the feed), so the nodes' admins stay their own and never meet as
-        concurrent versions whose winner would end the other node's admin sessions."""
+        concurrent versions. They may meet all the same (a login on one node makes a version of
+        its admin), so the admin has the same password hash on every node (one salt): a version
+        from a peer leaves the hash, and so the node's admin sessions, as they were."""
         self._prepare_backends()
         script = (
-            "from django.core.management import call_command; "
-            "call_command('migrate', verbosity=0, interactive=False); "
-            "from django.contrib.auth import get_user_model; "
-            "from configsync.replication.context import applying_remote; "
-            "ctx = applying_remote(); ctx.__enter__(); "
-            f"U = get_user_model(); U.objects.filter(username={ADMIN_USER!r}).exists() or "
-            f"U.objects.create_superuser({ADMIN_USER!r}, 'admin@example.invalid', "
-            f"{ADMIN_PASSWORD!r}); ctx.__exit__(None, None, None)"
+            "from django.contrib.auth import get_user_model\n"
+            "from django.contrib.auth.hashers import make_password\n"
+            "from django.core.management import call_command\n"
+            "from configsync.replication.context import applying_remote\n"
+            "call_command('migrate', verbosity=0, interactive=False)\n"
+            "with applying_remote():\n"
+            f"    get_user_model().objects.get_or_create(username={ADMIN_USER!r}, defaults=dict(\n"
+            "        email='admin@example.invalid', is_staff=True, is_superuser=True,\n"
+            f"        password=make_password({ADMIN_PASSWORD!r}, salt={ADMIN_SALT!r})))\n"
         )
         with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
             results = pool.map(lambda node: node.manage("shell", "-c", script, timeout=300), self)
