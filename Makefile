@@ -46,14 +46,18 @@ migrations-check: $(STAMP)
 	DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py makemigrations --check --dry-run
 
 # The whole suite: the single-process tests on TEST_JOBS pytest-xdist workers (each with its own
-# test database, Redis DB and var/), then the multi-node tests, which start real node processes and
-# run one cluster at a time. PYTEST_ARGS runs exactly what it names, in one process.
+# test database, Redis DB and var/), then the multi-node tests, which start real node processes,
+# on MULTINODE_JOBS workers: --dist loadfile keeps each test module (and so its cluster) on one
+# worker, and each worker's clusters have node databases and Redis DBs of their own
+# (tests/support/xdist.py; with REDIS_URL set, MULTINODE_REDIS_DBS must list 3 DBs per worker:
+# its default, 10-15, fits 2). PYTEST_ARGS runs exactly what it names, in one process.
 TEST_JOBS ?= 2
+MULTINODE_JOBS ?= 2
 
 test: $(STAMP) lint typecheck migrations-check
 ifeq ($(strip $(PYTEST_ARGS)),)
 	$(VENV)/bin/pytest -n $(TEST_JOBS) -m "not multinode" --durations=15
-	$(VENV)/bin/pytest -m multinode --durations=15
+	$(VENV)/bin/pytest -n $(MULTINODE_JOBS) --dist loadfile -m multinode --durations=15
 else
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 endif

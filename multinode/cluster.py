@@ -7,8 +7,9 @@ Nodes talk to each other over real HTTP on 127.0.0.1. Nothing is mocked.
 
 Backends follow the test run:
 
-- ``TEST_DATABASE_URL`` set (PostgreSQL): one database per node, ``<that name>_node_<name>``,
-  dropped and created by the harness; otherwise a SQLite file in the node's directory.
+- ``TEST_DATABASE_URL`` set (PostgreSQL): one database per node, ``<prefix>_node_<name>``,
+  dropped and created by the harness, where the prefix is ``MULTINODE_DB_PREFIX`` or else that
+  URL's database name; otherwise a SQLite file in the node's directory.
 - ``REDIS_URL`` set: one Redis DB per node, the URL's DB number replaced by one from
   ``MULTINODE_REDIS_DBS`` (comma-separated, default ``10,11,12,13,14,15``), flushed at start;
   otherwise the filesystem broker and file locks in the node's own ``CONFIGSYNC_VAR_DIR``.
@@ -24,6 +25,9 @@ Every process is bound to 127.0.0.1, logs to a file in the node's directory, and
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import locale
 import os
 import re
 import signal
@@ -31,8 +35,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,8 +57,12 @@ TEST_ENCRYPTION_KEYS = (
 TEST_SYNC_SECRET = "multinode-test-sync-secret-not-a-real-one"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "multinode-admin-password"  # test-only account
+ADMIN_SALT = "multinodeharnessadmin1"
 DEFAULT_REDIS_DBS = "10,11,12,13,14,15"
 READY_TIMEOUT = 90.0
+FORKSERVER = os.environ.get("MULTINODE_FORKSERVER", "1").strip() != "0"
+"""Whether :meth:`Node.manage` forks commands from the node's fork server (``multinode.forkserver``,
+default) rather than starting ``python manage.py`` afresh each time (``MULTINODE_FORKSERVER=0``)."""
 
 T = TypeVar("T")
 
@@ -82,6 +92,12 @@ def wait_until(
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise TimeoutError(f"gave up waiting for {what or predicate!r}{detail}")
         time.sleep(interval)
+
+
+def redis_db_list() -> list[str]:
+    """The Redis DB numbers of ``MULTINODE_REDIS_DBS`` (default ``10,…,15``), in order."""
+    listed = os.environ.get("MULTINODE_REDIS_DBS", DEFAULT_REDIS_DBS)
+    return [d.strip() for d in listed.split(",") if d.strip()]
 
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
@@ -144,6 +160,9 @@ class Node:
     """This node's RabbitMQ virtual host (``MULTINODE_BROKER_URL``); empty otherwise."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _session: requests.Session | None = None
+    _forkserver: subprocess.Popen[bytes] | None = None
+    _forkserver_env: dict[str, str] | None = None
+    """The environment the fork server was started with (a changed ``env`` restarts it)."""
 
     @property
     def base_url(self) -> str:
@@ -280,22 +299,97 @@ class Node:
     def manage(
         self, *args: str, check: bool = False, timeout: float = 120, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """``python manage.py ARGS`` in this node's environment."""
-        result = subprocess.run(
-            [PYTHON, "manage.py", *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=stdin,
-        )
+        """``python manage.py ARGS`` in this node's environment: forked from the node's fork
+        server (see :data:`FORKSERVER`), else a new process. Standard input is ``stdin``
+        (empty when ``None``); output is captured as text, as ``subprocess.run`` does."""
+        result = self._forked(args, timeout=timeout, stdin=stdin) if FORKSERVER else None
+        if result is None:
+            result = subprocess.run(
+                [PYTHON, "manage.py", *args],
+                cwd=REPO,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=stdin or "",
+            )
         if check and result.returncode != 0:
             raise AssertionError(
                 f"node {self.name}: manage.py {' '.join(args[:2])} exited {result.returncode}:"
                 f"\n{result.stdout}\n{result.stderr}"
             )
         return result
+
+    def _forkserver_socket(self) -> Path | None:
+        """The socket of this node's fork server, started (or restarted, when ``env`` changed
+        since) on demand; ``None`` when it could not start in this environment (its log,
+        ``forkserver.log``, says why), and then the harness runs ``manage.py`` afresh."""
+        socket_path = self.directory / "manage.sock"
+        server = self._forkserver
+        if server is not None and self._forkserver_env == self.env:
+            return socket_path if server.poll() is None else None
+        self.stop_forkserver()
+        socket_path.unlink(missing_ok=True)
+        with self.log_path("forkserver").open("ab") as log:
+            server = subprocess.Popen(
+                [PYTHON, "-m", "multinode.forkserver", str(socket_path)],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._forkserver, self._forkserver_env = server, dict(self.env)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not socket_path.exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=10)
+                return None
+            time.sleep(0.02)
+        return socket_path
+
+    def stop_forkserver(self) -> None:
+        """Kill this node's fork server, if any (it holds no connection and no state)."""
+        server, self._forkserver, self._forkserver_env = self._forkserver, None, None
+        if server is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+    def _forked(
+        self, args: tuple[str, ...], *, timeout: float, stdin: str | None
+    ) -> subprocess.CompletedProcess[str] | None:
+        """``manage.py ARGS`` forked from the fork server; ``None`` when there is none."""
+        socket_path = self._forkserver_socket()
+        if socket_path is None:
+            return None
+        encoding = locale.getpreferredencoding(False)
+        argv = [PYTHON, "manage.py", *args]
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(3)]
+            files[0].write((stdin or "").encode(encoding))
+            files[0].seek(0)
+            conn = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            conn.settimeout(timeout)
+            try:
+                conn.connect(str(socket_path))
+            except OSError:  # it died since: the next call starts another
+                self.stop_forkserver()
+                return None
+            request = json.dumps(list(args)).encode()
+            socket.send_fds(conn, [request], [f.fileno() for f in files])
+            pid = _receive_int(conn)
+            try:
+                code = _receive_int(conn)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(argv, timeout) from None
+            out, err = (_read_text(f, encoding) for f in files[1:])
+        return subprocess.CompletedProcess(argv, code, out, err)
 
     def cli(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """``python manage.py configsync ARGS`` in this node's environment."""
@@ -377,6 +471,23 @@ class Node:
         )
 
 
+def _read_text(file: Any, encoding: str) -> str:
+    """What was written to ``file``, decoded as ``subprocess.run(text=True)`` does."""
+    file.seek(0)
+    return io.TextIOWrapper(file, encoding=encoding).read()
+
+
+def _receive_int(conn: socket.socket) -> int:
+    """One answer of the fork server (a signed 64-bit integer)."""
+    data = b""
+    while len(data) < 8:
+        chunk = conn.recv(8 - len(data))
+        if not chunk:
+            raise ConnectionError("the fork server closed the connection")
+        data += chunk
+    return int.from_bytes(data, "big", signed=True)
+
+
 class Cluster:
     """Several nodes wired as peers. ``links`` lists pairs that peer with each other."""
 
@@ -411,13 +522,13 @@ class Cluster:
     def _build(self) -> None:
         test_db = os.environ.get("TEST_DATABASE_URL", "")
         redis_url = os.environ.get("REDIS_URL", "")
-        redis_dbs = [
-            d.strip()
-            for d in os.environ.get("MULTINODE_REDIS_DBS", DEFAULT_REDIS_DBS).split(",")
-            if d.strip()
-        ]
+        redis_dbs = redis_db_list()
         if redis_url and len(redis_dbs) < len(self.names):
-            raise RuntimeError(f"need {len(self.names)} Redis DBs, MULTINODE_REDIS_DBS has fewer")
+            raise RuntimeError(
+                f"need {len(self.names)} Redis DBs, MULTINODE_REDIS_DBS has {len(redis_dbs)}"
+                f" ({','.join(redis_dbs)})"
+            )
+        db_prefix = os.environ.get("MULTINODE_DB_PREFIX", "").strip()
         ports = {name: free_port() for name in self.names}
         broker_url = os.environ.get("MULTINODE_BROKER_URL", "").strip()
         self.broker_user = (urlsplit(broker_url).username or "guest") if broker_url else ""
@@ -432,8 +543,8 @@ class Cluster:
             directory = self.root / f"node-{name}"
             directory.mkdir(parents=True, exist_ok=True)  # for the logs; the settings create var/
             if test_db:
-                base_name = urlsplit(test_db).path.lstrip("/")
-                database_url = _replace_db(test_db, db=f"{base_name}_node_{name}")
+                prefix = db_prefix or urlsplit(test_db).path.lstrip("/")
+                database_url = _replace_db(test_db, db=f"{prefix}_node_{name}")
             else:
                 database_url = f"sqlite:///{directory / 'node.sqlite3'}"
             node_redis = _replace_db(redis_url, db=redis_dbs[index]) if redis_url else ""
@@ -502,32 +613,28 @@ class Cluster:
 
         Users replicate: each node's harness admin is created as if applied from a peer (no
         version of it in the feed), so the nodes' admins stay their own and never meet as
-        concurrent versions whose winner would end the other node's admin sessions."""
+        concurrent versions. They may meet all the same (a login on one node makes a version of
+        its admin), so the admin has the same password hash on every node (one salt): a version
+        from a peer leaves the hash, and so the node's admin sessions, as they were."""
         self._prepare_backends()
         script = (
-            "from django.core.management import call_command; "
-            "call_command('migrate', verbosity=0, interactive=False); "
-            "from django.contrib.auth import get_user_model; "
-            "from configsync.replication.context import applying_remote; "
-            "ctx = applying_remote(); ctx.__enter__(); "
-            f"U = get_user_model(); U.objects.filter(username={ADMIN_USER!r}).exists() or "
-            f"U.objects.create_superuser({ADMIN_USER!r}, 'admin@example.invalid', "
-            f"{ADMIN_PASSWORD!r}); ctx.__exit__(None, None, None)"
+            "from django.contrib.auth import get_user_model\n"
+            "from django.contrib.auth.hashers import make_password\n"
+            "from django.core.management import call_command\n"
+            "from configsync.replication.context import applying_remote\n"
+            "call_command('migrate', verbosity=0, interactive=False)\n"
+            "with applying_remote():\n"
+            f"    get_user_model().objects.get_or_create(username={ADMIN_USER!r}, defaults=dict(\n"
+            "        email='admin@example.invalid', is_staff=True, is_superuser=True,\n"
+            f"        password=make_password({ADMIN_PASSWORD!r}, salt={ADMIN_SALT!r})))\n"
         )
-        running = {
-            node.name: subprocess.Popen(
-                [PYTHON, "manage.py", "shell", "-c", script],
-                cwd=REPO,
-                env=node.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-            for node in self
-        }
-        for name, proc in running.items():
-            output, _ = proc.communicate(timeout=300)
-            if proc.returncode != 0:
-                raise RuntimeError(f"migrate failed on node {name}:\n{output.decode()}")
+        with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
+            results = pool.map(lambda node: node.manage("shell", "-c", script, timeout=300), self)
+            for node, result in zip(self, results, strict=True):
+                if result.returncode != 0:
+                    raise RuntimeError(
+                        f"migrate failed on node {node.name}:\n{result.stdout}{result.stderr}"
+                    )
 
     def start(self) -> Cluster:
         self.migrate()
@@ -543,6 +650,7 @@ class Cluster:
             node.send_signal(signal.SIGTERM)
         for node in self:
             node.stop(terminate=False)
+            node.stop_forkserver()
 
     def destroy(self) -> None:
         """Stop every process and drop the per-node PostgreSQL databases."""

@@ -1,18 +1,20 @@
 """Fixtures of the multi-node tests: clusters of real node processes (the ``multinode`` package).
 
 Clusters are module-scoped (one start-up per test module) and always stopped on teardown. When a
-test fails, the tail of every live node's logs is printed with its report.
+test fails, the tail of every live node's logs is printed with its report. Under pytest-xdist,
+run them with ``--dist loadfile`` (as ``make test`` does), so that a module's tests share one
+worker and so one cluster.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from multinode import Cluster
 from tests.support.multinode import live_clusters, run_cluster
+from tests.support.xdist import multinode_shortfall
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -26,11 +28,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_cluster_at_a_time() -> None:
-    """Clusters share the PostgreSQL server's node databases and ``MULTINODE_REDIS_DBS``: two
-    pytest-xdist workers would start clusters over each other, so under ``-n`` these skip."""
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-        pytest.skip("multi-node tests run one cluster at a time: run them without -n")
+def _enough_redis_dbs() -> None:
+    """Under pytest-xdist each worker's clusters take their own slice of ``MULTINODE_REDIS_DBS``
+    and their own database names (``tests.support.xdist``): fail early when a slice is short."""
+    if shortfall := multinode_shortfall():
+        pytest.fail(shortfall)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from tests.support.multinode import (
     open_conflicts,
     received_from,
     run_cluster,
+    seeded_status,
     set_password,
     template_body,
     template_write,
@@ -65,7 +66,7 @@ def bucket_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clu
 def test_the_nodes_know_only_the_bucket(bucket_world: tuple[Cluster, Medium]) -> None:
     cluster, _ = bucket_world
     for node in cluster:
-        report = json.loads(node.cli("status", "--json", check=True).stdout)
+        report = seeded_status(node)
         assert report["deployment_mode"] == "LOCAL_R2"
         assert [peer["name"] for peer in report["peers"]] == [BUCKET_PEER]
 

@@ -25,6 +25,7 @@ from tests.support.multinode import (
     open_conflicts,
     received_from,
     run_cluster,
+    seeded_status,
     set_password,
     template_body,
     template_write,
@@ -65,7 +66,7 @@ def holding(url: str, needle: str) -> list[str]:
 def test_the_nodes_know_only_the_external_database(database_world: tuple[Cluster, str]) -> None:
     cluster, _ = database_world
     for node in cluster:
-        report = json.loads(node.cli("status", "--json", check=True).stdout)
+        report = seeded_status(node)
         assert report["deployment_mode"] == "LOCAL_EXTERNAL"
         assert [peer["name"] for peer in report["peers"]] == [DATABASE_PEER]
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -118,6 +120,17 @@ def sync_runs(node: Node, *, after: int = 0, peer: str | None = None) -> list[Ru
         Run(int(i), str(n), bool(ok), str(e or ""), int(pl), int(ps), bool(f))
         for i, n, ok, e, pl, ps, f in rows
     ]
+
+
+def seeded_status(node: Node, *, timeout: float = 120) -> dict[str, Any]:
+    """``configsync status --json`` of ``node`` once it lists peers: the beat seeds them from the
+    settings at its first tick, which a command run right after the node started may precede."""
+
+    def report() -> dict[str, Any] | None:
+        found: dict[str, Any] = json.loads(node.cli("status", "--json", check=True).stdout)
+        return found if found["peers"] else None
+
+    return wait_until(report, timeout=timeout, what=f"node {node.name}'s peers seeded")
 
 
 def last_run_id(node: Node) -> int:

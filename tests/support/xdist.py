@@ -9,6 +9,13 @@ conftest calls :func:`isolate_worker` before any test runs; without xdist it doe
 Worker ``gwN`` uses the N-th number of ``TEST_REDIS_DBS`` (comma-separated) when that is set,
 else ``REDIS_URL``'s DB number plus N; and ``<var>/xdist/gwN`` as its var/ folder. The worker's
 ``REDIS_URL`` is also put in the environment, so processes a test starts share its Redis DB.
+
+The multi-node harness (the ``multinode`` package) reads its own environment: worker ``gwN`` of
+``W`` gets the N-th of ``W`` equal slices of ``MULTINODE_REDIS_DBS`` (one Redis DB per node) and
+``MULTINODE_DB_PREFIX`` ``<prefix>_gwN`` (its nodes' PostgreSQL databases), so clusters of two
+workers never share a database or a Redis DB. A slice too small for the largest cluster
+(:data:`MULTINODE_NODES_MAX` nodes) makes the multi-node tests fail with the fix
+(:func:`multinode_shortfall`); the single-process tests do not need it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.test.signals import setting_changed
+
+from multinode.cluster import redis_db_list
+
+MULTINODE_NODES_MAX = 3
+"""The most nodes a cluster of ``tests/multinode`` has: the Redis DBs each worker needs."""
 
 
 def worker_index() -> int | None:
@@ -43,11 +55,44 @@ def worker_redis_url(url: str, index: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
+def worker_count() -> int:
+    """How many pytest-xdist workers run the suite (1 without xdist)."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+
+
+def isolate_multinode(index: int, count: int) -> None:
+    """Give worker ``index`` of ``count`` its slice of ``MULTINODE_REDIS_DBS`` and its own
+    ``MULTINODE_DB_PREFIX`` (see the module docstring)."""
+    dbs = redis_db_list()
+    share = len(dbs) // count
+    os.environ["MULTINODE_REDIS_DBS"] = ",".join(dbs[index * share : (index + 1) * share])
+    test_db = os.environ.get("TEST_DATABASE_URL", "")
+    prefix = os.environ.get("MULTINODE_DB_PREFIX", "") or urlsplit(test_db).path.lstrip("/")
+    if prefix:
+        os.environ["MULTINODE_DB_PREFIX"] = f"{prefix}_gw{index}"
+
+
+def multinode_shortfall() -> str:
+    """Why this process's share of ``MULTINODE_REDIS_DBS`` cannot hold every cluster of
+    ``tests/multinode``; ``""`` when it can (or when the nodes use no Redis)."""
+    dbs = redis_db_list()
+    if not os.environ.get("REDIS_URL") or len(dbs) >= MULTINODE_NODES_MAX:
+        return ""
+    workers = worker_count()
+    return (
+        f"this pytest-xdist worker's share of MULTINODE_REDIS_DBS is {len(dbs)} Redis DB(s), "
+        f"and a cluster may have {MULTINODE_NODES_MAX} nodes: with {workers} workers, list "
+        f"{MULTINODE_NODES_MAX * workers} DBs or more in MULTINODE_REDIS_DBS"
+    )
+
+
 def isolate_worker(settings: Any) -> None:
-    """Point this xdist worker at its own Redis DB and var/ folder (no-op without xdist)."""
+    """Point this xdist worker at its own Redis DB, var/ folder and multi-node databases and
+    Redis DBs (no-op without xdist)."""
     index = worker_index()
     if index is None:
         return
+    isolate_multinode(index, worker_count())
     var_dir = Path(settings.CONFIGSYNC_VAR_DIR) / "xdist" / f"gw{index}"
     var_dir.mkdir(parents=True, exist_ok=True)
     settings.CONFIGSYNC_VAR_DIR = var_dir
