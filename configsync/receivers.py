@@ -66,7 +66,7 @@ def data_callback_on_applied(
     sender: Any,
     *,
     changes: Sequence[AppliedChange] = (),
-    **kwargs: Any,  # type: ignore[assignment]
+    **kwargs: Any,
 ) -> None:
     """A batch of received changes committed: each one's notification, as for a local change."""
     if not app_settings.DATA_CALLBACK_URL:

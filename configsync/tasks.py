@@ -22,10 +22,10 @@ Replication scheduling:
   now. Whatever enqueues a task lives here, next to it: services never import tasks.
 - ``nonces_prune`` (beat, every ``CONFIGSYNC_SIGNATURE_MAX_AGE_SECONDS``) forgets the nonces of
   signed sync requests too old to be accepted anyway.
+- ``notify_data_callback`` tells ``CONFIGSYNC_DATA_CALLBACK_URL`` of one change (ids only).
 
 Database connections are kept between tasks (``CONN_MAX_AGE``) and closed before and after each
 task when broken or expired, as Django does around a request (``close_old_connections``).
-- ``notify_data_callback`` tells ``CONFIGSYNC_DATA_CALLBACK_URL`` of one change (ids only).
 
 Snapshots: ``snapshot_to_bucket`` (beat, every ``CONFIGSYNC_SNAPSHOT_INTERVAL_SECONDS`` when the
 bucket is configured) writes this node's snapshot to the bucket in the R2 modes and applies the
