@@ -3,7 +3,11 @@
 A :class:`Cluster` starts each node from this repository exactly as the README does: its own
 database, its own Redis DB (or Celery's filesystem broker under its own var/), ``manage.py
 migrate``, then a web server (``manage.py runserver``) and a Celery worker with embedded beat.
-Nodes talk to each other over real HTTP on 127.0.0.1. Nothing is mocked.
+Nodes talk to each other over real HTTP on 127.0.0.1. Nothing is mocked. The ``manage.py``
+commands the harness runs on a node (:meth:`Node.manage`: ``migrate``, ``configsync ...``,
+``shell``) are forked from the node's fork server (:mod:`multinode.forkserver`), which imported
+Django and the project once, unless ``MULTINODE_FORKSERVER=0``; web and worker are always
+processes of their own.
 
 Backends follow the test run:
 
