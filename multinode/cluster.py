@@ -385,12 +385,14 @@ class Node:
                 return None
             request = json.dumps(list(args)).encode()
             socket.send_fds(conn, [request], [f.fileno() for f in files])
-            pid = _receive_int(conn)
+            pid = 0
             try:
+                pid = _receive_int(conn)
                 code = _receive_int(conn)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+                if pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
                 raise subprocess.TimeoutExpired(argv, timeout) from None
             out, err = (_read_text(f, encoding) for f in files[1:])
         return subprocess.CompletedProcess(argv, code, out, err)
