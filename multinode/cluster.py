@@ -23,7 +23,8 @@ Backends follow the test run:
   consumes another's tasks; Redis (when set) keeps the cache, locks and notifications.
 
 Every process is bound to 127.0.0.1, logs to a file in the node's directory, and is stopped by
-:meth:`Cluster.stop` (terminate, wait, kill), which fixtures call on teardown, failures included.
+:meth:`Cluster.stop` (terminate, wait, kill) or killed by :meth:`Cluster.destroy`, which fixtures
+call on teardown, failures included.
 """
 
 from __future__ import annotations
@@ -659,8 +660,11 @@ class Cluster:
             node.stop_forkserver()
 
     def destroy(self) -> None:
-        """Stop every process and drop the per-node PostgreSQL databases."""
-        self.stop()
+        """Kill every process (a cluster thrown away needs no clean stop: :meth:`stop` is for
+        one that carries on) and drop the per-node PostgreSQL databases."""
+        for node in self:
+            node.kill()
+            node.stop_forkserver()
         for node in self:
             if node.database_url.startswith("postgres"):
                 pg_drop(node.database_url)
