@@ -53,6 +53,10 @@ migrations-check: $(STAMP)
 # its default, 10-15, fits 2). PYTEST_ARGS runs exactly what it names, in one process.
 TEST_JOBS ?= 2
 MULTINODE_JOBS ?= 2
+# Python's bytecode caches on, even where the environment turns them off (empty counts as unset):
+# every process the suite starts would otherwise compile the project again, and every pytest
+# worker would rewrite every test module's assertions again.
+test: export PYTHONDONTWRITEBYTECODE =
 
 test: $(STAMP) lint typecheck migrations-check
 ifeq ($(strip $(PYTEST_ARGS)),)

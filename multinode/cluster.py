@@ -3,7 +3,11 @@
 A :class:`Cluster` starts each node from this repository exactly as the README does: its own
 database, its own Redis DB (or Celery's filesystem broker under its own var/), ``manage.py
 migrate``, then a web server (``manage.py runserver``) and a Celery worker with embedded beat.
-Nodes talk to each other over real HTTP on 127.0.0.1. Nothing is mocked.
+Nodes talk to each other over real HTTP on 127.0.0.1. Nothing is mocked. The ``manage.py``
+commands the harness runs on a node (:meth:`Node.manage`: ``migrate``, ``configsync ...``,
+``shell``) are forked from the node's fork server (:mod:`multinode.forkserver`), which imported
+Django and the project once, unless ``MULTINODE_FORKSERVER=0``; web and worker are always
+processes of their own.
 
 Backends follow the test run:
 
@@ -19,7 +23,8 @@ Backends follow the test run:
   consumes another's tasks; Redis (when set) keeps the cache, locks and notifications.
 
 Every process is bound to 127.0.0.1, logs to a file in the node's directory, and is stopped by
-:meth:`Cluster.stop` (terminate, wait, kill), which fixtures call on teardown, failures included.
+:meth:`Cluster.stop` (terminate, wait, kill) or killed by :meth:`Cluster.destroy`, which fixtures
+call on teardown, failures included.
 """
 
 from __future__ import annotations
@@ -381,12 +386,14 @@ class Node:
                 return None
             request = json.dumps(list(args)).encode()
             socket.send_fds(conn, [request], [f.fileno() for f in files])
-            pid = _receive_int(conn)
+            pid = 0
             try:
+                pid = _receive_int(conn)
                 code = _receive_int(conn)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+                if pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
                 raise subprocess.TimeoutExpired(argv, timeout) from None
             out, err = (_read_text(f, encoding) for f in files[1:])
         return subprocess.CompletedProcess(argv, code, out, err)
@@ -653,8 +660,11 @@ class Cluster:
             node.stop_forkserver()
 
     def destroy(self) -> None:
-        """Stop every process and drop the per-node PostgreSQL databases."""
-        self.stop()
+        """Kill every process (a cluster thrown away needs no clean stop: :meth:`stop` is for
+        one that carries on) and drop the per-node PostgreSQL databases."""
+        for node in self:
+            node.kill()
+            node.stop_forkserver()
         for node in self:
             if node.database_url.startswith("postgres"):
                 pg_drop(node.database_url)

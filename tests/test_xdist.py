@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.conf import settings
 
-from tests.support.xdist import worker_redis_url
+from tests.support.xdist import isolate_multinode, multinode_shortfall, worker_redis_url
 
 
 def _collect(hash_seed: str) -> subprocess.Popen[str]:
@@ -53,3 +53,31 @@ def test_listed_redis_dbs_are_taken_in_worker_order(monkeypatch: pytest.MonkeyPa
     assert worker_redis_url("redis://h:6379/1", 1) == "redis://h:6379/9"
     with pytest.raises(RuntimeError, match="TEST_REDIS_DBS names 2 Redis DB"):
         worker_redis_url("redis://h:6379/1", 2)
+
+
+def test_each_worker_gets_its_own_node_databases_and_slice_of_node_redis_dbs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MULTINODE_REDIS_DBS", "4,5,6,7,8,9,10,11,12,13,14,15")
+    monkeypatch.setenv("TEST_DATABASE_URL", "postgres://postgres@h:5432/configsync")
+    monkeypatch.delenv("MULTINODE_DB_PREFIX", raising=False)
+    isolate_multinode(1, 4)
+    assert os.environ["MULTINODE_REDIS_DBS"] == "7,8,9"
+    assert os.environ["MULTINODE_DB_PREFIX"] == "configsync_gw1"
+    monkeypatch.setenv("MULTINODE_DB_PREFIX", "mine")
+    isolate_multinode(0, 4)
+    assert os.environ["MULTINODE_DB_PREFIX"] == "mine_gw0"
+
+
+def test_a_worker_short_of_node_redis_dbs_is_told_how_many_to_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://h:6379/0")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    monkeypatch.setenv("MULTINODE_REDIS_DBS", "10,11")
+    assert "with 4 workers, list 12 DBs or more in MULTINODE_REDIS_DBS" in multinode_shortfall()
+    monkeypatch.setenv("MULTINODE_REDIS_DBS", "10,11,12")
+    assert multinode_shortfall() == ""
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.setenv("MULTINODE_REDIS_DBS", "10")
+    assert multinode_shortfall() == ""  # without Redis the nodes need no Redis DB
