@@ -20,12 +20,13 @@ from django.core.signals import setting_changed
 from django.db.models import signals as model_signals
 from django.dispatch import Signal
 
-from configsync.signals import change_committed
+from configsync.signals import change_committed, changes_applied
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SIGNALS: dict[str, Signal] = {
     "change_committed": change_committed,
+    "changes_applied": changes_applied,
     "pre_save": model_signals.pre_save,
     "post_save": model_signals.post_save,
     "pre_delete": model_signals.pre_delete,
@@ -48,7 +49,7 @@ django.setup()
 from django.core import checks
 from django.core.signals import setting_changed
 from django.db.models import signals
-from configsync.signals import change_committed
+from configsync.signals import change_committed, changes_applied
 
 imported = 0
 for top in ("configsync", "providers"):
@@ -121,6 +122,11 @@ def test_ready_wires_every_subsystem(wiring: dict[str, list[object]]) -> None:
         "configsync.receivers.data_callback_on_change",
         "configsync.replication.receivers.push_on_write",
         "configsync.envbridge.receivers.env_sync_on_change",
+    }
+    assert names("changes_applied") == {
+        "configsync.receivers.data_callback_on_applied",
+        "configsync.envbridge.receivers.env_sync_on_applied",
+        "configsync.lookup._on_changes_applied",
     }
     assert "configsync.replication.receivers._saved" in names("post_save")
     assert "configsync.lookup._on_model_change" in names("post_save")
