@@ -1,0 +1,1 @@
+"""Proof under faults: the reference model, the in-process state machine, the node harness."""
