@@ -10,6 +10,8 @@
   at start-up; this catches a value set in a settings module or by ``override_settings``).
 * E031 — ``CONFIGSYNC_SYNC_INTERVAL_SECONDS`` is not a whole number from 0 to 86400, and E032 —
   ``CONFIGSYNC_DEPLOYMENT_MODE`` is not one of the modes (both likewise set in code).
+* E033 — ``CONFIGSYNC_CLOCK_OFFSET_MS`` (a test/dev skew of the node's clock) is set under
+  ``settings.production``.
 * E050 — a declared setting (``configsync.schema``) is unusable: its default does not parse as
   its type (or is not among its choices, or fails its validators), its type is unknown, or a
   validator cannot be imported; E051 — ``CONFIGSYNC_SCHEMA`` itself is malformed.
@@ -42,6 +44,7 @@ def checks_register() -> None:
     checks.register(check_stored_key_ids, checks.Tags.database)
     checks.register(check_peers)
     checks.register(check_sync_settings)
+    checks.register(check_clock_offset, checks.Tags.security)
     checks.register(check_declared_settings)
     checks.register(check_stored_declared_values, checks.Tags.database)
 
@@ -151,6 +154,24 @@ def check_sync_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             )
         )
     return problems
+
+
+def check_clock_offset(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E033: ``CONFIGSYNC_CLOCK_OFFSET_MS`` (a test/dev skew of this node's clock) is set under
+    ``settings.production``. A node running on a skewed clock on purpose would order its writes
+    wrongly against every peer; only the chaos harness and local experiments may set it."""
+    offset = app_settings.CLOCK_OFFSET_MS
+    module = str(getattr(settings, "SETTINGS_MODULE", "") or "")
+    if offset and module.rsplit(".", 1)[-1] == "production":
+        return [
+            checks.Error(
+                "CONFIGSYNC_CLOCK_OFFSET_MS is a test/development switch and must not be set in "
+                "production",
+                hint="Unset it (or set it to 0); fix the machine's clock with NTP instead.",
+                id="configsync.E033",
+            )
+        ]
+    return []
 
 
 def check_declared_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

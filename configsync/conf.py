@@ -57,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
     # can still talk across is caught), and at most one minute of real time in which a skewed
     # clock can outrank a later write. README "Time, clocks and restores".
     "MAX_CLOCK_SKEW_SECONDS": 60,
+    # Test/dev only: milliseconds added to this node's physical clock (configsync.replication.hlc
+    # .physical_now_ms), to prove convergence under clock skew without touching the system clock.
+    # Refused in production (settings.production and the system check configsync.E033).
+    "CLOCK_OFFSET_MS": 0,
     # Above this measured skew with a peer, status/API/admin warn and conflicts are marked.
     "SKEW_WARNING_SECONDS": 2,
     # Deepest nesting of a JSON body or value accepted at any edge (REST, push, .env, CLI).

@@ -351,6 +351,14 @@ if env.is_set("CONFIGSYNC_SKEW_WARNING_SECONDS"):
     CONFIGSYNC_SKEW_WARNING_SECONDS = env.float(
         "CONFIGSYNC_SKEW_WARNING_SECONDS", minimum=0, maximum=86400, unit="seconds"
     )
+# Test/dev only (the chaos harness): refused by settings.production and by check E033.
+CONFIGSYNC_CLOCK_OFFSET_MS = env.int(
+    "CONFIGSYNC_CLOCK_OFFSET_MS",
+    default=_app_default("CLOCK_OFFSET_MS"),
+    minimum=-86_400_000,
+    maximum=86_400_000,
+    unit="milliseconds",
+)
 if globals().get(
     "CONFIGSYNC_SKEW_WARNING_SECONDS", _APP_DEFAULTS["SKEW_WARNING_SECONDS"]
 ) > globals().get("CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS", _APP_DEFAULTS["MAX_CLOCK_SKEW_SECONDS"]):

@@ -16,6 +16,11 @@ with startup_guard():
             "DJANGO_SECRET_KEY is a development key (django-insecure-...): generate a new one"
         )
     ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+    # gunicorn and celery never run the system checks (E033 says the same for manage.py).
+    if env.is_set("CONFIGSYNC_CLOCK_OFFSET_MS") and env.int("CONFIGSYNC_CLOCK_OFFSET_MS") != 0:
+        raise ConfigurationError(
+            "CONFIGSYNC_CLOCK_OFFSET_MS is a test/development switch: unset it in production"
+        )
     # Validated by settings.base too; required here. gunicorn and celery never run the system
     # checks, and a node must not start (and fail on the first secret it reads) without a key.
     CONFIGSYNC_ENCRYPTION_KEYS = env.list("CONFIGSYNC_ENCRYPTION_KEYS")

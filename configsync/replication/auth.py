@@ -10,7 +10,7 @@ not replicated: ``migrate`` makes them from the code on each node.
 
 A received user passes the model's own ``full_clean`` (the password excluded: it is a hash, not
 a field value to validate) and its password must be a hash one of ``PASSWORD_HASHERS`` knows or
-an unusable password (``!`` prefix); a group passes its ``full_clean`` (the registry's default).
+an unusable password (``!`` prefix) or empty (a user made without one); a group passes its ``full_clean`` (the registry's default).
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ def user_validate(instance: models.Model) -> None:
     except ValidationError as exc:
         errors.update(exc.error_dict)
     password = getattr(instance, "password", "") or ""
-    if not password.startswith(UNUSABLE_PASSWORD_PREFIX):
+    # Empty is what a user made without a password (``User.objects.create``) stores: no
+    # password matches it (Django's check_password), like the unusable ``!`` form. A node must
+    # take from a peer every user a local write could store, or the two never converge.
+    if password and not password.startswith(UNUSABLE_PASSWORD_PREFIX):
         try:
             identify_hasher(password)
         except ValueError:

@@ -63,8 +63,13 @@ class HLC:
 
 
 def physical_now_ms() -> int:
-    """This machine's physical clock in milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
+    """This node's physical clock in milliseconds since the epoch: the machine's clock plus
+    ``CONFIGSYNC_CLOCK_OFFSET_MS`` (0 unless a test or development run skews this node on
+    purpose; production refuses it). Everything that reads the node's time for ordering,
+    skew checks or signatures reads it here, never the system clock directly."""
+    from configsync.conf import app_settings
+
+    return time.time_ns() // 1_000_000 + int(app_settings.CLOCK_OFFSET_MS or 0)
 
 
 def tick(last_wall: int, last_logical: int, *, now_ms: int) -> tuple[int, int]:

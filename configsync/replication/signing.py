@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -43,6 +42,7 @@ from rest_framework.request import Request
 
 from configsync.conf import app_settings
 from configsync.replication.checks import NODE_ID_PATTERN
+from configsync.replication.hlc import physical_now_ms
 
 HEADER_NODE = "X-Configsync-Node"
 HEADER_TIMESTAMP = "X-Configsync-Timestamp"
@@ -60,7 +60,7 @@ def canonical(method: str, path: str, timestamp: str, nonce: str, body: bytes, n
 
 def sign(*, secret: str, method: str, path: str, body: bytes, node: str) -> dict[str, str]:
     """The headers that sign one request (``path`` includes the query string as sent)."""
-    timestamp = str(int(time.time()))
+    timestamp = str(physical_now_ms() // 1000)
     nonce = secrets.token_hex(16)
     mac = hmac.new(
         secret.encode(), canonical(method, path, timestamp, nonce, body, node), hashlib.sha256
@@ -121,7 +121,7 @@ class SyncSignatureAuthentication(BaseAuthentication):
         ):
             raise exceptions.AuthenticationFailed("malformed sync signature headers")
         max_age = int(app_settings.SIGNATURE_MAX_AGE_SECONDS)
-        if abs(time.time() - int(timestamp)) > max_age:
+        if abs(physical_now_ms() / 1000 - int(timestamp)) > max_age:
             raise exceptions.AuthenticationFailed("stale signature: timestamp outside the window")
         body = request._request.body
         expected = hmac.new(

@@ -4,7 +4,8 @@ A run records every operation the nodes accepted (:class:`Op`): which node, whic
 written (``None`` for a delete) and the hybrid-logical-clock timestamp the node gave it. The
 model is the replication rule stated as plainly as possible, with none of configsync's code: for
 each record the operation with the greatest timestamp wins (``HLC`` orders by wall time, logical
-counter, then node id); a winning delete leaves a tombstone, so the record is absent; every other
+counter, then node id; at the same wall time and counter a delete beats a write before the node
+id is asked); a winning delete leaves a tombstone, so the record is absent; every other
 accepted operation on a record that more than one node wrote is a loser the nodes keep as a
 conflict or as history, never silently the winner.
 
@@ -75,8 +76,16 @@ class Expectation:
         return problems
 
 
+def _order(op: Op) -> tuple[tuple[int, int], bool, str]:
+    """Last write wins, as every node decides it: the later ``(wall, logical)`` instant; at the
+    same instant a delete beats a write (a tombstone is never undone by a racing write); then
+    the greater node id."""
+    stamp = HLC.parse(op.hlc)
+    return (stamp.instant, op.value is None, stamp.node)
+
+
 def _winner(ops: list[Op]) -> Op:
-    return max(ops, key=lambda op: HLC.parse(op.hlc))
+    return max(ops, key=_order)
 
 
 def expected_state(ops: Iterable[Op]) -> Expectation:
@@ -91,16 +100,14 @@ def expected_state(ops: Iterable[Op]) -> Expectation:
         unsure = [op for op in record_ops if not op.acked]
         winner = _winner(record_ops)
         result.losers[record] = [op for op in record_ops if op is not winner]
-        if not unsure or (
-            sure and all(HLC.parse(u.hlc) < HLC.parse(_winner(sure).hlc) for u in unsure)
-        ):
+        if not unsure or (sure and all(_order(u) < _order(_winner(sure)) for u in unsure)):
             final = _winner(sure) if sure else None
             if final is not None and final.value is not None:
                 result.state[record] = final.value
             continue
         # Any unacknowledged operation later than the last sure one may be the winner, or be lost.
         base = _winner(sure).value if sure else None
-        later = [u for u in unsure if not sure or HLC.parse(u.hlc) > HLC.parse(_winner(sure).hlc)]
+        later = [u for u in unsure if not sure or _order(u) > _order(_winner(sure))]
         result.uncertain[record] = {base} | {u.value for u in later}
     return result
 

@@ -123,6 +123,29 @@ def test_applying_a_new_password_updates_the_user() -> None:
     assert User.objects.get(username="alice").check_password(PASSWORD)
 
 
+@pytest.mark.parametrize("make", ["empty", "unusable"])
+def test_a_user_made_without_a_password_replicates_and_cannot_log_in(
+    make: str, client: Any
+) -> None:
+    """Found by the chaos harness: a user a local write stored with an empty password (as
+    ``User.objects.create`` does) was quarantined by every peer, so the nodes never converged."""
+    if make == "empty":
+        User.objects.create(username="bob", email="bob@example.invalid")
+    else:
+        User.objects.create_user("bob", email="bob@example.invalid")  # the "!" form
+    data = dict(_record("auth.user", "bob").data)
+    with applying_remote():
+        User.objects.filter(username="bob").delete()
+    ReplicatedRecord.objects.all().delete()
+    results = _apply(remote_change("bob", model="auth.user", data=data))
+    assert [r.status for r in results] == ["applied"]
+    bob = User.objects.get(username="bob")
+    assert bob.email == "bob@example.invalid"
+    assert not bob.has_usable_password() or bob.password == ""
+    assert not client.login(username="bob", password="")
+    assert QuarantinedChange.objects.count() == 0
+
+
 def _sealed(value: str, key: str = "alice") -> str:
     context = encryption_context_for(
         model_label="auth.user", field_name="password", natural_key=key

@@ -1,0 +1,256 @@
+"""The fault schedule of a chaos run: what goes wrong, where and when, drawn from one seed.
+
+A :class:`World` is a started cluster wired through the :class:`tests.chaos.proxy.Proxy` (each
+HTTP peer link, the bucket's S3 server and the external database each behind a link of their
+own). :class:`Schedule` draws, round by round, the faults to apply on it:
+
+- link faults on the HTTP links (each direction on its own): cut, delay, drop, reset mid-response;
+- a storage outage: the bucket's or the external database's links cut for the round;
+- ``kill -9`` of a node's web process (with a write in flight: its acknowledgement is lost) or of
+  its Celery worker with embedded beat, restarted a few operations later;
+- clock skew: a node restarted with ``CONFIGSYNC_CLOCK_OFFSET_MS`` (up to ``max_skew_ms`` either
+  way; the product's injectable clock, never the system clock);
+- replayed push batches: captured signed ``POST /api/v1/sync/push`` requests sent again,
+  duplicated and out of order;
+- a forced tie (:func:`force_tie`): two partitioned nodes whose clocks both lag a timestamp they
+  received write the same record at exactly the same HLC instant, so the node-id tie-break (and
+  delete-beats-update) decides; drawn when the clocks allow it.
+
+:meth:`World.heal` undoes them all: links clean, processes running, every node's clock offset
+back within the signature window of the others (a node skewed further than that could never
+talk to them again until a person fixed its clock, which is what healing means here).
+
+Network namespaces were not used for the cuts: the nodes, PostgreSQL, Redis and the moto server
+all listen on the root namespace's loopback, and a node moved into a namespace would need routed
+veth links to each of them and a harness that reaches it by another address; the proxy's cut is
+a connection reset on the same path, which the product sees the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from multinode import Cluster, Node
+from tests.chaos.proxy import Proxy, replay
+
+SIGNATURE_WINDOW_MS = 300_000
+"""``CONFIGSYNC_SIGNATURE_MAX_AGE_SECONDS``: two nodes further apart than this cannot sign to each
+other; healing brings every offset within half of it."""
+
+
+@dataclass
+class World:
+    """A running cluster, its proxy, and which links carry what."""
+
+    cluster: Cluster
+    proxy: Proxy
+    http_links: list[str]
+    """Directed HTTP links, ``"a>b"``: node a's requests to peer b."""
+    media_links: dict[str, list[str]] = field(default_factory=dict)
+    """Links per shared medium (``"bucket"``, ``"database"``): one per node using it."""
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> dict[str, Node]:
+        return dict(self.cluster.nodes)
+
+    def restart(self, name: str, *, offset_ms: int | None = None) -> None:
+        """Kill -9 every process of node ``name`` and start it again (with a new clock offset)."""
+        node = self.cluster[name]
+        node.kill(signal.SIGKILL)
+        if offset_ms is not None:
+            self.offsets[name] = offset_ms
+            node.env["CONFIGSYNC_CLOCK_OFFSET_MS"] = str(offset_ms)
+        node.start()
+
+    def ensure_running(self) -> None:
+        for node in self.cluster:
+            if not (node.alive("web") and node.alive("celery")):
+                node.kill(signal.SIGKILL)
+                node.start()
+
+    def heal(self) -> list[str]:
+        """Undo every fault; what was done, as text."""
+        done = ["heal: every link clean"]
+        self.proxy.heal()
+        for name, offset in sorted(self.offsets.items()):
+            if abs(offset) > SIGNATURE_WINDOW_MS // 2:
+                done.append(f"heal: node {name} clock offset {offset} ms -> 0")
+                self.restart(name, offset_ms=0)
+        self.ensure_running()
+        return done
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much happens in a run."""
+
+    rounds: int = 3
+    ops_per_round: int = 8
+    max_skew_ms: int = 600_000
+
+
+def clock_of(node: Node) -> tuple[int, int]:
+    """``node``'s HLC state ``(last_wall_ms, last_logical)``."""
+    rows = node.sql("SELECT last_wall_ms, last_logical FROM configsync_nodeclock")
+    return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+
+def lagging(node: Node, offset_ms: int, *, margin_ms: int = 60_000) -> bool:
+    """Whether ``node``'s HLC is ahead of its physical clock by ``margin_ms`` or more: its next
+    local timestamps then take the HLC's wall time and only move the counter."""
+    now = int(time.time() * 1000) + offset_ms
+    return clock_of(node)[0] - now >= margin_ms
+
+
+def force_tie(
+    world: World,
+    step: Callable[..., Any],
+    note: Callable[[str], None],
+    *,
+    pair: tuple[str, str],
+    delete_one: bool = False,
+    prefix: str,
+    keys: tuple[str, ...] = (),
+    attempts: int = 6,
+) -> bool:
+    """Two nodes, cut off from everything, write one record at the same HLC instant.
+
+    Needs both clocks lagging (:func:`lagging`); the cut links stay cut until the next round or
+    the heal. ``step(node, key=..., delete=...)`` makes one recorded write (``filler=True``: one
+    that only moves the clock); ``keys``: settings a delete may pick. Whether a tie was made."""
+    x, y = (world.cluster[name] for name in pair)
+    if not all(lagging(n, world.offsets.get(n.name, 0)) for n in (x, y)):
+        return False
+    for link in [*world.http_links, *(li for ls in world.media_links.values() for li in ls)]:
+        world.proxy.set(link, cut=True)
+    note(f"forced tie between {pair}: every link cut")
+    for attempt in range(attempts):
+        (wx, lx), (wy, ly) = clock_of(x), clock_of(y)
+        if wx != wy:
+            return False
+        behind, gap = (x, ly - lx) if lx < ly else (y, lx - ly)
+        for _ in range(gap):
+            step(behind.name, filler=True)
+        key = f"{prefix}TIE_{attempt}_{time.monotonic_ns() % 10**6}"
+        if delete_one:
+            existing = [k for k in keys if y.config_exists(k)]
+            key = existing[0] if existing else key
+        ops = [
+            step(x.name, key=key, delete=False),
+            step(y.name, key=key, delete=delete_one and y.config_exists(key)),
+        ]
+        stamps = {op.hlc.rsplit(":", 1)[0] for op in ops if op.hlc}
+        if len(stamps) == 1 and all(op.accepted for op in ops):
+            note(f"forced tie made at {stamps.pop()}")
+            return True
+    return False
+
+
+class Schedule:
+    """Faults drawn from ``seed``; :meth:`run` interleaves them with the workload's steps."""
+
+    def __init__(
+        self, world: World, *, seed: int, budget: Budget, prefix: str, keys: tuple[str, ...]
+    ) -> None:
+        """``prefix``: of the settings a forced tie writes; ``keys``: ones it may delete."""
+        self.world = world
+        self.prefix = prefix
+        self.keys = keys
+        self.rng = random.Random(seed * 7919 + 1)
+        self.budget = budget
+
+    def run(self, step: Callable[..., Any], note: Callable[[str], None]) -> None:
+        """``budget.rounds`` rounds: faults on, ``ops_per_round`` steps with a kill in the middle,
+        replays, some faults off again."""
+        world, rng = self.world, self.rng
+        names = sorted(world.nodes)
+        for number in range(self.budget.rounds):
+            note(f"round {number}")
+            for link in world.http_links:
+                fault = rng.choice(["clean", "clean", "cut", "delay", "drop", "reset"])
+                faults: dict[str, object] = {"cut": False, "drop": False, "delay_ms": 0}
+                faults["reset_after"] = None
+                if fault == "cut":
+                    faults["cut"] = True
+                elif fault == "delay":
+                    faults["delay_ms"] = rng.choice([50, 200, 800])
+                elif fault == "drop":
+                    faults["drop"] = True
+                elif fault == "reset":
+                    faults["reset_after"] = rng.choice([0, 20, 200])
+                world.proxy.set(link, **faults)  # type: ignore[arg-type]
+                if fault != "clean":
+                    note(f"link {world.proxy.links[link].describe()}")
+            for medium, links in sorted(world.media_links.items()):
+                down = rng.random() < 0.35
+                for link in links:
+                    world.proxy.set(link, cut=down)
+                if down:
+                    note(f"storage outage: {medium}")
+            if rng.random() < 0.5:
+                name = rng.choice(names)
+                offset = rng.randint(-self.budget.max_skew_ms, self.budget.max_skew_ms)
+                note(f"clock skew: node {name} restarted with offset {offset} ms")
+                world.restart(name, offset_ms=offset)
+            kill_at = rng.randrange(self.budget.ops_per_round)
+            for index in range(self.budget.ops_per_round):
+                if index == kill_at:
+                    self._kill(step, note)
+                else:
+                    step(None)
+            self._replay(note)
+            world.ensure_running()
+            if rng.random() < 0.5:
+                x, y = rng.sample([n for n in names if n != "c"], k=2)
+                force_tie(
+                    world,
+                    step,
+                    note,
+                    pair=(x, y),
+                    delete_one=rng.random() < 0.3,
+                    prefix=self.prefix,
+                    keys=self.keys,
+                )
+
+    def _kill(self, step: Callable[..., Any], note: Callable[[str], None]) -> None:
+        """kill -9 of web (with a write to it in flight) or of worker + beat, then restart."""
+        world, rng = self.world, self.rng
+        name = rng.choice(sorted(world.nodes))
+        node = world.cluster[name]
+        process = rng.choice(["web", "celery"])
+        note(f"kill -9 {process} of node {name}")
+        if process == "web":
+            writer = threading.Thread(target=step, args=(name,), daemon=True)
+            writer.start()
+            threading.Event().wait(rng.uniform(0.0, 0.15))
+            node.kill(signal.SIGKILL, "web")
+            writer.join(timeout=60)
+            node.start_web()
+            node.wait_ready()
+        else:
+            node.kill(signal.SIGKILL, "celery")
+            step(name)
+            node.start_celery()
+
+    def _replay(self, note: Callable[[str], None]) -> None:
+        """Captured push batches sent again to their targets: duplicated, in reverse order."""
+        world, rng = self.world, self.rng
+        for link_name in world.http_links:
+            captured = world.proxy.captured(link_name)
+            if not captured or rng.random() < 0.5:
+                continue
+            picked = rng.sample(captured, k=min(3, len(captured)))
+            batch = [*picked, *reversed(picked)]
+            port = world.proxy.links[link_name].target[1]
+            statuses = [replay(raw, port) for raw in batch]
+            note(f"replayed {len(batch)} push batches on {link_name}: statuses {statuses}")
+            bad = [s for s in statuses if s is not None and s >= 500]
+            if bad:
+                raise AssertionError(f"a replayed push batch got {bad} on {link_name}")
