@@ -10,7 +10,8 @@ not replicated: ``migrate`` makes them from the code on each node.
 
 A received user passes the model's own ``full_clean`` (the password excluded: it is a hash, not
 a field value to validate) and its password must be a hash one of ``PASSWORD_HASHERS`` knows or
-an unusable password (``!`` prefix) or empty (a user made without one); a group passes its ``full_clean`` (the registry's default).
+an unusable password (``!`` prefix) or empty (a user made without one); a group passes its
+``full_clean`` (the registry's default).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -71,8 +72,11 @@ class History:
     ops: list[Op] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
 
+    started: float = field(default_factory=time.monotonic)
+
     def note(self, text: str) -> None:
-        self.events.append(f"[op {len(self.ops)}] {text}")
+        elapsed = time.monotonic() - self.started
+        self.events.append(f"[op {len(self.ops)}, {elapsed:.1f}s] {text}")
 
     def expectation(self) -> Expectation:
         from tests.chaos.model import expected_state

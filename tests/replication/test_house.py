@@ -4,6 +4,8 @@ that never import a task, no import cycle inside the subsystem, one typed confli
 from __future__ import annotations
 
 import ast
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from configsync.replication.selectors.status import sync_status
 from configsync.replication.selectors.strategies import sync_strategies
 from configsync.replication.services import sync as sync_policy
 from configsync.services.node import node_id_reset_cache
+from multinode import wait_until
 from tests.support.replication import REMOTE
 from tests.support.scripted_peer import ScriptedPeer
 
@@ -143,8 +146,13 @@ def test_the_cli_and_the_task_run_a_peer_under_one_lock(capsys: Any, monkeypatch
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="only Redis locks expire")
-def test_a_cycle_holds_the_peer_lock_for_the_one_policy_expiry(monkeypatch: Any) -> None:
+def test_a_cycle_holds_the_peer_lock_as_a_renewed_lease(monkeypatch: Any) -> None:
+    """The peer lock of a running cycle lapses within one lease of its holder's death (the
+    holder renews it): never the policy's whole expiry, which wedged a peer for ten minutes
+    after ``kill -9`` of a worker mid-cycle (found by the chaos harness)."""
     import redis
+
+    from configsync import locks
 
     peer = Peer.objects.create(name="cloud", base_url="http://127.0.0.1:9", node_id=REMOTE)
     client = redis.Redis.from_url(django_settings.REDIS_URL)
@@ -152,7 +160,8 @@ def test_a_cycle_holds_the_peer_lock_for_the_one_policy_expiry(monkeypatch: Any)
 
     class Watching(ScriptedPeer):
         def pull(self, cursor: str, limit: int, **kwargs: Any) -> FeedPage:
-            seen.append(int(client.ttl(f"configsync:lock:{sync_policy.sync_lock_name(peer.pk)}")))
+            key = f"configsync:lock:{sync_policy.sync_lock_name(peer.pk)}"
+            seen.append(int(client.pttl(key)))
             return super().pull(cursor, limit, **kwargs)
 
     monkeypatch.setattr(
@@ -162,10 +171,54 @@ def test_a_cycle_holds_the_peer_lock_for_the_one_policy_expiry(monkeypatch: Any)
         assert tasks.sync_peer.apply(args=[peer.pk]).get() is True
     finally:
         client.close()
-    assert seen and all(
-        sync_policy.SYNC_LOCK_TIMEOUT_SECONDS - 60 < ttl <= sync_policy.SYNC_LOCK_TIMEOUT_SECONDS
-        for ttl in seen
-    )
+    assert seen and all(0 < ttl <= locks.LEASE_SECONDS * 1000 for ttl in seen)
+    assert locks.LEASE_SECONDS < sync_policy.SYNC_LOCK_TIMEOUT_SECONDS
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="only Redis locks expire")
+def test_a_redis_lock_outlives_its_lease_while_held_and_frees_after_a_kill(
+    monkeypatch: Any,
+) -> None:
+    import multiprocessing
+    import signal
+
+    import redis
+
+    from configsync import locks
+
+    monkeypatch.setattr(locks, "LEASE_SECONDS", 0.6)
+    name = "chaos-lease-test"
+    key = f"configsync:lock:{name}"
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    try:
+        with locks.named_lock(name, timeout=60, blocking=False) as held:
+            assert held
+            time.sleep(1.5)  # past two leases: the holder's renewals keep it
+            with locks.named_lock(name, timeout=60, blocking=False) as second:
+                assert not second
+        assert not client.exists(key)
+
+        ready = multiprocessing.get_context("fork").Event()
+
+        def hold() -> None:
+            with locks.named_lock(name, timeout=600, blocking=False) as child_held:
+                assert child_held
+                ready.set()
+                time.sleep(600)
+
+        child = multiprocessing.get_context("fork").Process(target=hold, daemon=True)
+        child.start()
+        assert ready.wait(30)
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join(10)
+        # Killed mid-hold: the lock lapses within one lease, not the holder's 600 s.
+        assert client.pttl(key) <= 600  # -2 once gone
+        wait_until(lambda: not client.exists(key), timeout=10, what="the dead holder's lease")
+        with locks.named_lock(name, timeout=60, blocking=False) as after:
+            assert after
+    finally:
+        client.delete(key)
+        client.close()
 
 
 def test_a_conflict_gives_its_versions_typed() -> None:

@@ -9,9 +9,9 @@ Redis lock must outlive the longest cycle: a first sync of a large node is many 
 lock that expires mid-cycle lets a second cycle run with the same peer at once. That overlap is
 safe (applying is idempotent) but not free: both cycles save checkpoints and record new sessions
 in the peer's replication log, so one of them can make the next cycle start a direction over
-from the beginning. The cost of the longer expiry is bounded and only follows a killed worker on
-Redis (a file lock is released by the operating system when its holder dies): that peer then
-waits up to ten minutes for its next cycle, and loses nothing (its changes wait in the feeds).
+from the beginning. The Redis lock is a lease the holder renews (``configsync.locks``), so the
+600 s bound only applies to a live holder: a worker killed mid-cycle frees the peer within one
+lease (``LEASE_SECONDS``), and a file lock is released by the operating system at once.
 
 **Busy peer.** A cycle never waits by default: another worker is already syncing that peer, and
 the caller decides what busy means (the task skips: the holder pushes what is pending, see below;
