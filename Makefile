@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck migrations-check install bench clean
+.PHONY: run test lint typecheck migrations-check install bench chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -68,6 +68,16 @@ endif
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The long convergence run of the chaos harness (tests/chaos): more seeds, rounds and nodes than
+# the short one inside `make test`. CHAOS_SEED (comma-separated, or `random`), CHAOS_ROUNDS and
+# CHAOS_NODES override; a failure prints its seed: `CHAOS_SEED=<seed> make chaos` replays it.
+CHAOS_SEED ?= 1,2,3,4,5
+CHAOS_ROUNDS ?= 6
+CHAOS_NODES ?= 5
+chaos: $(STAMP)
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_NODES=$(CHAOS_NODES) \
+		$(VENV)/bin/pytest -m chaos tests/chaos -s -q --durations=5
 
 clean:
 	# control/ is where older versions' broker wrote its exchange tables (now var/celery/control).

@@ -81,3 +81,18 @@ def test_a_worker_short_of_node_redis_dbs_is_told_how_many_to_list(
     monkeypatch.delenv("REDIS_URL")
     monkeypatch.setenv("MULTINODE_REDIS_DBS", "10")
     assert multinode_shortfall() == ""  # without Redis the nodes need no Redis DB
+
+
+def test_a_chaos_run_of_five_nodes_needs_five_redis_dbs_per_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://h:6379/0")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("MULTINODE_REDIS_DBS", "10,11,12")
+    monkeypatch.setenv("CHAOS_NODES", "5")
+    assert "with 2 workers, list 10 DBs or more in MULTINODE_REDIS_DBS" in multinode_shortfall()
+    monkeypatch.setenv("MULTINODE_REDIS_DBS", "10,11,12,13,14")
+    assert multinode_shortfall() == ""
+    monkeypatch.setenv("CHAOS_NODES", "2")  # never fewer than the three of tests/multinode
+    monkeypatch.setenv("MULTINODE_REDIS_DBS", "10,11")
+    assert "list 6 DBs" in multinode_shortfall()

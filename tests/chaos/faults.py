@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from multinode import Cluster, Node
+from multinode import Cluster, Node, wait_until
 from tests.chaos.proxy import Proxy, replay
 
 SIGNATURE_WINDOW_MS = 300_000
@@ -109,6 +109,20 @@ def lagging(node: Node, offset_ms: int, *, margin_ms: int = 60_000) -> bool:
     return clock_of(node)[0] - now >= margin_ms
 
 
+def _arrives(node: Node, hlc: str, *, timeout: float = 60.0) -> bool:
+    """Whether a version stamped ``hlc`` reaches ``node`` within ``timeout`` seconds."""
+
+    def there() -> bool:
+        query = "SELECT 1 FROM configsync_replicatedrecord WHERE hlc = %s"
+        return bool(node.sql(query, [hlc]))
+
+    try:
+        wait_until(there, timeout=timeout, what=f"{node.name} receives {hlc}")
+    except TimeoutError:
+        return False
+    return True
+
+
 def force_tie(
     world: World,
     step: Callable[..., Any],
@@ -128,12 +142,26 @@ def force_tie(
     x, y = (world.cluster[name] for name in pair)
     if not all(lagging(n, world.offsets.get(n.name, 0)) for n in (x, y)):
         return False
+    direct = [f"{x.name}>{y.name}", f"{y.name}>{x.name}"]
+    if not all(link in world.proxy.links for link in direct):
+        return False
+    # Each takes the other's clock (its wall time, if later) over their own link; then every link
+    # is cut and the one whose counter is behind catches up with writes of its own.
+    for link in direct:
+        world.proxy.set(link, cut=False, drop=False, delay_ms=0, reset_after=None)
+    for writer, reader in ((x, y), (y, x)):
+        op = step(writer.name, filler=True)
+        if not op.hlc:
+            return False
+        if not _arrives(reader, op.hlc):
+            return False
     for link in [*world.http_links, *(li for ls in world.media_links.values() for li in ls)]:
         world.proxy.set(link, cut=True)
     note(f"forced tie between {pair}: every link cut")
     for attempt in range(attempts):
         (wx, lx), (wy, ly) = clock_of(x), clock_of(y)
         if wx != wy:
+            note(f"forced tie: walls differ ({wx} and {wy})")
             return False
         behind, gap = (x, ly - lx) if lx < ly else (y, lx - ly)
         for _ in range(gap):

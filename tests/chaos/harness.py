@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,7 +56,9 @@ class Config:
     def from_env(cls, *, seeds: tuple[int, ...], rounds: int, nodes: int) -> Config:
         """``CHAOS_SEED`` (comma-separated), ``CHAOS_ROUNDS``, ``CHAOS_NODES`` override."""
         listed = os.environ.get("CHAOS_SEED", "").strip()
-        if listed:
+        if listed == "random":
+            seeds = (random.SystemRandom().randrange(1, 10**9),)
+        elif listed:
             seeds = tuple(int(s) for s in listed.split(",") if s.strip())
         rounds = int(os.environ.get("CHAOS_ROUNDS", "") or rounds)
         nodes = max(3, int(os.environ.get("CHAOS_NODES", "") or nodes))

@@ -14,8 +14,8 @@ The multi-node harness (the ``multinode`` package) reads its own environment: wo
 ``W`` gets the N-th of ``W`` equal slices of ``MULTINODE_REDIS_DBS`` (one Redis DB per node) and
 ``MULTINODE_DB_PREFIX`` ``<prefix>_gwN`` (its nodes' PostgreSQL databases), so clusters of two
 workers never share a database or a Redis DB. A slice too small for the largest cluster
-(:data:`MULTINODE_NODES_MAX` nodes) makes the multi-node tests fail with the fix
-(:func:`multinode_shortfall`); the single-process tests do not need it.
+(:func:`nodes_max` nodes: 3, or ``CHAOS_NODES`` when larger) makes the multi-node tests fail with
+the fix (:func:`multinode_shortfall`); the single-process tests do not need it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,16 @@ from django.test.signals import setting_changed
 
 from multinode.cluster import redis_db_list
 
-MULTINODE_NODES_MAX = 3
-"""The most nodes a cluster of ``tests/multinode`` has: the Redis DBs each worker needs."""
+def nodes_max() -> int:
+    """The most nodes a cluster of the multi-node pass has: 3 (``tests/multinode``), or the
+    chaos harness's ``CHAOS_NODES`` when larger (``tests/chaos``): the Redis DBs each worker
+    needs."""
+    chaos = os.environ.get("CHAOS_NODES", "").strip()
+    return max(3, int(chaos) if chaos.isdigit() else 0)
+
+
+MULTINODE_NODES_MAX = nodes_max()
+""":func:`nodes_max` when this module was imported (read again by :func:`multinode_shortfall`)."""
 
 
 def worker_index() -> int | None:
@@ -76,13 +84,14 @@ def multinode_shortfall() -> str:
     """Why this process's share of ``MULTINODE_REDIS_DBS`` cannot hold every cluster of
     ``tests/multinode``; ``""`` when it can (or when the nodes use no Redis)."""
     dbs = redis_db_list()
-    if not os.environ.get("REDIS_URL") or len(dbs) >= MULTINODE_NODES_MAX:
+    most = nodes_max()
+    if not os.environ.get("REDIS_URL") or len(dbs) >= most:
         return ""
     workers = worker_count()
     return (
         f"this pytest-xdist worker's share of MULTINODE_REDIS_DBS is {len(dbs)} Redis DB(s), "
-        f"and a cluster may have {MULTINODE_NODES_MAX} nodes: with {workers} workers, list "
-        f"{MULTINODE_NODES_MAX * workers} DBs or more in MULTINODE_REDIS_DBS"
+        f"and a cluster may have {most} nodes: with {workers} workers, list "
+        f"{most * workers} DBs or more in MULTINODE_REDIS_DBS"
     )
 
 
