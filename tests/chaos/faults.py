@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multinode import Cluster, Node, wait_until
-from tests.chaos.proxy import Proxy, replay
+from multinode.cluster import TEST_SYNC_SECRET
+from tests.chaos.proxy import Proxy, replay, resign
 
 SIGNATURE_WINDOW_MS = 300_000
 """``CONFIGSYNC_SIGNATURE_MAX_AGE_SECONDS``: two nodes further apart than this cannot sign to each
@@ -278,7 +279,15 @@ class Schedule:
             batch = [*picked, *reversed(picked)]
             port = world.proxy.links[link_name].target[1]
             statuses = [replay(raw, port) for raw in batch]
-            note(f"replayed {len(batch)} push batches on {link_name}: statuses {statuses}")
+            note(f"replayed {len(batch)} push batches on {link_name} as sent: {statuses}")
+            # Signed again (fresh nonce, the target's time): duplicated and out of order, they
+            # reach the apply code, which must take each at most once in effect.
+            target = link_name.split(">")[1]
+            now_s = (int(time.time() * 1000) + world.offsets.get(target, 0)) // 1000
+            fresh = [resign(raw, secret=TEST_SYNC_SECRET, now_s=now_s) for raw in batch]
+            resent = [replay(raw, port) for raw in fresh]
+            note(f"replayed {len(fresh)} push batches on {link_name} signed again: {resent}")
+            statuses += resent
             bad = [s for s in statuses if s is not None and s >= 500]
             if bad:
                 raise AssertionError(f"a replayed push batch got {bad} on {link_name}")

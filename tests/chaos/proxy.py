@@ -247,6 +247,39 @@ class Proxy:
                 writer.write_eof()
 
 
+def resign(raw: bytes, *, secret: str, now_s: int) -> bytes:
+    """``raw`` (a captured signed request) signed again with a fresh nonce and timestamp
+    ``now_s``: what a peer that retries the same batch sends, so it passes the replay check
+    and reaches the apply code again."""
+    import hashlib
+    import hmac
+    import secrets
+
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    method, path = lines[0].split(b" ")[:2]
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    node = headers.get(b"x-configsync-node", b"").decode()
+    nonce = secrets.token_hex(16)
+    digest = hashlib.sha256(body).hexdigest()
+    parts = [method.decode().upper(), path.decode(), str(now_s), nonce, digest, node]
+    canonical = "\n".join(parts).encode()
+    mac = hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
+    fresh = {
+        b"x-configsync-timestamp": str(now_s).encode(),
+        b"x-configsync-nonce": nonce.encode(),
+        b"x-configsync-signature": mac.encode(),
+    }
+    out = [lines[0]]
+    for line in lines[1:]:
+        name = line.partition(b":")[0].strip()
+        out.append(name + b": " + fresh[name.lower()] if name.lower() in fresh else line)
+    return b"\r\n".join(out) + b"\r\n\r\n" + body
+
+
 def replay(raw: bytes, port: int, *, timeout: float = 10.0) -> int | None:
     """Send one captured request as is to 127.0.0.1:``port``; its HTTP status (``None`` when
     no answer came)."""

@@ -24,7 +24,7 @@ from tests.chaos.workload import Workload
 
 pytestmark = [pytest.mark.multinode, pytest.mark.chaos, pytest.mark.timeout(900)]
 
-CONFIG = Config.from_env(seeds=(1515, 2026), rounds=3, nodes=3)
+CONFIG = Config.from_env(seeds=(1515, 2026), rounds=2, nodes=3)
 BROKEN_SEED = 4242
 
 
