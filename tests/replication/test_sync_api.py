@@ -162,17 +162,27 @@ def test_malformed_signature_headers_are_refused_not_crashed_on(
     assert not ReplicatedRecord.objects.exists() and not SyncNonce.objects.exists()
 
 
-def test_stale_signature_gets_401(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+def test_stale_signature_gets_401(settings: Any) -> None:
     settings.CONFIGSYNC_SIGNATURE_MAX_AGE_SECONDS = 300
-    import configsync.replication.signing as signing
-
-    real_time = signing.time.time
-    monkeypatch.setattr(signing.time, "time", lambda: real_time() - 301)
+    # The node's clock (CONFIGSYNC_CLOCK_OFFSET_MS, the injectable clock) signs 301 s ago.
+    settings.CONFIGSYNC_CLOCK_OFFSET_MS = -301_000
     body = {"changes": [remote_change("A")]}
     old = sign(secret=SECRET, method="POST", path=PUSH, body=json.dumps(body).encode(), node=REMOTE)
-    monkeypatch.setattr(signing.time, "time", real_time)
+    settings.CONFIGSYNC_CLOCK_OFFSET_MS = 0
     assert signed("POST", PUSH, body, headers=old).status_code == 401
     assert not ReplicatedRecord.objects.exists()
+
+
+def test_signatures_read_the_nodes_clock_not_the_systems(settings: Any) -> None:
+    """Sender and receiver both 10 minutes ahead (one skewed pair): within the window of each
+    other, whatever the system clock says."""
+    settings.CONFIGSYNC_SIGNATURE_MAX_AGE_SECONDS = 300
+    settings.CONFIGSYNC_CLOCK_OFFSET_MS = 600_000
+    body = {"changes": [remote_change("A")]}
+    ahead = sign(
+        secret=SECRET, method="POST", path=PUSH, body=json.dumps(body).encode(), node=REMOTE
+    )
+    assert signed("POST", PUSH, body, headers=ahead).status_code == 200
 
 
 def test_replayed_request_gets_401_and_applies_nothing_more() -> None:

@@ -38,6 +38,7 @@ ALTERED: dict[str, Any] = {
     "R2_REGION": "eu-west-1",
     "R2_PREFIX": "cfg",
     "GROUP_ID": "staging",
+    "CLOCK_OFFSET_MS": 1234,
 }
 FROM_THE_NODE = {"VAR_DIR", "DEV_KEY_FILE"}  # derived from CONFIGSYNC_VAR_DIR, not defaults
 
@@ -143,3 +144,18 @@ def test_the_default_database_lives_in_the_nodes_var_directory(tmp_path: Path) -
         sys.modules["settings.base"] = saved
         package.base = saved  # type: ignore[attr-defined]
     assert base.DATABASES["default"]["NAME"] == str(tmp_path / "node-b" / "configsync.sqlite3")
+
+
+@pytest.mark.django_db
+def test_a_test_clock_offset_under_production_settings_is_reported(settings: Any) -> None:
+    def e033() -> list[str]:
+        return [m.msg for m in checks.run_checks() if m.id == "configsync.E033"]
+
+    settings.CONFIGSYNC_CLOCK_OFFSET_MS = 60_000
+    assert e033() == []  # outside production it is what the chaos harness skews a node with
+    settings.SETTINGS_MODULE = "settings.production"
+    assert e033() == [
+        "CONFIGSYNC_CLOCK_OFFSET_MS is a test/development switch and must not be set in production"
+    ]
+    settings.CONFIGSYNC_CLOCK_OFFSET_MS = 0
+    assert e033() == []

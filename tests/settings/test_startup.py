@@ -231,3 +231,15 @@ def test_every_entry_point_stops_with_exactly_one_line(
     assert len(lines) == 1, lines  # no traceback, no second copy, nothing else
     assert lines[0].startswith("configsync: configuration error: ")
     assert expected in lines[0]
+
+
+def test_production_refuses_a_skewed_test_clock(tmp_path: Path) -> None:
+    """``CONFIGSYNC_CLOCK_OFFSET_MS`` is the chaos harness's injectable clock: never production."""
+    env = production(
+        tmp_path, CONFIGSYNC_ENCRYPTION_KEYS=generate_key(), CONFIGSYNC_CLOCK_OFFSET_MS="5000"
+    )
+    result = manage(env, "check")
+    assert result.returncode == 3, result.stderr
+    assert "CONFIGSYNC_CLOCK_OFFSET_MS" in result.stderr and "Traceback" not in result.stderr
+    env["CONFIGSYNC_CLOCK_OFFSET_MS"] = "0"
+    assert manage(env, "check").returncode == 0
