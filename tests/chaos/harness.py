@@ -145,6 +145,12 @@ def run_seed(world: World, *, seed: int, config: Config) -> Workload:
     )
     try:
         schedule.run(workload.step, workload.history.note)
+        # At least one delete of a record that exists where it is made, whatever the draw.
+        for node in world.cluster:
+            existing = [key for key in workload.settings if node.config_exists(key)]
+            if existing:
+                workload.step(node.name, key=existing[0], delete=True)
+                break
         for line in world.heal():
             workload.history.note(line)
         workload.resolve_unacked()
