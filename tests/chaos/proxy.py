@@ -11,7 +11,9 @@ proxy, which can at any moment:
   for its own timeout, as behind a black hole);
 - ``reset_after`` N bytes of a response: the request reaches the server (which acts on it), the
   client gets the first N bytes of the answer and then a TCP reset: an acknowledgement lost
-  mid-response.
+  mid-response;
+- ``block_push``: reset a connection as soon as a ``POST /api/v1/sync/push`` starts on it, and
+  let every other request through (a node that can pull from its peer but not push to it).
 
 It also records every ``POST /api/v1/sync/push`` request that crosses a link whole (raw bytes,
 signature headers and all), so the schedule can send them again later, duplicated and out of
@@ -48,6 +50,7 @@ class Link:
     drop: bool = False
     delay_ms: int = 0
     reset_after: int | None = None
+    block_push: bool = False
     captured: list[bytes] = field(default_factory=list)
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
@@ -63,6 +66,7 @@ class Link:
                 ("drop", self.drop),
                 (f"delay {self.delay_ms}ms", self.delay_ms),
                 (f"reset after {self.reset_after}B", self.reset_after is not None),
+                ("pushes blocked", self.block_push),
             )
             if on
         ]
@@ -150,7 +154,7 @@ class Proxy:
     def heal(self) -> None:
         """Every link clean again."""
         for name in self.links:
-            self.set(name, cut=False, drop=False, delay_ms=0, reset_after=None)
+            self.set(name, cut=False, drop=False, delay_ms=0, reset_after=None, block_push=False)
 
     def captured(self, name: str) -> list[bytes]:
         return list(self.links[name].captured)
@@ -222,6 +226,9 @@ class Proxy:
                     break
                 if link.delay_ms:
                     await asyncio.sleep(link.delay_ms / 1000)
+                if request and link.block_push and (pending + chunk).startswith(PUSH_PREFIX):
+                    _abort(writer)
+                    return
                 if request:
                     whole, pending = split_requests(pending + chunk)
                     for item in whole:

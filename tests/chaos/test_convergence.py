@@ -17,10 +17,12 @@ from collections.abc import Iterator
 import pytest
 
 from configsync.conf import DEFAULTS
+from multinode import wait_until
 from multinode.cluster import redis_db_list
 from tests.chaos.faults import World, force_tie
 from tests.chaos.harness import ChaosFailure, Config, chaos_world, converge, run_seed
 from tests.chaos.workload import Workload
+from tests.support.multinode import last_run_id, sync_runs
 
 pytestmark = [pytest.mark.multinode, pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -66,6 +68,17 @@ def test_a_broken_merge_rule_fails_the_harness_with_its_seed(world: World) -> No
         converge(world, workload)
         tie = force_tie(world, workload.step, note, pair=("a", "b"), prefix=workload.setting_prefix)
         assert tie, "could not force a tie:\n" + workload.history.text()
+        # a (the broken node) takes b's tied version first: it pulls from b, pushes nothing.
+        after = last_run_id(node)
+        world.proxy.set("a>b", cut=False, block_push=True)
+        note("link a>b: pull only")
+        wait_until(
+            lambda: any(
+                run.finished and run.pulled for run in sync_runs(node, after=after, peer="b")
+            ),
+            timeout=120,
+            what="a pulls b's tied version",
+        )
         world.heal()
         with pytest.raises(ChaosFailure) as failure:
             converge(world, workload)

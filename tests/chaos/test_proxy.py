@@ -115,3 +115,12 @@ def test_a_resigned_batch_carries_a_valid_fresh_signature() -> None:
         hashlib.sha256,
     ).hexdigest()
     assert headers["X-Configsync-Signature"] == expected
+
+
+def test_blocked_pushes_are_reset_and_other_requests_pass(link: tuple[Proxy, str]) -> None:
+    proxy, name = link
+    proxy.set(name, block_push=True)
+    with pytest.raises(requests.RequestException):
+        _push(proxy, name)
+    assert requests.post(proxy.links[name].url + "/api/v1/sync/changes", timeout=5).ok
+    assert _Handler.hits == ["/api/v1/sync/changes"]
