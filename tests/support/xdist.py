@@ -29,6 +29,7 @@ from django.test.signals import setting_changed
 
 from multinode.cluster import redis_db_list
 
+
 def nodes_max() -> int:
     """The most nodes a cluster of the multi-node pass has: 3 (``tests/multinode``), or the
     chaos harness's ``CHAOS_NODES`` when larger (``tests/chaos``): the Redis DBs each worker
