@@ -20,6 +20,7 @@ bucket objects (moto's server), error pages (400/404/500, ``DEBUG`` off), and la
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -53,7 +54,7 @@ from multinode.cluster import free_port
 from providers.models import AIProviderConfig
 from settings.urls import urlpatterns as project_urlpatterns
 from tests.support.api import key_client
-from tests.support.canaries import CanarySet, assert_no_canary
+from tests.support.canaries import CanarySet, assert_no_canary, canary_make
 from tests.support.conflicts import setting_conflict
 from tests.support.kit_bucket import BucketServer, shared_bucket_server
 from tests.support.replication import LOCAL, REMOTE, config_data, provider_data, remote_change
@@ -734,3 +735,15 @@ def test_logs_at_debug_hold_no_canary(p: Planted) -> None:
     assert "DEBUG" in text and "configsync" in text
     for number, line in enumerate(text.splitlines(), 1):
         assert_no_canary(line, where=f"log line {number}", canaries=p.canaries)
+
+
+def test_the_session_log_watch_finds_an_encoded_canary(request: pytest.FixtureRequest) -> None:
+    """The control of ``tests/conftest.py``'s watch: a canary logged base64-encoded at an odd
+    alignment, where no masking can see it, is caught, named, and not printed."""
+    watch = request.config.pluginmanager.get_plugin("canary-log-watch")
+    value = canary_make("log-watch-probe")
+    blob = base64.b64encode(b"xy" + value.encode()).decode()
+    logging.getLogger("some.library").warning("sending %s", blob)
+    found = watch.handler.take()  # taken here, so this test does not fail on it
+    assert len(found) == 1 and "'log-watch-probe'" in found[0] and "base64" in found[0]
+    assert value not in found[0] and blob not in found[0]

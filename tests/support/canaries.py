@@ -3,7 +3,10 @@
 A canary is a secret nobody else could write by chance, ``sk-CANARY-<label>-<random>``; the
 ``special`` ones end in ``/+=é`` so that their URL-encoded, JSON-escaped and ``repr`` forms differ
 from the plain one. Every canary made in this process is remembered (``SESSION``), so a scan that
-is given no canaries looks for all of them.
+is given no canaries looks for all of them, and so does the session's log watch
+(:class:`CanaryLogWatch`, registered by ``tests/conftest.py``): every log record of the whole run,
+as the configured handlers write it, is searched for every canary made so far, and a test during
+which one was logged fails (a hit outside any test fails the session).
 
 :func:`assert_no_canary` looks for each canary in each form (:func:`canary_forms`): plain; base64,
 standard and URL-safe, padded or not and at each of the three byte alignments (the part of the
@@ -19,11 +22,17 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, quote_plus
+
+import pytest
+
+from configsync.logging import SecretMaskingFilter
 
 PREFIX = "sk-CANARY-"
 SPECIAL_TAIL = "/+=é"
@@ -61,6 +70,8 @@ class CanarySet:
             raise ValueError(f"canary {label!r} made twice")
         value = f"{PREFIX}{label}-{secrets.token_hex(6)}" + (SPECIAL_TAIL if special else "")
         self.add(Canary(label, value))
+        if self is not SESSION:  # the session's log watch looks for every canary
+            SESSION.add(Canary(f"{label}#{id(self):x}", value))
         return value
 
     def add(self, canary: Canary) -> None:
@@ -183,3 +194,66 @@ def assert_no_canary(
     """Fail, naming ``where``, when ``data`` holds any canary of ``canaries`` (default: every
     canary made in this process) in any form."""
     (SESSION if canaries is None else canaries).assert_clean(data, where=where)
+
+
+class _WatchHandler(logging.Handler):
+    """Searches every record, masked as the configured handlers mask it, for ``SESSION``'s
+    canaries; keeps where each hit was (by logger), never the text."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.addFilter(SecretMaskingFilter())
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.found: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not len(SESSION):
+            return
+        try:
+            text = self.format(record)
+        except Exception:  # a broken record is the logging package's problem, not a leak
+            return
+        for hit in SESSION.hits(text):
+            self.found.append(
+                f"logger {record.name!r} ({record.levelname}) logged canary "
+                f"{hit.canary.label!r} as {hit.form}: {SESSION.redact(text)[:300]}"
+            )
+
+    def take(self) -> list[str]:
+        found, self.found = self.found, []
+        return found
+
+
+class CanaryLogWatch:
+    """A pytest plugin: the whole session's log records are searched for canaries. A test in
+    whose setup, call or teardown one was logged fails with where; a hit outside any test
+    fails the session at its end."""
+
+    def __init__(self) -> None:
+        self.handler = _WatchHandler()
+        self.loggers = [logging.getLogger()] + [
+            logger
+            for logger in logging.Logger.manager.loggerDict.values()
+            if isinstance(logger, logging.Logger) and not logger.propagate and logger.handlers
+        ]
+        for logger in self.loggers:
+            logger.addHandler(self.handler)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
+        report = yield
+        found = self.handler.take()
+        if found and not report.failed:
+            report.outcome = "failed"
+            report.longrepr = f"canary leak in the logs during {report.when}:\n" + "\n".join(
+                f"  - {line}" for line in found
+            )
+        return report
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        found = self.handler.take()
+        for logger in self.loggers:
+            logger.removeHandler(self.handler)
+        if found:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            print("\ncanary leak in the logs outside any test:\n" + "\n".join(found))
