@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import pytest
 from celery import signals as celery_signals
@@ -54,7 +54,7 @@ from multinode.cluster import free_port
 from providers.models import AIProviderConfig
 from settings.urls import urlpatterns as project_urlpatterns
 from tests.support.api import key_client
-from tests.support.canaries import CanarySet, assert_no_canary, canary_make
+from tests.support.canaries import CanarySet, assert_no_canary, canary_forms, canary_make
 from tests.support.conflicts import setting_conflict
 from tests.support.kit_bucket import BucketServer, shared_bucket_server
 from tests.support.replication import LOCAL, REMOTE, config_data, provider_data, remote_change
@@ -747,3 +747,36 @@ def test_the_session_log_watch_finds_an_encoded_canary(request: pytest.FixtureRe
     found = watch.handler.take()  # taken here, so this test does not fail on it
     assert len(found) == 1 and "'log-watch-probe'" in found[0] and "base64" in found[0]
     assert value not in found[0] and blob not in found[0]
+
+
+# --- the scanner itself ---------------------------------------------------------------------
+
+
+def _encoded_in_a_blob(value: str, how: str, shift: int) -> bytes:
+    blob = b"h" * shift + value.encode() + b"tail!"
+    return {
+        "base64": base64.b64encode(blob),
+        "base64 unpadded": base64.b64encode(blob).rstrip(b"="),
+        "base64url": base64.urlsafe_b64encode(blob),
+        "url": quote(f"x={value}", safe="").encode(),
+        "form": urlencode({"x": value}).encode(),
+        "json": json.dumps({"x": value}).encode(),
+        "repr": repr({"x": value.encode()}).encode(),
+    }[how]
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2])
+@pytest.mark.parametrize(
+    "how", ["base64", "base64 unpadded", "base64url", "url", "form", "json", "repr"]
+)
+def test_the_scanner_finds_every_form_and_never_prints_the_canary(how: str, shift: int) -> None:
+    canaries = CanarySet()
+    value = canaries.make("probe", special=True)
+    data = b"before " + _encoded_in_a_blob(value, how, shift) + b" after"
+    with pytest.raises(AssertionError, match=r"in the probe sink:") as failure:
+        assert_no_canary(data, where="the probe sink", canaries=canaries)
+    message = str(failure.value)
+    assert "'probe'" in message and "<canary:probe:" in message
+    for form in canary_forms(value).values():
+        assert form.decode("utf-8", "replace") not in message
+    assert_no_canary(b"before sk-CANARY-probe after", where="clean", canaries=canaries)
