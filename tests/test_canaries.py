@@ -47,12 +47,13 @@ import configsync
 from configsync.crypto.fields import encryption_context_for
 from configsync.crypto.keyring import get_keyring
 from configsync.logging import SecretMaskingFilter
-from configsync.models import AuditEvent, SystemConfig
+from configsync.models import AuditEvent, QuarantinedChange, SystemConfig
 from configsync.replication.signing import sign
 from configsync.services.system_config import system_config_set
 from multinode.cluster import free_port
 from providers.models import AIProviderConfig
 from settings.urls import urlpatterns as project_urlpatterns
+from tests.support.admin import provider_form, setting_form
 from tests.support.api import key_client
 from tests.support.canaries import CanarySet, assert_no_canary, canary_forms, canary_make
 from tests.support.conflicts import setting_conflict
@@ -231,6 +232,24 @@ def _plant(p: Planted) -> None:
     )
     assert answer.status_code == 200
     p.keep("admin: provider add form refused", answer.content)
+    # Change forms refused as stale (edited elsewhere since) or invalid, with a new secret typed.
+    record = SystemConfig.objects.get(key="ADMIN_TOKEN")
+    change = f"/admin/configsync/systemconfig/{record.pk}/change/"
+    for where, form in (
+        ("stale", setting_form(record, value=c.make("admin-stale"), version="stale-version")),
+        ("not an int", setting_form(record, value=c.make("admin-change-int"), value_type="int")),
+    ):
+        answer = p.staff.post(change, form)
+        assert answer.status_code == 200, (where, answer.status_code)
+        p.keep(f"admin: setting change form refused ({where})", answer.content)
+    prov = AIProviderConfig.objects.get(name="admin-prov")
+    answer = p.staff.post(
+        f"/admin/providers/aiproviderconfig/{prov.pk}/change/",
+        provider_form(prov, api_key=c.make("admin-provider-stale"), version="stale-version"),
+    )
+    assert answer.status_code == 200
+    p.keep("admin: provider change form refused (stale)", answer.content)
+    assert SystemConfig.objects.get(key="ADMIN_TOKEN").secret_value == value
     p.settings_keys += ["ADMIN_TOKEN"]
     p.providers += ["admin-prov"]
 
@@ -377,6 +396,33 @@ def _plant(p: Planted) -> None:
     assert [r["status"] for r in answer.json()["results"]] == ["applied", "applied"]
     p.keep("sync push: answer", answer.content)
     assert AIProviderConfig.objects.get(name=name).api_key.startswith("sk-CANARY-repl-provider")
+    # A peer's malformed items holding a secret in plain: quarantined, never stored or shown.
+    malformed = [
+        remote_change(
+            "BAD_PLAIN",
+            data=config_data(
+                "BAD_PLAIN", c.make("repl-plain-value", special=True), is_sensitive=True
+            ),
+        ),
+        remote_change(
+            "BAD_TOKEN",
+            data=config_data(
+                "BAD_TOKEN", "", is_sensitive=True, secret_value=c.make("repl-not-a-token")
+            ),
+        ),
+        remote_change(
+            "bad-prov",
+            model="providers.aiproviderconfig",
+            data=provider_data("bad-prov", api_key=c.make("repl-provider-not-a-token")),
+        ),
+    ]
+    answer = _signed_push(malformed)
+    assert answer.status_code == 200, answer.content
+    assert {r["status"] for r in answer.json()["results"]} == {"quarantined"}
+    p.keep("sync push: answer quarantining", answer.content)
+    for item in QuarantinedChange.objects.all():
+        _cli(p, f"CLI quarantine retry {item.natural_key}", "quarantine", "retry", str(item.pk))
+    _cli(p, "CLI quarantine --json --all", "quarantine", "--json", "--all")
     setting_conflict(
         "CONFLICT_TOKEN",
         local=c.make("conflict-local"),
@@ -780,3 +826,15 @@ def test_the_scanner_finds_every_form_and_never_prints_the_canary(how: str, shif
     for form in canary_forms(value).values():
         assert form.decode("utf-8", "replace") not in message
     assert_no_canary(b"before sk-CANARY-probe after", where="clean", canaries=canaries)
+
+
+def test_the_database_holds_no_canary_in_plain(p: Planted) -> None:
+    """Encrypted at rest: no row of any table holds a canary in any form (tokens only)."""
+    from django.apps import apps
+
+    for model in apps.get_models():
+        for row in model._default_manager.values():
+            text = json.dumps(row, default=str)
+            assert_no_canary(
+                text, where=f"table {model._meta.db_table} row {row.get('id')}", canaries=p.canaries
+            )
