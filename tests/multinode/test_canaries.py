@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from multinode import Cluster, unique_key, wait_until
-from multinode.cluster import CELERY, Node
+from multinode.cluster import CELERY, Node, free_port
 from tests.support.canaries import CanarySet, assert_no_canary
 from tests.support.multinode import last_run_id, live_clusters, wait_cycles
 
@@ -32,6 +32,8 @@ pytestmark = pytest.mark.multinode
 
 CONVERGE = 90.0
 PROCESSES = ("web", "worker", "beat")
+CANARIES = CanarySet()
+ENV_KEY = "CANARY_ENV_API_KEY"
 
 
 def _start(node: Node) -> None:
@@ -68,10 +70,21 @@ def _start(node: Node) -> None:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    env_file = root / "a.env"
+    env_file.write_text(f"{ENV_KEY}={CANARIES.make('env-file', special=True)}\n")
+    env_file.chmod(0o600)
     cluster = Cluster(
-        tmp_path_factory.mktemp("cluster"),
+        root,
         names=["a", "b"],
         extra_env={"DJANGO_LOG_LEVEL": "DEBUG"},
+        # a keeps a .env file in sync, and tells a callback nobody answers (its task retries).
+        node_env={
+            "a": {
+                "CONFIGSYNC_ENV_FILE": str(env_file),
+                "CONFIGSYNC_DATA_CALLBACK_URL": f"http://127.0.0.1:{free_port()}/callback",
+            }
+        },
     )
     live_clusters.append(cluster)
     try:
@@ -158,7 +171,7 @@ def test_canaries_stored_on_a_and_synced_to_b_leak_nowhere(nodes: Cluster) -> No
 
 def _plant_sync_and_scan(nodes: Cluster, traffic: list[tuple[str, str]]) -> None:
     a, b = nodes["a"], nodes["b"]
-    canaries = CanarySet()
+    canaries = CANARIES
     keys = {
         "argv": unique_key("CANARY_ARGV"),
         "stdin": unique_key("CANARY_STDIN"),
@@ -220,6 +233,20 @@ def _plant_sync_and_scan(nodes: Cluster, traffic: list[tuple[str, str]]) -> None
         allow_redirects=False,
     )
     assert answer.status_code == 302, answer.text[:2000]
+    password = canaries.make("admin-password", special=True)
+    username = unique_key("canary_user").lower()
+    answer = a.post(
+        "/admin/auth/user/add/",
+        data={
+            "username": username,
+            "usable_password": "true",
+            "password1": password,
+            "password2": password,
+        },
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302, answer.text[:2000]
+    keys["env"] = ENV_KEY  # from a's .env file, imported by its bridge
 
     # Synced to b (as tokens), on push and on the beat; more cycles, triggered and scheduled.
     for key in keys.values():
@@ -229,6 +256,16 @@ def _plant_sync_and_scan(nodes: Cluster, traffic: list[tuple[str, str]]) -> None
         timeout=CONVERGE,
         what="provider on b",
     )
+    wait_until(
+        lambda: b.sql("SELECT 1 FROM auth_user WHERE username = %s", [username]),
+        timeout=CONVERGE,
+        what="user on b",
+    )
+    for key in keys.values():  # stored on b as tokens: the scans below have something to miss
+        ((sensitive, token),) = b.sql(
+            "SELECT is_sensitive, secret_value FROM configsync_systemconfig WHERE key = %s", [key]
+        )
+        assert sensitive and str(token).startswith("enc1:"), key
     after = last_run_id(b)
     for node in (a, b):
         assert node.post("/api/v1/sync/trigger").status_code == 202
