@@ -49,6 +49,8 @@ for _host in ALLOWED_HOSTS:
         raise ConfigurationError(
             "DJANGO_ALLOWED_HOSTS lists host names (e.g. cfg.example.com), not URLs"
         )
+# Messages (the admin's "… doesn't exist", change messages) are masked like log lines.
+MESSAGE_STORAGE = "configsync.web.messages.MaskingMessageStorage"
 # Behind a proxy that terminates TLS: the origins browsers use (the admin's forms post with the
 # https origin) and whether to trust the proxy's X-Forwarded-Proto (set it only when the proxy
 # always sets or strips that header: otherwise a client could claim https).

@@ -20,6 +20,7 @@ from providers.services import ai_provider_set
 from tests.factories import CANARY_SECRET
 from tests.support.api import role_client
 from tests.support.audit import audit_trail_down
+from tests.support.canaries import CanaryLogWatch
 from tests.support.cli import CliResult
 from tests.support.providers import StubProvider, serve_stub_provider
 from tests.support.xdist import isolate_worker
@@ -28,8 +29,11 @@ __all__ = ["CANARY_SECRET"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist, give this worker its own Redis DB and var/ (``tests.support.xdist``)."""
+    """Under pytest-xdist, give this worker its own Redis DB and var/ (``tests.support.xdist``);
+    search the whole session's logs for secret-leak canaries (``tests.support.canaries``)."""
     isolate_worker(settings)
+    if not config.pluginmanager.has_plugin("canary-log-watch"):
+        config.pluginmanager.register(CanaryLogWatch(), "canary-log-watch")
 
 
 @pytest.fixture(autouse=True)

@@ -241,3 +241,20 @@ def test_cli_json_uses_the_api_field_names(cli: Any) -> None:
     cli_provider = json.loads(cli("provider", "list", "--json").out)[0]
     assert set(api_provider) - {"revealed"} <= set(cli_provider)
     assert CANARY not in json.dumps(cli_provider)
+
+
+def test_an_unknown_field_named_by_a_secret_is_named_masked() -> None:
+    """A key pasted where a field name belongs: the 400 names the field, but never the secret
+    (``configsync.api.serializers.field_name_shown``); on every serializer with the mixin."""
+    client = key_client(write=True)
+    for url, body in (
+        (SYSTEM, {"key": "X", "value": "v", CANARY: "x"}),
+        (PROVIDERS, {"name": "o", "kind": "openai", CANARY: "x"}),
+    ):
+        response = client.post(url, body, format="json")
+        assert response.status_code == 400
+        assert CANARY not in response.content.decode()
+        assert list(response.json()) == ["********"]
+    response = client.post(SYSTEM, {"key": "X", "value": "v", "z" * 300: 1}, format="json")
+    (name,) = response.json()
+    assert response.status_code == 400 and len(name) == 100 and name.endswith("…")

@@ -20,7 +20,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from configsync.conf import app_settings
-from configsync.logging import MASK, register_secret
+from configsync.logging import MASK, mask_text, register_secret
 from configsync.models import SystemConfig
 from configsync.value_types import ValueType
 
@@ -62,11 +62,19 @@ def unknown_field_message(name: str, known: list[str]) -> str:
     return f"Unknown field; known fields: {', '.join(known)}."
 
 
+def field_name_shown(name: str) -> str:
+    """How an error names a field the caller sent: as sent, but masked where it has a secret's
+    shape or is a secret this process knows (a key pasted where a field name belongs), and cut
+    at 100 characters."""
+    shown = mask_text(name)
+    return shown if len(shown) <= 100 else shown[:99] + "…"
+
+
 class RejectUnknownFieldsMixin:
     """Refuse a body holding a field the serializer does not declare: 400 naming each one.
 
     Read-only fields are known (a body read back and sent again is accepted; they are ignored).
-    The messages name the field, never its value.
+    The messages name the field (``field_name_shown``: never a secret), never its value.
     """
 
     fields: Any
@@ -77,7 +85,10 @@ class RejectUnknownFieldsMixin:
             if unknown:
                 writable = [name for name, field in self.fields.items() if not field.read_only]
                 raise serializers.ValidationError(
-                    {name: [unknown_field_message(name, writable)] for name in sorted(unknown)},
+                    {
+                        field_name_shown(name): [unknown_field_message(name, writable)]
+                        for name in sorted(unknown)
+                    },
                     code="unknown_field",
                 )
         return super().to_internal_value(data)  # type: ignore[misc]

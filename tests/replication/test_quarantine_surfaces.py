@@ -111,3 +111,36 @@ def test_the_beat_retries_open_items(settings: Any) -> None:
     settings.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = 900
     sync_all_peers()
     assert quarantine_open_count() == 0 and SystemConfig.objects.get(key="F").value == "v"
+
+
+def test_a_secret_a_peer_sent_in_plain_is_not_kept_in_plain(canary: str) -> None:
+    """A sensitive setting's plain ``value``, a non-token ``secret_value`` or provider
+    ``api_key`` (a buggy peer): quarantined with the secret masked in the stored payload (and in
+    a loser's data), and a retry keeps it quarantined for the same reason."""
+    from tests.support.replication import provider_data
+
+    bad_plain = remote_change("P", data=config_data("P", canary, is_sensitive=True))
+    bad_plain["losers"] = [{"hlc": stamp(), "data": config_data("P", canary, is_sensitive=True)}]
+    items = [
+        bad_plain,
+        remote_change("T", data=config_data("T", "", is_sensitive=True, secret_value=canary)),
+        remote_change(
+            "prov",
+            model="providers.aiproviderconfig",
+            data=provider_data("prov", api_key=canary),
+        ),
+    ]
+    results = changes_apply(changes=items, source_node=REMOTE, source_name="peer-b")
+    assert [r.status for r in results] == ["quarantined"] * 3
+    rows = list(QuarantinedChange.objects.order_by("natural_key"))
+    assert len(rows) == 3
+    for row in rows:
+        assert canary not in row.payload and "********" in row.payload, row.natural_key
+    reasons = {row.natural_key: row.reason for row in rows}
+    from configsync.replication.services.quarantine import quarantine_retry
+
+    for row in rows:
+        quarantine_retry(quarantine_id=row.pk)
+    for row in QuarantinedChange.objects.all():
+        assert row.status == "open" and row.reason == reasons[row.natural_key]
+    assert not SystemConfig.objects.filter(key__in=["P", "T"]).exists()
