@@ -18,7 +18,6 @@ DOCUMENTED_NOT_READ = {
     "DJANGO_SETTINGS_MODULE": "read by Django itself (manage.py, wsgi, celery set its default)",
     "PORT": "read by the Makefile (make run) and gunicorn.conf.py's bind default",
     "TEST_REDIS_DBS": "read by tests/support/xdist.py (tests only)",
-    "CONFIGSYNC_NATS_URL": "documented as not read yet (the NATS transport of a later release)",
 }
 
 
