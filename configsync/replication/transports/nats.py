@@ -489,7 +489,15 @@ class NatsTransport(Transport):
         if not done or self._nc is None:
             return
         self._held = [entry for entry in self._held if entry[0] > after]
-        await max(done, key=lambda entry: entry[0])[1].ack()
+        import nats.errors
+
+        # Acknowledged with a reply: the server has processed it when the next request runs.
+        # An acknowledgement that goes unanswered is no error: the committed cursor is the
+        # truth, and a message redelivered at or below it is only acknowledged again.
+        try:
+            await max(done, key=lambda entry: entry[0])[1].ack_sync(timeout=self.timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            logger.debug("%s: an acknowledgement went unanswered", self.describe())
 
     async def _pull(self, after: int, limit: int, *, echoes: bool, log: bool) -> FeedPage:
         from nats.js.errors import NotFoundError
