@@ -17,6 +17,7 @@ from configsync.models import Peer, SyncRun, SystemConfig
 from configsync.replication import strategies
 from configsync.replication.errors import TransportError
 from configsync.replication.selectors.feed import feed_page
+from configsync.replication.selectors.status import peer_statuses
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.replication.transports.nats import (
     MAC_HEADER,
@@ -272,6 +273,10 @@ def test_an_unreachable_server_fails_the_run_visibly(settings: Any) -> None:
         sync_cycle(peer_id=peer.pk)
     run = SyncRun.objects.get()
     assert not run.ok and "127.0.0.1:1" in run.error
+    settings.CONFIGSYNC_DEPLOYMENT_MODE = "LOCAL_EXTERNAL"
+    (shown,) = peer_statuses([peer])
+    assert shown.transport == "nats" and shown.in_mode
+    assert shown.last_run_ok is False and "unreachable" in shown.last_error
 
 
 # -- the strategy matrix (no server) ---------------------------------------------------------
