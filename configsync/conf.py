@@ -44,6 +44,16 @@ DEFAULTS: dict[str, Any] = {
     "BUCKET_SNAPSHOT_EVERY": 200,
     # A writer deletes its own segments a snapshot covers once they are this old (0: never).
     "BUCKET_RETENTION_DAYS": 30,
+    # NATS JetStream transport (configsync.replication.transports.nats): the server's URL
+    # (unset: no NATS transport) and the connection options nats-py takes.
+    "NATS_URL": "",
+    "NATS_USER": "",
+    "NATS_PASSWORD": "",
+    "NATS_TOKEN": "",
+    "NATS_USER_CREDENTIALS": "",
+    "NATS_TLS_CA_FILE": "",
+    "NATS_TLS_CERT_FILE": "",
+    "NATS_TLS_KEY_FILE": "",
     # The replication group: media (database, bucket) are partitioned by it and refuse another's.
     "GROUP_ID": "default",
     # The external database's alias in DATABASES (configsync.replication.transports.database).
@@ -144,6 +154,12 @@ class AppSettings:
             getattr(self, name)
             for name in ("R2_ENDPOINT_URL", "R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY")
         )
+
+    @property
+    def nats_configured(self) -> bool:
+        """Whether ``CONFIGSYNC_NATS_URL`` is set (the NATS transport joins every mode but
+        ``LOCAL_ONLY``)."""
+        return bool(self.NATS_URL)
 
     @property
     def var_dir(self) -> Path:

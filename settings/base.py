@@ -382,6 +382,29 @@ CONFIGSYNC_R2_SECRET_ACCESS_KEY = env.str(
 )
 CONFIGSYNC_R2_REGION = env.str("CONFIGSYNC_R2_REGION", default=_app_default("R2_REGION"))
 CONFIGSYNC_R2_PREFIX = env.str("CONFIGSYNC_R2_PREFIX", default=_app_default("R2_PREFIX"))
+CONFIGSYNC_NATS_URL = env.url(
+    "CONFIGSYNC_NATS_URL",
+    default=_app_default("NATS_URL"),
+    schemes=("nats", "tls", "ws", "wss"),
+    example="nats://127.0.0.1:4222",
+)
+CONFIGSYNC_NATS_USER = env.str("CONFIGSYNC_NATS_USER", default=_app_default("NATS_USER"))
+CONFIGSYNC_NATS_PASSWORD = env.str(
+    "CONFIGSYNC_NATS_PASSWORD", default=_app_default("NATS_PASSWORD")
+)
+CONFIGSYNC_NATS_TOKEN = env.str("CONFIGSYNC_NATS_TOKEN", default=_app_default("NATS_TOKEN"))
+CONFIGSYNC_NATS_USER_CREDENTIALS = env.str(
+    "CONFIGSYNC_NATS_USER_CREDENTIALS", default=_app_default("NATS_USER_CREDENTIALS")
+)
+CONFIGSYNC_NATS_TLS_CA_FILE = env.str(
+    "CONFIGSYNC_NATS_TLS_CA_FILE", default=_app_default("NATS_TLS_CA_FILE")
+)
+CONFIGSYNC_NATS_TLS_CERT_FILE = env.str(
+    "CONFIGSYNC_NATS_TLS_CERT_FILE", default=_app_default("NATS_TLS_CERT_FILE")
+)
+CONFIGSYNC_NATS_TLS_KEY_FILE = env.str(
+    "CONFIGSYNC_NATS_TLS_KEY_FILE", default=_app_default("NATS_TLS_KEY_FILE")
+)
 if env.is_set("CONFIGSYNC_BUCKET_SNAPSHOT_EVERY"):
     CONFIGSYNC_BUCKET_SNAPSHOT_EVERY = env.int(
         "CONFIGSYNC_BUCKET_SNAPSHOT_EVERY", minimum=1, maximum=1_000_000, unit="segments"

@@ -167,23 +167,44 @@ R2_SETTINGS = (
 )
 
 
+NATS_TRANSPORT = "nats"
+"""Not in ``MODE_TRANSPORTS``: it joins every mode but ``LOCAL_ONLY`` when ``CONFIGSYNC_NATS_URL``
+is set (``transports_of``)."""
+
+
+def transports_of(mode: str, *, nats: bool) -> tuple[str, ...]:
+    """The transports a cycle uses in ``mode``: ``MODE_TRANSPORTS``, plus ``nats`` in every mode
+    but ``LOCAL_ONLY`` when ``nats`` (``CONFIGSYNC_NATS_URL`` is set)."""
+    kinds = MODE_TRANSPORTS.get(mode, ())
+    if nats and mode in MODE_TRANSPORTS and mode != "LOCAL_ONLY":
+        kinds = (*kinds, NATS_TRANSPORT)
+    return kinds
+
+
 def uses_bucket(mode: str) -> bool:
     """Whether ``mode`` needs the object-storage transport."""
     return "bucket" in MODE_TRANSPORTS.get(mode, ())
 
 
 def transport_problems(
-    mode: str, *, bucket: dict[str, bool], external_database: bool, http_peers: bool
+    mode: str,
+    *,
+    bucket: dict[str, bool],
+    external_database: bool,
+    http_peers: bool,
+    nats: bool = False,
 ) -> tuple[list[str], list[str]]:
     """``(errors, warnings)`` about the transports ``mode`` needs.
 
     ``bucket``: which ``CONFIGSYNC_R2_*`` settings are set; a bucket mode without all of them is
     an error naming the first missing one. ``LOCAL_EXTERNAL`` (and ``LOCAL_EXTERNAL_R2``) with
     neither an HTTP peer nor ``EXTERNAL_DATABASE_URL`` is a warning: peers can still be added in
-    the admin, and until then nothing external syncs.
+    the admin, and until then nothing external syncs. ``nats`` (``CONFIGSYNC_NATS_URL`` set)
+    is an external side too.
     """
     errors: list[str] = []
     warnings: list[str] = []
+    external_database = external_database or nats
     if uses_bucket(mode):
         missing = [name for name in R2_SETTINGS if not bucket.get(name)]
         if missing:

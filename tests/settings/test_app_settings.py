@@ -39,6 +39,14 @@ ALTERED: dict[str, Any] = {
     "R2_PREFIX": "cfg",
     "GROUP_ID": "staging",
     "CLOCK_OFFSET_MS": 1234,
+    "NATS_URL": "nats://nats.example.com:4222",
+    "NATS_USER": "cfg",
+    "NATS_PASSWORD": "sk-CANARY-nats-password",
+    "NATS_TOKEN": "sk-CANARY-nats-token",
+    "NATS_USER_CREDENTIALS": "/srv/app/nats.creds",
+    "NATS_TLS_CA_FILE": "/srv/app/ca.pem",
+    "NATS_TLS_CERT_FILE": "/srv/app/client.pem",
+    "NATS_TLS_KEY_FILE": "/srv/app/client.key",
 }
 FROM_THE_NODE = {"VAR_DIR", "DEV_KEY_FILE"}  # derived from CONFIGSYNC_VAR_DIR, not defaults
 

@@ -16,7 +16,7 @@ from configsync.replication.transports.base import Transport
 
 class TransportKit(Protocol):
     kind: str
-    """``http``, ``database`` or ``bucket`` (``Peer.transport``)."""
+    """``http``, ``database``, ``bucket`` or ``nats`` (``Peer.transport``)."""
 
     def link(self, *, node: str) -> Transport:
         """A transport to the shared remote, acting as node ``node``."""

@@ -6,15 +6,17 @@ class Peer(models.Model):
 
     ``transport`` says how it is reached: ``http`` (another configsync node at ``base_url``,
     seeded from ``CONFIGSYNC_PEERS``), ``database`` (the shared external database of
-    ``EXTERNAL_DATABASE_URL``) or ``bucket`` (the S3-compatible bucket of ``CONFIGSYNC_R2_*``).
-    The two media are seeded from their settings under the reserved names ``external-db`` and
-    ``r2``; the deployment mode decides which transports a cycle uses.
+    ``EXTERNAL_DATABASE_URL``), ``bucket`` (the S3-compatible bucket of ``CONFIGSYNC_R2_*``) or
+    ``nats`` (the JetStream stream of ``CONFIGSYNC_NATS_URL``). The media are seeded from their
+    settings under the reserved names ``external-db``, ``r2`` and ``nats``; the deployment mode
+    decides which transports a cycle uses.
     """
 
     class TransportKind(models.TextChoices):
         HTTP = "http", "HTTP peer (another configsync node)"
         DATABASE = "database", "External database (EXTERNAL_DATABASE_URL)"
         BUCKET = "bucket", "Object storage (CONFIGSYNC_R2_*)"
+        NATS = "nats", "NATS JetStream (CONFIGSYNC_NATS_URL)"
 
     name = models.SlugField(
         verbose_name="name",
@@ -63,7 +65,7 @@ class Peer(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    MEDIA_NAMES = {"database": "external-db", "bucket": "r2"}
+    MEDIA_NAMES = {"database": "external-db", "bucket": "r2", "nats": "nats"}
     """The one peer each shared medium is (seeded from its settings under this name)."""
 
     def clean(self) -> None:

@@ -72,6 +72,7 @@ def transport_problems(mode: str, *, peers_in_database: bool = True) -> tuple[li
         },
         external_database=bool(app_settings.external_database_url),
         http_peers=http_peers,
+        nats=app_settings.nats_configured,
     )
 
 
@@ -83,5 +84,5 @@ def mode_problems(*, mode: str | None = None) -> list[str]:
 
 def mode_transports(*, mode: str | None = None) -> tuple[str, ...]:
     """The ``Peer.transport`` kinds a cycle uses under ``mode`` (default: this node's cycle mode,
-    read now)."""
-    return strategies.MODE_TRANSPORTS.get(mode or cycle_mode(), ())
+    read now); ``nats`` joins every mode but ``LOCAL_ONLY`` when ``CONFIGSYNC_NATS_URL`` is set."""
+    return strategies.transports_of(mode or cycle_mode(), nats=app_settings.nats_configured)

@@ -12,7 +12,8 @@ from configsync.services.node import node_id
 
 def transport_for(peer: Peer) -> Transport:
     """The transport that reaches ``peer``: HTTP (signed with ``CONFIGSYNC_SYNC_SECRET``), the
-    external database (``EXTERNAL_DATABASE_URL``) or the bucket (``CONFIGSYNC_R2_*``)."""
+    external database (``EXTERNAL_DATABASE_URL``), the bucket (``CONFIGSYNC_R2_*``) or the NATS
+    stream (``CONFIGSYNC_NATS_URL``)."""
     if peer.transport == Peer.TransportKind.DATABASE:
         from configsync.replication.transports.database import DatabaseTransport
 
@@ -21,6 +22,10 @@ def transport_for(peer: Peer) -> Transport:
         from configsync.replication.transports.bucket import BucketTransport
 
         return BucketTransport(name=peer.name, node=node_id())
+    if peer.transport == Peer.TransportKind.NATS:
+        from configsync.replication.transports.nats import NatsTransport
+
+        return NatsTransport(name=peer.name, node=node_id())
     from configsync.replication.transports.http import HttpPeerTransport
 
     return HttpPeerTransport(name=peer.name, base_url=peer.base_url, node=node_id())

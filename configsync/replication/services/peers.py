@@ -31,6 +31,8 @@ EXTERNAL_DATABASE_PEER = Peer.MEDIA_NAMES["database"]
 """The peer that stands for the shared database of ``EXTERNAL_DATABASE_URL``."""
 BUCKET_PEER = Peer.MEDIA_NAMES["bucket"]
 """The peer that stands for the bucket of ``CONFIGSYNC_R2_*``."""
+NATS_PEER = Peer.MEDIA_NAMES["nats"]
+"""The peer that stands for the JetStream stream of ``CONFIGSYNC_NATS_URL``."""
 
 
 def media_wanted() -> dict[str, str]:
@@ -40,6 +42,8 @@ def media_wanted() -> dict[str, str]:
         media[EXTERNAL_DATABASE_PEER] = Peer.TransportKind.DATABASE
     if app_settings.bucket_configured:
         media[BUCKET_PEER] = Peer.TransportKind.BUCKET
+    if app_settings.nats_configured:
+        media[NATS_PEER] = Peer.TransportKind.NATS
     return media
 
 

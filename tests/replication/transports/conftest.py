@@ -13,10 +13,11 @@ from configsync.replication.transports.base import Transport
 from configsync.replication.transports.http import HttpPeerTransport
 from tests.support.kit_bucket import bucket_kit  # noqa: F401 - fixture
 from tests.support.kit_database import database_kit  # noqa: F401 - fixture
+from tests.support.kit_nats import nats_kit  # noqa: F401 - fixture
 from tests.support.kits import TransportKit
 from tests.support.replication import SECRET, use_replication_settings
 
-TRANSPORT_KINDS = ("http", "database", "bucket")
+TRANSPORT_KINDS = ("http", "database", "bucket", "nats")
 
 
 def _free_port() -> int:
