@@ -1,17 +1,33 @@
-"""schemathesis against the in-process WSGI app: no 5xx, every response conforms to the schema.
+"""schemathesis over every operation of the served OpenAPI schema, in process (WSGI).
 
-The schema is the one the API serves (``/api/v1/schema/``), loaded through the WSGI app with an
-API key holding every scope; each operation gets a bounded number of generated examples.
+Every operation of ``/api/v1/schema/`` is generated against, with the credentials it takes: an
+API key for the operator endpoints, a peer signature for the sync endpoints (a WSGI wrapper signs
+exactly the bytes schemathesis sends, with the project's own ``sign``). Before the run the node
+holds canary secrets (a sensitive setting, a provider's API key, a conflict whose peer version is
+another canary, a quarantined change), so list, read, history, conflict and quarantine endpoints
+all have something to leak. Checks: no 5xx, status code, content type and body conform to the
+schema, and ``no_canary`` (no response made without reveal holds a canary, plain, base64 or
+URL-encoded). Then the stateful run follows the schema's links (create -> read -> update ->
+delete, conflicts list -> resolve, quarantine list -> retry/drop).
+
+Budget: ``SCHEMATHESIS_MAX_EXAMPLES`` examples per operation (default 25) and as many stateful
+steps per scenario; ``SCHEMATHESIS_MAX_EXAMPLES=500`` is the long run (README, "Testing").
 Test-connection is left out: it calls the provider's URL, outside this process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import io
+import os
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pytest
 import schemathesis
 from django.core import signals
+from django.core.handlers.wsgi import WSGIRequest
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
@@ -22,24 +38,102 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from configsync.replication.signing import sign
 from configsync.services.api_keys import api_key_create
+from tests.support.conflicts import setting_conflict
+from tests.support.replication import REMOTE, SECRET, use_replication_settings
 
+pytestmark = pytest.mark.django_db
+
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
+PEER_PATHS = frozenset(
+    {"/api/v1/sync/changes", "/api/v1/sync/digest", "/api/v1/sync/push", "/api/v1/sync/log"}
+)
+CANARIES = (
+    "sk-CANARY-fuzz-setting-4f1d9c",
+    "sk-CANARY-fuzz-provider-77ab20",
+    "sk-CANARY-fuzz-conflict-e3c5aa",
+    "sk-CANARY-fuzz-quarantine-90bd17",
+)
+
+
+def leak_forms(secret: str) -> set[bytes]:
+    """``secret`` as it could appear in a body: plain, URL-encoded, and base64 / base64url at each
+    of the three alignments it can have inside a longer encoded text (padding stripped)."""
+    raw = secret.encode()
+    forms = {raw, urllib.parse.quote(secret).encode(), urllib.parse.quote_plus(secret).encode()}
+    for offset in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(b"\0" * offset + raw)
+            # Drop the characters that depend on the neighbours (prefix and the final group).
+            start = (offset * 4 + 2) // 3 if offset else 0
+            forms.add(encoded[start : len(encoded) - 4])
+    return forms
+
+
+LEAK_FORMS = {form: secret for secret in CANARIES for form in leak_forms(secret)}
+
+
+def _asked_reveal(case: Any) -> bool:
+    value = (case.query or {}).get("reveal")
+    return str(value).lower() in {"true", "1", "yes", "on", "t", "y"}
+
+
+def no_canary(ctx: Any, response: Any, case: Any) -> None:
+    """Fails when a response to a request that did not ask for reveal holds a canary (any form).
+
+    Headers count too. With reveal asked, only callers holding the reveal scope get values, and
+    the run's non-reveal key is checked strictly on every request."""
+    if _asked_reveal(case) and REVEAL_AUTH:
+        return None
+    text = response.content + repr(dict(response.headers)).encode()
+    for form, secret in LEAK_FORMS.items():
+        if form in text:
+            raise AssertionError(f"{case.method} {case.formatted_path}: canary {secret!r} leaked")
+    return None
+
+
+def no_server_error(ctx: Any, response: Any, case: Any) -> None:
+    """schemathesis' ``not_a_server_error``, except health's documented 503 (a component down:
+    in this process there is no worker or beat, so ``?strict=1`` says so)."""
+    if case.operation.path == "/api/v1/health" and response.status_code == 503:
+        assert response.json()["status"] == "error", response.text
+        return None
+    return not_a_server_error(ctx, response, case)
+
+
+REVEAL_AUTH: dict[str, str] = {}
 CHECKS = [
-    not_a_server_error,
+    no_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    no_canary,
 ]
 
 
-@pytest.fixture
-def auth_headers(db: None) -> dict[str, str]:
-    _, key = api_key_create(name="schemathesis", can_write=True, can_reveal=True)
-    return {"Authorization": f"Api-Key {key}"}
+def peer_signing(app: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps the WSGI app: requests to the peer endpoints are signed as node ``REMOTE`` signs
+    them, over the exact path, query and body bytes received (what the server verifies)."""
+
+    def signed(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") in PEER_PATHS:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            path = WSGIRequest({**environ, "wsgi.input": io.BytesIO()}).get_full_path()
+            headers = sign(
+                secret=SECRET, method=environ["REQUEST_METHOD"], path=path, body=body, node=REMOTE
+            )
+            for name, value in headers.items():
+                environ[f"HTTP_{name.upper().replace('-', '_')}"] = value
+        return app(environ, start_response)
+
+    return signed
 
 
 @pytest.fixture
-def wsgi_app() -> Iterator[object]:
+def wsgi_app() -> Iterator[Callable[..., Any]]:
     """The project's WSGI app, keeping the test's database connection open between requests.
 
     As Django's own test client does: the handler would otherwise close the connection (and so
@@ -48,38 +142,105 @@ def wsgi_app() -> Iterator[object]:
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     try:
-        yield get_wsgi_application()
+        yield peer_signing(get_wsgi_application())
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
-def api_schema(auth_headers: dict[str, str], wsgi_app: object):  # type: ignore[no-untyped-def]
-    schema = schemathesis.openapi.from_wsgi(
-        "/api/v1/schema/?format=json", wsgi_app, headers=auth_headers
+def canaries(settings: Any, db: None) -> None:
+    """The node holds every canary before the run, through the services and a signed push."""
+    from configsync.services.system_config import system_config_set
+    from providers.services import ai_provider_set
+
+    use_replication_settings(settings)
+    system_config_set(key="FUZZ_CANARY_TOKEN", value=CANARIES[0], is_sensitive=True)
+    system_config_set(key="FUZZ_PLAIN", value="plain-value")
+    ai_provider_set(name="fuzz-canary", kind="openai", api_key=CANARIES[1])
+    setting_conflict("FUZZ_CONFLICTED", local="sk-CANARY-fuzz-local", remote=CANARIES[2], sensitive=True)
+    _quarantine_one(CANARIES[3])
+
+
+def _quarantine_one(secret: str) -> None:
+    """A change this node refuses (a wrong value type), holding ``secret`` in its payload."""
+    from django.test import Client
+
+    from tests.support.replication import config_data, remote_change
+
+    change = remote_change("FUZZ_QUARANTINED", secret)
+    change["data"] = config_data("FUZZ_QUARANTINED", secret, value_type=42)
+    import json
+
+    raw = json.dumps({"changes": [change]}).encode()
+    path = "/api/v1/sync/push"
+    headers = sign(secret=SECRET, method="POST", path=path, body=raw, node=REMOTE)
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+    response = Client().post(path, raw, content_type="application/json", **extra)
+    assert response.json()["results"][0]["status"] == "quarantined", response.content
+
+
+def _key(**scopes: bool) -> dict[str, str]:
+    _, key = api_key_create(name=f"fuzz-{'-'.join(sorted(scopes)) or 'read'}", **scopes)
+    return {"Authorization": f"Api-Key {key}"}
+
+
+@pytest.fixture
+def api_schema(canaries: None, wsgi_app: Callable[..., Any]) -> Any:
+    headers = _key(can_write=True)
+    schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", wsgi_app, headers=headers)
+    return schema.exclude(path_regex="test-connection")
+
+
+def _operations(schema: Any) -> Iterable[Any]:
+    for result in schema.get_all_operations():
+        yield result.ok()
+
+
+def _run(operation: Any, headers: dict[str, str]) -> None:
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
     )
-    return schema.include(path_regex="^/api/v1/configs/").exclude(path_regex="test-connection")
+    def check(case: Any) -> None:
+        case.call_and_validate(headers=headers, checks=CHECKS)
+
+    check()
 
 
-def test_api_conforms_to_its_schema(api_schema, auth_headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    # Driven through Hypothesis directly: schemathesis's pytest plugin does not support pytest 9.
-    tested = []
-    for result in api_schema.get_all_operations():
-        operation = result.ok()
-        tested.append(f"{operation.method.upper()} {operation.path}")
+def test_every_operation_conforms_and_leaks_nothing(api_schema: Any) -> None:
+    """A write key (no reveal) over every operation: any canary in any response is a leak."""
+    write = _key(can_write=True)
+    tested = set()
+    for operation in _operations(api_schema):
+        tested.add(f"{operation.method.upper()} {operation.path}")
+        _run(operation, {} if operation.path.removeprefix("/api/v1") in _peer_suffixes() else write)
+    assert {
+        "POST /api/v1/sync/push",
+        "GET /api/v1/sync/changes",
+        "POST /api/v1/sync/conflicts/{id}/resolve",
+        "POST /api/v1/sync/quarantine/{id}/retry",
+        "PATCH /api/v1/configs/system/{key}/",
+        "GET /api/v1/audit/",
+        "POST /api/v1/sync/trigger",
+    } <= tested
 
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=40,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            derandomize=True,
-            database=None,
-        )
-        def check(case) -> None:  # type: ignore[no-untyped-def]
-            case.call_and_validate(headers=auth_headers, checks=CHECKS)
 
-        check()
-    assert "PATCH /api/v1/configs/system/{key}/" in tested
-    assert "POST /api/v1/configs/ai-providers/" in tested
+def _peer_suffixes() -> set[str]:
+    return {path.removeprefix("/api/v1") for path in PEER_PATHS}
+
+
+def test_reveal_key_reads_leak_nothing_unless_revealing(api_schema: Any) -> None:
+    """A reveal key over the reads: a canary may come back only to a request asking reveal."""
+    REVEAL_AUTH["value"] = _key(can_reveal=True)["Authorization"]
+    try:
+        for operation in _operations(api_schema.include(method="GET")):
+            if operation.path.removeprefix("/api/v1") in _peer_suffixes():
+                continue
+            _run(operation, {"Authorization": REVEAL_AUTH["value"]})
+    finally:
+        REVEAL_AUTH.clear()
