@@ -2,7 +2,8 @@
 
 * :class:`AutoSchema`: a read-only field declared ``required=False`` is optional in responses
   (drf-spectacular marks every read-only field required; e.g. ``sensitivity_rule`` is in write
-  responses only).
+  responses only); strict serializers refuse unknown fields and require what their ``validate``
+  requires (``schema_required``).
 * :func:`postprocess`: every authenticated operation documents its 401 and 403 (the API answers
   them from the authentication and permission classes, before any view's own responses), every
   operation the 400/413/429 of the request edge where they apply (``_edge_errors``), and
@@ -16,18 +17,37 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import is_patched_serializer
 from rest_framework import serializers
+
+from configsync.api.serializers import RejectUnknownFieldsMixin
 
 _METHODS = ("get", "put", "patch", "delete", "post")
 
 
 class AutoSchema(SpectacularAutoSchema):
-    """drf-spectacular's ``AutoSchema``, honouring ``required=False`` on read-only fields."""
+    """drf-spectacular's ``AutoSchema``, saying what the serializers enforce beyond their fields:
+
+    * a read-only field declared ``required=False`` is optional (in responses);
+    * a serializer that refuses unknown fields (``RejectUnknownFieldsMixin``) has
+      ``additionalProperties: false``;
+    * the fields a serializer names in ``schema_required`` (required by its ``validate`` on a
+      create or a PUT, never on a PATCH) are required.
+    """
 
     def _map_basic_serializer(
         self, serializer: serializers.Serializer, direction: str
     ) -> dict[str, Any]:
         result: dict[str, Any] = super()._map_basic_serializer(serializer, direction)
+        if isinstance(serializer, RejectUnknownFieldsMixin):
+            result["additionalProperties"] = False
+        demanded = [
+            name
+            for name in getattr(serializer, "schema_required", ())
+            if name in result.get("properties", {})
+        ]
+        if demanded and not is_patched_serializer(serializer, direction):
+            result["required"] = sorted({*result.get("required", []), *demanded})
         optional = {
             name
             for name, field in serializer.fields.items()

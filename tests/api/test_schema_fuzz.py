@@ -244,3 +244,76 @@ def test_reveal_key_reads_leak_nothing_unless_revealing(api_schema: Any) -> None
             _run(operation, {"Authorization": REVEAL_AUTH["value"]})
     finally:
         REVEAL_AUTH.clear()
+
+
+def test_stateful_links_create_read_update_delete(api_schema: Any) -> None:
+    """schemathesis' state machine over the schema's links, with the same checks: a created
+    setting or provider is read, updated, deleted by the key its 201 named; a listed conflict
+    is resolved and a quarantined change retried or dropped by the id its list named."""
+    write = _key(can_write=True)
+    seen: dict[str, set[int]] = {}
+    base = api_schema.as_state_machine()
+
+    class Machine(base):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            if case.operation.path in PEER_PATHS:
+                return {}
+            return {"headers": write}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            super().after_call(response, case)
+            seen.setdefault(f"{case.method.upper()} {case.operation.path}", set()).add(
+                response.status_code
+            )
+
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs or None)
+
+    Machine.run(
+        settings=settings(
+            max_examples=MAX_EXAMPLES,
+            stateful_step_count=10,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
+    )
+    followed = {label for label, codes in seen.items() if codes & {200, 201, 202, 204}}
+    # Reached only through a link (a generated key or id names no record).
+    assert {
+        "PUT /api/v1/configs/system/{key}/",
+        "DELETE /api/v1/configs/system/{key}/",
+        "POST /api/v1/sync/conflicts/{id}/resolve",
+        "POST /api/v1/sync/quarantine/{id}/retry",
+    } <= followed, seen
+
+
+def test_the_canary_check_sees_every_form() -> None:
+    """``no_canary`` fails on a canary plain, URL-encoded and base64 at any alignment, and
+    passes a body without one (the check itself can fail)."""
+
+    class FakeResponse:
+        headers: dict[str, str] = {}
+
+        def __init__(self, content: bytes) -> None:
+            self.content = content
+
+    class FakeCase:
+        method = "GET"
+        formatted_path = "/x"
+        query: dict[str, str] = {}
+
+    secret = CANARIES[0]
+    bodies = [
+        b'{"v": "' + secret.encode() + b'"}',
+        urllib.parse.quote(f"a={secret}").encode(),
+        *(base64.b64encode(b"x" * n + secret.encode() + b"tail") for n in range(3)),
+        *(base64.urlsafe_b64encode(b"\xff" * n + secret.encode()) for n in range(3)),
+    ]
+    for body in bodies:
+        with pytest.raises(AssertionError, match="leaked"):
+            no_canary(None, FakeResponse(body), FakeCase())
+    no_canary(None, FakeResponse(b'{"value": "********"}'), FakeCase())
