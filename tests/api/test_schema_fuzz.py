@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 from configsync.replication.signing import sign
 from configsync.services.api_keys import api_key_create
 from tests.support.conflicts import setting_conflict
+from tests.support.quarantine import quarantine_change
 from tests.support.replication import REMOTE, SECRET, use_replication_settings
 
 pytestmark = pytest.mark.django_db
@@ -159,25 +160,7 @@ def canaries(settings: Any, db: None) -> None:
     system_config_set(key="FUZZ_PLAIN", value="plain-value")
     ai_provider_set(name="fuzz-canary", kind="openai", api_key=CANARIES[1])
     setting_conflict("FUZZ_CONFLICTED", local="sk-CANARY-fuzz-local", remote=CANARIES[2], sensitive=True)
-    _quarantine_one(CANARIES[3])
-
-
-def _quarantine_one(secret: str) -> None:
-    """A change this node refuses (a wrong value type), holding ``secret`` in its payload."""
-    from django.test import Client
-
-    from tests.support.replication import config_data, remote_change
-
-    change = remote_change("FUZZ_QUARANTINED", secret)
-    change["data"] = config_data("FUZZ_QUARANTINED", secret, value_type=42)
-    import json
-
-    raw = json.dumps({"changes": [change]}).encode()
-    path = "/api/v1/sync/push"
-    headers = sign(secret=SECRET, method="POST", path=path, body=raw, node=REMOTE)
-    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
-    response = Client().post(path, raw, content_type="application/json", **extra)
-    assert response.json()["results"][0]["status"] == "quarantined", response.content
+    quarantine_change("FUZZ_QUARANTINED", CANARIES[3])
 
 
 def _key(**scopes: bool) -> dict[str, str]:
