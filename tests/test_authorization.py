@@ -4,9 +4,10 @@ The URL resolver is walked recursively (the admin, the DRF routers, every app's 
 pattern is turned into a concrete URL (its parameters naming records that exist) and requested
 with each method by each role through Django's test client. What each role may reach is written
 below as data: ``ENDPOINT_CLASSES`` (pattern name -> class, per method where it differs) and
-``ALLOWED`` (class -> roles). A pattern with no entry fails ``test_every_url_pattern_is_classified``:
-a new URL is classified on purpose. The admin's patterns are one class (every admin view is
-wrapped by ``AdminSite.admin_view``), except its login and logout pages.
+``ALLOWED`` (class -> roles). A pattern with no entry fails
+``test_every_url_pattern_is_classified``: a new URL is classified on purpose. The admin's
+patterns are class ``admin`` (every admin view is wrapped by ``AdminSite.admin_view``) unless
+listed: its login and logout pages, and the pages of records only the engine writes.
 
 "Allowed" means the request got past authentication and authorization: anything but 401, 403
 or a redirect to the admin's login page (a 404 for a missing record or a 405 for a method the
@@ -140,7 +141,9 @@ def _parameters(pattern: Any) -> tuple[str, ...]:
     return ()
 
 
-def _walk(resolver: URLResolver, prefix: str = "", namespace: str = "", params: tuple[str, ...] = ()) -> Iterator[Endpoint]:
+def _walk(
+    resolver: URLResolver, prefix: str = "", namespace: str = "", params: tuple[str, ...] = ()
+) -> Iterator[Endpoint]:
     for entry in resolver.url_patterns:
         text = prefix + str(entry.pattern)
         found = params + _parameters(entry.pattern)
@@ -172,10 +175,14 @@ def scene(settings: Any, stub_provider: Any) -> Scene:
 
     use_replication_settings(settings)
     # Declared with a default, so the admin's "reset to default" page applies to it.
-    settings.CONFIGSYNC_SCHEMA = {"AUTHZ_SETTING": {"type": "str", "default": "x", "sensitive": True}}
+    settings.CONFIGSYNC_SCHEMA = {
+        "AUTHZ_SETTING": {"type": "str", "default": "x", "sensitive": True}
+    }
     system_config_set(key="AUTHZ_SETTING", value="sk-CANARY-authz-0001", is_sensitive=True)
     ai_provider_set(
-        name="authz-provider", kind="openai", api_key="sk-CANARY-authz-0002",
+        name="authz-provider",
+        kind="openai",
+        api_key="sk-CANARY-authz-0002",
         base_url=stub_provider.base_url,
     )
     conflict = setting_conflict("AUTHZ_CONFLICT", local="a", remote="b")
@@ -290,7 +297,9 @@ def test_each_role_gets_exactly_what_the_matrix_allows(role: str, scene: Scene) 
                 wrong.append(f"{method} {url}: {response.status_code} (server error)")
             elif denied(response) == expected:
                 verdict = "denied" if expected else "let in"
-                wrong.append(f"{method} {url} ({endpoint.label}): {verdict}, {response.status_code}")
+                wrong.append(
+                    f"{method} {url} ({endpoint.label}): {verdict}, {response.status_code}"
+                )
     assert not wrong, f"{role}:\n" + "\n".join(wrong)
     if role not in ALLOWED["write"]:
         # Refused before anything ran: no record, conflict or quarantined change changed.
@@ -316,4 +325,5 @@ def test_anonymous_admin_pages_redirect_to_login_and_api_answers_401(scene: Scen
     for name in ("system-config-list", "sync-status", "audit-list", "sync-push", "api-schema"):
         response = client.get(reverse(name))
         assert response.status_code == 401, (name, response.status_code)
-    assert json.loads(client.get(reverse("health")).content)["status"] in {"ok", "degraded", "error"}
+    health = json.loads(client.get(reverse("health")).content)
+    assert health["status"] in {"ok", "degraded", "error"}

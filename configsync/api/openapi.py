@@ -105,7 +105,9 @@ def _auth_errors(operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     responses.setdefault(
         "401",
-        _error_response("Not authenticated (or, for peers, a missing, stale or replayed signature)."),
+        _error_response(
+            "Not authenticated (or, for peers, a missing, stale or replayed signature)."
+        ),
     )
     responses.setdefault(
         "403", _error_response("Authenticated without the needed scope (or a bad signature).")

@@ -159,7 +159,9 @@ def canaries(settings: Any, db: None) -> None:
     system_config_set(key="FUZZ_CANARY_TOKEN", value=CANARIES[0], is_sensitive=True)
     system_config_set(key="FUZZ_PLAIN", value="plain-value")
     ai_provider_set(name="fuzz-canary", kind="openai", api_key=CANARIES[1])
-    setting_conflict("FUZZ_CONFLICTED", local="sk-CANARY-fuzz-local", remote=CANARIES[2], sensitive=True)
+    setting_conflict(
+        "FUZZ_CONFLICTED", local="sk-CANARY-fuzz-local", remote=CANARIES[2], sensitive=True
+    )
     quarantine_change("FUZZ_QUARANTINED", CANARIES[3])
 
 
@@ -171,7 +173,9 @@ def _key(**scopes: bool) -> dict[str, str]:
 @pytest.fixture
 def api_schema(canaries: None, wsgi_app: Callable[..., Any]) -> Any:
     headers = _key(can_write=True)
-    schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", wsgi_app, headers=headers)
+    schema = schemathesis.openapi.from_wsgi(
+        "/api/v1/schema/?format=json", wsgi_app, headers=headers
+    )
     return schema.exclude(path_regex="test-connection")
 
 
