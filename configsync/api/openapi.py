@@ -6,9 +6,10 @@
   requires (``schema_required``).
 * :func:`postprocess`: every authenticated operation documents its 401 and 403 (the API answers
   them from the authentication and permission classes, before any view's own responses), every
-  operation the 400/413/429 of the request edge where they apply (``_edge_errors``), and
+  operation the 400/413/415/429 of the request edge where they apply (``_edge_errors``), and
   the links a client (or schemathesis' stateful run) follows from one operation to the next:
-  create -> retrieve/update/delete/history/rollback by the natural key the 201 body holds, and
+  create -> retrieve/update/delete/history/rollback by the natural key the 201 body holds (and
+  the writes' ``If-Match`` by its ``ETag``), and
   a conflicts or quarantine list -> resolve, retry, drop by the first item's ``id``.
 """
 
@@ -82,7 +83,8 @@ def _error_response(description: str) -> dict[str, Any]:
 def _edge_errors(operation: dict[str, Any]) -> None:
     """What the request edge answers before a view's own responses: 400 for a body or query
     that does not validate (DRF's field -> messages, or ``detail``), 413 for a body over
-    ``DATA_UPLOAD_MAX_MEMORY_SIZE``, 429 for a throttled API-key or session caller."""
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE``, 415 for a body DRF's parsers refuse (e.g. multipart without
+    a boundary), 429 for a throttled API-key or session caller."""
     responses = operation.setdefault("responses", {})
     takes_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
     if operation.get("requestBody") or takes_query:
@@ -95,6 +97,9 @@ def _edge_errors(operation: dict[str, Any]) -> None:
         )
     if operation.get("requestBody"):
         responses.setdefault("413", _error_response("Request body too large."))
+        responses.setdefault(
+            "415", _error_response("A body in a media type the endpoint does not parse.")
+        )
     if any("ApiKeyAuth" in requirement for requirement in operation.get("security", [])):
         responses.setdefault("429", _error_response("Throttled."))
 
@@ -134,9 +139,16 @@ def _links(paths: dict[str, Any]) -> None:
                 for method in _METHODS:
                     target = item_ops.get(method)
                     if target and "operationId" in target:
-                        links[target["operationId"]] = _link(
+                        link = _link(
                             target["operationId"], parameter, f"$response.body#/{parameter}"
                         )
+                        if any(
+                            p.get("in") == "header" and p.get("name") == "If-Match"
+                            for p in target.get("parameters", [])
+                        ):
+                            # A write after the create names the version it saw.
+                            link["parameters"]["header.If-Match"] = "$response.header.ETag"
+                        links[target["operationId"]] = link
         listing = ops.get("get")
         # A list of rows with integer ids (conflicts, quarantine) -> the row actions.
         if listing and path.endswith("/") and "{" not in path and not create:

@@ -68,7 +68,7 @@ def test_every_authenticated_operation_documents_401_and_403(schema) -> None:
             else:
                 assert path == "/api/v1/health", (method, path)
             if operation.get("requestBody"):
-                assert {"400", "413"} <= codes, (method, path)
+                assert {"400", "413", "415"} <= codes, (method, path)
 
 
 def test_peer_answers_match_their_schemas(schema, settings) -> None:
@@ -92,8 +92,9 @@ def test_links_lead_from_create_to_the_record_and_from_lists_to_row_actions(sche
     create = _operation(schema, "post", "/api/v1/configs/system/")["responses"]["201"]["links"]
     assert create["configs_system_destroy"] == {
         "operationId": "configs_system_destroy",
-        "parameters": {"key": "$response.body#/key"},
+        "parameters": {"key": "$response.body#/key", "header.If-Match": "$response.header.ETag"},
     }
+    assert create["configs_system_retrieve"]["parameters"] == {"key": "$response.body#/key"}
     assert {
         "configs_system_retrieve",
         "configs_system_update",
@@ -114,6 +115,13 @@ def test_an_audit_query_out_of_range_is_a_documented_400() -> None:
     response = client.get("/api/v1/audit/?limit=60000")
     assert response.status_code == 400
     assert "limit" in response.json()
+
+
+def test_a_body_in_a_media_type_no_parser_takes_is_a_documented_415(schema) -> None:
+    client = key_client(write=True)
+    response = client.post("/api/v1/sync/trigger", b"peer=x", content_type="text/plain")
+    assert response.status_code == 415
+    assert "415" in _operation(schema, "post", "/api/v1/sync/trigger")["responses"]
 
 
 def test_the_schema_needs_the_read_scope() -> None:
