@@ -59,6 +59,7 @@ CANARIES = (
     "sk-CANARY-fuzz-provider-77ab20",
     "sk-CANARY-fuzz-conflict-e3c5aa",
     "sk-CANARY-fuzz-quarantine-90bd17",
+    "sk-CANARY-fuzz-local-5a0e33",
 )
 
 
@@ -163,9 +164,7 @@ def canaries(settings: Any, db: None) -> None:
     system_config_set(key="FUZZ_CANARY_TOKEN", value=CANARIES[0], is_sensitive=True)
     system_config_set(key="FUZZ_PLAIN", value="plain-value")
     ai_provider_set(name="fuzz-canary", kind="openai", api_key=CANARIES[1])
-    setting_conflict(
-        "FUZZ_CONFLICTED", local="sk-CANARY-fuzz-local", remote=CANARIES[2], sensitive=True
-    )
+    setting_conflict("FUZZ_CONFLICTED", local=CANARIES[4], remote=CANARIES[2], sensitive=True)
     quarantine_change("FUZZ_QUARANTINED", CANARIES[3])
 
 
