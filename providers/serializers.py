@@ -7,7 +7,7 @@ asked to reveal (and allowed to). No error message echoes the submitted value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rest_framework import serializers
 
@@ -18,7 +18,7 @@ from configsync.api.serializers import (
     closest,
 )
 from configsync.logging import MASK, register_secret
-from providers.models import AIProviderConfig
+from providers.models import NAME_VALIDATOR, AIProviderConfig
 from providers.registry import KINDS
 
 
@@ -38,7 +38,14 @@ class KindField(serializers.ChoiceField):
 class AIProviderSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """One AI provider account. ``api_key`` is write-only: read back masked unless revealed."""
 
-    name = StrictCharField(max_length=64, help_text="Natural key, e.g. openai-main.")
+    schema_required: ClassVar[tuple[str, ...]] = ("kind",)
+    """Required on create (``configsync.api.openapi``)."""
+
+    name = StrictCharField(
+        max_length=64,
+        validators=[NAME_VALIDATOR],  # the model's, so the schema carries its pattern
+        help_text="Natural key, e.g. openai-main.",
+    )
     kind = KindField(
         choices=list(KINDS),
         required=False,
@@ -103,6 +110,8 @@ class AIProviderSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 class AIProviderUpdateSerializer(AIProviderSerializer):
     """PUT/PATCH body: the name comes from the URL."""
+
+    schema_required: ClassVar[tuple[str, ...]] = ()
 
     name = StrictCharField(read_only=True)  # type: ignore[assignment]
 

@@ -237,7 +237,7 @@ REST_FRAMEWORK = {
     ],
     # Scopes: read for safe methods, write otherwise; admins hold all (configsync.api.permissions).
     "DEFAULT_PERMISSION_CLASSES": ["configsync.api.permissions.HasScope"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "configsync.api.openapi.AutoSchema",
     # Bodies: nesting bounded, NUL and lone surrogates refused (configsync.api.parsers).
     "DEFAULT_PARSER_CLASSES": [
         "configsync.api.parsers.StorableJSONParser",
@@ -269,6 +269,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ConflictSideEnum": "configsync.replication.models.conflicts.Conflict.Winner"
     },
+    # 401/403 on every authenticated operation, and the links between operations.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "configsync.api.openapi.postprocess",
+    ],
 }
 
 # --- configsync (read only through configsync/conf.py) -------------------------------------------

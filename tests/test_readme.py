@@ -21,6 +21,8 @@ DOCUMENTED_NOT_READ = {
     "CHAOS_SEED": "read by tests/chaos/harness.py (tests only; make chaos)",
     "CHAOS_ROUNDS": "read by tests/chaos/harness.py (tests only; make chaos)",
     "CHAOS_NODES": "read by tests/chaos/harness.py and tests/support/xdist.py (tests only)",
+    "SCHEMATHESIS_MAX_EXAMPLES": "read by tests/api/test_schema_fuzz.py (tests only)",
+    "CONFIGSYNC_NATS_URL": "documented as not read yet (the NATS transport of a later release)",
 }
 
 

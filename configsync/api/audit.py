@@ -16,7 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -96,7 +102,11 @@ class AuditEventListView(APIView):
                     "next": serializers.CharField(allow_null=True),
                 },
             ),
-            400: inline_serializer("AuditBadQuery", {"detail": serializers.CharField()}),
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="A parameter that does not validate: field -> messages (e.g. limit "
+                "out of range), or detail (a filter the trail cannot apply).",
+            ),
             401: None,
             403: None,
         },

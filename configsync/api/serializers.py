@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
@@ -116,6 +116,9 @@ class TypedValueField(serializers.Field):
 
 class SystemConfigSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """One setting. ``value`` is typed by ``value_type``; masked when sensitive (see ``reveal``)."""
+
+    schema_required: ClassVar[tuple[str, ...]] = ("value",)
+    """Required on create and PUT by ``validate`` (``configsync.api.openapi``)."""
 
     key = StrictCharField(max_length=255, help_text="Natural key, e.g. DATABASE_URL (create only).")
     value = TypedValueField(

@@ -133,6 +133,28 @@ class FeedPageSerializer(serializers.Serializer):
     )
 
 
+class DigestItemSerializer(serializers.Serializer):
+    """One digest item: a record's current version, without its data."""
+
+    model = serializers.CharField(help_text="Replicated model, app_label.modelname.")
+    key = serializers.CharField(help_text="Natural key.")
+    hlc = serializers.CharField(help_text="Hybrid logical clock: WALL:COUNTER:NODE.")
+    deleted = serializers.BooleanField(help_text="Tombstone.")
+
+
+class DigestPageSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    changes = DigestItemSerializer(many=True)
+    next_cursor = serializers.CharField()
+    has_more = serializers.BooleanField()
+    reset = serializers.BooleanField(help_text="The cursor was from another epoch: started over.")
+    clock_ms = serializers.IntegerField(help_text="The node's physical clock (ms).")
+    hlc_ms = serializers.IntegerField(
+        allow_null=True,
+        help_text="Physical part of the last timestamp the node's clock issued (ms).",
+    )
+
+
 class PushRecordSerializer(serializers.Serializer):
     session = serializers.CharField(
         max_length=32, help_text="The push checkpoint's new session (8 to 32 lowercase hex)."
@@ -203,9 +225,21 @@ class PushResultSerializer(serializers.Serializer):
 
 
 class BatchErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
-    skew_ms = serializers.IntegerField(allow_null=True)
+    """A refused push: ``detail`` with ``errors`` and ``skew_ms`` for a batch of invalid items,
+    ``detail`` alone for a refused ``record``, or field -> messages for a malformed body."""
+
+    detail = serializers.CharField(required=False)
+    errors = serializers.ListField(  # type: ignore[assignment]
+        child=serializers.DictField(), required=False
+    )
+    skew_ms = serializers.IntegerField(allow_null=True, required=False)
+
+
+class QueryErrorSerializer(serializers.Serializer):
+    """A refused feed query: ``detail`` for a cursor that does not parse, or field -> messages
+    for an invalid parameter."""
+
+    detail = serializers.CharField(required=False)
 
 
 # --- endpoints ------------------------------------------------------------------------------
@@ -281,7 +315,7 @@ class SyncChangesView(PeerView):
     @extend_schema(
         operation_id="sync_changes",
         parameters=[FeedQuerySerializer],
-        responses={200: FeedPageSerializer, 400: BatchErrorSerializer},
+        responses={200: FeedPageSerializer, 400: QueryErrorSerializer},
         description=(
             "Changes after the cursor ``since`` in sequence order, at most ``limit``; "
             "``next_cursor`` continues, ``has_more`` says whether more remain. Signed peers only."
@@ -297,7 +331,7 @@ class SyncDigestView(PeerView):
     @extend_schema(
         operation_id="sync_digest",
         parameters=[FeedQuerySerializer],
-        responses={200: FeedPageSerializer},
+        responses={200: DigestPageSerializer, 400: QueryErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         return self._page(request, digest=True)
