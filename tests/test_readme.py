@@ -18,6 +18,8 @@ DOCUMENTED_NOT_READ = {
     "DJANGO_SETTINGS_MODULE": "read by Django itself (manage.py, wsgi, celery set its default)",
     "PORT": "read by the Makefile (make run) and gunicorn.conf.py's bind default",
     "TEST_REDIS_DBS": "read by tests/support/xdist.py (tests only)",
+    "CHAOS_EXAMPLES": "read by tests/chaos/test_state_machine.py (tests only)",
+    "CHAOS_SEED": "read by tests/chaos/test_state_machine.py (tests only)",
     "CONFIGSYNC_NATS_URL": "documented as not read yet (the NATS transport of a later release)",
 }
 

@@ -50,7 +50,7 @@ URL_SUFFIX = ".invalid"
 """Peers' base URLs are ``http://<node>.invalid`` (a name no resolver answers)."""
 
 
-class NodeCrash(BaseException):  # noqa: N818 - it stands for a process dying, not an error
+class NodeCrash(BaseException):
     """The node's process died mid-operation. A ``BaseException``: no ``except Exception`` in
     the product catches it, so every transaction open at that moment rolls back, as the
     database does for a killed process."""
@@ -74,7 +74,8 @@ _REAL_TIME = hlc.time
 @dataclass
 class Fault:
     """One armed fault: the first statement matching ``pattern`` fails with ``kind``
-    (``"transient"``: ``OperationalError``, the product retries; ``"crash"``: :class:`NodeCrash`)."""
+    (``"transient"``: ``OperationalError``, which the product retries; ``"crash"``:
+    :class:`NodeCrash`)."""
 
     pattern: re.Pattern[str]
     kind: str
