@@ -318,7 +318,7 @@ def machine(databases: NodeDatabases, merge_rules: dict[str, str] | None = None)
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def node_databases(
     tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any
 ) -> Iterator[NodeDatabases]:
