@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -48,6 +49,8 @@ from configsync.replication.services.quarantine import quarantine_retry
 from configsync.services.system_config import system_config_delete, system_config_set
 from tests.chaos.model import Key, Op, digest, expected_state
 from tests.support.inprocess import InProcessGroup, InProcessNode, NodeCrash, NodeDatabases
+
+pytestmark = pytest.mark.chaos
 
 NODES = ("n0", "n1", "n2")
 PAIRS = tuple((a, b) for a in NODES for b in NODES if a != b)
@@ -333,7 +336,10 @@ def node_databases(
     """Fresh migrated databases for the nodes, on the backend the suite runs on."""
     base = dict(connections.settings[DEFAULT_DB_ALIAS])
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    prefix = f"{base['NAME'].rsplit('/', 1)[-1].split('.')[0]}_statem_{worker}"
+    # PostgreSQL: beside the suite's database, per worker. SQLite: files in a temporary folder
+    # (never derived from NAME, which is a URI for pytest-django's in-memory test database).
+    server = re.sub(r"\W", "_", str(base["NAME"])) if "postgresql" in base["ENGINE"] else "cs"
+    prefix = f"{server}_statem_{worker}"
     with django_db_blocker.unblock():
         databases = NodeDatabases(
             base=base, directory=tmp_path_factory.mktemp("statem"), prefix=prefix
