@@ -361,7 +361,7 @@ def run_machine(machine_class: type, *, seed_value: int, **chosen: Any) -> None:
     """Run the machine with a fixed seed; a failure's notes say how to run it again."""
     options: dict[str, Any] = {
         "max_examples": EXAMPLES or 6,
-        "stateful_step_count": 25,
+        "stateful_step_count": 40 if EXAMPLES else 25,
         "deadline": None,
         "database": None,
         "print_blob": True,
