@@ -83,7 +83,9 @@ class Fault:
     fired: int = 0
     times: int = 1
 
-    def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, ctx: Any):  # type: ignore[no-untyped-def]
+    def __call__(
+        self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, ctx: Any
+    ) -> Any:
         if self.fired < self.times and self.pattern.search(str(sql)):
             self.fired += 1
             if self.kind == "crash":
