@@ -13,9 +13,10 @@ hold the same records (timestamps, tombstones, wire forms byte for byte), equal 
 ``tests/chaos/model.py``'s ``expected_state`` of the recorded history, with nothing left in
 quarantine.
 
-A failure prints the steps (Hypothesis' falsifying example) and the way to reproduce it. Runs
-``CHAOS_EXAMPLES`` examples (default 6, derandomized: the same examples on every run, as CI
-wants); ``make chaos`` sets it higher and random (``CHAOS_SEED`` fixes the seed of such a run).
+A failure prints the steps (Hypothesis' falsifying example), the ``@reproduce_failure`` blob and
+the seed. ``make test`` runs 6 examples of 25 steps with a fixed seed (the same examples every
+time, and the test checks they met every fault); a long run sets ``CHAOS_EXAMPLES`` (40 steps
+each, a random seed unless ``CHAOS_SEED`` fixes it), and then shrinks a failure.
 ``test_a_broken_merge_rule_is_caught`` proves the machine can fail: with
 ``CONFIGSYNC_TEST_MERGE_RULE=broken`` on one node, a run with a fixed seed must fail.
 """
