@@ -123,7 +123,15 @@ DEFAULTS: dict[str, Any] = {
     "SCHEMA": {},
     # Whether the local operator holds the reveal right (get/export --reveal, run with secrets).
     "CLI_REVEAL": True,
+    # Test only: "broken" makes this node decide conflicts wrongly on purpose, so the convergence
+    # tests can prove they catch a wrong merge rule (configsync.replication.services.apply).
+    # Read from the environment by settings.local and settings.test only; check E070 refuses it
+    # anywhere else.
+    "TEST_MERGE_RULE": "",
 }
+
+TEST_MERGE_RULES = ("", "broken")
+"""The values of ``CONFIGSYNC_TEST_MERGE_RULE`` (empty: the real rule)."""
 
 
 class AppSettings:

@@ -8,6 +8,8 @@ production (``settings.environment.startup_guard``).
 
 import os
 
+from configsync.conf import TEST_MERGE_RULES
+
 from .environment import startup_guard
 
 os.environ.setdefault("DJANGO_DEBUG", "true")
@@ -15,3 +17,10 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "django-insecure-local-development-on
 
 with startup_guard():
     from .base import *  # noqa: F403
+    from .base import env
+
+    # Test only (README): a deliberately wrong merge rule for the convergence tests to catch;
+    # settings.production refuses the variable and check configsync.E023 any other module.
+    CONFIGSYNC_TEST_MERGE_RULE = env.choice(
+        "CONFIGSYNC_TEST_MERGE_RULE", [r for r in TEST_MERGE_RULES if r], default=""
+    )

@@ -38,6 +38,11 @@ with startup_guard():
                 f"{_name} is a placeholder (an example published with configsync): set a "
                 "value of your own"
             )
+    if env.str("CONFIGSYNC_TEST_MERGE_RULE", default="").strip():
+        # A test-only switch that makes the node decide conflicts wrongly (check E023).
+        raise ConfigurationError(
+            "CONFIGSYNC_TEST_MERGE_RULE is a test-only switch: unset it in production"
+        )
     SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=True)
 

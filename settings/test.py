@@ -6,6 +6,8 @@ A fixed, obviously fake encryption keyring is used unless the test overrides it.
 
 import os
 
+from configsync.conf import TEST_MERGE_RULES
+
 from .environment import startup_guard
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "django-insecure-test-only")
@@ -18,6 +20,12 @@ os.environ.setdefault(
 with startup_guard():
     from .base import *  # noqa: F403
     from .base import VAR_DIR, database_config, env
+
+    # Test only (README): a deliberately wrong merge rule for the convergence tests to catch;
+    # settings.production refuses the variable and check configsync.E023 any other module.
+    CONFIGSYNC_TEST_MERGE_RULE = env.choice(
+        "CONFIGSYNC_TEST_MERGE_RULE", [r for r in TEST_MERGE_RULES if r], default=""
+    )
 
     DATABASES = {
         "default": database_config(

@@ -9,6 +9,10 @@
 * E022 — the deployment mode (configured, or stored by ``configsync mode set``: database check)
   needs a transport whose settings are missing (a bucket mode without ``CONFIGSYNC_R2_*``).
 * W021 — the deployment mode needs the bucket transport, which this version does not have.
+* E023 — ``CONFIGSYNC_TEST_MERGE_RULE`` (a test-only switch that makes this node decide
+  conflicts wrongly on purpose) is set under a settings module other than ``settings.local`` and
+  ``settings.test``, or to an unknown value. ``settings.production`` refuses the variable at
+  start-up; this catches a value set in code.
 * W040 — stored records fail the validation every write passes (database check: ``migrate`` and
   ``check --database default`` run it): rows stored before received versions were validated, or
   loaded with raw fixtures; reading their value fails. Names records and rules, never values.
@@ -33,6 +37,33 @@ def checks_register() -> None:
     checks.register(check_sync_strategies)
     checks.register(check_mode_transports)
     checks.register(check_stored_mode_transports, checks.Tags.database)
+    checks.register(check_test_merge_rule)
+
+
+TEST_SETTINGS_MODULES = ("settings.local", "settings.test")
+"""The settings modules under which ``CONFIGSYNC_TEST_MERGE_RULE`` may be set (E023)."""
+
+
+def check_test_merge_rule(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django.conf import settings
+
+    from configsync.conf import TEST_MERGE_RULES
+
+    rule = app_settings.TEST_MERGE_RULE or ""
+    if not rule:
+        return []
+    module = getattr(settings, "SETTINGS_MODULE", "") or ""
+    if rule not in TEST_MERGE_RULES or module not in TEST_SETTINGS_MODULES:
+        return [
+            checks.Error(
+                "CONFIGSYNC_TEST_MERGE_RULE is a test-only switch that breaks replication on "
+                "purpose: allowed only under settings.local and settings.test, as one of "
+                f"{', '.join(r for r in TEST_MERGE_RULES if r)}.",
+                hint="Unset CONFIGSYNC_TEST_MERGE_RULE.",
+                id="configsync.E023",
+            )
+        ]
+    return []
 
 
 def check_sync_strategies(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -135,6 +135,9 @@ MALFORMED = [
     ("local", "CONFIGSYNC_SKEW_WARNING_SECONDS", "301", "must not exceed CONFIGSYNC_MAX_CLOCK"),
     ("local", "CONFIGSYNC_THROTTLE_ANON", "fast", "CONFIGSYNC_THROTTLE_ANON must be a rate"),
     ("local", "CONFIGSYNC_THROTTLE_USER", "0/min", "CONFIGSYNC_THROTTLE_USER must be a rate"),
+    ("local", "CONFIGSYNC_TEST_MERGE_RULE", "lww", "CONFIGSYNC_TEST_MERGE_RULE must be one of"),
+    ("test", "CONFIGSYNC_TEST_MERGE_RULE", "lww", "CONFIGSYNC_TEST_MERGE_RULE must be one of"),
+    ("production", "CONFIGSYNC_TEST_MERGE_RULE", "broken", "is a test-only switch: unset it"),
 ]
 
 
@@ -198,7 +201,7 @@ def test_valid_values_of_every_variable_are_accepted(tmp_path: Path) -> None:
         "print(s.DEBUG, s.CONFIGSYNC_SYNC_INTERVAL_SECONDS, s.CONFIGSYNC_PUSH_ON_WRITE,"
         " s.CONFIGSYNC_PEERS, s.CONFIGSYNC_DEPLOYMENT_MODE, s.CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS,"
         " s.CONFIGSYNC_SKEW_WARNING_SECONDS, s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'],"
-        " s.ALLOWED_HOSTS, s.LOG_LEVEL, s.CELERY_BROKER_URL)\n"
+        " s.ALLOWED_HOSTS, s.LOG_LEVEL, s.CELERY_BROKER_URL, s.CONFIGSYNC_TEST_MERGE_RULE)\n"
     )
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -218,6 +221,7 @@ def test_valid_values_of_every_variable_are_accepted(tmp_path: Path) -> None:
         "CONFIGSYNC_THROTTLE_USER": "100/hour",
         "REDIS_URL": "redis://127.0.0.1:6379/3",
         "CONFIGSYNC_ENCRYPTION_KEYS": f"{generate_key()},{generate_key()}",
+        "CONFIGSYNC_TEST_MERGE_RULE": "broken",
     }
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
@@ -240,6 +244,7 @@ def test_valid_values_of_every_variable_are_accepted(tmp_path: Path) -> None:
         "'b.example']",
         "WARNING",
         "redis://127.0.0.1:6379/3",
+        "broken",
     ]
 
 

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from configsync.actor import PEER
 from configsync.bulk import JSONText, rows_by_keys, rows_delete, rows_insert, rows_update
+from configsync.conf import app_settings
 from configsync.models import PeerCheckpoint, ReplicatedRecord
 from configsync.replication import registry
 from configsync.replication.context import applying_remote
@@ -322,6 +323,11 @@ def _apply_parsed(parsed: list[ParsedChange], context: _ApplyContext) -> list[It
             assert local is not None and record is not None
             status = CONFLICT
             remote_wins = lww_wins(remote.hlc, remote.deleted, local.hlc, local.deleted)
+            if app_settings.TEST_MERGE_RULE == "broken":
+                # Test only (CONFIGSYNC_TEST_MERGE_RULE, refused outside settings.local/test by
+                # check E070): this node keeps its own version in every conflict, so the
+                # convergence tests can show they catch a wrong merge rule.
+                remote_wins = False
             merged = vv_merge(local_vv, change.vv)
             if remote_wins:
                 write(rm, change.key, remote)
