@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -130,3 +131,20 @@ def test_any_object_key_is_a_sequence_number_or_none(key: str) -> None:
     layout = Layout(prefix="", group="g")
     seq = seq_of(key, layout.segments_of(REMOTE))
     assert seq is None or (0 <= seq <= MAX_SEQ and key == layout.segment(REMOTE, seq))
+
+
+@pytest.mark.parametrize("member", ["sha256", "hmac"])
+@pytest.mark.parametrize("text", ["é" * 64, "\ud800", "0" * 63 + "\u0660"])
+def test_a_checksum_or_signature_of_any_text_is_damage(member: str, text: str) -> None:
+    """Found by the atheris harness: a non-ASCII ``sha256`` (or ``hmac``) made ``unseal`` raise
+    ``TypeError`` from ``hmac.compare_digest`` instead of ``Damaged``."""
+    document = json.loads(seal(kind=SEGMENT, items=SEGMENT_ITEMS, **WHERE))
+    document[member] = text
+    body = json.dumps(document).encode()
+    assert _unsealed(body, SEGMENT) is None
+    assert (
+        _unsealed(
+            json.dumps(document, ensure_ascii=False).encode("utf-8", "surrogatepass"), SEGMENT
+        )
+        is None
+    )

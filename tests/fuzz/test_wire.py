@@ -20,6 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from configsync.crypto.fields import encryption_context_for
+from configsync.crypto.keyring import get_keyring
 from configsync.models import QuarantinedChange
 from configsync.replication.errors import ChangeValidationError
 from configsync.replication.services.receive import changes_receive
@@ -32,7 +34,7 @@ from configsync.replication.services.wire import (
     ParsedChange,
     changes_check,
 )
-from tests.fuzz.strategies import FUZZ, JSON_VALUE, json_bytes, mutated, mutated_bytes
+from tests.fuzz.strategies import FUZZ, JSON_VALUE, TEXT, json_bytes, mutated, mutated_bytes
 from tests.support.fuzz import signed_headers, state
 from tests.support.replication import REMOTE
 
@@ -157,3 +159,45 @@ def test_the_push_endpoint_answers_any_body_without_a_5xx(
         if response.status_code == 400:
             assert state() == before and QuarantinedChange.objects.count() == kept
         transaction.set_rollback(True)
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_user_sealing_any_password_text_is_applied_or_quarantined(
+    valid_batch: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """A peer holding the keys can seal any text as a user's password hash (``auth.py``): it is
+    a hash this node knows, or an unusable one, or the user is quarantined; never an error."""
+    user = next(item for item in valid_batch if item["model"] == "auth.user")
+    plain = data.draw(
+        st.one_of(
+            TEXT,
+            st.sampled_from(
+                ["md5$$" + "0" * 32, "0" * 32, "!", "!x", "md5$", "$", "pbkdf2_sha256$1$s$h"]
+            ),
+            st.builds("{}${}".format, TEXT, TEXT),
+        ).filter(_encodable)
+    )
+    item = json.loads(json.dumps(user))
+    item["data"]["password"] = get_keyring().encrypt(
+        plain,
+        context=encryption_context_for(
+            model_label="auth.user", field_name="password", natural_key=item["key"]
+        ),
+    )
+    with transaction.atomic():
+        before = state()
+        (result,) = changes_receive(changes=[item], source_node=REMOTE, source_name="peer")
+        assert result.status in (APPLIED, QUARANTINED)
+        if result.status == QUARANTINED:
+            assert state() == before and "password" in result.reason
+            assert len(plain) < 8 or plain not in result.reason
+        transaction.set_rollback(True)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
