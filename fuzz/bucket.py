@@ -12,7 +12,7 @@ import sys
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync"]):
+with atheris.instrument_imports(include=["configsync.replication.transports.bucket"]):
     _harness.setup()
     from configsync.replication.transports.bucket.documents import (
         SEGMENT,

@@ -12,7 +12,9 @@ import sys
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync"]):
+with atheris.instrument_imports(
+    include=["configsync.replication.selectors.feed", "configsync.replication.transports"]
+):
     _harness.setup()
     from configsync.replication.errors import CursorError, TransportError
     from configsync.replication.selectors.feed import cursor_parse

@@ -12,7 +12,7 @@ import sys
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync"]):
+with atheris.instrument_imports(include=["configsync.crypto"]):
     _harness.setup()
     from configsync.crypto.errors import KeyringError
     from configsync.crypto.keyring import TokenError, get_keyring, parse_key, token_key_id

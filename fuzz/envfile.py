@@ -11,7 +11,7 @@ import sys
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync"]):
+with atheris.instrument_imports(include=["configsync.envbridge"]):
     _harness.setup()
     from configsync.envbridge.envfile import EnvDocument, EnvSyntaxError
 

@@ -8,7 +8,7 @@ import sys
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync"]):
+with atheris.instrument_imports(include=["configsync.replication.transports.database"]):
     _harness.setup()
     from configsync.replication.transports.database import _identity, _parse
 

@@ -13,7 +13,9 @@ from typing import Any
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync"]):
+with atheris.instrument_imports(
+    include=["configsync.replication.transports.http", "configsync.replication.page"]
+):
     _harness.setup()
     import requests
     from requests.adapters import BaseAdapter

@@ -14,7 +14,9 @@ import sys
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync"]):
+with atheris.instrument_imports(
+    include=["configsync.replication.signing", "configsync.middleware"]
+):
     _harness.setup(database=True)
     from django.db import transaction
     from django.test import Client

@@ -11,7 +11,7 @@ import sys
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync", "providers"]):
+with atheris.instrument_imports(include=["configsync.snapshots", "configsync.validation"]):
     _harness.setup()
     from configsync.snapshots.document import SnapshotError, document_dumps, document_loads
     from configsync.snapshots.promotion import promote_document

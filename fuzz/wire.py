@@ -13,7 +13,14 @@ import sys
 import _harness
 import atheris
 
-with atheris.instrument_imports(include=["configsync", "providers"]):
+with atheris.instrument_imports(
+    include=[
+        "configsync.replication",
+        "configsync.api.parsers",
+        "configsync.validation",
+        "providers",
+    ]
+):
     _harness.setup(database=True)
     from django.db import transaction
     from django.test import Client
