@@ -129,8 +129,11 @@ def test_the_valid_batch_applies_whole(valid_batch: list[dict[str, Any]]) -> Non
     }
 
 
+RECORD = {"session": "ab" * 8, "cursor": "e1.5", "replaces": ""}
+
+
 def bodies(valid: list[dict[str, Any]]) -> st.SearchStrategy[bytes]:
-    document = {"changes": valid}
+    document = {"changes": valid, "record": RECORD}
     return st.one_of(
         st.binary(max_size=200),
         JSON_VALUE.map(json_bytes),
@@ -145,14 +148,15 @@ def test_the_push_endpoint_answers_any_body_without_a_5xx(
     valid_batch: list[dict[str, Any]], data: st.DataObject
 ) -> None:
     body = data.draw(bodies(valid_batch))
+    path = PUSH + data.draw(st.sampled_from(["", "?log=true", "?log=maybe"]))
     with transaction.atomic():
         before, kept = state(), QuarantinedChange.objects.count()
         response = APIClient().generic(
             "POST",
-            PUSH,
+            path,
             body,
             content_type="application/json",
-            **signed_headers("POST", PUSH, body),
+            **signed_headers("POST", path, body),
         )
         assert response.status_code in (200, 400), response.content[:300]
         assert b"sk-CANARY" not in response.content
@@ -201,3 +205,28 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+LOG = "/api/v1/sync/log"
+
+
+@FUZZ
+@given(
+    body=st.one_of(
+        st.binary(max_size=100),
+        JSON_VALUE.map(json_bytes),
+        mutated({"direction": "push", **{k: RECORD[k] for k in ("session", "cursor")}}).map(
+            json_bytes
+        ),
+    )
+)
+def test_the_replication_log_endpoint_answers_any_body_without_a_5xx(body: bytes) -> None:
+    with transaction.atomic():
+        before = state()
+        response = APIClient().generic(
+            "POST", LOG, body, content_type="application/json", **signed_headers("POST", LOG, body)
+        )
+        assert response.status_code in (200, 400), response.content[:300]
+        if response.status_code == 400:
+            assert state() == before
+        transaction.set_rollback(True)

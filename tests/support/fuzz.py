@@ -9,7 +9,7 @@ from django.apps import apps
 from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 
-from configsync.models import NodeClock, ReplicatedRecord
+from configsync.models import NodeClock, ReplicatedRecord, ReplicationLog
 from configsync.replication.hlc import HLC, physical_now_ms
 from configsync.replication.selectors.feed import record_as_change
 from configsync.replication.signing import sign
@@ -61,6 +61,9 @@ def state() -> dict[str, Any]:
             )
         ),
         "clock": clock,
+        "log": sorted(
+            ReplicationLog.objects.values_list("node_id", "direction", "session", "cursor")
+        ),
         "users": sorted(
             (u.username, u.password, sorted(u.groups.values_list("name", flat=True)))
             for u in User.objects.all()
