@@ -40,6 +40,16 @@ SNAPSHOT_ITEMS = [[1, 0, remote_change("A")], [3, 2, remote_change("B")]]
 KINDS = st.sampled_from([(SEGMENT, SEGMENT_ITEMS), (SNAPSHOT, SNAPSHOT_ITEMS)])
 
 
+def _storable(value: Any) -> bool:
+    """Whether ``value`` holds only text a node stores (no surrogate code points: a feed never
+    carries one, and two in a row come back from JSON as the one character they encode)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _unsealed(body: bytes, kind: str, **where: Any) -> list[Any] | None:
     try:
         items = unseal(body, kind=kind, **{**WHERE, **where})
@@ -83,7 +93,11 @@ def test_any_body_at_a_key_is_its_items_or_damaged(
 
 
 @FUZZ
-@given(kind=KINDS, items=st.lists(JSON_VALUE, max_size=4), secret=st.sampled_from(["", SECRET]))
+@given(
+    kind=KINDS,
+    items=st.lists(JSON_VALUE, max_size=4).filter(_storable),
+    secret=st.sampled_from(["", SECRET]),
+)
 def test_sealing_round_trips_only_at_its_own_key_and_secret(
     kind: tuple[str, list[Any]], items: list[Any], secret: str
 ) -> None:
