@@ -117,3 +117,31 @@ def test_a_written_snapshot_loads_back_as_written(
         assert snapshot_load(source=str(path)) == written
         assert document_loads(document_dumps(written)) == written
         transaction.set_rollback(True)
+
+
+def _resealed(document: dict[str, Any], model: str, **data: Any) -> dict[str, Any]:
+    copy = json.loads(json.dumps(document))
+    record = next(r for r in copy["records"] if r["model"] == model)
+    record["data"].update(data)
+    return document_loads(document_dumps(document_seal(copy)))
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://u:sk-CANARY-x@[bad/v1?key=k"])
+def test_a_url_that_does_not_parse_is_promoted_blank(valid: dict[str, Any], url: str) -> None:
+    """Found by the atheris harness: ``urlsplit`` raised ``ValueError`` (Invalid IPv6 URL) out
+    of the promotion for a provider's ``base_url`` it cannot parse."""
+    document = _resealed(valid, "providers.aiproviderconfig", base_url=url)
+    promoted = promote_document(document=document, mode="full")
+    (provider,) = [r for r in promoted["records"] if r["model"] == "providers.aiproviderconfig"]
+    assert provider["data"]["base_url"] == ""
+    assert b"sk-CANARY" not in document_dumps(promoted)
+
+
+def test_a_record_whose_data_names_another_key_is_refused_by_promotion(
+    valid: dict[str, Any],
+) -> None:
+    """Promoted, it would be named by its data's key: two such records made a promoted file
+    that no node could read (``appears twice``)."""
+    document = _resealed(valid, "configsync.systemconfig", key="OTHER")
+    with pytest.raises(SnapshotError, match="is not the record's key"):
+        promote_document(document=document, mode="full")
