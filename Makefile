@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck migrations-check install bench chaos clean
+.PHONY: run test lint typecheck migrations-check install bench chaos fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -78,6 +78,25 @@ CHAOS_NODES ?= 5
 chaos: $(STAMP)
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_NODES=$(CHAOS_NODES) \
 		$(VENV)/bin/pytest -m chaos tests/chaos -s -q --durations=5
+
+# The parser fuzzers, long: tests/fuzz's hypothesis properties with FUZZ_EXAMPLES examples each
+# (drawn anew every run; `make test` runs a fixed 60), then every atheris harness under fuzz/ for
+# FUZZ_SECONDS seconds (`make test` runs each for a few hundred inputs). What a harness finds
+# grows var/fuzz/corpus/<parser>/ (kept between runs); a crash stops the target and leaves its
+# input in var/fuzz/ (`python fuzz/<parser>.py var/fuzz/crash-...` replays it).
+FUZZ_SECONDS ?= 60
+FUZZ_EXAMPLES ?= 1000
+FUZZ_HARNESSES := $(filter-out fuzz/_harness.py fuzz/seeds.py,$(wildcard fuzz/*.py))
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -q tests/fuzz --deselect tests/fuzz/test_atheris.py
+	@for harness in $(FUZZ_HARNESSES); do \
+		name=$$(basename $$harness .py); \
+		mkdir -p var/fuzz/corpus/$$name; \
+		echo "== $$name ($(FUZZ_SECONDS) s)"; \
+		$(PY) $$harness var/fuzz/corpus/$$name fuzz/corpus/$$name -max_total_time=$(FUZZ_SECONDS) \
+			-timeout=30 -artifact_prefix=var/fuzz/ || exit 1; \
+	done
 
 clean:
 	# control/ is where older versions' broker wrote its exchange tables (now var/celery/control).

@@ -257,8 +257,13 @@ def _transform(
 
 
 def url_without_credentials(url: str) -> str:
-    """``url`` without the parts that carry credentials: user info, query and fragment."""
-    parts = urlsplit(url)
+    """``url`` without the parts that carry credentials: user info, query and fragment. A text
+    that does not parse as a URL (``http://[x``) becomes ``""``: where its credentials are
+    cannot be told."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
@@ -324,8 +329,9 @@ def promote_record(
 
 def promote_document(*, document: dict[str, Any], mode: str) -> dict[str, Any]:
     """The promoted snapshot of ``document`` (validated by ``snapshot_load``) in ``mode``
-    (``full`` or ``content-only``); ``SnapshotError`` for an unknown mode or a record of a
-    model this node does not know (its secret fields could not be told)."""
+    (``full`` or ``content-only``); ``SnapshotError`` for an unknown mode, a record of a
+    model this node does not know (its secret fields could not be told) or whose data names
+    another key than the record's."""
     if mode not in MODES:
         raise SnapshotError(f"unknown promotion mode {mode[:40]!r}: use {' or '.join(MODES)}")
     table = promotion_rules()
@@ -347,6 +353,12 @@ def promote_document(*, document: dict[str, Any], mode: str) -> dict[str, Any]:
             ) from None
         if record["deleted"] or rm.data_type not in kept_types:
             continue
+        if record["data"].get(rm.natural_key_field, record["key"]) != record["key"]:
+            # As restore refuses it: the promoted record would be named by the data's key.
+            raise SnapshotError(
+                f"{record['model'][:100]} {record['key'][:255]!r}: its {rm.natural_key_field} "
+                "is not the record's key"
+            )
         promoted = promote_record(record, table[rm.data_type], fake)
         if promoted is not None:
             records.append(promoted)

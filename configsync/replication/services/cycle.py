@@ -703,9 +703,16 @@ def _fetched(
         or len(page.next_cursor) > link.max_cursor_length
     ):
         raise TransportError(f"peer {peer.name} answered garbage (not a cursor)")
-    if page.has_more and page.next_cursor == cursor and not page.changes:
-        raise TransportError(f"peer {peer.name} answered garbage (feed does not advance)")
+    feed_advances(peer.name, cursor, page)
     return page
+
+
+def feed_advances(peer_name: str, cursor: str, page: FeedPage) -> None:
+    """``TransportError`` when ``page`` says more follows but its cursor stayed where it was
+    read from: every later page would be this one again, and the cycle (or the diff) would
+    read it ``MAX_PAGES`` times. A feed that read something moves its cursor past it."""
+    if page.has_more and page.next_cursor == cursor:
+        raise TransportError(f"peer {peer_name} answered garbage (feed does not advance)")
 
 
 class _Prefetch:

@@ -8,7 +8,7 @@ from typing import Any
 from configsync.models import Peer, ReplicatedRecord
 from configsync.replication.errors import TransportError
 from configsync.replication.hlc import HLC, HLCParseError
-from configsync.replication.services.cycle import MAX_PAGES
+from configsync.replication.services.cycle import MAX_PAGES, feed_advances
 from configsync.replication.services.link import peer_link
 from configsync.replication.transports.base import Transport
 
@@ -52,6 +52,7 @@ def sync_diff(*, peer_id: int, transport: Transport | None = None) -> SyncDiff:
     with peer_link(peer, transport) as link:
         for _ in range(MAX_PAGES):
             page = link.digest(cursor, 1000)
+            feed_advances(peer.name, cursor, page)
             for item in page.changes:
                 if not isinstance(item, dict):
                     raise TransportError(f"peer {peer.name} answered garbage (digest)")

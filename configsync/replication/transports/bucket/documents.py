@@ -164,16 +164,25 @@ def unseal(body: bytes, *, kind: str, group: str, writer: str, seq: int, secret:
         actual = hashlib.sha256(canonical(items)).hexdigest()
     except (ValueError, RecursionError):
         raise Damaged("checksum mismatch") from None
-    if not hmac.compare_digest(actual, digest):
+    if not _same_text(actual, digest):
         raise Damaged("checksum mismatch")
     if secret:
         mac = document.get("hmac")
         if not isinstance(mac, str):
             raise Damaged("not signed with this group's sync secret (no signature)")
         expected = _mac(secret, kind, group, writer, seq, len(items), digest)
-        if not hmac.compare_digest(mac, expected):
+        if not _same_text(mac, expected):
             raise Damaged("not signed with this group's sync secret (bad signature)")
     return items
+
+
+def _same_text(a: str, b: str) -> bool:
+    """``hmac.compare_digest`` of two texts, one of them read from the bucket: compared as
+    bytes, since ``compare_digest`` refuses text with non-ASCII characters (``TypeError``) and a
+    damaged document may hold any, lone surrogates included."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
 
 
 def segment_changes(items: list[Any]) -> list[dict[str, Any]]:
