@@ -72,11 +72,15 @@ bench: $(STAMP)
 # The long convergence run of the chaos harness (tests/chaos): more seeds, rounds and nodes than
 # the short one inside `make test`. CHAOS_SEED (comma-separated, or `random`), CHAOS_ROUNDS and
 # CHAOS_NODES override; a failure prints its seed: `CHAOS_SEED=<seed> make chaos` replays it.
+# The model-based test (tests/chaos/test_state_machine.py) runs CHAOS_EXAMPLES examples from the
+# first seed.
 CHAOS_SEED ?= 1,2,3,4,5
 CHAOS_ROUNDS ?= 6
 CHAOS_NODES ?= 5
+CHAOS_EXAMPLES ?= 40
 chaos: $(STAMP)
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_NODES=$(CHAOS_NODES) \
+		CHAOS_EXAMPLES=$(CHAOS_EXAMPLES) \
 		$(VENV)/bin/pytest -m chaos tests/chaos -s -q --durations=5
 
 # The parser fuzzers, long: tests/fuzz's hypothesis properties with FUZZ_EXAMPLES examples each

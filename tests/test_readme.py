@@ -18,7 +18,7 @@ DOCUMENTED_NOT_READ = {
     "DJANGO_SETTINGS_MODULE": "read by Django itself (manage.py, wsgi, celery set its default)",
     "PORT": "read by the Makefile (make run) and gunicorn.conf.py's bind default",
     "TEST_REDIS_DBS": "read by tests/support/xdist.py (tests only)",
-    "CHAOS_SEED": "read by tests/chaos/harness.py and test_state_machine.py (tests only; make chaos)",
+    "CHAOS_SEED": "read by tests/chaos/ (harness.py, test_state_machine.py; tests only)",
     "CHAOS_ROUNDS": "read by tests/chaos/harness.py (tests only; make chaos)",
     "CHAOS_NODES": "read by tests/chaos/harness.py and tests/support/xdist.py (tests only)",
     "SCHEMATHESIS_MAX_EXAMPLES": "read by tests/api/test_schema_fuzz.py (tests only)",
