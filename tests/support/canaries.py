@@ -231,13 +231,25 @@ class CanaryLogWatch:
 
     def __init__(self) -> None:
         self.handler = _WatchHandler()
-        self.loggers = [logging.getLogger()] + [
+        self.loggers: list[logging.Logger] = []
+        self._attach()
+
+    def _attach(self) -> None:
+        """Put the handler on the root logger and on every logger that does not propagate to
+        it, where missing: a test that configures logging again (``dictConfig``, Django's
+        ``configure_logging``) replaces the handlers, and later tests must still be watched."""
+        for logger in [logging.getLogger()] + [
             logger
             for logger in logging.Logger.manager.loggerDict.values()
             if isinstance(logger, logging.Logger) and not logger.propagate and logger.handlers
-        ]
-        for logger in self.loggers:
-            logger.addHandler(self.handler)
+        ]:
+            if self.handler not in logger.handlers:
+                logger.addHandler(self.handler)
+            if logger not in self.loggers:
+                self.loggers.append(logger)
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._attach()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:

@@ -48,6 +48,11 @@ from multinode.cluster import pg_admin
 from tests.support.replication import SECRET
 
 URL_SUFFIX = ".invalid"
+SIGNATURE_WINDOW_SECONDS = 900
+"""How far apart two nodes' clocks may be and still accept each other's signed requests: wider
+than the default 300 s, so a node skewed by up to ten minutes still talks to the others (and its
+writes meet the skew bound, ``MAX_CLOCK_SKEW_SECONDS``); nodes skewed further apart refuse each
+other until their clocks agree again."""
 """Peers' base URLs are ``http://<node>.invalid`` (a name no resolver answers)."""
 
 
@@ -118,6 +123,7 @@ class InProcessNode:
             "CONFIGSYNC_ENV_FILE": "",
             "CONFIGSYNC_DATA_CALLBACK_URL": "",
             "CONFIGSYNC_TEST_MERGE_RULE": self.merge_rule,
+            "CONFIGSYNC_SIGNATURE_MAX_AGE_SECONDS": SIGNATURE_WINDOW_SECONDS,
             **self.extra_settings,
         }
 
