@@ -112,7 +112,7 @@ def test_any_configured_key_parses_or_is_refused_with_keyring_error(text: str) -
     try:
         key = parse_key(text)
     except KeyringError as exc:
-        assert text.strip() == "" or text.strip() not in str(exc)
+        assert len(text.strip()) < 8 or text.strip() not in str(exc)
         return
     assert isinstance(key, Key) and len(key.material) == 32
     assert parse_key(text.strip()) == key
