@@ -10,13 +10,14 @@ import atheris
 
 with atheris.instrument_imports(include=["configsync.replication.transports.database"]):
     _harness.setup()
-    from configsync.replication.transports.database import _identity, _parse
+    from configsync.replication.transports.base import change_identity
+    from configsync.replication.transports.database import _parse
 
 
 def one_input(data: bytes) -> None:
     text = atheris.FuzzedDataProvider(data).ConsumeUnicode(len(data))
     change = _parse(text)
-    assert change is None or _identity(change) is not None
+    assert change is None or change_identity(change) is not None
 
 
 if __name__ == "__main__":

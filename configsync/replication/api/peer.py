@@ -114,9 +114,10 @@ class ChangeSerializer(serializers.Serializer):
     )
 
 
-class FeedPageSerializer(serializers.Serializer):
+class _PageSerializer(serializers.Serializer):
+    """What a feed page and a digest page share: the node, the cursor and the clocks."""
+
     node = serializers.CharField()
-    changes = ChangeSerializer(many=True)
     next_cursor = serializers.CharField()
     has_more = serializers.BooleanField()
     reset = serializers.BooleanField(help_text="The cursor was from another epoch: started over.")
@@ -125,6 +126,10 @@ class FeedPageSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Physical part of the last timestamp the node's clock issued (ms).",
     )
+
+
+class FeedPageSerializer(_PageSerializer):
+    changes = ChangeSerializer(many=True)
     log = serializers.ListField(
         child=serializers.DictField(),
         required=False,
@@ -142,17 +147,8 @@ class DigestItemSerializer(serializers.Serializer):
     deleted = serializers.BooleanField(help_text="Tombstone.")
 
 
-class DigestPageSerializer(serializers.Serializer):
-    node = serializers.CharField()
+class DigestPageSerializer(_PageSerializer):
     changes = DigestItemSerializer(many=True)
-    next_cursor = serializers.CharField()
-    has_more = serializers.BooleanField()
-    reset = serializers.BooleanField(help_text="The cursor was from another epoch: started over.")
-    clock_ms = serializers.IntegerField(help_text="The node's physical clock (ms).")
-    hlc_ms = serializers.IntegerField(
-        allow_null=True,
-        help_text="Physical part of the last timestamp the node's clock issued (ms).",
-    )
 
 
 class PushRecordSerializer(serializers.Serializer):

@@ -20,10 +20,46 @@ clock is wrong learns it from its peers, every cycle, even when they refuse to t
 from __future__ import annotations
 
 import abc
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from configsync.replication.errors import TransportError
 from configsync.replication.page import FeedPage, LogEntry
+
+CHANGE_TEXT_LIMITS = {"model": 100, "key": 255, "hlc": 120}
+"""The longest ``model``, ``key`` and ``hlc`` texts a shared medium stores for a change."""
+
+
+def change_identity(change: Any) -> tuple[str, str, str] | None:
+    """``(model, key, hlc)`` of a change that has them as short enough texts, else ``None``."""
+    if not isinstance(change, dict):
+        return None
+    texts: list[str] = []
+    for name, limit in CHANGE_TEXT_LIMITS.items():
+        value = change.get(name)
+        if not isinstance(value, str) or not value or len(value) > limit:
+            return None
+        texts.append(value)
+    return texts[0], texts[1], texts[2]
+
+
+def change_encoded(change: Any, *, medium: str, index: int) -> tuple[tuple[str, str, str], str]:
+    """A change a shared medium is asked to store, as ``((model, key, hlc), compact JSON)``.
+
+    ``TransportError`` naming ``medium`` and the item's ``index`` when it is not a change (no
+    model, key and hlc as texts) or not JSON: the caller refuses the whole batch.
+    """
+    ident = change_identity(change)
+    if ident is None:
+        raise TransportError(
+            f"{medium}: item {index} is not a change (model, key and hlc as texts)"
+        )
+    try:
+        text = json.dumps(change, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        raise TransportError(f"{medium}: item {index} is not JSON") from None
+    return ident, text
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,13 @@ from configsync.replication.external.schema import (
 )
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.page import FeedPage, LogEntry
-from configsync.replication.transports.base import PushResult, ReplicationLogAnswer, Transport
+from configsync.replication.transports.base import (
+    PushResult,
+    ReplicationLogAnswer,
+    Transport,
+    change_encoded,
+    change_identity,
+)
 from configsync.replication.transports.vector import (
     MAX_CURSOR_LENGTH,
     vector_decode,
@@ -70,7 +76,6 @@ from configsync.replication.transports.vector import (
 MEDIUM_PREFIX = "db."
 _KEY_CHUNK = 400
 """Keys per ``IN (…)`` lookup: well under SQLite's oldest limit of 999 parameters."""
-_LIMITS = {"model": 100, "key": 255, "hlc": 120}
 _NODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _PRINTABLE = re.compile(r"[\x21-\x7e]*")
 
@@ -80,26 +85,13 @@ def medium_id(group: str | None = None) -> str:
     return f"{MEDIUM_PREFIX}{group if group is not None else app_settings.GROUP_ID}"
 
 
-def _identity(change: Any) -> tuple[str, str, str] | None:
-    """``(model, key, hlc)`` of a change that has them as short enough texts, else ``None``."""
-    if not isinstance(change, dict):
-        return None
-    texts: list[str] = []
-    for field, limit in _LIMITS.items():
-        value = change.get(field)
-        if not isinstance(value, str) or not value or len(value) > limit:
-            return None
-        texts.append(value)
-    return texts[0], texts[1], texts[2]
-
-
 def _parse(text: Any) -> dict[str, Any] | None:
     """A stored row back into its change; ``None`` when it is not one (damaged)."""
     try:
         change = json.loads(text) if isinstance(text, str) else None
     except (ValueError, RecursionError):
         return None
-    return change if _identity(change) is not None else None
+    return change if change_identity(change) is not None else None
 
 
 class DatabaseTransport(Transport):
@@ -234,15 +226,7 @@ class DatabaseTransport(Transport):
         stored for the readers, who decide. A malformed item refuses the batch."""
         latest: dict[tuple[str, str], tuple[str, str]] = {}
         for index, change in enumerate(changes):
-            ident = _identity(change)
-            if ident is None:
-                raise TransportError(
-                    f"{self.name}: item {index} is not a change (model, key and hlc as texts)"
-                )
-            try:
-                text = json.dumps(change, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-            except (TypeError, ValueError, RecursionError):
-                raise TransportError(f"{self.name}: item {index} is not JSON") from None
+            ident, text = change_encoded(change, medium=self.name, index=index)
             latest[(ident[0], ident[1])] = (ident[2], text)  # a later item of a record wins
         if latest:
             with self._failing("store changes"):

@@ -68,7 +68,13 @@ from urllib.parse import urlsplit
 from configsync.conf import app_settings
 from configsync.replication.errors import TransportError
 from configsync.replication.page import FeedPage, LogEntry
-from configsync.replication.transports.base import PushResult, ReplicationLogAnswer, Transport
+from configsync.replication.transports.base import (
+    PushResult,
+    ReplicationLogAnswer,
+    Transport,
+    change_encoded,
+    change_identity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +93,6 @@ _NODE = re.compile(r"[A-Za-z0-9_\-]{1,64}(?:\.[A-Za-z0-9_\-]+)*")
 dot), at most 64 characters (checked apart)."""
 _CURSOR = re.compile(r"\d{1,19}")
 _PRINTABLE = re.compile(r"[\x21-\x7e]*")
-_LIMITS = {"model": 100, "key": 255, "hlc": 120}
 
 T = TypeVar("T")
 
@@ -166,15 +171,6 @@ def group_verifier(*, secret: str, group: str) -> str:
 def message_id(*, writer: str, body: bytes) -> str:
     """The ``Nats-Msg-Id`` of a change: the same change by the same writer, the same id."""
     return hashlib.sha256(writer.encode() + b"\0" + body).hexdigest()[:40]
-
-
-def _identity(change: Any) -> bool:
-    if not isinstance(change, dict):
-        return False
-    return all(
-        isinstance(change.get(field), str) and 0 < len(change[field]) <= limit
-        for field, limit in _LIMITS.items()
-    )
 
 
 def _host(url: str) -> str:
@@ -277,14 +273,7 @@ class NatsTransport(Transport):
             raise TransportError(f"{self.name}: not a batch of changes")
         bodies: list[bytes] = []
         for index, change in enumerate(changes):
-            if not _identity(change):
-                raise TransportError(
-                    f"{self.name}: item {index} is not a change (model, key and hlc as texts)"
-                )
-            try:
-                text = json.dumps(change, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-            except (TypeError, ValueError, RecursionError):
-                raise TransportError(f"{self.name}: item {index} is not JSON") from None
+            _, text = change_encoded(change, medium=self.name, index=index)
             bodies.append(text.encode())
         if bodies:
             self._call("publish changes", self._publish(bodies))
@@ -617,7 +606,7 @@ class NatsTransport(Transport):
             change = json.loads(body)
         except (ValueError, RecursionError):
             change = None
-        if not _identity(change):
+        if change_identity(change) is None:
             self._fault(f"writer {writer}: message {seq} is not a change (dropped)")
             return None
         assert isinstance(change, dict)
