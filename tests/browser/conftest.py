@@ -1,4 +1,4 @@
-"""Fixtures of the browser tests (``tests.support.browser``): one Chromium per session, a fresh
+"""Fixtures of the browser tests (``tests.support.browser``): one Chromium per module, a fresh
 context per test on the module's own ``server`` fixture, and the screenshot folder."""
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ from tests.support.browser import CHROMIUM, artifacts_dir
 from tests.support.production_server import ProductionServer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one module. Not for the session: Playwright's sync API keeps an event loop
+    running in the main thread while it is open, and Django refuses database work from a thread
+    with a running loop (``SynchronousOnlyOperation``), so a later test on the same pytest
+    worker that opens a connection of its own (the in-process nodes of ``tests/chaos``) failed."""
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]

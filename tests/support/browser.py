@@ -1,7 +1,7 @@
 """What every browser test shares: Debian's Chromium, a production server with a superuser,
 signing in to the admin, and screenshots saved as test artifacts.
 
-The fixtures (``browser`` once per session, ``page`` per test on the module's ``server``,
+The fixtures (``browser`` once per module, ``page`` per test on the module's ``server``,
 ``artifacts``) are in ``tests/browser/conftest.py``; a module defines its own ``server`` with
 :func:`admin_server`.
 """
