@@ -22,9 +22,11 @@ Backends follow the test run:
   ``rabbitmqctl`` before the nodes start and deleted with the cluster, so that no node ever
   consumes another's tasks; Redis (when set) keeps the cache, locks and notifications.
 
-Every process is bound to 127.0.0.1, logs to a file in the node's directory, and is stopped by
-:meth:`Cluster.stop` (terminate, wait, kill) or killed by :meth:`Cluster.destroy`, which fixtures
-call on teardown, failures included.
+Every process is bound to 127.0.0.1 (or, for a node given a network namespace, to its address
+there: ``Cluster(..., netns={name: (namespace, address)})`` spawns the node's web, worker and
+fork server under ``ip netns exec`` and its peers reach it at that address), logs to a file in
+the node's directory, and is stopped by :meth:`Cluster.stop` (terminate, wait, kill) or killed
+by :meth:`Cluster.destroy`, which fixtures call on teardown, failures included.
 """
 
 from __future__ import annotations
@@ -163,6 +165,10 @@ class Node:
     redis_url: str = ""
     broker_vhost: str = ""
     """This node's RabbitMQ virtual host (``MULTINODE_BROKER_URL``); empty otherwise."""
+    namespace: str = ""
+    """The network namespace its processes run in (``ip netns exec``); empty: the root one."""
+    host: str = "127.0.0.1"
+    """The address its web server listens on (in :attr:`namespace`, when set)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _session: requests.Session | None = None
     _forkserver: subprocess.Popen[bytes] | None = None
@@ -171,7 +177,7 @@ class Node:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def node_id(self) -> str:
@@ -180,6 +186,10 @@ class Node:
     def log_path(self, process: str) -> Path:
         return self.directory / f"{process}.log"
 
+    def argv(self, argv: list[str]) -> list[str]:
+        """``argv`` as run in this node's network namespace (unchanged without one)."""
+        return ["ip", "netns", "exec", self.namespace, *argv] if self.namespace else argv
+
     # --- processes ---------------------------------------------------------------------------
 
     def _spawn(self, process: str, argv: list[str]) -> None:
@@ -187,7 +197,7 @@ class Node:
         log.write(f"\n=== start {' '.join(argv)} ===\n".encode())
         log.flush()
         self.processes[process] = subprocess.Popen(
-            argv,
+            self.argv(argv),
             cwd=REPO,
             env=self.env,
             stdout=log,
@@ -200,7 +210,7 @@ class Node:
     def start_web(self) -> None:
         self._spawn(
             "web",
-            [PYTHON, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+            [PYTHON, "manage.py", "runserver", f"{self.host}:{self.port}", "--noreload"],
         )
 
     def start_celery(self) -> None:
@@ -245,6 +255,8 @@ class Node:
                         f"node {self.name}: {process} exited with {proc.returncode}\n"
                         + self.logs_tail()
                     )
+            if self.namespace:
+                return self._healthy_in_namespace()
             response = requests.get(f"{self.base_url}/api/v1/health", timeout=5)
             return response.status_code == 200
 
@@ -260,6 +272,20 @@ class Node:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"node {self.name} not ready\n{self.logs_tail()}")
             time.sleep(0.2)
+
+    def _healthy_in_namespace(self) -> bool:
+        """Whether ``/api/v1/health`` answers 200 when asked from inside :attr:`namespace` (the
+        harness's own process, in the root namespace, cannot reach the node's address)."""
+        probe = (
+            "import http.client, sys\n"
+            f"c = http.client.HTTPConnection({self.host!r}, {self.port}, timeout=5)\n"
+            "c.request('GET', '/api/v1/health')\n"
+            "sys.exit(c.getresponse().status != 200)\n"
+        )
+        result = subprocess.run(
+            self.argv([PYTHON, "-S", "-c", probe]), capture_output=True, timeout=15, check=False
+        )
+        return result.returncode == 0
 
     def send_signal(self, sig: int, *processes: str) -> None:
         """Send ``sig`` to the process groups of ``processes`` (all when none is named)."""
@@ -310,7 +336,7 @@ class Node:
         result = self._forked(args, timeout=timeout, stdin=stdin) if FORKSERVER else None
         if result is None:
             result = subprocess.run(
-                [PYTHON, "manage.py", *args],
+                self.argv([PYTHON, "manage.py", *args]),
                 cwd=REPO,
                 env=self.env,
                 capture_output=True,
@@ -337,7 +363,7 @@ class Node:
         socket_path.unlink(missing_ok=True)
         with self.log_path("forkserver").open("ab") as log:
             server = subprocess.Popen(
-                [PYTHON, "-m", "multinode.forkserver", str(socket_path)],
+                self.argv([PYTHON, "-m", "multinode.forkserver", str(socket_path)]),
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
@@ -507,8 +533,12 @@ class Cluster:
         interval: int = 2,
         extra_env: dict[str, str] | None = None,
         node_env: dict[str, dict[str, str]] | None = None,
+        netns: dict[str, tuple[str, str]] | None = None,
     ) -> None:
-        """``extra_env`` goes to every node; ``node_env`` maps a node's name to its own extras."""
+        """``extra_env`` goes to every node; ``node_env`` maps a node's name to its own extras;
+        ``netns`` maps a node's name to ``(network namespace, address)``: its processes run in
+        that namespace (which the caller made, with routes to the peers' addresses) and its web
+        server listens on that address, where its peers reach it."""
         self.root = root
         self.names = list(names)
         if links is None:
@@ -517,6 +547,7 @@ class Cluster:
         self.interval = interval
         self.extra_env = dict(extra_env or {})
         self.node_env = {name: dict(extra) for name, extra in (node_env or {}).items()}
+        self.netns = dict(netns or {})
         self.nodes: dict[str, Node] = {}
         self._build()
 
@@ -537,6 +568,8 @@ class Cluster:
             )
         db_prefix = os.environ.get("MULTINODE_DB_PREFIX", "").strip()
         ports = {name: free_port() for name in self.names}
+        hosts = {name: self.netns.get(name, ("", "127.0.0.1"))[1] for name in self.names}
+        allowed = {name: dict.fromkeys(["127.0.0.1", "localhost", hosts[name]]) for name in hosts}
         broker_url = os.environ.get("MULTINODE_BROKER_URL", "").strip()
         self.broker_user = (urlsplit(broker_url).username or "guest") if broker_url else ""
         run_id = f"{os.getpid()}-{time.monotonic_ns() % 10**9}"
@@ -556,7 +589,7 @@ class Cluster:
                 database_url = f"sqlite:///{directory / 'node.sqlite3'}"
             node_redis = _replace_db(redis_url, db=redis_dbs[index]) if redis_url else ""
             peers = [
-                f"{other}=http://127.0.0.1:{ports[other]}"
+                f"{other}=http://{hosts[other]}:{ports[other]}"
                 for link in self.links
                 if name in link
                 for other in link
@@ -568,7 +601,7 @@ class Cluster:
                 "DJANGO_SETTINGS_MODULE": "settings.local",
                 "DJANGO_DEBUG": "false",
                 "DJANGO_SECRET_KEY": f"multinode-test-secret-key-{name}",
-                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "DJANGO_ALLOWED_HOSTS": ",".join(allowed[name]),
                 "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
                 "DATABASE_URL": database_url,
                 "CONFIGSYNC_VAR_DIR": str(directory / "var"),
@@ -597,6 +630,8 @@ class Cluster:
                 database_url=database_url,
                 redis_url=node_redis,
                 broker_vhost=vhost,
+                namespace=self.netns.get(name, ("", ""))[0],
+                host=hosts[name],
             )
 
     def _prepare_backends(self) -> None:

@@ -20,10 +20,9 @@ own). :class:`Schedule` draws, round by round, the faults to apply on it:
 back within the signature window of the others (a node skewed further than that could never
 talk to them again until a person fixed its clock, which is what healing means here).
 
-Network namespaces were not used for the cuts: the nodes, PostgreSQL, Redis and the moto server
-all listen on the root namespace's loopback, and a node moved into a namespace would need routed
-veth links to each of them and a harness that reaches it by another address; the proxy's cut is
-a connection reset on the same path, which the product sees the same way.
+These cuts are the proxy's: the nodes here reach PostgreSQL, Redis and the moto server on the
+root namespace's loopback. A real cut, nodes in network namespaces of their own and the veth link
+between them taken down, is ``test_netns_partition.py`` (SQLite and the embedded broker).
 """
 
 from __future__ import annotations
