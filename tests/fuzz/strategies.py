@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -100,15 +101,23 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, valid: Any, *, max_changes: int = 3) -> Any:
+def mutated(
+    draw: st.DrawFn,
+    valid: Any,
+    *,
+    max_changes: int = 3,
+    focus: Callable[[tuple[Any, ...]], bool] | None = None,
+) -> Any:
     """``valid`` (a JSON value, left untouched) with one to ``max_changes`` members replaced by
-    any JSON (often of another type), removed, or added, or a text member changed a little."""
+    any JSON (often of another type), removed, or added, or a text member changed a little.
+    ``focus``: half the time the member changed is one whose path it accepts (when any is)."""
     value = copy.deepcopy(valid)
     for _ in range(draw(st.integers(1, max_changes))):
         paths = _paths(value)
         if not paths:
             return draw(JSON_VALUE)
-        path = draw(st.sampled_from(paths))
+        focused = [p for p in paths if focus(p)] if focus is not None else []
+        path = draw(st.sampled_from(focused if focused and draw(st.booleans()) else paths))
         parent: Any = value
         for step in path[:-1]:
             parent = parent[step]
