@@ -35,6 +35,7 @@ class FeedPeer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.feed = feed
         self.asked: list[tuple[int, int]] = []  # (from, records committed here when asked)
+        self.asked_changed = threading.Condition()
         self.fail_request: int | None = None
         self.log: dict[str, dict[str, str]] = {}
 
@@ -58,7 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
                 committed = SystemConfig.objects.filter(key__startswith="FEED_").count()
             finally:
                 connections.close_all()
-        self.server.asked.append((start, committed))
+        with self.server.asked_changed:
+            self.server.asked.append((start, committed))
+            self.server.asked_changed.notify_all()
         if self.server.fail_request == len(self.server.asked):
             self._send(503, {"detail": "down for a moment"})
             return
@@ -112,7 +115,28 @@ def peer(remote: FeedPeer) -> Peer:
     return PeerFactory(name="remote", base_url=remote.url)
 
 
-def test_the_next_page_is_asked_for_while_this_one_is_applied(remote: FeedPeer, peer: Peer) -> None:
+def test_the_next_page_is_asked_for_while_this_one_is_applied(
+    remote: FeedPeer, peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page is applied only once the peer has been asked for the next one (the apply waits
+    for that request, bounded): without the prefetch the wait ends unanswered and the test fails;
+    with it, the order no longer depends on how the threads are scheduled."""
+    from configsync.replication.services import cycle
+
+    apply = cycle.changes_apply
+
+    def apply_once_the_next_page_is_asked(**kwargs: Any) -> Any:
+        checkpoint = kwargs.get("checkpoint")
+        following = int(checkpoint[1]) if checkpoint else FEED
+        if following < FEED:
+            with remote.asked_changed:
+                asked = remote.asked_changed.wait_for(
+                    lambda: any(start == following for start, _ in remote.asked), timeout=30
+                )
+            assert asked, f"page {following} was not asked for while the page before it waited"
+        return apply(**kwargs)
+
+    monkeypatch.setattr(cycle, "changes_apply", apply_once_the_next_page_is_asked)
     result = sync_cycle(peer_id=peer.pk, push=False)
     assert result.ok and result.pulled == FEED and result.stale == 0
     assert [start for start, _ in remote.asked] == [0, 40, 80, 120, 160]
