@@ -17,6 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# The README's commands on node folders of their own: the same in either CI pass (one_pass).
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -11,6 +11,9 @@ from django.conf import settings
 
 from tests.support.xdist import isolate_multinode, multinode_shortfall, worker_redis_url
 
+# Collection and the per-worker environment, no database: the same in either CI pass (one_pass).
+pytestmark = pytest.mark.one_pass
+
 
 def _collect(hash_seed: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}

@@ -22,6 +22,9 @@ from kombu.exceptions import ChannelError
 
 from tests.broker.producer import raw_options
 
+# The embedded filesystem broker between processes: the same in either CI pass (one_pass).
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parents[2]
 TRANSPORT = "configsync.broker:Transport"
 

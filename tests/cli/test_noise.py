@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+# Child processes on a throwaway SQLite node with the embedded defaults: the same in either CI
+# pass (one_pass).
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parents[2]
 DEV_KEY_LINE = "No CONFIGSYNC_ENCRYPTION_KEYS set: using the development key in"
 

@@ -12,6 +12,9 @@ import pytest
 
 from configsync.crypto.keyring import generate_key
 
+# Child processes on a throwaway SQLite node: the same in either CI pass (one_pass).
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

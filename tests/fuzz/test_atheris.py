@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+# The atheris harnesses run in child processes on parsers alone: the same in either CI pass
+# (one_pass).
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parents[2]
 HARNESSES = sorted(
     path.stem for path in (ROOT / "fuzz").glob("*.py") if not path.stem.startswith("_")

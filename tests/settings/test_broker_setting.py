@@ -14,6 +14,9 @@ from settings.environment import BROKER_SCHEMES, ConfigurationError, Environment
 from tests.factories import CANARY_SECRET
 from tests.settings.test_environment import load_settings
 
+# Child processes with environments of their own: the same in either CI pass (one_pass).
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parents[2]
 
 MALFORMED = [

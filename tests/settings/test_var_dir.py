@@ -19,6 +19,9 @@ import pytest
 
 from tests.settings.test_environment import exactly_this_environment, load_settings
 
+# Child processes with only CONFIGSYNC_VAR_DIR set: the same in either CI pass (one_pass).
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_STATE = (
     "database",

@@ -24,6 +24,9 @@ ADMIN_PASSWORD = "a-long-test-only-password-3141"
 
 BROWSER_MARKS = [
     pytest.mark.browser,
+    # What the browser checks (the admin's scripts, rendering, clicks) no backend changes; the
+    # pages' queries run on both backends in tests/admin and tests/web.
+    pytest.mark.one_pass,
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium;"

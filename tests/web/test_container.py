@@ -25,6 +25,9 @@ from configsync.conf import parse_peers
 from configsync.crypto.keyring import generate_key, validate_key_texts
 from tests.support.production_server import ProductionServer
 
+# The container files, with environments of their own: the same in either CI pass (one_pass).
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
