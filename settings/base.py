@@ -354,6 +354,13 @@ if env.is_set("CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS"):
     CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS = env.int(
         "CONFIGSYNC_MAX_CLOCK_SKEW_SECONDS", minimum=1, maximum=86400, unit="seconds"
     )
+if env.is_set("CONFIGSYNC_SYNC_BATCH_SIZE"):
+    CONFIGSYNC_SYNC_BATCH_SIZE = env.int(
+        "CONFIGSYNC_SYNC_BATCH_SIZE",
+        minimum=1,
+        maximum=_APP_DEFAULTS["MAX_PUSH_BATCH"],
+        unit="changes",
+    )
 if env.is_set("CONFIGSYNC_SKEW_WARNING_SECONDS"):
     CONFIGSYNC_SKEW_WARNING_SECONDS = env.float(
         "CONFIGSYNC_SKEW_WARNING_SECONDS", minimum=0, maximum=86400, unit="seconds"

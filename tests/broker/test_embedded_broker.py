@@ -25,7 +25,8 @@ PRODUCERS = 4
 PER_PRODUCER = 150
 TOTAL = PRODUCERS * PER_PRODUCER
 
-pytestmark = pytest.mark.multinode
+# Its own environment (embedded defaults, SQLite under its var/): the same in either CI pass.
+pytestmark = [pytest.mark.multinode, pytest.mark.one_pass]
 
 
 def embedded_env(var_dir: Path) -> dict[str, str]:

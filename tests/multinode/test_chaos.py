@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 
 import pytest
 
 from multinode import Cluster, unique_key, wait_until
+from tests.support.multinode import run_cluster
 
 pytestmark = [pytest.mark.multinode, pytest.mark.chaos]
 
 CONVERGE = 120.0
-BULK = 1500
+# Pages of PAGE changes (CONFIGSYNC_SYNC_BATCH_SIZE on both nodes): BULK records take several
+# pages each way, so b is killed with some applied and the rest still to come.
+BULK = 400
+PAGE = 10
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Nodes ``a`` and ``b`` as the package's fixture makes them, moving ``PAGE`` changes a page."""
+    cluster = Cluster(
+        tmp_path_factory.mktemp("cluster"),
+        names=["a", "b"],
+        extra_env={"CONFIGSYNC_SYNC_BATCH_SIZE": str(PAGE)},
+    )
+    yield from run_cluster(cluster)
 
 
 def _peer(node_status: dict[str, object], name: str) -> dict[str, object]:
