@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from configsync.replication.signing import canonical
-from tests.chaos.proxy import Proxy, replay, resign, split_requests
+from tests.chaos.proxy import MAX_HEAD, Proxy, _Requests, replay, resign, split_requests
 
 BODY = b"x" * 5000
 
@@ -39,7 +39,7 @@ def link() -> Iterator[tuple[Proxy, str]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     proxy = Proxy()
-    proxy.add("a>b", ("127.0.0.1", server.server_address[1]))
+    proxy.add("a>b", ("127.0.0.1", server.server_address[1]), capture=True)
     _Handler.hits = []
     try:
         yield proxy, "a>b"
@@ -124,3 +124,40 @@ def test_blocked_pushes_are_reset_and_other_requests_pass(link: tuple[Proxy, str
         _push(proxy, name)
     assert requests.post(proxy.links[name].url + "/api/v1/sync/changes", timeout=5).ok
     assert _Handler.hits == ["/api/v1/sync/changes"]
+
+
+def test_a_lost_ack_resets_the_writer_after_the_server_answered_2xx(
+    link: tuple[Proxy, str],
+) -> None:
+    proxy, name = link
+    proxy.set(name, lose_ack=True)
+    with pytest.raises(requests.RequestException):
+        _push(proxy, name)
+    assert _Handler.hits == ["/api/v1/sync/push"]  # served (committed): only the 2xx was lost
+    assert proxy.links[name].lost_acks == 1
+    proxy.heal()
+    assert _push(proxy, name).status_code == 200
+    assert proxy.links[name].lost_acks == 1
+
+
+def test_requests_are_cut_from_a_stream_in_any_chunking_and_non_http_is_dropped() -> None:
+    body = b"y" * 3000
+    raw = b"POST /x HTTP/1.1\r\nContent-Length: 3000\r\n\r\n" + body
+    stream = raw * 3
+    for size in (1, 7, 1000, len(stream)):
+        cutter = _Requests()
+        found = [r for i in range(0, len(stream), size) for r in cutter.feed(stream[i : i + size])]
+        assert found == [raw, raw, raw] and not cutter.buffer
+    # A stream that is no HTTP (PostgreSQL's protocol) is never buffered past MAX_HEAD bytes.
+    cutter = _Requests()
+    for _ in range(200):
+        assert cutter.feed(b"\x00Q" * 4000) == []
+        assert len(cutter.buffer) <= MAX_HEAD + 8000
+
+
+def test_a_link_that_does_not_capture_parses_nothing(link: tuple[Proxy, str]) -> None:
+    proxy, name = link
+    target = proxy.links[name].target
+    proxy.add("plain", target)
+    response = requests.post(proxy.links["plain"].url + "/api/v1/sync/push", data=b"{}", timeout=5)
+    assert response.status_code == 200 and proxy.captured("plain") == []
