@@ -23,6 +23,7 @@ DOCUMENTED_NOT_READ = {
     "CHAOS_NODES": "read by tests/chaos/harness.py and tests/support/xdist.py (tests only)",
     "SCHEMATHESIS_MAX_EXAMPLES": "read by tests/api/test_schema_fuzz.py (tests only)",
     "CHAOS_EXAMPLES": "read by tests/chaos/test_state_machine.py (tests only)",
+    "CHAOS_NETNS": "read by tests/chaos/harness.py (tests only)",
 }
 
 

@@ -54,6 +54,8 @@ MAX_CAPTURED = 200
 MAX_HEAD = 64 * 1024
 """Bytes without an end of HTTP headers after which a capturing link stops looking for one."""
 WRITE_METHODS = (b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
+METHODS = (*WRITE_METHODS, b"GET ", b"HEAD ", b"OPTIONS ")
+"""How a request starts: a chunk that does not is the rest of one (its body)."""
 
 
 @dataclass
@@ -313,11 +315,12 @@ class Proxy:
                     break
                 if link.delay_ms:
                     await asyncio.sleep(link.delay_ms / 1000)
-                if request and fresh:
+                if request and fresh and chunk.startswith(METHODS):
                     method[0] = next((m for m in WRITE_METHODS if chunk.startswith(m)), b"")
-                    if link.block_push and chunk.startswith(PUSH_PREFIX[: len(chunk)]):
-                        _abort(writer)
-                        return
+                pushing = chunk.startswith(PUSH_PREFIX[: len(chunk)])
+                if request and fresh and link.block_push and pushing:
+                    _abort(writer)
+                    return
                 if requests is not None:
                     whole = requests.feed(chunk)
                     fresh = not requests.buffer

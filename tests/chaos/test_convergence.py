@@ -1,9 +1,13 @@
 """Convergence under faults: real nodes over every transport, a seeded fault schedule, a model.
 
-One cluster for the module (:func:`tests.chaos.harness.chaos_world`); each seed runs rounds of
+One cluster for the module (:func:`tests.chaos.harness.chaos_world`: each node in a network
+namespace of its own where it can be, partitions then real veth cuts); each seed runs rounds of
 random writes and deletes on every node under link faults, storage outages, kills, clock skew,
-replayed push batches and forced HLC ties, then heals, and every node must hold the model's
-state. A failure prints the seed, the history and ``CHAOS_SEED=<seed> make chaos``.
+lost acknowledgements of committed writes, replayed push batches and forced HLC ties, puts one
+clock beyond the tolerated skew (its writes held by peers, then applied), then heals, and every
+node must hold the model's state. A failure prints the seed, the history and
+``CHAOS_SEED=<seed> make chaos``. Two tests prove the harness can fail: a broken merge rule, and
+a committed write (its acknowledgement lost) that the node then loses.
 
 In ``make test`` (multi-node pass) it runs the short configuration below; ``make chaos`` sets
 ``CHAOS_SEED``, ``CHAOS_ROUNDS`` and ``CHAOS_NODES`` (README) for a long one.
@@ -17,11 +21,11 @@ from collections.abc import Iterator
 import pytest
 
 from configsync.conf import DEFAULTS
-from multinode import wait_until
+from multinode import Node, wait_until
 from multinode.cluster import redis_db_list
 from tests.chaos.faults import World, force_tie
 from tests.chaos.harness import ChaosFailure, Config, chaos_world, converge, run_seed
-from tests.chaos.workload import Workload
+from tests.chaos.workload import SETTING, Workload
 from tests.support.multinode import last_run_id, sync_runs
 
 pytestmark = [pytest.mark.multinode, pytest.mark.chaos, pytest.mark.timeout(900)]
@@ -31,6 +35,7 @@ CONFIG = Config.from_env(
     seeds=(1515,) if os.environ.get("TEST_DATABASE_URL") else (2026,), rounds=2, nodes=3
 )
 BROKEN_SEED = 4242
+LOST_SEED = 4343
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +52,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.mark.parametrize("seed", CONFIG.seeds)
 def test_nodes_converge_to_the_model(world: World, seed: int) -> None:
     workload = run_seed(world, seed=seed, config=CONFIG)
-    print(workload.history.text())
+    text = workload.history.text()
+    print(text)
     ops = workload.history.ops
     assert any(op.value is None and op.accepted for op in ops), "no delete was made"
     assert {op.node for op in ops} == set(world.nodes)
+    if CONFIG.skews_beyond(seed):
+        assert any(op.held_for_skew for op in ops), "no write was held for clock skew\n" + text
+    if world.mesh is not None and "link" in text:
+        assert "(proxy)" not in text, "a partition was the proxy's, not a veth's"
 
 
 def test_a_broken_merge_rule_fails_the_harness_with_its_seed(world: World) -> None:
@@ -73,7 +83,8 @@ def test_a_broken_merge_rule_fails_the_harness_with_its_seed(world: World) -> No
         assert tie, "could not force a tie:\n" + workload.history.text()
         # a (the broken node) takes b's tied version first: it pulls from b, pushes nothing.
         after = last_run_id(node)
-        world.proxy.set("a>b", cut=False, block_push=True)
+        world.cut("a>b", False)
+        world.proxy.set("a>b", block_push=True)
         note("link a>b: pull only")
         wait_until(
             lambda: any(
@@ -91,4 +102,55 @@ def test_a_broken_merge_rule_fails_the_harness_with_its_seed(world: World) -> No
     finally:
         del node.env["CONFIGSYNC_TEST_MERGE_RULE"]
         world.restart("a")
+        world.heal()
+
+
+def _lose(node: Node, key: str) -> None:
+    """``node`` loses setting ``key`` behind the product's back: its row, its place in the change
+    feed and its history go, leaving no tombstone (what a node that answered 2xx and then did
+    not keep the write would show)."""
+    node.shell(
+        "from django.db import connection\n"
+        "with connection.cursor() as cursor:\n"
+        f"    cursor.execute('DELETE FROM configsync_systemconfig WHERE key = %s', [{key!r}])\n"
+        "    for table in ('configsync_replicatedrecord', 'configsync_recordversion'):\n"
+        "        cursor.execute(f'DELETE FROM {table} WHERE model_label = %s'\n"
+        f"                       ' AND natural_key = %s', [{SETTING!r}, {key!r}])\n"
+    )
+
+
+def test_a_lost_committed_write_fails_the_harness_with_its_seed(world: World) -> None:
+    """A write whose 2xx the client link withheld is committed: the model requires it. First one
+    that the nodes keep (the run converges), then one its node loses while cut off (the run must
+    fail, naming the seed, where a model treating it as unknown would have passed)."""
+    workload = Workload(world.nodes, seed=LOST_SEED, clients=world.client_links())
+    note, client = workload.history.note, world.clients["a"]
+    kept, lost = (f"{workload.setting_prefix}{name}" for name in ("KEPT", "LOST"))
+    try:
+        world.proxy.set(client, lose_ack=True)
+        op = workload.step("a", key=kept, delete=False)
+        assert op.committed and not op.acked and op.hlc, workload.history.text()
+        world.proxy.set(client, lose_ack=False)
+        converge(world, workload)
+        assert all(node.config_exists(kept) for node in world.cluster)
+
+        for link in [*world.http_links, *world.media_links["database"]]:
+            if link.startswith("a>") or link.endswith(">a") or link.endswith("@a"):
+                world.cut(link)
+        note("node a cut off from its peers and the external database")
+        world.proxy.set(client, lose_ack=True)
+        op = workload.step("a", key=lost, delete=False)
+        world.proxy.set(client, lose_ack=False)
+        assert op.committed and not op.acked and op.hlc, workload.history.text()
+        _lose(world.cluster["a"], lost)
+        note(f"node a lost {lost} (committed at {op.hlc}, its 2xx withheld)")
+        world.heal()
+        with pytest.raises(ChaosFailure) as failure:
+            converge(world, workload)
+        report = str(failure.value)
+        assert f"seed {LOST_SEED}" in report and f"CHAOS_SEED={LOST_SEED} make chaos" in report
+        assert f"expected {op.value!r}, node has None" in report
+        print(report)
+    finally:
+        world.proxy.set(client, lose_ack=False)
         world.heal()

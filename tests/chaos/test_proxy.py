@@ -135,9 +135,15 @@ def test_a_lost_ack_resets_the_writer_after_the_server_answered_2xx(
         _push(proxy, name)
     assert _Handler.hits == ["/api/v1/sync/push"]  # served (committed): only the 2xx was lost
     assert proxy.links[name].lost_acks == 1
+    # Headers and body in separate packets: still a write whose 2xx is withheld.
+    url = proxy.links[name].url + "/api/v1/sync/push"
+    chunks = iter([b'{"changes":', b" []}"])
+    with pytest.raises(requests.RequestException):
+        requests.post(url, data=chunks, headers={"Content-Length": "15"}, timeout=5)
+    assert proxy.links[name].lost_acks == 2
     proxy.heal()
     assert _push(proxy, name).status_code == 200
-    assert proxy.links[name].lost_acks == 1
+    assert proxy.links[name].lost_acks == 2
 
 
 def test_requests_are_cut_from_a_stream_in_any_chunking_and_non_http_is_dropped() -> None:

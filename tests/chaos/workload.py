@@ -7,7 +7,10 @@ read back from the node's own history (``configsync_recordversion``: the newest 
 record that this node originated, which is the write just made, since the workload writes to a
 node one operation at a time). A write whose answer never came (the web process was killed
 under it, a connection reset) is recorded ``acked=False`` and resolved after the run from the
-same history: found, it committed; absent, it never happened.
+same history: found, it committed; absent, it never happened. REST writes go through the node's
+client link of the proxy when one is given (``clients``): when that link withheld a 2xx answer
+(``lose_ack``), the write is known committed though the writer saw a failure, and is recorded
+``acked=False, committed=True`` with the timestamp it got.
 
 Values encode the sensitivity (``S:`` or ``P:`` before the text), so the state compared is what
 an operator sees: the key, its value, and whether it is a secret.
@@ -25,6 +28,7 @@ import requests
 
 from multinode import Node
 from tests.chaos.model import Expectation, Key, Op, digest
+from tests.chaos.proxy import Link
 
 SETTING = "configsync.systemconfig"
 USER = "auth.user"
@@ -88,6 +92,9 @@ class History:
         lines += [f"  {e}" for e in self.events]
         for index, op in enumerate(self.ops):
             flags = ("" if op.accepted else " REFUSED") + ("" if op.acked else " UNACKED")
+            flags += (" COMMITTED(ack lost)" if op.committed else "") + (
+                " HELD-FOR-SKEW" if op.held_for_skew else ""
+            )
             lines.append(
                 f"  #{index} {op.node} {op.model} {op.key} = {op.value!r} @ {op.hlc}{flags}"
             )
@@ -97,8 +104,19 @@ class History:
 class Workload:
     """Random operations on a cluster's nodes, recorded in :attr:`history`."""
 
-    def __init__(self, nodes: dict[str, Node], *, seed: int, settings: int = 6, users: int = 2):
+    def __init__(
+        self,
+        nodes: dict[str, Node],
+        *,
+        seed: int,
+        settings: int = 6,
+        users: int = 2,
+        clients: dict[str, Link] | None = None,
+    ):
+        """``clients``: the proxy link in front of each node's web server that REST writes take
+        (none: straight to the node)."""
         self.nodes = nodes
+        self.clients = dict(clients or {})
         self.rng = random.Random(seed)
         self.history = History(seed=seed)
         self.setting_prefix = f"{SETTING_PREFIX}{seed}_"
@@ -148,14 +166,17 @@ class Workload:
         before = set(own_versions(node, record))
         value = None if text is None else ("S:" if sensitive else "P:") + text
         path = f"/api/v1/configs/system/{key}/"
+        client = self.clients.get(node.name)
+        base = client.url if client is not None else node.base_url
+        lost = client.lost_acks if client is not None else 0
         try:
             if text is None:
-                response = node.session().delete(node.base_url + path, timeout=timeout)
+                response = node.session().delete(base + path, timeout=timeout)
             else:
                 body = {"key": key, "value": text, "value_type": "str", "is_sensitive": sensitive}
-                response = node.session().put(node.base_url + path, json=body, timeout=timeout)
+                response = node.session().put(base + path, json=body, timeout=timeout)
         except requests.RequestException:
-            return Op(node.name, SETTING, key, value, None, acked=False)
+            return self._unacked(node, record, value, before, lost)
         if response.status_code >= 500:
             raise AssertionError(f"node {node.name}: {response.status_code} on {path}")
         if response.status_code == 404 and text is None:
@@ -163,10 +184,10 @@ class Workload:
         if response.status_code == 404:  # PUT of a key that does not exist yet: create it
             try:
                 response = node.session().post(
-                    node.base_url + "/api/v1/configs/system/", json=body, timeout=timeout
+                    base + "/api/v1/configs/system/", json=body, timeout=timeout
                 )
             except requests.RequestException:
-                return Op(node.name, SETTING, key, value, None, acked=False)
+                return self._unacked(node, record, value, before, lost)
         if response.status_code >= 400:
             raise AssertionError(
                 f"node {node.name}: {response.status_code} {response.text[:300]} on {path}"
@@ -196,6 +217,17 @@ class Workload:
             return Op(node.name, USER, username, None, None, accepted=False)
         return self._stamped(node, record, email, before)
 
+    def _unacked(
+        self, node: Node, record: Key, value: str | None, before: set[str], lost: int
+    ) -> Op:
+        """The operation of a request that failed: committed for sure (with its timestamp) when
+        the node's client link withheld a 2xx since ``lost`` was read, else not known."""
+        client = self.clients.get(node.name)
+        if client is not None and client.lost_acks > lost:
+            op = self._stamped(node, record, value, before)
+            return replace(op, acked=False, committed=True)
+        return Op(node.name, record[0], record[1], value, None, acked=False)
+
     def _stamped(self, node: Node, record: Key, value: str | None, before: set[str]) -> Op:
         fresh = [hlc for hlc in own_versions(node, record) if hlc not in before]
         if len(fresh) != 1:
@@ -211,7 +243,7 @@ class Workload:
         its node's origin no other operation claims); one that never committed keeps none."""
         claimed = {op.hlc for op in self.history.ops if op.hlc}
         for index, op in enumerate(self.history.ops):
-            if op.acked or op.hlc is not None:
+            if op.sure or op.hlc is not None:
                 continue
             node = self.nodes[op.node]
             unclaimed = [h for h in own_versions(node, op.record) if h not in claimed]
