@@ -80,6 +80,8 @@ class World:
     """The network namespaces and veth links of the nodes; ``None``: partitions are the proxy's."""
     netns_note: str = ""
     """Why the nodes run without namespaces (``CHAOS_NETNS=0``, not root, …), if they do."""
+    external_database: str = ""
+    """The URL of the external database the nodes share (read directly by checks)."""
     ahead: tuple[int, float] = (0, 0.0)
     """``(ms, monotonic time)``: how far ahead of real time a timestamp could be then, after a
     :meth:`Schedule.skew_beyond` (HLCs keep it); the ordinary skew keeps clear of it."""

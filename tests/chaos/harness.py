@@ -160,6 +160,7 @@ def chaos_world(
         )
         world = World(cluster=cluster, proxy=proxy, http_links=[], mesh=mesh)
         world.netns_note = "" if mesh else str(found)
+        world.external_database = db
         for x, y in links:
             for src, dst in ((x, y), (y, x)):
                 place: dict[str, Any] = {}

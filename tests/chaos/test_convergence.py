@@ -23,6 +23,7 @@ import pytest
 from configsync.conf import DEFAULTS
 from multinode import Node, wait_until
 from multinode.cluster import redis_db_list
+from multinode.media import database_text
 from tests.chaos.faults import World, force_tie
 from tests.chaos.harness import ChaosFailure, Config, chaos_world, converge, run_seed
 from tests.chaos.workload import SETTING, Workload
@@ -134,9 +135,12 @@ def test_a_lost_committed_write_fails_the_harness_with_its_seed(world: World) ->
         converge(world, workload)
         assert all(node.config_exists(kept) for node in world.cluster)
 
+        # Cut off, and nothing in flight: a veth cut only stalls an open connection (a push
+        # that read the write would arrive once the link is up), so the proxy resets them too.
         for link in [*world.http_links, *world.media_links["database"]]:
             if link.startswith("a>") or link.endswith(">a") or link.endswith("@a"):
                 world.cut(link)
+                world.proxy.set(link, cut=True)
         note("node a cut off from its peers and the external database")
         world.proxy.set(client, lose_ack=True)
         op = workload.step("a", key=lost, delete=False)
@@ -144,6 +148,10 @@ def test_a_lost_committed_write_fails_the_harness_with_its_seed(world: World) ->
         assert op.committed and not op.acked and op.hlc, workload.history.text()
         _lose(world.cluster["a"], lost)
         note(f"node a lost {lost} (committed at {op.hlc}, its 2xx withheld)")
+        holding = [node.name for node in world.cluster if node.config_exists(lost)]
+        if lost in str(database_text(world.external_database)):
+            holding.append("the external database")
+        assert holding == [], f"{lost} left node a before the loss: {holding}"
         world.heal()
         with pytest.raises(ChaosFailure) as failure:
             converge(world, workload)
