@@ -115,6 +115,8 @@ _NODE = re.compile(r"[A-Za-z0-9_\-]{1,64}(?:\.[A-Za-z0-9_\-]+)*")
 """A node id that is a run of subject tokens (no empty token: no leading, trailing or doubled
 dot), at most 64 characters (checked apart)."""
 _CURSOR = re.compile(r"\d{1,19}")
+_SNAP_CURSOR = re.compile(r"snap\.(\d{1,19})\.(\d{1,9})")
+"""A cursor inside a snapshot: ``snap.<the sequence it covers>.<items applied>``."""
 _PRINTABLE = re.compile(r"[\x21-\x7e]*")
 
 T = TypeVar("T")
@@ -339,6 +341,8 @@ class NatsTransport(Transport):
         self._held: list[tuple[int, Any]] = []
         """Messages this instance fetched and has not acknowledged: (stream sequence, message)."""
         self._key: tuple[Any, ...] | None = None
+        self._snap: Snapshot | None = None
+        """The snapshot this instance is paging through (a node catching up)."""
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -370,8 +374,14 @@ class NatsTransport(Transport):
     ) -> FeedPage:
         """A page after ``cursor`` (see the module docstring); :class:`NatsGapError` when the
         stream no longer holds the messages right after it."""
-        after = self._position(cursor)
         size = max(1, int(limit))
+        inside = _SNAP_CURSOR.fullmatch(cursor)
+        if inside is not None:
+            covers, index = int(inside.group(1)), int(inside.group(2))
+            return self._call(
+                "read the snapshot", lambda: self._snapshot_page(covers, index, size, log=with_log)
+            )
+        after = self._position(cursor)
         return self._call(
             "read changes", lambda: self._pull(after, size, echoes=echoes, log=with_log)
         )
@@ -424,6 +434,24 @@ class NatsTransport(Transport):
         """The snapshot covering the most of the stream, among every node's (one that fails
         the group's MAC is skipped as a fault); ``None`` when there is none."""
         return self._call("read the snapshots", self._snapshot_latest)
+
+    def watch(self, callback: Callable[[], None]) -> Any:
+        """Call ``callback()`` (in the loop's thread: keep it short) whenever another writer
+        publishes on the group's subjects: a plain subscription on the pooled connection, no
+        JetStream request, so waiting for changes costs nothing. Returns a handle for
+        :meth:`watching` and :meth:`unwatch`. A wake-up only says "pull now": the changes
+        themselves are read through the durable consumer."""
+        return self._call("watch the stream", lambda: self._watch(callback))
+
+    def watching(self, handle: Any) -> bool:
+        """Whether the subscription ``handle`` still stands (its connection is open: a server
+        restart closes it, and the follower subscribes again and pulls what it missed)."""
+        nc = handle[0]
+        return bool(nc.is_connected and not nc.is_closed)
+
+    def unwatch(self, handle: Any) -> None:
+        with contextlib.suppress(Exception):
+            _LOOP.run(handle[1].unsubscribe(), timeout=self.timeout)
 
     # -- the facade ---------------------------------------------------------------------------
 
@@ -739,14 +767,24 @@ class NatsTransport(Transport):
             after, reset = 0, True
         first = int(stream.state.first_seq or 0)
         if self._last_seq > after and first > after + 1:
-            raise NatsGapError(
-                f"{self.describe()}: the stream no longer holds messages {after + 1} to "
-                f"{first - 1} (retention: CONFIGSYNC_NATS_MAX_AGE_SECONDS, "
-                "CONFIGSYNC_NATS_MAX_MSGS): this node catches up from a snapshot "
-                "(`configsync nats follow` does it)",
-                after=after,
-                first_seq=first,
-            )
+            # retention dropped messages this node has not read: the newest snapshot first
+            self._snap = await self._snapshot_latest()
+            if self._snap is None or self._snap.covers + 1 < first:
+                covered = (
+                    "no snapshot"
+                    if self._snap is None
+                    else (f"the newest snapshot covers up to {self._snap.covers}")
+                )
+                raise NatsGapError(
+                    f"{self.describe()}: the stream no longer holds messages {after + 1} to "
+                    f"{first - 1} (retention: CONFIGSYNC_NATS_MAX_AGE_SECONDS, "
+                    f"CONFIGSYNC_NATS_MAX_MSGS) and {covered}: run `configsync nats snapshot` "
+                    "on an up-to-date node",
+                    after=after,
+                    first_seq=first,
+                )
+            page = await self._snapshot_page(self._snap.covers, 0, limit, log=False)
+            return dataclasses.replace(page, log=entries, reset=reset)
         delivered = int(info.delivered.stream_seq or 0) if info is not None else -1
         if info is None or delivered != after:
             await self._durable_at(after, exists=info is not None)
@@ -782,6 +820,39 @@ class NatsTransport(Transport):
             lag=max(last - floor, 0),
             max_age_seconds=float(stream.config.max_age or 0),
             max_msgs=max(int(stream.config.max_msgs or 0), 0),
+        )
+
+    async def _watch(self, callback: Callable[[], None]) -> tuple[Any, Any]:
+        await self._ready_js()
+        own = self.subject
+
+        async def woken(message: Any) -> None:
+            if message.subject != own:
+                callback()
+
+        return self._nc, await self._nc.subscribe(f"{self.prefix}>", cb=woken)
+
+    async def _snapshot_page(self, covers: int, index: int, limit: int, *, log: bool) -> FeedPage:
+        """Items ``index`` onwards of the snapshot covering ``covers``; its last page's cursor
+        is ``covers``, where the stream takes over. A snapshot replaced meanwhile (another
+        covers) is read from its start (applying again is idempotent)."""
+        await self._ready_js()
+        snap = self._snap
+        if snap is None or snap.covers != covers:
+            snap = self._snap = await self._snapshot_latest()
+            if snap is None:
+                raise TransportError("the snapshot being read is gone and none replaced it")
+            if snap.covers != covers:
+                index = 0
+        part = snap.changes[index : index + limit]
+        changes = [c for c in part if change_identity(c) is not None]
+        for _ in range(len(part) - len(changes)):
+            self._fault(f"snapshot of {snap.writer}: an item is not a change (dropped)")
+        end = index + len(part)
+        following = f"snap.{snap.covers}.{end}" if end < len(snap.changes) else _text(snap.covers)
+        entries = await self._log_entries() if log else None
+        return FeedPage(
+            node=self.medium, changes=changes, next_cursor=following, has_more=True, log=entries
         )
 
     async def _snapshots(self) -> Any:
