@@ -1,6 +1,6 @@
-"""``configsync nats follow [--once]``, ``configsync nats status [--json]``, ``configsync nats
-snapshot [--json]``: the NATS JetStream transport's follower, its consumer lag, and this node's
-snapshot in the group's object store (``configsync.replication.natsfollow``)."""
+"""``configsync nats follow [--once [--json]]``, ``configsync nats status [--json]``,
+``configsync nats snapshot [--json]``: the NATS JetStream transport's follower, its consumer lag,
+and this node's snapshot in the group's object store (``configsync.replication.natsfollow``)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="One pull cycle through the durable consumer, then exit.",
     )
+    follow.add_argument(
+        "--json", action="store_true", help="With --once: the cycle's result, machine-readable."
+    )
     follow.set_defaults(handler=handle_follow)
     status = actions.add_parser(
         "status", help="This node's consumer lag, the stream's retention, the newest snapshot."
@@ -66,7 +69,10 @@ def handle_follow(command: BaseCommand, options: dict[str, Any]) -> None:
             raise CommandError(str(exc), returncode=1) from None
         if result is None:
             raise CommandError("nothing followed: the nats peer is disabled, busy or not used")
-        command.stdout.write(sync_summary(result))
+        if options["json"]:
+            command.stdout.write(json.dumps(result.as_dict(), cls=DjangoJSONEncoder))
+        else:
+            command.stdout.write(sync_summary(result))
         return
     stop = threading.Event()
 
