@@ -283,6 +283,24 @@ def test_close_leaves_the_pooled_connection_open(nats_kit: NatsKit) -> None:
     assert second._nc is connection and checked == []  # the pool remembered the checks
 
 
+def test_the_system_check_names_bad_nats_settings(settings: Any) -> None:
+    from configsync.replication.checks import check_nats
+
+    settings.CONFIGSYNC_NATS_URL = ""
+    settings.CONFIGSYNC_NATS_MAX_MSGS = -1
+    assert [m.id for m in check_nats()] == ["configsync.E024"]
+    settings.CONFIGSYNC_NATS_MAX_MSGS = 0
+    assert check_nats() == []
+    settings.CONFIGSYNC_NATS_URL = "nats://127.0.0.1:4222"
+    settings.CONFIGSYNC_SYNC_SECRET = ""
+    settings.CONFIGSYNC_GROUP_ID = "a.b"
+    settings.CONFIGSYNC_NATS_TLS_CA_FILE = "/nonexistent/sk-CANARY-ca.pem"
+    messages = [m.msg for m in check_nats()]
+    assert len(messages) == 3 and {m.id for m in check_nats()} == {"configsync.E024"}
+    assert "CONFIGSYNC_SYNC_SECRET" in messages[0] and "CONFIGSYNC_GROUP_ID" in messages[1]
+    assert "CONFIGSYNC_NATS_TLS_CA_FILE" in messages[2] and "CANARY" not in messages[2]
+
+
 # -- a server of our own, restarted --------------------------------------------------------
 
 
