@@ -463,9 +463,9 @@ class NatsTransport(Transport):
         import nats.js.errors
 
         for attempt in (1, 2):
-            reused = self._nc is not None or self._pooled() is not None
-            checked = self._ready or self._checked()
             try:
+                reused = self._nc is not None or self._pooled() is not None
+                checked = self._ready or self._checked()
                 return _LOOP.run(make(), timeout=self.timeout * 3)
             except NatsGapError:
                 raise

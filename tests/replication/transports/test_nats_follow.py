@@ -10,6 +10,7 @@ of the server (a server of its own, started and stopped here).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ from configsync.replication.transports.nats import (
     NatsTransport,
     durable_name,
     message_mac,
+    snapshot_bucket,
     stream_name,
 )
 from multinode.cluster import free_port
@@ -48,6 +50,24 @@ __all__ = ["nats_kit"]  # the fixture, imported for this module
 
 A = "node-a"
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+@pytest.fixture(autouse=True)
+def _snapshots_deleted(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The group's snapshot store goes with the kit's stream and bucket (the kit deletes those)."""
+    if "nats_kit" not in request.fixturenames:
+        yield
+        return
+    kit = request.getfixturevalue("nats_kit")
+    yield
+
+    async def delete(js: Any) -> None:
+        from nats.js.errors import NotFoundError
+
+        with contextlib.suppress(NotFoundError):
+            await js.delete_stream(f"OBJ_{snapshot_bucket(kit.group)}")
+
+    kit.raw(delete)
 
 
 def configure(settings: Any, kit: NatsKit) -> None:
@@ -206,15 +226,51 @@ def test_a_node_catches_up_from_the_snapshot_once_retention_dropped_messages(
 
 
 def test_a_snapshot_that_fails_the_groups_mac_is_skipped(
-    nats_kit: NatsKit, nats_peer: Peer
+    nats_kit: NatsKit, nats_peer: Peer, settings: Any
 ) -> None:
-    forger = nats_kit.transport(node=A, secret="sk-not-the-group-secret")
-    forger._ready = True  # skip the group check that refuses it: write as an intruder would
-    with pytest.raises(Exception):  # noqa: B017 - the group check may still refuse it
-        forger.snapshot_write(covers=99, changes=[remote_change("FORGED", node=A)])
+    settings.CONFIGSYNC_NATS_MAX_MSGS = 1
+    writer = nats_kit.transport(node=A)
+    writer.push([remote_change("G1", node=A)])
+    writer.push([remote_change("G2", node=A)])  # the stream keeps only the last: 1 is gone
+    body = json.dumps(
+        {
+            "format": 1,
+            "group": nats_kit.group,
+            "writer": A,
+            "covers": 9,
+            "taken_ms": 0,
+            "changes": [remote_change("FORGED", node=A)],
+        }
+    ).encode()
+    mac = message_mac(secret="sk-not-the-group-secret", group=nats_kit.group, writer=A, body=body)
+
+    async def forge(js: Any) -> None:
+        store = await js.create_object_store(bucket=f"configsync_{nats_kit.group}_snap")
+        await store.put("forged", mac.encode() + b"\n" + body)
+
+    nats_kit.raw(forge)
     reader = nats_kit.transport(node=LOCAL)
-    latest = reader.snapshot_latest()
-    assert latest is None or latest.writer != A
+    assert reader.snapshot_latest() is None
+    assert reader.faults == ["snapshot forged: not one of this group's (skipped)"]
+    with pytest.raises(SyncCycleError, match="no snapshot"):
+        nats_follow_once()
+    assert not SystemConfig.objects.filter(key__in=["FORGED", "G2"]).exists()
+
+
+def test_an_idle_pull_is_one_round_trip_of_state_requests(nats_kit: NatsKit) -> None:
+    nats_kit.transport(node=A).push([remote_change("I1", node=A)])
+    reader = nats_kit.transport(node=LOCAL)
+    cursor = reader.pull("", 10, with_log=True).next_cursor
+    reader.log_record(direction="pull", session="s1", cursor=cursor)
+    reader.close()
+    again = nats_kit.transport(node=LOCAL)  # a new cycle's transport: the pool remembers
+    again.log_get()
+    connection = again._nc
+    sent = connection.stats["out_msgs"]
+    page = again.pull(cursor, 10, with_log=True)
+    assert page.changes == [] and page.log is not None
+    # the stream's state, the consumer's, the log: sent together, nothing fetched
+    assert connection.stats["out_msgs"] - sent == 3
 
 
 @pytest.mark.django_db
