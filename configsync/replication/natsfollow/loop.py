@@ -7,7 +7,8 @@
 * **Not followed** (the peer is disabled, or the mode is ``LOCAL_ONLY``): one query every
   ``recheck_seconds`` to notice a mode switched at run time.
 * **Following**: a plain subscription on the group's subjects (``NatsTransport.watch``) raises a
-  wake-up flag for every message another node publishes; the follower then runs one pull cycle
+  wake-up flag for every message published there (this node's own too, so its consumer reads
+  past them and its lag returns to zero); the follower then runs one pull cycle
   (``service.nats_follow_once``: durable consumer, same apply path, acknowledged after commit)
   and messages arriving meanwhile raise the flag again, so a burst is carried by few cycles.
   An idle period costs no request at all: the loop only looks at the flag and at its

@@ -44,8 +44,9 @@ from configsync.services.node import node_id
 
 logger = logging.getLogger(__name__)
 
-FOLLOW_LOCK_WAIT_SECONDS = 60.0
-"""How long the follower waits for a cycle another process runs with the ``nats`` peer."""
+FOLLOW_LOCK_WAIT_SECONDS = 10.0
+"""How long the follower waits for a cycle another process runs with the ``nats`` peer (then
+it tries again: short, so a stop request is served soon)."""
 STATUS_TIMEOUT_SECONDS = 2.0
 """How long ``status`` (and a ``/metrics`` scrape) waits for the server's answer."""
 SNAPSHOT_PAGE = 1000

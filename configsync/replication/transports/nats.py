@@ -436,8 +436,9 @@ class NatsTransport(Transport):
         return self._call("read the snapshots", self._snapshot_latest)
 
     def watch(self, callback: Callable[[], None]) -> Any:
-        """Call ``callback()`` (in the loop's thread: keep it short) whenever another writer
-        publishes on the group's subjects: a plain subscription on the pooled connection, no
+        """Call ``callback()`` (in the loop's thread: keep it short) whenever a message is
+        published on the group's subjects (this node's own too: reading past them keeps the
+        consumer's lag at zero): a plain subscription on the pooled connection, no
         JetStream request, so waiting for changes costs nothing. Returns a handle for
         :meth:`watching` and :meth:`unwatch`. A wake-up only says "pull now": the changes
         themselves are read through the durable consumer."""
@@ -824,11 +825,9 @@ class NatsTransport(Transport):
 
     async def _watch(self, callback: Callable[[], None]) -> tuple[Any, Any]:
         await self._ready_js()
-        own = self.subject
 
-        async def woken(message: Any) -> None:
-            if message.subject != own:
-                callback()
+        async def woken(_: Any) -> None:
+            callback()
 
         return self._nc, await self._nc.subscribe(f"{self.prefix}>", cb=woken)
 
