@@ -182,6 +182,23 @@ def test_the_lag_is_reported_by_status_the_api_and_metrics(
     assert "configsync_nats_up 1.0" in metrics
 
 
+def test_the_cli_shows_the_lag_and_stores_a_snapshot(
+    nats_kit: NatsKit, nats_peer: Peer, cli: Any
+) -> None:
+    nats_kit.transport(node=OTHER).push([remote_change("C1", node=OTHER)])
+    once = cli("nats", "follow", "--once", "--json")
+    assert once.code == 0 and json.loads(once.out)["pulled"] == 1
+    stored = cli("nats", "snapshot", "--json")
+    assert stored.code == 0 and json.loads(stored.out)["covers"] == 1
+    shown = cli("nats", "status", "--json")
+    document = json.loads(shown.out)
+    assert document["lag"] == 0 and document["snapshot_covers"] == 1
+    assert document["snapshot_writer"] == LOCAL
+    text = cli("status")
+    assert f"nats: stream {stream_name(nats_kit.group)}" in text.out
+    assert "consumer lag 0" in text.out
+
+
 def test_an_unreachable_stream_shows_in_status_and_the_unconfigured_one_is_null(
     settings: Any, admin_client: Any, db: None
 ) -> None:
