@@ -13,7 +13,7 @@ scrape reads a few aggregate queries and every process reports the same numbers:
 * the NATS transport, when ``CONFIGSYNC_NATS_URL`` is set: ``configsync_nats_up`` and this node's
   durable consumer against the stream (``configsync_nats_consumer_lag``, ``…_pending``,
   ``…_ack_pending``, ``configsync_nats_stream_first_seq``, ``…_last_seq``), asked of the server
-  at scrape time (``natsfollow.service.nats_status``: one round trip, at most two seconds).
+  at scrape time (``natsfollow.service.nats_status``: one round trip, a two-second timeout).
   A bridge run that changed nothing leaves no row anywhere (only its log line), so runs as such
   are not countable across processes; the changes they made are.
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 
 from configsync.models import Peer, SyncRun, SystemConfig
 from configsync.replication.models.history import RecordVersion
@@ -180,6 +181,8 @@ def test_the_lag_is_reported_by_status_the_api_and_metrics(
     metrics = client.get("/metrics").content.decode()
     assert "configsync_nats_consumer_lag 0.0" in metrics
     assert "configsync_nats_up 1.0" in metrics
+    page = admin_client.get(reverse("admin:configsync_sync_overview")).content.decode()
+    assert 'id="cs-nats-lag">0<' in page and 'data-reachable="yes"' in page
 
 
 def test_the_cli_shows_the_lag_and_stores_a_snapshot(
