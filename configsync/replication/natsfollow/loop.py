@@ -14,7 +14,8 @@
   An idle period costs no request at all: the loop only looks at the flag and at its
   connection, locally. At start, after every (re)subscription and after a failure it pulls
   anyway, so what was published while it was away or disconnected is read from its durable
-  cursor. A failed cycle is retried after a back-off (1 s doubling to ``MAX_BACKOFF_SECONDS``).
+  cursor. A failed cycle (or the server or the database away) is retried after a back-off (1 s
+  doubling to ``MAX_BACKOFF_SECONDS``); the process stays up whatever fails.
 * **Snapshots**: after a successful cycle, when this node's last snapshot is older than
   ``snapshot_seconds`` (default: a quarter of ``CONFIGSYNC_NATS_MAX_AGE_SECONDS``, between one
   minute and one hour; one hour without an age limit), it stores a new one
@@ -27,6 +28,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+
+from django.db import close_old_connections
 
 from configsync.conf import app_settings
 from configsync.replication.errors import TransportError
@@ -99,17 +102,25 @@ class NatsFollower:
         backoff = 0.0
         try:
             while not self.stop.is_set():
-                if nats_peer() is None:
-                    self._unsubscribe()
-                    self.stop.wait(self.recheck_seconds)
-                    continue
                 try:
+                    if self.wake.is_set() or self._transport is None:
+                        close_old_connections()  # a long-lived process: as Django per request
+                    if nats_peer() is None:
+                        self._unsubscribe()
+                        self.stop.wait(self.recheck_seconds)
+                        continue
                     self._step()
                     backoff = 0.0
-                except TransportError as exc:
+                except Exception as exc:
+                    # A failed cycle (recorded as a run), the server or the database away, or a
+                    # bug: the process stays up (it shares ``make run``'s supervisor with web,
+                    # worker and beat) and tries again after a back-off.
                     self.stats.failures += 1
                     backoff = min(max(backoff * 2, 1.0), MAX_BACKOFF_SECONDS)
-                    logger.warning("nats follower: %s (again in %.0f s)", exc, backoff)
+                    if isinstance(exc, TransportError):
+                        logger.warning("nats follower: %s (again in %.0f s)", exc, backoff)
+                    else:
+                        logger.exception("nats follower: %s (again in %.0f s)", exc, backoff)
                     self._unsubscribe()
                     self.stop.wait(backoff)
                     self.wake.set()

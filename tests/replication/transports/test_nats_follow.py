@@ -34,6 +34,7 @@ from configsync.replication.natsfollow.service import (
 )
 from configsync.replication.services.cycle import SyncCycleError, sync_cycle
 from configsync.replication.transports.nats import (
+    _LOOP,
     _POOL,
     MAC_HEADER,
     MSG_ID_HEADER,
@@ -459,7 +460,56 @@ def test_the_first_call_after_a_server_restart_succeeds(own_server: OwnServer) -
     for transport in (writer, reader):
         transport.close()
     for key in [key for key in _POOL if key[0] == own_server.url]:
-        shared = _POOL.pop(key)
-        from configsync.replication.transports.nats import _LOOP
+        _LOOP.run(_POOL.pop(key).nc.close(), timeout=10)
 
-        _LOOP.run(shared.nc.close(), timeout=10)
+
+def wait_for(condition: Any, *, stop: threading.Event, seconds: float = 60) -> bool:
+    """Poll ``condition()`` every 0.1 s, at most ``seconds`` (a bound, not a timed assertion)."""
+    for _ in range(int(seconds * 10)):
+        if condition():
+            return True
+        stop.wait(0.1)
+    return bool(condition())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_follower_subscribes_again_after_a_server_restart(
+    own_server: OwnServer, settings: Any
+) -> None:
+    use_replication_settings(settings)
+    settings.CONFIGSYNC_NATS_URL = own_server.url
+    settings.CONFIGSYNC_GROUP_ID = f"f{uuid.uuid4().hex[:10]}"
+    settings.CONFIGSYNC_DEPLOYMENT_MODE = "LOCAL_EXTERNAL"
+    writer = NatsTransport(
+        name="nats", node=A, url=own_server.url, group=settings.CONFIGSYNC_GROUP_ID, secret=SECRET
+    )
+    stop = threading.Event()
+    follower = NatsFollower(stop=stop, snapshot_seconds=3600)
+
+    def run() -> None:
+        try:
+            follower.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        writer.push([remote_change("BEFORE_RESTART", node=A)])
+        assert wait_for(
+            lambda: SystemConfig.objects.filter(key="BEFORE_RESTART").exists(), stop=stop
+        )
+        own_server.stop()
+        own_server.start()
+        writer.push([remote_change("AFTER_RESTART", node=A)])
+        assert wait_for(
+            lambda: SystemConfig.objects.filter(key="AFTER_RESTART").exists(), stop=stop
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        writer.close()
+        for key in [key for key in _POOL if key[0] == own_server.url]:
+            _LOOP.run(_POOL.pop(key).nc.close(), timeout=10)
+    assert not thread.is_alive()
+    assert follower.stats.subscriptions >= 2  # subscribed again on the new connection
