@@ -13,7 +13,9 @@ cursor and only acknowledged, or arrives as ``stale`` (version vectors): nothing
 start, echoes included, in wire form: ciphertext only) with the stream sequence its pull
 checkpoint covers, in the object store ``configsync_<group>_snap`` (one object per node, replaced
 each time). A node whose cursor is below what the stream still holds reads the newest snapshot
-through the same pull (``transports.nats``), then the stream from the sequence it covers.
+through the same pull (``transports.nats``), then the stream from the sequence it covers. A
+snapshot holds what its node holds: types its strategy matrix keeps from pulling and changes it
+quarantined are not in it, though its cursor moved past them.
 
 **Lag.** :func:`nats_status` asks the server now (one round trip, short timeout) for this node's
 consumer against the stream; it answers ``reachable=False`` with the reason rather than raising,
