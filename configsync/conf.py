@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     "NATS_TLS_CA_FILE": "",
     "NATS_TLS_CERT_FILE": "",
     "NATS_TLS_KEY_FILE": "",
+    # The stream's retention (0: without limit): how long, and how many, messages it keeps. A
+    # node away longer catches up from a snapshot (configsync.replication.natsfollow).
+    "NATS_MAX_AGE_SECONDS": 0,
+    "NATS_MAX_MSGS": 0,
     # The replication group: media (database, bucket) are partitioned by it and refuse another's.
     "GROUP_ID": "default",
     # The external database's alias in DATABASES (configsync.replication.transports.database).

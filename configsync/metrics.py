@@ -9,7 +9,11 @@ scrape reads a few aggregate queries and every process reports the same numbers:
   is bucketed by the database, ``finished_at - started_at`` in seconds);
 * changes behind, last success (timestamp and age in seconds), clock skew, open conflicts;
 * reveals (``AuditEvent`` with action ``reveal``, by entry point);
-* the ``.env`` bridge: the records it wrote (``AuditEvent`` with via ``envbridge``, by action).
+* the ``.env`` bridge: the records it wrote (``AuditEvent`` with via ``envbridge``, by action);
+* the NATS transport, when ``CONFIGSYNC_NATS_URL`` is set: ``configsync_nats_up`` and this node's
+  durable consumer against the stream (``configsync_nats_consumer_lag``, ``…_pending``,
+  ``…_ack_pending``, ``configsync_nats_stream_first_seq``, ``…_last_seq``), asked of the server
+  at scrape time (``natsfollow.service.nats_status``: one round trip, a two-second timeout).
   A bridge run that changed nothing leaves no row anywhere (only its log line), so runs as such
   are not countable across processes; the changes they made are.
 
@@ -73,6 +77,7 @@ class ReplicationCollector(Collector):
         yield from self._node()
         yield from self._audit()
         yield from self._lookups()
+        yield from self._nats()
         build = GaugeMetricFamily(
             "configsync_build_info", "The running release (always 1).", labels=["version"]
         )
@@ -288,6 +293,34 @@ class ReplicationCollector(Collector):
         )
         ratio.add_metric([], counts["hit"] / total if total else 0.0)
         yield ratio
+
+    def _nats(self) -> Iterator[Metric]:
+        from configsync.conf import app_settings
+
+        if not app_settings.nats_configured:
+            return
+        from configsync.replication.natsfollow.service import nats_status
+
+        report = nats_status()
+        yield GaugeMetricFamily(
+            "configsync_nats_up",
+            "1 when the NATS server answered this scrape (JetStream stream of the group).",
+            value=1 if report.reachable else 0,
+        )
+        if not report.reachable:
+            return
+        for name, text, value in (
+            ("consumer_lag", "Stream messages after this node's acknowledged floor.", report.lag),
+            ("consumer_pending", "Messages not yet delivered to this node.", report.pending),
+            (
+                "consumer_ack_pending",
+                "Messages delivered to this node and not acknowledged (not committed yet).",
+                report.ack_pending,
+            ),
+            ("stream_first_seq", "The oldest sequence the stream holds.", report.stream_first_seq),
+            ("stream_last_seq", "The newest sequence of the stream.", report.stream_last_seq),
+        ):
+            yield GaugeMetricFamily(f"configsync_nats_{name}", text, value=value or 0)
 
 
 def _bound(value: float) -> str:

@@ -417,6 +417,15 @@ CONFIGSYNC_NATS_TLS_CERT_FILE = env.str(
 CONFIGSYNC_NATS_TLS_KEY_FILE = env.str(
     "CONFIGSYNC_NATS_TLS_KEY_FILE", default=_app_default("NATS_TLS_KEY_FILE")
 )
+# The NATS stream's retention (0: without limit); defaults in configsync.conf.
+if env.is_set("CONFIGSYNC_NATS_MAX_AGE_SECONDS"):
+    CONFIGSYNC_NATS_MAX_AGE_SECONDS = env.int(
+        "CONFIGSYNC_NATS_MAX_AGE_SECONDS", minimum=0, maximum=3650 * 86400, unit="seconds"
+    )
+if env.is_set("CONFIGSYNC_NATS_MAX_MSGS"):
+    CONFIGSYNC_NATS_MAX_MSGS = env.int(
+        "CONFIGSYNC_NATS_MAX_MSGS", minimum=0, maximum=10**12, unit="messages"
+    )
 if env.is_set("CONFIGSYNC_BUCKET_SNAPSHOT_EVERY"):
     CONFIGSYNC_BUCKET_SNAPSHOT_EVERY = env.int(
         "CONFIGSYNC_BUCKET_SNAPSHOT_EVERY", minimum=1, maximum=1_000_000, unit="segments"

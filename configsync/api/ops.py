@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from configsync.replication.natsfollow.service import nats_status
 from configsync.replication.selectors.peers import UnknownPeerError
 from configsync.replication.selectors.status import sync_status
 from configsync.services.health import health_check
@@ -81,6 +82,37 @@ class ClockStatusSerializer(serializers.Serializer):
     recovery = serializers.CharField(help_text="What to do (empty when the clock is fine).")
 
 
+class NatsLagSerializer(serializers.Serializer):
+    """The NATS JetStream transport (``configsync.replication.natsfollow.service.NatsStatus``)."""
+
+    configured = serializers.BooleanField(help_text="CONFIGSYNC_NATS_URL is set.")
+    followed = serializers.BooleanField(
+        help_text="This node's mode uses the transport and the nats peer is enabled."
+    )
+    server = serializers.CharField(help_text="host:port of the server (never credentials).")
+    stream = serializers.CharField()
+    consumer = serializers.CharField(help_text="This node's durable consumer.")
+    reachable = serializers.BooleanField(help_text="The server answered this request.")
+    error = serializers.CharField(help_text="Why it did not (never a credential or value).")
+    lag = serializers.IntegerField(
+        allow_null=True, help_text="Stream messages after this node's acknowledged floor."
+    )
+    pending = serializers.IntegerField(allow_null=True, help_text="Not yet delivered here.")
+    ack_pending = serializers.IntegerField(
+        allow_null=True, help_text="Delivered here, not acknowledged (not committed yet)."
+    )
+    stream_first_seq = serializers.IntegerField(
+        allow_null=True, help_text="Oldest sequence the stream still holds (retention)."
+    )
+    stream_last_seq = serializers.IntegerField(allow_null=True)
+    ack_floor_seq = serializers.IntegerField(allow_null=True)
+    max_age_seconds = serializers.FloatField(help_text="Retention by age; 0: none.")
+    max_msgs = serializers.IntegerField(help_text="Retention by count; 0: none.")
+    snapshot_covers = serializers.IntegerField(allow_null=True)
+    snapshot_taken_at = serializers.DateTimeField(allow_null=True)
+    snapshot_writer = serializers.CharField()
+
+
 class SyncStatusSerializer(serializers.Serializer):
     node_id = serializers.CharField()
     deployment_mode = serializers.CharField()
@@ -99,6 +131,10 @@ class SyncStatusSerializer(serializers.Serializer):
         help_text="What needs attention, one sentence each (clock first); empty when all is well.",
     )
     peers = PeerStatusSerializer(many=True)
+    nats = NatsLagSerializer(
+        help_text="The NATS JetStream transport's consumer lag, asked of the server now "
+        "(configured false: CONFIGSYNC_NATS_URL is not set)."
+    )
 
 
 class SyncTriggerInputSerializer(serializers.Serializer):
@@ -180,7 +216,9 @@ class SyncStatusView(APIView):
 
     @extend_schema(responses=SyncStatusSerializer)
     def get(self, request: Request) -> Response:
-        return Response(SyncStatusSerializer(sync_status(node=node_id()).as_dict()).data)
+        data = sync_status(node=node_id()).as_dict()
+        data["nats"] = nats_status().as_dict()
+        return Response(SyncStatusSerializer(data).data)
 
 
 class SyncTriggerView(APIView):

@@ -13,6 +13,12 @@
   conflicts wrongly on purpose) is set under a settings module other than ``settings.local`` and
   ``settings.test``, or to an unknown value. ``settings.production`` refuses the variable at
   start-up; this catches a value set in code.
+* E024 — the NATS transport's settings cannot work (one error each): ``CONFIGSYNC_NATS_URL`` is
+  set without ``CONFIGSYNC_SYNC_SECRET`` (every message is authenticated with it), or with a
+  ``CONFIGSYNC_GROUP_ID`` that cannot name a stream (dots); ``CONFIGSYNC_NATS_MAX_AGE_SECONDS`` or
+  ``CONFIGSYNC_NATS_MAX_MSGS`` is not a whole number from 0 (set in code: the environment is
+  validated at start-up); a TLS key without its certificate, or a ``CONFIGSYNC_NATS_TLS_*`` or
+  ``CONFIGSYNC_NATS_USER_CREDENTIALS`` file that does not exist; a user without a password.
 * W040 — stored records fail the validation every write passes (database check: ``migrate`` and
   ``check --database default`` run it): rows stored before received versions were validated, or
   loaded with raw fixtures; reading their value fails. Names records and rules, never values.
@@ -38,6 +44,51 @@ def checks_register() -> None:
     checks.register(check_mode_transports)
     checks.register(check_stored_mode_transports, checks.Tags.database)
     checks.register(check_test_merge_rule)
+    checks.register(check_nats)
+
+
+def check_nats(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E024 (see the module docstring); names settings and files' settings, never a value."""
+    from pathlib import Path
+
+    problems: list[str] = []
+    for name in ("NATS_MAX_AGE_SECONDS", "NATS_MAX_MSGS"):
+        value = getattr(app_settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            problems.append(f"CONFIGSYNC_{name} must be a whole number from 0 (0: no limit)")
+    if app_settings.nats_configured:
+        if not app_settings.SYNC_SECRET:
+            problems.append(
+                "CONFIGSYNC_NATS_URL is set but CONFIGSYNC_SYNC_SECRET is not: every message on "
+                "the stream is authenticated with it"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,40}", str(app_settings.GROUP_ID or "")):
+            problems.append(
+                "CONFIGSYNC_GROUP_ID must be letters, digits, '-' or '_' to name a NATS stream"
+            )
+        if app_settings.NATS_TLS_KEY_FILE and not app_settings.NATS_TLS_CERT_FILE:
+            problems.append(
+                "CONFIGSYNC_NATS_TLS_KEY_FILE is set without CONFIGSYNC_NATS_TLS_CERT_FILE"
+            )
+        for name in (
+            "NATS_TLS_CA_FILE",
+            "NATS_TLS_CERT_FILE",
+            "NATS_TLS_KEY_FILE",
+            "NATS_USER_CREDENTIALS",
+        ):
+            path = str(getattr(app_settings, name) or "")
+            if path and not Path(path).is_file():
+                problems.append(f"CONFIGSYNC_{name} names a file that does not exist")
+        if app_settings.NATS_USER and not app_settings.NATS_PASSWORD:
+            problems.append("CONFIGSYNC_NATS_USER is set without CONFIGSYNC_NATS_PASSWORD")
+    return [
+        checks.Error(
+            problem,
+            hint="See the README's NATS section; `configsync nats status` shows the stream.",
+            id="configsync.E024",
+        )
+        for problem in problems
+    ]
 
 
 TEST_SETTINGS_MODULES = ("settings.local", "settings.test")

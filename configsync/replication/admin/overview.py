@@ -9,7 +9,9 @@
 * **Sync overview** (``/admin/configsync/peer/overview/``, ``admin:configsync_sync_overview``):
   every peer with its transport and state (healthy / behind / failing / disabled, in colour and
   words), last success, last error (its first line: class and short reason), changes behind,
-  success rate over the recent runs, clock skew and open conflicts. Staff who may view peers.
+  success rate over the recent runs, clock skew and open conflicts; with ``CONFIGSYNC_NATS_URL``
+  set, the NATS stream's consumer lag as the server reports it now (or why it is unreachable).
+  Staff who may view peers.
 * **Sync now** (``POST /admin/configsync/peer/sync-now/``, CSRF-protected): enqueues a cycle
   with every enabled peer, or one (``peer``), through ``configsync.tasks.sync_trigger`` — the
   service behind ``POST /api/v1/sync/trigger``, which enqueues on commit. Staff who may change
@@ -33,6 +35,7 @@ from django.views.decorators.http import require_POST
 
 from configsync.models import Peer
 from configsync.replication.admin.display import error_summary, moment_ago, state_badge
+from configsync.replication.natsfollow.service import nats_status
 from configsync.replication.selectors.health import PeerHealth, sync_health
 from configsync.replication.selectors.peers import UnknownPeerError
 from configsync.selectors.node import NodeIdentityMissing, node_id
@@ -103,6 +106,7 @@ def sync_overview_view(request: HttpRequest) -> HttpResponse:
         "health": health,
         "node_badge": state_badge(health.state, "; ".join(health.reasons)),
         "rows": overview_rows(health.peers),
+        "nats": nats_status(),
         "can_sync": _can(request, "change"),
         "sync_now_url": reverse("admin:configsync_sync_now"),
         "conflicts_url": reverse("admin:configsync_conflict_changelist") + "?status__exact=open",

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.core.serializers.json import DjangoJSONEncoder
 
+from configsync.replication.natsfollow.service import NatsStatus, nats_status
 from configsync.replication.selectors.status import sync_status
 from configsync.services.node import node_id
 
@@ -28,8 +29,10 @@ def _when(value: datetime | None) -> str:
 
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     report = sync_status(node=node_id())
+    nats = nats_status()
     if options["json"]:
-        command.stdout.write(json.dumps(report.as_dict(), cls=DjangoJSONEncoder, indent=2))
+        document = {**report.as_dict(), "nats": nats.as_dict()}
+        command.stdout.write(json.dumps(document, cls=DjangoJSONEncoder, indent=2))
         return
     out = command.stdout
     for warning in report.warnings:
@@ -70,3 +73,18 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
                 f"  quarantined here from it (open): {peer.open_quarantined}; "
                 f"set aside in the last run: {peer.quarantined_last_run}"
             )
+    _nats_lines(command, nats)
+
+
+def _nats_lines(command: BaseCommand, nats: NatsStatus) -> None:
+    if not nats.configured:
+        return
+    out = command.stdout
+    if not nats.reachable:
+        out.write(f"nats: stream {nats.stream or '?'} UNREACHABLE: {nats.error}")
+        return
+    followed = "" if nats.followed else " (not followed in this mode)"
+    out.write(
+        f"nats: stream {nats.stream} at {nats.server}{followed}: consumer lag {nats.lag} "
+        f"({nats.pending} not delivered, {nats.ack_pending} not acknowledged)"
+    )
