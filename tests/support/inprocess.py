@@ -30,6 +30,7 @@ import re
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -440,6 +441,8 @@ class NatsMember:
     bell: Any = None
     """The doorbell's connection (``None`` while the node is stopped)."""
     cycles: int = 0
+    last: SyncResult | None = None
+    """The result of the node's last cycle."""
     applied_at: dict[str, float] = field(default_factory=dict)
     """``time.monotonic()`` when each key (as last written by the driver) became visible here."""
 
@@ -492,9 +495,13 @@ class InProcessNatsGroup:
         self._lock = threading.Lock()
         self._rung: set[str] = set()
         self._ring = threading.Event()
-        self._watch: dict[str, str] = {}
-        """key -> value the driver last wrote, for ``applied_at``."""
+        self.watched: dict[str, str] = {}
+        """key -> value the driver last wrote: each cycle that pulls something notes when a
+        watched key shows that value on its node (``NatsMember.applied_at``)."""
         self.cycle_errors: list[str] = []
+        self.seconds: Counter[str] = Counter()
+        """Where :meth:`follow_once` spent its time: ``prefetch`` (the rung nodes' pulls, read
+        ahead together) and ``cycles`` (their cycles, one after the other)."""
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -607,14 +614,14 @@ class InProcessNatsGroup:
         """``system_config_set`` on node ``name``; with ``push``, a push-only cycle publishes it."""
         with self.members[name].node.active():
             system_config_set(key=key, value=value)
-        self._watch[key] = value
+        self.watched[key] = value
         if push:
             self.push(name)
 
     def delete(self, name: str, key: str, *, push: bool = True) -> None:
         with self.members[name].node.active():
             system_config_delete(key=key)
-        self._watch.pop(key, None)
+        self.watched.pop(key, None)
         if push:
             self.push(name)
 
@@ -626,15 +633,15 @@ class InProcessNatsGroup:
         member = self.members[name]
         with member.node.active():
             result = sync_cycle(peer_id=member.peer_id, pull=pull, push=push, transport=member.link)
-        member.cycles += 1
-        if pull and result.pulled and self._watch:
-            now = time.monotonic()
-            with member.node.active():
+            if pull and result.pulled and self.watched:
+                now = time.monotonic()
                 for key, value in SystemConfig.objects.filter(
-                    key__in=list(self._watch)
+                    key__in=list(self.watched)
                 ).values_list("key", "value"):
-                    if self._watch.get(key) == value:
+                    if self.watched.get(key) == value:
                         member.applied_at.setdefault(key, now)
+        member.cycles += 1
+        member.last = result
         return result
 
     # -- following ----------------------------------------------------------------------------
@@ -653,9 +660,12 @@ class InProcessNatsGroup:
         if wait and not self._ring.is_set():
             self._ring.wait(wait)
         names = self.rung()
+        began = time.perf_counter()
         if self.prefetch:
             links = [self.members[n].link for n in names]
             _prefetch_all([link for link in links if isinstance(link, PrefetchingNatsTransport)])
+        read = time.perf_counter()
+        self.seconds["prefetch"] += read - began
         for name in names:
             try:
                 self.cycle(name)
@@ -663,6 +673,7 @@ class InProcessNatsGroup:
                 self.cycle_errors.append(f"{name}: {exc}")
                 with self._lock:
                     self._rung.add(name)
+        self.seconds["cycles"] += time.perf_counter() - read
         return len(names)
 
     def converged(self) -> bool:
