@@ -625,8 +625,21 @@ class InProcessNatsGroup:
         if push:
             self.push(name)
 
-    def push(self, name: str) -> SyncResult:
-        return self.cycle(name, pull=False)
+    def push(self, name: str) -> SyncResult | None:
+        """A push-only cycle of node ``name``. When it fails (the server unreachable, a
+        connection that died with a restarted server) the failure goes to ``cycle_errors``, the
+        node is rung and its next cycle (:meth:`follow_once`) pushes; ``None`` then."""
+        try:
+            return self.cycle(name, pull=False)
+        except SyncCycleError as exc:
+            self._failed(name, exc)
+            return None
+
+    def _failed(self, name: str, exc: SyncCycleError) -> None:
+        self.cycle_errors.append(f"{name}: {exc}")
+        with self._lock:
+            self._rung.add(name)
+        self._ring.set()
 
     def cycle(self, name: str, *, pull: bool = True, push: bool = True) -> SyncResult:
         """One ``sync_cycle`` of node ``name`` with the stream, through its open link."""
@@ -670,9 +683,7 @@ class InProcessNatsGroup:
             try:
                 self.cycle(name)
             except SyncCycleError as exc:
-                self.cycle_errors.append(f"{name}: {exc}")
-                with self._lock:
-                    self._rung.add(name)
+                self._failed(name, exc)
         self.seconds["cycles"] += time.perf_counter() - read
         return len(names)
 
