@@ -659,6 +659,15 @@ class InProcessNatsGroup:
 
     # -- following ----------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """End the wait of a :meth:`follow_once` now (from another thread)."""
+        self._ring.set()
+
+    def ringing(self) -> bool:
+        """Whether a bell rang that no cycle has answered yet."""
+        with self._lock:
+            return bool(self._rung)
+
     def rung(self) -> list[str]:
         """The running nodes whose bell rang since they last ran a cycle (and forgets them)."""
         with self._lock:
