@@ -24,10 +24,15 @@ product code catches) — and the clock offset stands for a skewed system clock.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import re
 import shutil
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +47,16 @@ from django.test import Client, override_settings
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
+from configsync.models import PeerCheckpoint, ReplicatedRecord, SystemConfig
 from configsync.replication import hlc
+from configsync.replication.errors import TransportError
+from configsync.replication.page import FeedPage
+from configsync.replication.services.cycle import SyncCycleError, SyncResult, sync_cycle
+from configsync.replication.services.peers import peer_seed_from_settings
 from configsync.replication.transports.http import HttpPeerTransport
+from configsync.replication.transports.nats import _LOOP as _NATS_LOOP
+from configsync.replication.transports.nats import NatsTransport, stream_name
+from configsync.services.system_config import system_config_delete, system_config_set
 from multinode.cluster import pg_admin
 from tests.support.replication import SECRET
 
@@ -411,3 +424,401 @@ class NodeDatabases:
             with ThreadPoolExecutor(len(names) or 1) as pool:
                 list(pool.map(drop, sorted(names)))
         self.made.clear()
+
+
+# --- a group of nodes on one NATS JetStream stream ---------------------------------------
+
+
+@dataclass
+class NatsMember:
+    """One node of an :class:`InProcessNatsGroup`: its database and settings
+    (:class:`InProcessNode`), its link to the stream (its own connection and durable
+    consumer), the peer that stands for the stream, and its doorbell."""
+
+    node: InProcessNode
+    link: NatsTransport
+    peer_id: int
+    bell: Any = None
+    """The doorbell's connection (``None`` while the node is stopped)."""
+    cycles: int = 0
+    last: SyncResult | None = None
+    """The result of the node's last cycle."""
+    applied_at: dict[str, float] = field(default_factory=dict)
+    """``time.monotonic()`` when each key (as last written by the driver) became visible here."""
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+class InProcessNatsGroup:
+    """In-process nodes that replicate through one JetStream stream, as a fleet of followers.
+
+    Each node is an :class:`InProcessNode` on a database of its own (``NodeDatabases``) with
+    ``CONFIGSYNC_NATS_URL`` and ``CONFIGSYNC_GROUP_ID`` set and no HTTP peer: its only peer is
+    the stream (``nats``, seeded by ``peer_seed_from_settings``), reached through a
+    ``NatsTransport`` of its own that stays open across cycles (one connection, one durable
+    consumer ``cs_<node>``). Every cycle is the product's ``sync_cycle`` with that transport:
+    the same validation, apply path, conflicts and checkpoints as every other transport.
+
+    What stands in for the follower process is the *doorbell*: a core NATS subscription per
+    node on the stream's subjects (``configsync.<group>.>``), on a connection of its own. A
+    message published to the stream rings every node's bell (the server pushes it; the node
+    sends nothing), and :meth:`follow` runs one pull cycle on each node whose bell rang. An
+    idle node therefore sends no request at all; a change costs each node one cycle. A bell
+    only says "something may be new": what a cycle reads comes from the node's durable cursor,
+    so a node whose bell was down (stopped, killed, a server restart) catches up on its next
+    cycle from its committed cursor (:meth:`restart` runs one).
+
+    Nodes run one at a time in the calling thread (a node's context is process-wide: the
+    settings). With ``prefetch`` (the default) the network half of each rung node's pull (its
+    consumer's info, the fetch, the log) runs for all rung nodes at once before their cycles
+    (:class:`PrefetchingNatsTransport`), as separate follower processes would; each cycle then
+    applies its page in turn.
+    """
+
+    def __init__(
+        self,
+        *,
+        databases: NodeDatabases,
+        url: str,
+        group: str,
+        prefetch: bool = True,
+        timeout: float = 10.0,
+    ) -> None:
+        self.databases = databases
+        self.url = url
+        self.group = group
+        self.prefetch = prefetch
+        self.timeout = timeout
+        self.members: dict[str, NatsMember] = {}
+        self._lock = threading.Lock()
+        self._rung: set[str] = set()
+        self._ring = threading.Event()
+        self.watched: dict[str, str] = {}
+        """key -> value the driver last wrote: each cycle that pulls something notes when a
+        watched key shows that value on its node (``NatsMember.applied_at``)."""
+        self.cycle_errors: list[str] = []
+        self.seconds: Counter[str] = Counter()
+        """Where :meth:`follow_once` spent its time: ``prefetch`` (the rung nodes' pulls, read
+        ahead together) and ``cycles`` (their cycles, one after the other)."""
+
+    # -- membership ---------------------------------------------------------------------------
+
+    def settings_of(self, name: str) -> dict[str, Any]:
+        return {
+            "CONFIGSYNC_NATS_URL": self.url,
+            "CONFIGSYNC_GROUP_ID": self.group,
+            "CONFIGSYNC_DEPLOYMENT_MODE": "LOCAL_EXTERNAL",
+            "CONFIGSYNC_SYNC_INTERVAL_SECONDS": 0,
+        }
+
+    def join(self, name: str, *, catch_up: bool = True) -> NatsMember:
+        """A new node on a fresh database: its peer seeded, its link and doorbell open, and (with
+        ``catch_up``) one cycle that reads the stream's history so far."""
+        node = InProcessNode(
+            name=name,
+            database=self.databases.fresh(name),
+            peers=[],
+            extra_settings=self.settings_of(name),
+        )
+        with node.active():
+            (peer,) = peer_seed_from_settings()
+        member = NatsMember(node=node, link=self._link(name), peer_id=peer.pk)
+        self.members[name] = member
+        self._bell_open(member)
+        if catch_up:
+            self.cycle(name)
+        return member
+
+    def _link(self, name: str) -> NatsTransport:
+        cls = PrefetchingNatsTransport if self.prefetch else NatsTransport
+        return cls(
+            name="nats",
+            node=name,
+            url=self.url,
+            group=self.group,
+            secret=SECRET,
+            options={},
+            timeout=self.timeout,
+        )
+
+    def _bell_open(self, member: NatsMember) -> None:
+        import nats
+
+        name = member.name
+        prefix = f"configsync.{self.group}."
+
+        async def ring(message: Any) -> None:
+            with self._lock:
+                self._rung.add(name)
+            self._ring.set()
+
+        async def rung_on_reconnect() -> None:  # messages may have gone by meanwhile
+            with self._lock:
+                self._rung.add(name)
+            self._ring.set()
+
+        async def quiet(*_: Any) -> None:
+            return None
+
+        async def open_bell() -> Any:
+            nc = await nats.connect(
+                servers=[self.url],
+                name=f"configsync-bell {name}",
+                connect_timeout=self.timeout,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.1,
+                reconnected_cb=rung_on_reconnect,
+                error_cb=quiet,
+                disconnected_cb=quiet,
+                closed_cb=quiet,
+            )
+            await nc.subscribe(f"{prefix}>", cb=ring)
+            await nc.flush()
+            return nc
+
+        member.bell = _NATS_LOOP.run(open_bell(), timeout=self.timeout * 3)
+
+    def _bell_close(self, member: NatsMember) -> None:
+        bell, member.bell = member.bell, None
+        if bell is not None:
+            with contextlib.suppress(Exception):
+                _NATS_LOOP.run(bell.close(), timeout=self.timeout)
+
+    def stop(self, name: str) -> None:
+        """The node's process ends (or is killed): its connections close without another word
+        (nothing fetched is acknowledged); its database keeps what it committed."""
+        member = self.members[name]
+        self._bell_close(member)
+        member.link.close()
+        with self._lock:
+            self._rung.discard(name)
+        member.node.close()
+
+    def restart(self, name: str) -> NatsMember:
+        """The node starts again on its database: a new link and doorbell, then one cycle that
+        catches up from its committed cursor."""
+        member = self.members[name]
+        member.link = self._link(name)
+        self._bell_open(member)
+        self.cycle(name)
+        return member
+
+    def running(self) -> list[NatsMember]:
+        return [m for m in self.members.values() if m.bell is not None]
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def write(self, name: str, key: str, value: str, *, push: bool = True) -> None:
+        """``system_config_set`` on node ``name``; with ``push``, a push-only cycle publishes it."""
+        with self.members[name].node.active():
+            system_config_set(key=key, value=value)
+        self.watched[key] = value
+        if push:
+            self.push(name)
+
+    def delete(self, name: str, key: str, *, push: bool = True) -> None:
+        with self.members[name].node.active():
+            system_config_delete(key=key)
+        self.watched.pop(key, None)
+        if push:
+            self.push(name)
+
+    def push(self, name: str) -> SyncResult | None:
+        """A push-only cycle of node ``name``. When it fails (the server unreachable, a
+        connection that died with a restarted server) the failure goes to ``cycle_errors``, the
+        node is rung and its next cycle (:meth:`follow_once`) pushes; ``None`` then."""
+        try:
+            return self.cycle(name, pull=False)
+        except SyncCycleError as exc:
+            self._failed(name, exc)
+            return None
+
+    def _failed(self, name: str, exc: SyncCycleError) -> None:
+        self.cycle_errors.append(f"{name}: {exc}")
+        with self._lock:
+            self._rung.add(name)
+        self._ring.set()
+
+    def cycle(self, name: str, *, pull: bool = True, push: bool = True) -> SyncResult:
+        """One ``sync_cycle`` of node ``name`` with the stream, through its open link."""
+        member = self.members[name]
+        with member.node.active():
+            result = sync_cycle(peer_id=member.peer_id, pull=pull, push=push, transport=member.link)
+            if pull and result.pulled and self.watched:
+                now = time.monotonic()
+                for key, value in SystemConfig.objects.filter(
+                    key__in=list(self.watched)
+                ).values_list("key", "value"):
+                    if self.watched.get(key) == value:
+                        member.applied_at.setdefault(key, now)
+        member.cycles += 1
+        member.last = result
+        return result
+
+    # -- following ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """End the wait of a :meth:`follow_once` now (from another thread)."""
+        self._ring.set()
+
+    def ringing(self) -> bool:
+        """Whether a bell rang that no cycle has answered yet."""
+        with self._lock:
+            return bool(self._rung)
+
+    def rung(self) -> list[str]:
+        """The running nodes whose bell rang since they last ran a cycle (and forgets them)."""
+        with self._lock:
+            names, self._rung = sorted(self._rung), set()
+            self._ring.clear()
+        return [n for n in names if n in self.members and self.members[n].bell is not None]
+
+    def follow_once(self, *, wait: float = 0.0) -> int:
+        """Run one pull cycle on every node whose bell rang (waiting at most ``wait`` seconds
+        for one to ring); returns how many ran. A failed cycle is recorded in
+        ``cycle_errors`` and rings the node again (the next round retries it)."""
+        if wait and not self._ring.is_set():
+            self._ring.wait(wait)
+        names = self.rung()
+        began = time.perf_counter()
+        if self.prefetch:
+            links = [self.members[n].link for n in names]
+            _prefetch_all([link for link in links if isinstance(link, PrefetchingNatsTransport)])
+        read = time.perf_counter()
+        self.seconds["prefetch"] += read - began
+        for name in names:
+            try:
+                self.cycle(name)
+            except SyncCycleError as exc:
+                self._failed(name, exc)
+        self.seconds["cycles"] += time.perf_counter() - read
+        return len(names)
+
+    def converged(self) -> bool:
+        """Every running node's committed pull cursor is at the stream's last message."""
+        last = self.stream_last_seq()
+        for member in self.running():
+            with member.node.active():
+                cursor = (
+                    PeerCheckpoint.objects.filter(peer_id=member.peer_id, direction="pull")
+                    .values_list("cursor", flat=True)
+                    .first()
+                )
+            if str(cursor or "") != (str(last) if last else ""):
+                return False
+        return True
+
+    def settle(self, *, timeout: float = 120.0) -> int:
+        """Follow until every running node has read the whole stream (bounded by ``timeout``:
+        ``AssertionError`` then); returns the cycles run."""
+        deadline = time.monotonic() + timeout
+        ran = 0
+        while True:
+            ran += self.follow_once(wait=0.2)
+            if not self._ring.is_set() and self.converged():
+                return ran
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the group did not settle in {timeout}s; errors: {self.cycle_errors[-5:]}"
+                )
+
+    # -- what the nodes hold ------------------------------------------------------------------
+
+    def records(self, name: str) -> list[tuple[str, str, str, bool, Any]]:
+        with self.members[name].node.active():
+            return [
+                (r.model_label, r.natural_key, r.hlc, r.deleted, r.data)
+                for r in ReplicatedRecord.objects.order_by("model_label", "natural_key")
+            ]
+
+    def digest(self, name: str) -> str:
+        """A digest of every replication record node ``name`` holds (timestamps, tombstones,
+        wire forms): equal digests, identical records."""
+        text = json.dumps(self.records(name), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def digests(self) -> dict[str, str]:
+        return {name: self.digest(name) for name in self.members}
+
+    def values(self, name: str) -> dict[str, str]:
+        with self.members[name].node.active():
+            return dict(SystemConfig.objects.values_list("key", "value"))
+
+    def stream_last_seq(self) -> int:
+        """The stream's last sequence, read on a connection of the driver's own."""
+        import nats
+
+        async def read() -> int:
+            nc = await nats.connect(servers=[self.url], connect_timeout=self.timeout)
+            try:
+                info = await nc.jetstream(timeout=self.timeout).stream_info(stream_name(self.group))
+                return int(info.state.last_seq or 0)
+            finally:
+                await nc.close()
+
+        return _NATS_LOOP.run(read(), timeout=self.timeout * 3)
+
+    def close(self) -> None:
+        for member in self.members.values():
+            self._bell_close(member)
+            member.link.close()
+            member.node.close()
+
+
+class PrefetchingNatsTransport(NatsTransport):
+    """A ``NatsTransport`` whose next pull can be read ahead, off the node's thread.
+
+    :meth:`prefetch` reads the page the node's next cycle will ask for (from the cursor this
+    link last handed out or recorded) in a worker thread; :meth:`pull` answers with it when
+    the cycle asks for exactly that page (same cursor, limit, echoes and log), else reads as
+    usual. Reading ahead only moves what the consumer delivered, never what it acknowledged:
+    a page the cycle does not use is read again from the committed cursor (the transport
+    recreates its consumer there)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.cursor = ""
+        self._ahead: tuple[tuple[str, int, bool, bool], Future[FeedPage]] | None = None
+
+    def prefetch(self, pool: ThreadPoolExecutor, *, limit: int) -> None:
+        key = (self.cursor, limit, False, True)
+        self._ahead = (
+            key,
+            pool.submit(NatsTransport.pull, self, self.cursor, limit, with_log=True),
+        )
+
+    def pull(
+        self, cursor: str, limit: int, *, echoes: bool = False, with_log: bool = False
+    ) -> FeedPage:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            key, future = ahead
+            try:
+                page = future.result()
+            except TransportError:
+                page = None
+            if page is not None and key == (cursor, limit, echoes, with_log):
+                self.cursor = page.next_cursor or cursor
+                return page
+        page = super().pull(cursor, limit, echoes=echoes, with_log=with_log)
+        self.cursor = page.next_cursor or cursor
+        return page
+
+    def log_record(self, *, direction: str, session: str, cursor: str) -> None:
+        super().log_record(direction=direction, session=session, cursor=cursor)
+        if direction == "pull":
+            self.cursor = cursor
+
+
+def _prefetch_all(links: list[PrefetchingNatsTransport]) -> None:
+    if not links:
+        return
+    from configsync.conf import app_settings
+
+    limit = int(app_settings.SYNC_BATCH_SIZE)
+    with ThreadPoolExecutor(min(16, len(links))) as pool:
+        for link in links:
+            link.prefetch(pool, limit=limit)
+        # The pool is left to finish: each cycle waits for its own page.
