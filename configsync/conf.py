@@ -146,6 +146,15 @@ _settings_object = functools.partial(object.__getattribute__, settings, "_wrappe
 ``settings`` fixture) change, deletions included, puts a new one in place and its end the old."""
 _resolved: dict[str, Any] = {}
 _resolved_for: list[object] = [None]
+_generation = [0]
+
+
+def settings_state() -> tuple[object, int]:
+    """Something that differs whenever any setting may have changed (Django's settings object
+    and the number of ``setting_changed`` signals so far), comparable with ``==``: work done
+    ahead under the settings of then (a page of changes validated while the previous one was
+    applied) is redone when this moved."""
+    return (_settings_object(), _generation[0])
 
 
 class AppSettings:
@@ -215,6 +224,7 @@ app_settings = AppSettings()
 
 
 def _settings_changed(**kwargs: Any) -> None:
+    _generation[0] += 1
     app_settings.reload()
 
 

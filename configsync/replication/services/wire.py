@@ -14,18 +14,18 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from django.core import validators as django_validators
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
-from configsync.conf import app_settings
+from configsync.conf import app_settings, settings_state
 from configsync.crypto.fields import Ciphertext, is_encrypted_field
 from configsync.crypto.keyring import is_token
 from configsync.replication import registry
@@ -715,6 +715,70 @@ class Held:
 
     item: Any
     reason: str
+
+
+@dataclass(frozen=True)
+class PreChecked:
+    """``changes_check(changes)`` computed ahead of applying ``changes`` (another thread: see
+    :func:`changes_precheck`), with what it depended on. ``changes_apply(checked=...)`` uses
+    ``items`` only while :meth:`holds` for the same list; otherwise it checks again."""
+
+    changes: list[Any]
+    items: list[ParsedChange | Held]
+    state: tuple[object, ...]
+
+    def holds(self, changes: Any) -> bool:
+        """Whether ``items`` is what checking ``changes`` now would give: the same list, the
+        same settings and registry (validation hooks included)."""
+        return changes is self.changes and self.state == _check_state()
+
+
+def _check_state() -> tuple[object, ...]:
+    return (settings_state(), registry.validation_state())
+
+
+class _DatabaseUsed(Exception):
+    """Checking a batch ahead tried to reach the database (see :func:`changes_precheck`)."""
+
+
+@contextlib.contextmanager
+def _database_refused(touched: list[bool]) -> Iterator[None]:
+    """Refuse every database access in this thread (connecting or executing, on any alias):
+    each attempt raises ``_DatabaseUsed`` and sets ``touched[0]``, even when the code that
+    tried catches the exception."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        touched[0] = True
+        raise _DatabaseUsed("checked ahead: no database access")
+
+    guarded = list(connections.all(initialized_only=False))
+    with contextlib.ExitStack() as stack:
+        for wrapper in guarded:
+            wrapper.ensure_connection = refuse  # type: ignore[method-assign]
+            stack.callback(wrapper.__dict__.pop, "ensure_connection", None)
+            stack.enter_context(wrapper.execute_wrapper(refuse))
+        yield
+
+
+def changes_precheck(changes: list[Any]) -> PreChecked | None:
+    """``changes_check(changes)`` ahead of applying them, in a thread that must not reach the
+    database (the puller checks page n+1 while page n applies): ``None`` — check when
+    applying — when the batch itself is refused (``ChangeValidationError``: raised again then),
+    anything fails, an item's validation tried to reach the database (a hook or a relation
+    that reads rows: its verdict may depend on the pages applied before it), or an item is
+    held for clock skew (the bound is judged when applying). No database access is made."""
+    state = _check_state()
+    touched = [False]
+    try:
+        with _database_refused(touched):
+            items = changes_check(changes)
+    except Exception:
+        return None
+    if touched[0] or any(
+        isinstance(item, Held) and item.reason.startswith(CLOCK_SKEW) for item in items
+    ):
+        return None
+    return PreChecked(changes, items, state)
 
 
 def changes_check(changes: Any) -> list[ParsedChange | Held]:
