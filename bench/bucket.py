@@ -174,7 +174,7 @@ def _idle_costs(server: Any) -> None:
 
 
 def _first_sync(server: Any) -> None:
-    from django.conf import settings
+    from django.test import override_settings
 
     from bench.replication import seed_records
     from configsync.models import Peer, SystemConfig
@@ -183,8 +183,8 @@ def _first_sync(server: Any) -> None:
     from configsync.replication.transports.bucket import BucketTransport
 
     bucket = server.create_bucket()
-    for name, value in server.env(bucket).items():
-        setattr(settings, name, value)
+    # override_settings, not assignment: app_settings forgets resolved values on its signal
+    override_settings(**server.env(bucket)).enable()
     peer = Peer.objects.create(name="r2", transport=Peer.TransportKind.BUCKET)
     print(f"first sync of {RECORDS:,} records through the bucket:")
 
@@ -223,12 +223,14 @@ def run() -> None:
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
+    from django.test import override_settings
 
     from multinode.media import s3_server
 
     call_command("migrate", verbosity=0, interactive=False)
-    settings.CONFIGSYNC_NODE_ID = "bench-local"
-    settings.CONFIGSYNC_SYNC_SECRET = "bench-sync-secret-not-real"
+    override_settings(
+        CONFIGSYNC_NODE_ID="bench-local", CONFIGSYNC_SYNC_SECRET="bench-sync-secret-not-real"
+    ).enable()
     db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     print(f"database: {db}; server: moto (standalone, loopback); Python {sys.version.split()[0]}")
     with s3_server() as server:

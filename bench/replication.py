@@ -16,8 +16,10 @@ Prints, measured in one run on this machine (no assertions):
    too). Each floor runs in a transaction rolled back.
 
 Then records the goal rows (``bench._report.goal``): on PostgreSQL, first sync and catch-up at
-least 20,000 records/s and at least half the same run's ``COPY`` floor, and a number of queries
-per page that does not grow with the page (O(1), not per record); on SQLite, a first sync at
+least 20,000 records/s and at least half the same run's ``COPY`` floor, each also against half
+the ``COPY`` of the four rows a page writes per record (the setting, its feed row, its history
+version and its audit event: the floor while history and audit stay synchronous), and a number of
+queries per page that does not grow with the page (O(1), not per record); on SQLite, a first sync at
 least 5x what main measured on this machine (``SQLITE_BEFORE``, docs/benchmarks.md), with its
 ratio to the ``executemany`` floor.
 
@@ -332,11 +334,20 @@ def bench_sync(root: Path, *, backend: str) -> None:
                 target=f">= {GOAL_RATE:,}/s and >= {FLOOR_SHARE}x COPY ({floor:,.0f}/s)",
                 met=rate >= GOAL_RATE and rate >= FLOOR_SHARE * floor,
             )
+            goal(
+                area="replication",
+                what=f"{what}, against COPY of the four rows a page writes per record",
+                measured=f"{rate:,.0f} records/s ({rate / everything:.2f}x; floor "
+                f"{everything:,.0f}/s)",
+                target=f">= {FLOOR_SHARE}x the four-row COPY ({FLOOR_SHARE * everything:,.0f}/s)",
+                met=rate >= FLOOR_SHARE * everything,
+            )
         elif what == "first sync":
             goal(
                 area="replication",
                 what=f"first sync of {count:,} records (SQLite)",
-                measured=f"{rate:,.0f} records/s ({rate / floor:.2f}x executemany)",
+                measured=f"{rate:,.0f} records/s ({rate / floor:.2f}x executemany, "
+                f"{rate / everything:.2f}x executemany of the four rows)",
                 target=f">= 5x main ({5 * SQLITE_BEFORE:,}/s; main {SQLITE_BEFORE:,}/s)",
                 met=rate >= 5 * SQLITE_BEFORE,
             )

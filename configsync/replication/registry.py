@@ -441,6 +441,13 @@ def register_validation(label: str, hook: Validate) -> None:
     _validators[label.lower()] = hook
 
 
+def validation_state() -> tuple[object, ...]:
+    """What validating a received version depends on in the registry (the registered models
+    and their validation hooks), comparable with ``==``: a batch checked ahead of applying it
+    (``wire.changes_precheck``) is checked again when this changed meanwhile."""
+    return (tuple(_registry.items()), tuple(_validators.items()))
+
+
 def has_validation_hook(label: str) -> bool:
     """Whether ``label`` validates received versions through a hook of its app."""
     return label.lower() in _validators

@@ -32,6 +32,7 @@ from configsync.models import (
     SystemConfig,
 )
 from configsync.replication import registry
+from configsync.replication.errors import ChangeValidationError
 from configsync.replication.hlc import HLC, physical_now_ms
 from configsync.replication.selectors.feed import feed_page
 from configsync.replication.services import apply as apply_module
@@ -451,3 +452,34 @@ def test_compiled_validation_accepts_and_refuses_exactly_like_full_clean(
     with mock.patch.object(registry, "has_validation_hook", return_value=True):
         ordinary = check()  # the compiled path is off: model() + deserialize_into + full_clean
     assert fast == ordinary
+
+
+def test_a_batch_validated_ahead_is_validated_again_when_a_setting_changed_since() -> None:
+    """``changes_apply(checked=...)`` trusts a check done ahead only for the same list under
+    the same settings and validation hooks: a value that became too long meanwhile is
+    quarantined as if nothing had been checked ahead."""
+    batch = [remote_change("AHEAD_SHORT", "abc"), remote_change("AHEAD_LONG", "x" * 40)]
+    checked = wire.changes_precheck(batch)
+    assert checked is not None and checked.holds(batch)
+    assert not checked.holds(list(batch))
+    with override_settings(CONFIGSYNC_MAX_VALUE_BYTES=10):
+        assert not checked.holds(batch)
+        results = changes_apply(
+            changes=batch, source_node=REMOTE, source_name="remote", checked=checked
+        )
+    assert [r.status for r in results] == [wire.APPLIED, wire.QUARANTINED]
+    assert "Longer than 10 bytes" in results[1].reason
+    assert list(SystemConfig.objects.filter(key__startswith="AHEAD_").values_list("key")) == [
+        ("AHEAD_SHORT",)
+    ]
+
+
+@override_settings(CONFIGSYNC_MAX_PUSH_BATCH=2)
+def test_a_batch_refused_whole_is_not_validated_ahead() -> None:
+    """A batch over ``MAX_PUSH_BATCH`` has no check ahead: applying it raises and writes
+    nothing, as without one."""
+    batch = [remote_change(f"WHOLE_{i}") for i in range(3)]
+    assert wire.changes_precheck(batch) is None
+    with pytest.raises(ChangeValidationError):
+        changes_apply(changes=batch, source_node=REMOTE, source_name="remote")
+    assert not SystemConfig.objects.filter(key__startswith="WHOLE_").exists()

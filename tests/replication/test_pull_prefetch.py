@@ -162,3 +162,69 @@ def test_a_page_that_fails_ahead_stops_the_pull_after_the_pages_before_it(
     assert again.pulled == FEED - 2 * PAGE and again.stale == 0  # resumed, nothing twice
     kept = dict(ReplicatedRecord.objects.values_list("natural_key", "seq"))
     assert {key: kept[key] for key in seqs} == seqs
+
+
+def _record_checked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Per ``changes_apply`` call of the cycle: its batch size and whether the validation done
+    ahead (``checked=``) still held for it."""
+    from configsync.replication.services import cycle
+
+    apply = cycle.changes_apply
+    calls: list[tuple[int, bool]] = []
+
+    def recording(**kwargs: Any) -> Any:
+        checked = kwargs.get("checked")
+        calls.append((len(kwargs["changes"]), bool(checked and checked.holds(kwargs["changes"]))))
+        return apply(**kwargs)
+
+    monkeypatch.setattr(cycle, "changes_apply", recording)
+    return calls
+
+
+def test_the_pages_fetched_ahead_are_validated_ahead(
+    remote: FeedPeer, peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page after the first (fetched with the cycle's log, in the cycle's thread) arrives
+    validated by the prefetch thread, and applies exactly as the first."""
+    calls = _record_checked(monkeypatch)
+    result = sync_cycle(peer_id=peer.pk, push=False)
+    assert result.ok and result.pulled == FEED and result.quarantined == 0
+    assert calls == [
+        (PAGE, False),
+        (PAGE, True),
+        (PAGE, True),
+        (PAGE, True),
+        (FEED - 4 * PAGE, True),
+    ]
+    assert SystemConfig.objects.filter(key__startswith="FEED_").count() == FEED
+
+
+def test_a_validation_that_reads_the_database_runs_when_the_page_applies(
+    remote: FeedPeer, peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prefetch thread may not reach the database: a validation hook that queries is
+    refused there (its page is checked again when applied, in the cycle's thread and
+    transaction, after the pages before it), and the thread opens no connection."""
+    main = threading.current_thread().name
+    ran: list[tuple[str, bool]] = []
+
+    def reads_the_database(instance: Any) -> None:
+        try:
+            SystemConfig.objects.filter(key=instance.key).exists()
+        except Exception:
+            ran.append((threading.current_thread().name, False))
+            raise
+        ran.append((threading.current_thread().name, True))
+        instance.full_clean(exclude=["secret_value"], validate_unique=False)
+
+    from configsync.replication import registry
+
+    monkeypatch.setitem(registry._validators, "configsync.systemconfig", reads_the_database)
+    calls = _record_checked(monkeypatch)
+    result = sync_cycle(peer_id=peer.pk, push=False)
+    assert result.ok and result.pulled == FEED and result.quarantined == 0
+    assert [held for _, held in calls] == [False] * 5
+    assert {thread for thread, ok in ran if ok} == {main}
+    assert sum(ok for _, ok in ran) == FEED
+    refused = [thread for thread, ok in ran if not ok]
+    assert refused and all(name.startswith("configsync-prefetch") for name in refused)

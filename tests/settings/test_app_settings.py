@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core import checks
+from django.test import override_settings
 
 from configsync.conf import DEFAULTS, app_settings
 from tests.settings.test_environment import exactly_this_environment
@@ -167,3 +168,16 @@ def test_a_test_clock_offset_under_production_settings_is_reported(settings: Any
     ]
     settings.CONFIGSYNC_CLOCK_OFFSET_MS = 0
     assert e033() == []
+
+
+def test_a_resolved_option_follows_every_settings_change(settings: Any) -> None:
+    """``app_settings`` keeps what it resolved (replication reads options per record) and
+    forgets it on ``setting_changed``: an override, its end and a deletion are each seen."""
+    assert DEFAULTS["MAX_VALUE_BYTES"] == app_settings.MAX_VALUE_BYTES
+    settings.CONFIGSYNC_MAX_VALUE_BYTES = 17
+    assert app_settings.MAX_VALUE_BYTES == 17
+    with override_settings(CONFIGSYNC_MAX_VALUE_BYTES=5):
+        assert app_settings.MAX_VALUE_BYTES == 5
+    assert app_settings.MAX_VALUE_BYTES == 17
+    del settings.CONFIGSYNC_MAX_VALUE_BYTES
+    assert DEFAULTS["MAX_VALUE_BYTES"] == app_settings.MAX_VALUE_BYTES

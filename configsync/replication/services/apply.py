@@ -57,6 +57,7 @@ from configsync.replication.services.wire import (
     Held,
     ItemResult,
     ParsedChange,
+    PreChecked,
     Version,
     changes_check,
     escaped,
@@ -75,6 +76,7 @@ def changes_apply(
     source_name: str,
     checkpoint: tuple[int, str] | None = None,
     source_skew_ms: int | None = None,
+    checked: PreChecked | None = None,
 ) -> list[ItemResult]:
     """Apply a batch of changes received from ``source_node``; return one result per item.
 
@@ -97,14 +99,21 @@ def changes_apply(
     ``source_skew_ms``: the source's measured clock skew; a conflict decided while it exceeds
     ``SKEW_WARNING_SECONDS``, between versions whose wall times are closer than it, is marked
     ``skew_affected``.
+
+    ``checked``: ``wire.changes_precheck(changes)``, computed ahead (the puller checks the next
+    page while this one applies); used only while it still holds for these changes
+    (``PreChecked.holds``: the same settings and validation hooks), else they are checked
+    again here, so the result never depends on it.
     """
-    checked = changes_check(changes)
+    items = checked.items if checked is not None and checked.holds(changes) else None
+    if items is None:
+        items = changes_check(changes)
     context = _ApplyContext(source_node, source_name, source_skew_ms)
     per_item = False
     for attempt in range(_APPLY_ATTEMPTS):
         try:
             with transaction.atomic():
-                results = _apply_checked(checked, changes, context, per_item=per_item)
+                results = _apply_checked(items, changes, context, per_item=per_item)
                 if checkpoint is not None:
                     checkpoint_id, cursor = checkpoint
                     PeerCheckpoint.objects.filter(pk=checkpoint_id).update(cursor=cursor)

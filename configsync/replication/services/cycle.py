@@ -77,6 +77,7 @@ cycle logs one ERROR naming the recovery.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -107,7 +108,15 @@ from configsync.replication.selectors.mode import mode_transports, strategy_matr
 from configsync.replication.selectors.status import CLOCK_OUT_OF_BOUNDS, clock_assess
 from configsync.replication.services.apply import changes_apply
 from configsync.replication.services.link import peer_link
-from configsync.replication.services.wire import APPLIED, CLOCK_SKEW, CONFLICT, QUARANTINED, STALE
+from configsync.replication.services.wire import (
+    APPLIED,
+    CLOCK_SKEW,
+    CONFLICT,
+    QUARANTINED,
+    STALE,
+    PreChecked,
+    changes_precheck,
+)
 from configsync.replication.strategies import EXTERNAL_TO_LOCAL, LOCAL_TO_EXTERNAL
 from configsync.replication.transports.base import (
     PushRecord,
@@ -645,23 +654,22 @@ def _record(peer: Peer, link: Transport, direction: str, state: _Direction) -> N
     )
 
 
-def _source_skew(result: SyncResult, page_hlc_ms: int | None, changes: list[Any]) -> int | None:
+def _source_skew(
+    result: SyncResult, page_hlc_ms: int | None, walls: tuple[int, int] | None
+) -> int | None:
     """The source's effective clock error (ms) as this page shows it, for skew-affected marks.
 
     The largest of: its measured physical skew, how far the last timestamp its clock issued is
     ahead of ours (a clock set back still issues timestamps ahead), and how far the furthest
     item's timestamp is ahead of ours (a version relayed from a third node whose clock is ahead).
+    ``walls``: the earliest and latest wall time of the page's items (:func:`_walls`).
     """
     now = physical_now_ms()
     candidates = [result.skew_ms] if result.skew_ms is not None else []
     if page_hlc_ms is not None:
         candidates.append(page_hlc_ms - now)
-    for change in changes:
-        try:
-            wall = HLC.parse(change.get("hlc") if isinstance(change, dict) else None).wall_ms
-        except HLCParseError:
-            continue
-        candidates.append(wall - now)
+    if walls is not None:
+        candidates += [wall - now for wall in walls]
     positive = [c for c in candidates if c > 0]
     if positive:
         return max(positive)
@@ -715,28 +723,83 @@ def feed_advances(peer_name: str, cursor: str, page: FeedPage) -> None:
         raise TransportError(f"peer {peer_name} answered garbage (feed does not advance)")
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A pulled page made ready to apply without the database (:func:`_prepare`)."""
+
+    runs: list[list[Any]]
+    """The items the strategy matrix lets in, cut into runs (:func:`_runs`)."""
+    checked: list[PreChecked | None]
+    """Per run: its validation, done ahead (``None``: ``changes_apply`` checks it)."""
+    left_out: int
+    """Items the strategy matrix kept out."""
+    walls: tuple[int, int] | None
+    """The earliest and latest wall time of the page's items (:func:`_walls`)."""
+
+
+def _prepare(changes: list[Any], allowed: set[str], *, ahead: bool) -> _Prepared:
+    """What applying a page needs that touches no database: its items filtered by the strategy
+    matrix and cut into runs, their wall times, and (``ahead``: in the prefetch thread, while
+    the previous page applies) each run's validation (``wire.changes_precheck``)."""
+    kept, left_out = _allowed_changes(changes, allowed)
+    runs = _runs(kept)
+    checked = [changes_precheck(run) if ahead else None for run in runs]
+    return _Prepared(runs, checked, left_out, _walls(changes))
+
+
+def _walls(changes: list[Any]) -> tuple[int, int] | None:
+    """The earliest and latest wall time of the items whose ``hlc`` parses (``None``: none)."""
+    walls = []
+    for change in changes:
+        try:
+            walls.append(HLC.parse(change.get("hlc") if isinstance(change, dict) else None).wall_ms)
+        except HLCParseError:
+            continue
+    return (min(walls), max(walls)) if walls else None
+
+
+_Ahead = tuple[int, FeedPage, _Prepared | None]
+
+
+def _fetch_ahead(link: Transport, cursor: str, *, echoes: bool, allowed: set[str]) -> _Ahead:
+    """The prefetch thread's work: the request of :func:`_fetch`, then :func:`_prepare` of its
+    page (``None`` when that fails: the cycle's thread prepares it and meets the failure)."""
+    sent, page = _fetch_raw(link, cursor, echoes=echoes)
+    try:
+        prepared: _Prepared | None = _prepare(page.changes, allowed, ahead=True)
+    except Exception:
+        prepared = None
+    return sent, page, prepared
+
+
 class _Prefetch:
     """Fetches the next page of the peer's feed in a thread while this one applies the current
-    page (``Transport.prefetches``: transports whose ``pull`` touches no database). Started on
-    the first page that has more, so an idle or one-page cycle starts no thread; the pages and
-    every check on them stay in order, and all database work stays in the cycle's thread.
-    Measured on a first sync between two PostgreSQL nodes with the page applied set-wise: about
-    13 % faster (the fetch was about a sixth of a page's time)."""
+    page (``Transport.prefetches``: transports whose ``pull`` touches no database), and
+    prepares it there: filter, runs and validation (:func:`_prepare`), with every database
+    access refused in that thread (an item whose validation needs one is checked again when
+    applied). Started on the first page that has more, so an idle or one-page cycle starts no
+    thread; the pages and every check on them stay in order, and all database work stays in
+    the cycle's thread. Measured on a first sync between two PostgreSQL nodes with the page
+    applied set-wise: the fetch alone about 13 % faster; with validation ahead see
+    docs/benchmarks.md."""
 
-    def __init__(self, link: Transport) -> None:
+    def __init__(self, link: Transport, allowed: set[str]) -> None:
         self.link = link
+        self.allowed = allowed
         self.executor: ThreadPoolExecutor | None = None
-        self.pending: tuple[str, Future[tuple[int, FeedPage]]] | None = None
+        self.pending: tuple[str, Future[_Ahead]] | None = None
 
     def start(self, cursor: str, *, echoes: bool) -> None:
         if not self.link.prefetches:
             return
         if self.executor is None:
             self.executor = ThreadPoolExecutor(1, thread_name_prefix="configsync-prefetch")
-        future = self.executor.submit(_fetch_raw, self.link, cursor, echoes=echoes)
+        future = self.executor.submit(
+            _fetch_ahead, self.link, cursor, echoes=echoes, allowed=self.allowed
+        )
         self.pending = (cursor, future)
 
-    def take(self, cursor: str) -> tuple[int, FeedPage] | None:
+    def take(self, cursor: str) -> _Ahead | None:
         """The page fetched ahead from ``cursor`` (its failure raised here), else ``None``."""
         if self.pending is None or self.pending[0] != cursor:
             return None
@@ -763,24 +826,34 @@ def _pull(
     checkpoint = state.checkpoint
     cursor = state.start
     allowed = _allowed_types(EXTERNAL_TO_LOCAL, head)
-    prefetch = _Prefetch(link)
+    prefetch = _Prefetch(link, allowed)
+    # The objects alive now (Django, the app) are left out of the collector's full passes
+    # while pages of new objects come and go: those passes scanned them all, again and again.
+    # Not when something froze objects already (a pre-forking server): unfreezing is global.
+    frozen = gc.get_freeze_count() == 0
+    if frozen:
+        gc.freeze()
     try:
         for page_number in range(MAX_PAGES):
             if page_number:
                 run.open()
+            prepared = None
             if first is not None:
                 page, first = first, None
             elif (ahead := prefetch.take(cursor)) is not None:
-                page = _fetched(peer, link, result, cursor, *ahead)
+                sent, fetched, prepared = ahead
+                page = _fetched(peer, link, result, cursor, sent, fetched)
             else:
                 page = _fetch(peer, link, result, cursor, echoes=state.restart)
             if page.has_more:
                 prefetch.start(page.next_cursor, echoes=state.restart)
-            _pull_apply(peer, result, state, head, checkpoint, page, allowed)
+            _pull_apply(peer, result, state, head, checkpoint, page, allowed, prepared)
             cursor = page.next_cursor
             if not page.has_more:
                 return
     finally:
+        if frozen:
+            gc.unfreeze()
         prefetch.close()
     raise TransportError(f"peer {peer.name}: feed did not end after {MAX_PAGES} pages")
 
@@ -793,14 +866,19 @@ def _pull_apply(
     checkpoint: PeerCheckpoint,
     page: FeedPage,
     allowed: set[str],
+    prepared: _Prepared | None = None,
 ) -> None:
-    """Apply one pulled page with its checkpoint and count what it did."""
+    """Apply one pulled page with its checkpoint and count what it did (``prepared``: the
+    page's :func:`_prepare`, done ahead in the prefetch thread)."""
     if page.changes or page.next_cursor != state.before or state.restart:
-        skew = _source_skew(result, page.hlc_ms, page.changes)
-        runs = _runs(_strategy_filter(page.changes, allowed, result))
+        if prepared is None:
+            prepared = _prepare(page.changes, allowed, ahead=False)
+        result.left_out += prepared.left_out
+        skew = _source_skew(result, page.hlc_ms, prepared.walls)
+        runs = prepared.runs
         head.moved = True
         items = []
-        for index, part in enumerate(runs, start=1):
+        for index, (part, checked) in enumerate(zip(runs, prepared.checked, strict=True), 1):
             # The checkpoint moves with the last run only: an interruption before it
             # re-applies the earlier runs next time (they answer ``stale``).
             items += changes_apply(
@@ -809,6 +887,7 @@ def _pull_apply(
                 source_name=peer.name,
                 checkpoint=(checkpoint.pk, page.next_cursor) if index == len(runs) else None,
                 source_skew_ms=skew,
+                checked=checked,
             )
         state.after = page.next_cursor
     else:
@@ -853,20 +932,22 @@ def _allowed_types(direction: str, head: _Head) -> set[str]:
     return {name for name, row in rows.items() if row.allows(direction)}
 
 
-def _strategy_filter(changes: list[Any], allowed: set[str], result: SyncResult) -> list[Any]:
-    """``changes`` without those of a registered data type outside ``allowed`` (counted in
-    ``result.left_out``). Anything else (malformed, an unknown model) is kept for validation
-    to refuse or quarantine as before."""
+def _allowed_changes(changes: list[Any], allowed: set[str]) -> tuple[list[Any], int]:
+    """``changes`` without those of a registered data type outside ``allowed``, and how many
+    were left out (both directions: pulled pages and our own pushed ones). Anything else
+    (malformed, an unknown model) is kept for validation to refuse or quarantine as before.
+    Touches no database (the prefetch thread runs it)."""
     kept: list[Any] = []
+    left_out = 0
     for change in changes:
         data_type = (
             registry.data_type_of(change.get("model", "")) if isinstance(change, dict) else None
         )
         if data_type is not None and data_type not in allowed:
-            result.left_out += 1
+            left_out += 1
         else:
             kept.append(change)
-    return kept
+    return kept, left_out
 
 
 def _is_skew_hold(item: dict[str, Any]) -> bool:
@@ -907,7 +988,9 @@ def _push(
         if page_number:
             run.open()
         page = feed_page(node=node_id(), cursor=cursor, limit=limit, exclude_node=exclude)
-        pending = _chunks(_strategy_filter(page.changes, allowed, result))
+        kept, left_out = _allowed_changes(page.changes, allowed)
+        result.left_out += left_out
+        pending = _chunks(kept)
         session = ""
         while pending:
             chunk = pending.pop(0)

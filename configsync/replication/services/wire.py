@@ -14,18 +14,18 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from django.core import validators as django_validators
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
-from configsync.conf import app_settings
+from configsync.conf import app_settings, settings_state
 from configsync.crypto.fields import Ciphertext, is_encrypted_field
 from configsync.crypto.keyring import is_token
 from configsync.replication import registry
@@ -127,11 +127,47 @@ class _Bound:
     limit_ms: int
     parsed: dict[str, HLC] = field(default_factory=dict)
     """Texts parsed so far (an item's version is also its vector's entry for its node)."""
+    models: dict[str, registry.ReplicatedModel | None] = field(default_factory=dict)
+    """Per model label named in the batch: its registration (``None``: not replicated)."""
+    fast: dict[registry.ReplicatedModel, _FastModel | None] = field(default_factory=dict)
+    """Per model: its compiled validation, when usable for this batch (see :meth:`fast_of`)."""
 
     @classmethod
     def now(cls) -> _Bound:
         now = physical_now_ms()
         return cls(now, now + int(app_settings.MAX_CLOCK_SKEW_SECONDS * 1000))
+
+    def model(self, label: str) -> registry.ReplicatedModel:
+        """The registration of ``label``; refused when it is not a replicated model."""
+        try:
+            rm = self.models[label]
+        except KeyError:
+            try:
+                rm = registry.get(label)
+            except LookupError:
+                rm = None
+            self.models[label] = rm
+        if rm is None:
+            raise _Refused(f"unknown model {escaped(label, 100)!r}")
+        return rm
+
+    def fast_of(self, rm: registry.ReplicatedModel) -> _FastModel | None:
+        """``rm``'s compiled validation, decided once per batch: only while the model has no
+        validation hook (tests swap hooks) and nothing listens to its ``pre_init``/``post_init``
+        (the compiled path builds instances without ``Model.__init__``)."""
+        try:
+            return self.fast[rm]
+        except KeyError:
+            fast = _compiled(rm).fast
+            model = rm.model
+            if fast is not None and (
+                registry.has_validation_hook(rm.label)
+                or pre_init.has_listeners(model)
+                or post_init.has_listeners(model)
+            ):
+                fast = None
+            self.fast[rm] = fast
+            return fast
 
     def stamp(self, text: Any, what: str) -> HLC:
         """Parse an HLC field; refused when malformed or beyond the bound (clock skew)."""
@@ -224,10 +260,17 @@ def _wire_type_problem(f: models.Field, value: Any) -> str | None:
 
 def _wire_type_check(f: models.Field) -> Callable[[Any], str | None]:
     """``_wire_type_problem`` of ``f``, with the field's kind decided once."""
-    if is_encrypted_field(f) or not isinstance(
-        f, models.BooleanField | models.IntegerField | models.JSONField
-    ):
+    if is_encrypted_field(f):
         return functools.partial(_wire_type_problem, f)
+    if not isinstance(f, models.BooleanField | models.IntegerField | models.JSONField):
+        text_null = None if f.null else "must not be null"
+
+        def text(value: Any) -> str | None:
+            if value is None:
+                return text_null
+            return None if isinstance(value, str) else "must be a string"
+
+        return text
     if isinstance(f, models.JSONField):
         return lambda value: "must not be null" if value is None and not f.null else None
     if isinstance(f, models.BooleanField):
@@ -255,11 +298,11 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
     # The models' key patterns end in "$", which also matches before a final newline (their
     # clean() refuses it; a tombstone's key meets only this check).
     _require(not key.endswith("\n"), "key must not end with a newline")
-    field_ = rm.model._meta.get_field(rm.natural_key_field)
-    assert isinstance(field_, models.Field)
     check = _compiled(rm).key_check
     if check is not None and check(key):
         return str(key)
+    field_ = rm.model._meta.get_field(rm.natural_key_field)
+    assert isinstance(field_, models.Field)
     try:
         field_.clean(key, None)
     except ValidationError as exc:
@@ -267,10 +310,47 @@ def _check_key(rm: registry.ReplicatedModel, key: Any) -> str:
     return str(key)
 
 
-def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[str, Any]:
+def _validate_data(
+    rm: registry.ReplicatedModel, key: str, data: Any, bound: _Bound
+) -> dict[str, Any]:
     """The wire form, validated exactly like a local write of the record (see the registry)."""
     _require(isinstance(data, dict), "data must be an object (or null for a tombstone)")
     compiled = _compiled(rm)
+    checks = compiled.checks
+    for name, value in data.items():
+        check = checks.get(name, _unknown)
+        if check is not None and check(value) is not None:
+            _wire_refuse(rm, key, data, compiled)
+    key_name = rm.natural_key_field
+    if key_name in data and data[key_name] != key:
+        raise _Refused(f"{key_name} does not match the item's key")
+    fast = bound.fast_of(rm)
+    if fast is not None:
+        with contextlib.suppress(Exception):  # anything: the ordinary validation below decides
+            fast.validate(key, data)
+            return dict(data)
+    instance = rm.model()
+    try:
+        rm.deserialize_into(instance, dict(data))
+        setattr(instance, rm.natural_key_field, key)
+        rm.validate(instance)
+    except ValidationError as exc:
+        raise _Refused(*validation_reasons(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise _Refused(f"data: invalid ({type(exc).__name__})") from None
+    return dict(data)
+
+
+def _unknown(value: Any) -> str:
+    """The check of a name the wire form does not carry (see ``_Compiled.checks``)."""
+    return "unknown"
+
+
+def _wire_refuse(
+    rm: registry.ReplicatedModel, key: str, data: dict[str, Any], compiled: _Compiled
+) -> None:
+    """Raise ``_Refused`` with every reason ``data`` fails its JSON types: unknown fields
+    first (alone), else each field's problem and a key that does not match the item's."""
     unknown = sorted(name for name in data if name not in compiled.names)
     _require(
         not unknown,
@@ -284,25 +364,7 @@ def _validate_data(rm: registry.ReplicatedModel, key: str, data: Any) -> dict[st
     ]
     if rm.natural_key_field in data and data[rm.natural_key_field] != key:
         problems.append(f"{rm.natural_key_field} does not match the item's key")
-    if problems:
-        raise _Refused(*problems)
-    fast = compiled.fast
-    if fast is not None and not registry.has_validation_hook(rm.label):
-        with contextlib.suppress(Exception):  # anything: the ordinary validation below decides
-            instance = fast.build(key, data)
-            if instance is not None:
-                rm.validate(instance)
-                return dict(data)
-    instance = rm.model()
-    try:
-        rm.deserialize_into(instance, dict(data))
-        setattr(instance, rm.natural_key_field, key)
-        rm.validate(instance)
-    except ValidationError as exc:
-        raise _Refused(*validation_reasons(exc)) from None
-    except (TypeError, ValueError) as exc:
-        raise _Refused(f"data: invalid ({type(exc).__name__})") from None
-    return dict(data)
+    raise _Refused(*problems)
 
 
 class _NotFast(Exception):
@@ -318,60 +380,73 @@ class _FastModel:
     ``full_clean`` (no validation hook) whose wire form is plain (no relations, no sensitive
     fields). Exactly what the ordinary path does, cheaper, where it passes:
 
-    * :meth:`build` makes the unsaved instance ``model()`` + ``deserialize_into`` would make
+    * :meth:`validate` makes the unsaved instance ``model()`` + ``deserialize_into`` would make
       (the fields' defaults, the wire values through ``to_python`` where that is not the
       identity for the value's checked JSON type, tokens as ``Ciphertext``), without
-      ``Model.__init__`` — so only while nothing listens to ``pre_init``/``post_init``;
+      ``Model.__init__`` — so only while nothing listens to ``pre_init``/``post_init``
+      (``_Bound.fast_of``) — and runs what ``ReplicatedModel.validate`` runs on it without a
+      hook: ``full_clean`` without the encrypted fields and the uniqueness query (constraints
+      only when the model has any: otherwise Django's check is a router call and no loop);
     * the instance's ``clean_fields`` is Django's loop with each text field's ``Field.clean``
       replaced by a check compiled from the field (:func:`_text_check`); other fields are
       cleaned by Django. A value it cannot vouch for raises ``_NotFast`` and the caller
       validates the item the ordinary way (and reports its reasons). The model's ``clean()``
-      and constraints run unchanged (``full_clean``).
+      runs unchanged.
     """
 
     model: type[models.Model]
-    defaults: tuple[tuple[str, models.Field], ...]
+    base: dict[str, Any]
+    """Per attribute, the default ``Model.__init__`` gives it when that is a constant (Django's
+    ``get_default`` returns the same object every time), computed once."""
+    dynamic: tuple[tuple[str, models.Field], ...]
+    """Attributes whose default is a callable: called per instance, as ``__init__`` does."""
     setters: dict[str, tuple[str, Callable[[Any], Any] | None]]
     key_attname: str
-    fields: tuple[tuple[models.Field, TextCheck | None], ...]
+    fields: tuple[tuple[str, str, bool, Any, models.Field, TextCheck | None], ...]
+    """Per field ``clean_fields`` visits: name, attribute, blank, empty values, field, check."""
+    exclude: tuple[str, ...]
+    """``ReplicatedModel.encrypted_field_names``: what ``validate`` leaves to ``clean()``."""
+    constraints: bool
+    """Whether the model or a parent declares constraints (``Meta.constraints``)."""
 
-    def build(self, key: str, data: dict[str, Any]) -> models.Model | None:
+    def validate(self, key: str, data: dict[str, Any]) -> None:
+        """Return when the version passes; raise anything otherwise (``_NotFast``,
+        ``ValidationError``...): the caller then validates it the ordinary way."""
         model = self.model
-        if pre_init.has_listeners(model) or post_init.has_listeners(model):
-            return None
         instance = model.__new__(model)
         values = instance.__dict__
-        for attname, f in self.defaults:
+        values.update(self.base)
+        for attname, f in self.dynamic:
             values[attname] = f.get_default()
-        instance._state = ModelState()
+        values["_state"] = ModelState()
         setters = self.setters
         for name, value in data.items():
             attname, convert = setters[name]
             values[attname] = value if convert is None or value is None else convert(value)
         values[self.key_attname] = key
-        instance.clean_fields = self._clean_fields(instance)  # type: ignore[method-assign]
-        return instance
+        values["clean_fields"] = functools.partial(self._clean_fields, instance)
+        instance.full_clean(
+            exclude=list(self.exclude),
+            validate_unique=False,
+            validate_constraints=self.constraints,
+        )
 
-    def _clean_fields(self, instance: models.Model) -> Callable[..., None]:
-        fields = self.fields
-
-        def clean_fields(exclude: Collection[str] | None = None) -> None:
-            skip = exclude or ()
-            for f, check in fields:
-                if f.name in skip:
-                    continue
-                raw = getattr(instance, f.attname)
-                if f.blank and raw in f.empty_values:
-                    continue
-                if check is None:
-                    try:
-                        setattr(instance, f.attname, f.clean(raw, instance))
-                    except ValidationError:
-                        raise _NotFast from None
-                elif not check(raw):
-                    raise _NotFast
-
-        return clean_fields
+    def _clean_fields(self, instance: models.Model, exclude: Collection[str] | None = None) -> None:
+        skip = exclude or ()
+        values = instance.__dict__
+        for name, attname, blank, empty, f, check in self.fields:
+            if name in skip:
+                continue
+            raw = values[attname] if attname in values else getattr(instance, attname)
+            if blank and raw in empty:
+                continue
+            if check is None:
+                try:
+                    setattr(instance, attname, f.clean(raw, instance))
+                except ValidationError:
+                    raise _NotFast from None
+            elif not check(raw):
+                raise _NotFast
 
 
 @dataclass(frozen=True)
@@ -380,6 +455,9 @@ class _Compiled:
     """Every name the wire form may carry (``ReplicatedModel.wire_field_names``)."""
     wire_problems: dict[str, Callable[[Any], str | None]]
     """Per wire field: its JSON type check (``_wire_type_problem``, ``_sensitive_problem``)."""
+    checks: dict[str, Callable[[Any], str | None] | None]
+    """Per name of ``names``: its check in ``wire_problems`` (``None``: a many-to-many field,
+    not type-checked here); a name not in it is unknown (``_unknown``)."""
     key_check: TextCheck | None
     """The natural-key field's ``clean`` as a check (``None``: not a plain text field)."""
     fast: _FastModel | None
@@ -401,9 +479,11 @@ def _compiled(rm: registry.ReplicatedModel) -> _Compiled:
             name: _sensitive_problem if name in rm.sensitive else _wire_type_check(f)
             for name, f in rm.field_map.items()
         }
+        names = frozenset(rm.wire_field_names())
         compiled = _Compiled(
-            names=frozenset(rm.wire_field_names()),
+            names=names,
             wire_problems=wire_problems,
+            checks={name: wire_problems.get(name) for name in names},
             key_check=_text_check(key_field),
             fast=_fast_model(rm),
         )
@@ -423,11 +503,15 @@ def _fast_model(rm: registry.ReplicatedModel) -> _FastModel | None:
         or any(f.is_relation for f in meta.fields)
     ):
         return None
-    defaults = []
+    base: dict[str, Any] = {}
+    dynamic: list[tuple[str, models.Field]] = []
     for f in meta.concrete_fields:
         if is_encrypted_field(f) and f.get_default() is not None:
             return None  # its descriptor would turn the default into pending plaintext
-        defaults.append((f.attname, f))
+        if f.has_default() and callable(f.default):
+            dynamic.append((f.attname, f))
+        else:
+            base[f.attname] = f.get_default()
     setters: dict[str, tuple[str, Callable[[Any], Any] | None]] = {}
     for name, f in rm.field_map.items():
         if is_encrypted_field(f):
@@ -441,12 +525,17 @@ def _fast_model(rm: registry.ReplicatedModel) -> _FastModel | None:
     key_field = meta.get_field(rm.natural_key_field)
     return _FastModel(
         model=model,
-        defaults=tuple(defaults),
+        base=base,
+        dynamic=tuple(dynamic),
         setters=setters,
         key_attname=key_field.attname,  # type: ignore[union-attr]
         fields=tuple(
-            (f, _text_check(f)) for f in meta.fields if not f.generated and not f.primary_key
+            (f.name, f.attname, f.blank, f.empty_values, f, _text_check(f))
+            for f in meta.fields
+            if not f.generated and not f.primary_key
         ),
+        exclude=tuple(rm.encrypted_field_names()),
+        constraints=any(m._meta.constraints for m in (model, *meta.get_parent_list())),
     )
 
 
@@ -544,7 +633,7 @@ def _parse_version(
     if deleted:
         _require(data is None, f"{what}a tombstone carries no data")
         return Version(stamp, origin, True, None)
-    return Version(stamp, origin, False, _validate_data(rm, key, data))
+    return Version(stamp, origin, False, _validate_data(rm, key, data, bound))
 
 
 def escaped(value: Any, limit: int) -> str:
@@ -559,10 +648,7 @@ def _check_item(item: Any, bound: _Bound) -> ParsedChange:
     _require(isinstance(item, dict), "item must be an object")
     label = item.get("model")
     _require(isinstance(label, str), "model must be a string")
-    try:
-        rm = registry.get(label)
-    except LookupError:
-        raise _Refused(f"unknown model {escaped(label, 100)!r}") from None
+    rm = bound.model(label)
     key = _check_key(rm, item.get("key"))
     version = _parse_version(rm, key, item, bound, "")
     _require(version.origin == version.hlc.node, "origin must be the node of the timestamp")
@@ -629,6 +715,70 @@ class Held:
 
     item: Any
     reason: str
+
+
+@dataclass(frozen=True)
+class PreChecked:
+    """``changes_check(changes)`` computed ahead of applying ``changes`` (another thread: see
+    :func:`changes_precheck`), with what it depended on. ``changes_apply(checked=...)`` uses
+    ``items`` only while :meth:`holds` for the same list; otherwise it checks again."""
+
+    changes: list[Any]
+    items: list[ParsedChange | Held]
+    state: tuple[object, ...]
+
+    def holds(self, changes: Any) -> bool:
+        """Whether ``items`` is what checking ``changes`` now would give: the same list, the
+        same settings and registry (validation hooks included)."""
+        return changes is self.changes and self.state == _check_state()
+
+
+def _check_state() -> tuple[object, ...]:
+    return (settings_state(), registry.validation_state())
+
+
+class _DatabaseUsed(Exception):
+    """Checking a batch ahead tried to reach the database (see :func:`changes_precheck`)."""
+
+
+@contextlib.contextmanager
+def _database_refused(touched: list[bool]) -> Iterator[None]:
+    """Refuse every database access in this thread (connecting or executing, on any alias):
+    each attempt raises ``_DatabaseUsed`` and sets ``touched[0]``, even when the code that
+    tried catches the exception."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        touched[0] = True
+        raise _DatabaseUsed("checked ahead: no database access")
+
+    guarded = list(connections.all(initialized_only=False))
+    with contextlib.ExitStack() as stack:
+        for wrapper in guarded:
+            wrapper.ensure_connection = refuse  # type: ignore[method-assign]
+            stack.callback(wrapper.__dict__.pop, "ensure_connection", None)
+            stack.enter_context(wrapper.execute_wrapper(refuse))
+        yield
+
+
+def changes_precheck(changes: list[Any]) -> PreChecked | None:
+    """``changes_check(changes)`` ahead of applying them, in a thread that must not reach the
+    database (the puller checks page n+1 while page n applies): ``None`` — check when
+    applying — when the batch itself is refused (``ChangeValidationError``: raised again then),
+    anything fails, an item's validation tried to reach the database (a hook or a relation
+    that reads rows: its verdict may depend on the pages applied before it), or an item is
+    held for clock skew (the bound is judged when applying). No database access is made."""
+    state = _check_state()
+    touched = [False]
+    try:
+        with _database_refused(touched):
+            items = changes_check(changes)
+    except Exception:
+        return None
+    if touched[0] or any(
+        isinstance(item, Held) and item.reason.startswith(CLOCK_SKEW) for item in items
+    ):
+        return None
+    return PreChecked(changes, items, state)
 
 
 def changes_check(changes: Any) -> list[ParsedChange | Held]:
