@@ -224,7 +224,10 @@ def bench_burst(a: Node, b: Node, *, writes: int) -> dict[str, float]:
     runs_before = int(a.sql("SELECT COUNT(*) FROM configsync_syncrun")[0][0])
     start = time.time() + 8  # time for every writer to import Django and connect
     try:
-        with _log_growth(a.log_path("celery")) as worker_lines:
+        with (
+            _log_growth(a.log_path("celery")) as worker_lines,
+            _log_growth(a.log_path("pusher")) as pusher_lines,
+        ):
             writers = [
                 subprocess.Popen(
                     [
@@ -282,7 +285,8 @@ def bench_burst(a: Node, b: Node, *, writes: int) -> dict[str, float]:
         )
     )
     tasks = sum(
-        "configsync.tasks.sync_peer[" in line and "succeeded" in line for line in worker_lines
+        "configsync.tasks.sync_peer[" in line and "succeeded" in line
+        for line in worker_lines + pusher_lines
     )
     requests_from_a = None
     if b_window is not None:
@@ -338,7 +342,11 @@ def main() -> None:
     print(f"backends: {backend} + {broker}; python {sys.version.split()[0]}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="configsync-bench-push-"))
     cluster = Cluster(
-        root / "push", ["a", "b"], interval=30, extra_env={"CONFIGSYNC_PUSH_ON_WRITE": "true"}
+        root / "push",
+        ["a", "b"],
+        interval=30,
+        pusher=True,
+        extra_env={"CONFIGSYNC_PUSH_ON_WRITE": "true"},
     )
     try:
         cluster.start()

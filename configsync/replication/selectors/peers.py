@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, NullIf
 
+from configsync.conf import app_settings
 from configsync.exceptions import ConfigsyncError
-from configsync.models import Peer
+from configsync.models import NodeIdentity, Peer
 from configsync.replication.selectors.mode import mode_transports
+from configsync.replication.strategies import MODE_TRANSPORTS, transports_of
 
 
 class UnknownPeerError(ConfigsyncError):
@@ -22,6 +25,29 @@ def peers_enabled() -> QuerySet[Peer]:
     none in ``LOCAL_ONLY``, HTTP peers and the external database in ``LOCAL_EXTERNAL``, the
     bucket in ``LOCAL_R2``, all of them in ``LOCAL_EXTERNAL_R2``."""
     return Peer.objects.filter(enabled=True, transport__in=mode_transports()).order_by("name")
+
+
+def peers_enabled_ids() -> list[int]:
+    """The ids of :func:`peers_enabled`, by name, in one query (what every committed write asks
+    when it pushes): the stored mode is read in the same statement, and each mode's transports
+    (``strategies.transports_of``) are matched against it, so a ``mode set`` is followed at once
+    as before."""
+    stored = Subquery(NodeIdentity.objects.order_by("pk").values("deployment_mode")[:1])
+    fallback = str(app_settings.DEPLOYMENT_MODE or "") or "LOCAL_EXTERNAL"  # as cycle_mode
+    nats = app_settings.nats_configured
+    by_mode = Q()
+    for mode in MODE_TRANSPORTS:
+        kinds = transports_of(mode, nats=nats)
+        if kinds:
+            by_mode |= Q(cycle_mode=mode, transport__in=kinds)
+    if not by_mode:
+        return []
+    return list(
+        Peer.objects.annotate(cycle_mode=Coalesce(NullIf(stored, Value("")), Value(fallback)))
+        .filter(by_mode, enabled=True)
+        .order_by("name")
+        .values_list("id", flat=True)
+    )
 
 
 def peers_all() -> QuerySet[Peer]:
