@@ -33,7 +33,7 @@ def peers_enabled_ids() -> list[int]:
     (``strategies.transports_of``) are matched against it, so a ``mode set`` is followed at once
     as before."""
     stored = Subquery(NodeIdentity.objects.order_by("pk").values("deployment_mode")[:1])
-    fallback = str(app_settings.DEPLOYMENT_MODE or "") or "LOCAL_EXTERNAL"  # as cycle_mode
+    fallback = _fallback_mode()
     nats = app_settings.nats_configured
     by_mode = Q()
     for mode in MODE_TRANSPORTS:
@@ -48,6 +48,31 @@ def peers_enabled_ids() -> list[int]:
         .order_by("name")
         .values_list("id", flat=True)
     )
+
+
+def push_source(*, node: str) -> tuple[str, str]:
+    """What a received push needs to know before it applies, in one query: the name of the peer
+    whose node id is ``node`` (``node`` itself when no peer has it) and the mode this node's
+    cycles run under (``selectors.mode.cycle_mode``, read now)."""
+    row = (
+        NodeIdentity.objects.order_by("pk")
+        .values("deployment_mode")
+        .annotate(
+            peer_name=Subquery(
+                Peer.objects.filter(node_id=node).order_by("name").values("name")[:1]
+            )
+        )
+        .first()
+    )
+    if row is None:  # no identity row yet: nothing stored, and the peer read on its own
+        name = Peer.objects.filter(node_id=node).order_by("name").values_list("name", flat=True)
+        return (name.first() or node), _fallback_mode()
+    return (row["peer_name"] or node), (row["deployment_mode"] or _fallback_mode())
+
+
+def _fallback_mode() -> str:
+    """``cycle_mode`` when no mode is stored."""
+    return str(app_settings.DEPLOYMENT_MODE or "") or "LOCAL_EXTERNAL"
 
 
 def peers_all() -> QuerySet[Peer]:
