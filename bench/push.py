@@ -2,8 +2,9 @@
 
 Prints, measured in one run on this machine (no assertions), and records goal rows:
 
-0. **the floor**: one signed push of one change from a to b through the transport a's worker
-   uses, b applying it (p50 of 50): no push on write can be faster.
+0. **the floor**: one signed push of one change from a to b through the transport a's pusher
+   uses, b applying it, measured between the writes of figure 1 (so both see the same load):
+   a push on write costs that plus the writer's commit and the trip through the broker.
 1. **write -> visible**: ``BENCH_PUSH_ROUNDS`` (200) settings written one at a time through node
    a's REST API (an API key with the write scope, a kept-alive session), a few tens of ms apart;
    each is timed from the row's save on a (its ``updated_at``, taken just before the write's
@@ -16,8 +17,13 @@ Prints, measured in one run on this machine (no assertions), and records goal ro
    commit; how many pushes carried them (``SyncRun`` rows of a with something pushed, the
    ``sync_peer`` tasks a's worker ran, the signed requests b received from a).
 
-Both nodes run web, a Celery worker and beat, push on write on, the beat every 30 s (so the
-beat carries nothing in the measured windows but its own cycle). Backends follow the
+Figure 1 also prints where the time went, from what the nodes record (no instrumentation): the
+write's save -> a's push cycle started (``SyncRun.started_at``) -> b accepted the signed push
+(``SyncNonce.seen_at``) -> visible on b.
+
+Both nodes run web, a Celery worker with beat and a pusher (``Cluster(pusher=True)``, as the
+Procfile runs them), push on write on, the beat every 30 s (so the beat carries nothing in the
+measured windows but its own cycle). Backends follow the
 environment as for the tests (``TEST_DATABASE_URL``, ``REDIS_URL`` with ``MULTINODE_REDIS_DBS``).
 """
 
@@ -96,13 +102,83 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+class FloorPusher:
+    """The same run's floor, measured between the writes: a process with a's environment that
+    sends, when asked, one signed push of one change to b through the transport a's pusher uses
+    (b applying it) and answers its round trip."""
+
+    def __init__(self, a: Node) -> None:
+        self.proc = subprocess.Popen(
+            [PYTHON, "-c", _django_script(_FLOOR), "b"],
+            cwd=REPO,
+            env=a.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def push(self) -> float:
+        """One push's round trip, in ms."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("push\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline().split()[1])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _seconds(value: Any) -> float:
+    """A timestamp column as the epoch's seconds (SQLite answers ISO text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return float(value.timestamp())
+
+
+def _stages(a: Node, b: Node, rounds: list[tuple[float, float]]) -> dict[str, list[float]]:
+    """Where each write's time went, from what the nodes recorded (no instrumentation): for each
+    round ``(saved, seen)``, the push cycle of a that started in it (``SyncRun.started_at``,
+    taken after the cycle's first query) and the signed request b accepted from a in it
+    (``SyncNonce.seen_at``, taken once its signature was checked, before the apply)."""
+    since = datetime.fromtimestamp(rounds[0][0] - 1).astimezone()
+    runs = sorted(
+        _seconds(row[0])
+        for row in a.sql(
+            "SELECT started_at FROM configsync_syncrun WHERE pushed > 0 AND started_at >= %s",
+            [since],
+        )
+    )
+    nonces = sorted(
+        _seconds(row[0])
+        for row in b.sql(
+            "SELECT seen_at FROM configsync_syncnonce WHERE node = %s AND seen_at >= %s",
+            [a.node_id, since],
+        )
+    )
+    stages: dict[str, list[float]] = {"pickup": [], "request": [], "apply": []}
+    for saved, seen in rounds:
+        run = next((t for t in runs if saved <= t <= seen), None)
+        accepted = next((t for t in nonces if (run or saved) <= t <= seen), None)
+        if run is None or accepted is None:
+            continue
+        stages["pickup"].append((run - saved) * 1000)
+        stages["request"].append((accepted - run) * 1000)
+        stages["apply"].append((seen - accepted) * 1000)
+    return stages
+
+
 def bench_latency(a: Node, b: Node, *, rounds: int) -> dict[str, float]:
-    """Figure 1: write on a (REST), visible on b."""
+    """Figure 1: write on a (REST), visible on b; the floor, one push, measured between the
+    writes (so both see the same load), and where the time went."""
     # Kept alive, acknowledging answers at once (runserver would otherwise stall each one 40 ms).
     session = kept_alive_session()
     session.headers["Authorization"] = f"Api-Key {_api_key(a)}"
     watcher = Watcher(b)
-    from_save, from_send, requests_ms = [], [], []
+    floor = FloorPusher(a)
+    from_save, from_send, requests_ms, floors = [], [], [], []
+    visible: list[tuple[float, float]] = []
     try:
         for i in range(rounds + 5):
             key = f"BENCH_PUSH_{i:04d}"
@@ -116,12 +192,17 @@ def bench_latency(a: Node, b: Node, *, rounds: int) -> dict[str, float]:
             response.raise_for_status()
             saved = datetime.fromisoformat(response.json()["updated_at"]).timestamp()
             seen = watcher.wait_for(key)
+            time.sleep(random.uniform(0.01, 0.04))
+            floor_ms = floor.push()
             if i >= 5:  # the first few warm the processes up (connections, imports)
                 from_save.append((seen - saved) * 1000)
                 from_send.append((seen - sent) * 1000)
                 requests_ms.append((answered - sent) * 1000)
-            time.sleep(random.uniform(0.02, 0.08))
+                floors.append(floor_ms)
+                visible.append((saved, seen))
+            time.sleep(random.uniform(0.01, 0.04))
     finally:
+        floor.close()
         watcher.close()
         session.close()
     figures = {
@@ -130,7 +211,14 @@ def bench_latency(a: Node, b: Node, *, rounds: int) -> dict[str, float]:
         "send_p50": statistics.median(from_send),
         "send_p99": _percentile(from_send, 99),
         "write_p50": statistics.median(requests_ms),
+        "floor": statistics.median(floors),
+        "floor_p99": _percentile(floors, 99),
     }
+    print(
+        f"floor: one signed push of one change a -> b (b applying it), between the writes: p50 "
+        f"{figures['floor']:.1f} ms, p99 {figures['floor_p99']:.1f} ms",
+        flush=True,
+    )
     print(
         f"write -> visible on the peer over loopback, {len(from_save)} writes, from the row's "
         f"save (its updated_at, just before the commit): p50 {figures['p50']:.1f} ms, p99 "
@@ -139,11 +227,25 @@ def bench_latency(a: Node, b: Node, *, rounds: int) -> dict[str, float]:
         f"p50 {figures['write_p50']:.1f} ms)",
         flush=True,
     )
+    stages = _stages(a, b, visible)
+    if stages["pickup"]:
+        names = {
+            "pickup": "save -> a's push cycle started (commit, enqueue, broker, first query)",
+            "request": "-> b accepted the signed push (feed read, signing, HTTP, b's auth)",
+            "apply": "-> visible on b (b's apply and commit)",
+        }
+        for name, label in names.items():
+            values = stages[name]
+            print(
+                f"  stage {label}: p50 {statistics.median(values):.1f} ms, p90 "
+                f"{_percentile(values, 90):.1f} ms ({len(values)} writes)",
+                flush=True,
+            )
     return figures
 
 
 _FLOOR = """
-import json, statistics, sys, time
+import statistics, sys, time
 from configsync.models import Peer
 from configsync.replication.hlc import HLC, physical_now_ms
 from configsync.replication.transports.http import HttpPeerTransport
@@ -161,35 +263,11 @@ def change(n):
     return {"model": "configsync.systemconfig", "key": key, "hlc": stamp, "origin": me,
             "vv": {me: stamp}, "deleted": False, "data": data, "losers": []}
 
-times = []
-for n in range(int(sys.argv[2]) + 5):
+for n, _line in enumerate(sys.stdin):
     began = time.perf_counter()
     link.push([change(n)])
-    if n >= 5:
-        times.append((time.perf_counter() - began) * 1000)
-    time.sleep(0.02)
-print("F", statistics.median(times))
+    print("F", (time.perf_counter() - began) * 1000, flush=True)
 """
-
-
-def bench_floor(a: Node, b: Node, *, rounds: int = 50) -> float:
-    """The same run's floor: one signed push of one change from a to b, its round trip
-    (b applying it included), through the transport a's worker uses; p50 in ms."""
-    out = subprocess.run(
-        [PYTHON, "-c", _django_script(_FLOOR), "b", str(rounds)],
-        cwd=REPO,
-        env=a.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    ).stdout
-    floor = float(next(x for x in out.splitlines() if x.startswith("F ")).split()[1])
-    print(
-        f"floor: one signed push of one change a -> b (b applying it), p50 {floor:.1f} ms",
-        flush=True,
-    )
-    return floor
 
 
 _WRITER = """
@@ -224,7 +302,10 @@ def bench_burst(a: Node, b: Node, *, writes: int) -> dict[str, float]:
     runs_before = int(a.sql("SELECT COUNT(*) FROM configsync_syncrun")[0][0])
     start = time.time() + 8  # time for every writer to import Django and connect
     try:
-        with _log_growth(a.log_path("celery")) as worker_lines:
+        with (
+            _log_growth(a.log_path("celery")) as worker_lines,
+            _log_growth(a.log_path("pusher")) as pusher_lines,
+        ):
             writers = [
                 subprocess.Popen(
                     [
@@ -282,7 +363,8 @@ def bench_burst(a: Node, b: Node, *, writes: int) -> dict[str, float]:
         )
     )
     tasks = sum(
-        "configsync.tasks.sync_peer[" in line and "succeeded" in line for line in worker_lines
+        "configsync.tasks.sync_peer[" in line and "succeeded" in line
+        for line in worker_lines + pusher_lines
     )
     requests_from_a = None
     if b_window is not None:
@@ -338,15 +420,19 @@ def main() -> None:
     print(f"backends: {backend} + {broker}; python {sys.version.split()[0]}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="configsync-bench-push-"))
     cluster = Cluster(
-        root / "push", ["a", "b"], interval=30, extra_env={"CONFIGSYNC_PUSH_ON_WRITE": "true"}
+        root / "push",
+        ["a", "b"],
+        interval=30,
+        pusher=True,
+        extra_env={"CONFIGSYNC_PUSH_ON_WRITE": "true"},
     )
     try:
         cluster.start()
         a, b = cluster["a"], cluster["b"]
         wait_until(lambda: a.sql("SELECT COUNT(*) FROM configsync_peer")[0][0] >= 1, timeout=60)
         time.sleep(3)  # the worker's start-up cycle
-        floor = bench_floor(a, b)
         latency = bench_latency(a, b, rounds=ROUNDS)
+        floor = latency["floor"]
         burst = bench_burst(a, b, writes=BURST)
     finally:
         cluster.destroy()

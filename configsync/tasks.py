@@ -16,7 +16,9 @@ Replication scheduling:
 - ``push_on_commit`` (not a task: what the push-on-write receiver calls when a local change
   commits) raises each enabled peer's push flag and enqueues ``sync_peer(peer, pull=False)``
   for the peers whose flag it raised, so a write reaches them within milliseconds and a burst
-  of writes is carried by a few pushes. ``push_to_peers`` (a push-only cycle with every enabled
+  of writes is carried by a few pushes. Push-only cycles go to the ``push`` queue
+  (``settings.celery.route_task``), which the Procfile's ``pusher`` consumes alone, so a push
+  never waits behind a cycle of the beat. ``push_to_peers`` (a push-only cycle with every enabled
   peer) is kept for messages enqueued by an earlier release.
 - ``sync_trigger`` (not a task: what ``POST /api/v1/sync/trigger`` calls) enqueues ``sync_peer``
   now. Whatever enqueues a task lives here, next to it: services never import tasks.
@@ -83,9 +85,9 @@ def _enabled_peer_ids() -> list[int]:
     """The peers a cycle runs with: those whose transport the mode uses, none in ``LOCAL_ONLY``
     (read now: a switch with ``configsync mode set`` is followed by the next beat or write,
     without a restart)."""
-    from configsync.replication.selectors.peers import peers_enabled
+    from configsync.replication.selectors.peers import peers_enabled_ids
 
-    return list(peers_enabled().values_list("id", flat=True))
+    return peers_enabled_ids()
 
 
 def _seed_peers() -> bool:
@@ -391,9 +393,23 @@ def _database_connections_fresh(sender: Any = None, **kwargs: Any) -> None:
     close_old_connections()
 
 
+def _consumes_default_queue(consumer: Any) -> bool:
+    """Whether the worker of ``consumer`` (``worker_ready``'s sender) takes tasks from the default
+    queue; a pusher (``-Q push``) does not, and leaves the start-up work to the worker that does."""
+    try:
+        queues = consumer.app.amqp.queues
+        consumed = queues.consume_from or queues
+        return str(consumer.app.conf.task_default_queue) in consumed
+    except AttributeError:  # not a worker's consumer: behave as a worker does
+        return True
+
+
 @worker_ready.connect
 def _sync_when_the_worker_starts(sender: Any = None, **kwargs: Any) -> None:
-    """A worker that starts syncs at once (and seeds the peers) instead of after one interval."""
+    """A worker that starts syncs at once (and seeds the peers) instead of after one interval
+    (not a pusher: see :func:`_consumes_default_queue`)."""
+    if not _consumes_default_queue(sender):
+        return
     try:
         sync_all_peers.delay()
     except Exception as exc:
@@ -436,7 +452,10 @@ def _beat_heartbeat_on_send(sender: Any = None, **kwargs: Any) -> None:
 
 @worker_ready.connect
 def _heartbeat_when_the_worker_starts(sender: Any = None, **kwargs: Any) -> None:
-    """A worker that starts reports at once, through the broker, instead of after one interval."""
+    """A worker that starts reports at once, through the broker, instead of after one interval
+    (not a pusher: its heartbeat would be run, and recorded, by the other worker)."""
+    if not _consumes_default_queue(sender):
+        return
     try:
         heartbeat.delay()
     except Exception as exc:

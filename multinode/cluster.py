@@ -2,7 +2,8 @@
 
 A :class:`Cluster` starts each node from this repository exactly as the README does: its own
 database, its own Redis DB (or Celery's filesystem broker under its own var/), ``manage.py
-migrate``, then a web server (``manage.py runserver``) and a Celery worker with embedded beat.
+migrate``, then a web server (``manage.py runserver``) and a Celery worker with embedded beat
+(and, with ``Cluster(pusher=True)``, a pusher for the ``push`` queue, as the Procfile runs).
 Nodes talk to each other over real HTTP on 127.0.0.1. Nothing is mocked. The ``manage.py``
 commands the harness runs on a node (:meth:`Node.manage`: ``migrate``, ``configsync ...``,
 ``shell``) are forked from the node's fork server (:mod:`multinode.forkserver`), which imported
@@ -72,6 +73,9 @@ FORKSERVER = os.environ.get("MULTINODE_FORKSERVER", "1").strip() != "0"
 default) rather than starting ``python manage.py`` afresh each time (``MULTINODE_FORKSERVER=0``)."""
 
 T = TypeVar("T")
+
+_QUIET_WORKER = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+"""Worker options of every Celery process the harness starts (no chatter between workers)."""
 
 
 def free_port() -> int:
@@ -169,6 +173,10 @@ class Node:
     """The network namespace its processes run in (``ip netns exec``); empty: the root one."""
     host: str = "127.0.0.1"
     """The address its web server listens on (in :attr:`namespace`, when set)."""
+    pusher: bool = False
+    """Whether its push-only cycles run in a pusher of their own (the Procfile's ``pusher``:
+    ``celery worker -Q push --pool=solo``, process ``pusher``) and its worker consumes the
+    default queue only; else its one worker consumes both queues."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _session: requests.Session | None = None
     _forkserver: subprocess.Popen[bytes] | None = None
@@ -214,7 +222,9 @@ class Node:
         )
 
     def start_celery(self) -> None:
-        """A worker with embedded beat (threads pool: cheap on a 2-core machine)."""
+        """A worker with embedded beat (threads pool: cheap on a 2-core machine), consuming both
+        queues; with :attr:`pusher`, the default queue only, and a pusher beside it."""
+        queues = ["-Q", "celery"] if self.pusher else []
         self._spawn(
             "celery",
             [
@@ -226,12 +236,32 @@ class Node:
                 "--pool=threads",
                 "--concurrency=3",
                 "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
+                *queues,
+                *_QUIET_WORKER,
                 f"--hostname={self.name}@%h",
                 "--schedule",
                 str(self.directory / "var" / "celerybeat-schedule"),
+            ],
+        )
+        if self.pusher:
+            self.start_pusher()
+
+    def start_pusher(self) -> None:
+        """The Procfile's ``pusher``: a worker of the ``push`` queue alone, solo pool (the push
+        runs in the process that took its message)."""
+        self._spawn(
+            "pusher",
+            [
+                CELERY,
+                "-A",
+                "settings",
+                "worker",
+                "-Q",
+                "push",
+                "--pool=solo",
+                "--loglevel=INFO",
+                *_QUIET_WORKER,
+                f"--hostname={self.name}-push@%h",
             ],
         )
 
@@ -534,11 +564,13 @@ class Cluster:
         extra_env: dict[str, str] | None = None,
         node_env: dict[str, dict[str, str]] | None = None,
         netns: dict[str, tuple[str, str]] | None = None,
+        pusher: bool = False,
     ) -> None:
         """``extra_env`` goes to every node; ``node_env`` maps a node's name to its own extras;
         ``netns`` maps a node's name to ``(network namespace, address)``: its processes run in
         that namespace (which the caller made, with routes to the peers' addresses) and its web
-        server listens on that address, where its peers reach it."""
+        server listens on that address, where its peers reach it. ``pusher``: every node runs
+        its push-only cycles in a pusher of its own, as the Procfile does (:attr:`Node.pusher`)."""
         self.root = root
         self.names = list(names)
         if links is None:
@@ -548,6 +580,7 @@ class Cluster:
         self.extra_env = dict(extra_env or {})
         self.node_env = {name: dict(extra) for name, extra in (node_env or {}).items()}
         self.netns = dict(netns or {})
+        self.pusher = pusher
         self.nodes: dict[str, Node] = {}
         self._build()
 
@@ -632,6 +665,7 @@ class Cluster:
                 broker_vhost=vhost,
                 namespace=self.netns.get(name, ("", ""))[0],
                 host=hosts[name],
+                pusher=self.pusher,
             )
 
     def _prepare_backends(self) -> None:

@@ -214,6 +214,14 @@ elif _broker_url.startswith("configsync-fs:"):
         # on write by half a second on average; a listing costs well under a millisecond).
         "polling_interval": 0.05,
     }
+# Two queues: "celery" (the default: beat's cycles, retries, callbacks, snapshots) and "push" (the
+# push-only cycles a committed write enqueues, routed by settings.celery.route_task), so a push
+# never waits behind a sync cycle. A worker started without -Q consumes both; the Procfile runs
+# `worker -Q celery` beside a `pusher` (`-Q push --pool=solo`: the task runs in the process that
+# took the message).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES: dict[str, dict[str, str]] = {"celery": {}, "push": {}}
+CELERY_TASK_ROUTES = ("settings.celery.route_task",)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -202,16 +202,19 @@ CHANGE_ROW_FIELDS = (
 
 def audit_changes_record(*, rows: Sequence[Sequence[Any]]) -> None:
     """Write change events given as rows of :data:`CHANGE_ROW_FIELDS` in one statement
-    (``configsync.bulk``: the history of a page of received changes), in a savepoint of the
-    caller's transaction: if it fails, so does the caller's write (fail closed):
-    :class:`AuditWriteError`. ``actor`` is at most 200 characters, ``natural_key`` 255."""
+    (``configsync.bulk``: the history of a page of received changes), in the caller's
+    transaction, without a savepoint of its own: if it fails, so does the caller's write (fail
+    closed): :class:`AuditWriteError`, and the caller's transaction (or its savepoint) is rolled
+    back. Every change, local or received, writes this on the way to its commit, so the two
+    round trips of a savepoint were on the path of every push (``bench/push.py``).
+    ``actor`` is at most 200 characters, ``natural_key`` 255."""
     if not rows:
         return
     from configsync.bulk import rows_insert
 
     meta = AuditEvent._meta
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             rows_insert(
                 model=AuditEvent,
                 fields=[meta.get_field(name) for name in CHANGE_ROW_FIELDS],  # type: ignore[misc]

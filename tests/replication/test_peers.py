@@ -154,3 +154,41 @@ def test_a_quarantined_change_never_resurrects_a_collected_tombstone(monkeypatch
     assert outcome.status == "stale"
     assert not SystemConfig.objects.filter(key="K").exists()
     assert tombstones_collect() == 1  # nothing left to retry: now it goes
+
+
+@pytest.mark.parametrize(
+    "mode", ["", "LOCAL_ONLY", "LOCAL_EXTERNAL", "LOCAL_R2", "LOCAL_EXTERNAL_R2"]
+)
+def test_the_peers_a_write_pushes_to_are_the_enabled_ones_of_the_mode_read_now(
+    mode: str, settings: Any
+) -> None:
+    from configsync.replication.selectors.peers import peers_enabled_ids
+    from configsync.replication.services.mode import deployment_mode_set
+
+    settings.CONFIGSYNC_DEPLOYMENT_MODE = ""
+    for name, transport, enabled in [
+        ("b-http", "http", True),
+        ("a-off", "http", False),
+        ("c-bucket", "bucket", True),
+        ("d-database", "database", True),
+    ]:
+        PeerFactory(name=name, transport=transport, enabled=enabled)
+    deployment_mode_set(mode=mode, actor="test")
+    expected = list(peers_enabled().values_list("id", flat=True))
+    assert peers_enabled_ids() == expected
+    assert (expected == []) == (mode == "LOCAL_ONLY")
+
+
+def test_a_push_names_its_sender_and_the_mode_in_one_query(
+    settings: Any, django_assert_num_queries: Any
+) -> None:
+    from configsync.replication.selectors.peers import push_source
+    from configsync.replication.services.mode import deployment_mode_set
+
+    settings.CONFIGSYNC_DEPLOYMENT_MODE = ""
+    PeerFactory(name="remote", node_id=REMOTE)
+    deployment_mode_set(mode="LOCAL_EXTERNAL_R2", actor="test")
+    with django_assert_num_queries(1):
+        assert push_source(node=REMOTE) == ("remote", "LOCAL_EXTERNAL_R2")
+    deployment_mode_set(mode="", actor="test")
+    assert push_source(node="node-unknown") == ("node-unknown", "LOCAL_EXTERNAL")

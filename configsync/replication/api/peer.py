@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from configsync.conf import app_settings
-from configsync.models import Peer, PeerCheckpoint
+from configsync.models import PeerCheckpoint
 from configsync.replication.errors import ChangeValidationError, CursorError
 from configsync.replication.hlc import physical_now_ms
 from configsync.replication.selectors.feed import (
@@ -28,6 +28,7 @@ from configsync.replication.selectors.feed import (
     feed_page,
     replication_log_for,
 )
+from configsync.replication.selectors.peers import push_source
 from configsync.replication.services.receive import changes_receive
 from configsync.replication.services.replog import (
     ReplicationLogError,
@@ -365,15 +366,14 @@ class SyncPushView(PeerView):
                 )
             except ReplicationLogError as exc:
                 return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        peer_name = (
-            Peer.objects.filter(node_id=source).values_list("name", flat=True).first() or source
-        )
+        peer_name, mode = push_source(node=source)  # one query
         try:
             results = changes_receive(
                 changes=body.validated_data["changes"],
                 source_node=source,
                 source_name=peer_name,
                 source_skew_ms=_pusher_skew_ms(request),
+                mode=mode,
             )
         except ChangeValidationError as exc:
             return Response(

@@ -50,7 +50,8 @@ def replication_record_local_change(
 ) -> ReplicatedRecord | None:
     """Record a local write (or delete) of ``instance`` as a new version in the change feed.
 
-    Runs in the caller's transaction (or its own): stamps a new HLC, sets
+    Runs in the caller's transaction, without a savepoint of its own (a failure here fails the
+    caller's write, as it would anyway), or in its own: stamps a new HLC, sets
     ``version_vector[this node]`` to it, stores the wire form (``None`` for a tombstone), issues
     the next feed sequence number and, after commit, sends ``change_committed(local=True)``.
     A save that leaves the wire form unchanged is not a new version unless ``force``. Returns
@@ -60,7 +61,8 @@ def replication_record_local_change(
     if rm is None:
         return None
     key = rm.natural_key(instance)
-    with transaction.atomic():
+    # No savepoint: two round trips less on every local write (measured: bench/push.py).
+    with transaction.atomic(savepoint=False):
         record = (
             ReplicatedRecord.objects.select_for_update()
             .filter(model_label=rm.label, natural_key=key)

@@ -14,9 +14,17 @@ from configsync.replication.strategies import EXTERNAL_TO_LOCAL
 
 
 def changes_receive(
-    *, changes: Any, source_node: str, source_name: str, source_skew_ms: int | None = None
+    *,
+    changes: Any,
+    source_node: str,
+    source_name: str,
+    source_skew_ms: int | None = None,
+    mode: str | None = None,
 ) -> list[ItemResult]:
     """Apply a batch a peer pushed, one result per item, in its order (see ``changes_apply``).
+
+    ``mode``: this node's cycle mode when the caller read it already (the push endpoint reads it
+    with the sender's name, ``selectors.peers.push_source``); else it is read here.
 
     An item of a data type whose row of this node's matrix does not allow ``external_to_local``
     (sync off, ``backup_only``, every row in ``LOCAL_ONLY``) is not applied and is answered
@@ -30,7 +38,7 @@ def changes_receive(
             source_name=source_name,
             source_skew_ms=source_skew_ms,
         )
-    rows = strategy_matrix(mode=cycle_mode())
+    rows = strategy_matrix(mode=mode or cycle_mode())
     allowed = {name for name, row in rows.items() if row.allows(EXTERNAL_TO_LOCAL)}
     answered: dict[int, ItemResult] = {}
     kept: list[int] = []
