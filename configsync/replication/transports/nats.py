@@ -603,7 +603,12 @@ class NatsTransport(Transport):
                 await shared.nc.close()
             shared = None
         if shared is None:
-            shared = _POOL[key] = await self._connect()
+            opened = await self._connect()
+            shared = _POOL.get(key)
+            if shared is None:
+                shared = _POOL[key] = opened
+            else:  # another call opened one meanwhile: use it, close ours
+                await opened.nc.close()
         self._nc, self._js = shared.nc, shared.js
         verifier = group_verifier(secret=self.secret, group=self.group)
         checked = (self.stream, self.bucket, verifier, self._retention())
