@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import threading
 from datetime import datetime
@@ -74,6 +75,9 @@ def handle_follow(command: BaseCommand, options: dict[str, Any]) -> None:
         else:
             command.stdout.write(sync_summary(result))
         return
+    # A service, like the worker: its INFO lines (one per cycle) are its log, which the command
+    # otherwise keeps for ``-v 2`` (the command restores the level when it returns).
+    logging.getLogger("configsync").setLevel(logging.INFO)
     stop = threading.Event()
 
     def stopped(*_: Any) -> None:

@@ -19,8 +19,9 @@ Layout, per replication group (``CONFIGSYNC_GROUP_ID``; letters, digits, ``-``, 
   written by the first node to use the stream (a node with another secret is refused before it
   publishes anything), ``log.<node>`` holds the node's replication log entries.
 * a durable pull consumer per reading node, ``cs_<node>`` (ack policy "all"), filtered on every
-  writer: its cursor on the server survives restarts and a pull of an idle node is one request
-  (the consumer's info: nothing pending, nothing fetched).
+  writer: its cursor on the server survives restarts and a pull of an idle node is one round
+  trip (the stream's and the consumer's info, and the log when asked for, sent together:
+  nothing pending, nothing fetched).
 
 The transport's cursor is the stream sequence of the last message a page covered. The cycle
 commits a page together with its cursor (``changes_apply(checkpoint=…)``) and only then asks for
@@ -602,7 +603,12 @@ class NatsTransport(Transport):
                 await shared.nc.close()
             shared = None
         if shared is None:
-            shared = _POOL[key] = await self._connect()
+            opened = await self._connect()
+            shared = _POOL.get(key)
+            if shared is None:
+                shared = _POOL[key] = opened
+            else:  # another call opened one meanwhile: use it, close ours
+                await opened.nc.close()
         self._nc, self._js = shared.nc, shared.js
         verifier = group_verifier(secret=self.secret, group=self.group)
         checked = (self.stream, self.bucket, verifier, self._retention())

@@ -436,6 +436,7 @@ def own_server(tmp_path: Path) -> Iterator[OwnServer]:
         server.stop()
 
 
+@pytest.mark.one_pass  # no database: the second pass on the other backend would repeat it
 def test_the_first_call_after_a_server_restart_succeeds(own_server: OwnServer) -> None:
     group = f"r{uuid.uuid4().hex[:10]}"
 
