@@ -22,7 +22,7 @@ __all__ = ["nats_databases", "nats_group", "nats_server"]  # the fixtures, for t
 pytestmark = pytest.mark.multinode
 
 NODES = [f"n{i:02d}" for i in range(10)]
-KEYS = [f"FLEET_{i}" for i in range(12)]
+KEYS = [f"FLEET_{i}" for i in range(8)]
 SEED = 1616
 
 
@@ -43,7 +43,7 @@ def test_random_writes_deletes_and_concurrent_edits_converge(
         nats_group.join(name)
     live: dict[str, str] = {}
     holder: dict[str, str] = {}
-    for step in range(40):
+    for step in range(24):
         name, key = rng.choice(NODES), rng.choice(KEYS)
         if key in live and rng.random() < 0.25:
             # A delete, on the node that wrote the key last (it holds it, followed or not).
