@@ -30,7 +30,7 @@ import re
 import shutil
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -501,7 +501,7 @@ class InProcessNatsGroup:
         self.cycle_errors: list[str] = []
         self._unpushed: set[str] = set()
         """Nodes whose last push (or cycle) failed: their next follow pushes too."""
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         """Where :meth:`follow_once` spent its time: ``prefetch`` (the rung nodes' pulls, read
         ahead together) and ``cycles`` (their cycles, one after the other)."""
 
