@@ -112,10 +112,10 @@ def host(index: int, url: str, group_id: str) -> None:
             for command, check in list(pending):
                 if command["op"] == "settle" and group.ringing():
                     continue
-                answer = check()
-                if answer is not None:
+                found = check()
+                if found is not None:
                     pending.remove((command, check))
-                    out.write(json.dumps({"answer": answer}) + "\n")
+                    out.write(json.dumps({"answer": found}) + "\n")
             while not commands.empty():
                 command = commands.get()
                 op = command["op"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.inprocess import InProcessNatsGroup
+from tests.support.inprocess import InProcessNatsGroup, PrefetchingNatsTransport
 from tests.support.nats_node import nats_databases, nats_group, nats_server
 
 __all__ = ["nats_databases", "nats_group", "nats_server"]  # the fixtures, for this module
@@ -28,7 +28,9 @@ def test_a_stopped_node_catches_up_from_its_durable_cursor(
 
     # c reads one more change but dies before committing it (nothing acknowledged).
     nats_group.write("a", "IN_FLIGHT", "x")
-    nats_group.members["c"].link.pull(nats_group.members["c"].link.cursor, 10, with_log=True)
+    link = nats_group.members["c"].link
+    assert isinstance(link, PrefetchingNatsTransport)
+    link.pull(link.cursor, 10, with_log=True)
     nats_group.stop("c")
     for i in range(7):
         nats_group.write("b", f"AWAY_{i}", "y")

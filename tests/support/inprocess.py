@@ -30,7 +30,7 @@ import re
 import shutil
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -464,11 +464,11 @@ class InProcessNatsGroup:
     What stands in for the follower process is the *doorbell*: a core NATS subscription per
     node on the stream's subjects (``configsync.<group>.>``), on a connection of its own. A
     message published to the stream rings every node's bell (the server pushes it; the node
-    sends nothing), and :meth:`follow` runs one pull cycle on each node whose bell rang. An
-    idle node therefore sends no request at all; a change costs each node one cycle. A bell
-    only says "something may be new": what a cycle reads comes from the node's durable cursor,
-    so a node whose bell was down (stopped, killed, a server restart) catches up on its next
-    cycle from its committed cursor (:meth:`restart` runs one).
+    sends nothing), and :meth:`follow_once` runs :meth:`follow` on each node whose bell rang.
+    An idle node therefore sends no request at all; a change costs each node one pull-only
+    cycle. A bell only says "something may be new": what a cycle reads comes from the node's
+    durable cursor, so a node whose bell was down (stopped, killed, a server restart) catches
+    up on its next cycle from its committed cursor (:meth:`restart` runs one).
 
     Nodes run one at a time in the calling thread (a node's context is process-wide: the
     settings). With ``prefetch`` (the default) the network half of each rung node's pull (its
@@ -499,7 +499,9 @@ class InProcessNatsGroup:
         """key -> value the driver last wrote: each cycle that pulls something notes when a
         watched key shows that value on its node (``NatsMember.applied_at``)."""
         self.cycle_errors: list[str] = []
-        self.seconds: Counter[str] = Counter()
+        self._unpushed: set[str] = set()
+        """Nodes whose last push (or cycle) failed: their next follow pushes too."""
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         """Where :meth:`follow_once` spent its time: ``prefetch`` (the rung nodes' pulls, read
         ahead together) and ``cycles`` (their cycles, one after the other)."""
 
@@ -637,6 +639,7 @@ class InProcessNatsGroup:
 
     def _failed(self, name: str, exc: SyncCycleError) -> None:
         self.cycle_errors.append(f"{name}: {exc}")
+        self._unpushed.add(name)
         with self._lock:
             self._rung.add(name)
         self._ring.set()
@@ -658,6 +661,18 @@ class InProcessNatsGroup:
         return result
 
     # -- following ----------------------------------------------------------------------------
+
+    def follow(self, name: str) -> SyncResult:
+        """What a follower does when its bell rings: a pull-only cycle, then a push-only one
+        when the pull met conflicts (what they merged is the node's to publish) or a push of
+        the node failed before. A node's own writes go with their push cycles (:meth:`write`),
+        so a pull that applied nothing of its own leaves nothing to push: a cycle with the push
+        direction too would only record it (two more requests per change and node)."""
+        result = self.cycle(name, push=False)
+        if result.conflicts or name in self._unpushed:
+            self.cycle(name, pull=False)
+            self._unpushed.discard(name)
+        return result
 
     def wake(self) -> None:
         """End the wait of a :meth:`follow_once` now (from another thread)."""
@@ -690,7 +705,7 @@ class InProcessNatsGroup:
         self.seconds["prefetch"] += read - began
         for name in names:
             try:
-                self.cycle(name)
+                self.follow(name)
             except SyncCycleError as exc:
                 self._failed(name, exc)
         self.seconds["cycles"] += time.perf_counter() - read
