@@ -8,8 +8,12 @@ Topology, for nodes ``a, b, c, …`` (three at least):
   database, ``b``'s only through the bucket, ``a``'s reach ``b`` only over HTTP): a run converges
   only if each works, under its faults.
 
-Every link crosses the proxy: node ``a``'s peer ``b`` is ``http://127.0.0.1:<port of a>b>``, the
-S3 endpoint and the external database URL of a node are its own links' ports.
+Every link crosses the proxy: node ``a``'s peer ``b`` is the URL of link ``a>b`` (in network
+namespaces, an address on that link's veth in ``b``'s namespace; else ``127.0.0.1``), the S3
+endpoint and the external database URL of a node are its own links' ports; the workload's REST
+writes take each node's client link (``client>a``). Where the nodes run in namespaces
+(:func:`chaos_world`), a partition takes a veth down; the proxy adds delays, drops, resets and
+lost acknowledgements.
 
 :func:`converge` heals, waits until every node shows the same state, waits two sync intervals
 more, and checks every node against the model (:mod:`tests.chaos.model`);

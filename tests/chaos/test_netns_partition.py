@@ -12,8 +12,9 @@ may see the other's writes. The link comes back up and both must converge to wha
 model (:mod:`tests.chaos.model`) computes from the recorded operations, each stamped with the HLC
 its node gave it. A failure prints the history.
 
-The proxy's cuts (``test_convergence.py``) remain for the nodes that reach PostgreSQL, Redis and
-the S3 server on the root namespace's loopback; this test runs in the SQLite pass of ``.ci/run``.
+The convergence harness (``test_convergence.py``) cuts veths the same way, between three to five
+nodes that reach PostgreSQL, Redis and the S3 server through forwarders; this smallest case needs
+no forwarder and runs in the SQLite pass of ``.ci/run``.
 """
 
 from __future__ import annotations
