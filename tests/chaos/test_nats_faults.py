@@ -61,15 +61,16 @@ def test_the_server_killed_mid_catch_up(
     member = nats_group.members["c"]
     member.node.connection().execute_wrappers.append(kill_the_server_after_two_pages)
     try:
-        with pytest.raises(Exception, match="cannot"):
-            nats_group.restart("c")  # its catch-up fails at the third page: the server is gone
+        # The third page's fetch finds the pooled connection dead: the transport drops it and
+        # runs the call once more on a fresh one, so the catch-up goes on from the page it
+        # committed instead of failing the cycle.
+        nats_group.restart("c")
     finally:
         member.node.connection().execute_wrappers.remove(kill_the_server_after_two_pages)
     assert restarted == [2]
-    assert 0 < len([k for k in nats_group.values("c") if k.startswith("RESTART_")]) < 40
 
     # The stream survived the kill (its store is on disk); every link reconnects on its next
-    # call, every bell by itself; c resumes from the page it committed.
+    # call, every bell by itself; c holds each change once.
     nats_group.write("a", "AFTER_RESTART", "x")
     nats_group.settle()
     assert len([k for k in nats_group.values("c") if k.startswith("RESTART_")]) == 40

@@ -47,7 +47,7 @@ over ``asyncio.run`` per call because a nats-py connection belongs to the loop i
 with a loop per call every call would open and close its own connection (a TCP, and with TLS a
 handshake, per request).
 
-**Pooled connection.** The transports of a process share one connection per server and
+**Pooled connection.** The transports of a process share one connection per node, server and
 credentials (``_POOL``), and what a transport checked once (the stream's layout and retention,
 the group's secret) is remembered with it: the cycle builds a transport per run, and an idle run
 then costs one round trip (the consumer's and the stream's state, and the replication log when
@@ -523,7 +523,9 @@ class NatsTransport(Transport):
         secrets = hashlib.sha256(
             json.dumps(sorted((k, str(v)) for k, v in options.items())).encode()
         ).hexdigest()
-        self._key = (self.url, secrets, files)
+        # the node too: its connection carries its name, and in-process nodes (tests, bench)
+        # each keep a connection of their own, as separate processes would
+        self._key = (self.url, self.node, secrets, files)
         return self._key
 
     def _pooled(self) -> _Shared | None:
