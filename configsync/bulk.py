@@ -8,7 +8,8 @@ module only adapts them to the backend. Table and column names come from the mod
 quoted by the backend; values are always parameters.
 
 * PostgreSQL: inserts stream through ``COPY … FROM STDIN`` (the cheapest way in, about 4× a
-  multi-row ``INSERT`` built by Django's client-side binding); updates are one
+  multi-row ``INSERT`` built by Django's client-side binding), date-times as ISO 8601 text
+  formatted once per distinct value (a page's rows share one); updates are one
   ``UPDATE … FROM jsonb_to_recordset(%s)`` whose one parameter is the rows as JSON text.
 * SQLite (and any other backend): ``executemany`` of one ``INSERT``/``UPDATE`` statement, which
   the driver runs in C without re-parsing it.
@@ -71,8 +72,11 @@ def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Ro
         if _is_json(f):
             encoder = f.encoder  # type: ignore[attr-defined]
             convert.append((index, _encoding(encoder)))
-        elif isinstance(f, models.DateTimeField) and connection.vendor != "postgresql":
-            convert.append((index, _once(connection.ops.adapt_datetimefield_value)))
+        elif isinstance(f, models.DateTimeField):
+            # The rows of a page share one time: formatted once (PostgreSQL takes ISO 8601
+            # text for a ``timestamptz``, as psycopg would have sent it per row).
+            adapt = _iso if connection.vendor == "postgresql" else None
+            convert.append((index, _once(adapt or connection.ops.adapt_datetimefield_value)))
     if not convert:
         return rows
     adapted = []
@@ -84,6 +88,10 @@ def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Ro
                 values[index] = function(value)
         adapted.append(values)
     return adapted
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime.datetime) else value
 
 
 def _once(function: Any) -> Any:
