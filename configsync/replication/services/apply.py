@@ -33,7 +33,14 @@ from django.db.models import signals as model_signals
 from django.utils import timezone
 
 from configsync.actor import PEER
-from configsync.bulk import JSONText, rows_by_keys, rows_delete, rows_insert, rows_update
+from configsync.bulk import (
+    JSONText,
+    rows_by_keys,
+    rows_by_keys_many,
+    rows_delete,
+    rows_insert,
+    rows_update,
+)
 from configsync.conf import app_settings
 from configsync.models import PeerCheckpoint, ReplicatedRecord
 from configsync.replication import registry
@@ -524,6 +531,29 @@ def _lock_batch(
         models_by_label[change.model.label] = change.model
     instances: dict[tuple[str, str], Any] = {}
     records: dict[tuple[str, str], _Record] = {}
+    if all(label in set_written and _text_key(models_by_label[label]) for label in keys):
+        # Every lookup a set: one request for all of them, in the same order (PostgreSQL).
+        lookups: list[dict[str, Any]] = []
+        for label, names in keys.items():
+            field_name = models_by_label[label].natural_key_field
+            lookups.append(
+                {
+                    "model": models_by_label[label].model,
+                    "key_field": field_name,
+                    "keys": names,
+                    "fields": [field_name, "pk"],
+                    "lock": True,
+                }
+            )
+            lookups.append(_records_lookup(label, names))
+        found = iter(rows_by_keys_many(lookups=lookups))
+        for label in keys:
+            for key, pk in next(found):
+                instances[(label, str(key))] = pk
+            for values in next(found):
+                record = _Record(*values)
+                records[(label, record.natural_key)] = record
+        return instances, records
     for label, names in keys.items():
         rm = models_by_label[label]
         field_name = rm.natural_key_field
@@ -543,17 +573,27 @@ def _lock_batch(
             ):
                 key = rm.natural_key(instance)
                 instances[(label, key)] = instance.pk if label in set_written else instance
-        for values in rows_by_keys(
-            model=ReplicatedRecord,
-            key_field="natural_key",
-            keys=names,
-            fields=_RECORD_COLUMNS,
-            where={"model_label": label},
-            lock=True,
-        ):
+        for values in rows_by_keys(**_records_lookup(label, names)):
             record = _Record(*values)
             records[(label, record.natural_key)] = record
     return instances, records
+
+
+def _text_key(rm: registry.ReplicatedModel) -> bool:
+    key_field = rm.model._meta.get_field(rm.natural_key_field)
+    return isinstance(key_field, models.CharField | models.TextField)
+
+
+def _records_lookup(label: str, names: list[str]) -> dict[str, Any]:
+    """The ``rows_by_keys`` arguments that lock the replication rows of ``names``."""
+    return {
+        "model": ReplicatedRecord,
+        "key_field": "natural_key",
+        "keys": names,
+        "fields": _RECORD_COLUMNS,
+        "where": {"model_label": label},
+        "lock": True,
+    }
 
 
 def _version_of(record: _Record | None) -> Version | None:
