@@ -8,7 +8,8 @@ module only adapts them to the backend. Table and column names come from the mod
 quoted by the backend; values are always parameters.
 
 * PostgreSQL: inserts stream through ``COPY … FROM STDIN`` (the cheapest way in, about 4× a
-  multi-row ``INSERT`` built by Django's client-side binding); updates are one
+  multi-row ``INSERT`` built by Django's client-side binding), date-times as ISO 8601 text
+  formatted once per distinct value (a page's rows share one); updates are one
   ``UPDATE … FROM jsonb_to_recordset(%s)`` whose one parameter is the rows as JSON text.
 * SQLite (and any other backend): ``executemany`` of one ``INSERT``/``UPDATE`` statement, which
   the driver runs in C without re-parsing it.
@@ -71,8 +72,11 @@ def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Ro
         if _is_json(f):
             encoder = f.encoder  # type: ignore[attr-defined]
             convert.append((index, _encoding(encoder)))
-        elif isinstance(f, models.DateTimeField) and connection.vendor != "postgresql":
-            convert.append((index, _once(connection.ops.adapt_datetimefield_value)))
+        elif isinstance(f, models.DateTimeField):
+            # The rows of a page share one time: formatted once (PostgreSQL takes ISO 8601
+            # text for a ``timestamptz``, as psycopg would have sent it per row).
+            adapt = _iso if connection.vendor == "postgresql" else None
+            convert.append((index, _once(adapt or connection.ops.adapt_datetimefield_value)))
     if not convert:
         return rows
     adapted = []
@@ -84,6 +88,10 @@ def _adapted(fields: Sequence[models.Field], rows: Sequence[Row]) -> Sequence[Ro
                 values[index] = function(value)
         adapted.append(values)
     return adapted
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime.datetime) else value
 
 
 def _once(function: Any) -> Any:
@@ -216,7 +224,6 @@ def rows_by_keys(
     """
     if not keys:
         return []
-    meta = model._meta
     if connection.vendor != "postgresql":
         rows = model._default_manager.filter(
             **(where or {}), **{f"{key_field}__in": value_set(keys)}
@@ -224,11 +231,51 @@ def rows_by_keys(
         if lock:
             rows = rows.select_for_update()
         return list(rows.values_list(*fields))
+    (fetched,) = _lookups_run([_lookup_sql(model, key_field, keys, fields, where or {}, lock=lock)])
+    return fetched
+
+
+def rows_by_keys_many(*, lookups: Sequence[dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
+    """:func:`rows_by_keys` of each of ``lookups`` (its keyword arguments), in order: on
+    PostgreSQL in one round trip (the statements run one after the other in one request, so
+    rows are locked in the same order as by calling :func:`rows_by_keys` for each)."""
+    if connection.vendor != "postgresql":
+        return [rows_by_keys(**lookup) for lookup in lookups]
+    built = [
+        _lookup_sql(
+            lookup["model"],
+            lookup["key_field"],
+            lookup["keys"],
+            lookup["fields"],
+            lookup.get("where") or {},
+            lock=lookup.get("lock", False),
+        )
+        for lookup in lookups
+        if lookup["keys"]
+    ]
+    results = iter(_lookups_run(built))
+    return [next(results) if lookup["keys"] else [] for lookup in lookups]
+
+
+_Lookup = tuple[str, list[Any], list[Any]]
+
+
+def _lookup_sql(
+    model: type[models.Model],
+    key_field: str,
+    keys: Sequence[str],
+    fields: Sequence[str],
+    where: dict[str, str],
+    *,
+    lock: bool,
+) -> _Lookup:
+    """The PostgreSQL statement of :func:`rows_by_keys`, its parameters and its columns."""
+    meta = model._meta
     quote = connection.ops.quote_name
     columns = [meta.pk if name == "pk" else meta.get_field(name) for name in fields]
     conditions = [f"t.{_column(meta.get_field(key_field))} = k.key"]  # type: ignore[arg-type]
     params: list[Any] = [json.dumps(sorted(set(keys)))]
-    for name, value in (where or {}).items():
+    for name, value in where.items():
         conditions.append(f"t.{_column(meta.get_field(name))} = %s")  # type: ignore[arg-type]
         params.append(value)
     selected = ", ".join(f"t.{_column(f)}" for f in columns)  # type: ignore[arg-type]
@@ -237,9 +284,33 @@ def rows_by_keys(
         f"CROSS JOIN LATERAL (SELECT {selected} FROM {quote(meta.db_table)} t "
         f"WHERE {' AND '.join(conditions)} LIMIT 1{' FOR UPDATE' if lock else ''}) AS m"
     )
+    return sql, params, columns
+
+
+def _lookups_run(built: list[_Lookup]) -> list[list[tuple[Any, ...]]]:
+    """Run the statements (one request when the driver binds parameters on the client, as
+    Django's PostgreSQL backend does by default; else one each) and convert their rows."""
+    import psycopg  # PostgreSQL only
+
+    results: list[list[tuple[Any, ...]]] = []
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        fetched = cursor.fetchall()
+        if len(built) > 1 and isinstance(cursor.cursor, psycopg.ClientCursor):
+            cursor.execute(
+                "; ".join(sql for sql, _, _ in built),
+                [param for _, params, _ in built for param in params],
+            )
+            for index in range(len(built)):
+                if index:
+                    cursor.cursor.nextset()
+                results.append(cursor.fetchall())
+        else:
+            for sql, params, _ in built:
+                cursor.execute(sql, params)
+                results.append(cursor.fetchall())
+    return [_converted(columns, rows) for (_, _, columns), rows in zip(built, results, strict=True)]
+
+
+def _converted(columns: list[Any], fetched: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     convert = [getattr(f, "from_db_value", None) for f in columns]
     if not any(convert):
         return fetched

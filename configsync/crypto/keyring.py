@@ -271,6 +271,12 @@ def get_keyring() -> Keyring:
     return _cached
 
 
+def keyring_built() -> Keyring | None:
+    """The keyring :func:`get_keyring` built and keeps (``None``: none yet, or reset since),
+    without building one: its identity tells whether the keys may have changed."""
+    return _cached
+
+
 def reset_keyring() -> None:
     """Forget the cached keyring (settings changed, or a test swapped keys)."""
     global _cached

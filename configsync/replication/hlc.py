@@ -44,7 +44,10 @@ class HLC:
     node: str
 
     def __str__(self) -> str:
-        return f"{self.wall_ms:0{WALL_DIGITS}d}:{self.logical:0{LOGICAL_DIGITS}d}:{self.node}"
+        text = self.__dict__.get("_text")
+        if text is None:
+            text = f"{self.wall_ms:0{WALL_DIGITS}d}:{self.logical:0{LOGICAL_DIGITS}d}:{self.node}"
+        return text
 
     @classmethod
     def parse(cls, text: object) -> HLC:
@@ -54,7 +57,13 @@ class HLC:
         match = _PATTERN.match(text)
         if match is None:
             raise HLCParseError("timestamp is not WALL(15 digits):COUNTER(8 digits):NODE")
-        return cls(int(match.group(1)), int(match.group(2)), match.group(3))
+        stamp = cls(int(match.group(1)), int(match.group(2)), match.group(3))
+        if text.isascii():
+            # Then the pattern admitted the canonical form (``\d`` also matches other scripts'
+            # digits, which ``str`` writes in ASCII): ``str`` gives the text back as it is,
+            # kept outside the fields (equality, order and hash stay the tuple's).
+            stamp.__dict__["_text"] = text
+        return stamp
 
     @property
     def instant(self) -> tuple[int, int]:

@@ -9,6 +9,7 @@ cost in queries does not grow with the page.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -18,6 +19,7 @@ from django.db import DataError, connection
 from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext, override_settings
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from configsync import tasks
 from configsync.crypto.keyring import Keyring, generate_key, get_keyring, parse_key
@@ -483,3 +485,19 @@ def test_a_batch_refused_whole_is_not_validated_ahead() -> None:
     with pytest.raises(ChangeValidationError):
         changes_apply(changes=batch, source_node=REMOTE, source_name="remote")
     assert not SystemConfig.objects.filter(key__startswith="WHOLE_").exists()
+
+
+@given(
+    st.dictionaries(
+        st.one_of(st.text(max_size=12), st.from_regex(r"[A-Za-z0-9_.\-]{1,12}", fullmatch=True)),
+        st.one_of(
+            st.text(max_size=40),
+            st.from_regex(r"[0-9]{15}:[0-9]{8}:[a-z]{1,8}", fullmatch=True),
+        ),
+        max_size=4,
+    )
+)
+def test_a_version_vector_is_written_as_json_encodes_it(vv: dict[str, str]) -> None:
+    """The feed row's vector, encoded without ``json.dumps`` when it is plain, is exactly the
+    text ``json.dumps`` makes (SQLite stores it as it is)."""
+    assert apply_module._vv_text(vv) == json.dumps(vv)

@@ -92,3 +92,13 @@ def test_lww_is_a_total_order_on_distinct_versions(
     if a == b:
         return
     assert lww_wins(a, a_del, b, b_del) != lww_wins(b, b_del, a, a_del)
+
+
+def test_a_parsed_timestamp_prints_as_its_canonical_text() -> None:
+    """``str`` of a parsed timestamp is its text (kept, not formatted again) when that is the
+    canonical form, and the ASCII form when the text used another script's digits."""
+    text = "001764620000000:00000042:node-a"
+    assert str(HLC.parse(text)) == text == str(HLC(1764620000000, 42, "node-a"))
+    arabic = "".join(chr(0x660 + int(c)) if c.isdigit() else c for c in text)
+    assert str(HLC.parse(arabic)) == text
+    assert HLC.parse(arabic) == HLC.parse(text) and hash(HLC.parse(arabic)) == hash(HLC.parse(text))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,14 @@ from django.db.models import signals as model_signals
 from django.utils import timezone
 
 from configsync.actor import PEER
-from configsync.bulk import JSONText, rows_by_keys, rows_delete, rows_insert, rows_update
+from configsync.bulk import (
+    JSONText,
+    rows_by_keys,
+    rows_by_keys_many,
+    rows_delete,
+    rows_insert,
+    rows_update,
+)
 from configsync.conf import app_settings
 from configsync.models import PeerCheckpoint, ReplicatedRecord
 from configsync.replication import registry
@@ -438,19 +446,50 @@ def _records_write(created: list[_Record], updated: list[_Record]) -> None:
     """Insert the new replication rows and update the changed ones, one statement each."""
     meta = ReplicatedRecord._meta
     fields = [meta.get_field(name) for name in ["model_label", "natural_key", *_RECORD_FIELDS]]
-    data = fields.index(ReplicatedRecord._meta.get_field("data"))  # type: ignore[arg-type]
-    inserted = []
-    for r in created:
-        row = [getattr(r, f.name) for f in fields]
-        if r.encoded is not None:
-            row[data] = r.encoded
-        inserted.append(row)
-    rows_insert(model=ReplicatedRecord, fields=fields, rows=inserted)  # type: ignore[arg-type]
+    rows_insert(
+        model=ReplicatedRecord,
+        fields=fields,  # type: ignore[arg-type]
+        rows=[[r.model_label, r.natural_key, *_record_values(r)] for r in created],
+    )
     rows_update(
         model=ReplicatedRecord,
         fields=fields[2:],  # type: ignore[arg-type]
-        rows=[[r.pk, *(getattr(r, f.name) for f in fields[2:])] for r in updated],
+        rows=[[r.pk, *_record_values(r)] for r in updated],
     )
+
+
+def _record_values(r: _Record) -> list[Any]:
+    """``r``'s values of ``_RECORD_FIELDS``, JSON already encoded where it was or can be
+    cheaply (``bulk.JSONText``)."""
+    return [
+        r.hlc,
+        r.origin_node,
+        _vv_text(r.version_vector),
+        r.deleted,
+        r.data if r.encoded is None else r.encoded,
+        r.seq,
+        r.received_from,
+        r.unreadable,
+        r.updated_at,
+    ]
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.:\-]*\Z")
+"""Text JSON writes as it is between its quotes (no escape): what node ids and canonical
+timestamps are made of."""
+
+
+def _vv_text(vv: dict[str, str]) -> JSONText:
+    """A version vector as ``json.dumps`` encodes it, without running it when every node and
+    timestamp is plain text (``_PLAIN``): a page writes one per record."""
+    parts = []
+    for node, stamp in vv.items():
+        if type(node) is not str or type(stamp) is not str:
+            return JSONText(json.dumps(vv))
+        if not (_PLAIN.match(node) and _PLAIN.match(stamp)):
+            return JSONText(json.dumps(vv))
+        parts.append(f'"{node}": "{stamp}"')
+    return JSONText("{" + ", ".join(parts) + "}")
 
 
 def _history_entry(local: Version | None, record: _Record) -> Changed | None:
@@ -492,6 +531,29 @@ def _lock_batch(
         models_by_label[change.model.label] = change.model
     instances: dict[tuple[str, str], Any] = {}
     records: dict[tuple[str, str], _Record] = {}
+    if all(label in set_written and _text_key(models_by_label[label]) for label in keys):
+        # Every lookup a set: one request for all of them, in the same order (PostgreSQL).
+        lookups: list[dict[str, Any]] = []
+        for label, names in keys.items():
+            field_name = models_by_label[label].natural_key_field
+            lookups.append(
+                {
+                    "model": models_by_label[label].model,
+                    "key_field": field_name,
+                    "keys": names,
+                    "fields": [field_name, "pk"],
+                    "lock": True,
+                }
+            )
+            lookups.append(_records_lookup(label, names))
+        found = iter(rows_by_keys_many(lookups=lookups))
+        for label in keys:
+            for key, pk in next(found):
+                instances[(label, str(key))] = pk
+            for values in next(found):
+                record = _Record(*values)
+                records[(label, record.natural_key)] = record
+        return instances, records
     for label, names in keys.items():
         rm = models_by_label[label]
         field_name = rm.natural_key_field
@@ -511,17 +573,27 @@ def _lock_batch(
             ):
                 key = rm.natural_key(instance)
                 instances[(label, key)] = instance.pk if label in set_written else instance
-        for values in rows_by_keys(
-            model=ReplicatedRecord,
-            key_field="natural_key",
-            keys=names,
-            fields=_RECORD_COLUMNS,
-            where={"model_label": label},
-            lock=True,
-        ):
+        for values in rows_by_keys(**_records_lookup(label, names)):
             record = _Record(*values)
             records[(label, record.natural_key)] = record
     return instances, records
+
+
+def _text_key(rm: registry.ReplicatedModel) -> bool:
+    key_field = rm.model._meta.get_field(rm.natural_key_field)
+    return isinstance(key_field, models.CharField | models.TextField)
+
+
+def _records_lookup(label: str, names: list[str]) -> dict[str, Any]:
+    """The ``rows_by_keys`` arguments that lock the replication rows of ``names``."""
+    return {
+        "model": ReplicatedRecord,
+        "key_field": "natural_key",
+        "keys": names,
+        "fields": _RECORD_COLUMNS,
+        "where": {"model_label": label},
+        "lock": True,
+    }
 
 
 def _version_of(record: _Record | None) -> Version | None:
@@ -603,8 +675,14 @@ class _Columns:
     """Date-times ``save()`` sets to the write's time on insert (``auto_now``/``auto_now_add``)."""
     touched: frozenset[str]
     """Date-times ``save()`` sets to the write's time on update (``auto_now``)."""
+    inserted: tuple[tuple[int, str, Any, Any], ...]
+    """Per column of ``fields``, how an inserted row gets its value: ``(source, wire name,
+    conversion, default)``, source one of ``_NOW``, ``_KEY``, ``_WIRE`` (the version's value
+    when it carries the field, else the default), ``_DEFAULT``; the default a constant, or
+    the field when ``get_default`` must run per row (a callable default)."""
 
 
+_NOW, _KEY, _WIRE, _DEFAULT = range(4)
 _COLUMNS: dict[registry.ReplicatedModel, _Columns] = {}
 
 
@@ -620,8 +698,27 @@ def _columns(rm: registry.ReplicatedModel) -> _Columns:
         touched = frozenset(
             f.name for f in fields if isinstance(f, models.DateTimeField) and f.auto_now
         )
-        columns = _COLUMNS[rm] = _Columns(fields, stamped, touched)
+        inserted = []
+        for f in fields:
+            default: Any = f if f.has_default() and callable(f.default) else f.get_default()
+            if f.name in stamped:
+                inserted.append((_NOW, f.name, None, None))
+            elif f.name == rm.natural_key_field:
+                inserted.append((_KEY, f.name, None, None))
+            elif f.name in rm.field_map:
+                inserted.append((_WIRE, f.name, _conversion(f), default))
+            else:
+                inserted.append((_DEFAULT, f.name, None, default))
+        columns = _COLUMNS[rm] = _Columns(fields, stamped, touched, tuple(inserted))
     return columns
+
+
+def _conversion(f: models.Field) -> Any:
+    """What turns a wire value of ``f`` into the attribute ``save()`` would write (``None``:
+    the value itself)."""
+    if isinstance(f, models.DateTimeField):
+        return lambda value: f.get_prep_value(f.to_python(value))
+    return None
 
 
 def _column_value(f: models.Field, value: Any) -> Any:
@@ -629,6 +726,22 @@ def _column_value(f: models.Field, value: Any) -> Any:
     if isinstance(f, models.DateTimeField):
         return f.get_prep_value(f.to_python(value))
     return value
+
+
+def _inserted_row(columns: _Columns, key: str, data: dict[str, Any], now: Any) -> list[Any]:
+    """The row ``save()`` would insert for a new record of ``key`` holding ``data``."""
+    row: list[Any] = []
+    for source, name, convert, default in columns.inserted:
+        if source == _WIRE and name in data:
+            value = data[name]
+            row.append(value if convert is None else convert(value))
+        elif source == _NOW:
+            row.append(now)
+        elif source == _KEY:
+            row.append(key)
+        else:
+            row.append(default.get_default() if isinstance(default, models.Field) else default)
+    return row
 
 
 def _write_rows(rows: list[_RowWrite], now: Any) -> None:
@@ -641,7 +754,6 @@ def _write_rows(rows: list[_RowWrite], now: Any) -> None:
         model = rm.model
         columns = _columns(rm)
         wire = rm.field_map
-        key_name = rm.natural_key_field
         inserts: list[list[Any]] = []
         updates: dict[tuple[str, ...], list[list[Any]]] = {}
         deletes: list[Any] = []
@@ -652,17 +764,7 @@ def _write_rows(rows: list[_RowWrite], now: Any) -> None:
                 continue
             data = w.version.data or {}
             if w.pk is None:
-                row: list[Any] = []
-                for f in columns.fields:
-                    if f.name in columns.stamped:
-                        row.append(now)
-                    elif f.name == key_name:
-                        row.append(w.key)
-                    elif f.name in data and f.name in wire:
-                        row.append(_column_value(f, data[f.name]))
-                    else:
-                        row.append(f.get_default())
-                inserts.append(row)
+                inserts.append(_inserted_row(columns, w.key, data, now))
             else:
                 names = tuple(
                     f.name

@@ -184,15 +184,14 @@ def data_unreadable(data: dict[str, Any] | None, rm: registry.ReplicatedModel) -
     """Whether ``data`` (wire form) holds ciphertext of a key this node's keyring lacks."""
     if not data:
         return False
+    tokens = [token for name in rm.encrypted_fields if (token := data.get(name))]
+    if not tokens:
+        return False
     try:
         keyring = get_keyring()
     except Exception:  # no usable keyring: nothing is readable here
-        return any(data.get(name) for name in rm.encrypted_field_names())
-    for name in rm.encrypted_field_names():
-        token = data.get(name)
-        if token and token_key_id(token) not in keyring:
-            return True
-    return False
+        return True
+    return any(token_key_id(token) not in keyring for token in tokens)
 
 
 def replication_backfill() -> int:

@@ -27,7 +27,7 @@ from django.db.models.signals import post_init, pre_init
 
 from configsync.conf import app_settings, settings_state
 from configsync.crypto.fields import Ciphertext, is_encrypted_field
-from configsync.crypto.keyring import is_token
+from configsync.crypto.keyring import is_token, keyring_built
 from configsync.replication import registry
 from configsync.replication.errors import ChangeValidationError
 from configsync.replication.hlc import HLC, HLCParseError, physical_now_ms
@@ -729,12 +729,13 @@ class PreChecked:
 
     def holds(self, changes: Any) -> bool:
         """Whether ``items`` is what checking ``changes`` now would give: the same list, the
-        same settings and registry (validation hooks included)."""
+        same settings, registry (validation hooks included) and keyring."""
         return changes is self.changes and self.state == _check_state()
 
 
 def _check_state() -> tuple[object, ...]:
-    return (settings_state(), registry.validation_state())
+    # A sensitive value's token is verified with the keyring (a test may swap it).
+    return (settings_state(), registry.validation_state(), keyring_built())
 
 
 class _DatabaseUsed(Exception):
