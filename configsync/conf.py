@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.signals import setting_changed
 from django.core.validators import URLValidator, validate_slug
 
 DEPLOYMENT_MODES = ("LOCAL_ONLY", "LOCAL_EXTERNAL", "LOCAL_R2", "LOCAL_EXTERNAL_R2")
@@ -227,12 +226,13 @@ class AppSettings:
 app_settings = AppSettings()
 
 
-def _settings_changed(**kwargs: Any) -> None:
+def app_settings_on_setting_changed(**kwargs: Any) -> None:
+    """``setting_changed`` receiver (connected by ``configsync.receivers.signals_connect`` from
+    ``ready()``): ``override_settings`` or the pytest ``settings`` fixture changed a setting, so
+    every option is read again."""
     _generation[0] += 1
     app_settings.reload()
 
-
-setting_changed.connect(_settings_changed, dispatch_uid="configsync.conf.reload")
 
 PEER_NAME_MAX_LENGTH = 64
 PEER_URL_MAX_LENGTH = 500

@@ -14,9 +14,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db.models.signals import post_migrate
 
-from configsync.conf import app_settings
+from configsync.conf import app_settings, app_settings_on_setting_changed
 from configsync.signals import AppliedChange, change_committed, changes_applied
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 def signals_connect() -> None:
     """Connect the core's receivers (idempotent: each has a ``dispatch_uid``)."""
     post_migrate.connect(node_identity_on_migrate, dispatch_uid="configsync.node_identity")
+    setting_changed.connect(app_settings_on_setting_changed, dispatch_uid="configsync.conf.reload")
     change_committed.connect(data_callback_on_change, dispatch_uid="configsync.data_callback")
     changes_applied.connect(
         data_callback_on_applied, dispatch_uid="configsync.data_callback_applied"

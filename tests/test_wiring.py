@@ -134,7 +134,10 @@ def test_ready_wires_every_subsystem(wiring: dict[str, list[object]]) -> None:
         "configsync.receivers.node_identity_on_migrate",
         "configsync.replication.receivers._migrated",
     }
-    assert names("setting_changed") == {"configsync.crypto.keyring.keyring_on_setting_changed"}
+    assert names("setting_changed") == {
+        "configsync.crypto.keyring.keyring_on_setting_changed",
+        "configsync.conf.app_settings_on_setting_changed",
+    }
     registered = {f"{c.__module__}.{c.__name__}" for c in checks.registry.registry.get_checks()}
     assert {
         "configsync.checks.check_encryption_keys",
