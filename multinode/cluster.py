@@ -265,6 +265,11 @@ class Node:
             ],
         )
 
+    def start_nats_follower(self) -> None:
+        """The Procfile's ``nats``: the follower of the group's JetStream stream (idle unless
+        the node's environment sets ``CONFIGSYNC_NATS_URL``)."""
+        self._spawn("nats", [PYTHON, "manage.py", "configsync", "nats", "follow"])
+
     def start(self, *, celery: bool = True, wait: bool = True) -> None:
         """Start web (and worker + beat); wait for ``/api/v1/health`` to answer 200."""
         self.start_web()

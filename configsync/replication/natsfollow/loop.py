@@ -98,11 +98,14 @@ class NatsFollower:
         logger.info("nats follower: started")
         from configsync.replication.services.peers import peer_seed_from_settings
 
-        peer_seed_from_settings()  # the beat seeds it too: the follower may start first
+        seeded = False
         backoff = 0.0
         try:
             while not self.stop.is_set():
                 try:
+                    if not seeded:  # the beat seeds it too: the follower may start first
+                        peer_seed_from_settings()  # (before ``migrate``: fails, and is retried)
+                        seeded = True
                     if self.wake.is_set() or self._transport is None:
                         close_old_connections()  # a long-lived process: as Django per request
                     if nats_peer() is None:
