@@ -88,8 +88,11 @@ def test_a_broken_merge_rule_fails_the_harness_with_its_seed(world: World) -> No
         assert tie, "could not force a tie:\n" + workload.history.text()
         # a (the broken node) takes b's tied version first: it pulls from b, pushes nothing.
         after = last_run_id(node)
-        world.cut("a>b", False)
+        # Pushes blocked before the link is back: a push of a's tied version sent while the
+        # veth was down is retransmitted once it is up, and must not reach b first (b would
+        # decide the conflict, and a take b's merge without ever applying its broken rule).
         world.proxy.set("a>b", block_push=True)
+        world.cut("a>b", False)
         note("link a>b: pull only")
         wait_until(
             lambda: any(

@@ -29,10 +29,15 @@ def pushing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def test_a_write_reaches_the_peer_through_the_pusher_alone(pushing: Cluster) -> None:
     a, b = pushing["a"], pushing["b"]
-    # The start-up cycle (the worker's) has run: the peers know each other.
-    wait_until(
-        lambda: "sync (full) with peer b done" in a.log_path("celery").read_text(), timeout=90
-    )
+    # Both start-up cycles (the workers') have run: the peers know each other, and b's cannot
+    # pull the write below before a's pusher pushes it (the push would then find it stale).
+    for node, peer in ((a, "b"), (b, "a")):
+        wait_until(
+            lambda node=node, peer=peer: (
+                f"sync (full) with peer {peer} done" in node.log_path("celery").read_text()
+            ),
+            timeout=90,
+        )
     key = unique_key("PUSHER")
     a.shell(
         "from configsync.services.system_config import system_config_set\n"
