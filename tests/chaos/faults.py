@@ -239,6 +239,10 @@ def force_tie(
             return False
     for link in [*world.http_links, *(li for ls in world.media_links.values() for li in ls)]:
         world.cut(link)
+        # and nothing in flight: a veth cut only stalls an open connection (a push of a filler
+        # or of a tied write would be retransmitted once the link is up); the proxy's cut resets
+        # them (restoring the link clears it)
+        world.proxy.set(link, cut=True)
     note(f"forced tie between {pair}: every link cut")
     for attempt in range(attempts):
         (wx, lx), (wy, ly) = clock_of(x), clock_of(y)
